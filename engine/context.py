@@ -1,0 +1,105 @@
+"""Run context in ``contextvars``: which flow run and task run the current code belongs to."""
+
+from __future__ import annotations
+
+import threading
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from flowbus.engine.records import make_record
+from flowbus.engine.sinks import EventSink
+from flowbus.engine.states import State
+
+if TYPE_CHECKING:
+    from flowbus.engine.flows import Flow
+    from flowbus.engine.futures import TaskRunFuture
+    from flowbus.engine.task_runners import TaskRunner
+    from flowbus.engine.tasks import Task
+
+
+class RunStream:
+    """A flow run's event stream: numbers each event (1, 2, 3, ...) and hands it to the sink.
+
+    Numbering and handing over happen under one lock, so the sink sees events in sequence order
+    even when tasks in several threads emit at once.
+    """
+
+    __slots__ = ("_lock", "_seq", "run_id", "sink")
+
+    def __init__(self, run_id: str, sink: EventSink) -> None:
+        self.run_id = run_id
+        self.sink = sink
+        self._seq = 0
+        self._lock = threading.Lock()
+
+    def emit(self, type_: str, fields: dict[str, Any]) -> None:
+        with self._lock:
+            self._seq += 1
+            self.sink.emit(make_record(self.run_id, self._seq, type_, fields))
+
+
+@dataclass
+class FlowRun:
+    """What a flow run is, as user code (hooks, templates) sees it."""
+
+    id: str
+    name: str
+    flow_name: str
+    parameters: dict[str, Any]
+    tags: list[str]
+    parent_run_id: str | None = None
+    parent_task_run_id: str | None = None
+    run_count: int = 0
+    state: State | None = None
+
+
+@dataclass
+class TaskRun:
+    """What a task run is, as user code (hooks, retry conditions, cache keys) sees it."""
+
+    id: str
+    name: str
+    task_key: str
+    flow_run_id: str
+    tags: list[str]
+    map_index: int | None = None
+    run_count: int = 0
+    state: State | None = None
+
+
+@dataclass
+class FlowRunContext:
+    flow: Flow[..., Any]
+    flow_run: FlowRun
+    stream: RunStream
+    task_runner: TaskRunner
+    log_prints: bool
+    submitted: list[TaskRunFuture[Any]] = field(default_factory=list)
+    name_counters: dict[str, int] = field(default_factory=dict)
+    counter_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next_index(self, task_key: str) -> int:
+        """A per-task counter that names task runs ``name-0``, ``name-1``, ... in this flow run."""
+        with self.counter_lock:
+            index = self.name_counters.get(task_key, 0)
+            self.name_counters[task_key] = index + 1
+            return index
+
+
+@dataclass
+class TaskRunContext:
+    task: Task[..., Any]
+    task_run: TaskRun
+    flow_run_context: FlowRunContext
+    parameters: dict[str, Any]
+    log_prints: bool
+
+
+flow_run_var: ContextVar[FlowRunContext | None] = ContextVar("flowbus_flow_run", default=None)
+task_run_var: ContextVar[TaskRunContext | None] = ContextVar("flowbus_task_run", default=None)
+
+
+def get_run_context() -> FlowRunContext | TaskRunContext | None:
+    """The innermost run context: the task run's inside a task, else the flow run's."""
+    return task_run_var.get() or flow_run_var.get()

@@ -1,0 +1,60 @@
+"""The error tree of flowbus: one root, shallow branches, structured attributes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FlowbusError(Exception):
+    """Root of every error flowbus raises on purpose."""
+
+
+class ParameterValidationError(FlowbusError, ValueError):
+    """Parameters given to a flow do not match its signature.
+
+    ``errors`` holds pydantic's structured error list; ``str()`` names each field and the reason.
+    """
+
+    def __init__(self, flow_name: str, errors: list[dict[str, Any]]) -> None:
+        self.flow_name = flow_name
+        self.errors = errors
+        lines = [f"invalid parameters for flow {flow_name!r}:"]
+        for err in errors:
+            where = ".".join(str(part) for part in err.get("loc", ())) or "(parameters)"
+            lines.append(f"  {where}: {err.get('msg', 'invalid value')}")
+        super().__init__("\n".join(lines))
+
+
+class StoreError(FlowbusError):
+    """The event store refused or failed an operation."""
+
+
+class SequenceError(StoreError):
+    """An event's per-run sequence number is a gap or a duplicate of another event."""
+
+    def __init__(self, run_id: str, expected: int, got: int) -> None:
+        self.run_id = run_id
+        self.expected = expected
+        self.got = got
+        kind = "gap" if got > expected else "duplicate"
+        super().__init__(f"run {run_id}: sequence {kind}: expected {expected}, got {got}")
+
+
+class TransitionRejected(FlowbusError):
+    """The rule table refused a state transition."""
+
+
+class UnfinishedRun(FlowbusError):
+    """A result was asked of a run that has not reached a final state."""
+
+
+class MissingResult(FlowbusError):
+    """A state has no result attached (for example it was loaded from the store)."""
+
+
+class TaskRunTimeout(FlowbusError, TimeoutError):
+    """A task or flow run exceeded its ``timeout_seconds``."""
+
+
+class UsageError(FlowbusError):
+    """The API was used in a way that cannot work, with a hint how to fix it."""

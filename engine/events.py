@@ -1,0 +1,131 @@
+"""Events: frozen, typed, versioned messages; every state change of a run is one of them.
+
+Every event belongs to one flow run's stream (``run_id``) and carries that run's own sequence
+number ``seq`` (1, 2, 3, ...): the store rejects a gap or a duplicate. Task runs and log lines
+are events of the flow run they belong to. ``id`` is unique; appending it twice is a no-op.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from flowbus.engine.errors import FlowbusError
+from flowbus.engine.states import State, StateType
+
+SCHEMA_VERSION = 1
+
+
+class DecodeError(FlowbusError, ValueError):
+    """Bytes that are not a valid flowbus event."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class StatePayload(_Frozen):
+    """A state as it travels in events: type, name, time, message and, on failure, a traceback."""
+
+    type: StateType
+    name: str
+    timestamp: datetime
+    message: str | None = None
+    traceback: str | None = None
+
+    @classmethod
+    def of(cls, state: State) -> StatePayload:
+        return cls.model_construct(
+            type=state.type,
+            name=state.name,
+            timestamp=state.timestamp,
+            message=state.message,
+            traceback=state.traceback,
+        )
+
+    def to_state(self) -> State:
+        return State(self.type, self.name, message=self.message, timestamp=self.timestamp)
+
+
+class _EventBase(_Frozen):
+    schema_version: Literal[1] = 1
+    id: UUID
+    run_id: UUID
+    seq: int = Field(ge=1)
+    occurred: datetime
+
+
+class FlowRunCreated(_EventBase):
+    type: Literal["flow_run.created"] = "flow_run.created"
+    flow_name: str
+    name: str
+    flow_version: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    parent_run_id: UUID | None = None
+    parent_task_run_id: UUID | None = None
+    deployment: str | None = None
+    state: StatePayload
+
+
+class FlowRunStateChanged(_EventBase):
+    type: Literal["flow_run.state"] = "flow_run.state"
+    state: StatePayload
+    result: str | None = None
+
+
+class TaskRunCreated(_EventBase):
+    type: Literal["task_run.created"] = "task_run.created"
+    task_run_id: UUID
+    task_key: str
+    name: str
+    tags: list[str] = Field(default_factory=list)
+    map_index: int | None = None
+    cache_key: str | None = None
+    upstream: list[UUID] = Field(default_factory=list)
+    state: StatePayload
+
+
+class TaskRunStateChanged(_EventBase):
+    type: Literal["task_run.state"] = "task_run.state"
+    task_run_id: UUID
+    state: StatePayload
+    result: str | None = None
+
+
+class LogEmitted(_EventBase):
+    type: Literal["log"] = "log"
+    task_run_id: UUID | None = None
+    level: int
+    logger: str
+    message: str
+
+
+Event = Annotated[
+    FlowRunCreated | FlowRunStateChanged | TaskRunCreated | TaskRunStateChanged | LogEmitted,
+    Field(discriminator="type"),
+]
+EVENT_TYPES: tuple[type[_EventBase], ...] = (
+    FlowRunCreated,
+    FlowRunStateChanged,
+    TaskRunCreated,
+    TaskRunStateChanged,
+    LogEmitted,
+)
+_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def decode_event(data: bytes | str) -> Event:
+    """Parse and validate one event from JSON; any problem raises ``DecodeError``."""
+    try:
+        return _ADAPTER.validate_json(data)
+    except ValidationError as exc:
+        raise DecodeError(f"not a valid flowbus event: {exc}") from exc
+
+
+def encode_event(event: _EventBase) -> str:
+    """The event's canonical JSON text."""
+    return event.model_dump_json()

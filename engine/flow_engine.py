@@ -1,0 +1,178 @@
+"""The life of one flow run, written once as a coroutine (sync bodies are called in place)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from flowbus.engine.context import (
+    FlowRun,
+    FlowRunContext,
+    RunStream,
+    flow_run_var,
+    task_run_var,
+)
+from flowbus.engine.errors import TaskRunTimeout, TransitionRejected
+from flowbus.engine.futures import TaskRunFuture
+from flowbus.engine.ids import new_id
+from flowbus.engine.invoke import call_user_function
+from flowbus.engine.records import json_safe, state_dict, summarize
+from flowbus.engine.retries import next_delay
+from flowbus.engine.run_logging import console, install_print_capture
+from flowbus.engine.sinks import EventSink, current_sink
+from flowbus.engine.states import (
+    AwaitingRetry,
+    Completed,
+    Crashed,
+    Failed,
+    Pending,
+    Retrying,
+    Running,
+    State,
+    TimedOut,
+)
+from flowbus.engine.task_engine import failure_details, run_hooks
+from flowbus.engine.transitions import decide
+
+if TYPE_CHECKING:
+    from flowbus.engine.flows import Flow
+
+
+async def make_durable(sink: EventSink) -> None:
+    """Wait until the sink has every event on disk, without blocking a running loop."""
+    loop = asyncio.get_running_loop()
+    if loop.is_running():
+        await loop.run_in_executor(None, sink.flush)
+    else:
+        sink.flush()  # stepped synchronously by run_sync: blocking here is the caller's wish
+
+
+class FlowRunEngine:
+    """Drives one flow run; ``run()`` returns the final state once its events are durable."""
+
+    def __init__(self, flow: Flow[..., Any], parameters: dict[str, Any]) -> None:
+        self.flow = flow
+        self.parameters = parameters
+        parent = flow_run_var.get()
+        parent_task = task_run_var.get()
+        self.sink = parent.stream.sink if parent else current_sink()
+        run_id = new_id()
+        self.stream = RunStream(run_id, self.sink)
+        self.flow_run = FlowRun(
+            id=run_id,
+            name=flow.render_run_name(parameters),
+            flow_name=flow.name,
+            parameters=parameters,
+            tags=list(flow.tags),
+            parent_run_id=parent.flow_run.id if parent else None,
+            parent_task_run_id=parent_task.task_run.id if parent_task else None,
+        )
+        log_prints = flow.log_prints
+        if log_prints is None:
+            log_prints = parent.log_prints if parent else False
+        if log_prints:
+            install_print_capture()
+        self.context = FlowRunContext(
+            flow, self.flow_run, self.stream, flow.task_runner.duplicate(), log_prints
+        )
+
+    def _set_state(self, state: State, result: str | None = None) -> State:
+        current = self.flow_run.state
+        verdict = decide(current.type if current else None, state.type)
+        if not verdict:
+            raise TransitionRejected(f"flow run {self.flow_run.name!r}: {verdict.reason}")
+        self.flow_run.state = state
+        run = self.flow_run
+        if current is None:
+            self.stream.emit(
+                "flow_run.created",
+                {
+                    "flow_name": run.flow_name,
+                    "name": run.name,
+                    "flow_version": self.flow.version,
+                    "parameters": {k: json_safe(v) for k, v in run.parameters.items()},
+                    "tags": run.tags,
+                    "parent_run_id": run.parent_run_id,
+                    "parent_task_run_id": run.parent_task_run_id,
+                    "deployment": None,
+                    "state": state_dict(state),
+                },
+            )
+        else:
+            self.stream.emit("flow_run.state", {"state": state_dict(state), "result": result})
+        return state
+
+    async def run(self) -> State:
+        flow = self.flow
+        self._set_state(Pending())
+        console(
+            logging.INFO,
+            f"Flow run {self.flow_run.name!r}",
+            f"Beginning flow run for flow {flow.name!r}",
+        )
+        flow_token = flow_run_var.set(self.context)
+        task_token = task_run_var.set(None)
+        try:
+            state = await self._attempts()
+        finally:
+            task_run_var.reset(task_token)
+            flow_run_var.reset(flow_token)
+            self.context.task_runner.shutdown()
+        hooks = flow.on_completion if state.is_completed() else flow.on_failure
+        if hooks:
+            await run_hooks(hooks, flow, self.flow_run, state)
+        level = logging.INFO if state.is_completed() else logging.ERROR
+        console(level, f"Flow run {self.flow_run.name!r}", f"Finished in state {state!r}")
+        await make_durable(self.sink)
+        return state
+
+    async def _attempts(self) -> State:
+        flow = self.flow
+        args, kwargs = flow.parameters.call_arguments(self.parameters)
+        for attempt in range(flow.retries + 1):
+            self.flow_run.run_count = attempt + 1
+            self.context.submitted = []
+            self._set_state(Retrying() if attempt else Running())
+            try:
+                result = await call_user_function(
+                    flow.fn, flow.is_async, args, kwargs, flow.timeout_seconds
+                )
+                result = await self._settle(result)
+            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit) as exc:
+                await self._settle_quietly()
+                self._set_state(Crashed(message=f"interrupted: {type(exc).__name__}"))
+                raise
+            except Exception as exc:
+                await self._settle_quietly()
+                message, tb = failure_details(exc)
+                make = TimedOut if isinstance(exc, TaskRunTimeout) else Failed
+                failed = make(message=message, data=exc, traceback=tb)
+                if attempt < flow.retries:
+                    delay = next_delay(attempt + 1, flow.retry_delays, None)
+                    self._set_state(AwaitingRetry(message=message, traceback=tb))
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    continue
+                return self._set_state(failed)
+            return self._set_state(Completed(data=result), summarize(result))
+        raise AssertionError("unreachable: the last attempt always returns")
+
+    async def _settle(self, result: Any) -> Any:
+        """Wait for every submitted task run; resolve futures and states the flow returned."""
+        await self._settle_quietly()
+        return await _resolve_returned(result)
+
+    async def _settle_quietly(self) -> None:
+        for future in list(self.context.submitted):
+            await future.wait_async()
+
+
+async def _resolve_returned(value: Any) -> Any:
+    if isinstance(value, TaskRunFuture):
+        return (await value.wait_async()).result()
+    if isinstance(value, State):
+        return value.result()
+    if type(value) in (list, tuple) and any(isinstance(v, TaskRunFuture | State) for v in value):
+        return type(value)([await _resolve_returned(v) for v in value])
+    return value

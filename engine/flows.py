@@ -1,0 +1,158 @@
+"""``@flow``: the function whose call is a recorded flow run, with its tasks and subflows."""
+
+from __future__ import annotations
+
+import inspect
+from asyncio import events as _events
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from flowbus.engine.errors import UsageError
+from flowbus.engine.flow_engine import FlowRunEngine
+from flowbus.engine.loops import run_sync
+from flowbus.engine.names import generate_run_name
+from flowbus.engine.parameters import ParameterSchema
+from flowbus.engine.retries import RetryDelay, delay_list
+from flowbus.engine.task_runners import ConcurrentTaskRunner, TaskRunner
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Flow(Generic[P, R]):
+    """A function run as a flow: each call is a flow run whose states and logs are recorded.
+
+    See ``flow`` for the options.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        name: str | None = None,
+        version: str | None = None,
+        flow_run_name: str | Callable[[], str] | None = None,
+        retries: int | None = None,
+        retry_delay_seconds: RetryDelay | None = None,
+        task_runner: TaskRunner | type[TaskRunner] | None = None,
+        description: str | None = None,
+        timeout_seconds: float | None = None,
+        validate_parameters: bool = True,
+        persist_result: bool | None = None,
+        log_prints: bool | None = None,
+        tags: Iterable[str] | None = None,
+        on_completion: Iterable[Callable[..., Any]] | None = None,
+        on_failure: Iterable[Callable[..., Any]] | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError("@flow needs a function")
+        self.fn = fn
+        self.name = name or fn.__name__.replace("_", "-")
+        self.version = version
+        self.flow_run_name = flow_run_name
+        self.retries = int(retries or 0)
+        if self.retries < 0:
+            raise ValueError("retries cannot be negative")
+        self.retry_delay_seconds = retry_delay_seconds
+        self.retry_delays = delay_list(retry_delay_seconds, self.retries)
+        if isinstance(task_runner, type):
+            task_runner = task_runner()
+        self.task_runner: TaskRunner = task_runner or ConcurrentTaskRunner()
+        self.description = description or inspect.getdoc(fn)
+        self.timeout_seconds = timeout_seconds
+        self.should_validate_parameters = validate_parameters
+        self.persist_result = persist_result
+        self.log_prints = log_prints
+        self.tags = list(tags or [])
+        self.on_completion = list(on_completion or [])
+        self.on_failure = list(on_failure or [])
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.parameters = ParameterSchema(fn, self.name)
+        self._options = {
+            "name": name,
+            "version": version,
+            "flow_run_name": flow_run_name,
+            "retries": retries,
+            "retry_delay_seconds": retry_delay_seconds,
+            "task_runner": task_runner,
+            "description": description,
+            "timeout_seconds": timeout_seconds,
+            "validate_parameters": validate_parameters,
+            "persist_result": persist_result,
+            "log_prints": log_prints,
+            "tags": tags,
+            "on_completion": on_completion,
+            "on_failure": on_failure,
+        }
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", self.name)
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"Flow(name={self.name!r})"
+
+    def with_options(self, **options: Any) -> Flow[P, R]:
+        """A copy of this flow with some options changed."""
+        unknown = set(options) - set(self._options)
+        if unknown:
+            raise TypeError(f"unknown flow options: {', '.join(sorted(unknown))}")
+        return Flow(self.fn, **{**self._options, **options})
+
+    def parameters_schema(self) -> dict[str, Any]:
+        """The JSON schema of this flow's parameters."""
+        return self.parameters.json_schema()
+
+    def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """Validate and coerce named parameters (defaults applied); raise if invalid."""
+        bound = self.parameters.bind((), parameters)
+        return self.parameters.validate(bound) if self.should_validate_parameters else bound
+
+    def render_run_name(self, parameters: dict[str, Any]) -> str:
+        template = self.flow_run_name
+        if template is None:
+            return generate_run_name()
+        if callable(template):
+            return str(template())
+        try:
+            return template.format(**parameters)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise UsageError(f"flow_run_name {template!r} of flow {self.name!r}: {exc!r}") from exc
+
+    @overload
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+    @overload
+    def __call__(self, *args: Any, return_state: bool, **kwargs: Any) -> Any: ...
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return_state = kwargs.pop("return_state", False)
+        bound = self.parameters.bind(args, kwargs)
+        parameters = self.parameters.validate(bound) if self.should_validate_parameters else bound
+        engine = FlowRunEngine(self, parameters)
+        if self.is_async:
+            loop = _events._get_running_loop()
+            if loop is not None and loop.is_running():
+                return _awaited(engine, return_state)
+        state = run_sync(engine.run())
+        return state if return_state else state.result()
+
+
+async def _awaited(engine: FlowRunEngine, return_state: bool) -> Any:
+    state = await engine.run()
+    return state if return_state else state.result()
+
+
+@overload
+def flow(__fn: Callable[P, R]) -> Flow[P, R]: ...
+@overload
+def flow(__fn: None = None, **options: Any) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+
+
+def flow(__fn: Callable[P, R] | None = None, **options: Any) -> Any:
+    """Make a function a flow: ``@flow`` or ``@flow(name=..., retries=..., ...)``.
+
+    Options (Prefect's names): name, version, description, tags, flow_run_name, retries,
+    retry_delay_seconds, timeout_seconds, validate_parameters, persist_result, log_prints,
+    task_runner, on_completion, on_failure.
+    """
+    if __fn is not None:
+        return Flow(__fn, **options)
+    return lambda fn: Flow(fn, **options)

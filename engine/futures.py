@@ -1,0 +1,134 @@
+"""Futures of submitted task runs: ``.result()``, ``.wait()``, ``.state``, and ``await``."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from asyncio import events as _events
+from collections.abc import Generator, Iterable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from flowbus.engine.errors import UsageError
+from flowbus.engine.states import Pending, State
+
+if TYPE_CHECKING:
+    from flowbus.engine.context import TaskRun
+
+R = TypeVar("R")
+
+
+class TaskRunFuture(Generic[R]):
+    """The eventual final state of a submitted task run.
+
+    In a sync flow call ``.result()``; in an async flow ``await future`` (or ``.result()`` once
+    it is done): blocking the loop that runs the task would never finish.
+    """
+
+    __slots__ = ("_future", "task_run")
+
+    def __init__(
+        self,
+        task_run: TaskRun,
+        future: asyncio.Future[State] | concurrent.futures.Future[State],
+    ) -> None:
+        self.task_run = task_run
+        self._future = future
+
+    def __repr__(self) -> str:
+        return f"TaskRunFuture({self.task_run.name!r}, {self.state!r})"
+
+    @property
+    def task_run_id(self) -> str:
+        return self.task_run.id
+
+    @property
+    def state(self) -> State:
+        """The task run's current state (its final state once done)."""
+        if self._future.done() and not self._future.cancelled():
+            return self._future.result()
+        return self.task_run.state or Pending()
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def _final_state(self, timeout: float | None) -> State:
+        future = self._future
+        if isinstance(future, concurrent.futures.Future):
+            return future.result(timeout)
+        if future.done():
+            return future.result()
+        running = _events._get_running_loop()
+        if running is not None and running is future.get_loop():
+            raise UsageError(
+                f"task run {self.task_run.name!r} runs on this event loop: "
+                "use `await future` in an async flow instead of `.result()`/`.wait()`"
+            )
+        done = concurrent.futures.Future[State]()
+        future.get_loop().call_soon_threadsafe(lambda: _chain(future, done))
+        return done.result(timeout)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the task run has finished (or ``timeout`` seconds pass)."""
+        try:
+            self._final_state(timeout)
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            return
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> R:
+        """The task's return value; raises its exception if it failed."""
+        return self._final_state(timeout).result(raise_on_failure=raise_on_failure)
+
+    async def wait_async(self) -> State:
+        future = self._future
+        if isinstance(future, concurrent.futures.Future):
+            if future.done():
+                return future.result()
+            return await asyncio.wrap_future(future)
+        if future.get_loop() is asyncio.get_running_loop():
+            return await future
+        return await asyncio.wrap_future(_as_concurrent(future))
+
+    def __await__(self) -> Generator[Any, None, R]:
+        state = yield from self.wait_async().__await__()
+        return state.result()
+
+    def add_done_callback(self, fn: Any) -> None:
+        self._future.add_done_callback(lambda _: fn(self))
+
+
+def _chain(source: asyncio.Future[State], target: concurrent.futures.Future[State]) -> None:
+    def copy(done: asyncio.Future[State]) -> None:
+        if done.cancelled():
+            target.cancel()
+        elif done.exception() is not None:
+            target.set_exception(done.exception())
+        else:
+            target.set_result(done.result())
+
+    if source.done():
+        copy(source)
+    else:
+        source.add_done_callback(copy)
+
+
+def _as_concurrent(future: asyncio.Future[State]) -> concurrent.futures.Future[State]:
+    done = concurrent.futures.Future[State]()
+    future.get_loop().call_soon_threadsafe(_chain, future, done)
+    return done
+
+
+class FutureList(list[TaskRunFuture[R]]):
+    """The futures of a ``.map()``: wait for all, or collect all results in order."""
+
+    def wait(self, timeout: float | None = None) -> None:
+        for future in self:
+            future.wait(timeout)
+
+    def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[R]:
+        return [f.result(timeout, raise_on_failure=raise_on_failure) for f in self]
+
+
+def wait(futures: Iterable[TaskRunFuture[Any]], timeout: float | None = None) -> None:
+    """Block until every future is done."""
+    for future in futures:
+        future.wait(timeout)

@@ -1,0 +1,96 @@
+"""Flow parameters: validated and coerced by pydantic from the function's signature."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
+
+from flowbus.engine.errors import ParameterValidationError
+
+
+class _LenientSchema(GenerateJsonSchema):
+    """Types JSON Schema cannot describe (a DataFrame, say) become ``{}``: any value."""
+
+    def handle_invalid_for_json_schema(
+        self, schema: core_schema.CoreSchema, error_info: str
+    ) -> JsonSchemaValue:
+        return {}
+
+
+class ParameterSchema:
+    """The parameters of one function: validation, coercion and a JSON schema.
+
+    Internally each parameter is field ``p<i>`` aliased to its real name, so a parameter may be
+    called ``json`` or ``model_config`` without clashing with pydantic's own attributes.
+    """
+
+    def __init__(self, fn: Callable[..., Any], owner: str) -> None:
+        self.owner = owner
+        self.signature = inspect.signature(fn)
+        fields: dict[str, Any] = {}
+        for index, (name, param) in enumerate(self.signature.parameters.items()):
+            annotation: Any = (
+                Any if param.annotation is inspect.Parameter.empty else param.annotation
+            )
+            default: Any
+            if param.kind is inspect.Parameter.VAR_POSITIONAL:
+                annotation, default = tuple[annotation, ...], ()
+            elif param.kind is inspect.Parameter.VAR_KEYWORD:
+                annotation, default = dict[str, annotation], {}
+            else:
+                default = ... if param.default is inspect.Parameter.empty else param.default
+            fields[f"p{index}"] = (annotation, Field(default, alias=name))
+        self.model: type[BaseModel] = create_model(
+            f"{owner}_parameters",
+            __config__=ConfigDict(arbitrary_types_allowed=True, extra="forbid"),
+            **fields,
+        )
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Map a call's arguments to parameter names, with defaults applied (no validation)."""
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ParameterValidationError(
+                self.owner, [{"loc": (), "msg": str(exc), "type": "bind"}]
+            ) from exc
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    def validate(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """Validate and coerce named parameters; raise ``ParameterValidationError`` if invalid."""
+        try:
+            model = self.model.model_validate(parameters)
+        except ValidationError as exc:
+            raise ParameterValidationError(self.owner, exc.errors(include_url=False)) from exc
+        fields = type(model).model_fields
+        return {str(field.alias): getattr(model, name) for name, field in fields.items()}
+
+    def call_arguments(self, parameters: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        """Turn named parameters back into positional and keyword arguments for the call."""
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        for name, param in self.signature.parameters.items():
+            if name not in parameters:
+                continue
+            value = parameters[name]
+            if param.kind is inspect.Parameter.VAR_POSITIONAL:
+                args.extend(value)
+            elif param.kind is inspect.Parameter.VAR_KEYWORD:
+                kwargs.update(value)
+            elif param.kind is inspect.Parameter.KEYWORD_ONLY:
+                kwargs[name] = value
+            else:
+                args.append(value)
+        return args, kwargs
+
+    def json_schema(self) -> dict[str, Any]:
+        """The parameters' JSON schema (what deployments and the UI build forms from)."""
+        schema = self.model.model_json_schema(by_alias=True, schema_generator=_LenientSchema)
+        schema["title"] = "Parameters"
+        return schema

@@ -1,0 +1,90 @@
+"""Building events on the hot path, and the record the store appends.
+
+The pydantic models in ``events.py`` are the contract: other services validate against them and
+``decode_event`` checks everything that enters flowbus. Inside the engine, building a pydantic model
+for each of the three events of a task run would cost more than the whole task-run budget, so
+events are built here as plain dicts of exactly the same shape and encoded with orjson; a unit
+test pins that every builder's output validates against its model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from flowbus.engine.clock import now_iso
+from flowbus.engine.events import SCHEMA_VERSION
+from flowbus.engine.ids import new_id
+from flowbus.engine.states import State
+
+_JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
+
+
+@dataclass(slots=True)
+class EventRecord:
+    """One event ready for the log: its envelope columns and its full JSON-able body."""
+
+    id: str
+    run_id: str
+    seq: int
+    type: str
+    occurred: str
+    data: dict[str, Any]
+    position: int | None = field(default=None)
+
+    def body(self) -> bytes:
+        return orjson.dumps(self.data, option=_JSON_OPTIONS)
+
+    @classmethod
+    def from_body(cls, body: bytes | str, position: int | None = None) -> EventRecord:
+        """Rebuild a record from stored JSON (trusted: it was validated when it came in)."""
+        data = orjson.loads(body)
+        return cls(
+            data["id"], data["run_id"], data["seq"], data["type"], data["occurred"], data, position
+        )
+
+
+def state_dict(state: State) -> dict[str, Any]:
+    return {
+        "type": state.type,
+        "name": state.name,
+        "timestamp": state.timestamp_iso,
+        "message": state.message,
+        "traceback": state.traceback,
+    }
+
+
+def make_record(run_id: str, seq: int, type_: str, fields: dict[str, Any]) -> EventRecord:
+    """Wrap ``fields`` in an event envelope (id, run, sequence, time, schema version)."""
+    event_id = new_id()
+    occurred = now_iso()
+    data = {
+        "schema_version": SCHEMA_VERSION,
+        "id": event_id,
+        "run_id": run_id,
+        "seq": seq,
+        "occurred": occurred,
+        "type": type_,
+        **fields,
+    }
+    return EventRecord(event_id, run_id, seq, type_, occurred, data)
+
+
+def json_safe(value: Any, limit: int = 2000) -> Any:
+    """Turn a parameter value into JSON: kept as is when JSON can hold it, else a short repr."""
+    try:
+        orjson.dumps(value, option=_JSON_OPTIONS)
+        return value
+    except TypeError:
+        text = repr(value)
+        return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def summarize(value: Any, limit: int = 200) -> str | None:
+    """A short human-readable summary of a result for run listings."""
+    if value is None:
+        return None
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

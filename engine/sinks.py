@@ -1,0 +1,113 @@
+"""Where a run's events go. The engine only knows the ``EventSink`` protocol; it is handed one.
+
+Local runs use ``StoreSink`` (the local store, group-committed); agents hand the engine a sink that
+publishes to NATS; unit tests use ``ListSink``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+import structlog
+
+from flowbus.engine import settings
+from flowbus.engine.loops import store_loop
+from flowbus.engine.records import EventRecord
+from flowbus.engine.store import EventStore, store_from_url
+from flowbus.engine.store.writer import GroupCommitWriter
+
+log = structlog.get_logger("flowbus.engine")
+
+
+class EventSink(Protocol):
+    """Receives a run's events in order; ``flush`` returns once they are durable."""
+
+    def emit(self, record: EventRecord) -> None: ...
+
+    def flush(self, timeout: float | None = None) -> None: ...
+
+
+class ListSink:
+    """Keeps events in a list: for unit tests of engine logic."""
+
+    def __init__(self) -> None:
+        self.records: list[EventRecord] = []
+        self._lock = threading.Lock()
+
+    def emit(self, record: EventRecord) -> None:
+        with self._lock:
+            self.records.append(record)
+
+    def flush(self, timeout: float | None = None) -> None:
+        return None
+
+
+class StoreSink:
+    """Records events in an event store, through a group-commit writer on the background loop."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        store_loop.call(store.open())
+        self._writer = GroupCommitWriter(store, store_loop.loop)
+
+    def emit(self, record: EventRecord) -> None:
+        self._writer.submit(record)
+
+    def flush(self, timeout: float | None = None) -> None:
+        self._writer.flush(timeout)
+
+    def close(self) -> None:
+        self.flush()
+        store_loop.call(self.store.close())
+
+
+_sinks: dict[str, StoreSink] = {}
+_sinks_lock = threading.Lock()
+_override: contextvars.ContextVar[EventSink | None] = contextvars.ContextVar(
+    "flowbus_sink", default=None
+)
+
+
+def current_sink() -> EventSink:
+    """The sink for a new top-level run: the one set by ``use_sink``, else the local store."""
+    override = _override.get()
+    if override is not None:
+        return override
+    url = settings.store_url()
+    sink = _sinks.get(url)
+    if sink is None:
+        with _sinks_lock:
+            sink = _sinks.get(url)
+            if sink is None:
+                sink = _sinks[url] = StoreSink(store_from_url(url))
+    return sink
+
+
+@contextmanager
+def use_sink(sink: EventSink) -> Iterator[EventSink]:
+    """Send the events of runs started inside the block to ``sink``."""
+    token = _override.set(sink)
+    try:
+        yield sink
+    finally:
+        _override.reset(token)
+
+
+def close_store_sinks() -> None:
+    """Flush and close every local store sink (at exit, and between tests)."""
+    with _sinks_lock:
+        sinks = list(_sinks.values())
+        _sinks.clear()
+    for sink in sinks:
+        try:
+            sink.close()
+        except Exception as exc:  # at exit there is nobody left to raise to
+            log.error("could not flush events at exit", store=sink.store.url, error=str(exc))
+
+
+atexit.register(close_store_sinks)

@@ -1,0 +1,88 @@
+"""The event store's contract: an append-only log with per-run sequences, plus projections."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from flowbus.engine.records import EventRecord
+from flowbus.engine.store.views import FlowRunView, LogLine, StoredEvent, TaskRunView
+
+
+class EventStore(abc.ABC):
+    """An event log with projections updated in the same transaction as each append.
+
+    Every backend (memory, SQLite, PostgreSQL) passes the same contract test suite.
+    """
+
+    url: str
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and bring the schema up to date."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections; the store may be opened again."""
+
+    async def __aenter__(self) -> EventStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def append(self, records: Sequence[EventRecord]) -> int:
+        """Append events atomically and project them; return how many were new.
+
+        An event whose id is already in the log is skipped. An event whose ``seq`` is not the
+        next one of its run (a gap, or a duplicate under another id) raises ``SequenceError`` and
+        nothing of the batch is written.
+        """
+
+    @abc.abstractmethod
+    async def head(self, run_id: str) -> int:
+        """The last sequence number recorded for a run (0 when it has none)."""
+
+    @abc.abstractmethod
+    async def read_run(self, run_id: str, after_seq: int = 0) -> list[StoredEvent]:
+        """A run's events in sequence order."""
+
+    @abc.abstractmethod
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        """Events of all runs in global order, after a position."""
+
+    @abc.abstractmethod
+    async def get_flow_run(self, run_id: str) -> FlowRunView | None:
+        """One flow run's current projection, or None."""
+
+    @abc.abstractmethod
+    async def find_flow_runs(self, prefix: str, limit: int = 2) -> list[FlowRunView]:
+        """Flow runs whose id starts with ``prefix`` (so users can type short ids)."""
+
+    @abc.abstractmethod
+    async def list_flow_runs(
+        self,
+        state: str | None = None,
+        flow_name: str | None = None,
+        limit: int = 50,
+        parent_run_id: str | None = None,
+    ) -> list[FlowRunView]:
+        """Flow runs, newest first, filtered by state type or name and by flow name."""
+
+    @abc.abstractmethod
+    async def list_task_runs(self, run_id: str) -> list[TaskRunView]:
+        """A flow run's task runs in creation order."""
+
+    @abc.abstractmethod
+    async def get_logs(self, run_id: str, after_seq: int = 0, limit: int = 1000) -> list[LogLine]:
+        """A flow run's log lines in order."""
+
+    @abc.abstractmethod
+    async def rebuild_projections(self) -> int:
+        """Re-derive every projection from the log; return the number of events replayed."""
+
+    @abc.abstractmethod
+    async def verify_projections(self) -> list[str]:
+        """Compare a fresh rebuild with the live projections; return the differences found."""

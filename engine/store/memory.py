@@ -1,0 +1,188 @@
+"""The in-memory event store: the twin used by unit tests of logic. Nothing is persisted."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from flowbus.engine.errors import SequenceError
+from flowbus.engine.records import EventRecord
+from flowbus.engine.store.base import EventStore
+from flowbus.engine.store.projection import (
+    FLOW_RUN_COLUMNS,
+    LOG_COLUMNS,
+    STATE_UPDATE_FIELDS,
+    TASK_RUN_COLUMNS,
+    ProjectionPlan,
+    plan,
+)
+from flowbus.engine.store.views import FlowRunView, LogLine, StoredEvent, TaskRunView
+
+Tables = dict[str, dict[Any, dict[str, Any]]]
+
+
+def _empty_tables() -> Tables:
+    return {"flow_runs": {}, "task_runs": {}, "logs": {}}
+
+
+def _apply(tables: Tables, ops: ProjectionPlan) -> None:
+    for row in ops.flow_inserts:
+        tables["flow_runs"][row[0]] = dict(zip(FLOW_RUN_COLUMNS, row, strict=True))
+    for row in ops.task_inserts:
+        tables["task_runs"][row[0]] = dict(zip(TASK_RUN_COLUMNS, row, strict=True))
+    for table, updates in (("flow_runs", ops.flow_updates), ("task_runs", ops.task_updates)):
+        for params in updates:
+            change = dict(zip(STATE_UPDATE_FIELDS, params, strict=True))
+            row = tables[table].get(change["id"])
+            if row is None:
+                continue  # as an SQL UPDATE of a missing row: nothing happens
+            for name in ("state_type", "state_name", "state_message", "state_timestamp", "ended"):
+                row[name] = change[name]
+            row["started"] = row["started"] or change["started"]
+            row["run_count"] += change["run_inc"]
+            row["result"] = change["result"] if change["result"] is not None else row["result"]
+    for row in ops.logs:
+        tables["logs"][(row[0], row[1])] = dict(zip(LOG_COLUMNS, row, strict=True))
+
+
+class MemoryEventStore(EventStore):
+    """Event store held in dicts, with the same contract as the SQL backends."""
+
+    def __init__(self) -> None:
+        self.url = "memory://"
+        self._events: list[EventRecord] = []
+        self._ids: set[str] = set()
+        self._heads: dict[str, int] = {}
+        self._tables = _empty_tables()
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        self._lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        return None
+
+    async def append(self, records: Sequence[EventRecord]) -> int:
+        async with self._lock:
+            heads: dict[str, int] = {}
+            fresh: list[EventRecord] = []
+            seen: set[str] = set()
+            for record in records:
+                head = heads.get(record.run_id, self._heads.get(record.run_id, 0))
+                if record.id in self._ids or record.id in seen:
+                    continue
+                if record.seq != head + 1:
+                    raise SequenceError(record.run_id, head + 1, record.seq)
+                heads[record.run_id] = record.seq
+                seen.add(record.id)
+                fresh.append(record)
+            for record in fresh:
+                # Round-trip through JSON so the twin stores exactly what a database would.
+                stored = EventRecord.from_body(record.body(), len(self._events) + 1)
+                self._events.append(stored)
+            _apply(self._tables, plan(fresh))
+            self._ids |= seen
+            self._heads.update(heads)
+            return len(fresh)
+
+    async def head(self, run_id: str) -> int:
+        return self._heads.get(run_id, 0)
+
+    @staticmethod
+    def _stored(record: EventRecord) -> StoredEvent:
+        assert record.position is not None
+        return StoredEvent(
+            position=record.position,
+            id=record.id,
+            run_id=record.run_id,
+            seq=record.seq,
+            type=record.type,
+            occurred=record.occurred,
+            data=record.data,
+        )
+
+    async def read_run(self, run_id: str, after_seq: int = 0) -> list[StoredEvent]:
+        return [self._stored(r) for r in self._events if r.run_id == run_id and r.seq > after_seq]
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        return [self._stored(r) for r in self._events[after_position : after_position + limit]]
+
+    @staticmethod
+    def _flow_view(row: dict[str, Any]) -> FlowRunView:
+        data = dict(row)
+        data["parameters"] = orjson.loads(data["parameters"])
+        data["tags"] = orjson.loads(data["tags"])
+        return FlowRunView(**data)
+
+    async def get_flow_run(self, run_id: str) -> FlowRunView | None:
+        row = self._tables["flow_runs"].get(run_id)
+        return self._flow_view(row) if row else None
+
+    async def find_flow_runs(self, prefix: str, limit: int = 2) -> list[FlowRunView]:
+        rows = sorted(
+            (r for r in self._tables["flow_runs"].values() if r["id"].startswith(prefix)),
+            key=lambda r: r["id"],
+        )
+        return [self._flow_view(r) for r in rows[:limit]]
+
+    async def list_flow_runs(
+        self,
+        state: str | None = None,
+        flow_name: str | None = None,
+        limit: int = 50,
+        parent_run_id: str | None = None,
+    ) -> list[FlowRunView]:
+        rows = [
+            r
+            for r in self._tables["flow_runs"].values()
+            if (state is None or state in (r["state_type"], r["state_name"]))
+            and (flow_name is None or r["flow_name"] == flow_name)
+            and (parent_run_id is None or r["parent_run_id"] == parent_run_id)
+        ]
+        rows.sort(key=lambda r: (r["created"], r["id"]), reverse=True)
+        return [self._flow_view(r) for r in rows[:limit]]
+
+    async def list_task_runs(self, run_id: str) -> list[TaskRunView]:
+        rows = [r for r in self._tables["task_runs"].values() if r["flow_run_id"] == run_id]
+        rows.sort(key=lambda r: (r["created"], r["id"]))
+        views = []
+        for row in rows:
+            data = dict(row)
+            data["tags"] = orjson.loads(data["tags"])
+            data["upstream"] = orjson.loads(data["upstream"])
+            views.append(TaskRunView(**data))
+        return views
+
+    async def get_logs(self, run_id: str, after_seq: int = 0, limit: int = 1000) -> list[LogLine]:
+        rows = sorted(
+            (
+                r
+                for (rid, seq), r in self._tables["logs"].items()
+                if rid == run_id and seq > after_seq
+            ),
+            key=lambda r: r["seq"],
+        )
+        return [LogLine(**r) for r in rows[:limit]]
+
+    def _rebuilt(self) -> Tables:
+        tables = _empty_tables()
+        _apply(tables, plan(self._events))
+        return tables
+
+    async def rebuild_projections(self) -> int:
+        self._tables = self._rebuilt()
+        return len(self._events)
+
+    async def verify_projections(self) -> list[str]:
+        rebuilt = self._rebuilt()
+        differences = []
+        for table, rows in self._tables.items():
+            for key in rows.keys() | rebuilt[table].keys():
+                if rows.get(key) != rebuilt[table].get(key):
+                    differences.append(
+                        f"{table}: {key}: live {rows.get(key)} rebuilt {rebuilt[table].get(key)}"
+                    )
+        return differences

@@ -1,0 +1,234 @@
+"""What each event does to the projections, as a plan of row operations shared by all backends.
+
+The plan is computed in Python once; each backend applies it (SQL with ``executemany``, the memory
+twin with dicts). Live recording and ``rebuild`` go through the same plan, so a rebuilt projection
+equals the live one by construction; ``verify`` checks that it really does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from flowbus.engine.clock import canonical
+from flowbus.engine.records import EventRecord
+
+TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
+
+FLOW_RUN_COLUMNS = (
+    "id",
+    "flow_name",
+    "name",
+    "flow_version",
+    "deployment",
+    "parent_run_id",
+    "parent_task_run_id",
+    "parameters",
+    "tags",
+    "state_type",
+    "state_name",
+    "state_message",
+    "state_timestamp",
+    "created",
+    "started",
+    "ended",
+    "run_count",
+    "result",
+)
+TASK_RUN_COLUMNS = (
+    "id",
+    "flow_run_id",
+    "task_key",
+    "name",
+    "tags",
+    "map_index",
+    "cache_key",
+    "upstream",
+    "state_type",
+    "state_name",
+    "state_message",
+    "state_timestamp",
+    "created",
+    "started",
+    "ended",
+    "run_count",
+    "result",
+)
+LOG_COLUMNS = ("run_id", "seq", "task_run_id", "timestamp", "level", "logger", "message")
+#: The order of a state update's parameters (the row id comes last).
+STATE_UPDATE_FIELDS = (
+    "state_type",
+    "state_name",
+    "state_message",
+    "state_timestamp",
+    "started",
+    "ended",
+    "run_inc",
+    "result",
+    "id",
+)
+
+
+iso = canonical
+# Timestamps inside an EventRecord are canonical already (made by ``clock.now_iso`` or
+# canonicalised when a record is decoded from outside), so the plan copies them as they are.
+
+
+def _json(value: Any) -> str:
+    if not value:
+        return "[]" if isinstance(value, list) else "{}"
+    return orjson.dumps(value, option=orjson.OPT_UTC_Z).decode()
+
+
+@dataclass
+class ProjectionPlan:
+    """Row operations for one batch of events, in the order they must be applied."""
+
+    flow_inserts: list[tuple[Any, ...]] = field(default_factory=list)
+    task_inserts: list[tuple[Any, ...]] = field(default_factory=list)
+    flow_updates: list[tuple[Any, ...]] = field(default_factory=list)
+    task_updates: list[tuple[Any, ...]] = field(default_factory=list)
+    logs: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+def _state_update(row_id: str, data: dict[str, Any]) -> tuple[Any, ...]:
+    state = data["state"]
+    ts = state["timestamp"]
+    running = state["type"] == "RUNNING"
+    return (
+        state["type"],
+        state["name"],
+        state["message"],
+        ts,
+        ts if running else None,
+        ts if state["type"] in TERMINAL else None,
+        1 if running else 0,
+        data.get("result"),
+        row_id,
+    )
+
+
+def _flow_insert(data: dict[str, Any]) -> tuple[Any, ...]:
+    state = data["state"]
+    ts = state["timestamp"]
+    running = state["type"] == "RUNNING"
+    return (
+        data["run_id"],
+        data["flow_name"],
+        data["name"],
+        data.get("flow_version"),
+        data.get("deployment"),
+        data.get("parent_run_id"),
+        data.get("parent_task_run_id"),
+        _json(data.get("parameters") or {}),
+        _json(data.get("tags") or []),
+        state["type"],
+        state["name"],
+        state["message"],
+        ts,
+        data["occurred"],
+        ts if running else None,
+        ts if state["type"] in TERMINAL else None,
+        1 if running else 0,
+        None,
+    )
+
+
+def _task_insert(data: dict[str, Any]) -> tuple[Any, ...]:
+    state = data["state"]
+    ts = state["timestamp"]
+    running = state["type"] == "RUNNING"
+    return (
+        data["task_run_id"],
+        data["run_id"],
+        data["task_key"],
+        data["name"],
+        _json(data.get("tags") or []),
+        data.get("map_index"),
+        data.get("cache_key"),
+        _json(data.get("upstream") or []),
+        state["type"],
+        state["name"],
+        state["message"],
+        ts,
+        data["occurred"],
+        ts if running else None,
+        ts if state["type"] in TERMINAL else None,
+        1 if running else 0,
+        None,
+    )
+
+
+_FOLDED: tuple[str, ...] = (
+    "state_type",
+    "state_name",
+    "state_message",
+    "state_timestamp",
+    "started",
+    "ended",
+    "run_count",
+    "result",
+)
+_FLOW_AT = {name: FLOW_RUN_COLUMNS.index(name) for name in _FOLDED}
+_TASK_AT = {name: TASK_RUN_COLUMNS.index(name) for name in _FOLDED}
+
+
+def _fold(row: list[Any], update: tuple[Any, ...], at: dict[str, int]) -> None:
+    """Apply a state update to a row inserted in the same batch, as the SQL UPDATE would."""
+    row[at["state_type"]], row[at["state_name"]], row[at["state_message"]] = update[0:3]
+    row[at["state_timestamp"]] = update[3]
+    row[at["started"]] = row[at["started"]] or update[4]
+    row[at["ended"]] = update[5]
+    row[at["run_count"]] += update[6]
+    if update[7] is not None:
+        row[at["result"]] = update[7]
+
+
+def plan(records: Iterable[EventRecord]) -> ProjectionPlan:
+    """The row operations that ``records`` (in log order) make to the projections.
+
+    A state change of a run created in the same batch is folded into that run's insert: one row
+    write instead of three for the common created-running-completed task run.
+    """
+    out = ProjectionPlan()
+    new_flows: dict[str, list[Any]] = {}
+    new_tasks: dict[str, list[Any]] = {}
+    for record in records:
+        data = record.data
+        kind = record.type
+        if kind == "task_run.state":
+            update = _state_update(data["task_run_id"], data)
+            row = new_tasks.get(update[-1])
+            if row is None:
+                out.task_updates.append(update)
+            else:
+                _fold(row, update, _TASK_AT)
+        elif kind == "task_run.created":
+            new_tasks[data["task_run_id"]] = list(_task_insert(data))
+        elif kind == "log":
+            out.logs.append(
+                (
+                    data["run_id"],
+                    data["seq"],
+                    data.get("task_run_id"),
+                    data["occurred"],
+                    data["level"],
+                    data["logger"],
+                    data["message"],
+                )
+            )
+        elif kind == "flow_run.state":
+            update = _state_update(data["run_id"], data)
+            row = new_flows.get(update[-1])
+            if row is None:
+                out.flow_updates.append(update)
+            else:
+                _fold(row, update, _FLOW_AT)
+        elif kind == "flow_run.created":
+            new_flows[data["run_id"]] = list(_flow_insert(data))
+    out.flow_inserts = [tuple(row) for row in new_flows.values()]
+    out.task_inserts = [tuple(row) for row in new_tasks.values()]
+    return out

@@ -1,0 +1,380 @@
+"""The SQLite event store (aiosqlite, WAL): the default backend, one file under $FLOWBUS_HOME.
+
+One writer per store: appends are serialized by a lock and each batch is one transaction holding
+the events, their projections and the tracking position. Readers in other processes see committed
+data thanks to WAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from flowbus.engine.errors import SequenceError, StoreError
+from flowbus.engine.records import EventRecord
+from flowbus.engine.store import sql_statements as q
+from flowbus.engine.store.base import EventStore
+from flowbus.engine.store.migrations import load_migrations, split_statements
+from flowbus.engine.store.projection import (
+    FLOW_RUN_COLUMNS,
+    LOG_COLUMNS,
+    TASK_RUN_COLUMNS,
+    ProjectionPlan,
+    iso,
+    plan,
+)
+from flowbus.engine.store.views import FlowRunView, LogLine, StoredEvent, TaskRunView
+
+_HEADS_CACHE_LIMIT = 100_000
+_REPLAY_CHUNK = 5_000
+
+
+def _store_error(path: str, exc: sqlite3.Error) -> StoreError:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return StoreError(
+            f"the store {path} is locked by another process and stayed locked: {text}"
+        )
+    if "full" in text:
+        return StoreError(f"the disk holding the store {path} is full: {text}")
+    return StoreError(f"the store {path} failed: {text}")
+
+
+class SqliteEventStore(EventStore):
+    """Event store in one SQLite file.
+
+    Args:
+        path: the database file (created with its folder if missing).
+        synchronous: SQLite's ``synchronous`` pragma; ``FULL`` fsyncs every commit so an event
+            is on disk when ``append`` returns, ``NORMAL`` survives crashes but not power loss.
+        busy_timeout: seconds to wait for a lock held by another process before failing.
+    """
+
+    def __init__(self, path: str | Path, synchronous: str = "FULL", busy_timeout: float = 5.0):
+        self.path = str(path)
+        self.url = f"sqlite:///{self.path}"
+        self._synchronous = synchronous
+        self._busy_ms = int(busy_timeout * 1000)
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._heads: dict[str, int] = {}
+
+    # -- connection -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._db is not None:
+            return
+        if self.path != ":memory:":
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the folder of the store {self.path}: {exc}"
+                ) from exc
+        try:
+            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            await self._db.execute("PRAGMA journal_mode = WAL")
+            await self._db.execute(f"PRAGMA synchronous = {self._synchronous}")
+            await self._migrate()
+        except sqlite3.Error as exc:
+            await self.close()
+            raise _store_error(self.path, exc) from exc
+        self._lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            await db.close()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreError("the store is not open")
+        return self._db
+
+    async def _migrate(self) -> None:
+        await self.db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied TEXT NOT NULL)"
+        )
+        rows = await self.db.execute_fetchall("SELECT version FROM schema_migrations")
+        done = {row[0] for row in rows}
+        for migration in load_migrations():
+            if migration.version in done:
+                continue
+            async with self._transaction():
+                for statement in split_statements(migration.sql):
+                    await self.db.execute(statement)
+                await self.db.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, datetime('now'))",
+                    (migration.version, migration.name),
+                )
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        await self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            await self.db.execute("ROLLBACK")
+            raise
+        await self.db.execute("COMMIT")
+
+    # -- appending ----------------------------------------------------------------------------
+
+    async def append(self, records: Sequence[EventRecord]) -> int:
+        if not records:
+            return 0
+        async with self._lock:
+            try:
+                return await self._append_once(records)
+            except sqlite3.IntegrityError:
+                # Another process appended to one of these runs: our cached heads are stale.
+                self._heads.clear()
+                try:
+                    return await self._append_once(records)
+                except sqlite3.IntegrityError as exc:
+                    raise StoreError(f"conflicting events: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise _store_error(self.path, exc) from exc
+
+    async def _append_once(self, records: Sequence[EventRecord]) -> int:
+        fresh, heads = await self._check_sequences(records)
+        if not fresh:
+            return 0
+        rows = [(r.id, r.run_id, r.seq, r.type, iso(r.occurred), r.body()) for r in fresh]
+        async with self._transaction():
+            await self.db.executemany(
+                "INSERT INTO events (id, run_id, seq, type, occurred, body) VALUES (?,?,?,?,?,?)",
+                rows,
+            )
+            await self._apply(plan(fresh), "main")
+            await self.db.execute(
+                "UPDATE projection_tracking SET position = (SELECT max(position) FROM events) "
+                "WHERE name = 'runs'"
+            )
+        if len(self._heads) > _HEADS_CACHE_LIMIT:
+            self._heads.clear()
+        self._heads.update(heads)
+        return len(fresh)
+
+    async def _check_sequences(
+        self, records: Sequence[EventRecord]
+    ) -> tuple[list[EventRecord], dict[str, int]]:
+        heads: dict[str, int] = {}
+        seen: set[str] = set()
+        fresh = []
+        for record in records:
+            head = heads.get(record.run_id)
+            if head is None:
+                head = self._heads.get(record.run_id)
+                if head is None:
+                    head = await self._load_head(record.run_id)
+            if record.seq == head + 1 and record.id not in seen:
+                fresh.append(record)
+                seen.add(record.id)
+                heads[record.run_id] = record.seq
+            elif record.id in seen or (record.seq <= head and await self._has_event(record.id)):
+                continue  # the same event again: appending it is a no-op
+            else:
+                raise SequenceError(record.run_id, head + 1, record.seq)
+        return fresh, heads
+
+    async def _load_head(self, run_id: str) -> int:
+        rows = await self.db.execute_fetchall(
+            "SELECT max(seq) FROM events WHERE run_id = ?", (run_id,)
+        )
+        return int(next(iter(rows))[0] or 0)
+
+    async def _has_event(self, event_id: str) -> bool:
+        rows = await self.db.execute_fetchall("SELECT 1 FROM events WHERE id = ?", (event_id,))
+        return bool(list(rows))
+
+    async def _apply(self, ops: ProjectionPlan, schema: str) -> None:
+        for sql, params in (
+            (q.INSERT_FLOW_RUN, ops.flow_inserts),
+            (q.INSERT_TASK_RUN, ops.task_inserts),
+            (q.UPDATE_FLOW_RUN, ops.flow_updates),
+            (q.UPDATE_TASK_RUN, ops.task_updates),
+            (q.INSERT_LOG, ops.logs),
+        ):
+            if params:
+                await self.db.executemany(sql.format(s=schema), params)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def head(self, run_id: str) -> int:
+        return await self._load_head(run_id)
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return list(await self.db.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, exc) from exc
+
+    @staticmethod
+    def _stored(row: Sequence[Any]) -> StoredEvent:
+        position, event_id, run_id, seq, type_, occurred, body = row
+        return StoredEvent(
+            position=position,
+            id=event_id,
+            run_id=run_id,
+            seq=seq,
+            type=type_,
+            occurred=occurred,
+            data=orjson.loads(body),
+        )
+
+    async def read_run(self, run_id: str, after_seq: int = 0) -> list[StoredEvent]:
+        rows = await self._fetch(
+            "SELECT position, id, run_id, seq, type, occurred, body FROM events "
+            "WHERE run_id = ? AND seq > ? ORDER BY seq",
+            (run_id, after_seq),
+        )
+        return [self._stored(row) for row in rows]
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        rows = await self._fetch(
+            "SELECT position, id, run_id, seq, type, occurred, body FROM events "
+            "WHERE position > ? ORDER BY position LIMIT ?",
+            (after_position, limit),
+        )
+        return [self._stored(row) for row in rows]
+
+    @staticmethod
+    def _flow_run(row: Sequence[Any]) -> FlowRunView:
+        data = dict(zip(FLOW_RUN_COLUMNS, row, strict=True))
+        data["parameters"] = orjson.loads(data["parameters"])
+        data["tags"] = orjson.loads(data["tags"])
+        return FlowRunView(**data)
+
+    async def get_flow_run(self, run_id: str) -> FlowRunView | None:
+        rows = await self._fetch(
+            f"SELECT {', '.join(FLOW_RUN_COLUMNS)} FROM flow_runs WHERE id = ?", (run_id,)
+        )
+        return self._flow_run(rows[0]) if rows else None
+
+    async def find_flow_runs(self, prefix: str, limit: int = 2) -> list[FlowRunView]:
+        rows = await self._fetch(
+            f"SELECT {', '.join(FLOW_RUN_COLUMNS)} FROM flow_runs "
+            "WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+            (prefix, prefix + "\uffff", limit),
+        )
+        return [self._flow_run(row) for row in rows]
+
+    async def list_flow_runs(
+        self,
+        state: str | None = None,
+        flow_name: str | None = None,
+        limit: int = 50,
+        parent_run_id: str | None = None,
+    ) -> list[FlowRunView]:
+        where, params = [], []
+        if state is not None:
+            where.append("(state_type = ? OR state_name = ?)")
+            params += [state, state]
+        if flow_name is not None:
+            where.append("flow_name = ?")
+            params.append(flow_name)
+        if parent_run_id is not None:
+            where.append("parent_run_id = ?")
+            params.append(parent_run_id)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._fetch(
+            f"SELECT {', '.join(FLOW_RUN_COLUMNS)} FROM flow_runs {clause} "
+            "ORDER BY created DESC, id DESC LIMIT ?",
+            [*params, limit],
+        )
+        return [self._flow_run(row) for row in rows]
+
+    async def list_task_runs(self, run_id: str) -> list[TaskRunView]:
+        rows = await self._fetch(
+            f"SELECT {', '.join(TASK_RUN_COLUMNS)} FROM task_runs "
+            "WHERE flow_run_id = ? ORDER BY created, id",
+            (run_id,),
+        )
+        views = []
+        for row in rows:
+            data = dict(zip(TASK_RUN_COLUMNS, row, strict=True))
+            data["tags"] = orjson.loads(data["tags"])
+            data["upstream"] = orjson.loads(data["upstream"])
+            views.append(TaskRunView(**data))
+        return views
+
+    async def get_logs(self, run_id: str, after_seq: int = 0, limit: int = 1000) -> list[LogLine]:
+        rows = await self._fetch(
+            f"SELECT {', '.join(LOG_COLUMNS)} FROM logs WHERE run_id = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (run_id, after_seq, limit),
+        )
+        return [LogLine(**dict(zip(LOG_COLUMNS, row, strict=True))) for row in rows]
+
+    # -- rebuilding and verifying -----------------------------------------------------------
+
+    async def _replay_into(self, schema: str) -> int:
+        count, position = 0, 0
+        while True:
+            rows = await self._fetch(
+                "SELECT position, body FROM events WHERE position > ? ORDER BY position LIMIT ?",
+                (position, _REPLAY_CHUNK),
+            )
+            if not rows:
+                return count
+            records = [EventRecord.from_body(body, pos) for pos, body in rows]
+            await self._apply(plan(records), schema)
+            count += len(records)
+            position = rows[-1][0]
+
+    async def rebuild_projections(self) -> int:
+        async with self._lock:
+            try:
+                async with self._transaction():
+                    for table in q.PROJECTION_TABLES:
+                        await self.db.execute(f"DELETE FROM {table}")
+                    count = await self._replay_into("main")
+                    await self.db.execute(
+                        "UPDATE projection_tracking SET position = "
+                        "(SELECT coalesce(max(position), 0) FROM events) WHERE name = 'runs'"
+                    )
+            except sqlite3.Error as exc:
+                raise _store_error(self.path, exc) from exc
+            return count
+
+    async def verify_projections(self) -> list[str]:
+        differences: list[str] = []
+        async with self._lock:
+            await self.db.execute("ATTACH DATABASE ':memory:' AS scratch")
+            try:
+                for table in q.PROJECTION_TABLES:
+                    rows = await self._fetch(
+                        "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?",
+                        (table,),
+                    )
+                    ddl = rows[0][0].replace(
+                        f"CREATE TABLE {table}", f"CREATE TABLE scratch.{table}"
+                    )
+                    await self.db.execute(ddl)
+                await self.db.execute("BEGIN")
+                await self._replay_into("scratch")
+                await self.db.execute("COMMIT")
+                for table in q.PROJECTION_TABLES:
+                    for left, right, label in (
+                        ("main", "scratch", "live row missing from the rebuild"),
+                        ("scratch", "main", "rebuilt row missing from the live projection"),
+                    ):
+                        rows = await self._fetch(
+                            f"SELECT * FROM {left}.{table} EXCEPT SELECT * FROM {right}.{table} "
+                            "LIMIT 20"
+                        )
+                        differences += [f"{table}: {label}: {tuple(row)}" for row in rows]
+            finally:
+                await self.db.execute("DETACH DATABASE scratch")
+        return differences

@@ -1,0 +1,238 @@
+"""The life of one task run, written once as a coroutine.
+
+Pending -> Running -> Completed | Failed | TimedOut, with AwaitingRetry -> Retrying in between,
+or Pending -> Cached on a cache hit; every transition is checked by the rule table and recorded
+as an event of the flow run's stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from flowbus.engine.caching import ResultStore
+from flowbus.engine.context import FlowRunContext, TaskRun, TaskRunContext, task_run_var
+from flowbus.engine.errors import FlowbusError, TaskRunTimeout, TransitionRejected
+from flowbus.engine.inputs import resolve_inputs
+from flowbus.engine.invoke import call_user_function
+from flowbus.engine.records import state_dict, summarize
+from flowbus.engine.retries import next_delay
+from flowbus.engine.run_logging import console, record_log
+from flowbus.engine.states import (
+    AwaitingRetry,
+    Cached,
+    Completed,
+    Crashed,
+    Failed,
+    Pending,
+    Retrying,
+    Running,
+    State,
+    TimedOut,
+)
+from flowbus.engine.transitions import decide
+
+if TYPE_CHECKING:
+    from flowbus.engine.tasks import Task
+
+
+class UpstreamTaskError(FlowbusError):
+    """A task did not run because a task it depends on did not complete."""
+
+
+def failure_details(exc: BaseException) -> tuple[str, str]:
+    """A state message and a traceback for an exception."""
+    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return message, "".join(traceback.format_exception(exc))
+
+
+class TaskRunEngine:
+    """Drives one task run; ``run()`` returns its final state and never raises for user errors."""
+
+    __slots__ = (
+        "args",
+        "cache_key",
+        "flow_ctx",
+        "kwargs",
+        "parameters",
+        "task",
+        "task_run",
+        "upstream",
+        "wait_for",
+    )
+
+    def __init__(
+        self,
+        task: Task[..., Any],
+        task_run: TaskRun,
+        flow_ctx: FlowRunContext,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        wait_for: list[Any] | None,
+    ) -> None:
+        self.task = task
+        self.task_run = task_run
+        self.flow_ctx = flow_ctx
+        self.args = args
+        self.kwargs = kwargs
+        self.wait_for = wait_for
+        self.parameters: dict[str, Any] | None = None
+        self.cache_key: str | None = None
+        self.upstream: list[str] = []
+
+    # -- events -------------------------------------------------------------------------------
+
+    def _set_state(self, state: State, result: str | None = None) -> State:
+        current = self.task_run.state
+        verdict = decide(current.type if current else None, state.type)
+        if not verdict:
+            raise TransitionRejected(f"task run {self.task_run.name!r}: {verdict.reason}")
+        self.task_run.state = state
+        fields: dict[str, Any] = {"task_run_id": self.task_run.id, "state": state_dict(state)}
+        if current is None:
+            task = self.task
+            fields.update(
+                task_key=task.task_key,
+                name=self.task_run.name,
+                tags=self.task_run.tags,
+                map_index=self.task_run.map_index,
+                cache_key=self.cache_key,
+                upstream=self.upstream,
+            )
+            self.flow_ctx.stream.emit("task_run.created", fields)
+        else:
+            fields["result"] = result
+            self.flow_ctx.stream.emit("task_run.state", fields)
+        return state
+
+    # -- the run ------------------------------------------------------------------------------
+
+    async def run(self) -> State:
+        args, kwargs, resolution = await resolve_inputs(self.args, self.kwargs, self.wait_for)
+        self.upstream = resolution.upstream
+        task = self.task
+        if task.cache_key_fn is not None or task.task_run_name is not None:
+            self.parameters = task.parameters.bind(args, kwargs)
+        cache_key = self._compute_cache_key() if task.cache_key_fn is not None else None
+        self.cache_key = cache_key
+        if task.task_run_name is not None:
+            self.task_run.name = task.render_run_name(self.parameters or {})
+        self._set_state(Pending())
+
+        if resolution.failures:
+            names = ", ".join(f.task_run_name for f in resolution.failures)
+            error = UpstreamTaskError(f"upstream task run(s) did not complete: {names}")
+            return self._set_state(Failed(message=str(error), data=error))
+        if cache_key is not None and not task.refresh_cache:
+            hit = ResultStore(task.result_path).read(cache_key)
+            if hit is not None:
+                return await self._finish(Cached(data=hit.value), hit.value)
+        return await self._attempts(args, kwargs, cache_key)
+
+    async def _attempts(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], key: str | None
+    ) -> State:
+        task = self.task
+        task_run = self.task_run
+        for attempt in range(task.retries + 1):
+            task_run.run_count = attempt + 1
+            self._set_state(Retrying() if attempt else Running())
+            context = TaskRunContext(
+                task, task_run, self.flow_ctx, self.parameters or {}, self._log_prints()
+            )
+            token = task_run_var.set(context)
+            try:
+                result = await call_user_function(
+                    task.fn, task.is_async, args, kwargs, task.timeout_seconds
+                )
+            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit) as exc:
+                self._set_state(Crashed(message=f"interrupted: {type(exc).__name__}"))
+                raise
+            except Exception as exc:
+                failed = self._failed_state(exc)
+                if attempt < task.retries and await self._should_retry(failed):
+                    await self._wait_before_retry(attempt + 1, failed)
+                    continue
+                return await self._finish(failed, None)
+            finally:
+                task_run_var.reset(token)
+            if key is not None or task.persist_result:
+                ResultStore(task.result_path).write(
+                    key or f"task-run-{task_run.id}", result, task.cache_expiration
+                )
+            return await self._finish(Completed(data=result), result)
+        raise AssertionError("unreachable: the last attempt always returns")
+
+    def _failed_state(self, exc: BaseException) -> State:
+        message, tb = failure_details(exc)
+        make = TimedOut if isinstance(exc, TaskRunTimeout) else Failed
+        return make(message=message, data=exc, traceback=tb)
+
+    async def _should_retry(self, failed: State) -> bool:
+        condition = self.task.retry_condition_fn
+        if condition is None:
+            return True
+        try:
+            verdict = condition(self.task, self.task_run, failed)
+            if inspect.isawaitable(verdict):
+                verdict = await verdict
+            return bool(verdict)
+        except Exception as exc:
+            record_log(logging.ERROR, "flowbus.engine", f"retry_condition_fn raised {exc!r}")
+            return False
+
+    async def _wait_before_retry(self, retry_number: int, failed: State) -> None:
+        task = self.task
+        delay = next_delay(retry_number, task.retry_delays, task.retry_jitter_factor)
+        self._emit_failure_log(failed, retry_number, delay)
+        self._set_state(AwaitingRetry(message=failed.message, traceback=failed.traceback))
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _emit_failure_log(self, failed: State, retry: int, delay: float) -> None:
+        record_log(
+            logging.ERROR,
+            "flowbus.engine",
+            f"Task run failed with {failed.message}; retry {retry}/{self.task.retries} "
+            f"in {delay:.3g} s",
+        )
+
+    async def _finish(self, state: State, result: Any) -> State:
+        if state.is_failed():
+            detail = f"\n{state.traceback}" if state.traceback else ""
+            record_log(logging.ERROR, "flowbus.engine", f"Finished in state {state!r}{detail}")
+        self._set_state(state, summarize(result) if state.is_completed() else None)
+        hooks = self.task.on_completion if state.is_completed() else self.task.on_failure
+        if hooks:
+            await run_hooks(hooks, self.task, self.task_run, state)
+        return state
+
+    def _log_prints(self) -> bool:
+        own = self.task.log_prints
+        return self.flow_ctx.log_prints if own is None else own
+
+    def _compute_cache_key(self) -> str | None:
+        context = TaskRunContext(
+            self.task, self.task_run, self.flow_ctx, self.parameters or {}, False
+        )
+        try:
+            key = self.task.cache_key_fn(context, self.parameters or {})
+        except Exception as exc:
+            console(logging.WARNING, "flowbus.engine", f"cache_key_fn raised {exc!r}: not caching")
+            return None
+        return None if key is None else str(key)
+
+
+async def run_hooks(hooks: list[Any], owner: Any, run: Any, state: State) -> None:
+    """Call state hooks in order; a failing hook is logged and does not change the state."""
+    for hook in hooks:
+        try:
+            outcome = hook(owner, run, state)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception as exc:
+            name = getattr(hook, "__name__", repr(hook))
+            record_log(logging.ERROR, "flowbus.engine", f"hook {name} raised {exc!r}")

@@ -1,0 +1,64 @@
+"""flowbus: Python workflows as decorated functions, run locally or by agents on NATS queues.
+
+from flowbus import flow, task
+
+@task(retries=3, retry_delay_seconds=5)
+def extract(url: str) -> bytes: ...
+
+@flow
+def etl(url: str) -> None:
+    extract(url)
+"""
+
+from flowbus.engine import (
+    ConcurrentTaskRunner,
+    Flow,
+    FlowbusError,
+    FlowRun,
+    FutureList,
+    ParameterValidationError,
+    State,
+    StateType,
+    Task,
+    TaskRun,
+    TaskRunFuture,
+    ThreadPoolTaskRunner,
+    UsageError,
+    allow_failure,
+    exponential_backoff,
+    flow,
+    get_run_context,
+    get_run_logger,
+    task,
+    task_input_hash,
+    unmapped,
+    wait,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConcurrentTaskRunner",
+    "Flow",
+    "FlowRun",
+    "FlowbusError",
+    "FutureList",
+    "ParameterValidationError",
+    "State",
+    "StateType",
+    "Task",
+    "TaskRun",
+    "TaskRunFuture",
+    "ThreadPoolTaskRunner",
+    "UsageError",
+    "__version__",
+    "allow_failure",
+    "exponential_backoff",
+    "flow",
+    "get_run_context",
+    "get_run_logger",
+    "task",
+    "task_input_hash",
+    "unmapped",
+    "wait",
+]
