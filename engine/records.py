@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from flowbus.engine.clock import now_iso
+from flowbus.engine.clock import canonical, now_iso
 from flowbus.engine.events import SCHEMA_VERSION
 from flowbus.engine.ids import new_id
 from flowbus.engine.states import State
@@ -39,8 +39,12 @@ class EventRecord:
 
     @classmethod
     def from_body(cls, body: bytes | str, position: int | None = None) -> EventRecord:
-        """Rebuild a record from stored JSON (trusted: it was validated when it came in)."""
+        """A record from event JSON, its timestamps made canonical (see ``clock``)."""
         data = orjson.loads(body)
+        data["occurred"] = canonical(data["occurred"])
+        state = data.get("state")
+        if state is not None:
+            state["timestamp"] = canonical(state["timestamp"])
         return cls(
             data["id"], data["run_id"], data["seq"], data["type"], data["occurred"], data, position
         )

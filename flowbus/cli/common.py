@@ -1,0 +1,98 @@
+"""Helpers shared by CLI commands: running async store calls, printing JSON, failing clearly."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, NoReturn, TypeVar
+
+import orjson
+import typer
+from rich.console import Console
+
+from flowbus.engine.errors import FlowbusError
+from flowbus.engine.store import EventStore, FlowRunView, store_from_url
+
+T = TypeVar("T")
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print an error on stderr and exit non-zero."""
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def with_store(action: Callable[[EventStore], Awaitable[T]]) -> T:
+    """Open the configured store, run ``action`` on it, close it; store errors exit cleanly."""
+
+    async def main() -> T:
+        store = store_from_url()
+        await store.open()
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(main())
+    except FlowbusError as exc:
+        fail(str(exc))
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+async def resolve_run(store: EventStore, run_ref: str) -> FlowRunView:
+    """A flow run by full id or unique id prefix."""
+    run = await store.get_flow_run(run_ref)
+    if run is not None:
+        return run
+    matches = await store.find_flow_runs(run_ref, limit=2)
+    if not matches:
+        fail(f"no flow run matches {run_ref!r}")
+    if len(matches) > 1:
+        fail(f"{run_ref!r} matches several flow runs; give more of the id")
+    return matches[0]
+
+
+def duration(start: str | None, end: str | None) -> float | None:
+    """Seconds between two ISO timestamps, or None when either is missing."""
+    if not start or not end:
+        return None
+    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 6)
+
+
+def short_time(value: str | None) -> str:
+    if not value:
+        return "-"
+    return datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.1f} ms"
+    return f"{seconds:.2f} s"
+
+
+STATE_STYLES = {
+    "COMPLETED": "green",
+    "FAILED": "red",
+    "CRASHED": "bold red",
+    "CANCELLED": "dim",
+    "CANCELLING": "yellow",
+    "RUNNING": "cyan",
+    "PENDING": "blue",
+    "SCHEDULED": "blue",
+    "PAUSED": "yellow",
+}
+
+
+def styled_state(state_type: str, state_name: str) -> str:
+    return f"[{STATE_STYLES.get(state_type, 'white')}]{state_name}[/]"

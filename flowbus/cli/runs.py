@@ -1,0 +1,150 @@
+"""``flowbus runs``: list flow runs, show one, read its logs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from flowbus.cli.common import (
+    console,
+    duration,
+    fail,
+    format_seconds,
+    print_json,
+    resolve_run,
+    short_time,
+    styled_state,
+    with_store,
+)
+from flowbus.cli.run_details import run_detail
+from flowbus.engine.states import STATE_NAMES, StateType
+from flowbus.engine.store import EventStore
+
+app = typer.Typer(help="Inspect flow runs.", no_args_is_help=True)
+
+
+def _state_filter(value: str | None) -> str | None:
+    """Accept a state type (failed, COMPLETED) or a state name (Late, Cached), any case."""
+    if value is None:
+        return None
+    if value.upper() in StateType.__members__:
+        return value.upper()
+    for name in STATE_NAMES:
+        if name.lower() == value.lower():
+            return name
+    known = ", ".join(sorted({*StateType.__members__, *STATE_NAMES}))
+    fail(f"unknown state {value!r}; use one of: {known}")
+
+
+@app.command("ls")
+def list_runs(
+    state: Annotated[str | None, typer.Option(help="Only runs in this state type or name.")] = None,
+    flow: Annotated[str | None, typer.Option(help="Only runs of this flow.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many runs.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
+) -> None:
+    """List flow runs, newest first."""
+    state_filter = _state_filter(state)
+
+    async def fetch(store: EventStore) -> list[Any]:
+        return await store.list_flow_runs(state=state_filter, flow_name=flow, limit=limit)
+
+    runs = with_store(fetch)
+    if as_json:
+        print_json({"runs": [run.model_dump() for run in runs]})
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("ID", "FLOW", "NAME", "STATE", "STARTED", "DURATION"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(
+            run.id,
+            run.flow_name,
+            run.name,
+            styled_state(run.state_type, run.state_name),
+            short_time(run.started),
+            format_seconds(duration(run.started, run.ended)),
+        )
+    console.print(table if runs else "[dim]no flow runs[/]")
+
+
+@app.command("show")
+def show_run(
+    run_id: Annotated[str, typer.Argument(help="Flow run id (or a unique prefix).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
+) -> None:
+    """Show a flow run: its state history, task runs with retries and durations, subflows."""
+
+    async def fetch(store: EventStore) -> dict[str, Any]:
+        return await run_detail(store, await resolve_run(store, run_id))
+
+    detail = with_store(fetch)
+    if as_json:
+        print_json(detail)
+        return
+    _print_detail(detail)
+
+
+def _print_detail(detail: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]{detail['flow_name']}[/] / {detail['name']}  "
+        f"{styled_state(detail['state_type'], detail['state_name'])}  [dim]{detail['id']}[/]"
+    )
+    if detail["parameters"]:
+        console.print(f"parameters: {detail['parameters']}")
+    if detail["parent_run_id"]:
+        console.print(f"parent run: {detail['parent_run_id']}")
+    console.print(f"duration: {format_seconds(detail['duration_seconds'])}\n")
+    history = Table(title="State history", box=None, header_style="bold", title_justify="left")
+    for column in ("TIME", "STATE", "MESSAGE"):
+        history.add_column(column)
+    for entry in detail["state_history"]:
+        history.add_row(
+            entry["timestamp"], styled_state(entry["type"], entry["name"]), entry["message"] or ""
+        )
+    console.print(history)
+    tasks = Table(title="\nTask runs", box=None, header_style="bold", title_justify="left")
+    for column in ("NAME", "STATE", "RETRIES", "DURATION", "MESSAGE"):
+        tasks.add_column(column)
+    for task_run in detail["task_runs"]:
+        tasks.add_row(
+            task_run["name"],
+            styled_state(task_run["state_type"], task_run["state_name"]),
+            str(task_run["retries"]),
+            format_seconds(task_run["duration_seconds"]),
+            task_run["state_message"] or "",
+        )
+    console.print(tasks if detail["task_runs"] else "\n[dim]no task runs[/]")
+    for sub in detail["subflow_runs"]:
+        console.print(f"subflow: {sub['flow_name']} / {sub['name']} {sub['state_name']} {sub['id']}")
+    if detail["error"]:
+        console.print(f"\n[red]{detail['error']}[/]")
+
+
+@app.command("logs")
+def run_logs(
+    run_id: Annotated[str, typer.Argument(help="Flow run id (or a unique prefix).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
+) -> None:
+    """Print a flow run's log lines, oldest first."""
+
+    async def fetch(store: EventStore) -> list[Any]:
+        run = await resolve_run(store, run_id)
+        lines, after = [], 0
+        while True:
+            page = await store.get_logs(run.id, after_seq=after, limit=1000)
+            if not page:
+                return lines
+            lines += page
+            after = page[-1].seq
+
+    lines = with_store(fetch)
+    if as_json:
+        print_json({"logs": [line.model_dump() for line in lines]})
+        return
+    for line in lines:
+        level = logging.getLevelName(line.level)
+        console.print(f"{short_time(line.timestamp)} | {level:<7} | {line.message}", markup=False)
