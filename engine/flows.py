@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from asyncio import events as _events
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -128,9 +127,7 @@ class Flow(Generic[P, R]):
         parameters = self.parameters.validate(bound) if self.should_validate_parameters else bound
         engine = FlowRunEngine(self, parameters)
         if self.is_async:
-            loop = _events._get_running_loop()
-            if loop is not None and loop.is_running():
-                return _awaited(engine, return_state)
+            return _awaited(engine, return_state)  # asyncio.run(my_flow()) as with any coroutine
         state = run_sync(engine.run())
         return state if return_state else state.result()
 

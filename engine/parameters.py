@@ -22,6 +22,26 @@ class _LenientSchema(GenerateJsonSchema):
         return {}
 
 
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    """The signature with string annotations (``from __future__ import annotations``) resolved;
+    one that cannot be resolved (a class local to a function, say) accepts any value."""
+    try:
+        return inspect.signature(fn, eval_str=True)
+    except Exception:
+        signature = inspect.signature(fn)
+    namespace = getattr(fn, "__globals__", {})
+    params = []
+    for param in signature.parameters.values():
+        annotation = param.annotation
+        if isinstance(annotation, str):
+            try:
+                annotation = eval(annotation, namespace)
+            except Exception:
+                annotation = Any
+        params.append(param.replace(annotation=annotation))
+    return signature.replace(parameters=params)
+
+
 class ParameterSchema:
     """The parameters of one function: validation, coercion and a JSON schema.
 
@@ -31,7 +51,7 @@ class ParameterSchema:
 
     def __init__(self, fn: Callable[..., Any], owner: str) -> None:
         self.owner = owner
-        self.signature = inspect.signature(fn)
+        self.signature = _signature(fn)
         fields: dict[str, Any] = {}
         for index, (name, param) in enumerate(self.signature.parameters.items()):
             annotation: Any = (

@@ -89,8 +89,7 @@ class State:
         return self._timestamp
 
     def __repr__(self) -> str:
-        message = f", message={self.message!r}" if self.message else ""
-        return f"{self.name}(type={self.type.value}{message})"
+        return f"{self.name}({self.message!r})" if self.message else f"{self.name}()"
 
     def is_scheduled(self) -> bool:
         return self.type is StateType.SCHEDULED

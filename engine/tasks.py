@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from asyncio import events as _events
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -159,9 +158,7 @@ class Task(Generic[P, R]):
         wait_for = kwargs.pop("wait_for", None)
         engine = self._engine(flow_ctx, args, kwargs, wait_for)
         if self.is_async:
-            loop = _events._get_running_loop()
-            if loop is not None and loop.is_running():
-                return _awaited(engine, return_state)
+            return _awaited(engine, return_state)  # an async task is awaited, as any coroutine
         state = run_sync(engine.run())
         return state if return_state else state.result()
 

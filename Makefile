@@ -1,0 +1,38 @@
+# One set of targets for people and CI. Needs only Python 3.11+ on the PATH.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+READY  := $(VENV)/.ready
+CODE   := engine broker agents flowbus
+
+.PHONY: demo test lint format bench clean
+
+$(READY): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "flowbus needs Python 3.11 or newer (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,examples]'
+	@touch $@
+
+demo: $(READY)
+	$(BIN)/python examples/etl_pipeline.py --out out/iris_processed.csv
+	$(BIN)/flowbus runs ls --flow etl-flow --limit 3
+	$(BIN)/flowbus runs show $$($(BIN)/flowbus runs ls --flow etl-flow --limit 1 --json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["runs"][0]["id"])')
+
+lint: $(READY)
+	$(BIN)/ruff check $(CODE) tests bench examples
+	$(BIN)/ruff format --check $(CODE) tests bench examples
+	$(BIN)/mypy $(CODE)
+
+format: $(READY)
+	$(BIN)/ruff format $(CODE) tests bench examples
+	$(BIN)/ruff check --fix $(CODE) tests bench examples
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: $(READY)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache out

@@ -1,0 +1,21 @@
+"""Fixtures shared by every test: an isolated $FLOWBUS_HOME per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flowbus.engine.sinks import close_store_sinks
+
+
+@pytest.fixture
+def flowbus_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh $FLOWBUS_HOME (store, results) for one test; its store is closed afterwards."""
+    home = tmp_path / "flowbus-home"
+    monkeypatch.setenv("FLOWBUS_HOME", str(home))
+    monkeypatch.delenv("FLOWBUS_STORE_URL", raising=False)
+    monkeypatch.delenv("FLOWBUS_RESULTS_PATH", raising=False)
+    yield home
+    close_store_sinks()

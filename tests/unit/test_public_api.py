@@ -1,0 +1,49 @@
+"""The names ``flowbus`` exports are its users' vocabulary: changing them is a decision."""
+
+from __future__ import annotations
+
+import flowbus
+import flowbus.engine
+
+
+def test_flowbus_exports() -> None:
+    assert sorted(flowbus.__all__) == [
+        "ConcurrentTaskRunner",
+        "Flow",
+        "FlowRun",
+        "FlowbusError",
+        "FutureList",
+        "ParameterValidationError",
+        "State",
+        "StateType",
+        "Task",
+        "TaskRun",
+        "TaskRunFuture",
+        "ThreadPoolTaskRunner",
+        "UsageError",
+        "__version__",
+        "allow_failure",
+        "exponential_backoff",
+        "flow",
+        "get_run_context",
+        "get_run_logger",
+        "task",
+        "task_input_hash",
+        "unmapped",
+        "wait",
+    ]
+
+
+def test_every_exported_name_exists() -> None:
+    for module in (flowbus, flowbus.engine):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
+
+
+def test_prefect_style_module_paths() -> None:
+    from flowbus.task_runners import ThreadPoolTaskRunner
+    from flowbus.tasks import exponential_backoff, task_input_hash
+
+    assert ThreadPoolTaskRunner is flowbus.ThreadPoolTaskRunner
+    assert exponential_backoff is flowbus.exponential_backoff
+    assert task_input_hash is flowbus.task_input_hash
