@@ -119,7 +119,9 @@ def _print_detail(detail: dict[str, Any]) -> None:
         )
     console.print(tasks if detail["task_runs"] else "\n[dim]no task runs[/]")
     for sub in detail["subflow_runs"]:
-        console.print(f"subflow: {sub['flow_name']} / {sub['name']} {sub['state_name']} {sub['id']}")
+        console.print(
+            f"subflow: {sub['flow_name']} / {sub['name']} {sub['state_name']} {sub['id']}"
+        )
     if detail["error"]:
         console.print(f"\n[red]{detail['error']}[/]")
 
@@ -133,7 +135,8 @@ def run_logs(
 
     async def fetch(store: EventStore) -> list[Any]:
         run = await resolve_run(store, run_id)
-        lines, after = [], 0
+        lines: list[Any] = []
+        after = 0
         while True:
             page = await store.get_logs(run.id, after_seq=after, limit=1000)
             if not page:

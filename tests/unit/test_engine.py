@@ -172,7 +172,7 @@ def test_a_failing_task_fails_the_flow_and_the_exception_reaches_the_caller() ->
         capture(fails)
     _, rec = capture(lambda: fails(return_state=True))
     assert rec.flow_states()[-1] == "Failed"
-    failed = [d for d in rec.of_type("flow_run.state") if d["state"]["type"] == "FAILED"][0]
+    failed = next(d for d in rec.of_type("flow_run.state") if d["state"]["type"] == "FAILED")
     assert "KeyError" in failed["state"]["traceback"]
 
 
@@ -186,11 +186,6 @@ def test_downstream_of_a_failed_upstream_fails_without_running() -> None:
     @task
     def downstream(value: int) -> None:
         ran.append(value)
-
-    @flow
-    def chain() -> str:
-        state = downstream.submit(broken.submit()).wait() or None
-        return str(state)
 
     @flow
     def chain_states() -> tuple[bool, bool]:
@@ -301,7 +296,7 @@ def test_flow_timeout() -> None:
     def too_slow() -> None:
         time.sleep(5)
 
-    state, rec = capture(lambda: too_slow(return_state=True))
+    state, _rec = capture(lambda: too_slow(return_state=True))
     assert state.name == "TimedOut"
     assert state.type is StateType.FAILED
 
@@ -309,7 +304,9 @@ def test_flow_timeout() -> None:
 def test_cache_hit_skips_execution_across_engine_instances(tmp_path: Path) -> None:
     executions: list[int] = []
 
-    @task(cache_key_fn=task_input_hash, cache_expiration=timedelta(minutes=5), result_storage=tmp_path)
+    @task(
+        cache_key_fn=task_input_hash, cache_expiration=timedelta(minutes=5), result_storage=tmp_path
+    )
     def expensive(x: int) -> int:
         executions.append(x)
         return x * 2

@@ -40,7 +40,13 @@ def emitted() -> list[EventRecord]:
 def test_every_emitted_event_validates_against_its_model() -> None:
     records = emitted()
     kinds = {record.type for record in records}
-    assert kinds == {"flow_run.created", "flow_run.state", "task_run.created", "task_run.state", "log"}
+    assert kinds == {
+        "flow_run.created",
+        "flow_run.state",
+        "task_run.created",
+        "task_run.state",
+        "log",
+    }
     for record in records:
         event = decode_event(record.body())
         assert event.type == record.type

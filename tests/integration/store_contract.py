@@ -1,0 +1,247 @@
+"""The contract every event store backend passes; each backend's test module runs it.
+
+A backend test module defines a ``store`` fixture yielding an opened, empty store and imports
+``StoreContract``; the PostgreSQL backend reuses these tests unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flowbus.engine.errors import SequenceError
+from flowbus.engine.ids import new_id
+from flowbus.engine.records import EventRecord, make_record, state_dict
+from flowbus.engine.states import Completed, Failed, Pending, Running, State
+from flowbus.engine.store import EventStore
+
+
+class RunBuilder:
+    """Builds one flow run's events in order, as the engine would."""
+
+    def __init__(self, flow_name: str = "etl", parameters: dict[str, Any] | None = None) -> None:
+        self.run_id = new_id()
+        self.seq = 0
+        self.flow_name = flow_name
+        self.parameters = parameters or {}
+
+    def _next(self, kind: str, fields: dict[str, Any]) -> EventRecord:
+        self.seq += 1
+        return make_record(self.run_id, self.seq, kind, fields)
+
+    def created(self, parent: str | None = None) -> EventRecord:
+        return self._next(
+            "flow_run.created",
+            {
+                "flow_name": self.flow_name,
+                "name": f"run-{self.run_id[-4:]}",
+                "flow_version": None,
+                "parameters": self.parameters,
+                "tags": ["nightly"],
+                "parent_run_id": parent,
+                "parent_task_run_id": None,
+                "deployment": None,
+                "state": state_dict(Pending()),
+            },
+        )
+
+    def state(self, state: State, result: str | None = None) -> EventRecord:
+        return self._next("flow_run.state", {"state": state_dict(state), "result": result})
+
+    def task_created(self, task_run_id: str, name: str = "extract-0") -> EventRecord:
+        return self._next(
+            "task_run.created",
+            {
+                "task_run_id": task_run_id,
+                "task_key": "m.extract",
+                "name": name,
+                "tags": [],
+                "map_index": None,
+                "cache_key": None,
+                "upstream": [],
+                "state": state_dict(Pending()),
+            },
+        )
+
+    def task_state(self, task_run_id: str, state: State) -> EventRecord:
+        return self._next(
+            "task_run.state",
+            {"task_run_id": task_run_id, "state": state_dict(state), "result": None},
+        )
+
+    def log(self, message: str, task_run_id: str | None = None) -> EventRecord:
+        return self._next(
+            "log",
+            {"task_run_id": task_run_id, "level": 20, "logger": "test", "message": message},
+        )
+
+    def complete_run(self, tasks: int = 1, retries: int = 0) -> list[EventRecord]:
+        """A whole run: created, running, ``tasks`` task runs (with retries), completed."""
+        events = [self.created(), self.state(Running())]
+        for index in range(tasks):
+            task_run_id = new_id()
+            events.append(self.task_created(task_run_id, f"extract-{index}"))
+            for _ in range(retries):
+                events.append(self.task_state(task_run_id, Running()))
+                events.append(self.task_state(task_run_id, Failed(message="boom")))
+            events.append(self.task_state(task_run_id, Running()))
+            events.append(self.task_state(task_run_id, Completed()))
+            events.append(self.log(f"task {index} done", task_run_id))
+        events.append(self.state(Completed(), result="42"))
+        return events
+
+
+class StoreContract:
+    """Behaviour every ``EventStore`` must have."""
+
+    async def test_append_then_read_a_run_in_order(self, store: EventStore) -> None:
+        run = RunBuilder()
+        events = run.complete_run(tasks=2)
+        assert await store.append(events) == len(events)
+        stored = await store.read_run(run.run_id)
+        assert [e.seq for e in stored] == list(range(1, len(events) + 1))
+        assert [e.id for e in stored] == [e.id for e in events]
+        assert stored[0].data["flow_name"] == "etl"
+        assert await store.head(run.run_id) == len(events)
+
+    async def test_global_positions_increase_across_runs(self, store: EventStore) -> None:
+        a, b = RunBuilder(), RunBuilder()
+        await store.append([a.created(), b.created(), a.state(Running())])
+        everything = await store.read_all()
+        positions = [e.position for e in everything]
+        assert positions == sorted(positions) and len(set(positions)) == 3
+        assert [e.run_id for e in everything] == [a.run_id, b.run_id, a.run_id]
+        assert [e.run_id for e in await store.read_all(after_position=positions[0])] == [
+            b.run_id,
+            a.run_id,
+        ]
+
+    async def test_appending_the_same_event_twice_is_a_no_op(self, store: EventStore) -> None:
+        run = RunBuilder()
+        first = run.created()
+        assert await store.append([first]) == 1
+        assert await store.append([first]) == 0
+        assert await store.append([first, first, run.state(Running())]) == 1
+        assert len(await store.read_run(run.run_id)) == 2
+
+    async def test_a_sequence_gap_is_rejected_and_nothing_is_written(
+        self, store: EventStore
+    ) -> None:
+        run, other = RunBuilder(), RunBuilder()
+        created = run.created()
+        run.seq += 1  # skip one
+        with pytest.raises(SequenceError) as caught:
+            await store.append([other.created(), created, run.state(Running())])
+        assert caught.value.expected == 2 and caught.value.got == 3
+        assert await store.read_run(other.run_id) == []
+        assert await store.read_run(run.run_id) == []
+
+    async def test_a_duplicate_sequence_with_another_id_is_rejected(
+        self, store: EventStore
+    ) -> None:
+        run = RunBuilder()
+        await store.append([run.created()])
+        run.seq = 0
+        with pytest.raises(SequenceError):
+            await store.append([run.created()])
+
+    async def test_a_run_must_start_at_one(self, store: EventStore) -> None:
+        run = RunBuilder()
+        run.seq = 4
+        with pytest.raises(SequenceError):
+            await store.append([run.state(Running())])
+
+    async def test_flow_run_projection(self, store: EventStore) -> None:
+        run = RunBuilder(parameters={"url": "http://x", "n": 3})
+        await store.append(run.complete_run(tasks=1))
+        view = await store.get_flow_run(run.run_id)
+        assert view is not None
+        assert view.flow_name == "etl"
+        assert view.parameters == {"url": "http://x", "n": 3}
+        assert view.tags == ["nightly"]
+        assert (view.state_type, view.state_name) == ("COMPLETED", "Completed")
+        assert view.started is not None and view.ended is not None
+        assert view.created <= view.started <= view.ended
+        assert view.run_count == 1
+        assert view.result == "42"
+
+    async def test_projection_follows_appends_across_batches(self, store: EventStore) -> None:
+        run = RunBuilder()
+        await store.append([run.created()])
+        assert (await store.get_flow_run(run.run_id)).state_name == "Pending"
+        await store.append([run.state(Running())])
+        view = await store.get_flow_run(run.run_id)
+        assert view.state_name == "Running" and view.ended is None
+        await store.append([run.state(Failed(message="bad"))])
+        view = await store.get_flow_run(run.run_id)
+        assert (view.state_type, view.state_message) == ("FAILED", "bad")
+        assert view.ended is not None
+
+    async def test_task_run_projection_counts_runs(self, store: EventStore) -> None:
+        run = RunBuilder()
+        events = run.complete_run(tasks=1, retries=2)
+        # Split across batches so both the folded and the SQL update paths are exercised.
+        await store.append(events[:4])
+        await store.append(events[4:])
+        [task_run] = await store.list_task_runs(run.run_id)
+        assert task_run.run_count == 3
+        assert task_run.retries == 2
+        assert task_run.state_name == "Completed"
+        assert task_run.started <= task_run.ended
+
+    async def test_list_flow_runs_filters_and_orders(self, store: EventStore) -> None:
+        done, failed, other = RunBuilder(), RunBuilder(), RunBuilder("report")
+        await store.append(done.complete_run())
+        await store.append([failed.created(), failed.state(Running()), failed.state(Failed())])
+        await store.append([other.created()])
+        newest_first = [r.id for r in await store.list_flow_runs()]
+        assert newest_first == [other.run_id, failed.run_id, done.run_id]
+        assert [r.id for r in await store.list_flow_runs(state="FAILED")] == [failed.run_id]
+        assert [r.id for r in await store.list_flow_runs(state="Pending")] == [other.run_id]
+        assert {r.id for r in await store.list_flow_runs(flow_name="etl")} == {
+            done.run_id,
+            failed.run_id,
+        }
+        assert len(await store.list_flow_runs(limit=1)) == 1
+
+    async def test_subflows_are_listed_under_their_parent(self, store: EventStore) -> None:
+        parent, child = RunBuilder(), RunBuilder("child")
+        await store.append([parent.created(), child.created(parent=parent.run_id)])
+        children = await store.list_flow_runs(parent_run_id=parent.run_id)
+        assert [c.id for c in children] == [child.run_id]
+
+    async def test_find_flow_runs_by_prefix(self, store: EventStore) -> None:
+        run = RunBuilder()
+        await store.append([run.created()])
+        assert [r.id for r in await store.find_flow_runs(run.run_id[:20])] == [run.run_id]
+        assert await store.find_flow_runs("ffffffff") == []
+
+    async def test_logs_in_order_and_paged(self, store: EventStore) -> None:
+        run = RunBuilder()
+        await store.append([run.created(), *[run.log(f"line {i}") for i in range(5)]])
+        lines = await store.get_logs(run.run_id)
+        assert [line.message for line in lines] == [f"line {i}" for i in range(5)]
+        page = await store.get_logs(run.run_id, after_seq=lines[1].seq, limit=2)
+        assert [line.message for line in page] == ["line 2", "line 3"]
+
+    async def test_rebuild_gives_the_same_projections(self, store: EventStore) -> None:
+        for _ in range(3):
+            run = RunBuilder()
+            await store.append(run.complete_run(tasks=3, retries=1))
+        before = [r.model_dump() for r in await store.list_flow_runs()]
+        tasks_before = [t.model_dump() for t in await store.list_task_runs(run.run_id)]
+        assert await store.verify_projections() == []
+        replayed = await store.rebuild_projections()
+        assert replayed == 3 * len(run.complete_run(tasks=3, retries=1))
+        assert [r.model_dump() for r in await store.list_flow_runs()] == before
+        assert [t.model_dump() for t in await store.list_task_runs(run.run_id)] == tasks_before
+        assert await store.verify_projections() == []
+
+    async def test_an_empty_store(self, store: EventStore) -> None:
+        assert await store.list_flow_runs() == []
+        assert await store.read_all() == []
+        assert await store.get_flow_run("nope") is None
+        assert await store.head("nope") == 0
+        assert await store.rebuild_projections() == 0
+        assert await store.verify_projections() == []
