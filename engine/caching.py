@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -82,6 +81,8 @@ class ResultStore:
     def write(self, key: str, value: Any, expiration: timedelta | None = None) -> None:
         now = datetime.now(UTC)
         record = CachedResult(value, now, now + expiration if expiration else None)
+        import tempfile
+
         self.path.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".tmp-")
         try:

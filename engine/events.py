@@ -14,9 +14,8 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from flowbus.engine.errors import FlowbusError
+from flowbus.engine.records import SCHEMA_VERSION
 from flowbus.engine.states import State, StateType
-
-SCHEMA_VERSION = 1
 
 
 class DecodeError(FlowbusError, ValueError):
@@ -51,7 +50,7 @@ class StatePayload(_Frozen):
 
 
 class _EventBase(_Frozen):
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1] = SCHEMA_VERSION
     id: UUID
     run_id: UUID
     seq: int = Field(ge=1)

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
-from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
-from pydantic_core import core_schema
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from flowbus.engine.errors import ParameterValidationError
 
-
-class _LenientSchema(GenerateJsonSchema):
-    """Types JSON Schema cannot describe (a DataFrame, say) become ``{}``: any value."""
-
-    def handle_invalid_for_json_schema(
-        self, schema: core_schema.CoreSchema, error_info: str
-    ) -> JsonSchemaValue:
-        return {}
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 def _signature(fn: Callable[..., Any]) -> inspect.Signature:
@@ -46,12 +37,22 @@ class ParameterSchema:
     """The parameters of one function: validation, coercion and a JSON schema.
 
     Internally each parameter is field ``p<i>`` aliased to its real name, so a parameter may be
-    called ``json`` or ``model_config`` without clashing with pydantic's own attributes.
+    called ``json`` or ``model_config`` without clashing with pydantic's own attributes. The
+    pydantic model is built on first use: tasks only bind arguments and never need it.
     """
 
     def __init__(self, fn: Callable[..., Any], owner: str) -> None:
         self.owner = owner
-        self.signature = _signature(fn)
+        self._fn = fn
+
+    @cached_property
+    def signature(self) -> inspect.Signature:
+        return _signature(self._fn)
+
+    @cached_property
+    def model(self) -> type[BaseModel]:
+        from pydantic import ConfigDict, Field, create_model
+
         fields: dict[str, Any] = {}
         for index, (name, param) in enumerate(self.signature.parameters.items()):
             annotation: Any = (
@@ -65,11 +66,12 @@ class ParameterSchema:
             else:
                 default = ... if param.default is inspect.Parameter.empty else param.default
             fields[f"p{index}"] = (annotation, Field(default, alias=name))
-        self.model: type[BaseModel] = create_model(
-            f"{owner}_parameters",
+        model: type[BaseModel] = create_model(
+            f"{self.owner}_parameters",
             __config__=ConfigDict(arbitrary_types_allowed=True, extra="forbid"),
             **fields,
         )
+        return model
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Map a call's arguments to parameter names, with defaults applied (no validation)."""
@@ -84,6 +86,8 @@ class ParameterSchema:
 
     def validate(self, parameters: dict[str, Any]) -> dict[str, Any]:
         """Validate and coerce named parameters; raise ``ParameterValidationError`` if invalid."""
+        from pydantic import ValidationError
+
         try:
             model = self.model.model_validate(parameters)
         except ValidationError as exc:
@@ -111,6 +115,17 @@ class ParameterSchema:
 
     def json_schema(self) -> dict[str, Any]:
         """The parameters' JSON schema (what deployments and the UI build forms from)."""
-        schema = self.model.model_json_schema(by_alias=True, schema_generator=_LenientSchema)
+        from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+        from pydantic_core import core_schema
+
+        class LenientSchema(GenerateJsonSchema):
+            """Types JSON Schema cannot describe (a DataFrame, say) become ``{}``: any value."""
+
+            def handle_invalid_for_json_schema(
+                self, schema: core_schema.CoreSchema, error_info: str
+            ) -> JsonSchemaValue:
+                return {}
+
+        schema = self.model.model_json_schema(by_alias=True, schema_generator=LenientSchema)
         schema["title"] = "Parameters"
         return schema

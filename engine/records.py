@@ -15,11 +15,12 @@ from typing import Any
 import orjson
 
 from flowbus.engine.clock import canonical, now_iso
-from flowbus.engine.events import SCHEMA_VERSION
 from flowbus.engine.ids import new_id
 from flowbus.engine.states import State
 
 _JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
+#: The version of the event schema this code writes (``schema_version`` of every event).
+SCHEMA_VERSION = 1
 
 
 @dataclass(slots=True)

@@ -14,8 +14,6 @@ from collections.abc import MutableMapping
 from datetime import datetime
 from typing import Any
 
-import structlog
-
 from flowbus.engine.context import FlowRunContext, TaskRunContext, flow_run_var, task_run_var
 from flowbus.engine.errors import UsageError
 
@@ -91,6 +89,8 @@ def get_run_logger(name: str = "flowbus.run", **bindings: Any) -> Any:
     flow_ctx = task_ctx.flow_run_context if task_ctx else flow_run_var.get()
     if flow_ctx is None:
         raise UsageError("get_run_logger() works inside a flow or task run only")
+    import structlog
+
     logger = structlog.wrap_logger(
         _Discard(),
         processors=[structlog.contextvars.merge_contextvars, _to_run_log],

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import atexit
 import contextvars
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol
-
-import structlog
+from typing import TYPE_CHECKING, Protocol
 
 from flowbus.engine import settings
 from flowbus.engine.loops import store_loop
 from flowbus.engine.records import EventRecord
-from flowbus.engine.store import EventStore, store_from_url
-from flowbus.engine.store.writer import GroupCommitWriter
 
-log = structlog.get_logger("flowbus.engine")
+if TYPE_CHECKING:
+    from flowbus.engine.store import EventStore
+
+# Engine internals log through the standard library: structlog (and the store with its SQLite
+# driver) load on first use, which keeps ``import flowbus`` fast.
+log = logging.getLogger("flowbus.engine")
 
 
 class EventSink(Protocol):
@@ -51,6 +53,8 @@ class StoreSink:
     """Records events in an event store, through a group-commit writer on the background loop."""
 
     def __init__(self, store: EventStore) -> None:
+        from flowbus.engine.store.writer import GroupCommitWriter
+
         self.store = store
         store_loop.call(store.open())
         self._writer = GroupCommitWriter(store, store_loop.loop)
@@ -84,6 +88,8 @@ def current_sink() -> EventSink:
         with _sinks_lock:
             sink = _sinks.get(url)
             if sink is None:
+                from flowbus.engine.store import store_from_url
+
                 sink = _sinks[url] = StoreSink(store_from_url(url))
     return sink
 
@@ -107,7 +113,7 @@ def close_store_sinks() -> None:
         try:
             sink.close()
         except Exception as exc:  # at exit there is nobody left to raise to
-            log.error("could not flush events at exit", store=sink.store.url, error=str(exc))
+            log.error("could not flush events of %s at exit: %s", sink.store.url, exc)
 
 
 atexit.register(close_store_sinks)

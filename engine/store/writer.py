@@ -7,16 +7,15 @@ emitted during the previous commit, so the cost of a commit (and of its fsync) i
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import defaultdict
-
-import structlog
 
 from flowbus.engine.errors import SequenceError, StoreError
 from flowbus.engine.records import EventRecord
 from flowbus.engine.store.base import EventStore
 
-log = structlog.get_logger("flowbus.store")
+log = logging.getLogger("flowbus.store")
 
 
 class GroupCommitWriter:
@@ -64,7 +63,7 @@ class GroupCommitWriter:
                     self._error = exc
                     self._draining = False
                     self._cond.notify_all()
-                log.error("events not recorded yet", count=len(batch), error=str(exc))
+                log.error("%d events not recorded yet: %s", len(batch), exc)
                 return
             with self._cond:
                 self._committed += len(batch)
@@ -82,7 +81,7 @@ class GroupCommitWriter:
                 try:
                     await self._store.append(records)
                 except SequenceError as exc:
-                    log.error("events refused by the store", run_id=run_id, error=str(exc))
+                    log.error("events of run %s refused by the store: %s", run_id, exc)
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until every event submitted before the call is committed."""
