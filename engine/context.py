@@ -34,9 +34,11 @@ class RunStream:
         self._lock = threading.Lock()
 
     def emit(self, type_: str, fields: dict[str, Any]) -> None:
-        with self._lock:
+        record = make_record(self.run_id, 0, type_, fields)
+        with self._lock:  # as short as can be: tasks in many threads emit into one stream
             self._seq += 1
-            self.sink.emit(make_record(self.run_id, self._seq, type_, fields))
+            record.seq = record.data["seq"] = self._seq
+            self.sink.emit(record)
 
 
 @dataclass

@@ -14,11 +14,11 @@ from flowbus.engine.context import (
     task_run_var,
 )
 from flowbus.engine.errors import TaskRunTimeout, TransitionRejected
-from flowbus.engine.futures import TaskRunFuture
+from flowbus.engine.futures import TaskRunFuture, wait_all
 from flowbus.engine.ids import new_id
 from flowbus.engine.invoke import call_user_function
 from flowbus.engine.records import json_safe, state_dict, summarize
-from flowbus.engine.retries import next_delay
+from flowbus.engine.retries import next_delay, sleep_at_least
 from flowbus.engine.run_logging import console, install_print_capture
 from flowbus.engine.sinks import EventSink, current_sink
 from flowbus.engine.states import (
@@ -152,7 +152,7 @@ class FlowRunEngine:
                     delay = next_delay(attempt + 1, flow.retry_delays, None)
                     self._set_state(AwaitingRetry(message=message, traceback=tb))
                     if delay > 0:
-                        await asyncio.sleep(delay)
+                        await sleep_at_least(delay)
                     continue
                 return self._set_state(failed)
             return self._set_state(Completed(data=result), summarize(result))
@@ -164,8 +164,7 @@ class FlowRunEngine:
         return await _resolve_returned(result)
 
     async def _settle_quietly(self) -> None:
-        for future in list(self.context.submitted):
-            await future.wait_async()
+        await wait_all(list(self.context.submitted))
 
 
 async def _resolve_returned(value: Any) -> Any:

@@ -121,14 +121,44 @@ class FutureList(list[TaskRunFuture[R]]):
     """The futures of a ``.map()``: wait for all, or collect all results in order."""
 
     def wait(self, timeout: float | None = None) -> None:
-        for future in self:
-            future.wait(timeout)
+        wait(self, timeout)
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> list[R]:
+        wait(self, timeout)
         return [f.result(timeout, raise_on_failure=raise_on_failure) for f in self]
 
 
-def wait(futures: Iterable[TaskRunFuture[Any]], timeout: float | None = None) -> None:
-    """Block until every future is done."""
+def _split(
+    futures: Iterable[TaskRunFuture[Any]],
+) -> tuple[list[concurrent.futures.Future[State]], list[TaskRunFuture[Any]]]:
+    threaded, looped = [], []
     for future in futures:
+        if isinstance(future._future, concurrent.futures.Future):
+            threaded.append(future._future)
+        else:
+            looped.append(future)
+    return threaded, looped
+
+
+def wait(futures: Iterable[TaskRunFuture[Any]], timeout: float | None = None) -> None:
+    """Block until every future is done (or ``timeout`` seconds pass)."""
+    # One waiter for all of them: waking once per future costs a thread switch each.
+    threaded, looped = _split(futures)
+    if threaded:
+        concurrent.futures.wait(threaded, timeout)
+    for future in looped:
         future.wait(timeout)
+
+
+async def wait_all(futures: Iterable[TaskRunFuture[Any]]) -> None:
+    """Wait for every future from async code, without blocking a running loop."""
+    threaded, looped = _split(futures)
+    pending = [f for f in threaded if not f.done()]
+    if pending:
+        loop = asyncio.get_running_loop()
+        if loop.is_running():
+            await loop.run_in_executor(None, concurrent.futures.wait, pending)
+        else:
+            concurrent.futures.wait(pending)  # stepped by run_sync: blocking is the caller's wish
+    for future in looped:
+        await future.wait_async()

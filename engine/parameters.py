@@ -84,8 +84,36 @@ class ParameterSchema:
         bound.apply_defaults()
         return dict(bound.arguments)
 
+    @cached_property
+    def _exact_types(self) -> dict[str, type] | None:
+        """Parameters whose annotation is a plain builtin (or absent), or None if any is not."""
+        simple: dict[str, type] = {}
+        for name, param in self.signature.parameters.items():
+            annotation = param.annotation
+            if annotation is inspect.Parameter.empty or annotation is Any:
+                simple[name] = object
+            elif annotation in (int, float, str, bool, bytes) and param.kind in (
+                inspect.Parameter.POSITIONAL_ONLY,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                inspect.Parameter.KEYWORD_ONLY,
+            ):
+                simple[name] = annotation
+            else:
+                return None
+        return simple
+
+    def _already_valid(self, parameters: dict[str, Any]) -> bool:
+        # Values that already have exactly their annotated builtin type are what pydantic would
+        # return unchanged; checking that here spares importing pydantic in short processes.
+        exact = self._exact_types
+        if exact is None or parameters.keys() != exact.keys():
+            return False
+        return all(t is object or type(parameters[n]) is t for n, t in exact.items())
+
     def validate(self, parameters: dict[str, Any]) -> dict[str, Any]:
         """Validate and coerce named parameters; raise ``ParameterValidationError`` if invalid."""
+        if self._already_valid(parameters):
+            return dict(parameters)
         from pydantic import ValidationError
 
         try:

@@ -19,7 +19,7 @@ from flowbus.engine.errors import FlowbusError, TaskRunTimeout, TransitionReject
 from flowbus.engine.inputs import resolve_inputs
 from flowbus.engine.invoke import call_user_function
 from flowbus.engine.records import state_dict, summarize
-from flowbus.engine.retries import next_delay
+from flowbus.engine.retries import next_delay, sleep_at_least
 from flowbus.engine.run_logging import console, record_log
 from flowbus.engine.states import (
     AwaitingRetry,
@@ -190,7 +190,7 @@ class TaskRunEngine:
         self._emit_failure_log(failed, retry_number, delay)
         self._set_state(AwaitingRetry(message=failed.message, traceback=failed.traceback))
         if delay > 0:
-            await asyncio.sleep(delay)
+            await sleep_at_least(delay)
 
     def _emit_failure_log(self, failed: State, retry: int, delay: float) -> None:
         record_log(

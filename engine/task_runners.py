@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import collections
 import concurrent.futures
 import contextvars
 import os
@@ -25,6 +26,56 @@ def _run_in_context(context: contextvars.Context, coro: TaskCoroutine) -> State:
     return context.run(run_sync, coro)
 
 
+Backing = asyncio.Future[State] | concurrent.futures.Future[State]
+
+
+class _SharedQueue:
+    """Task runs of one ``.map()`` drained by a few pool jobs, not one pool job each.
+
+    Submitting thousands of tiny jobs makes the submitting thread fight every worker for the
+    GIL; with one queue and at most ``max_workers`` drains, submitting costs almost nothing and
+    slow tasks still run ``max_workers`` at a time.
+    """
+
+    def __init__(self, context: contextvars.Context) -> None:
+        self.context = context
+        self.items: collections.deque[tuple[TaskCoroutine, concurrent.futures.Future[State]]] = (
+            collections.deque()
+        )
+
+    def drain(self) -> None:
+        # A context can be entered by one thread at a time: each drain has its own copy, and
+        # run_sync isolates every task run inside it.
+        context = self.context.copy()
+        items = self.items
+        while True:
+            try:
+                coro, future = items.popleft()
+            except IndexError:
+                return
+            if not future.set_running_or_notify_cancel():
+                coro.close()
+                continue
+            try:
+                future.set_result(_run_in_context(context, coro))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+
+def _submit_many_to_pool(
+    pool: concurrent.futures.ThreadPoolExecutor, workers: int, coros: list[TaskCoroutine]
+) -> list[Backing]:
+    queue = _SharedQueue(contextvars.copy_context())
+    futures: list[Backing] = []
+    for coro in coros:
+        future: concurrent.futures.Future[State] = concurrent.futures.Future()
+        queue.items.append((coro, future))
+        futures.append(future)
+    for _ in range(min(workers, len(coros))):
+        pool.submit(queue.drain)
+    return futures
+
+
 class TaskRunner(abc.ABC):
     """Where ``.submit()`` and ``.map()`` run their task runs; one instance per flow run."""
 
@@ -33,6 +84,10 @@ class TaskRunner(abc.ABC):
         self, coro: TaskCoroutine, is_async: bool
     ) -> asyncio.Future[State] | concurrent.futures.Future[State]:
         """Start a task-run coroutine and return a future of its final state."""
+
+    def submit_many(self, coros: list[TaskCoroutine], is_async: bool) -> list[Backing]:
+        """Start many task-run coroutines of one task (``.map()``); one future each."""
+        return [self.submit(coro, is_async) for coro in coros]
 
     def duplicate(self) -> TaskRunner:
         """A fresh runner with the same settings, for a new flow run."""
@@ -44,6 +99,7 @@ class TaskRunner(abc.ABC):
 
 _shared_pool: concurrent.futures.ThreadPoolExecutor | None = None
 _shared_lock = threading.Lock()
+SHARED_WORKERS = min(32, (os.cpu_count() or 1) + 4)
 
 
 def _shared_thread_pool() -> concurrent.futures.ThreadPoolExecutor:
@@ -51,9 +107,8 @@ def _shared_thread_pool() -> concurrent.futures.ThreadPoolExecutor:
     if _shared_pool is None:
         with _shared_lock:
             if _shared_pool is None:
-                workers = min(32, (os.cpu_count() or 1) + 4)
                 _shared_pool = concurrent.futures.ThreadPoolExecutor(
-                    workers, thread_name_prefix="flowbus-task"
+                    SHARED_WORKERS, thread_name_prefix="flowbus-task"
                 )
     return _shared_pool
 
@@ -75,6 +130,11 @@ class ConcurrentTaskRunner(TaskRunner):
             return asyncio.run_coroutine_threadsafe(coro, background.loop)
         return _shared_thread_pool().submit(_run_in_context, context, coro)
 
+    def submit_many(self, coros: list[TaskCoroutine], is_async: bool) -> list[Backing]:
+        if is_async:
+            return [self.submit(coro, is_async) for coro in coros]
+        return _submit_many_to_pool(_shared_thread_pool(), SHARED_WORKERS, coros)
+
 
 class ThreadPoolTaskRunner(TaskRunner):
     """Every task run (sync or async) in a pool of ``max_workers`` threads, as in Prefect."""
@@ -87,15 +147,22 @@ class ThreadPoolTaskRunner(TaskRunner):
     def duplicate(self) -> TaskRunner:
         return ThreadPoolTaskRunner(self.max_workers)
 
-    def submit(
-        self, coro: TaskCoroutine, is_async: bool
-    ) -> asyncio.Future[State] | concurrent.futures.Future[State]:
+    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
         with self._lock:
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(
                     self.max_workers, thread_name_prefix="flowbus-task"
                 )
-        return self._pool.submit(_run_in_context, contextvars.copy_context(), coro)
+            return self._pool
+
+    def submit(
+        self, coro: TaskCoroutine, is_async: bool
+    ) -> asyncio.Future[State] | concurrent.futures.Future[State]:
+        return self._executor().submit(_run_in_context, contextvars.copy_context(), coro)
+
+    def submit_many(self, coros: list[TaskCoroutine], is_async: bool) -> list[Backing]:
+        pool = self._executor()
+        return _submit_many_to_pool(pool, pool._max_workers, coros)
 
     def shutdown(self) -> None:
         with self._lock:

@@ -182,10 +182,16 @@ class Task(Generic[P, R]):
         kwargs.pop("return_state", None)
         wait_for = kwargs.pop("wait_for", None)
         calls = _mapped_calls(self.name, args, kwargs)
-        futures: FutureList[R] = FutureList()
-        for index, (call_args, call_kwargs) in enumerate(calls):
-            engine = self._engine(flow_ctx, call_args, call_kwargs, wait_for, index)
-            futures.append(self._start(flow_ctx, engine))
+        engines = [
+            self._engine(flow_ctx, call_args, call_kwargs, wait_for, index)
+            for index, (call_args, call_kwargs) in enumerate(calls)
+        ]
+        backings = flow_ctx.task_runner.submit_many([e.run() for e in engines], self.is_async)
+        futures: FutureList[R] = FutureList(
+            TaskRunFuture(engine.task_run, backing)
+            for engine, backing in zip(engines, backings, strict=True)
+        )
+        flow_ctx.submitted.extend(futures)
         return futures
 
     def _flow_context(self, method: str) -> FlowRunContext:

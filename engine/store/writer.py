@@ -7,6 +7,7 @@ emitted during the previous commit, so the cost of a commit (and of its fsync) i
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
 from collections import defaultdict
@@ -18,56 +19,81 @@ from flowbus.engine.store.base import EventStore
 log = logging.getLogger("flowbus.store")
 
 
+class _FlushMarker:
+    """Put in the queue by ``flush``; set once everything queued before it is committed."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
 class GroupCommitWriter:
     """Append events to ``store`` from any thread; ``flush`` waits until they are durable.
 
-    A failed commit keeps its events and is retried by the next flush or emit, so a full disk or a
-    locked database loses nothing in this process; ``flush`` raises the error meanwhile.
+    Producers only append to a deque (no lock to contend for); a flush is a marker in the same
+    queue, so "everything before me" is decided by queue order. A failed commit keeps its events,
+    in order, for the next attempt (made by the next emit or flush), so a full disk or a locked
+    database loses nothing in this process; ``flush`` raises the error meanwhile.
     """
 
     def __init__(self, store: EventStore, loop: asyncio.AbstractEventLoop) -> None:
         self._store = store
         self._loop = loop
-        self._cond = threading.Condition()
-        self._pending: list[EventRecord] = []
+        self._queue: collections.deque[EventRecord | _FlushMarker] = collections.deque()
         self._draining = False
-        self._submitted = 0
-        self._committed = 0
-        self._error: BaseException | None = None
 
     def submit(self, record: EventRecord) -> None:
-        with self._cond:
-            self._pending.append(record)
-            self._submitted += 1
-            if self._draining:
-                return
-            self._draining = True
+        self._queue.append(record)
+        if not self._draining:
+            self._wake()
+
+    def _wake(self) -> None:
+        self._draining = True
         self._loop.call_soon_threadsafe(self._start_drain)
 
     def _start_drain(self) -> None:
         self._loop.create_task(self._drain())
 
     async def _drain(self) -> None:
+        queue = self._queue
         while True:
-            with self._cond:
-                batch, self._pending = self._pending, []
-                if not batch:
-                    self._draining = False
-                    self._cond.notify_all()
+            items: list[EventRecord | _FlushMarker] = []
+            while queue:
+                items.append(queue.popleft())
+            if not items:
+                self._draining = False
+                if not queue:  # an item added after the check above wakes a new drain
                     return
+                self._draining = True
+                continue
+            records = [i for i in items if isinstance(i, EventRecord)]
+            markers = [i for i in items if isinstance(i, _FlushMarker)]
             try:
-                await self._append(batch)
+                if records:
+                    await self._append(records)
             except BaseException as exc:
-                with self._cond:
-                    self._pending[:0] = batch  # keep them, in order, for the next attempt
-                    self._error = exc
-                    self._draining = False
-                    self._cond.notify_all()
-                log.error("%d events not recorded yet: %s", len(batch), exc)
+                self._fail(records, markers, exc)
                 return
-            with self._cond:
-                self._committed += len(batch)
-                self._cond.notify_all()
+            for marker in markers:
+                marker.done.set()
+
+    def _fail(
+        self, records: list[EventRecord], markers: list[_FlushMarker], exc: BaseException
+    ) -> None:
+        """Keep the events for the next attempt; answer every waiting flush with the error."""
+        # Stop draining first: a flush queued after the sweep below sees it and wakes a retry.
+        self._draining = False
+        swept: list[EventRecord | _FlushMarker] = []
+        while self._queue:
+            swept.append(self._queue.popleft())
+        held = records + [item for item in swept if isinstance(item, EventRecord)]
+        self._queue.extendleft(reversed(held))  # in order, ahead of anything appended since
+        log.error("%d events not recorded yet: %s", len(held), exc)
+        for marker in markers + [item for item in swept if isinstance(item, _FlushMarker)]:
+            marker.error = exc
+            marker.done.set()
 
     async def _append(self, batch: list[EventRecord]) -> None:
         try:
@@ -85,23 +111,16 @@ class GroupCommitWriter:
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until every event submitted before the call is committed."""
-        with self._cond:
-            target = self._submitted
-            if self._error is not None and self._pending and not self._draining:
-                self._error = None  # retry what failed last time
-                self._draining = True
-                self._loop.call_soon_threadsafe(self._start_drain)
-            done = self._cond.wait_for(
-                lambda: self._committed >= target or self._error is not None, timeout
-            )
-            if self._committed >= target:
-                return
-            if self._error is not None:
-                raise StoreError(f"events could not be recorded: {self._error}") from self._error
-            if not done:
-                raise StoreError(f"events not recorded within {timeout} s")
+        marker = _FlushMarker()
+        self._queue.append(marker)
+        if not self._draining:
+            self._wake()
+        if not marker.done.wait(timeout):
+            raise StoreError(f"events not recorded within {timeout} s")
+        if marker.error is not None:
+            raise StoreError(f"events could not be recorded: {marker.error}") from marker.error
 
     @property
     def backlog(self) -> int:
-        with self._cond:
-            return self._submitted - self._committed
+        """Events waiting to be committed."""
+        return sum(1 for item in list(self._queue) if isinstance(item, EventRecord))
