@@ -1,16 +1,20 @@
-"""Read models of the store's projections. Their JSON is the stable ``--json`` output of the CLI."""
+"""Read models of the store's projections; their dicts are the CLI's stable ``--json`` output."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+
+class _View:
+    """Rows read from the store's own tables: plain frozen dataclasses (no validation needed,
+    and no pydantic on the path that records a local run)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
 
 
-class _View(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
+@dataclasses.dataclass(frozen=True, slots=True)
 class FlowRunView(_View):
     id: str
     flow_name: str
@@ -32,6 +36,7 @@ class FlowRunView(_View):
     result: str | None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class TaskRunView(_View):
     id: str
     flow_run_id: str
@@ -57,6 +62,7 @@ class TaskRunView(_View):
         return max(self.run_count - 1, 0)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class LogLine(_View):
     run_id: str
     seq: int
@@ -67,6 +73,7 @@ class LogLine(_View):
     message: str
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class StoredEvent(_View):
     position: int
     id: str

@@ -33,13 +33,13 @@ async def run_detail(store: EventStore, run: FlowRunView) -> dict[str, Any]:
             task_history.setdefault(event.data["task_run_id"], []).append(_history_entry(event))
     task_runs = []
     for task_run in await store.list_task_runs(run.id):
-        item = task_run.model_dump()
+        item = task_run.to_dict()
         item["retries"] = task_run.retries
         item["duration_seconds"] = duration(task_run.started, task_run.ended)
         item["state_history"] = task_history.get(task_run.id, [])
         task_runs.append(item)
     subflows = await store.list_flow_runs(parent_run_id=run.id, limit=1000)
-    detail = run.model_dump()
+    detail = run.to_dict()
     detail["duration_seconds"] = duration(run.started, run.ended)
     detail["state_history"] = flow_history
     detail["error"] = last_error if run.state_type in ("FAILED", "CRASHED") else None

@@ -54,7 +54,7 @@ def list_runs(
 
     runs = with_store(fetch)
     if as_json:
-        print_json({"runs": [run.model_dump() for run in runs]})
+        print_json({"runs": [run.to_dict() for run in runs]})
         return
     table = Table(box=None, header_style="bold")
     for column in ("ID", "FLOW", "NAME", "STATE", "STARTED", "DURATION"):
@@ -146,7 +146,7 @@ def run_logs(
 
     lines = with_store(fetch)
     if as_json:
-        print_json({"logs": [line.model_dump() for line in lines]})
+        print_json({"logs": [line.to_dict() for line in lines]})
         return
     for line in lines:
         level = logging.getLevelName(line.level)

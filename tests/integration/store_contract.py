@@ -229,13 +229,13 @@ class StoreContract:
         for _ in range(3):
             run = RunBuilder()
             await store.append(run.complete_run(tasks=3, retries=1))
-        before = [r.model_dump() for r in await store.list_flow_runs()]
-        tasks_before = [t.model_dump() for t in await store.list_task_runs(run.run_id)]
+        before = [r.to_dict() for r in await store.list_flow_runs()]
+        tasks_before = [t.to_dict() for t in await store.list_task_runs(run.run_id)]
         assert await store.verify_projections() == []
         replayed = await store.rebuild_projections()
         assert replayed == 3 * len(run.complete_run(tasks=3, retries=1))
-        assert [r.model_dump() for r in await store.list_flow_runs()] == before
-        assert [t.model_dump() for t in await store.list_task_runs(run.run_id)] == tasks_before
+        assert [r.to_dict() for r in await store.list_flow_runs()] == before
+        assert [t.to_dict() for t in await store.list_task_runs(run.run_id)] == tasks_before
         assert await store.verify_projections() == []
 
     async def test_an_empty_store(self, store: EventStore) -> None:
