@@ -231,4 +231,30 @@ def plan(records: Iterable[EventRecord]) -> ProjectionPlan:
             new_flows[data["run_id"]] = list(_flow_insert(data))
     out.flow_inserts = [tuple(row) for row in new_flows.values()]
     out.task_inserts = [tuple(row) for row in new_tasks.values()]
+    out.flow_updates = merge_updates(out.flow_updates)
+    out.task_updates = merge_updates(out.task_updates)
     return out
+
+
+def merge_updates(updates: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """One update per row with the combined effect of that row's updates, in order.
+
+    Applying the merged update equals applying each in turn: the last state wins, ``started``
+    keeps the first candidate, ``ended`` is the last value, run counts add up, and the last
+    result given wins. One update per row lets a backend apply them all in one statement.
+    """
+    if len(updates) < 2:
+        return updates
+    merged: dict[Any, list[Any]] = {}
+    for update in updates:
+        row = merged.get(update[-1])
+        if row is None:
+            merged[update[-1]] = list(update)
+            continue
+        row[0:4] = update[0:4]
+        row[4] = row[4] or update[4]
+        row[5] = update[5]
+        row[6] += update[6]
+        if update[7] is not None:
+            row[7] = update[7]
+    return [tuple(row) for row in merged.values()]

@@ -150,12 +150,11 @@ class SqliteEventStore(EventStore):
         fresh, heads = await self._check_sequences(records)
         if not fresh:
             return 0
-        rows = [(r.id, r.run_id, r.seq, r.type, iso(r.occurred), r.body()) for r in fresh]
+        for record in fresh:  # the columns are copied from the body: it must be canonical
+            record.data["occurred"] = iso(record.occurred)
+        bodies = b"[" + b",".join(r.body() for r in fresh) + b"]"
         async with self._transaction():
-            await self.db.executemany(
-                "INSERT INTO events (id, run_id, seq, type, occurred, body) VALUES (?,?,?,?,?,?)",
-                rows,
-            )
+            await self.db.execute(q.INSERT_EVENTS, (bodies.decode(),))
             await self._apply(plan(fresh), "main")
             await self.db.execute(
                 "UPDATE projection_tracking SET position = (SELECT max(position) FROM events) "
@@ -182,7 +181,10 @@ class SqliteEventStore(EventStore):
                 fresh.append(record)
                 seen.add(record.id)
                 heads[record.run_id] = record.seq
-            elif record.id in seen or (record.seq <= head and await self._has_event(record.id)):
+            elif record.id in seen or (
+                record.seq <= head
+                and await self._event_id_at(record.run_id, record.seq) == record.id
+            ):
                 continue  # the same event again: appending it is a no-op
             else:
                 raise SequenceError(record.run_id, head + 1, record.seq)
@@ -194,9 +196,13 @@ class SqliteEventStore(EventStore):
         )
         return int(next(iter(rows))[0] or 0)
 
-    async def _has_event(self, event_id: str) -> bool:
-        rows = await self.db.execute_fetchall("SELECT 1 FROM events WHERE id = ?", (event_id,))
-        return bool(list(rows))
+    async def _event_id_at(self, run_id: str, seq: int) -> str | None:
+        rows = list(
+            await self.db.execute_fetchall(
+                "SELECT id FROM events WHERE run_id = ? AND seq = ?", (run_id, seq)
+            )
+        )
+        return str(rows[0][0]) if rows else None
 
     async def _apply(self, ops: ProjectionPlan, schema: str) -> None:
         for sql, params in (
@@ -207,7 +213,7 @@ class SqliteEventStore(EventStore):
             (q.INSERT_LOG, ops.logs),
         ):
             if params:
-                await self.db.executemany(sql.format(s=schema), params)
+                await self.db.execute(sql.format(s=schema), (orjson.dumps(params).decode(),))
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
--- The event log: the truth. position is the global order; (run_id, seq) the per-run order.
+-- The event log: the truth. position is the global order; (run_id, seq) the per-run order and
+-- the event's identity: appending an event again finds its id at that key (no index on id: a
+-- third B-tree per event would cost a quarter of the insert).
 CREATE TABLE events (
     position INTEGER PRIMARY KEY,
-    id       TEXT    NOT NULL UNIQUE,
+    id       TEXT    NOT NULL,
     run_id   TEXT    NOT NULL,
     seq      INTEGER NOT NULL,
     type     TEXT    NOT NULL,
