@@ -6,12 +6,12 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from flowbus.engine.errors import UsageError
 from flowbus.engine.flow_engine import FlowRunEngine
 from flowbus.engine.loops import run_sync
-from flowbus.engine.names import generate_run_name
+from flowbus.engine.names import generate_run_name, render_name
 from flowbus.engine.parameters import ParameterSchema
 from flowbus.engine.retries import RetryDelay, delay_list
+from flowbus.engine.states import outcome
 from flowbus.engine.task_runners import ConcurrentTaskRunner, TaskRunner
 
 P = ParamSpec("P")
@@ -106,15 +106,9 @@ class Flow(Generic[P, R]):
         return self.parameters.validate(bound) if self.should_validate_parameters else bound
 
     def render_run_name(self, parameters: dict[str, Any]) -> str:
-        template = self.flow_run_name
-        if template is None:
+        if self.flow_run_name is None:
             return generate_run_name()
-        if callable(template):
-            return str(template())
-        try:
-            return template.format(**parameters)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise UsageError(f"flow_run_name {template!r} of flow {self.name!r}: {exc!r}") from exc
+        return render_name(self.flow_run_name, parameters, f"flow {self.name!r}")
 
     @overload
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
@@ -127,14 +121,11 @@ class Flow(Generic[P, R]):
         parameters = self.parameters.validate(bound) if self.should_validate_parameters else bound
         engine = FlowRunEngine(self, parameters)
         if self.is_async:
-            return _awaited(engine, return_state)  # asyncio.run(my_flow()) as with any coroutine
+            return outcome(
+                engine.run(), return_state
+            )  # asyncio.run(my_flow()) as with any coroutine
         state = run_sync(engine.run())
         return state if return_state else state.result()
-
-
-async def _awaited(engine: FlowRunEngine, return_state: bool) -> Any:
-    state = await engine.run()
-    return state if return_state else state.result()
 
 
 @overload

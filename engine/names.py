@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from typing import Any
+
+from flowbus.engine.errors import UsageError
 
 _ADJECTIVES = (
     "amber", "able", "bold", "brave", "brisk", "calm", "clever", "cosmic", "crimson", "curious",
@@ -20,3 +24,13 @@ _ANIMALS = (
 
 def generate_run_name() -> str:
     return f"{random.choice(_ADJECTIVES)}-{random.choice(_ANIMALS)}"
+
+
+def render_name(template: str | Callable[[], str], parameters: dict[str, Any], owner: str) -> str:
+    """A run name from a template (``"daily-{day}"``, given the parameters) or a callable."""
+    if callable(template):
+        return str(template())
+    try:
+        return template.format(**parameters)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise UsageError(f"run name template {template!r} of {owner}: {exc!r}") from exc

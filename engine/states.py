@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any
 
@@ -136,6 +137,12 @@ class State:
                 raise self.data
             raise RuntimeError(self.message or f"run ended {self.name}")
         return self.data
+
+
+async def outcome(run: Awaitable[State], return_state: bool) -> Any:
+    """Await a run's final state; give the state itself, or its result (raising on failure)."""
+    state = await run
+    return state if return_state else state.result()
 
 
 def _factory(type_: StateType, name: str) -> Any:

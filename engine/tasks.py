@@ -14,8 +14,10 @@ from flowbus.engine.futures import FutureList, TaskRunFuture
 from flowbus.engine.ids import new_id
 from flowbus.engine.inputs import unmapped
 from flowbus.engine.loops import run_sync
+from flowbus.engine.names import render_name
 from flowbus.engine.parameters import ParameterSchema
 from flowbus.engine.retries import RetryDelay, delay_list
+from flowbus.engine.states import outcome
 from flowbus.engine.task_engine import TaskRunEngine
 
 P = ParamSpec("P")
@@ -116,13 +118,8 @@ class Task(Generic[P, R]):
         return Task(self.fn, **{**self._options, **options})
 
     def render_run_name(self, parameters: dict[str, Any]) -> str:
-        template = self.task_run_name
-        if callable(template):
-            return str(template())
-        try:
-            return str(template).format(**parameters)
-        except (KeyError, IndexError, ValueError) as exc:
-            raise UsageError(f"task_run_name {template!r} of task {self.name!r}: {exc!r}") from exc
+        assert self.task_run_name is not None
+        return render_name(self.task_run_name, parameters, f"task {self.name!r}")
 
     # -- running ----------------------------------------------------------------------------
 
@@ -158,7 +155,7 @@ class Task(Generic[P, R]):
         wait_for = kwargs.pop("wait_for", None)
         engine = self._engine(flow_ctx, args, kwargs, wait_for)
         if self.is_async:
-            return _awaited(engine, return_state)  # an async task is awaited, as any coroutine
+            return outcome(engine.run(), return_state)  # an async task is awaited, as any coroutine
         state = run_sync(engine.run())
         return state if return_state else state.result()
 
@@ -199,11 +196,6 @@ class Task(Generic[P, R]):
         if flow_ctx is None:
             raise UsageError(f"{self.name}.{method}() works inside a flow; call the task directly")
         return flow_ctx
-
-
-async def _awaited(engine: TaskRunEngine, return_state: bool) -> Any:
-    state = await engine.run()
-    return state if return_state else state.result()
 
 
 _STATIC = (str, bytes, dict, unmapped)

@@ -94,7 +94,8 @@ class ProjectionPlan:
     logs: list[tuple[Any, ...]] = field(default_factory=list)
 
 
-def _state_update(row_id: str, data: dict[str, Any]) -> tuple[Any, ...]:
+def _state_columns(data: dict[str, Any]) -> tuple[Any, ...]:
+    """What a state does to a row: type, name, message, timestamp, started, ended, run_inc."""
     state = data["state"]
     ts = state["timestamp"]
     running = state["type"] == "RUNNING"
@@ -106,15 +107,20 @@ def _state_update(row_id: str, data: dict[str, Any]) -> tuple[Any, ...]:
         ts if running else None,
         ts if state["type"] in TERMINAL else None,
         1 if running else 0,
-        data.get("result"),
-        row_id,
     )
 
 
+def _state_update(row_id: str, data: dict[str, Any]) -> tuple[Any, ...]:
+    return (*_state_columns(data), data.get("result"), row_id)
+
+
+def _created_columns(data: dict[str, Any]) -> tuple[Any, ...]:
+    """The state, time and counters of a newly created run row (state ... result columns)."""
+    kind, name, message, ts, started, ended, run_count = _state_columns(data)
+    return (kind, name, message, ts, data["occurred"], started, ended, run_count, None)
+
+
 def _flow_insert(data: dict[str, Any]) -> tuple[Any, ...]:
-    state = data["state"]
-    ts = state["timestamp"]
-    running = state["type"] == "RUNNING"
     return (
         data["run_id"],
         data["flow_name"],
@@ -125,22 +131,11 @@ def _flow_insert(data: dict[str, Any]) -> tuple[Any, ...]:
         data.get("parent_task_run_id"),
         _json(data.get("parameters") or {}),
         _json(data.get("tags") or []),
-        state["type"],
-        state["name"],
-        state["message"],
-        ts,
-        data["occurred"],
-        ts if running else None,
-        ts if state["type"] in TERMINAL else None,
-        1 if running else 0,
-        None,
+        *_created_columns(data),
     )
 
 
 def _task_insert(data: dict[str, Any]) -> tuple[Any, ...]:
-    state = data["state"]
-    ts = state["timestamp"]
-    running = state["type"] == "RUNNING"
     return (
         data["task_run_id"],
         data["run_id"],
@@ -150,15 +145,7 @@ def _task_insert(data: dict[str, Any]) -> tuple[Any, ...]:
         data.get("map_index"),
         data.get("cache_key"),
         _json(data.get("upstream") or []),
-        state["type"],
-        state["name"],
-        state["message"],
-        ts,
-        data["occurred"],
-        ts if running else None,
-        ts if state["type"] in TERMINAL else None,
-        1 if running else 0,
-        None,
+        *_created_columns(data),
     )
 
 
