@@ -57,8 +57,11 @@ def list_runs(
         print_json({"runs": [run.to_dict() for run in runs]})
         return
     table = Table(box=None, header_style="bold")
-    for column in ("ID", "FLOW", "NAME", "STATE", "STARTED", "DURATION"):
+    table.add_column("ID", no_wrap=True)  # ids are copied from here: never wrap them
+    for column in ("FLOW", "NAME", "STATE"):
         table.add_column(column)
+    table.add_column("STARTED", no_wrap=True)
+    table.add_column("DURATION", no_wrap=True)
     for run in runs:
         table.add_row(
             run.id,

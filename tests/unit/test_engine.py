@@ -489,3 +489,51 @@ def test_flow_retries() -> None:
     result, rec = capture(second_time_lucky)
     assert result == 7
     assert rec.flow_states() == ["Pending", "Running", "AwaitingRetry", "Retrying", "Completed"]
+
+
+def test_sync_and_async_subflows_inside_an_async_flow() -> None:
+    @flow
+    def sync_child(x: int) -> int:
+        return add(x, 1)
+
+    @flow
+    async def async_child(x: int) -> int:
+        return await async_add(x, 2)
+
+    @flow
+    async def parent() -> int:
+        a = sync_child(1)  # blocks the loop while it runs, as any sync call would
+        b = await async_child(1)
+        return a + b
+
+    result, rec = capture(lambda: asyncio.run(parent()))
+    assert result == 2 + 3
+    created = rec.of_type("flow_run.created")
+    parent_id = next(d["run_id"] for d in created if d["flow_name"] == "parent")
+    assert {d["flow_name"] for d in created if d["parent_run_id"] == parent_id} == {
+        "sync-child",
+        "async-child",
+    }
+
+
+def test_retry_delay_in_a_sync_subflow_of_an_async_flow() -> None:
+    calls: list[int] = []
+
+    @task(retries=1, retry_delay_seconds=0.01)
+    def flaky_once() -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("once")
+        return 1
+
+    @flow
+    def sync_child() -> int:
+        return flaky_once()  # waits for its retry on a nested loop of this thread
+
+    @flow
+    async def parent() -> int:
+        return sync_child()
+
+    result, _ = capture(lambda: asyncio.run(parent()))
+    assert result == 1
+    assert len(calls) == 2
