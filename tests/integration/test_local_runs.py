@@ -96,3 +96,39 @@ def test_a_store_failure_raises_from_the_flow_and_loses_nothing(tmp_path: Path) 
     assert counts["task_run.created"] == 4
     assert counts["flow_run.state"] == 2
     sink.close()
+
+
+CACHED_JOB = """
+from datetime import timedelta
+from flowbus import flow, task, task_input_hash
+
+@task(cache_key_fn=task_input_hash, cache_expiration=timedelta(hours=1))
+def expensive(x: int) -> int:
+    print("computing", flush=True)
+    return x * 10
+
+@flow
+def cached_job() -> int:
+    return expensive(4)
+
+print("result", cached_job())
+"""
+
+
+def test_a_cache_hit_holds_across_processes(flowbus_home: Path, tmp_path: Path) -> None:
+    script = tmp_path / "cached_job.py"
+    script.write_text(CACHED_JOB)
+    outputs = [
+        subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+        for _ in range(2)
+    ]
+    assert outputs[0].split() == ["computing", "result", "40"]
+    assert outputs[1].split() == ["result", "40"]  # the second process did not run the task
+    with sqlite3.connect(flowbus_home / "flowbus.db") as conn:
+        names = [
+            row[0] for row in conn.execute("SELECT state_name FROM task_runs ORDER BY created")
+        ]
+    assert names == ["Completed", "Cached"]
+    assert list((flowbus_home / "results").iterdir())
