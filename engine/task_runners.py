@@ -12,6 +12,7 @@ import concurrent.futures
 import contextvars
 import os
 import threading
+import time
 from asyncio import events as _events
 from collections.abc import Coroutine
 from typing import Any
@@ -30,18 +31,55 @@ Backing = asyncio.Future[State] | concurrent.futures.Future[State]
 
 
 class _SharedQueue:
-    """Task runs of one ``.map()`` drained by a few pool jobs, not one pool job each.
+    """Task runs of one ``.map()`` drained by pool jobs that are added only when needed.
 
-    Submitting thousands of tiny jobs makes the submitting thread fight every worker for the
-    GIL; with one queue and at most ``max_workers`` drains, submitting costs almost nothing and
-    slow tasks still run ``max_workers`` at a time.
+    Submitting one pool job per task run makes the submitting thread fight every worker for the
+    GIL, and running many threads for tasks that never block only adds GIL switches. So one drain
+    starts, and a watchdog on the background loop adds another (up to ``max_drains``) after each
+    ``WATCH_EVERY`` seconds in which the process used less than ``IDLE_CPU`` of a core: then the
+    drains are waiting (downloads, sleeps) and one more thread helps. A busy process gets no more
+    threads; they would only take turns at the GIL. Blocking tasks reach every thread within a
+    few tens of milliseconds.
     """
 
-    def __init__(self, context: contextvars.Context) -> None:
+    WATCH_EVERY = 0.005
+    IDLE_CPU = 0.5
+
+    def __init__(
+        self,
+        context: contextvars.Context,
+        pool: concurrent.futures.ThreadPoolExecutor,
+        max_drains: int,
+    ) -> None:
         self.context = context
+        self.pool = pool
+        self.max_drains = max_drains
+        self.drains = 0
+        self.finished = 0
         self.items: collections.deque[tuple[TaskCoroutine, concurrent.futures.Future[State]]] = (
             collections.deque()
         )
+
+    def start(self) -> None:
+        self._add_drain()
+        if self.max_drains > 1 and len(self.items) > 1:
+            clocks = (time.perf_counter(), time.process_time())
+            background.loop.call_soon_threadsafe(self._watch, clocks)
+
+    def _add_drain(self) -> None:
+        self.drains += 1
+        self.pool.submit(self.drain)
+
+    def _watch(self, since: tuple[float, float]) -> None:
+        if not self.items or self.drains >= self.max_drains:
+            return
+        now = (time.perf_counter(), time.process_time())
+        elapsed = now[0] - since[0]
+        if elapsed >= self.WATCH_EVERY and (now[1] - since[1]) < self.IDLE_CPU * elapsed:
+            self._add_drain()
+        if elapsed < self.WATCH_EVERY:
+            now = since  # too soon to judge: keep measuring from the same start
+        background.loop.call_later(self.WATCH_EVERY, self._watch, now)
 
     def drain(self) -> None:
         # A context can be entered by one thread at a time: each drain has its own copy, and
@@ -60,19 +98,20 @@ class _SharedQueue:
                 future.set_result(_run_in_context(context, coro))
             except BaseException as exc:
                 future.set_exception(exc)
+            self.finished += 1
 
 
 def _submit_many_to_pool(
     pool: concurrent.futures.ThreadPoolExecutor, workers: int, coros: list[TaskCoroutine]
 ) -> list[Backing]:
-    queue = _SharedQueue(contextvars.copy_context())
+    queue = _SharedQueue(contextvars.copy_context(), pool, workers)
     futures: list[Backing] = []
     for coro in coros:
         future: concurrent.futures.Future[State] = concurrent.futures.Future()
         queue.items.append((coro, future))
         futures.append(future)
-    for _ in range(min(workers, len(coros))):
-        pool.submit(queue.drain)
+    if coros:
+        queue.start()
     return futures
 
 

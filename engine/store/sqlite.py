@@ -150,11 +150,10 @@ class SqliteEventStore(EventStore):
         fresh, heads = await self._check_sequences(records)
         if not fresh:
             return 0
-        for record in fresh:  # the columns are copied from the body: it must be canonical
-            record.data["occurred"] = iso(record.occurred)
-        bodies = b"[" + b",".join(r.body() for r in fresh) + b"]"
+        rows = [(r.id, r.run_id, r.seq, r.type, iso(r.occurred), r.body().decode()) for r in fresh]
         async with self._transaction():
-            await self.db.execute(q.INSERT_EVENTS, (bodies.decode(),))
+            for sql, params in q.bulk_insert("events", q.EVENT_COLUMNS, rows):
+                await self.db.execute(sql, params)
             await self._apply(plan(fresh), "main")
             await self.db.execute(
                 "UPDATE projection_tracking SET position = (SELECT max(position) FROM events) "
@@ -205,15 +204,15 @@ class SqliteEventStore(EventStore):
         return str(rows[0][0]) if rows else None
 
     async def _apply(self, ops: ProjectionPlan, schema: str) -> None:
-        for sql, params in (
-            (q.INSERT_FLOW_RUN, ops.flow_inserts),
-            (q.INSERT_TASK_RUN, ops.task_inserts),
-            (q.UPDATE_FLOW_RUN, ops.flow_updates),
-            (q.UPDATE_TASK_RUN, ops.task_updates),
-            (q.INSERT_LOG, ops.logs),
-        ):
-            if params:
-                await self.db.execute(sql.format(s=schema), (orjson.dumps(params).decode(),))
+        statements = [
+            *q.bulk_insert(f"{schema}.flow_runs", FLOW_RUN_COLUMNS, ops.flow_inserts),
+            *q.bulk_insert(f"{schema}.task_runs", TASK_RUN_COLUMNS, ops.task_inserts),
+            *q.bulk_state_update(f"{schema}.flow_runs", ops.flow_updates),
+            *q.bulk_state_update(f"{schema}.task_runs", ops.task_updates),
+            *q.bulk_insert(f"{schema}.logs", LOG_COLUMNS, ops.logs),
+        ]
+        for sql, params in statements:
+            await self.db.execute(sql, params)
 
     # -- reading ------------------------------------------------------------------------------
 
