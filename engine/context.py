@@ -7,6 +7,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from flowbus.engine.ids import event_id, stream_id_prefix
 from flowbus.engine.records import make_record
 from flowbus.engine.sinks import EventSink
 from flowbus.engine.states import State
@@ -25,19 +26,23 @@ class RunStream:
     even when tasks in several threads emit at once.
     """
 
-    __slots__ = ("_lock", "_seq", "run_id", "sink")
+    __slots__ = ("_id_prefix", "_lock", "_seq", "run_id", "sink")
 
     def __init__(self, run_id: str, sink: EventSink) -> None:
         self.run_id = run_id
         self.sink = sink
         self._seq = 0
         self._lock = threading.Lock()
+        self._id_prefix = stream_id_prefix()
 
-    def emit(self, type_: str, fields: dict[str, Any]) -> None:
-        record = make_record(self.run_id, 0, type_, fields)
+    def emit(self, type_: str, fields: dict[str, Any], occurred: str | None = None) -> None:
+        """Record an event; ``occurred`` defaults to now (a state event passes its state's time)."""
+        record = make_record(self.run_id, 0, type_, fields, occurred, "")
         with self._lock:  # as short as can be: tasks in many threads emit into one stream
-            self._seq += 1
-            record.seq = record.data["seq"] = self._seq
+            self._seq = seq = self._seq + 1
+            data = record.data
+            record.seq = data["seq"] = seq
+            record.id = data["id"] = event_id(self._id_prefix, seq)
             self.sink.emit(record)
 
 

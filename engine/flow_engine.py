@@ -98,9 +98,11 @@ class FlowRunEngine:
                     "deployment": None,
                     "state": state_dict(state),
                 },
+                state.timestamp_iso,
             )
         else:
-            self.stream.emit("flow_run.state", {"state": state_dict(state), "result": result})
+            fields = {"state": state_dict(state), "result": result}
+            self.stream.emit("flow_run.state", fields, state.timestamp_iso)
         return state
 
     async def run(self) -> State:

@@ -61,10 +61,22 @@ def state_dict(state: State) -> dict[str, Any]:
     }
 
 
-def make_record(run_id: str, seq: int, type_: str, fields: dict[str, Any]) -> EventRecord:
-    """Wrap ``fields`` in an event envelope (id, run, sequence, time, schema version)."""
-    event_id = new_id()
-    occurred = now_iso()
+def make_record(
+    run_id: str,
+    seq: int,
+    type_: str,
+    fields: dict[str, Any],
+    occurred: str | None = None,
+    event_id: str | None = None,
+) -> EventRecord:
+    """Wrap ``fields`` in an event envelope (id, run, sequence, time, schema version).
+
+    Without ``event_id`` a random id is drawn; a run stream passes its own (see ``ids``).
+    """
+    if event_id is None:
+        event_id = new_id()
+    if occurred is None:
+        occurred = now_iso()
     data = {
         "schema_version": SCHEMA_VERSION,
         "id": event_id,

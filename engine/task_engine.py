@@ -102,10 +102,10 @@ class TaskRunEngine:
                 cache_key=self.cache_key,
                 upstream=self.upstream,
             )
-            self.flow_ctx.stream.emit("task_run.created", fields)
+            self.flow_ctx.stream.emit("task_run.created", fields, state.timestamp_iso)
         else:
             fields["result"] = result
-            self.flow_ctx.stream.emit("task_run.state", fields)
+            self.flow_ctx.stream.emit("task_run.state", fields, state.timestamp_iso)
         return state
 
     # -- the run ------------------------------------------------------------------------------
