@@ -149,29 +149,39 @@ def _task_insert(data: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
-_FOLDED: tuple[str, ...] = (
+# Both run tables end with the same nine columns, in this order: a fold writes at fixed offsets.
+_TAIL = (
     "state_type",
     "state_name",
     "state_message",
     "state_timestamp",
+    "created",
     "started",
     "ended",
     "run_count",
     "result",
 )
-_FLOW_AT = {name: FLOW_RUN_COLUMNS.index(name) for name in _FOLDED}
-_TASK_AT = {name: TASK_RUN_COLUMNS.index(name) for name in _FOLDED}
+assert FLOW_RUN_COLUMNS[-9:] == _TAIL and TASK_RUN_COLUMNS[-9:] == _TAIL
 
 
-def _fold(row: list[Any], update: tuple[Any, ...], at: dict[str, int]) -> None:
-    """Apply a state update to a row inserted in the same batch, as the SQL UPDATE would."""
-    row[at["state_type"]], row[at["state_name"]], row[at["state_message"]] = update[0:3]
-    row[at["state_timestamp"]] = update[3]
-    row[at["started"]] = row[at["started"]] or update[4]
-    row[at["ended"]] = update[5]
-    row[at["run_count"]] += update[6]
-    if update[7] is not None:
-        row[at["result"]] = update[7]
+def _fold(row: list[Any], data: dict[str, Any]) -> None:
+    """Apply a state event to a row inserted in the same batch, as the SQL UPDATE would."""
+    state = data["state"]
+    kind = state["type"]
+    ts = state["timestamp"]
+    base = len(row) - 9
+    row[base] = kind
+    row[base + 1] = state["name"]
+    row[base + 2] = state["message"]
+    row[base + 3] = ts
+    if kind == "RUNNING":
+        row[base + 7] += 1
+        if row[base + 5] is None:
+            row[base + 5] = ts
+    row[base + 6] = ts if kind in TERMINAL else None
+    result = data.get("result")
+    if result is not None:
+        row[base + 8] = result
 
 
 def plan(records: Iterable[EventRecord]) -> ProjectionPlan:
@@ -187,12 +197,11 @@ def plan(records: Iterable[EventRecord]) -> ProjectionPlan:
         data = record.data
         kind = record.type
         if kind == "task_run.state":
-            update = _state_update(data["task_run_id"], data)
-            row = new_tasks.get(update[-1])
+            row = new_tasks.get(data["task_run_id"])
             if row is None:
-                out.task_updates.append(update)
+                out.task_updates.append(_state_update(data["task_run_id"], data))
             else:
-                _fold(row, update, _TASK_AT)
+                _fold(row, data)
         elif kind == "task_run.created":
             new_tasks[data["task_run_id"]] = list(_task_insert(data))
         elif kind == "log":
@@ -208,12 +217,11 @@ def plan(records: Iterable[EventRecord]) -> ProjectionPlan:
                 )
             )
         elif kind == "flow_run.state":
-            update = _state_update(data["run_id"], data)
-            row = new_flows.get(update[-1])
+            row = new_flows.get(data["run_id"])
             if row is None:
-                out.flow_updates.append(update)
+                out.flow_updates.append(_state_update(data["run_id"], data))
             else:
-                _fold(row, update, _FLOW_AT)
+                _fold(row, data)
         elif kind == "flow_run.created":
             new_flows[data["run_id"]] = list(_flow_insert(data))
     out.flow_inserts = [tuple(row) for row in new_flows.values()]

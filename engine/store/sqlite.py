@@ -27,7 +27,6 @@ from flowbus.engine.store.projection import (
     LOG_COLUMNS,
     TASK_RUN_COLUMNS,
     ProjectionPlan,
-    iso,
     plan,
 )
 from flowbus.engine.store.views import FlowRunView, LogLine, StoredEvent, TaskRunView
@@ -150,7 +149,8 @@ class SqliteEventStore(EventStore):
         fresh, heads = await self._check_sequences(records)
         if not fresh:
             return 0
-        rows = [(r.id, r.run_id, r.seq, r.type, iso(r.occurred), r.body().decode()) for r in fresh]
+        # Record timestamps are canonical already (made so, or canonicalised when decoded).
+        rows = [(r.id, r.run_id, r.seq, r.type, r.occurred, r.body().decode()) for r in fresh]
         async with self._transaction():
             for sql, params in q.bulk_insert("events", q.EVENT_COLUMNS, rows):
                 await self.db.execute(sql, params)
