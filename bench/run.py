@@ -166,6 +166,10 @@ their import line changed; the Prefect figures are those given for Prefect 3.9.1
 The B1 figure is the whole time per task run (engine, three state events, their durable
 recording), not the time beyond a bare function call, so it bounds the overhead from above.
 B0 includes starting Python, importing pandas and serving the CSV from a loopback server.
+
+This machine is a shared virtual machine: the same commit measured minutes apart has varied by
+up to half (even `import flowbus` took 100 ms in one hour and 150 ms in the next). Compare
+figures taken in one sitting; docs/architecture.md says where the time goes.
 """
     )
     print(f"wrote {path}")
