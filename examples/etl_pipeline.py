@@ -5,7 +5,8 @@ Run it locally:
     python examples/etl_pipeline.py --url https://example.org/iris.csv --out /tmp/iris.csv
 
 With no ``--url`` it serves the bundled ``examples/data/iris.csv`` from a loopback HTTP server, so
-it works offline. Needs pandas (``pip install 'flowbus[examples]'``).
+it works offline. Needs pandas (``pip install 'flowbus[examples]'``). Apart from the flowbus
+import line it runs unchanged under Prefect, for comparison (B0 in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ DATA_DIR = Path(__file__).parent / "data"
 def extract_data(url: str) -> pd.DataFrame:
     """Download a CSV; an HTTP error raises, so the task is retried."""
     logger = get_run_logger()
-    logger.info("downloading", url=url)
+    logger.info("downloading %s", url)
     with urllib.request.urlopen(url, timeout=30) as response:
         payload = response.read()
     frame = pd.read_csv(io.BytesIO(payload))
-    logger.info("downloaded", rows=len(frame), bytes=len(payload))
+    logger.info("downloaded %d rows (%d bytes)", len(frame), len(payload))
     return frame
 
 

@@ -545,3 +545,12 @@ def test_retry_delay_in_a_sync_subflow_of_an_async_flow() -> None:
     result, _ = capture(lambda: asyncio.run(parent()))
     assert result == 1
     assert len(calls) == 2
+
+
+def test_run_logger_formats_positional_arguments_as_the_stdlib_does() -> None:
+    @flow
+    def percent_style() -> None:
+        get_run_logger().info("downloaded %d rows (%s)", 150, "iris")
+
+    _, rec = capture(percent_style)
+    assert rec.logs() == ["downloaded 150 rows (iris)"]
