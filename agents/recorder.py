@@ -1,0 +1,161 @@
+"""The recorder: run events from JetStream into the store, in per-run order, each exactly once.
+
+It pulls from one durable consumer, appends each batch to the store (events and projections in
+one transaction), and acks only after the commit. A redelivered event is a no-op in the store;
+a malformed, oversized or unknown message, or one whose subject disagrees with its body, is
+logged, counted, dead-lettered to ``flowbus.dead.recorder`` and terminated: the recorder keeps
+serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from flowbus.broker import subjects
+from flowbus.broker.streams import ensure_streams
+from flowbus.engine.errors import SequenceError, StoreError
+from flowbus.engine.events import DecodeError, decode_event
+from flowbus.engine.records import EventRecord
+from flowbus.engine.store import EventStore
+
+log = structlog.get_logger("flowbus.recorder")
+
+
+@dataclass(frozen=True)
+class RecorderSettings:
+    batch_size: int = 500
+    max_message_bytes: int = 1024 * 1024
+    ack_wait: float = 30.0
+    #: A message whose run has a gap before it is retried after this many seconds.
+    retry_delay: float = 1.0
+
+
+class Recorder:
+    """Consume the events stream into ``store`` until ``stop()`` is called."""
+
+    def __init__(
+        self, client: Client, store: EventStore, settings: RecorderSettings | None = None
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.settings = settings or RecorderSettings()
+        self.counts: Counter[str] = Counter()
+        self._stopping = asyncio.Event()
+
+    async def _subscription(self) -> JetStreamContext.PullSubscription:
+        js = self.client.jetstream()
+        await ensure_streams(js)
+        config = ConsumerConfig(
+            durable_name=subjects.RECORDER_CONSUMER,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.settings.ack_wait,
+            max_ack_pending=self.settings.batch_size * 4,  # the server default (1000) stalls
+            filter_subject=subjects.EVENTS_SUBJECTS,
+        )
+        try:
+            await js.consumer_info(subjects.EVENTS_STREAM, subjects.RECORDER_CONSUMER)
+        except NotFoundError:
+            await js.add_consumer(subjects.EVENTS_STREAM, config)
+        return await js.pull_subscribe_bind(
+            durable=subjects.RECORDER_CONSUMER, stream=subjects.EVENTS_STREAM
+        )
+
+    async def run(self) -> None:
+        """Record until stopped; connection trouble is waited out with a backoff."""
+        subscription = await self._subscription()
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                messages = await subscription.fetch(self.settings.batch_size, timeout=1.0)
+            except (TimeoutError, NatsTimeoutError):
+                continue
+            except Exception as exc:  # a leader election, a reconnect: wait, do not spin
+                log.warning("fetch failed; retrying", error=repr(exc), wait=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            await self.handle(messages)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def handle(self, messages: list[Msg]) -> None:
+        """Record one fetched batch; ack, nak or dead-letter every message of it."""
+        good: list[tuple[Msg, EventRecord]] = []
+        for message in messages:
+            problem, record = self._check(message)
+            if record is None:
+                await self._dead_letter(message, problem)
+            else:
+                good.append((message, record))
+        if not good:
+            return
+        try:
+            await self.store.append([record for _, record in good])
+        except SequenceError:
+            await self._by_run(good)
+            return
+        except StoreError as exc:  # locked or full: nothing was written; try again later
+            log.error("store refused a batch; retrying later", error=str(exc), count=len(good))
+            for message, _ in good:
+                await message.nak(delay=self.settings.retry_delay)
+            self.counts["retried"] += len(good)
+            return
+        for message, _ in good:
+            await message.ack()
+        self.counts["recorded"] += len(good)
+
+    def _check(self, message: Msg) -> tuple[str, EventRecord | None]:
+        if len(message.data) > self.settings.max_message_bytes:
+            return f"oversized: {len(message.data)} bytes", None
+        try:
+            event = decode_event(message.data)
+        except DecodeError as exc:
+            return f"malformed: {exc}", None
+        expected = subjects.event_subject(str(event.run_id), event.type)
+        if message.subject != expected:
+            return f"subject {message.subject!r} does not match the event ({expected!r})", None
+        return "", EventRecord.from_body(message.data)
+
+    async def _by_run(self, good: list[tuple[Msg, EventRecord]]) -> None:
+        """A batch with a sequence problem: record run by run, so one run cannot block others."""
+        by_run: dict[str, list[tuple[Msg, EventRecord]]] = defaultdict(list)
+        for item in good:
+            by_run[item[1].run_id].append(item)
+        for items in by_run.values():
+            try:
+                await self.store.append([record for _, record in items])
+            except SequenceError as exc:
+                if exc.got > exc.expected:  # an earlier event of the run is still to come
+                    for message, _ in items:
+                        await message.nak(delay=self.settings.retry_delay)
+                    self.counts["retried"] += len(items)
+                else:  # another event already holds this place in the run: a conflict
+                    for message, _ in items:
+                        await self._dead_letter(message, f"conflicting event: {exc}")
+                continue
+            for message, _ in items:
+                await message.ack()
+            self.counts["recorded"] += len(items)
+
+    async def _dead_letter(self, message: Msg, reason: str) -> None:
+        log.warning("dead-lettered a message", subject=message.subject, reason=reason[:500])
+        self.counts["dead_lettered"] += 1
+        headers = {"Flowbus-Error": reason[:1000], "Flowbus-Subject": message.subject}
+        payload = message.data[: self.settings.max_message_bytes // 2]
+        await self.client.jetstream().publish(
+            subjects.dead_letter_subject("recorder"), payload, headers=headers
+        )
+        await message.term()

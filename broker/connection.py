@@ -1,0 +1,61 @@
+"""Connecting to NATS the way a long-running daemon should."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+
+from flowbus.broker.errors import BrokerError
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+
+
+def nats_url() -> str:
+    """``$FLOWBUS_NATS_URL`` (comma-separated for a cluster), else the local default."""
+    return os.environ.get("FLOWBUS_NATS_URL") or DEFAULT_URL
+
+
+def _auth_options() -> dict[str, Any]:
+    """User/password, token, credentials file and TLS, from ``$FLOWBUS_NATS_*``."""
+    env = os.environ
+    options: dict[str, Any] = {}
+    if env.get("FLOWBUS_NATS_USER"):
+        options["user"] = env["FLOWBUS_NATS_USER"]
+        options["password"] = env.get("FLOWBUS_NATS_PASSWORD", "")
+    if env.get("FLOWBUS_NATS_TOKEN"):
+        options["token"] = env["FLOWBUS_NATS_TOKEN"]
+    if env.get("FLOWBUS_NATS_CREDS"):
+        options["user_credentials"] = env["FLOWBUS_NATS_CREDS"]
+    if env.get("FLOWBUS_NATS_TLS_CA") or env.get("FLOWBUS_NATS_TLS_CERT"):
+        context = ssl.create_default_context(cafile=env.get("FLOWBUS_NATS_TLS_CA") or None)
+        if env.get("FLOWBUS_NATS_TLS_CERT"):
+            context.load_cert_chain(env["FLOWBUS_NATS_TLS_CERT"], env.get("FLOWBUS_NATS_TLS_KEY"))
+        options["tls"] = context
+    return options
+
+
+async def connect(url: str | None = None, name: str = "flowbus", **options: Any) -> Client:
+    """A NATS connection that reconnects for ever (daemons must outlive a server restart).
+
+    nats-py gives up after 60 attempts by default and buffers plain publishes while
+    disconnected; flowbus sends everything that matters through JetStream, which acks.
+    """
+    servers = [part.strip() for part in (url or nats_url()).split(",") if part.strip()]
+    settings: dict[str, Any] = {
+        "servers": servers,
+        "name": name,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.5,
+        "connect_timeout": 5,
+        "allow_reconnect": True,
+        **_auth_options(),
+        **options,
+    }
+    try:
+        return await nats.connect(**settings)
+    except Exception as exc:
+        raise BrokerError(f"cannot connect to NATS at {', '.join(servers)}: {exc!r}") from exc

@@ -1,0 +1,60 @@
+"""The engine's event sink for runs executed by agents: events go to JetStream, not to a file.
+
+Each event is published to ``flowbus.event.<run_id>.<type>`` with ``Nats-Msg-Id`` set to the
+event id, so a retried publish is deduplicated by the stream (within its duplicate window) and by
+the store's per-run sequence (for ever). ``flush`` returns once JetStream has acknowledged every
+event emitted before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.aio.client import Client
+
+from flowbus.broker.connection import connect
+from flowbus.broker.errors import BrokerError
+from flowbus.broker.subjects import event_subject
+from flowbus.engine.loops import BackgroundLoop
+from flowbus.engine.pump import Pump
+from flowbus.engine.records import EventRecord
+
+ACK_TIMEOUT = 10.0
+
+
+class NatsEventSink:
+    """Publishes run events to JetStream from any thread, in batches, on its own loop."""
+
+    def __init__(self, url: str | None = None, name: str = "flowbus-events") -> None:
+        self._loop = BackgroundLoop(f"{name}-loop")
+        self.client: Client = self._loop.call(connect(url, name=name))
+        self._js = self.client.jetstream()
+        self._pump = Pump(self._publish, self._loop.loop)
+        self._pump.error_type = BrokerError
+        self._pump.done_as = "published"
+
+    async def _publish(self, batch: list[EventRecord]) -> None:
+        # publish_async pipelines the batch (it waits itself once too many are in flight);
+        # its futures have no timeout of their own, hence the wait_for.
+        futures = [
+            await self._js.publish_async(
+                event_subject(record.run_id, record.type),
+                record.body(),
+                headers={"Nats-Msg-Id": record.id},
+            )
+            for record in batch
+        ]
+        await asyncio.wait_for(asyncio.gather(*futures), ACK_TIMEOUT)
+
+    def emit(self, record: EventRecord) -> None:
+        self._pump.submit(record)
+
+    def flush(self, timeout: float | None = None) -> None:
+        self._pump.flush(timeout)
+
+    def close(self) -> None:
+        """Publish what is left, then drain and close the connection."""
+        try:
+            self.flush(ACK_TIMEOUT)
+        finally:
+            self._loop.call(self.client.drain())

@@ -1,0 +1,23 @@
+"""Stream and subject names: the wire layout other services rely on (see docs/protocol.md)."""
+
+from __future__ import annotations
+
+#: Every run event: ``flowbus.event.<run_id>.<event type>`` (the type has dots of its own,
+#: e.g. ``flowbus.event.<run_id>.task_run.state``); subscribe to ``flowbus.event.<run_id>.>``.
+EVENTS_STREAM = "FLOWBUS_EVENTS"
+EVENTS_SUBJECTS = "flowbus.event.>"
+
+#: Messages a daemon could not process, kept for inspection: ``flowbus.dead.<source>``.
+DEAD_LETTER_STREAM = "FLOWBUS_DEAD"
+DEAD_LETTER_SUBJECTS = "flowbus.dead.>"
+
+#: The durable consumer through which the recorder writes events into the store.
+RECORDER_CONSUMER = "recorder"
+
+
+def event_subject(run_id: str, event_type: str) -> str:
+    return f"flowbus.event.{run_id}.{event_type}"
+
+
+def dead_letter_subject(source: str) -> str:
+    return f"flowbus.dead.{source}"

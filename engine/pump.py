@@ -1,0 +1,120 @@
+"""Moving a run's events from the threads that emit them to wherever they go, in batches.
+
+Producers only append to a deque (no lock to contend for); a flush is a marker in the same queue,
+so "everything emitted before me" is decided by queue order. One task on a dedicated loop takes
+whatever has accumulated and delivers it as one batch: while a batch is delivered (a commit, a
+round of JetStream acks) the next one accumulates. The store's group-commit writer and the NATS
+event sink are both pumps; they differ only in how a batch is delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+
+from flowbus.engine.errors import StoreError
+from flowbus.engine.records import EventRecord
+
+log = logging.getLogger("flowbus.engine")
+
+Deliver = Callable[[list[EventRecord]], Awaitable[None]]
+
+
+class _FlushMarker:
+    """Put in the queue by ``flush``; set once everything queued before it is delivered."""
+
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
+class Pump:
+    """Deliver events from any thread in batches; ``flush`` waits until they are delivered.
+
+    A failed delivery keeps its events, in order, for the next attempt (made by the next emit or
+    flush), so nothing is lost in the process; ``flush`` raises the error meanwhile.
+    """
+
+    #: What a failed flush raises (with the delivery error as its cause).
+    error_type: type[Exception] = StoreError
+    #: How the messages say what delivery means ("recorded", "published").
+    done_as = "delivered"
+
+    def __init__(self, deliver: Deliver, loop: asyncio.AbstractEventLoop) -> None:
+        self._deliver = deliver
+        self._loop = loop
+        self._queue: collections.deque[EventRecord | _FlushMarker] = collections.deque()
+        self._draining = False
+
+    def submit(self, record: EventRecord) -> None:
+        self._queue.append(record)
+        if not self._draining:
+            self._wake()
+
+    def _wake(self) -> None:
+        self._draining = True
+        self._loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        self._loop.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        queue = self._queue
+        while True:
+            items: list[EventRecord | _FlushMarker] = []
+            while queue:
+                items.append(queue.popleft())
+            if not items:
+                self._draining = False
+                if not queue:  # an item added after the check above wakes a new drain
+                    return
+                self._draining = True
+                continue
+            records = [i for i in items if isinstance(i, EventRecord)]
+            markers = [i for i in items if isinstance(i, _FlushMarker)]
+            try:
+                if records:
+                    await self._deliver(records)
+            except BaseException as exc:
+                self._fail(records, markers, exc)
+                return
+            for marker in markers:
+                marker.done.set()
+
+    def _fail(
+        self, records: list[EventRecord], markers: list[_FlushMarker], exc: BaseException
+    ) -> None:
+        """Keep the events for the next attempt; answer every waiting flush with the error."""
+        # Stop draining first: a flush queued after the sweep below sees it and wakes a retry.
+        self._draining = False
+        swept: list[EventRecord | _FlushMarker] = []
+        while self._queue:
+            swept.append(self._queue.popleft())
+        held = records + [item for item in swept if isinstance(item, EventRecord)]
+        self._queue.extendleft(reversed(held))  # in order, ahead of anything appended since
+        log.error("%d events not %s yet: %s", len(held), self.done_as, exc)
+        for marker in markers + [item for item in swept if isinstance(item, _FlushMarker)]:
+            marker.error = exc
+            marker.done.set()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until every event submitted before the call is delivered."""
+        marker = _FlushMarker()
+        self._queue.append(marker)
+        if not self._draining:
+            self._wake()
+        if not marker.done.wait(timeout):
+            raise self.error_type(f"events not {self.done_as} within {timeout} s")
+        if marker.error is not None:
+            message = f"events could not be {self.done_as}: {marker.error}"
+            raise self.error_type(message) from marker.error
+
+    @property
+    def backlog(self) -> int:
+        """Events waiting to be delivered."""
+        return sum(1 for item in list(self._queue) if isinstance(item, EventRecord))
