@@ -1,0 +1,84 @@
+"""Loading a flow from an entrypoint: ``path/to/file.py:flow_name`` or ``package.module:flow_name``.
+
+Deployments name their flow this way; agents load it to run it. Every way it can go wrong (no
+such file, code that fails to import, no such name, not a flow) is an ``EntrypointError`` that
+says which, so a broken deployment fails its run with a readable reason instead of crashing
+whoever loads it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from flowbus.engine.errors import FlowbusError
+from flowbus.engine.flows import Flow
+
+
+class EntrypointError(FlowbusError):
+    """An entrypoint that does not lead to a flow."""
+
+
+def split_entrypoint(entrypoint: str) -> tuple[str, str]:
+    """``"where:name"`` into its two parts, or ``EntrypointError``."""
+    where, sep, name = entrypoint.rpartition(":")
+    if not sep or not where or not name.isidentifier():
+        raise EntrypointError(
+            f"entrypoint {entrypoint!r} is not of the form path/to/file.py:flow_function "
+            "or package.module:flow_function"
+        )
+    return where, name
+
+
+def _import_file(path: Path) -> Any:
+    module_name = f"flowbus_entrypoint_{abs(hash(str(path)))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise EntrypointError(f"{path} cannot be imported as Python code")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    # The flow's own folder is importable, as it is when the file is run as a script.
+    folder = str(path.parent)
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:
+        sys.modules.pop(module_name, None)
+        raise _import_failure(str(path), exc) from exc
+    finally:
+        if added:
+            sys.path.remove(folder)
+    return module
+
+
+def _import_failure(where: str, exc: BaseException) -> EntrypointError:
+    detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return EntrypointError(f"importing {where} failed: {detail}")
+
+
+def load_flow(entrypoint: str, working_dir: str | Path | None = None) -> Flow[..., Any]:
+    """The flow an entrypoint names; a file path is relative to ``working_dir`` (default: cwd)."""
+    where, name = split_entrypoint(entrypoint)
+    base = Path(working_dir) if working_dir is not None else Path.cwd()
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        path = (base / where).resolve()
+        if not path.is_file():
+            raise EntrypointError(f"entrypoint file {path} does not exist")
+        module = _import_file(path)
+    else:
+        try:
+            module = importlib.import_module(where)
+        except BaseException as exc:
+            raise _import_failure(f"module {where}", exc) from exc
+    target = getattr(module, name, None)
+    if target is None:
+        raise EntrypointError(f"{where} has no {name!r}")
+    if not isinstance(target, Flow):
+        raise EntrypointError(f"{where}:{name} is a {type(target).__name__}, not a @flow")
+    return target
