@@ -7,6 +7,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from flowbus.engine.clock import now_iso
 from flowbus.engine.ids import event_id, stream_id_prefix
 from flowbus.engine.records import make_record
 from flowbus.engine.sinks import EventSink
@@ -63,7 +64,11 @@ class FlowRun:
 
 @dataclass
 class TaskRun:
-    """What a task run is, as user code (hooks, retry conditions, cache keys) sees it."""
+    """What a task run is, as user code (hooks, retry conditions, cache keys) sees it.
+
+    ``created`` is when it was called or submitted: the time of its Pending state, so the wait
+    of a submitted task run for a free worker shows in its history.
+    """
 
     id: str
     name: str
@@ -73,6 +78,7 @@ class TaskRun:
     map_index: int | None = None
     run_count: int = 0
     state: State | None = None
+    created: str = field(default_factory=now_iso)
 
 
 @dataclass

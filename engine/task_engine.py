@@ -120,7 +120,7 @@ class TaskRunEngine:
         self.cache_key = cache_key
         if task.task_run_name is not None:
             self.task_run.name = task.render_run_name(self.parameters or {})
-        self._set_state(Pending())
+        self._set_state(Pending(timestamp=self.task_run.created))
 
         if resolution.failures:
             names = ", ".join(f.task_run_name for f in resolution.failures)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -554,3 +554,36 @@ def test_run_logger_formats_positional_arguments_as_the_stdlib_does() -> None:
 
     _, rec = capture(percent_style)
     assert rec.logs() == ["downloaded 150 rows (iris)"]
+
+
+def test_a_submitted_task_run_is_pending_from_its_submission() -> None:
+    gate = threading.Event()
+
+    @task
+    def blocker() -> None:
+        gate.wait(10)
+
+    @task
+    def queued(i: int) -> int:
+        return i
+
+    @flow(task_runner=ThreadPoolTaskRunner(max_workers=1))
+    def one_worker() -> None:
+        first = blocker.submit()
+        second = queued.submit(1)  # waits for the only worker
+        time.sleep(0.05)
+        gate.set()
+        first.wait()
+        second.wait()
+
+    _, rec = capture(one_worker)
+    waited = [d for d in rec.records_data() if d["type"].startswith("task_run.")]
+    queued_states = {
+        d["state"]["name"]: d["state"]["timestamp"]
+        for d in waited
+        if d["task_run_id"]
+        == next(r["task_run_id"] for r in rec.task_runs() if r["name"] == "queued-0")
+    }
+    pending = datetime.fromisoformat(queued_states["Pending"])
+    running = datetime.fromisoformat(queued_states["Running"])
+    assert (running - pending).total_seconds() >= 0.05  # the time it waited for the worker
