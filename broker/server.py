@@ -47,6 +47,19 @@ def find_nats_server() -> str:
     )
 
 
+def _die_with_parent() -> list[str]:
+    """A command prefix that has the kernel stop the server when the thread that started it
+    dies, however it dies (Linux, util-linux ``setpriv``); empty where that is not available.
+
+    ``preexec_fn`` could set the same, but runs Python in the forked child of a threaded process.
+    """
+    if sys.platform.startswith("linux"):
+        setpriv = shutil.which("setpriv")
+        if setpriv:
+            return [setpriv, "--pdeathsig", "TERM", "--"]
+    return []
+
+
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
@@ -66,6 +79,8 @@ class EmbeddedNatsServer:
         sync: ``"default"`` or ``"always"`` (fsync every JetStream write before acking it).
 
     Use as a context manager, or call ``start()`` and ``stop()``; ``url`` is where to connect.
+    On Linux the server also stops when the thread that started it dies (even by SIGKILL), so
+    start it from a thread that lives as long as it should (the main thread, typically).
     """
 
     def __init__(
@@ -121,12 +136,16 @@ class EmbeddedNatsServer:
             if not self.fallback_to_free_port:
                 raise PortInUse(f"port {port} on 127.0.0.1 is taken by another process")
             port = 0
+        binary = find_nats_server()
+        if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+            raise BrokerError(f"cannot run nats-server: {binary} is not an executable file")
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self._run_dir = Path(tempfile.mkdtemp(prefix="flowbus-nats-"))
         config = self._run_dir / "nats-server.conf"
         config.write_text(self._config(port))
         command = [
-            find_nats_server(),
+            *_die_with_parent(),
+            binary,
             "-c",
             str(config),
             "--ports_file_dir",
@@ -145,7 +164,7 @@ class EmbeddedNatsServer:
         except OSError as exc:
             shutil.rmtree(self._run_dir, ignore_errors=True)
             self._run_dir = None
-            raise BrokerError(f"cannot run nats-server {command[0]!r}: {exc}") from exc
+            raise BrokerError(f"cannot run nats-server: {exc}") from exc
         try:
             self.port = self._wait_ready()
         except BaseException:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from flowbus.cli import runs, store
+from flowbus.cli.up import up
 
 app = typer.Typer(
     name="flowbus",
@@ -14,6 +15,7 @@ app = typer.Typer(
 )
 app.add_typer(runs.app, name="runs")
 app.add_typer(store.app, name="store")
+app.command("up")(up)
 
 
 @app.command("version")

@@ -4,7 +4,11 @@ clearly, and nothing is left running."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,3 +109,30 @@ def test_a_missing_binary_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.M
 def test_a_bad_sync_mode_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sync"):
         EmbeddedNatsServer(tmp_path / "js", sync="sometimes")
+
+
+def test_the_server_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    if not shutil.which("setpriv"):
+        pytest.skip("needs util-linux setpriv (Linux)")
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import sys, time\n"
+        "from flowbus.broker import EmbeddedNatsServer\n"
+        f"server = EmbeddedNatsServer({str(tmp_path / 'js')!r}).start()\n"
+        "print(server.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        server_pid = int(parent.stdout.readline())
+        assert alive(server_pid)
+        parent.kill()  # SIGKILL: the parent gets no chance to clean up
+        parent.wait()
+        for _ in range(100):
+            if not alive(server_pid):
+                break
+            time.sleep(0.05)
+        assert not alive(server_pid), "the nats-server outlived its parent"
+    finally:
+        parent.kill()
