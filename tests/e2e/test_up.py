@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,17 +20,9 @@ import pytest
 from flowbus.broker import EmbeddedNatsServer
 from flowbus.broker.subjects import event_subject
 from tests.integration.store_contract import RunBuilder
+from tests.processes import alive, listening_port
 
 from .conftest import ROOT
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "zombie" in status.read_text())
 
 
 class Up:
@@ -75,10 +66,8 @@ class Up:
 
 @pytest.fixture
 def taken_port() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
+    with listening_port() as port:
+        yield port
 
 
 async def publish_event(url: str) -> str:

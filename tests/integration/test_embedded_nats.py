@@ -3,9 +3,7 @@ clearly, and nothing is left running."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,24 +15,13 @@ import pytest
 from nats.js.api import RetentionPolicy, StreamConfig
 
 from flowbus.broker import BrokerError, EmbeddedNatsServer, PortInUse
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not reaped) counts as gone.
-    status = Path(f"/proc/{pid}/status")
-    return not (status.exists() and "zombie" in status.read_text())
+from tests.processes import alive, listening_port
 
 
 @pytest.fixture
 def listening_socket() -> Iterator[int]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
+    with listening_port() as port:
+        yield port
 
 
 async def test_jetstream_work_queue_round_trip(nats_server: EmbeddedNatsServer) -> None:

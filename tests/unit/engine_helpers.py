@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -53,3 +55,21 @@ def capture(call: Callable[[], Any]) -> tuple[Any, Recorded]:
     with use_sink(sink):
         result = call()
     return result, Recorded(sink.records)
+
+
+class ConcurrencyProbe:
+    """Counts how many calls of ``busy`` overlap; ``peak`` is the most at once."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.running = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+
+    def busy(self) -> None:
+        with self._lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        time.sleep(self.seconds)
+        with self._lock:
+            self.running -= 1

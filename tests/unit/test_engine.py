@@ -24,7 +24,7 @@ from flowbus.engine.context import get_run_context
 from flowbus.engine.states import StateType
 from flowbus.engine.task_engine import UpstreamTaskError
 
-from .engine_helpers import capture
+from .engine_helpers import ConcurrencyProbe, capture
 
 
 @task
@@ -396,19 +396,11 @@ def test_run_name_templates() -> None:
 
 
 def test_thread_pool_task_runner_limits_concurrency() -> None:
-    running = 0
-    peak = 0
-    lock = threading.Lock()
+    probe = ConcurrencyProbe(0.02)
 
     @task
     def busy(i: int) -> int:
-        nonlocal running, peak
-        with lock:
-            running += 1
-            peak = max(peak, running)
-        time.sleep(0.02)
-        with lock:
-            running -= 1
+        probe.busy()
         return i
 
     @flow(task_runner=ThreadPoolTaskRunner(max_workers=3))
@@ -417,30 +409,22 @@ def test_thread_pool_task_runner_limits_concurrency() -> None:
 
     result, _ = capture(limited)
     assert result == list(range(12))
-    assert peak == 3
+    assert probe.peak == 3
 
 
 def test_default_runner_gives_blocking_sync_tasks_more_threads() -> None:
-    running = 0
-    peak = 0
-    lock = threading.Lock()
+    probe = ConcurrencyProbe(0.05)
 
     @task
     def nap(i: int) -> None:
-        nonlocal running, peak
-        with lock:
-            running += 1
-            peak = max(peak, running)
-        time.sleep(0.05)
-        with lock:
-            running -= 1
+        probe.busy()
 
     @flow
     def parallel() -> None:
         nap.map(range(24)).wait()
 
     capture(parallel)
-    assert peak >= 3  # tasks that block are spread over the pool's threads
+    assert probe.peak >= 3  # tasks that block are spread over the pool's threads
 
 
 def test_flow_waits_for_submitted_tasks_before_completing() -> None:
