@@ -142,11 +142,12 @@ class FlowRunEngine:
                 )
                 result = await self._settle(result)
             except (asyncio.CancelledError, KeyboardInterrupt, SystemExit) as exc:
-                await self._settle_quietly()
+                # Interrupted: say so at once; do not wait for submitted task runs.
                 self._set_state(Crashed(message=f"interrupted: {type(exc).__name__}"))
                 raise
             except Exception as exc:
-                await self._settle_quietly()
+                if not isinstance(exc, TaskRunTimeout):  # a timed-out flow does not wait either
+                    await self._settle_quietly()
                 message, tb = failure_details(exc)
                 make = TimedOut if isinstance(exc, TaskRunTimeout) else Failed
                 failed = make(message=message, data=exc, traceback=tb)

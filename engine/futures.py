@@ -9,7 +9,7 @@ from collections.abc import Generator, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from flowbus.engine.errors import UsageError
-from flowbus.engine.states import Pending, State
+from flowbus.engine.states import Crashed, Pending, State
 
 if TYPE_CHECKING:
     from flowbus.engine.context import TaskRun
@@ -44,8 +44,14 @@ class TaskRunFuture(Generic[R]):
     @property
     def state(self) -> State:
         """The task run's current state (its final state once done)."""
-        if self._future.done() and not self._future.cancelled():
-            return self._future.result()
+        future = self._future
+        if future.done():
+            if future.cancelled():
+                return Crashed(message="the task run was cancelled before it finished")
+            error = future.exception()
+            if error is not None:  # the engine itself was interrupted (Ctrl-C, cancellation)
+                return Crashed(message=f"{type(error).__name__}: {error}", data=error)
+            return future.result()
         return self.task_run.state or Pending()
 
     def done(self) -> bool:

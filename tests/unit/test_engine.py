@@ -571,3 +571,35 @@ def test_a_submitted_task_run_is_pending_from_its_submission() -> None:
     pending = datetime.fromisoformat(queued_states["Pending"])
     running = datetime.fromisoformat(queued_states["Running"])
     assert (running - pending).total_seconds() >= 0.05  # the time it waited for the worker
+
+
+def test_a_timed_out_flow_does_not_wait_for_its_submitted_tasks() -> None:
+    gate = threading.Event()
+
+    @task
+    def stuck() -> None:
+        gate.wait(30)
+
+    @flow(timeout_seconds=0.2)
+    def impatient() -> None:
+        stuck.submit()
+        time.sleep(30)
+
+    try:
+        state, _ = capture(lambda: impatient(return_state=True))
+        assert state.name == "TimedOut"
+        assert not gate.is_set()  # it returned while its task run was still stuck
+    finally:
+        gate.set()
+
+
+def test_future_state_reports_a_crashed_engine() -> None:
+    import concurrent.futures
+
+    from flowbus.engine.context import TaskRun
+    from flowbus.engine.futures import TaskRunFuture
+
+    backing: concurrent.futures.Future = concurrent.futures.Future()
+    backing.set_exception(KeyboardInterrupt())
+    future = TaskRunFuture(TaskRun("id", "t-0", "m.t", "run", []), backing)
+    assert future.state.is_crashed()
