@@ -56,6 +56,9 @@ class StoreSink:
         from flowbus.engine.store.writer import GroupCommitWriter
 
         self.store = store
+        # Opened on the store loop's daemon thread, so aiosqlite's worker thread (created there)
+        # is a daemon too: a store left open never keeps the process from exiting, and the
+        # atexit hook below flushes it first.
         store_loop.call(store.open())
         self._writer = GroupCommitWriter(store, store_loop.loop)
 
