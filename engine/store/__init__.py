@@ -22,7 +22,8 @@ __all__ = [
 
 
 def store_from_url(url: str | None = None) -> EventStore:
-    """The store a URL names: ``sqlite:///path``, a plain file path, or ``memory://``.
+    """The store a URL names: ``sqlite:///path``, a plain file path, ``postgresql://...``
+    (needs the ``postgres`` extra), or ``memory://``.
 
     Without a URL, ``$FLOWBUS_STORE_URL`` or the SQLite file under ``$FLOWBUS_HOME``.
     """
@@ -33,5 +34,11 @@ def store_from_url(url: str | None = None) -> EventStore:
         return SqliteEventStore(url.removeprefix("sqlite:///"), settings.sqlite_synchronous())
     if "://" not in url:
         return SqliteEventStore(url, settings.sqlite_synchronous())
+    if url.startswith(("postgresql://", "postgres://")):
+        from flowbus.engine.store.postgres import PostgresEventStore
+
+        return PostgresEventStore(url)
     scheme = url.split("://", 1)[0]
-    raise StoreError(f"unsupported store URL scheme {scheme!r} (use sqlite:///PATH)")
+    raise StoreError(
+        f"unsupported store URL scheme {scheme!r} (use sqlite:///PATH or postgresql://...)"
+    )

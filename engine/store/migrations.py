@@ -14,10 +14,10 @@ class Migration:
     sql: str
 
 
-def load_migrations(package: str = "flowbus.engine.store") -> list[Migration]:
-    """Every migration shipped in ``<package>/sql``, sorted by number."""
+def load_migrations(package: str = "flowbus.engine.store", folder: str = "sql") -> list[Migration]:
+    """Every migration shipped in ``<package>/<folder>``, sorted by number."""
     found = []
-    for entry in resources.files(package).joinpath("sql").iterdir():
+    for entry in resources.files(package).joinpath(folder).iterdir():
         match = re.fullmatch(r"(\d{3})_(\w+)\.sql", entry.name)
         if match:
             found.append(Migration(int(match[1]), match[2], entry.read_text()))

@@ -28,22 +28,36 @@ INSERT_COLUMNS = {"flow_runs": FLOW_RUN_COLUMNS, "task_runs": TASK_RUN_COLUMNS, 
 
 
 @cache
-def _variable_limit() -> int:
+def _sqlite_variable_limit() -> int:
     with sqlite3.connect(":memory:") as db:
         return db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
 
 
+POSTGRES_VARIABLE_LIMIT = 32767  # the wire protocol counts parameters in 16 bits
+
+CHUNK_ROWS = 256  # rows per statement: one prepared statement, reused from the driver's cache
+
+
 @cache
-def _values(width: int, rows: int) -> str:
-    group = "(" + ",".join("?" * width) + ")"
-    return ",".join([group] * rows)
+def _values(width: int, rows: int, numbered: bool, casts: tuple[str, ...] | None) -> str:
+    """``(?,?),(?,?)`` for SQLite; ``($1,$2),($3,$4)`` for PostgreSQL, with optional casts."""
+    groups = []
+    for row in range(rows):
+        if numbered:
+            marks = [f"${row * width + i + 1}" for i in range(width)]
+            if casts:
+                marks = [f"{mark}::{cast}" for mark, cast in zip(marks, casts, strict=True)]
+        else:
+            marks = ["?"] * width
+        groups.append("(" + ",".join(marks) + ")")
+    return ",".join(groups)
 
 
-CHUNK_ROWS = 256  # rows per statement: one prepared statement, reused from sqlite3's cache
-
-
-def _chunks(rows: Sequence[Sequence[Any]], width: int) -> Iterator[tuple[int, list[Any]]]:
-    size = max(1, min(CHUNK_ROWS, _variable_limit() // width))
+def _chunks(
+    rows: Sequence[Sequence[Any]], width: int, numbered: bool
+) -> Iterator[tuple[int, list[Any]]]:
+    limit = POSTGRES_VARIABLE_LIMIT if numbered else _sqlite_variable_limit()
+    size = max(1, min(CHUNK_ROWS, limit // width))
     for start in range(0, len(rows), size):
         chunk = rows[start : start + size]
         flat: list[Any] = []
@@ -53,28 +67,38 @@ def _chunks(rows: Sequence[Sequence[Any]], width: int) -> Iterator[tuple[int, li
 
 
 def bulk_insert(
-    table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], numbered: bool = False
 ) -> Iterator[tuple[str, list[Any]]]:
     """(sql, parameters) statements inserting ``rows`` into ``table`` (schema-qualified)."""
     head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-    for count, flat in _chunks(rows, len(columns)):
-        yield head + _values(len(columns), count), flat
+    for count, flat in _chunks(rows, len(columns), numbered):
+        yield head + _values(len(columns), count, numbered, None), flat
+
+
+#: PostgreSQL types of a state update's fields (its VALUES rows carry no column types).
+STATE_UPDATE_CASTS = ("text", "text", "text", "text", "text", "text", "int", "text", "text")
 
 
 def bulk_state_update(
-    table: str, updates: Sequence[Sequence[Any]]
+    table: str, updates: Sequence[Sequence[Any]], numbered: bool = False
 ) -> Iterator[tuple[str, list[Any]]]:
     """(sql, parameters) statements applying merged state updates (one per row, see
     ``projection.merge_updates``). started keeps the first Running time; ended is set by a
     terminal state and cleared by a non-terminal one (a crashed run queued again is not ended)."""
-    picked = ", ".join(f"column{i + 1} AS {name}" for i, name in enumerate(STATE_UPDATE_FIELDS))
+    names = ", ".join(STATE_UPDATE_FIELDS)
     head = (
         f"UPDATE {table} AS t SET state_type = u.state_type, state_name = u.state_name, "
         "state_message = u.state_message, state_timestamp = u.state_timestamp, "
         "started = COALESCE(t.started, u.started), ended = u.ended, "
-        "run_count = t.run_count + u.run_inc, result = COALESCE(u.result, t.result) "
-        f"FROM (SELECT {picked} FROM (VALUES "
+        "run_count = t.run_count + u.run_inc, result = COALESCE(u.result, t.result) FROM "
     )
     width = len(STATE_UPDATE_FIELDS)
-    for count, flat in _chunks(updates, width):
-        yield head + _values(width, count) + ")) AS u WHERE t.id = u.id", flat
+    casts = STATE_UPDATE_CASTS if numbered else None
+    for count, flat in _chunks(updates, width, numbered):
+        values = _values(width, count, numbered, casts)
+        if numbered:
+            source = f"(VALUES {values}) AS u({names})"
+        else:  # SQLite names VALUES columns column1, column2, ...
+            picked = ", ".join(f"column{i + 1} AS {n}" for i, n in enumerate(STATE_UPDATE_FIELDS))
+            source = f"(SELECT {picked} FROM (VALUES {values})) AS u"
+        yield head + source + " WHERE t.id = u.id", flat

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,6 +29,8 @@ from flowbus.engine.states import (
     TimedOut,
 )
 from flowbus.engine.store import EventStore, MemoryEventStore, SqliteEventStore
+from flowbus.engine.store.postgres import PostgresEventStore
+from tests.integration.postgres import fresh_schema
 from tests.integration.store_contract import RunBuilder
 
 STATES = [Scheduled, Pending, Running, Retrying, AwaitingRetry, Completed, Cached, Failed,
@@ -98,19 +101,29 @@ async def snapshot(store: EventStore) -> dict[str, Any]:
     }
 
 
-async def compare(log: list[EventRecord], cuts: list[int]) -> None:
+async def compare(log: list[EventRecord], cuts: list[int], other: EventStore) -> None:
+    """Append ``log`` in the given batches to ``other`` and the twin; both must agree, and a
+    rebuild of ``other`` must equal its live projection."""
+    memory = MemoryEventStore()
+    async with other, memory:
+        for batch in batches(log, cuts):
+            await other.append(batch)
+            await memory.append(batch)
+        live = await snapshot(other)
+        assert live == await snapshot(memory)
+        assert await other.verify_projections() == []
+        await other.rebuild_projections()
+        assert await snapshot(other) == live
+
+
+async def compare_sqlite(log: list[EventRecord], cuts: list[int]) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        sqlite = SqliteEventStore(Path(folder) / "flowbus.db", synchronous="OFF")
-        memory = MemoryEventStore()
-        async with sqlite, memory:
-            for batch in batches(log, cuts):
-                await sqlite.append(batch)
-                await memory.append(batch)
-            live = await snapshot(sqlite)
-            assert live == await snapshot(memory)
-            assert await sqlite.verify_projections() == []
-            await sqlite.rebuild_projections()
-            assert await snapshot(sqlite) == live
+        await compare(log, cuts, SqliteEventStore(Path(folder) / "flowbus.db", synchronous="OFF"))
+
+
+async def compare_postgres(log: list[EventRecord], cuts: list[int]) -> None:
+    async with fresh_schema() as url:
+        await compare(log, cuts, PostgresEventStore(url))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -123,4 +136,30 @@ def test_sqlite_and_memory_project_every_log_alike(
     scripts: list[list[tuple[Any, ...]]], picks: list[int], cuts: list[int]
 ) -> None:
     log = interleave([events_of(script) for script in scripts], picks)
-    asyncio.run(compare(log, cuts))
+    asyncio.run(compare_sqlite(log, cuts))
+
+
+@pytest.fixture(scope="module")
+def postgres_reachable() -> None:
+    async def probe() -> None:
+        async with fresh_schema():
+            pass
+
+    asyncio.run(probe())  # skips (or, under CI, fails) when there is no server
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+          HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    scripts=st.lists(run_script, min_size=1, max_size=4),
+    picks=st.lists(st.integers(0, 7), max_size=50),
+    cuts=st.lists(st.integers(0, 200), max_size=6),
+)
+def test_postgres_and_memory_project_every_log_alike(
+    postgres_reachable: None,
+    scripts: list[list[tuple[Any, ...]]],
+    picks: list[int],
+    cuts: list[int],
+) -> None:
+    log = interleave([events_of(script) for script in scripts], picks)
+    asyncio.run(compare_postgres(log, cuts))

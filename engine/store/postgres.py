@@ -1,0 +1,368 @@
+"""The PostgreSQL event store (asyncpg): the backend for many machines and many runs.
+
+The same log, projections and contract as the SQLite store. Appends hold a transaction-scoped
+advisory lock, so even with several writer processes positions commit in order and a reader
+following positions never skips one. Tables live in one PostgreSQL schema (``flowbus`` unless
+the URL says ``?schema=...``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import orjson
+
+from flowbus.engine.errors import SequenceError, StoreError
+from flowbus.engine.records import EventRecord
+from flowbus.engine.store import sql_statements as q
+from flowbus.engine.store.base import EventStore
+from flowbus.engine.store.migrations import load_migrations, split_statements
+from flowbus.engine.store.projection import (
+    FLOW_RUN_COLUMNS,
+    LOG_COLUMNS,
+    TASK_RUN_COLUMNS,
+    ProjectionPlan,
+    plan,
+)
+from flowbus.engine.store.views import FlowRunView, LogLine, StoredEvent, TaskRunView
+
+_WRITER_LOCK = 0x666C6F77  # "flow": the advisory lock every appending transaction takes
+_HEADS_CACHE_LIMIT = 100_000
+_REPLAY_CHUNK = 5_000
+_FLOW_COLS = ", ".join(FLOW_RUN_COLUMNS)
+_TASK_COLS = ", ".join(TASK_RUN_COLUMNS)
+_LOG_COLS = ", ".join(LOG_COLUMNS)
+_EVENT_COLS = "position, id, run_id, seq, type, occurred, body"
+
+
+def _split_url(url: str) -> tuple[str, str]:
+    """The connection URL without flowbus's own ``schema`` option, and that schema."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    schema = query.pop("schema", ["flowbus"])[0]
+    if not schema.isidentifier():
+        raise StoreError(f"schema {schema!r} in the store URL is not a plain identifier")
+    return urlunsplit(parts._replace(query=urlencode(query, doseq=True))), schema
+
+
+def _safe(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    return f"postgresql://{host}:{parts.port or 5432}{parts.path}"
+
+
+class PostgresEventStore(EventStore):
+    """Event store in a PostgreSQL database: ``postgresql://user:pass@host:5432/db?schema=s``."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._dsn, self.schema = _split_url(url)
+        self._pool: Any = None
+        self._lock = asyncio.Lock()
+        self._heads: dict[str, int] = {}
+
+    # -- connection -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        import asyncpg
+
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=4,
+                server_settings={"search_path": self.schema},
+            )
+            await self._migrate()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await self.close()
+            raise self._failure(exc, "cannot use") from exc
+        self._lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    def _failure(self, exc: BaseException, doing: str = "failed using") -> StoreError:
+        return StoreError(f"{doing} the PostgreSQL store at {_safe(self.url)}: {exc}")
+
+    @property
+    def pool(self) -> Any:
+        if self._pool is None:
+            raise StoreError("the store is not open")
+        return self._pool
+
+    async def _migrate(self) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            # One migrating process at a time; the others find the work done.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _WRITER_LOCK + 1)
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                "name TEXT NOT NULL, applied TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            done = {row[0] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+            for migration in load_migrations(folder="sql/postgres"):
+                if migration.version in done:
+                    continue
+                for statement in split_statements(migration.sql):
+                    await conn.execute(statement)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    migration.version,
+                    migration.name,
+                )
+
+    # -- appending ----------------------------------------------------------------------------
+
+    async def append(self, records: Sequence[EventRecord]) -> int:
+        if not records:
+            return 0
+        import asyncpg
+
+        async with self._lock:
+            try:
+                return await self._append_once(records)
+            except asyncpg.UniqueViolationError:
+                # Another process appended to one of these runs: our cached heads are stale.
+                self._heads.clear()
+                try:
+                    return await self._append_once(records)
+                except asyncpg.UniqueViolationError as exc:
+                    raise StoreError(f"conflicting events: {exc}") from exc
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise self._failure(exc) from exc
+
+    async def _append_once(self, records: Sequence[EventRecord]) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _WRITER_LOCK)
+            fresh, heads = await self._check_sequences(conn, records)
+            if not fresh:
+                return 0
+            rows = [(r.id, r.run_id, r.seq, r.type, r.occurred, r.body().decode()) for r in fresh]
+            for sql, params in q.bulk_insert("events", q.EVENT_COLUMNS, rows, numbered=True):
+                await conn.execute(sql, *params)
+            await self._apply(conn, plan(fresh), self.schema)
+            await conn.execute(
+                "UPDATE projection_tracking SET position = (SELECT max(position) FROM events) "
+                "WHERE name = 'runs'"
+            )
+        if len(self._heads) > _HEADS_CACHE_LIMIT:
+            self._heads.clear()
+        self._heads.update(heads)
+        return len(fresh)
+
+    async def _check_sequences(
+        self, conn: Any, records: Sequence[EventRecord]
+    ) -> tuple[list[EventRecord], dict[str, int]]:
+        heads: dict[str, int] = {}
+        seen: set[str] = set()
+        fresh = []
+        for record in records:
+            head = heads.get(record.run_id)
+            if head is None:
+                head = self._heads.get(record.run_id)
+                if head is None:
+                    head = await self._load_head(conn, record.run_id)
+            if record.seq == head + 1 and record.id not in seen:
+                fresh.append(record)
+                seen.add(record.id)
+                heads[record.run_id] = record.seq
+            elif record.id in seen or (
+                record.seq <= head
+                and await conn.fetchval(
+                    "SELECT id FROM events WHERE run_id = $1 AND seq = $2",
+                    record.run_id,
+                    record.seq,
+                )
+                == record.id
+            ):
+                continue  # the same event again: appending it is a no-op
+            else:
+                raise SequenceError(record.run_id, head + 1, record.seq)
+        return fresh, heads
+
+    @staticmethod
+    async def _load_head(conn: Any, run_id: str) -> int:
+        value = await conn.fetchval("SELECT max(seq) FROM events WHERE run_id = $1", run_id)
+        return int(value or 0)
+
+    @staticmethod
+    async def _apply(conn: Any, ops: ProjectionPlan, schema: str) -> None:
+        statements = [
+            *q.bulk_insert(f"{schema}.flow_runs", FLOW_RUN_COLUMNS, ops.flow_inserts, True),
+            *q.bulk_insert(f"{schema}.task_runs", TASK_RUN_COLUMNS, ops.task_inserts, True),
+            *q.bulk_state_update(f"{schema}.flow_runs", ops.flow_updates, True),
+            *q.bulk_state_update(f"{schema}.task_runs", ops.task_updates, True),
+            *q.bulk_insert(f"{schema}.logs", LOG_COLUMNS, ops.logs, True),
+        ]
+        for sql, params in statements:
+            await conn.execute(sql, *params)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def _fetch(self, sql: str, *params: Any) -> list[Any]:
+        import asyncpg
+
+        try:
+            async with self.pool.acquire() as conn:
+                return list(await conn.fetch(sql, *params))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise self._failure(exc) from exc
+
+    async def head(self, run_id: str) -> int:
+        rows = await self._fetch("SELECT max(seq) FROM events WHERE run_id = $1", run_id)
+        return int(rows[0][0] or 0)
+
+    @staticmethod
+    def _stored(row: Any) -> StoredEvent:
+        return StoredEvent(
+            position=row["position"],
+            id=row["id"],
+            run_id=row["run_id"],
+            seq=row["seq"],
+            type=row["type"],
+            occurred=row["occurred"],
+            data=orjson.loads(row["body"]),
+        )
+
+    async def read_run(self, run_id: str, after_seq: int = 0) -> list[StoredEvent]:
+        rows = await self._fetch(
+            f"SELECT {_EVENT_COLS} FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq",
+            run_id,
+            after_seq,
+        )
+        return [self._stored(row) for row in rows]
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        rows = await self._fetch(
+            f"SELECT {_EVENT_COLS} FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+            after_position,
+            limit,
+        )
+        return [self._stored(row) for row in rows]
+
+    @staticmethod
+    def _flow_run(row: Any) -> FlowRunView:
+        data = dict(row)
+        data["parameters"] = json.loads(data["parameters"])
+        data["tags"] = json.loads(data["tags"])
+        return FlowRunView(**data)
+
+    async def get_flow_run(self, run_id: str) -> FlowRunView | None:
+        rows = await self._fetch(f"SELECT {_FLOW_COLS} FROM flow_runs WHERE id = $1", run_id)
+        return self._flow_run(rows[0]) if rows else None
+
+    async def find_flow_runs(self, prefix: str, limit: int = 2) -> list[FlowRunView]:
+        rows = await self._fetch(
+            f"SELECT {_FLOW_COLS} FROM flow_runs WHERE starts_with(id, $1) ORDER BY id LIMIT $2",
+            prefix,
+            limit,
+        )
+        return [self._flow_run(row) for row in rows]
+
+    async def list_flow_runs(
+        self,
+        state: str | None = None,
+        flow_name: str | None = None,
+        limit: int = 50,
+        parent_run_id: str | None = None,
+    ) -> list[FlowRunView]:
+        where: list[str] = []
+        params: list[Any] = []
+        if state is not None:
+            params.append(state)
+            where.append(f"(state_type = ${len(params)} OR state_name = ${len(params)})")
+        if flow_name is not None:
+            params.append(flow_name)
+            where.append(f"flow_name = ${len(params)}")
+        if parent_run_id is not None:
+            params.append(parent_run_id)
+            where.append(f"parent_run_id = ${len(params)}")
+        params.append(limit)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._fetch(
+            f"SELECT {_FLOW_COLS} FROM flow_runs {clause} "
+            f"ORDER BY created DESC, id DESC LIMIT ${len(params)}",
+            *params,
+        )
+        return [self._flow_run(row) for row in rows]
+
+    async def list_task_runs(self, run_id: str) -> list[TaskRunView]:
+        rows = await self._fetch(
+            f"SELECT {_TASK_COLS} FROM task_runs WHERE flow_run_id = $1 ORDER BY created, id",
+            run_id,
+        )
+        views = []
+        for row in rows:
+            data = dict(row)
+            data["tags"] = json.loads(data["tags"])
+            data["upstream"] = json.loads(data["upstream"])
+            views.append(TaskRunView(**data))
+        return views
+
+    async def get_logs(self, run_id: str, after_seq: int = 0, limit: int = 1000) -> list[LogLine]:
+        rows = await self._fetch(
+            f"SELECT {_LOG_COLS} FROM logs WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            run_id,
+            after_seq,
+            limit,
+        )
+        return [LogLine(**dict(row)) for row in rows]
+
+    # -- rebuilding and verifying -----------------------------------------------------------
+
+    async def _replay_into(self, conn: Any, schema: str) -> int:
+        count, position = 0, 0
+        while True:
+            rows = await conn.fetch(
+                "SELECT position, body FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+                position,
+                _REPLAY_CHUNK,
+            )
+            if not rows:
+                return count
+            records = [EventRecord.from_body(row["body"], row["position"]) for row in rows]
+            await self._apply(conn, plan(records), schema)
+            count += len(records)
+            position = rows[-1]["position"]
+
+    async def rebuild_projections(self) -> int:
+        async with self._lock, self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _WRITER_LOCK)
+            for table in q.PROJECTION_TABLES:
+                await conn.execute(f"DELETE FROM {self.schema}.{table}")
+            count = await self._replay_into(conn, self.schema)
+            await conn.execute(
+                "UPDATE projection_tracking SET position = "
+                "(SELECT coalesce(max(position), 0) FROM events) WHERE name = 'runs'"
+            )
+            return count
+
+    async def verify_projections(self) -> list[str]:
+        differences: list[str] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            for table in q.PROJECTION_TABLES:
+                await conn.execute(
+                    f"CREATE TEMP TABLE {table} (LIKE {self.schema}.{table} INCLUDING ALL) "
+                    "ON COMMIT DROP"
+                )
+            await self._replay_into(conn, "pg_temp")
+            for table in q.PROJECTION_TABLES:
+                for left, right, label in (
+                    (self.schema, "pg_temp", "live row missing from the rebuild"),
+                    ("pg_temp", self.schema, "rebuilt row missing from the live projection"),
+                ):
+                    rows = await conn.fetch(
+                        f"SELECT * FROM {left}.{table} EXCEPT SELECT * FROM {right}.{table} "
+                        "LIMIT 20"
+                    )
+                    differences += [f"{table}: {label}: {tuple(row)}" for row in rows]
+        return differences
