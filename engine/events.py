@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.records import SCHEMA_VERSION
-from flowbus.engine.states import State, StateType
+from flowbus.engine.states import StateType
 
 
 class DecodeError(FlowbusError, ValueError):
@@ -34,19 +34,6 @@ class StatePayload(_Frozen):
     timestamp: datetime
     message: str | None = None
     traceback: str | None = None
-
-    @classmethod
-    def of(cls, state: State) -> StatePayload:
-        return cls.model_construct(
-            type=state.type,
-            name=state.name,
-            timestamp=state.timestamp,
-            message=state.message,
-            traceback=state.traceback,
-        )
-
-    def to_state(self) -> State:
-        return State(self.type, self.name, message=self.message, timestamp=self.timestamp)
 
 
 class _EventBase(_Frozen):
