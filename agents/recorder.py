@@ -124,21 +124,21 @@ class Recorder:
             event = decode_event(message.data)
         except DecodeError as exc:
             return f"malformed: {exc}", None
-        expected = subjects.event_subject(str(event.run_id), event.type)
+        expected = subjects.event_subject(str(event.stream_id), event.type)
         if message.subject != expected:
             return f"subject {message.subject!r} does not match the event ({expected!r})", None
         return "", EventRecord.from_body(message.data)
 
     async def _by_run(self, good: list[tuple[Msg, EventRecord]]) -> None:
-        """A batch with a sequence problem: record run by run, so one run cannot block others."""
-        by_run: dict[str, list[tuple[Msg, EventRecord]]] = defaultdict(list)
+        """A batch with a sequence problem: record stream by stream, so one cannot block others."""
+        by_stream: dict[str, list[tuple[Msg, EventRecord]]] = defaultdict(list)
         for item in good:
-            by_run[item[1].run_id].append(item)
-        for items in by_run.values():
+            by_stream[item[1].stream_id].append(item)
+        for items in by_stream.values():
             try:
                 await self.store.append([record for _, record in items])
             except SequenceError as exc:
-                if exc.got > exc.expected:  # an earlier event of the run is still to come
+                if exc.got > exc.expected:  # an earlier event of the stream is still to come
                     for message, _ in items:
                         await message.nak(delay=self.settings.retry_delay)
                     self.counts["retried"] += len(items)

@@ -1,6 +1,6 @@
 """The engine's event sink for runs executed by agents: events go to JetStream, not to a file.
 
-Each event is published to ``flowbus.event.<run_id>.<type>`` with ``Nats-Msg-Id`` set to the
+Each event is published to ``flowbus.event.<stream_id>.<type>`` with ``Nats-Msg-Id`` set to the
 event id, so a retried publish is deduplicated by the stream (within its duplicate window) and by
 the store's per-run sequence (for ever). ``flush`` returns once JetStream has acknowledged every
 event emitted before it.
@@ -38,7 +38,7 @@ class NatsEventSink:
         # its futures have no timeout of their own, hence the wait_for.
         futures = [
             await self._js.publish_async(
-                event_subject(record.run_id, record.type),
+                event_subject(record.stream_id, record.type),
                 record.body(),
                 headers={"Nats-Msg-Id": record.id},
             )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-#: Every run event: ``flowbus.event.<run_id>.<event type>`` (the type has dots of its own,
-#: e.g. ``flowbus.event.<run_id>.task_run.state``); subscribe to ``flowbus.event.<run_id>.>``.
+#: Every event: ``flowbus.event.<stream_id>.<event type>`` (the type has dots of its own, e.g.
+#: ``flowbus.event.<run_id>.task_run.state``: a flow run's stream id is the run id); a run's
+#: events are ``flowbus.event.<run_id>.>``.
 EVENTS_STREAM = "FLOWBUS_EVENTS"
 EVENTS_SUBJECTS = "flowbus.event.>"
 
@@ -15,8 +16,8 @@ DEAD_LETTER_SUBJECTS = "flowbus.dead.>"
 RECORDER_CONSUMER = "recorder"
 
 
-def event_subject(run_id: str, event_type: str) -> str:
-    return f"flowbus.event.{run_id}.{event_type}"
+def event_subject(stream_id: str, event_type: str) -> str:
+    return f"flowbus.event.{stream_id}.{event_type}"
 
 
 def dead_letter_subject(source: str) -> str:

@@ -30,14 +30,14 @@ class StoreError(FlowbusError):
 
 
 class SequenceError(StoreError):
-    """An event's per-run sequence number is a gap or a duplicate of another event."""
+    """An event's sequence number in its stream is a gap or a duplicate of another event."""
 
-    def __init__(self, run_id: str, expected: int, got: int) -> None:
-        self.run_id = run_id
+    def __init__(self, stream_id: str, expected: int, got: int) -> None:
+        self.stream_id = stream_id
         self.expected = expected
         self.got = got
         kind = "gap" if got > expected else "duplicate"
-        super().__init__(f"run {run_id}: sequence {kind}: expected {expected}, got {got}")
+        super().__init__(f"stream {stream_id}: sequence {kind}: expected {expected}, got {got}")
 
 
 class TransitionRejected(FlowbusError):

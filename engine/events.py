@@ -1,8 +1,10 @@
 """Events: frozen, typed, versioned messages; every state change of a run is one of them.
 
-Every event belongs to one flow run's stream (``run_id``) and carries that run's own sequence
-number ``seq`` (1, 2, 3, ...): the store rejects a gap or a duplicate. Task runs and log lines
-are events of the flow run they belong to. ``id`` is unique; appending it twice is a no-op.
+Every event belongs to one stream (``stream_id``) and carries that stream's own sequence number
+``seq`` (1, 2, 3, ...): the store rejects a gap or a duplicate. A flow run is a stream whose id is
+the run's id; its task runs and log lines are events of that stream. Other things recorded as
+events (deployments, schedules, ...) are streams of their own. ``id`` is unique; appending the
+same event twice is a no-op.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class StatePayload(_Frozen):
 class _EventBase(_Frozen):
     schema_version: Literal[1] = SCHEMA_VERSION
     id: UUID
-    run_id: UUID
+    stream_id: UUID
     seq: int = Field(ge=1)
     occurred: datetime
 

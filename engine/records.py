@@ -28,7 +28,7 @@ class EventRecord:
     """One event ready for the log: its envelope columns and its full JSON-able body."""
 
     id: str
-    run_id: str
+    stream_id: str
     seq: int
     type: str
     occurred: str
@@ -47,7 +47,13 @@ class EventRecord:
         if state is not None:
             state["timestamp"] = canonical(state["timestamp"])
         return cls(
-            data["id"], data["run_id"], data["seq"], data["type"], data["occurred"], data, position
+            data["id"],
+            data["stream_id"],
+            data["seq"],
+            data["type"],
+            data["occurred"],
+            data,
+            position,
         )
 
 
@@ -62,14 +68,14 @@ def state_dict(state: State) -> dict[str, Any]:
 
 
 def make_record(
-    run_id: str,
+    stream_id: str,
     seq: int,
     type_: str,
     fields: dict[str, Any],
     occurred: str | None = None,
     event_id: str | None = None,
 ) -> EventRecord:
-    """Wrap ``fields`` in an event envelope (id, run, sequence, time, schema version).
+    """Wrap ``fields`` in an event envelope (id, stream, sequence, time, schema version).
 
     Without ``event_id`` a random id is drawn; a run stream passes its own (see ``ids``).
     """
@@ -80,13 +86,13 @@ def make_record(
     data = {
         "schema_version": SCHEMA_VERSION,
         "id": event_id,
-        "run_id": run_id,
+        "stream_id": stream_id,
         "seq": seq,
         "occurred": occurred,
         "type": type_,
         **fields,
     }
-    return EventRecord(event_id, run_id, seq, type_, occurred, data)
+    return EventRecord(event_id, stream_id, seq, type_, occurred, data)
 
 
 def json_safe(value: Any, limit: int = 2000) -> Any:

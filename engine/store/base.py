@@ -36,18 +36,18 @@ class EventStore(abc.ABC):
     async def append(self, records: Sequence[EventRecord]) -> int:
         """Append events atomically and project them; return how many were new.
 
-        An event whose id is already in the log is skipped. An event whose ``seq`` is not the
-        next one of its run (a gap, or a duplicate under another id) raises ``SequenceError`` and
-        nothing of the batch is written.
+        An event already in the log (same id at its place in its stream) is skipped. An event
+        whose ``seq`` is not the next one of its stream (a gap, or a duplicate under another id)
+        raises ``SequenceError`` and nothing of the batch is written.
         """
 
     @abc.abstractmethod
-    async def head(self, run_id: str) -> int:
-        """The last sequence number recorded for a run (0 when it has none)."""
+    async def head(self, stream_id: str) -> int:
+        """The last sequence number recorded in a stream (0 when it has none)."""
 
     @abc.abstractmethod
-    async def read_run(self, run_id: str, after_seq: int = 0) -> list[StoredEvent]:
-        """A run's events in sequence order."""
+    async def read_stream(self, stream_id: str, after_seq: int = 0) -> list[StoredEvent]:
+        """A stream's events (a flow run's, say) in sequence order."""
 
     @abc.abstractmethod
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:

@@ -71,12 +71,12 @@ class MemoryEventStore(EventStore):
             fresh: list[EventRecord] = []
             seen: set[str] = set()
             for record in records:
-                head = heads.get(record.run_id, self._heads.get(record.run_id, 0))
+                head = heads.get(record.stream_id, self._heads.get(record.stream_id, 0))
                 if record.id in self._ids or record.id in seen:
                     continue
                 if record.seq != head + 1:
-                    raise SequenceError(record.run_id, head + 1, record.seq)
-                heads[record.run_id] = record.seq
+                    raise SequenceError(record.stream_id, head + 1, record.seq)
+                heads[record.stream_id] = record.seq
                 seen.add(record.id)
                 fresh.append(record)
             for record in fresh:
@@ -88,8 +88,8 @@ class MemoryEventStore(EventStore):
             self._heads.update(heads)
             return len(fresh)
 
-    async def head(self, run_id: str) -> int:
-        return self._heads.get(run_id, 0)
+    async def head(self, stream_id: str) -> int:
+        return self._heads.get(stream_id, 0)
 
     @staticmethod
     def _stored(record: EventRecord) -> StoredEvent:
@@ -97,15 +97,17 @@ class MemoryEventStore(EventStore):
         return StoredEvent(
             position=record.position,
             id=record.id,
-            run_id=record.run_id,
+            stream_id=record.stream_id,
             seq=record.seq,
             type=record.type,
             occurred=record.occurred,
             data=record.data,
         )
 
-    async def read_run(self, run_id: str, after_seq: int = 0) -> list[StoredEvent]:
-        return [self._stored(r) for r in self._events if r.run_id == run_id and r.seq > after_seq]
+    async def read_stream(self, stream_id: str, after_seq: int = 0) -> list[StoredEvent]:
+        return [
+            self._stored(r) for r in self._events if r.stream_id == stream_id and r.seq > after_seq
+        ]
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
         return [self._stored(r) for r in self._events[after_position : after_position + limit]]

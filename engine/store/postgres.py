@@ -36,7 +36,7 @@ _REPLAY_CHUNK = 5_000
 _FLOW_COLS = ", ".join(FLOW_RUN_COLUMNS)
 _TASK_COLS = ", ".join(TASK_RUN_COLUMNS)
 _LOG_COLS = ", ".join(LOG_COLUMNS)
-_EVENT_COLS = "position, id, run_id, seq, type, occurred, body"
+_EVENT_COLS = "position, id, stream_id, seq, type, occurred, body"
 
 
 def _split_url(url: str) -> tuple[str, str]:
@@ -146,7 +146,7 @@ class PostgresEventStore(EventStore):
             fresh, heads = await self._check_sequences(conn, records)
             if not fresh:
                 return 0
-            rows = [(r.id, r.run_id, r.seq, r.type, r.occurred, r.body().decode()) for r in fresh]
+            rows = q.event_rows(fresh)
             for sql, params in q.bulk_insert("events", q.EVENT_COLUMNS, rows, numbered=True):
                 await conn.execute(sql, *params)
             await self._apply(conn, plan(fresh), self.schema)
@@ -166,32 +166,32 @@ class PostgresEventStore(EventStore):
         seen: set[str] = set()
         fresh = []
         for record in records:
-            head = heads.get(record.run_id)
+            head = heads.get(record.stream_id)
             if head is None:
-                head = self._heads.get(record.run_id)
+                head = self._heads.get(record.stream_id)
                 if head is None:
-                    head = await self._load_head(conn, record.run_id)
+                    head = await self._load_head(conn, record.stream_id)
             if record.seq == head + 1 and record.id not in seen:
                 fresh.append(record)
                 seen.add(record.id)
-                heads[record.run_id] = record.seq
+                heads[record.stream_id] = record.seq
             elif record.id in seen or (
                 record.seq <= head
                 and await conn.fetchval(
-                    "SELECT id FROM events WHERE run_id = $1 AND seq = $2",
-                    record.run_id,
+                    "SELECT id FROM events WHERE stream_id = $1 AND seq = $2",
+                    record.stream_id,
                     record.seq,
                 )
                 == record.id
             ):
                 continue  # the same event again: appending it is a no-op
             else:
-                raise SequenceError(record.run_id, head + 1, record.seq)
+                raise SequenceError(record.stream_id, head + 1, record.seq)
         return fresh, heads
 
     @staticmethod
-    async def _load_head(conn: Any, run_id: str) -> int:
-        value = await conn.fetchval("SELECT max(seq) FROM events WHERE run_id = $1", run_id)
+    async def _load_head(conn: Any, stream_id: str) -> int:
+        value = await conn.fetchval("SELECT max(seq) FROM events WHERE stream_id = $1", stream_id)
         return int(value or 0)
 
     @staticmethod
@@ -217,8 +217,8 @@ class PostgresEventStore(EventStore):
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise self._failure(exc) from exc
 
-    async def head(self, run_id: str) -> int:
-        rows = await self._fetch("SELECT max(seq) FROM events WHERE run_id = $1", run_id)
+    async def head(self, stream_id: str) -> int:
+        rows = await self._fetch("SELECT max(seq) FROM events WHERE stream_id = $1", stream_id)
         return int(rows[0][0] or 0)
 
     @staticmethod
@@ -226,17 +226,17 @@ class PostgresEventStore(EventStore):
         return StoredEvent(
             position=row["position"],
             id=row["id"],
-            run_id=row["run_id"],
+            stream_id=row["stream_id"],
             seq=row["seq"],
             type=row["type"],
             occurred=row["occurred"],
             data=orjson.loads(row["body"]),
         )
 
-    async def read_run(self, run_id: str, after_seq: int = 0) -> list[StoredEvent]:
+    async def read_stream(self, stream_id: str, after_seq: int = 0) -> list[StoredEvent]:
         rows = await self._fetch(
-            f"SELECT {_EVENT_COLS} FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq",
-            run_id,
+            f"SELECT {_EVENT_COLS} FROM events WHERE stream_id = $1 AND seq > $2 ORDER BY seq",
+            stream_id,
             after_seq,
         )
         return [self._stored(row) for row in rows]

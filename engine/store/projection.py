@@ -122,7 +122,7 @@ def _created_columns(data: dict[str, Any]) -> tuple[Any, ...]:
 
 def _flow_insert(data: dict[str, Any]) -> tuple[Any, ...]:
     return (
-        data["run_id"],
+        data["stream_id"],
         data["flow_name"],
         data["name"],
         data.get("flow_version"),
@@ -138,7 +138,7 @@ def _flow_insert(data: dict[str, Any]) -> tuple[Any, ...]:
 def _task_insert(data: dict[str, Any]) -> tuple[Any, ...]:
     return (
         data["task_run_id"],
-        data["run_id"],
+        data["stream_id"],
         data["task_key"],
         data["name"],
         _json(data.get("tags") or []),
@@ -207,7 +207,7 @@ def plan(records: Iterable[EventRecord]) -> ProjectionPlan:
         elif kind == "log":
             out.logs.append(
                 (
-                    data["run_id"],
+                    data["stream_id"],
                     data["seq"],
                     data.get("task_run_id"),
                     data["occurred"],
@@ -217,13 +217,13 @@ def plan(records: Iterable[EventRecord]) -> ProjectionPlan:
                 )
             )
         elif kind == "flow_run.state":
-            row = new_flows.get(data["run_id"])
+            row = new_flows.get(data["stream_id"])
             if row is None:
-                out.flow_updates.append(_state_update(data["run_id"], data))
+                out.flow_updates.append(_state_update(data["stream_id"], data))
             else:
                 _fold(row, data)
         elif kind == "flow_run.created":
-            new_flows[data["run_id"]] = list(_flow_insert(data))
+            new_flows[data["stream_id"]] = list(_flow_insert(data))
     out.flow_inserts = [tuple(row) for row in new_flows.values()]
     out.task_inserts = [tuple(row) for row in new_tasks.values()]
     out.flow_updates = merge_updates(out.flow_updates)

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from functools import cache
 from typing import Any
 
+from flowbus.engine.records import EventRecord
 from flowbus.engine.store.projection import (
     FLOW_RUN_COLUMNS,
     LOG_COLUMNS,
@@ -22,7 +23,14 @@ from flowbus.engine.store.projection import (
     TASK_RUN_COLUMNS,
 )
 
-EVENT_COLUMNS = ("id", "run_id", "seq", "type", "occurred", "body")
+EVENT_COLUMNS = ("id", "stream_id", "seq", "type", "occurred", "body")
+
+
+def event_rows(records: Sequence[EventRecord]) -> list[tuple[Any, ...]]:
+    """The ``events`` rows of records (their timestamps are canonical already)."""
+    return [(r.id, r.stream_id, r.seq, r.type, r.occurred, r.body().decode()) for r in records]
+
+
 PROJECTION_TABLES = ("flow_runs", "task_runs", "logs")
 INSERT_COLUMNS = {"flow_runs": FLOW_RUN_COLUMNS, "task_runs": TASK_RUN_COLUMNS, "logs": LOG_COLUMNS}
 

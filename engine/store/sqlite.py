@@ -149,8 +149,7 @@ class SqliteEventStore(EventStore):
         fresh, heads = await self._check_sequences(records)
         if not fresh:
             return 0
-        # Record timestamps are canonical already (made so, or canonicalised when decoded).
-        rows = [(r.id, r.run_id, r.seq, r.type, r.occurred, r.body().decode()) for r in fresh]
+        rows = q.event_rows(fresh)
         async with self._transaction():
             for sql, params in q.bulk_insert("events", q.EVENT_COLUMNS, rows):
                 await self.db.execute(sql, params)
@@ -171,34 +170,34 @@ class SqliteEventStore(EventStore):
         seen: set[str] = set()
         fresh = []
         for record in records:
-            head = heads.get(record.run_id)
+            head = heads.get(record.stream_id)
             if head is None:
-                head = self._heads.get(record.run_id)
+                head = self._heads.get(record.stream_id)
                 if head is None:
-                    head = await self._load_head(record.run_id)
+                    head = await self._load_head(record.stream_id)
             if record.seq == head + 1 and record.id not in seen:
                 fresh.append(record)
                 seen.add(record.id)
-                heads[record.run_id] = record.seq
+                heads[record.stream_id] = record.seq
             elif record.id in seen or (
                 record.seq <= head
-                and await self._event_id_at(record.run_id, record.seq) == record.id
+                and await self._event_id_at(record.stream_id, record.seq) == record.id
             ):
                 continue  # the same event again: appending it is a no-op
             else:
-                raise SequenceError(record.run_id, head + 1, record.seq)
+                raise SequenceError(record.stream_id, head + 1, record.seq)
         return fresh, heads
 
-    async def _load_head(self, run_id: str) -> int:
+    async def _load_head(self, stream_id: str) -> int:
         rows = await self.db.execute_fetchall(
-            "SELECT max(seq) FROM events WHERE run_id = ?", (run_id,)
+            "SELECT max(seq) FROM events WHERE stream_id = ?", (stream_id,)
         )
         return int(next(iter(rows))[0] or 0)
 
-    async def _event_id_at(self, run_id: str, seq: int) -> str | None:
+    async def _event_id_at(self, stream_id: str, seq: int) -> str | None:
         rows = list(
             await self.db.execute_fetchall(
-                "SELECT id FROM events WHERE run_id = ? AND seq = ?", (run_id, seq)
+                "SELECT id FROM events WHERE stream_id = ? AND seq = ?", (stream_id, seq)
             )
         )
         return str(rows[0][0]) if rows else None
@@ -216,8 +215,8 @@ class SqliteEventStore(EventStore):
 
     # -- reading ------------------------------------------------------------------------------
 
-    async def head(self, run_id: str) -> int:
-        return await self._load_head(run_id)
+    async def head(self, stream_id: str) -> int:
+        return await self._load_head(stream_id)
 
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
@@ -227,28 +226,28 @@ class SqliteEventStore(EventStore):
 
     @staticmethod
     def _stored(row: Sequence[Any]) -> StoredEvent:
-        position, event_id, run_id, seq, type_, occurred, body = row
+        position, event_id, stream_id, seq, type_, occurred, body = row
         return StoredEvent(
             position=position,
             id=event_id,
-            run_id=run_id,
+            stream_id=stream_id,
             seq=seq,
             type=type_,
             occurred=occurred,
             data=orjson.loads(body),
         )
 
-    async def read_run(self, run_id: str, after_seq: int = 0) -> list[StoredEvent]:
+    async def read_stream(self, stream_id: str, after_seq: int = 0) -> list[StoredEvent]:
         rows = await self._fetch(
-            "SELECT position, id, run_id, seq, type, occurred, body FROM events "
-            "WHERE run_id = ? AND seq > ? ORDER BY seq",
-            (run_id, after_seq),
+            "SELECT position, id, stream_id, seq, type, occurred, body FROM events "
+            "WHERE stream_id = ? AND seq > ? ORDER BY seq",
+            (stream_id, after_seq),
         )
         return [self._stored(row) for row in rows]
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
         rows = await self._fetch(
-            "SELECT position, id, run_id, seq, type, occurred, body FROM events "
+            "SELECT position, id, stream_id, seq, type, occurred, body FROM events "
             "WHERE position > ? ORDER BY position LIMIT ?",
             (after_position, limit),
         )

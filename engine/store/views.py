@@ -77,7 +77,7 @@ class LogLine(_View):
 class StoredEvent(_View):
     position: int
     id: str
-    run_id: str
+    stream_id: str
     seq: int
     type: str
     occurred: str

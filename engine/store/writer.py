@@ -35,12 +35,12 @@ class GroupCommitWriter(Pump):
         try:
             await self._store.append(batch)
         except SequenceError:
-            # One run's broken sequence must not hold back the other runs of the batch.
-            by_run: dict[str, list[EventRecord]] = defaultdict(list)
+            # One stream's broken sequence must not hold back the other streams of the batch.
+            by_stream: dict[str, list[EventRecord]] = defaultdict(list)
             for record in batch:
-                by_run[record.run_id].append(record)
-            for run_id, records in by_run.items():
+                by_stream[record.stream_id].append(record)
+            for stream_id, records in by_stream.items():
                 try:
                     await self._store.append(records)
                 except SequenceError as exc:
-                    log.error("events of run %s refused by the store: %s", run_id, exc)
+                    log.error("events of stream %s refused by the store: %s", stream_id, exc)

@@ -21,7 +21,7 @@ def _history_entry(event: StoredEvent) -> dict[str, Any]:
 
 async def run_detail(store: EventStore, run: FlowRunView) -> dict[str, Any]:
     """Everything ``runs show --json`` prints; see docs/cli.md for the schema."""
-    events = await store.read_run(run.id)
+    events = await store.read_stream(run.id)
     flow_history: list[dict[str, Any]] = []
     task_history: dict[str, list[dict[str, Any]]] = {}
     last_error: str | None = None

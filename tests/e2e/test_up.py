@@ -86,7 +86,7 @@ def recorded(db: Path, run_id: str) -> bool:
         return False
     with sqlite3.connect(db) as conn:
         return (
-            conn.execute("SELECT count(*) FROM events WHERE run_id = ?", (run_id,)).fetchone()[0]
+            conn.execute("SELECT count(*) FROM events WHERE stream_id = ?", (run_id,)).fetchone()[0]
             == 1
         )
 

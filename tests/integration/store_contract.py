@@ -99,7 +99,7 @@ class StoreContract:
         run = RunBuilder()
         events = run.complete_run(tasks=2)
         assert await store.append(events) == len(events)
-        stored = await store.read_run(run.run_id)
+        stored = await store.read_stream(run.run_id)
         assert [e.seq for e in stored] == list(range(1, len(events) + 1))
         assert [e.id for e in stored] == [e.id for e in events]
         assert stored[0].data["flow_name"] == "etl"
@@ -111,8 +111,8 @@ class StoreContract:
         everything = await store.read_all()
         positions = [e.position for e in everything]
         assert positions == sorted(positions) and len(set(positions)) == 3
-        assert [e.run_id for e in everything] == [a.run_id, b.run_id, a.run_id]
-        assert [e.run_id for e in await store.read_all(after_position=positions[0])] == [
+        assert [e.stream_id for e in everything] == [a.run_id, b.run_id, a.run_id]
+        assert [e.stream_id for e in await store.read_all(after_position=positions[0])] == [
             b.run_id,
             a.run_id,
         ]
@@ -123,7 +123,7 @@ class StoreContract:
         assert await store.append([first]) == 1
         assert await store.append([first]) == 0
         assert await store.append([first, first, run.state(Running())]) == 1
-        assert len(await store.read_run(run.run_id)) == 2
+        assert len(await store.read_stream(run.run_id)) == 2
 
     async def test_a_sequence_gap_is_rejected_and_nothing_is_written(
         self, store: EventStore
@@ -134,8 +134,8 @@ class StoreContract:
         with pytest.raises(SequenceError) as caught:
             await store.append([other.created(), created, run.state(Running())])
         assert caught.value.expected == 2 and caught.value.got == 3
-        assert await store.read_run(other.run_id) == []
-        assert await store.read_run(run.run_id) == []
+        assert await store.read_stream(other.run_id) == []
+        assert await store.read_stream(run.run_id) == []
 
     async def test_a_duplicate_sequence_with_another_id_is_rejected(
         self, store: EventStore

@@ -34,7 +34,7 @@ async def test_two_stores_on_one_schema_share_the_log() -> None:
             run = RunBuilder()
             await first.append([run.created()])
             await second.append([run.log("from the second")])
-            assert [e.seq for e in await first.read_run(run.run_id)] == [1, 2]
+            assert [e.seq for e in await first.read_stream(run.run_id)] == [1, 2]
             assert await first.verify_projections() == []
 
 

@@ -81,7 +81,7 @@ async def publish(
     client: Client, record: EventRecord, msg_id: str | None = None, subject: str | None = None
 ) -> None:
     await client.jetstream().publish(
-        subject or subjects.event_subject(record.run_id, record.type),
+        subject or subjects.event_subject(record.stream_id, record.type),
         record.body(),
         headers={"Nats-Msg-Id": msg_id or record.id},
     )
@@ -103,7 +103,7 @@ async def test_a_flow_run_reaches_the_store_through_nats(
     task_runs = await store.list_task_runs(run.id)
     assert [t.retries for t in task_runs] == [1, 1, 1]
     assert await store.verify_projections() == []
-    assert recorder.counts["recorded"] == len(await store.read_run(run.id))
+    assert recorder.counts["recorded"] == len(await store.read_stream(run.id))
     assert recorder.counts["dead_lettered"] == 0
 
 
@@ -153,7 +153,7 @@ async def test_redeliveries_are_recorded_once(client: Client, store: SqliteEvent
             await publish(client, event, msg_id=f"again-{event.id}")
         await until(lambda: _head_is(store, run.run_id, len(events)))
         await until(lambda: _consumer_idle(client))
-    assert [e.id for e in await store.read_run(run.run_id)] == [e.id for e in events]
+    assert [e.id for e in await store.read_stream(run.run_id)] == [e.id for e in events]
     assert recorder.counts["recorded"] == 2 * len(events)  # acked both times; stored once
 
 

@@ -30,7 +30,7 @@ async def test_events_survive_reopening_and_migrations_run_once(tmp_path: Path) 
     async with SqliteEventStore(path) as store:
         await store.append(events)
     async with SqliteEventStore(path) as store:
-        assert [e.id for e in await store.read_run(run.run_id)] == [e.id for e in events]
+        assert [e.id for e in await store.read_stream(run.run_id)] == [e.id for e in events]
         assert (await store.get_flow_run(run.run_id)).state_name == "Completed"
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == 1

@@ -39,7 +39,7 @@ class Recorded:
         return [
             d["state"]["name"]
             for d in self.records_data()
-            if d["type"].startswith("flow_run.") and (run_id is None or d["run_id"] == run_id)
+            if d["type"].startswith("flow_run.") and (run_id is None or d["stream_id"] == run_id)
         ]
 
     def logs(self) -> list[str]:

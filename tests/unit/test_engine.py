@@ -214,7 +214,7 @@ def test_subflows_are_linked_to_their_parent() -> None:
     result, rec = capture(parent)
     assert result == 5
     created = rec.of_type("flow_run.created")
-    parent_id = next(d["run_id"] for d in created if d["flow_name"] == "parent")
+    parent_id = next(d["stream_id"] for d in created if d["flow_name"] == "parent")
     children = [d for d in created if d["flow_name"] == "child"]
     assert len(children) == 2
     assert all(d["parent_run_id"] == parent_id for d in children)
@@ -501,7 +501,7 @@ def test_sync_and_async_subflows_inside_an_async_flow() -> None:
     result, rec = capture(lambda: asyncio.run(parent()))
     assert result == 2 + 3
     created = rec.of_type("flow_run.created")
-    parent_id = next(d["run_id"] for d in created if d["flow_name"] == "parent")
+    parent_id = next(d["stream_id"] for d in created if d["flow_name"] == "parent")
     assert {d["flow_name"] for d in created if d["parent_run_id"] == parent_id} == {
         "sync-child",
         "async-child",

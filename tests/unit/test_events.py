@@ -51,7 +51,7 @@ def test_every_emitted_event_validates_against_its_model() -> None:
         event = decode_event(record.body())
         assert event.type == record.type
         assert str(event.id) == record.id
-        assert str(event.run_id) == record.run_id
+        assert str(event.stream_id) == record.stream_id
         assert event.seq == record.seq
         assert event.model_dump(mode="json")["occurred"][:19] == record.occurred[:19]
 
@@ -59,7 +59,7 @@ def test_every_emitted_event_validates_against_its_model() -> None:
 def test_each_run_has_its_own_gapless_sequence() -> None:
     by_run: dict[str, list[int]] = {}
     for record in emitted():
-        by_run.setdefault(record.run_id, []).append(record.seq)
+        by_run.setdefault(record.stream_id, []).append(record.seq)
     assert len(by_run) == 2  # parent and child flow runs
     for seqs in by_run.values():
         assert seqs == list(range(1, len(seqs) + 1))

@@ -89,5 +89,5 @@ def test_a_flush_queued_behind_a_failing_batch_gets_the_error(loop: BackgroundLo
     assert writer.backlog == 2
 
     writer.flush(timeout=5)  # the store works again: nothing was lost, order kept
-    assert [e.seq for e in loop.call(store.read_run(run.run_id))] == [1, 2]
+    assert [e.seq for e in loop.call(store.read_stream(run.run_id))] == [1, 2]
     assert writer.backlog == 0

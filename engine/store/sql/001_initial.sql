@@ -1,15 +1,16 @@
--- The event log: the truth. position is the global order; (run_id, seq) the per-run order and
--- the event's identity: appending an event again finds its id at that key (no index on id: a
--- third B-tree per event would cost a quarter of the insert).
+-- The event log: the truth. position is the global order; (stream_id, seq) the order within a
+-- stream (a flow run, or another recorded thing) and the event's identity: appending an event
+-- again finds its id at that key (no index on id: a third B-tree per event would cost a quarter
+-- of the insert).
 CREATE TABLE events (
     position INTEGER PRIMARY KEY,
     id       TEXT    NOT NULL,
-    run_id   TEXT    NOT NULL,
+    stream_id TEXT    NOT NULL,
     seq      INTEGER NOT NULL,
     type     TEXT    NOT NULL,
     occurred TEXT    NOT NULL,
     body     TEXT    NOT NULL,
-    UNIQUE (run_id, seq)
+    UNIQUE (stream_id, seq)
 );
 
 -- How far each projection has applied the log; updated in the same transaction as the projection.

@@ -4,12 +4,12 @@
 CREATE TABLE events (
     position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     id       TEXT COLLATE "C" NOT NULL,
-    run_id   TEXT COLLATE "C" NOT NULL,
+    stream_id TEXT COLLATE "C" NOT NULL,
     seq      INTEGER NOT NULL,
     type     TEXT NOT NULL,
     occurred TEXT COLLATE "C" NOT NULL,
     body     TEXT NOT NULL,
-    UNIQUE (run_id, seq)
+    UNIQUE (stream_id, seq)
 );
 
 CREATE TABLE projection_tracking (
