@@ -84,6 +84,22 @@ class TaskRunStateChanged(_EventBase):
     result: str | None = None
 
 
+class DeploymentSaved(_EventBase):
+    """A deployment defined or redefined: a stream of its own (its id derives from its name)."""
+
+    type: Literal["deployment.saved"] = "deployment.saved"
+    name: str  # "<flow name>/<deployment name>"
+    flow_name: str
+    deployment_name: str
+    entrypoint: str
+    working_dir: str
+    queue: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameter_schema: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    description: str | None = None
+
+
 class LogEmitted(_EventBase):
     type: Literal["log"] = "log"
     task_run_id: UUID | None = None
@@ -93,7 +109,12 @@ class LogEmitted(_EventBase):
 
 
 Event = Annotated[
-    FlowRunCreated | FlowRunStateChanged | TaskRunCreated | TaskRunStateChanged | LogEmitted,
+    FlowRunCreated
+    | FlowRunStateChanged
+    | TaskRunCreated
+    | TaskRunStateChanged
+    | LogEmitted
+    | DeploymentSaved,
     Field(discriminator="type"),
 ]
 EVENT_TYPES: tuple[type[_EventBase], ...] = (
@@ -102,6 +123,7 @@ EVENT_TYPES: tuple[type[_EventBase], ...] = (
     TaskRunCreated,
     TaskRunStateChanged,
     LogEmitted,
+    DeploymentSaved,
 )
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 

@@ -7,9 +7,16 @@ from flowbus.engine.errors import StoreError
 from flowbus.engine.store.base import EventStore
 from flowbus.engine.store.memory import MemoryEventStore
 from flowbus.engine.store.sqlite import SqliteEventStore
-from flowbus.engine.store.views import FlowRunView, LogLine, StoredEvent, TaskRunView
+from flowbus.engine.store.views import (
+    DeploymentView,
+    FlowRunView,
+    LogLine,
+    StoredEvent,
+    TaskRunView,
+)
 
 __all__ = [
+    "DeploymentView",
     "EventStore",
     "FlowRunView",
     "LogLine",

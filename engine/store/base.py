@@ -6,7 +6,13 @@ import abc
 from collections.abc import Sequence
 
 from flowbus.engine.records import EventRecord
-from flowbus.engine.store.views import FlowRunView, LogLine, StoredEvent, TaskRunView
+from flowbus.engine.store.views import (
+    DeploymentView,
+    FlowRunView,
+    LogLine,
+    StoredEvent,
+    TaskRunView,
+)
 
 
 class EventStore(abc.ABC):
@@ -78,6 +84,14 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     async def get_logs(self, run_id: str, after_seq: int = 0, limit: int = 1000) -> list[LogLine]:
         """A flow run's log lines in order."""
+
+    @abc.abstractmethod
+    async def get_deployment(self, name: str) -> DeploymentView | None:
+        """A deployment by its ``flow/deployment`` name, or None."""
+
+    @abc.abstractmethod
+    async def list_deployments(self) -> list[DeploymentView]:
+        """Every deployment, by name."""
 
     @abc.abstractmethod
     async def rebuild_projections(self) -> int:

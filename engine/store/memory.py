@@ -12,6 +12,7 @@ from flowbus.engine.errors import SequenceError
 from flowbus.engine.records import EventRecord
 from flowbus.engine.store.base import EventStore
 from flowbus.engine.store.projection import (
+    DEPLOYMENT_COLUMNS,
     FLOW_RUN_COLUMNS,
     LOG_COLUMNS,
     STATE_UPDATE_FIELDS,
@@ -19,13 +20,20 @@ from flowbus.engine.store.projection import (
     ProjectionPlan,
     plan,
 )
-from flowbus.engine.store.views import FlowRunView, LogLine, StoredEvent, TaskRunView
+from flowbus.engine.store.views import (
+    DeploymentView,
+    FlowRunView,
+    LogLine,
+    StoredEvent,
+    TaskRunView,
+    deployment_view,
+)
 
 Tables = dict[str, dict[Any, dict[str, Any]]]
 
 
 def _empty_tables() -> Tables:
-    return {"flow_runs": {}, "task_runs": {}, "logs": {}}
+    return {"flow_runs": {}, "task_runs": {}, "logs": {}, "deployments": {}}
 
 
 def _apply(tables: Tables, ops: ProjectionPlan) -> None:
@@ -46,6 +54,12 @@ def _apply(tables: Tables, ops: ProjectionPlan) -> None:
             row["result"] = change["result"] if change["result"] is not None else row["result"]
     for row in ops.logs:
         tables["logs"][(row[0], row[1])] = dict(zip(LOG_COLUMNS, row, strict=True))
+    for row in ops.deployments:
+        new = dict(zip(DEPLOYMENT_COLUMNS, row, strict=True))
+        old = tables["deployments"].get(new["id"])
+        if old is not None:
+            new["created"] = old["created"]  # a redefinition keeps the first creation time
+        tables["deployments"][new["id"]] = new
 
 
 class MemoryEventStore(EventStore):
@@ -168,6 +182,16 @@ class MemoryEventStore(EventStore):
             key=lambda r: r["seq"],
         )
         return [LogLine(**r) for r in rows[:limit]]
+
+    async def get_deployment(self, name: str) -> DeploymentView | None:
+        for row in self._tables["deployments"].values():
+            if row["name"] == name:
+                return deployment_view([row[c] for c in DEPLOYMENT_COLUMNS])
+        return None
+
+    async def list_deployments(self) -> list[DeploymentView]:
+        rows = sorted(self._tables["deployments"].values(), key=lambda r: r["name"])
+        return [deployment_view([r[c] for c in DEPLOYMENT_COLUMNS]) for r in rows]
 
     def _rebuilt(self) -> Tables:
         tables = _empty_tables()

@@ -22,13 +22,21 @@ from flowbus.engine.store import sql_statements as q
 from flowbus.engine.store.base import EventStore
 from flowbus.engine.store.migrations import load_migrations, split_statements
 from flowbus.engine.store.projection import (
+    DEPLOYMENT_COLUMNS,
     FLOW_RUN_COLUMNS,
     LOG_COLUMNS,
     TASK_RUN_COLUMNS,
     ProjectionPlan,
     plan,
 )
-from flowbus.engine.store.views import FlowRunView, LogLine, StoredEvent, TaskRunView
+from flowbus.engine.store.views import (
+    DeploymentView,
+    FlowRunView,
+    LogLine,
+    StoredEvent,
+    TaskRunView,
+    deployment_view,
+)
 
 _WRITER_LOCK = 0x666C6F77  # "flow": the advisory lock every appending transaction takes
 _HEADS_CACHE_LIMIT = 100_000
@@ -202,6 +210,7 @@ class PostgresEventStore(EventStore):
             *q.bulk_state_update(f"{schema}.flow_runs", ops.flow_updates, True),
             *q.bulk_state_update(f"{schema}.task_runs", ops.task_updates, True),
             *q.bulk_insert(f"{schema}.logs", LOG_COLUMNS, ops.logs, True),
+            *q.deployment_upserts(f"{schema}.deployments", ops.deployments, True),
         ]
         for sql, params in statements:
             await conn.execute(sql, *params)
@@ -316,6 +325,18 @@ class PostgresEventStore(EventStore):
             limit,
         )
         return [LogLine(**dict(row)) for row in rows]
+
+    async def get_deployment(self, name: str) -> DeploymentView | None:
+        rows = await self._fetch(
+            f"SELECT {', '.join(DEPLOYMENT_COLUMNS)} FROM deployments WHERE name = $1", name
+        )
+        return deployment_view(tuple(rows[0])) if rows else None
+
+    async def list_deployments(self) -> list[DeploymentView]:
+        rows = await self._fetch(
+            f"SELECT {', '.join(DEPLOYMENT_COLUMNS)} FROM deployments ORDER BY name"
+        )
+        return [deployment_view(tuple(row)) for row in rows]
 
     # -- rebuilding and verifying -----------------------------------------------------------
 

@@ -57,6 +57,22 @@ TASK_RUN_COLUMNS = (
     "run_count",
     "result",
 )
+DEPLOYMENT_COLUMNS = (
+    "id",
+    "name",
+    "flow_name",
+    "deployment_name",
+    "entrypoint",
+    "working_dir",
+    "queue",
+    "parameters",
+    "parameter_schema",
+    "tags",
+    "description",
+    "created",
+    "updated",
+    "version",
+)
 LOG_COLUMNS = ("run_id", "seq", "task_run_id", "timestamp", "level", "logger", "message")
 #: The order of a state update's parameters (the row id comes last).
 STATE_UPDATE_FIELDS = (
@@ -92,6 +108,31 @@ class ProjectionPlan:
     flow_updates: list[tuple[Any, ...]] = field(default_factory=list)
     task_updates: list[tuple[Any, ...]] = field(default_factory=list)
     logs: list[tuple[Any, ...]] = field(default_factory=list)
+    #: Full deployment rows, the latest per deployment: inserted, or replacing all but
+    #: ``created`` (the first definition's time) of an existing row.
+    deployments: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+_DEPLOYMENT_CREATED = DEPLOYMENT_COLUMNS.index("created")
+
+
+def _deployment_row(data: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        data["stream_id"],
+        data["name"],
+        data["flow_name"],
+        data["deployment_name"],
+        data["entrypoint"],
+        data["working_dir"],
+        data["queue"],
+        _json(data.get("parameters") or {}),
+        _json(data.get("parameter_schema") or {}),
+        _json(data.get("tags") or []),
+        data.get("description"),
+        data["occurred"],  # created: kept from the first definition when the row exists
+        data["occurred"],
+        data["seq"],
+    )
 
 
 def _state_columns(data: dict[str, Any]) -> tuple[Any, ...]:
@@ -193,6 +234,7 @@ def plan(records: Iterable[EventRecord]) -> ProjectionPlan:
     out = ProjectionPlan()
     new_flows: dict[str, list[Any]] = {}
     new_tasks: dict[str, list[Any]] = {}
+    deployments: dict[str, tuple[Any, ...]] = {}
     for record in records:
         data = record.data
         kind = record.type
@@ -224,11 +266,41 @@ def plan(records: Iterable[EventRecord]) -> ProjectionPlan:
                 _fold(row, data)
         elif kind == "flow_run.created":
             new_flows[data["stream_id"]] = list(_flow_insert(data))
+        elif kind == "deployment.saved":
+            saved = _deployment_row(data)
+            earlier = deployments.get(saved[0])
+            if earlier is not None:  # redefined within the batch: keep the first creation time
+                saved = (
+                    *saved[:_DEPLOYMENT_CREATED],
+                    earlier[_DEPLOYMENT_CREATED],
+                    *saved[_DEPLOYMENT_CREATED + 1 :],
+                )
+            deployments[saved[0]] = saved
     out.flow_inserts = [tuple(row) for row in new_flows.values()]
     out.task_inserts = [tuple(row) for row in new_tasks.values()]
+    out.deployments = list(deployments.values())
     out.flow_updates = merge_updates(out.flow_updates)
     out.task_updates = merge_updates(out.task_updates)
+    for name in ("flow_inserts", "task_inserts", "flow_updates", "task_updates", "logs"):
+        setattr(out, name, _without_nul(getattr(out, name)))
+    out.deployments = _without_nul(out.deployments)
     return out
+
+
+def _without_nul(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Projection text never holds NUL (PostgreSQL's TEXT cannot): it becomes U+FFFD.
+
+    The event log keeps the exact text (JSON escapes NUL); only the derived rows change, the same
+    way in every backend, so projections stay identical across them.
+    """
+    cleaned = []
+    for row in rows:
+        if any(type(value) is str and "\x00" in value for value in row):
+            row = tuple(
+                value.replace("\x00", "\ufffd") if type(value) is str else value for value in row
+            )
+        cleaned.append(row)
+    return cleaned
 
 
 def merge_updates(updates: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

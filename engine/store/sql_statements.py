@@ -17,6 +17,7 @@ from typing import Any
 
 from flowbus.engine.records import EventRecord
 from flowbus.engine.store.projection import (
+    DEPLOYMENT_COLUMNS,
     FLOW_RUN_COLUMNS,
     LOG_COLUMNS,
     STATE_UPDATE_FIELDS,
@@ -31,7 +32,7 @@ def event_rows(records: Sequence[EventRecord]) -> list[tuple[Any, ...]]:
     return [(r.id, r.stream_id, r.seq, r.type, r.occurred, r.body().decode()) for r in records]
 
 
-PROJECTION_TABLES = ("flow_runs", "task_runs", "logs")
+PROJECTION_TABLES = ("flow_runs", "task_runs", "logs", "deployments")
 INSERT_COLUMNS = {"flow_runs": FLOW_RUN_COLUMNS, "task_runs": TASK_RUN_COLUMNS, "logs": LOG_COLUMNS}
 
 
@@ -83,6 +84,22 @@ def bulk_insert(
         yield head + _values(len(columns), count, numbered, None), flat
 
 
+def bulk_upsert(
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    keep: Sequence[str] = (),
+    numbered: bool = False,
+) -> Iterator[tuple[str, list[Any]]]:
+    """Insert ``rows``, or overwrite the existing row with the same id but its ``keep`` columns.
+
+    ``ON CONFLICT ... DO UPDATE`` is the same in SQLite and PostgreSQL. Callers pass at most one
+    row per id (PostgreSQL refuses to update a row twice in one statement)."""
+    assignments = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "id" and c not in keep)
+    for sql, params in bulk_insert(table, columns, rows, numbered):
+        yield f"{sql} ON CONFLICT (id) DO UPDATE SET {assignments}", params
+
+
 #: PostgreSQL types of a state update's fields (its VALUES rows carry no column types).
 STATE_UPDATE_CASTS = ("text", "text", "text", "text", "text", "text", "int", "text", "text")
 
@@ -110,3 +127,10 @@ def bulk_state_update(
             picked = ", ".join(f"column{i + 1} AS {n}" for i, n in enumerate(STATE_UPDATE_FIELDS))
             source = f"(SELECT {picked} FROM (VALUES {values})) AS u"
         yield head + source + " WHERE t.id = u.id", flat
+
+
+def deployment_upserts(
+    table: str, rows: Sequence[Sequence[Any]], numbered: bool = False
+) -> Iterator[tuple[str, list[Any]]]:
+    """Deployment rows: a redefinition replaces everything but when it was first created."""
+    return bulk_upsert(table, DEPLOYMENT_COLUMNS, rows, keep=("created",), numbered=numbered)

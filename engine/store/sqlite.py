@@ -23,13 +23,21 @@ from flowbus.engine.store import sql_statements as q
 from flowbus.engine.store.base import EventStore
 from flowbus.engine.store.migrations import load_migrations, split_statements
 from flowbus.engine.store.projection import (
+    DEPLOYMENT_COLUMNS,
     FLOW_RUN_COLUMNS,
     LOG_COLUMNS,
     TASK_RUN_COLUMNS,
     ProjectionPlan,
     plan,
 )
-from flowbus.engine.store.views import FlowRunView, LogLine, StoredEvent, TaskRunView
+from flowbus.engine.store.views import (
+    DeploymentView,
+    FlowRunView,
+    LogLine,
+    StoredEvent,
+    TaskRunView,
+    deployment_view,
+)
 
 _HEADS_CACHE_LIMIT = 100_000
 _REPLAY_CHUNK = 5_000
@@ -209,6 +217,7 @@ class SqliteEventStore(EventStore):
             *q.bulk_state_update(f"{schema}.flow_runs", ops.flow_updates),
             *q.bulk_state_update(f"{schema}.task_runs", ops.task_updates),
             *q.bulk_insert(f"{schema}.logs", LOG_COLUMNS, ops.logs),
+            *q.deployment_upserts(f"{schema}.deployments", ops.deployments),
         ]
         for sql, params in statements:
             await self.db.execute(sql, params)
@@ -320,6 +329,18 @@ class SqliteEventStore(EventStore):
             (run_id, after_seq, limit),
         )
         return [LogLine(**dict(zip(LOG_COLUMNS, row, strict=True))) for row in rows]
+
+    async def get_deployment(self, name: str) -> DeploymentView | None:
+        rows = await self._fetch(
+            f"SELECT {', '.join(DEPLOYMENT_COLUMNS)} FROM deployments WHERE name = ?", (name,)
+        )
+        return deployment_view(rows[0]) if rows else None
+
+    async def list_deployments(self) -> list[DeploymentView]:
+        rows = await self._fetch(
+            f"SELECT {', '.join(DEPLOYMENT_COLUMNS)} FROM deployments ORDER BY name"
+        )
+        return [deployment_view(row) for row in rows]
 
     # -- rebuilding and verifying -----------------------------------------------------------
 

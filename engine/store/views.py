@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -71,6 +73,32 @@ class LogLine(_View):
     level: int
     logger: str
     message: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeploymentView(_View):
+    id: str
+    name: str
+    flow_name: str
+    deployment_name: str
+    entrypoint: str
+    working_dir: str
+    queue: str
+    parameters: dict[str, Any]
+    parameter_schema: dict[str, Any]
+    tags: list[str]
+    description: str | None
+    created: str
+    updated: str
+    version: int
+
+
+def deployment_view(row: Sequence[Any]) -> DeploymentView:
+    """A deployment from its row (columns in ``projection.DEPLOYMENT_COLUMNS`` order)."""
+    values = list(row)
+    for index in (7, 8, 9):  # parameters, parameter_schema, tags are JSON text
+        values[index] = json.loads(values[index])
+    return DeploymentView(*values)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

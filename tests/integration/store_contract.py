@@ -92,6 +92,29 @@ class RunBuilder:
         return events
 
 
+def deployment_saved(
+    stream_id: str, seq: int, name: str = "etl-flow/daily", queue: str = "default"
+) -> EventRecord:
+    flow_name, deployment_name = name.split("/")
+    return make_record(
+        stream_id,
+        seq,
+        "deployment.saved",
+        {
+            "name": name,
+            "flow_name": flow_name,
+            "deployment_name": deployment_name,
+            "entrypoint": "examples/etl_pipeline.py:etl_flow",
+            "working_dir": "/srv/flows",
+            "queue": queue,
+            "parameters": {"filename": "out.csv"},
+            "parameter_schema": {"type": "object", "properties": {"url": {"type": "string"}}},
+            "tags": ["etl"],
+            "description": None,
+        },
+    )
+
+
 class StoreContract:
     """Behaviour every ``EventStore`` must have."""
 
@@ -236,6 +259,44 @@ class StoreContract:
         assert replayed == 3 * len(run.complete_run(tasks=3, retries=1))
         assert [r.to_dict() for r in await store.list_flow_runs()] == before
         assert [t.to_dict() for t in await store.list_task_runs(run.run_id)] == tasks_before
+        assert await store.verify_projections() == []
+
+    async def test_deployments_are_streams_and_a_redefinition_replaces_the_row(
+        self, store: EventStore
+    ) -> None:
+        stream = new_id()
+        first = deployment_saved(stream, 1)
+        await store.append([first])
+        saved = await store.get_deployment("etl-flow/daily")
+        assert saved is not None and saved.id == stream and saved.queue == "default"
+        assert saved.parameters == {"filename": "out.csv"}
+        assert saved.parameter_schema["properties"]["url"] == {"type": "string"}
+        assert (saved.version, saved.tags) == (1, ["etl"])
+        await store.append([deployment_saved(stream, 2, queue="fast")])
+        again = await store.get_deployment("etl-flow/daily")
+        assert again is not None and (again.queue, again.version) == ("fast", 2)
+        assert again.created == saved.created and again.updated >= saved.updated
+        other = new_id()
+        await store.append([deployment_saved(other, 1, name="report/weekly")])
+        assert [d.name for d in await store.list_deployments()] == [
+            "etl-flow/daily",
+            "report/weekly",
+        ]
+        assert await store.get_deployment("nope/none") is None
+        assert await store.verify_projections() == []
+        await store.rebuild_projections()
+        assert (await store.get_deployment("etl-flow/daily")) == again
+
+    async def test_nul_characters_in_user_text_are_recorded(self, store: EventStore) -> None:
+        run = RunBuilder()
+        await store.append(
+            [run.created(), run.state(Failed(message="bad\x00byte")), run.log("line\x00end")]
+        )
+        view = await store.get_flow_run(run.run_id)
+        assert view is not None and view.state_message == "bad\ufffdbyte"
+        assert [line.message for line in await store.get_logs(run.run_id)] == ["line\ufffdend"]
+        events = await store.read_stream(run.run_id)
+        assert events[1].data["state"]["message"] == "bad\x00byte"  # the log keeps the exact text
         assert await store.verify_projections() == []
 
     async def test_an_empty_store(self, store: EventStore) -> None:

@@ -72,6 +72,7 @@ def test_every_event_type_has_a_versioned_model() -> None:
         "task_run.created",
         "task_run.state",
         "log",
+        "deployment.saved",
     }
     for model in EVENT_TYPES:
         assert model.model_config.get("frozen") is True
