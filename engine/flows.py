@@ -96,6 +96,36 @@ class Flow(Generic[P, R]):
             raise TypeError(f"unknown flow options: {', '.join(sorted(unknown))}")
         return Flow(self.fn, **{**self._options, **options})
 
+    def deploy(
+        self,
+        name: str,
+        queue: str = "default",
+        parameters: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+        description: str | None = None,
+        working_dir: str | None = None,
+    ) -> Any:
+        """Record a deployment of this flow (``flowbus deploy`` does the same from a shell).
+
+        Its entrypoint is this flow's source file (relative to ``working_dir``, default the
+        current folder) and function. Returns the saved deployment.
+        """
+        from pathlib import Path
+
+        from flowbus.engine.deployments import build_deployment, entrypoint_of, save_deployment
+        from flowbus.engine.store import store_from_url
+
+        base = Path(working_dir or Path.cwd())
+        spec = build_deployment(
+            self, name, entrypoint_of(self, base), base, queue, parameters, tags, description
+        )
+
+        async def save() -> Any:
+            async with store_from_url() as store:
+                return await save_deployment(store, spec)
+
+        return run_sync(save())
+
     def parameters_schema(self) -> dict[str, Any]:
         """The JSON schema of this flow's parameters."""
         return self.parameters.json_schema()

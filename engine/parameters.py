@@ -123,6 +123,38 @@ class ParameterSchema:
         fields = type(model).model_fields
         return {str(field.alias): getattr(model, name) for name, field in fields.items()}
 
+    def validate_partial(self, given: dict[str, Any]) -> dict[str, Any]:
+        """Validate and coerce some of the parameters (a deployment's defaults, say).
+
+        Unknown names and invalid values raise ``ParameterValidationError``; parameters not given
+        are not required here (they are when a run starts).
+        """
+        from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+        known = self.signature.parameters
+        errors: list[dict[str, Any]] = [
+            {"loc": (name,), "msg": "not a parameter of this flow", "type": "unknown"}
+            for name in given
+            if name not in known
+        ]
+        coerced: dict[str, Any] = {}
+        config = ConfigDict(arbitrary_types_allowed=True)
+        for name, value in given.items():
+            if name not in known:
+                continue
+            annotation = known[name].annotation
+            if annotation is inspect.Parameter.empty:
+                coerced[name] = value
+                continue
+            try:
+                coerced[name] = TypeAdapter(annotation, config=config).validate_python(value)
+            except ValidationError as exc:
+                for error in exc.errors(include_url=False):
+                    errors.append({**error, "loc": (name, *error["loc"])})
+        if errors:
+            raise ParameterValidationError(self.owner, errors)
+        return coerced
+
     def call_arguments(self, parameters: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Turn named parameters back into positional and keyword arguments for the call."""
         args: list[Any] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from flowbus.cli import runs, store
+from flowbus.cli import deployments, runs, store
 from flowbus.cli.up import up
 
 app = typer.Typer(
@@ -15,6 +15,8 @@ app = typer.Typer(
 )
 app.add_typer(runs.app, name="runs")
 app.add_typer(store.app, name="store")
+app.add_typer(deployments.app, name="deployments")
+app.command("deploy")(deployments.deploy)
 app.command("up")(up)
 
 

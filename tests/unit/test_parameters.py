@@ -84,3 +84,16 @@ def test_arbitrary_types_are_still_checked_by_isinstance() -> None:
         assert takes_frame(Frame(), n="2") == 2
     with use_sink(ListSink()), pytest.raises(ParameterValidationError, match="frame"):
         takes_frame("not a frame")
+
+
+def test_partial_validation_coerces_what_is_given_and_requires_nothing_else() -> None:
+    assert typed.parameters.validate_partial({"count": "4"}) == {"count": 4}
+    assert typed.parameters.validate_partial({}) == {}
+
+
+def test_partial_validation_names_unknown_and_invalid_parameters() -> None:
+    with pytest.raises(ParameterValidationError) as caught:
+        typed.parameters.validate_partial({"count": "many", "colour": "red"})
+    text = str(caught.value)
+    assert "colour: not a parameter of this flow" in text
+    assert "count" in text and "integer" in text

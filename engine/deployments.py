@@ -1,0 +1,122 @@
+"""Deployments: a named way to run a flow (entrypoint, work queue, default parameters), recorded
+as ``deployment.saved`` events in a stream of its own, whose id derives from the name."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from flowbus.engine.errors import ParameterValidationError, SequenceError, UsageError
+from flowbus.engine.flows import Flow
+from flowbus.engine.records import make_record
+from flowbus.engine.store import DeploymentView, EventStore
+
+#: Deployment stream ids are UUIDv5 of their "flow/deployment" name in this namespace.
+NAMESPACE = uuid.UUID("6f1c2d0e-5b7a-4c1e-9a57-6c6f77627573")
+#: Queue names become NATS subject tokens: letters, digits, "-" and "_".
+_QUEUE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def deployment_id(name: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, name))
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """What ``save_deployment`` records."""
+
+    flow_name: str
+    deployment_name: str
+    entrypoint: str
+    working_dir: str
+    queue: str = "default"
+    parameters: dict[str, Any] = field(default_factory=dict)
+    parameter_schema: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    description: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.flow_name}/{self.deployment_name}"
+
+
+def build_deployment(
+    flow: Flow[..., Any],
+    name: str,
+    entrypoint: str,
+    working_dir: str | Path,
+    queue: str = "default",
+    parameters: dict[str, Any] | None = None,
+    tags: list[str] | None = None,
+    description: str | None = None,
+) -> DeploymentSpec:
+    """Check a deployment of ``flow`` and its default parameters; nothing is recorded yet."""
+    if not name or "/" in name:
+        raise UsageError(f"deployment name {name!r} must be non-empty and without '/'")
+    if not _QUEUE.fullmatch(queue):
+        raise UsageError(f"queue name {queue!r} may hold only letters, digits, '-' and '_'")
+    defaults = flow.parameters.validate_partial(parameters or {})
+    for key, value in defaults.items():
+        try:
+            orjson.dumps(value)
+        except TypeError as exc:
+            raise ParameterValidationError(
+                flow.name, [{"loc": (key,), "msg": f"a deployment default must be JSON: {exc}"}]
+            ) from exc
+    return DeploymentSpec(
+        flow_name=flow.name,
+        deployment_name=name,
+        entrypoint=entrypoint,
+        working_dir=str(Path(working_dir).resolve()),
+        queue=queue,
+        parameters=orjson.loads(orjson.dumps(defaults)),
+        parameter_schema=flow.parameters_schema(),
+        tags=list(tags or []),
+        description=description or flow.description,
+    )
+
+
+async def save_deployment(store: EventStore, spec: DeploymentSpec) -> DeploymentView:
+    """Record ``spec`` as the next ``deployment.saved`` event of its stream."""
+    stream = deployment_id(spec.name)
+    fields = {
+        "name": spec.name,
+        "flow_name": spec.flow_name,
+        "deployment_name": spec.deployment_name,
+        "entrypoint": spec.entrypoint,
+        "working_dir": spec.working_dir,
+        "queue": spec.queue,
+        "parameters": spec.parameters,
+        "parameter_schema": spec.parameter_schema,
+        "tags": spec.tags,
+        "description": spec.description,
+    }
+    for _ in range(3):  # another process may save the same deployment at the same moment
+        head = await store.head(stream)
+        try:
+            await store.append([make_record(stream, head + 1, "deployment.saved", dict(fields))])
+            break
+        except SequenceError:
+            continue
+    saved = await store.get_deployment(spec.name)
+    assert saved is not None
+    return saved
+
+
+def entrypoint_of(flow: Flow[..., Any], working_dir: Path) -> str:
+    """``path/to/file.py:function`` of a flow, relative to ``working_dir`` when inside it."""
+    source = inspect.getsourcefile(flow.fn)
+    if source is None:
+        raise UsageError(f"flow {flow.name!r} has no source file to deploy from")
+    path = Path(source).resolve()
+    try:
+        shown = str(path.relative_to(working_dir.resolve()))
+    except ValueError:
+        shown = str(path)
+    return f"{shown}:{flow.fn.__name__}"

@@ -1,0 +1,114 @@
+"""``flowbus deploy`` and ``flowbus deployments``: define deployments and look at them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from flowbus.cli.common import console, fail, print_json, short_time, with_store
+from flowbus.engine.deployments import build_deployment, save_deployment
+from flowbus.engine.entrypoints import load_flow
+from flowbus.engine.errors import FlowbusError
+from flowbus.engine.store import DeploymentView, EventStore
+
+app = typer.Typer(help="Inspect deployments.", no_args_is_help=True)
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """``k=v`` pairs; a value that reads as JSON (``3``, ``true``, ``[1,2]``) is taken as JSON."""
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            fail(f"--param {pair!r} is not of the form name=value")
+        try:
+            parsed[key] = json.loads(text)
+        except ValueError:
+            parsed[key] = text
+    return parsed
+
+
+def deploy(
+    entrypoint: Annotated[str, typer.Argument(help="path/to/file.py:flow or package.module:flow")],
+    name: Annotated[str, typer.Option("--name", "-n", help="The deployment's name.")],
+    queue: Annotated[str, typer.Option("--queue", "-q", help="Work queue.")] = "default",
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Default parameter name=value.")
+    ] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="A tag.")] = None,
+    description: Annotated[str | None, typer.Option(help="What it is for.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
+) -> None:
+    """Record a deployment of a flow: its entrypoint, work queue and default parameters."""
+    working_dir = Path.cwd()
+    try:
+        flow = load_flow(entrypoint, working_dir)
+        spec = build_deployment(
+            flow, name, entrypoint, working_dir, queue, parse_params(param or []), tag, description
+        )
+    except FlowbusError as exc:
+        fail(str(exc))
+
+    async def save(store: EventStore) -> DeploymentView:
+        return await save_deployment(store, spec)
+
+    saved = with_store(save)
+    if as_json:
+        print_json(saved.to_dict())
+        return
+    console.print(
+        f"deployment [bold]{saved.name}[/] (version {saved.version}) on queue {saved.queue!r}: "
+        f"{saved.entrypoint}"
+    )
+
+
+@app.command("ls")
+def list_deployments(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
+) -> None:
+    """List deployments by name."""
+
+    async def fetch(store: EventStore) -> list[DeploymentView]:
+        return await store.list_deployments()
+
+    deployments = with_store(fetch)
+    if as_json:
+        print_json({"deployments": [d.to_dict() for d in deployments]})
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("NAME", "QUEUE", "ENTRYPOINT", "VERSION", "UPDATED"):
+        table.add_column(column, no_wrap=column in ("NAME", "UPDATED"))
+    for d in deployments:
+        table.add_row(d.name, d.queue, d.entrypoint, str(d.version), short_time(d.updated))
+    console.print(table if deployments else "[dim]no deployments[/]")
+
+
+@app.command("show")
+def show_deployment(
+    name: Annotated[str, typer.Argument(help="flow-name/deployment-name")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
+) -> None:
+    """Show one deployment, with its default parameters and their JSON schema."""
+
+    async def fetch(store: EventStore) -> DeploymentView | None:
+        return await store.get_deployment(name)
+
+    found = with_store(fetch)
+    if found is None:
+        fail(f"no deployment named {name!r} (names are flow-name/deployment-name)")
+    if as_json:
+        print_json(found.to_dict())
+        return
+    console.print(f"[bold]{found.name}[/]  version {found.version}  queue {found.queue!r}")
+    console.print(f"entrypoint: {found.entrypoint}  (in {found.working_dir})", markup=False)
+    console.print(f"parameters: {found.parameters}", markup=False)
+    console.print(f"tags: {', '.join(found.tags) or '-'}", markup=False)
+    properties = found.parameter_schema.get("properties", {})
+    required = set(found.parameter_schema.get("required", []))
+    for key, schema in properties.items():
+        mark = " (required)" if key in required else ""
+        console.print(f"  {key}: {schema.get('type', 'any')}{mark}", markup=False)
