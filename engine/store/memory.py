@@ -6,8 +6,6 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from flowbus.engine.errors import SequenceError
 from flowbus.engine.records import EventRecord
 from flowbus.engine.store.base import EventStore
@@ -27,6 +25,8 @@ from flowbus.engine.store.views import (
     StoredEvent,
     TaskRunView,
     deployment_view,
+    flow_run_view,
+    task_run_view,
 )
 
 Tables = dict[str, dict[Any, dict[str, Any]]]
@@ -128,10 +128,7 @@ class MemoryEventStore(EventStore):
 
     @staticmethod
     def _flow_view(row: dict[str, Any]) -> FlowRunView:
-        data = dict(row)
-        data["parameters"] = orjson.loads(data["parameters"])
-        data["tags"] = orjson.loads(data["tags"])
-        return FlowRunView(**data)
+        return flow_run_view(row)
 
     async def get_flow_run(self, run_id: str) -> FlowRunView | None:
         row = self._tables["flow_runs"].get(run_id)
@@ -164,12 +161,7 @@ class MemoryEventStore(EventStore):
     async def list_task_runs(self, run_id: str) -> list[TaskRunView]:
         rows = [r for r in self._tables["task_runs"].values() if r["flow_run_id"] == run_id]
         rows.sort(key=lambda r: (r["created"], r["id"]))
-        views = []
-        for row in rows:
-            data = dict(row)
-            data["tags"] = orjson.loads(data["tags"])
-            data["upstream"] = orjson.loads(data["upstream"])
-            views.append(TaskRunView(**data))
+        views = [task_run_view(row) for row in rows]
         return views
 
     async def get_logs(self, run_id: str, after_seq: int = 0, limit: int = 1000) -> list[LogLine]:

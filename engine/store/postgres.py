@@ -9,14 +9,13 @@ the URL says ``?schema=...``).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import orjson
 
-from flowbus.engine.errors import SequenceError, StoreError
+from flowbus.engine.errors import StoreError
 from flowbus.engine.records import EventRecord
 from flowbus.engine.store import sql_statements as q
 from flowbus.engine.store.base import EventStore
@@ -29,6 +28,7 @@ from flowbus.engine.store.projection import (
     ProjectionPlan,
     plan,
 )
+from flowbus.engine.store.sequences import check_sequences
 from flowbus.engine.store.views import (
     DeploymentView,
     FlowRunView,
@@ -36,6 +36,8 @@ from flowbus.engine.store.views import (
     StoredEvent,
     TaskRunView,
     deployment_view,
+    flow_run_view,
+    task_run_view,
 )
 
 _WRITER_LOCK = 0x666C6F77  # "flow": the advisory lock every appending transaction takes
@@ -151,7 +153,14 @@ class PostgresEventStore(EventStore):
     async def _append_once(self, records: Sequence[EventRecord]) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _WRITER_LOCK)
-            fresh, heads = await self._check_sequences(conn, records)
+            fresh, heads = await check_sequences(
+                records,
+                self._heads,
+                lambda stream: self._load_head(conn, stream),
+                lambda stream, seq: conn.fetchval(
+                    "SELECT id FROM events WHERE stream_id = $1 AND seq = $2", stream, seq
+                ),
+            )
             if not fresh:
                 return 0
             rows = q.event_rows(fresh)
@@ -166,36 +175,6 @@ class PostgresEventStore(EventStore):
             self._heads.clear()
         self._heads.update(heads)
         return len(fresh)
-
-    async def _check_sequences(
-        self, conn: Any, records: Sequence[EventRecord]
-    ) -> tuple[list[EventRecord], dict[str, int]]:
-        heads: dict[str, int] = {}
-        seen: set[str] = set()
-        fresh = []
-        for record in records:
-            head = heads.get(record.stream_id)
-            if head is None:
-                head = self._heads.get(record.stream_id)
-                if head is None:
-                    head = await self._load_head(conn, record.stream_id)
-            if record.seq == head + 1 and record.id not in seen:
-                fresh.append(record)
-                seen.add(record.id)
-                heads[record.stream_id] = record.seq
-            elif record.id in seen or (
-                record.seq <= head
-                and await conn.fetchval(
-                    "SELECT id FROM events WHERE stream_id = $1 AND seq = $2",
-                    record.stream_id,
-                    record.seq,
-                )
-                == record.id
-            ):
-                continue  # the same event again: appending it is a no-op
-            else:
-                raise SequenceError(record.stream_id, head + 1, record.seq)
-        return fresh, heads
 
     @staticmethod
     async def _load_head(conn: Any, stream_id: str) -> int:
@@ -260,10 +239,7 @@ class PostgresEventStore(EventStore):
 
     @staticmethod
     def _flow_run(row: Any) -> FlowRunView:
-        data = dict(row)
-        data["parameters"] = json.loads(data["parameters"])
-        data["tags"] = json.loads(data["tags"])
-        return FlowRunView(**data)
+        return flow_run_view(row)
 
     async def get_flow_run(self, run_id: str) -> FlowRunView | None:
         rows = await self._fetch(f"SELECT {_FLOW_COLS} FROM flow_runs WHERE id = $1", run_id)
@@ -309,12 +285,7 @@ class PostgresEventStore(EventStore):
             f"SELECT {_TASK_COLS} FROM task_runs WHERE flow_run_id = $1 ORDER BY created, id",
             run_id,
         )
-        views = []
-        for row in rows:
-            data = dict(row)
-            data["tags"] = json.loads(data["tags"])
-            data["upstream"] = json.loads(data["upstream"])
-            views.append(TaskRunView(**data))
+        views = [task_run_view(row) for row in rows]
         return views
 
     async def get_logs(self, run_id: str, after_seq: int = 0, limit: int = 1000) -> list[LogLine]:

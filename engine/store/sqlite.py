@@ -17,7 +17,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from flowbus.engine.errors import SequenceError, StoreError
+from flowbus.engine.errors import StoreError
 from flowbus.engine.records import EventRecord
 from flowbus.engine.store import sql_statements as q
 from flowbus.engine.store.base import EventStore
@@ -30,6 +30,7 @@ from flowbus.engine.store.projection import (
     ProjectionPlan,
     plan,
 )
+from flowbus.engine.store.sequences import check_sequences
 from flowbus.engine.store.views import (
     DeploymentView,
     FlowRunView,
@@ -37,6 +38,8 @@ from flowbus.engine.store.views import (
     StoredEvent,
     TaskRunView,
     deployment_view,
+    flow_run_view,
+    task_run_view,
 )
 
 _HEADS_CACHE_LIMIT = 100_000
@@ -154,7 +157,9 @@ class SqliteEventStore(EventStore):
                 raise _store_error(self.path, exc) from exc
 
     async def _append_once(self, records: Sequence[EventRecord]) -> int:
-        fresh, heads = await self._check_sequences(records)
+        fresh, heads = await check_sequences(
+            records, self._heads, self._load_head, self._event_id_at
+        )
         if not fresh:
             return 0
         rows = q.event_rows(fresh)
@@ -170,31 +175,6 @@ class SqliteEventStore(EventStore):
             self._heads.clear()
         self._heads.update(heads)
         return len(fresh)
-
-    async def _check_sequences(
-        self, records: Sequence[EventRecord]
-    ) -> tuple[list[EventRecord], dict[str, int]]:
-        heads: dict[str, int] = {}
-        seen: set[str] = set()
-        fresh = []
-        for record in records:
-            head = heads.get(record.stream_id)
-            if head is None:
-                head = self._heads.get(record.stream_id)
-                if head is None:
-                    head = await self._load_head(record.stream_id)
-            if record.seq == head + 1 and record.id not in seen:
-                fresh.append(record)
-                seen.add(record.id)
-                heads[record.stream_id] = record.seq
-            elif record.id in seen or (
-                record.seq <= head
-                and await self._event_id_at(record.stream_id, record.seq) == record.id
-            ):
-                continue  # the same event again: appending it is a no-op
-            else:
-                raise SequenceError(record.stream_id, head + 1, record.seq)
-        return fresh, heads
 
     async def _load_head(self, stream_id: str) -> int:
         rows = await self.db.execute_fetchall(
@@ -264,10 +244,7 @@ class SqliteEventStore(EventStore):
 
     @staticmethod
     def _flow_run(row: Sequence[Any]) -> FlowRunView:
-        data = dict(zip(FLOW_RUN_COLUMNS, row, strict=True))
-        data["parameters"] = orjson.loads(data["parameters"])
-        data["tags"] = orjson.loads(data["tags"])
-        return FlowRunView(**data)
+        return flow_run_view(dict(zip(FLOW_RUN_COLUMNS, row, strict=True)))
 
     async def get_flow_run(self, run_id: str) -> FlowRunView | None:
         rows = await self._fetch(
@@ -314,12 +291,7 @@ class SqliteEventStore(EventStore):
             "WHERE flow_run_id = ? ORDER BY created, id",
             (run_id,),
         )
-        views = []
-        for row in rows:
-            data = dict(zip(TASK_RUN_COLUMNS, row, strict=True))
-            data["tags"] = orjson.loads(data["tags"])
-            data["upstream"] = orjson.loads(data["upstream"])
-            views.append(TaskRunView(**data))
+        views = [task_run_view(dict(zip(TASK_RUN_COLUMNS, row, strict=True))) for row in rows]
         return views
 
     async def get_logs(self, run_id: str, after_seq: int = 0, limit: int = 1000) -> list[LogLine]:

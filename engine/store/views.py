@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -91,6 +91,22 @@ class DeploymentView(_View):
     created: str
     updated: str
     version: int
+
+
+def flow_run_view(row: Mapping[str, Any]) -> FlowRunView:
+    """A flow run from its row by column name (its JSON columns parsed)."""
+    data = dict(row)
+    data["parameters"] = json.loads(data["parameters"])
+    data["tags"] = json.loads(data["tags"])
+    return FlowRunView(**data)
+
+
+def task_run_view(row: Mapping[str, Any]) -> TaskRunView:
+    """A task run from its row by column name (its JSON columns parsed)."""
+    data = dict(row)
+    data["tags"] = json.loads(data["tags"])
+    data["upstream"] = json.loads(data["upstream"])
+    return TaskRunView(**data)
 
 
 def deployment_view(row: Sequence[Any]) -> DeploymentView:

@@ -1,0 +1,47 @@
+"""The sequence rule every SQL backend applies before appending: each event must be the next of
+its stream; one already recorded at its place (same id) is skipped; anything else is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from flowbus.engine.errors import SequenceError
+from flowbus.engine.records import EventRecord
+
+LoadHead = Callable[[str], Awaitable[int]]
+EventIdAt = Callable[[str, int], Awaitable[str | None]]
+
+
+async def check_sequences(
+    records: Sequence[EventRecord],
+    cached_heads: dict[str, int],
+    load_head: LoadHead,
+    event_id_at: EventIdAt,
+) -> tuple[list[EventRecord], dict[str, int]]:
+    """The records to append, and the heads of their streams after them.
+
+    ``cached_heads`` are heads known from earlier appends (a stale one is caught by the
+    database's unique key and the append retried); ``load_head`` and ``event_id_at`` ask the
+    database. Raises ``SequenceError`` for a gap or a duplicate under another id.
+    """
+    heads: dict[str, int] = {}
+    seen: set[str] = set()
+    fresh = []
+    for record in records:
+        stream = record.stream_id
+        head = heads.get(stream)
+        if head is None:
+            head = cached_heads.get(stream)
+            if head is None:
+                head = await load_head(stream)
+        if record.seq == head + 1 and record.id not in seen:
+            fresh.append(record)
+            seen.add(record.id)
+            heads[stream] = record.seq
+        elif record.id in seen or (
+            record.seq <= head and await event_id_at(stream, record.seq) == record.id
+        ):
+            continue  # the same event again: appending it is a no-op
+        else:
+            raise SequenceError(stream, head + 1, record.seq)
+    return fresh, heads
