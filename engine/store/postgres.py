@@ -28,7 +28,7 @@ from flowbus.engine.store.projection import (
     ProjectionPlan,
     plan,
 )
-from flowbus.engine.store.sequences import check_sequences
+from flowbus.engine.store.sequences import HeadsCache, check_sequences
 from flowbus.engine.store.views import (
     DeploymentView,
     FlowRunView,
@@ -41,7 +41,6 @@ from flowbus.engine.store.views import (
 )
 
 _WRITER_LOCK = 0x666C6F77  # "flow": the advisory lock every appending transaction takes
-_HEADS_CACHE_LIMIT = 100_000
 _REPLAY_CHUNK = 5_000
 _FLOW_COLS = ", ".join(FLOW_RUN_COLUMNS)
 _TASK_COLS = ", ".join(TASK_RUN_COLUMNS)
@@ -73,7 +72,7 @@ class PostgresEventStore(EventStore):
         self._dsn, self.schema = _split_url(url)
         self._pool: Any = None
         self._lock = asyncio.Lock()
-        self._heads: dict[str, int] = {}
+        self._heads = HeadsCache()
 
     # -- connection -------------------------------------------------------------------------
 
@@ -167,13 +166,8 @@ class PostgresEventStore(EventStore):
             for sql, params in q.bulk_insert("events", q.EVENT_COLUMNS, rows, numbered=True):
                 await conn.execute(sql, *params)
             await self._apply(conn, plan(fresh), self.schema)
-            await conn.execute(
-                "UPDATE projection_tracking SET position = (SELECT max(position) FROM events) "
-                "WHERE name = 'runs'"
-            )
-        if len(self._heads) > _HEADS_CACHE_LIMIT:
-            self._heads.clear()
-        self._heads.update(heads)
+            await conn.execute(q.TRACK_POSITION)
+        self._heads.remember(heads)
         return len(fresh)
 
     @staticmethod
@@ -260,25 +254,8 @@ class PostgresEventStore(EventStore):
         limit: int = 50,
         parent_run_id: str | None = None,
     ) -> list[FlowRunView]:
-        where: list[str] = []
-        params: list[Any] = []
-        if state is not None:
-            params.append(state)
-            where.append(f"(state_type = ${len(params)} OR state_name = ${len(params)})")
-        if flow_name is not None:
-            params.append(flow_name)
-            where.append(f"flow_name = ${len(params)}")
-        if parent_run_id is not None:
-            params.append(parent_run_id)
-            where.append(f"parent_run_id = ${len(params)}")
-        params.append(limit)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = await self._fetch(
-            f"SELECT {_FLOW_COLS} FROM flow_runs {clause} "
-            f"ORDER BY created DESC, id DESC LIMIT ${len(params)}",
-            *params,
-        )
-        return [self._flow_run(row) for row in rows]
+        sql, params = q.flow_run_listing(state, flow_name, parent_run_id, limit, numbered=True)
+        return [self._flow_run(row) for row in await self._fetch(sql, *params)]
 
     async def list_task_runs(self, run_id: str) -> list[TaskRunView]:
         rows = await self._fetch(

@@ -45,3 +45,14 @@ async def check_sequences(
         else:
             raise SequenceError(stream, head + 1, record.seq)
     return fresh, heads
+
+
+class HeadsCache(dict[str, int]):
+    """The last known sequence number of recently appended streams, bounded in size."""
+
+    LIMIT = 100_000
+
+    def remember(self, heads: dict[str, int]) -> None:
+        if len(self) > self.LIMIT:
+            self.clear()
+        self.update(heads)

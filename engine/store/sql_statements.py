@@ -134,3 +134,43 @@ def deployment_upserts(
 ) -> Iterator[tuple[str, list[Any]]]:
     """Deployment rows: a redefinition replaces everything but when it was first created."""
     return bulk_upsert(table, DEPLOYMENT_COLUMNS, rows, keep=("created",), numbered=numbered)
+
+
+#: Run after every append, in its transaction: how far the projections have applied the log.
+TRACK_POSITION = (
+    "UPDATE projection_tracking SET position = (SELECT max(position) FROM events) "
+    "WHERE name = 'runs'"
+)
+
+
+def flow_run_listing(
+    state: str | None,
+    flow_name: str | None,
+    parent_run_id: str | None,
+    limit: int,
+    numbered: bool = False,
+) -> tuple[str, list[Any]]:
+    """The query for ``EventStore.list_flow_runs``: newest first, filters optional."""
+    where: list[str] = []
+    params: list[Any] = []
+
+    def mark() -> str:
+        return f"${len(params)}" if numbered else "?"
+
+    if state is not None:
+        params.append(state)
+        first = mark()
+        if not numbered:
+            params.append(state)
+        where.append(f"(state_type = {first} OR state_name = {mark()})")
+    if flow_name is not None:
+        params.append(flow_name)
+        where.append(f"flow_name = {mark()}")
+    if parent_run_id is not None:
+        params.append(parent_run_id)
+        where.append(f"parent_run_id = {mark()}")
+    params.append(limit)
+    clause = f"WHERE {' AND '.join(where)} " if where else ""
+    columns = ", ".join(FLOW_RUN_COLUMNS)
+    sql = f"SELECT {columns} FROM flow_runs {clause}ORDER BY created DESC, id DESC LIMIT {mark()}"
+    return sql, params

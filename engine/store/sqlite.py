@@ -30,7 +30,7 @@ from flowbus.engine.store.projection import (
     ProjectionPlan,
     plan,
 )
-from flowbus.engine.store.sequences import check_sequences
+from flowbus.engine.store.sequences import HeadsCache, check_sequences
 from flowbus.engine.store.views import (
     DeploymentView,
     FlowRunView,
@@ -42,7 +42,6 @@ from flowbus.engine.store.views import (
     task_run_view,
 )
 
-_HEADS_CACHE_LIMIT = 100_000
 _REPLAY_CHUNK = 5_000
 
 
@@ -74,7 +73,7 @@ class SqliteEventStore(EventStore):
         self._busy_ms = int(busy_timeout * 1000)
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
-        self._heads: dict[str, int] = {}
+        self._heads = HeadsCache()
 
     # -- connection -------------------------------------------------------------------------
 
@@ -167,13 +166,8 @@ class SqliteEventStore(EventStore):
             for sql, params in q.bulk_insert("events", q.EVENT_COLUMNS, rows):
                 await self.db.execute(sql, params)
             await self._apply(plan(fresh), "main")
-            await self.db.execute(
-                "UPDATE projection_tracking SET position = (SELECT max(position) FROM events) "
-                "WHERE name = 'runs'"
-            )
-        if len(self._heads) > _HEADS_CACHE_LIMIT:
-            self._heads.clear()
-        self._heads.update(heads)
+            await self.db.execute(q.TRACK_POSITION)
+        self._heads.remember(heads)
         return len(fresh)
 
     async def _load_head(self, stream_id: str) -> int:
@@ -267,23 +261,8 @@ class SqliteEventStore(EventStore):
         limit: int = 50,
         parent_run_id: str | None = None,
     ) -> list[FlowRunView]:
-        where, params = [], []
-        if state is not None:
-            where.append("(state_type = ? OR state_name = ?)")
-            params += [state, state]
-        if flow_name is not None:
-            where.append("flow_name = ?")
-            params.append(flow_name)
-        if parent_run_id is not None:
-            where.append("parent_run_id = ?")
-            params.append(parent_run_id)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = await self._fetch(
-            f"SELECT {', '.join(FLOW_RUN_COLUMNS)} FROM flow_runs {clause} "
-            "ORDER BY created DESC, id DESC LIMIT ?",
-            [*params, limit],
-        )
-        return [self._flow_run(row) for row in rows]
+        sql, params = q.flow_run_listing(state, flow_name, parent_run_id, limit)
+        return [self._flow_run(row) for row in await self._fetch(sql, params)]
 
     async def list_task_runs(self, run_id: str) -> list[TaskRunView]:
         rows = await self._fetch(
