@@ -5,6 +5,11 @@ one transaction), and acks only after the commit. A redelivered event is a no-op
 a malformed, oversized or unknown message, or one whose subject disagrees with its body, is
 logged, counted, dead-lettered to ``flowbus.dead.recorder`` and terminated: the recorder keeps
 serving.
+
+Events an agent publishes for a run it holds carry the run and the claim's attempt in headers;
+they pass through the orchestrator's ledger (``ledger.py``), which refuses (dead-letters as
+"fenced") those of an attempt that no longer holds the run. Events the orchestrator recorded
+itself and published for subscribers are acked without a second write.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from flowbus.agents.ledger import RunLedger
 from flowbus.broker import subjects
 from flowbus.broker.streams import ensure_streams
 from flowbus.engine.errors import SequenceError, StoreError
@@ -29,6 +35,9 @@ from flowbus.engine.records import EventRecord
 from flowbus.engine.store import EventStore
 
 log = structlog.get_logger("flowbus.recorder")
+
+#: The (run, attempt) an agent's event is published under, if any.
+Fence = tuple[str, int] | None
 
 
 @dataclass(frozen=True)
@@ -44,11 +53,16 @@ class Recorder:
     """Consume the events stream into ``store`` until ``stop()`` is called."""
 
     def __init__(
-        self, client: Client, store: EventStore, settings: RecorderSettings | None = None
+        self,
+        client: Client,
+        store: EventStore,
+        settings: RecorderSettings | None = None,
+        ledger: RunLedger | None = None,
     ) -> None:
         self.client = client
         self.store = store
         self.settings = settings or RecorderSettings()
+        self.ledger = ledger or RunLedger(store)
         self.counts: Counter[str] = Counter()
         self._stopping = asyncio.Event()
 
@@ -93,22 +107,33 @@ class Recorder:
 
     async def handle(self, messages: list[Msg]) -> None:
         """Record one fetched batch; ack, nak or dead-letter every message of it."""
-        good: list[tuple[Msg, EventRecord]] = []
+        checked: list[tuple[Msg, EventRecord, Fence]] = []
         for message in messages:
-            problem, record = self._check(message)
+            if message.headers and message.headers.get(subjects.RECORDED_HEADER):
+                await message.ack()  # the orchestrator's own event, already in the store
+                continue
+            problem, record, fence = self._check(message)
             if record is None:
                 await self._dead_letter(message, problem)
             else:
-                good.append((message, record))
+                checked.append((message, record, fence))
+        if not checked:
+            return
+        admitted, fenced = await self.ledger.admit([(record, f) for _, record, f in checked])
+        for index, reason in fenced:
+            self.counts["fenced"] += 1
+            await self._dead_letter(checked[index][0], f"fenced: {reason}")
+        good = [(checked[i][0], checked[i][1]) for i in admitted]
         if not good:
             return
         try:
-            await self.store.append([record for _, record in good])
+            await self.ledger.writer.append([record for _, record in good])
         except SequenceError:
             await self._by_run(good)
             return
         except StoreError as exc:  # locked or full: nothing was written; try again later
             log.error("store refused a batch; retrying later", error=str(exc), count=len(good))
+            await self.ledger.reload({record.stream_id for _, record in good})
             for message, _ in good:
                 await message.nak(delay=self.settings.retry_delay)
             self.counts["retried"] += len(good)
@@ -117,27 +142,36 @@ class Recorder:
             await message.ack()
         self.counts["recorded"] += len(good)
 
-    def _check(self, message: Msg) -> tuple[str, EventRecord | None]:
+    def _check(self, message: Msg) -> tuple[str, EventRecord | None, Fence]:
         if len(message.data) > self.settings.max_message_bytes:
-            return f"oversized: {len(message.data)} bytes", None
+            return f"oversized: {len(message.data)} bytes", None, None
         try:
             event = decode_event(message.data)
         except DecodeError as exc:
-            return f"malformed: {exc}", None
+            return f"malformed: {exc}", None, None
         expected = subjects.event_subject(str(event.stream_id), event.type)
         if message.subject != expected:
-            return f"subject {message.subject!r} does not match the event ({expected!r})", None
-        return "", EventRecord.from_body(message.data)
+            problem = f"subject {message.subject!r} does not match the event ({expected!r})"
+            return problem, None, None
+        fence: Fence = None
+        headers = message.headers or {}
+        if subjects.RUN_HEADER in headers:
+            try:
+                fence = (headers[subjects.RUN_HEADER], int(headers[subjects.ATTEMPT_HEADER]))
+            except (KeyError, ValueError):
+                return "malformed fencing headers", None, None
+        return "", EventRecord.from_body(message.data), fence
 
     async def _by_run(self, good: list[tuple[Msg, EventRecord]]) -> None:
         """A batch with a sequence problem: record stream by stream, so one cannot block others."""
         by_stream: dict[str, list[tuple[Msg, EventRecord]]] = defaultdict(list)
         for item in good:
             by_stream[item[1].stream_id].append(item)
-        for items in by_stream.values():
+        for stream_id, items in by_stream.items():
             try:
-                await self.store.append([record for _, record in items])
+                await self.ledger.writer.append([record for _, record in items])
             except SequenceError as exc:
+                await self.ledger.reload([stream_id] if stream_id in self.ledger.entries else [])
                 if exc.got > exc.expected:  # an earlier event of the stream is still to come
                     for message, _ in items:
                         await message.nak(delay=self.settings.retry_delay)

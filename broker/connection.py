@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import ssl
 from typing import Any
@@ -15,8 +16,19 @@ DEFAULT_URL = "nats://127.0.0.1:4222"
 
 
 def nats_url() -> str:
-    """``$FLOWBUS_NATS_URL`` (comma-separated for a cluster), else the local default."""
-    return os.environ.get("FLOWBUS_NATS_URL") or DEFAULT_URL
+    """``$FLOWBUS_NATS_URL`` (comma-separated for a cluster), else where a running ``flowbus up``
+    says it listens (``$FLOWBUS_HOME/up.json``), else the local default."""
+    configured = os.environ.get("FLOWBUS_NATS_URL")
+    if configured:
+        return configured
+    from flowbus.engine import settings
+
+    try:
+        found = json.loads((settings.home() / "up.json").read_text())
+        os.kill(int(found["pid"]), 0)  # a stack that died without cleaning up does not count
+        return str(found["nats_url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_URL
 
 
 def _auth_options() -> dict[str, Any]:

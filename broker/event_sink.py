@@ -1,9 +1,13 @@
-"""The engine's event sink for runs executed by agents: events go to JetStream, not to a file.
+"""The engine's event sink for runs that agents execute: events go to JetStream, not to a file.
 
 Each event is published to ``flowbus.event.<stream_id>.<type>`` with ``Nats-Msg-Id`` set to the
 event id, so a retried publish is deduplicated by the stream (within its duplicate window) and by
 the store's per-run sequence (for ever). ``flush`` returns once JetStream has acknowledged every
 event emitted before it.
+
+An agent publishes the events of a run it holds through ``FencedSink``, which adds the run and
+the claim's attempt as headers: the orchestrator records them only while that attempt still
+holds the run, so a zombie agent's late events are refused.
 """
 
 from __future__ import annotations
@@ -12,14 +16,16 @@ import asyncio
 
 from nats.aio.client import Client
 
+from flowbus.broker import subjects
 from flowbus.broker.connection import connect
 from flowbus.broker.errors import BrokerError
-from flowbus.broker.subjects import event_subject
 from flowbus.engine.loops import BackgroundLoop
 from flowbus.engine.pump import Pump
 from flowbus.engine.records import EventRecord
 
 ACK_TIMEOUT = 10.0
+
+_Item = tuple[EventRecord, dict[str, str] | None]
 
 
 class NatsEventSink:
@@ -33,21 +39,23 @@ class NatsEventSink:
         self._pump.error_type = BrokerError
         self._pump.done_as = "published"
 
-    async def _publish(self, batch: list[EventRecord]) -> None:
+    async def _publish(self, batch: list[_Item]) -> None:
         # publish_async pipelines the batch (it waits itself once too many are in flight);
         # its futures have no timeout of their own, hence the wait_for.
-        futures = [
-            await self._js.publish_async(
-                event_subject(record.stream_id, record.type),
-                record.body(),
-                headers={"Nats-Msg-Id": record.id},
-            )
-            for record in batch
-        ]
+        futures = []
+        for record, fence in batch:
+            headers = {"Nats-Msg-Id": record.id}
+            if fence:
+                headers.update(fence)
+            subject = subjects.event_subject(record.stream_id, record.type)
+            futures.append(await self._js.publish_async(subject, record.body(), headers=headers))
         await asyncio.wait_for(asyncio.gather(*futures), ACK_TIMEOUT)
 
     def emit(self, record: EventRecord) -> None:
-        self._pump.submit(record)
+        self._pump.submit((record, None))
+
+    def emit_fenced(self, record: EventRecord, fence: dict[str, str]) -> None:
+        self._pump.submit((record, fence))
 
     def flush(self, timeout: float | None = None) -> None:
         self._pump.flush(timeout)
@@ -58,3 +66,18 @@ class NatsEventSink:
             self.flush(ACK_TIMEOUT)
         finally:
             self._loop.call(self.client.drain())
+            self._loop.stop()
+
+
+class FencedSink:
+    """The sink of one claimed run: its events carry the run and the claim's attempt."""
+
+    def __init__(self, base: NatsEventSink, run_id: str, attempt: int) -> None:
+        self.base = base
+        self.fence = {subjects.RUN_HEADER: run_id, subjects.ATTEMPT_HEADER: str(attempt)}
+
+    def emit(self, record: EventRecord) -> None:
+        self.base.emit_fenced(record, self.fence)
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.base.flush(timeout)

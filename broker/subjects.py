@@ -15,9 +15,50 @@ DEAD_LETTER_SUBJECTS = "flowbus.dead.>"
 #: The durable consumer through which the recorder writes events into the store.
 RECORDER_CONSUMER = "recorder"
 
+#: Run requests: ``flowbus.run.<queue>`` in a work-queue stream; one durable consumer per queue
+#: (``queue-<queue>``), shared by every agent that serves the queue.
+RUNS_STREAM = "FLOWBUS_RUNS"
+RUNS_SUBJECTS = "flowbus.run.>"
+
+#: Requests to the orchestrator (core NATS request/reply, JSON in and out).
+SUBMIT = "flowbus.api.submit"
+CANCEL = "flowbus.api.cancel"
+QUEUES = "flowbus.api.queues"
+QUEUE_UPDATE = "flowbus.api.queue.update"
+AGENTS = "flowbus.api.agents"
+#: Requests from agents to the orchestrator.
+CLAIM = "flowbus.agent.claim"
+HEARTBEAT = "flowbus.agent.heartbeat"
+RELEASE = "flowbus.agent.release"
+#: The queue group every orchestrator subscribes in, so each request is answered once.
+ORCHESTRATOR_GROUP = "flowbus-orchestrator"
+
+#: Work-queue settings (priority, concurrency limit, paused): a KV bucket agents watch.
+QUEUES_BUCKET = "flowbus_queues"
+
+#: Headers on events an agent publishes for a run it holds: the (root) flow run and the claim's
+#: attempt. The orchestrator records the event only while that attempt holds the run.
+RUN_HEADER = "Flowbus-Run"
+ATTEMPT_HEADER = "Flowbus-Attempt"
+#: On events the orchestrator wrote to the store itself and publishes for subscribers only.
+RECORDED_HEADER = "Flowbus-Recorded"
+
 
 def event_subject(stream_id: str, event_type: str) -> str:
     return f"flowbus.event.{stream_id}.{event_type}"
+
+
+def run_subject(queue: str) -> str:
+    return f"flowbus.run.{queue}"
+
+
+def queue_consumer(queue: str) -> str:
+    return f"queue-{queue}"
+
+
+def agent_cancel_subject(agent: str) -> str:
+    """Where the agent named ``agent`` takes cancel requests for the runs it holds."""
+    return f"flowbus.agent.{agent}.cancel"
 
 
 def dead_letter_subject(source: str) -> str:

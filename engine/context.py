@@ -29,11 +29,13 @@ class RunStream:
 
     __slots__ = ("_id_prefix", "_lock", "_seq", "run_id", "sink")
 
-    def __init__(self, run_id: str, sink: EventSink) -> None:
+    def __init__(self, run_id: str, sink: EventSink, start_seq: int = 0) -> None:
         self.run_id = run_id
         self.sink = sink
-        self._seq = 0
+        self._seq = start_seq  # a run continued from a claim goes on after the claim's event
         self._lock = threading.Lock()
+        # Random per RunStream, so two attempts at one run (say a zombie agent's and its
+        # successor's) never share an event id, nor the Nats-Msg-Id that deduplicates it.
         self._id_prefix = stream_id_prefix()
 
     def emit(self, type_: str, fields: dict[str, Any], occurred: str | None = None) -> None:
@@ -45,6 +47,11 @@ class RunStream:
             record.seq = data["seq"] = seq
             record.id = data["id"] = event_id(self._id_prefix, seq)
             self.sink.emit(record)
+
+    @property
+    def seq(self) -> int:
+        """The sequence number of the last event emitted."""
+        return self._seq
 
 
 @dataclass

@@ -40,6 +40,7 @@ class DeploymentSpec:
     parameter_schema: dict[str, Any] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
     description: str | None = None
+    retries: int = 0
 
     @property
     def name(self) -> str:
@@ -79,6 +80,7 @@ def build_deployment(
         parameter_schema=flow.parameters_schema(),
         tags=list(tags or []),
         description=description or flow.description,
+        retries=flow.retries,
     )
 
 
@@ -96,6 +98,7 @@ async def save_deployment(store: EventStore, spec: DeploymentSpec) -> Deployment
         "parameter_schema": spec.parameter_schema,
         "tags": spec.tags,
         "description": spec.description,
+        "retries": spec.retries,
     }
     for _ in range(3):  # another process may save the same deployment at the same moment
         head = await store.head(stream)

@@ -72,10 +72,17 @@ def load_flow(entrypoint: str, working_dir: str | Path | None = None) -> Flow[..
             raise EntrypointError(f"entrypoint file {path} does not exist")
         module = _import_file(path)
     else:
+        folder = str(base.resolve())  # a module path is relative to the working directory
+        added = folder not in sys.path
+        if added:
+            sys.path.insert(0, folder)
         try:
             module = importlib.import_module(where)
         except BaseException as exc:
             raise _import_failure(f"module {where}", exc) from exc
+        finally:
+            if added:
+                sys.path.remove(folder)
     target = getattr(module, name, None)
     if target is None:
         raise EntrypointError(f"{where} has no {name!r}")

@@ -56,6 +56,9 @@ class FlowRunCreated(_EventBase):
     parent_run_id: UUID | None = None
     parent_task_run_id: UUID | None = None
     deployment: str | None = None
+    #: Set for runs of a deployment: the work queue it was sent to, and the submitter's key.
+    queue: str | None = None
+    idempotency_key: str | None = None
     state: StatePayload
 
 
@@ -63,6 +66,10 @@ class FlowRunStateChanged(_EventBase):
     type: Literal["flow_run.state"] = "flow_run.state"
     state: StatePayload
     result: str | None = None
+    #: On a claim (Pending, written by the orchestrator): the agent that holds the run and the
+    #: attempt number its lease fences with.
+    agent: str | None = None
+    attempt: int | None = None
 
 
 class TaskRunCreated(_EventBase):
@@ -98,6 +105,8 @@ class DeploymentSaved(_EventBase):
     parameter_schema: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
     description: str | None = None
+    #: The flow's retries: how often a run whose agent died is queued again.
+    retries: int = 0
 
 
 class LogEmitted(_EventBase):

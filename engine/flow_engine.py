@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flowbus.engine.context import (
@@ -48,26 +50,57 @@ async def make_durable(sink: EventSink) -> None:
         sink.flush()  # stepped synchronously by run_sync: blocking here is the caller's wish
 
 
-class FlowRunEngine:
-    """Drives one flow run; ``run()`` returns the final state once its events are durable."""
+@dataclass(frozen=True)
+class ClaimedRun:
+    """A flow run created elsewhere (by the orchestrator) and claimed by this process.
 
-    def __init__(self, flow: Flow[..., Any], parameters: dict[str, Any]) -> None:
+    The engine continues its stream after ``seq`` (the claim's event) from ``state`` (Pending)
+    instead of creating a run of its own.
+    """
+
+    id: str
+    name: str
+    seq: int
+    state: State
+    tags: list[str] = field(default_factory=list)
+
+
+class FlowRunEngine:
+    """Drives one flow run; ``run()`` returns the final state once its events are durable.
+
+    ``interrupt()`` ends it from outside (a cancel, an agent handing the run back): the state it
+    is given becomes the run's last, whatever the flow does after.
+    """
+
+    def __init__(
+        self,
+        flow: Flow[..., Any],
+        parameters: dict[str, Any],
+        claimed: ClaimedRun | None = None,
+        sink: EventSink | None = None,
+    ) -> None:
         self.flow = flow
         self.parameters = parameters
         parent = flow_run_var.get()
         parent_task = task_run_var.get()
-        self.sink = parent.stream.sink if parent else current_sink()
-        run_id = new_id()
-        self.stream = RunStream(run_id, self.sink)
+        self.sink = sink or (parent.stream.sink if parent else current_sink())
+        run_id = claimed.id if claimed else new_id()
+        self.stream = RunStream(run_id, self.sink, claimed.seq if claimed else 0)
         self.flow_run = FlowRun(
             id=run_id,
-            name=flow.render_run_name(parameters),
+            name=claimed.name if claimed else flow.render_run_name(parameters),
             flow_name=flow.name,
             parameters=parameters,
-            tags=list(flow.tags),
+            tags=list(claimed.tags) if claimed else list(flow.tags),
             parent_run_id=parent.flow_run.id if parent else None,
             parent_task_run_id=parent_task.task_run.id if parent_task else None,
+            state=claimed.state if claimed else None,
         )
+        #: Set by ``interrupt``: the state the run ends in instead of whatever comes next.
+        self.interruption: State | None = None
+        # Held while a state is decided and emitted: an interrupt from another thread must not
+        # slip between the flow's own decision and its event.
+        self._state_lock = threading.RLock()
         log_prints = flow.log_prints
         if log_prints is None:
             log_prints = parent.log_prints if parent else False
@@ -77,7 +110,30 @@ class FlowRunEngine:
             flow, self.flow_run, self.stream, flow.task_runner.duplicate(), log_prints
         )
 
+    def interrupt(self, final: State, announce: State | None = None) -> bool:
+        """Make ``final`` the run's last state (after ``announce``, e.g. Cancelling).
+
+        Returns False when the run has already finished. The caller then stops the run's code
+        (cancels its task, or interrupts its thread); the engine records ``final`` as it unwinds.
+        """
+        with self._state_lock:
+            current = self.flow_run.state
+            if self.interruption is not None or (current is not None and current.is_final()):
+                return False
+            if announce is not None:
+                self._set_state(announce)
+            self.interruption = final
+            return True
+
     def _set_state(self, state: State, result: str | None = None) -> State:
+        with self._state_lock:
+            if self.interruption is not None:
+                if self.flow_run.state is self.interruption:
+                    return self.interruption  # already recorded: the run is over
+                state, result = self.interruption, None
+            return self._record_state(state, result)
+
+    def _record_state(self, state: State, result: str | None) -> State:
         current = self.flow_run.state
         verdict = decide(current.type if current else None, state.type)
         if not verdict:
@@ -107,7 +163,8 @@ class FlowRunEngine:
 
     async def run(self) -> State:
         flow = self.flow
-        self._set_state(Pending())
+        if self.flow_run.state is None:
+            self._set_state(Pending())
         console(
             logging.INFO,
             f"Flow run {self.flow_run.name!r}",

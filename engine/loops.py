@@ -154,6 +154,17 @@ class BackgroundLoop:
             raise RuntimeError("BackgroundLoop.call would deadlock inside the background loop")
         return self.submit(coro).result(timeout)
 
+    def stop(self) -> None:
+        """Stop the loop and its thread (a later use starts a new one)."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(5)
+            if not thread.is_alive():
+                loop.close()
+
 
 background = BackgroundLoop("flowbus-background")
 store_loop = BackgroundLoop("flowbus-store")

@@ -14,13 +14,14 @@ import collections
 import logging
 import threading
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from flowbus.engine.errors import StoreError
-from flowbus.engine.records import EventRecord
 
 log = logging.getLogger("flowbus.engine")
 
-Deliver = Callable[[list[EventRecord]], Awaitable[None]]
+#: Delivers a batch of items (event records, or whatever a pump's owner submits for one).
+Deliver = Callable[[list[Any]], Awaitable[None]]
 
 
 class _FlushMarker:
@@ -48,10 +49,10 @@ class Pump:
     def __init__(self, deliver: Deliver, loop: asyncio.AbstractEventLoop) -> None:
         self._deliver = deliver
         self._loop = loop
-        self._queue: collections.deque[EventRecord | _FlushMarker] = collections.deque()
+        self._queue: collections.deque[Any] = collections.deque()
         self._draining = False
 
-    def submit(self, record: EventRecord) -> None:
+    def submit(self, record: Any) -> None:
         self._queue.append(record)
         if not self._draining:
             self._wake()
@@ -66,7 +67,7 @@ class Pump:
     async def _drain(self) -> None:
         queue = self._queue
         while True:
-            items: list[EventRecord | _FlushMarker] = []
+            items: list[Any] = []
             while queue:
                 items.append(queue.popleft())
             if not items:
@@ -75,7 +76,7 @@ class Pump:
                     return
                 self._draining = True
                 continue
-            records = [i for i in items if isinstance(i, EventRecord)]
+            records = [i for i in items if not isinstance(i, _FlushMarker)]
             markers = [i for i in items if isinstance(i, _FlushMarker)]
             try:
                 if records:
@@ -86,16 +87,14 @@ class Pump:
             for marker in markers:
                 marker.done.set()
 
-    def _fail(
-        self, records: list[EventRecord], markers: list[_FlushMarker], exc: BaseException
-    ) -> None:
+    def _fail(self, records: list[Any], markers: list[_FlushMarker], exc: BaseException) -> None:
         """Keep the events for the next attempt; answer every waiting flush with the error."""
         # Stop draining first: a flush queued after the sweep below sees it and wakes a retry.
         self._draining = False
-        swept: list[EventRecord | _FlushMarker] = []
+        swept: list[Any] = []
         while self._queue:
             swept.append(self._queue.popleft())
-        held = records + [item for item in swept if isinstance(item, EventRecord)]
+        held = records + [item for item in swept if not isinstance(item, _FlushMarker)]
         self._queue.extendleft(reversed(held))  # in order, ahead of anything appended since
         log.error("%d events not %s yet: %s", len(held), self.done_as, exc)
         for marker in markers + [item for item in swept if isinstance(item, _FlushMarker)]:
@@ -117,4 +116,4 @@ class Pump:
     @property
     def backlog(self) -> int:
         """Events waiting to be delivered."""
-        return sum(1 for item in list(self._queue) if isinstance(item, EventRecord))
+        return sum(1 for item in list(self._queue) if not isinstance(item, _FlushMarker))

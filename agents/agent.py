@@ -1,0 +1,429 @@
+"""The worker agent: takes run requests from its work queues and runs many flow runs at once.
+
+- Takes a request only when it has room (``concurrency``), from its queues in priority order
+  (``broker/work_queue.py``), woken by a doorbell on each publication: no polling on the
+  dispatch path. A one-second tick picks up redeliveries, which ring no bell.
+- Claims each run from the orchestrator; a refused claim (finished, cancelled, held by a live
+  agent) acks the request away. A granted one runs with its events fenced by the attempt.
+- Keeps each held request alive (``in_progress``) and renews leases by heartbeat; a heartbeat
+  answer naming a run as lost stops it without another word.
+- Acks a request once its run's final state is published; hands a run back (nak) when stopping.
+- SIGTERM (``stop``): stops taking, lets runs finish for a grace period, then hands the rest
+  back; a second ``stop`` hands back at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import KeyNotFoundError, NotFoundError
+
+from flowbus.agents.execution import ChildProcessRun, FlowCache, InProcessRun, Outcome, RunExecution
+from flowbus.broker import protocol as p
+from flowbus.broker import subjects
+from flowbus.broker.event_sink import NatsEventSink
+from flowbus.broker.streams import ensure_queue_consumer, ensure_streams
+from flowbus.broker.work_queue import QueueTaker
+from flowbus.engine.clock import now_iso
+
+log = structlog.get_logger("flowbus.agent")
+
+Isolation = Literal["thread", "process"]
+
+
+def default_agent_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    queues: tuple[str, ...] = ("default",)
+    concurrency: int = 10
+    name: str = field(default_factory=default_agent_name)
+    isolation: Isolation = "thread"
+    heartbeat_seconds: float = 5.0
+    grace_seconds: float = 30.0
+    #: How often requests that ring no bell (redeliveries, a freed queue limit) are looked for.
+    tick_seconds: float = 1.0
+
+    @classmethod
+    def from_env(cls, **given: Any) -> AgentSettings:
+        """Settings from arguments, then ``$FLOWBUS_HEARTBEAT_SECONDS`` and
+        ``$FLOWBUS_AGENT_GRACE_SECONDS``."""
+        env = {
+            "heartbeat_seconds": os.environ.get("FLOWBUS_HEARTBEAT_SECONDS"),
+            "grace_seconds": os.environ.get("FLOWBUS_AGENT_GRACE_SECONDS"),
+        }
+        values: dict[str, Any] = {k: float(v) for k, v in env.items() if v}
+        values.update({k: v for k, v in given.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass
+class _Held:
+    """A run this agent holds: its request message, claim and execution."""
+
+    message: Msg
+    grant: p.ClaimGrant
+    execution: RunExecution
+    task: asyncio.Task[Any] | None = None
+
+
+class Agent:
+    """Run flow runs from work queues until ``stop()``."""
+
+    def __init__(self, client: Client, settings: AgentSettings, nats_url: str) -> None:
+        if settings.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.client = client
+        self.js = client.jetstream()
+        self.settings = settings
+        self.nats_url = nats_url
+        self.name = settings.name
+        self.held: dict[str, _Held] = {}
+        self.counts: dict[str, int] = {}
+        self._reserved = 0  # slots taken by requests still being claimed
+        self._doorbell = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
+        self._takers: dict[str, QueueTaker] = {}
+        self._queue_settings: dict[str, p.QueueSettings] = {}
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._runs: set[asyncio.Task[Any]] = set()
+        self._flows = FlowCache()
+        self._sink: NatsEventSink | None = None
+        self._ack_wait = 30.0
+        self._started = now_iso()
+
+    # --- life -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await ensure_streams(self.js)
+        self._kv = await self.js.key_value(subjects.QUEUES_BUCKET)
+        for queue in self.settings.queues:
+            settings = await self._read_queue(queue)
+            try:
+                info = await self.js.consumer_info(
+                    subjects.RUNS_STREAM, subjects.queue_consumer(queue)
+                )
+                self._ack_wait = min(self._ack_wait, info.config.ack_wait or 30.0)
+            except NotFoundError:
+                limit = settings.concurrency_limit or 10_000
+                await ensure_queue_consumer(self.js, queue, limit, self._ack_wait)
+            taker = self._takers[queue] = QueueTaker(self.client, queue)
+            await taker.start(self._doorbell)
+        if self.settings.isolation == "thread":
+            self._sink = await asyncio.to_thread(
+                NatsEventSink, self.nats_url, f"{self.name}-events"
+            )
+        await self.client.subscribe(subjects.agent_cancel_subject(self.name), cb=self._on_cancel)
+        self._tasks = [
+            asyncio.create_task(self._dispatch(), name="dispatch"),
+            asyncio.create_task(self._heartbeats(), name="heartbeats"),
+            asyncio.create_task(self._keep_alive(), name="keep-alive"),
+            asyncio.create_task(self._watch_queues(), name="queue-settings"),
+        ]
+        log.info(
+            "agent started",
+            agent=self.name,
+            queues=list(self.settings.queues),
+            concurrency=self.settings.concurrency,
+            isolation=self.settings.isolation,
+        )
+
+    async def run(self) -> None:
+        await self.start()
+        await self._stopping.wait()
+        await self._shut_down()
+
+    def stop(self) -> None:
+        """First call: drain gracefully; a second call: hand back what is left at once."""
+        if self._stopping.is_set():
+            self._hurry.set()
+        self._stopping.set()
+        self._doorbell.set()
+
+    async def _shut_down(self) -> None:
+        for taker in self._takers.values():
+            await taker.stop()
+        if self.held:
+            log.info(
+                "waiting for runs to finish", runs=len(self.held), grace=self.settings.grace_seconds
+            )
+            waiting = asyncio.gather(*self._runs, return_exceptions=True)
+            hurry = asyncio.create_task(self._hurry.wait())
+            await asyncio.wait(
+                [asyncio.ensure_future(waiting), hurry],
+                timeout=self.settings.grace_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            hurry.cancel()
+            for held in list(self.held.values()):
+                log.info("handing a run back", run_id=held.grant.run_id)
+                held.execution.hand_back(self.name)
+            if self._runs:
+                await asyncio.wait(self._runs, timeout=30)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._sink is not None:
+            await asyncio.to_thread(self._sink.close)
+        log.info("agent stopped", agent=self.name, **self.counts)
+
+    def _count(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    # --- taking work -------------------------------------------------------------------------
+
+    @property
+    def free(self) -> int:
+        return self.settings.concurrency - len(self.held) - self._reserved
+
+    def _queues_by_priority(self) -> list[str]:
+        queues = [
+            q
+            for q in self.settings.queues
+            if not self._queue_settings.get(q, p.QueueSettings(name=q)).paused
+        ]
+        order = {q: i for i, q in enumerate(self.settings.queues)}
+        return sorted(
+            queues,
+            key=lambda q: (
+                -self._queue_settings.get(q, p.QueueSettings(name=q)).priority,
+                order[q],
+            ),
+        )
+
+    async def _dispatch(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._doorbell.wait(), self.settings.tick_seconds)
+            self._doorbell.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                await self._take_work()
+            except Exception as exc:  # a reconnect, a leader election: the next round retries
+                log.warning("taking work failed", error=repr(exc))
+                await asyncio.sleep(0.5)
+
+    async def _take_work(self) -> None:
+        for queue in self._queues_by_priority():
+            while self.free > 0 and not self._stopping.is_set():
+                messages = await self._takers[queue].take(self.free)
+                if not messages:
+                    break
+                for message in messages:
+                    self._reserved += 1
+                    task = asyncio.create_task(self._handle(message, queue))
+                    self._runs.add(task)
+                    task.add_done_callback(self._runs.discard)
+            if self.free <= 0:
+                return
+
+    async def _handle(self, message: Msg, queue: str) -> None:
+        held: _Held | None = None
+        try:
+            held = await self._claim(message, queue)
+        finally:
+            self._reserved -= 1
+        if held is None:
+            self._doorbell.set()  # the slot is free again
+            return
+        run_id = held.grant.run_id
+        self.held[run_id] = held
+        try:
+            outcome = await held.execution.run()
+            await self._conclude(held, outcome)
+        except Exception:
+            log.exception("running a flow run failed", run_id=run_id)
+            await self._release(held, "crashed", "the agent failed to run it")
+            await _quietly(message.ack())
+        finally:
+            self.held.pop(run_id, None)
+            self._doorbell.set()
+
+    async def _claim(self, message: Msg, queue: str) -> _Held | None:
+        try:
+            request = p.decode(p.RunRequest, message.data)
+        except p.ProtocolError as exc:
+            await self._dead_letter(message, str(exc))
+            return None
+        claim = p.ClaimRequest(
+            run_id=request.run_id, agent=self.name, delivery=message.metadata.num_delivered
+        )
+        try:
+            answer = await self.client.request(subjects.CLAIM, claim.dump(), timeout=5)
+        except (NoRespondersError, NatsTimeoutError, TimeoutError) as exc:
+            log.warning("no orchestrator answered a claim", run_id=request.run_id, error=repr(exc))
+            await _quietly(message.nak(delay=1))
+            return None
+        reply = _parse_claim_reply(answer.data)
+        if isinstance(reply, p.ClaimRefusal):
+            self._count(f"refused_{reply.reason}")
+            if reply.reason == "unknown":
+                await self._dead_letter(message, f"claim refused: {reply.message}")
+            elif reply.reason == "unavailable":
+                await _quietly(message.nak(delay=1))
+            else:
+                await _quietly(message.ack())  # finished, cancelled, or held by a live agent
+            return None
+        execution: RunExecution
+        if self.settings.isolation == "process":
+            execution = ChildProcessRun(reply, self.nats_url)
+        else:
+            assert self._sink is not None
+            execution = InProcessRun(reply, self._sink, self._flows)
+        self._count("claimed")
+        return _Held(message, reply, execution)
+
+    async def _conclude(self, held: _Held, outcome: Outcome) -> None:
+        self._count(outcome)
+        message = held.message
+        if outcome == "finished":
+            await _quietly(message.ack())  # its final state is published (JetStream acked it)
+        elif outcome == "handed_back":
+            if isinstance(held.execution, ChildProcessRun):
+                await self._release(held, "handed_back", f"handed back by agent {self.name}")
+            await _quietly(message.nak())
+        elif outcome == "crashed":
+            await self._release(held, "crashed", "its flow run process died")
+            await _quietly(message.ack())
+        # "lost": another attempt holds the run; its request is not ours to settle
+
+    async def _release(
+        self, held: _Held, outcome: Literal["crashed", "handed_back"], why: str
+    ) -> None:
+        request = p.ReleaseRequest(
+            run_id=held.grant.run_id,
+            attempt=held.grant.attempt,
+            agent=self.name,
+            outcome=outcome,
+            message=why,
+        )
+        try:
+            await self.client.request(subjects.RELEASE, request.dump(), timeout=5)
+        except Exception as exc:  # its lease expires instead, with the same effect
+            log.warning("could not release a run", run_id=held.grant.run_id, error=repr(exc))
+
+    async def _dead_letter(self, message: Msg, reason: str) -> None:
+        self._count("dead_lettered")
+        log.warning("dead-lettered a run request", subject=message.subject, reason=reason[:500])
+        headers = {"Flowbus-Error": reason[:1000], "Flowbus-Subject": message.subject}
+        try:
+            await self.js.publish(
+                subjects.dead_letter_subject("agent"), message.data[: 512 * 1024], headers=headers
+            )
+        finally:
+            await _quietly(message.term())
+
+    # --- keeping runs -----------------------------------------------------------------------
+
+    async def _keep_alive(self) -> None:
+        """Tell JetStream the held requests are being worked on, well within their ack wait."""
+        while True:
+            await asyncio.sleep(max(self._ack_wait / 3, 0.2))
+            for held in list(self.held.values()):
+                await _quietly(held.message.in_progress())
+
+    async def _heartbeats(self) -> None:
+        while True:
+            try:
+                await self._heartbeat()
+            except Exception as exc:  # the orchestrator is away: leases are renewed on its return
+                log.warning("heartbeat failed", error=repr(exc))
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+
+    async def _heartbeat(self) -> None:
+        beat = p.Heartbeat(
+            agent=self.name,
+            queues=list(self.settings.queues),
+            concurrency=self.settings.concurrency,
+            runs=[
+                p.HeldRun(run_id=h.grant.run_id, attempt=h.grant.attempt)
+                for h in self.held.values()
+            ],
+            started=self._started,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+        )
+        answer = await self.client.request(subjects.HEARTBEAT, beat.dump(), timeout=5)
+        reply = p.decode(p.HeartbeatReply, answer.data)
+        for run_id in reply.lost:
+            held = self.held.get(run_id)
+            if held is not None:
+                log.warning("lost a run to another attempt; stopping it", run_id=run_id)
+                self._count("lost")
+                held.execution.drop()
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        try:
+            request = p.decode(p.AgentCancel, msg.data)
+        except p.ProtocolError as exc:
+            await msg.respond(p.error_reply("bad_request", str(exc)))
+            return
+        held = self.held.get(request.run_id)
+        if held is None or held.grant.attempt != request.attempt:
+            await msg.respond(p.error_reply("not_held", f"agent {self.name} does not hold it"))
+            return
+        held.execution.cancel()
+        await msg.respond(p.Ok().dump())
+
+    # --- queue settings ---------------------------------------------------------------------
+
+    async def _read_queue(self, queue: str) -> p.QueueSettings:
+        try:
+            entry = await self._kv.get(queue)
+            settings = p.QueueSettings.model_validate_json(entry.value or b"")
+        except (KeyNotFoundError, ValueError):
+            settings = p.QueueSettings(name=queue)
+        self._queue_settings[queue] = settings
+        return settings
+
+    async def _watch_queues(self) -> None:
+        """Pause, resume and priority changes reach the agent as they are made (a KV watch)."""
+        watcher = await self._kv.watchall(include_history=False)
+        async for entry in watcher:
+            if entry is None or entry.key not in self._takers:
+                continue
+            try:
+                self._queue_settings[entry.key] = p.QueueSettings.model_validate_json(
+                    entry.value or b""
+                )
+            except ValueError:
+                continue
+            self._doorbell.set()
+
+
+def _parse_claim_reply(data: bytes) -> p.ClaimGrant | p.ClaimRefusal:
+    try:
+        return p.decode(p.ClaimGrant, data)
+    except p.ProtocolError:
+        pass
+    try:
+        return p.decode(p.ClaimRefusal, data)
+    except p.ProtocolError:
+        pass
+    try:
+        error = p.decode(p.ErrorReply, data).error
+        return p.ClaimRefusal(reason="unavailable", message=error.message)
+    except p.ProtocolError:
+        return p.ClaimRefusal(reason="unavailable", message="unreadable claim reply")
+
+
+async def _quietly(operation: Any) -> None:
+    """Ack-family calls whose failure changes nothing (the store decides who owns a run)."""
+    try:
+        await operation
+    except Exception as exc:
+        log.debug("message operation failed", error=repr(exc))

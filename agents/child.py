@@ -1,0 +1,43 @@
+"""``python -m flowbus.agents.child``: run one claimed flow run in a process of its own.
+
+Reads ``{"grant": ClaimGrant, "nats_url": ...}`` as JSON on stdin. SIGTERM cancels the run,
+SIGUSR1 hands it back to its queue. Exits 0 once the run's final state is published, 75 when
+it was handed back; anything else tells the agent the run crashed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+
+from flowbus.agents.execution import EXIT_FINISHED, EXIT_HANDED_BACK, FlowCache, InProcessRun
+from flowbus.broker.event_sink import NatsEventSink
+from flowbus.broker.protocol import ClaimGrant
+from flowbus.engine.loops import new_event_loop
+
+
+async def _main(grant: ClaimGrant, sink: NatsEventSink) -> int:
+    execution = InProcessRun(grant, sink, FlowCache())
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, execution.cancel)
+    loop.add_signal_handler(signal.SIGUSR1, execution.hand_back, "(parent)")
+    outcome = await execution.run()
+    return EXIT_HANDED_BACK if outcome == "handed_back" else EXIT_FINISHED
+
+
+def main() -> int:
+    spec = json.loads(sys.stdin.read())
+    grant = ClaimGrant.model_validate(spec["grant"])
+    sink = NatsEventSink(spec["nats_url"], name=f"flowbus-run-{grant.run_id[:8]}")
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(_main(grant, sink))
+    finally:
+        sink.close()
+        loop.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

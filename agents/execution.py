@@ -1,0 +1,251 @@
+"""Executing one claimed flow run: in the agent's process, or in a child process of its own.
+
+Either way the run continues the stream the orchestrator started (after the claim's event) and
+publishes its events, fenced by the claim's attempt. A missing or broken entrypoint, or parameters
+the flow's signature refuses, end the run Failed with the error: the agent itself never fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import sys
+import threading
+from typing import Any, Literal
+
+import structlog
+
+from flowbus.broker.event_sink import FencedSink, NatsEventSink
+from flowbus.broker.protocol import ClaimGrant
+from flowbus.engine.context import RunStream
+from flowbus.engine.entrypoints import EntrypointError, load_flow
+from flowbus.engine.errors import FlowbusError
+from flowbus.engine.flow_engine import ClaimedRun, FlowRunEngine
+from flowbus.engine.flows import Flow
+from flowbus.engine.loops import run_sync
+from flowbus.engine.records import EventRecord, state_dict
+from flowbus.engine.states import Cancelled, Cancelling, Crashed, Failed, Pending, Scheduled
+
+log = structlog.get_logger("flowbus.agent")
+
+#: How a run ended for its agent: over (a final state recorded), handed back to its queue,
+#: lost (another attempt holds it), or crashed (its process died without a final state).
+Outcome = Literal["finished", "handed_back", "lost", "crashed"]
+
+#: Exit codes of a child process running one flow run.
+EXIT_FINISHED = 0
+EXIT_HANDED_BACK = 75
+
+
+class _LeaseSink:
+    """A claimed run's sink that goes quiet once the run is lost to another attempt."""
+
+    def __init__(self, base: FencedSink) -> None:
+        self.base = base
+        self.lost = False
+
+    def emit(self, record: EventRecord) -> None:
+        if not self.lost:
+            self.base.emit(record)
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.base.flush(timeout)
+
+
+class FlowCache:
+    """Flows loaded by entrypoint, so a deployment's module is imported once per process."""
+
+    def __init__(self) -> None:
+        self._flows: dict[tuple[str, str], Flow[..., Any]] = {}
+
+    def load(self, entrypoint: str, working_dir: str) -> Flow[..., Any]:
+        key = (entrypoint, working_dir)
+        flow = self._flows.get(key)
+        if flow is None:
+            flow = self._flows[key] = load_flow(entrypoint, working_dir)
+        return flow
+
+
+class InProcessRun:
+    """A claimed run executed here: async flows on the agent's loop, sync ones in a thread."""
+
+    def __init__(self, grant: ClaimGrant, sink: NatsEventSink, flows: FlowCache) -> None:
+        self.grant = grant
+        self.sink = _LeaseSink(FencedSink(sink, grant.run_id, grant.attempt))
+        self.flows = flows
+        self.engine: FlowRunEngine | None = None
+        self._task: asyncio.Future[Any] | None = None
+        self._thread_id: int | None = None
+        self._pending_interrupt: tuple[Any, Any] | None = None
+
+    async def run(self) -> Outcome:
+        grant = self.grant
+        try:
+            flow = self.flows.load(grant.entrypoint, grant.working_dir)
+            parameters = grant.parameters
+            if flow.should_validate_parameters:
+                parameters = flow.parameters.validate(parameters)
+        except (EntrypointError, FlowbusError) as exc:
+            await asyncio.to_thread(self._fail_early, str(exc))
+            return "finished"
+        except Exception as exc:  # a validator of the user's raising something odd
+            await asyncio.to_thread(self._fail_early, f"{type(exc).__name__}: {exc}")
+            return "finished"
+        claimed = ClaimedRun(grant.run_id, grant.name, grant.seq, Pending(), list(grant.tags))
+        engine = self.engine = FlowRunEngine(flow, parameters, claimed=claimed, sink=self.sink)
+        if self._pending_interrupt is not None:
+            engine.interrupt(*self._pending_interrupt)
+        try:
+            if flow.is_async:
+                self._task = asyncio.ensure_future(engine.run())
+                await self._task
+            else:
+                await self._in_thread(engine)
+        except asyncio.CancelledError:
+            if engine.interruption is None and not self.sink.lost:
+                raise  # the agent itself is being cancelled
+        except BaseException as exc:  # the engine failed (say, the sink could not publish)
+            log.error("flow run engine failed", run_id=grant.run_id, error=repr(exc))
+        return await self._settle(engine)
+
+    async def _in_thread(self, engine: FlowRunEngine) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def main() -> None:
+            self._thread_id = threading.get_ident()
+            try:
+                run_sync(engine.run())
+                outcome: BaseException | None = None
+            except BaseException as exc:
+                outcome = exc
+            finally:
+                self._thread_id = None
+            loop.call_soon_threadsafe(_settle_future, done, outcome)
+
+        threading.Thread(
+            target=main, name=f"flow-run-{engine.flow_run.id[:8]}", daemon=True
+        ).start()
+        self._task = done
+        await done
+
+    async def _settle(self, engine: FlowRunEngine) -> Outcome:
+        if self.sink.lost:
+            return "lost"
+        state = engine.flow_run.state
+        if state is None or not (state.is_final() or state is engine.interruption):
+            # It ended without a last word (an error inside the engine): say so now.
+            engine.interrupt(Crashed(message="the flow run's engine stopped unexpectedly"))
+            engine._set_state(Crashed())
+        await asyncio.to_thread(self.sink.flush, 30)
+        interruption = engine.interruption
+        if interruption is not None and interruption.is_scheduled():
+            return "handed_back"
+        return "finished"
+
+    def _fail_early(self, message: str) -> None:
+        """The run cannot start (entrypoint, parameters): record it Failed."""
+        stream = RunStream(self.grant.run_id, self.sink, self.grant.seq)
+        failed = Failed(message=message)
+        stream.emit("flow_run.state", {"state": state_dict(failed), "result": None})
+        self.sink.flush(30)
+        log.warning("flow run failed before starting", run_id=self.grant.run_id, error=message)
+
+    # --- from outside ----------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        self._interrupt(Cancelled(message="cancelled on request"), Cancelling())
+
+    def hand_back(self, agent: str) -> None:
+        self._interrupt(Scheduled(message=f"handed back by agent {agent}, which is stopping"))
+
+    def drop(self) -> None:
+        """Another attempt holds the run now: stop it without another event."""
+        self.sink.lost = True
+        self._stop_code()
+
+    def _interrupt(self, final: Any, announce: Any = None) -> None:
+        if self.engine is None:
+            self._pending_interrupt = (final, announce)
+            return
+        if self.engine.interrupt(final, announce):
+            self._stop_code()
+
+    def _stop_code(self) -> None:
+        if self._thread_id is not None:  # a sync flow: raise in its thread at its next bytecode
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(self._thread_id), ctypes.py_object(asyncio.CancelledError)
+            )
+        elif self._task is not None:
+            self._task.cancel()
+
+
+def _settle_future(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None or isinstance(error, asyncio.CancelledError):
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+class ChildProcessRun:
+    """A claimed run executed in a child process (``--isolation process``).
+
+    For code that blocks, leaks or crashes: the child publishes the run's events itself; the
+    agent keeps the lease, and signals the child to cancel (SIGTERM), hand back (SIGUSR1) or
+    stop at once (SIGKILL, when the run is lost).
+    """
+
+    def __init__(self, grant: ClaimGrant, nats_url: str) -> None:
+        self.grant = grant
+        self.nats_url = nats_url
+        self.process: asyncio.subprocess.Process | None = None
+        self._handed_back = False
+        self._lost = False
+
+    async def run(self) -> Outcome:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "flowbus.agents.child",
+            stdin=asyncio.subprocess.PIPE,
+            start_new_session=True,  # Ctrl-C in the agent's terminal is the agent's business
+        )
+        spec = {"grant": self.grant.model_dump(mode="json"), "nats_url": self.nats_url}
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(spec).encode())
+        await self.process.stdin.drain()
+        self.process.stdin.close()
+        code = await self.process.wait()
+        if self._lost:
+            return "lost"
+        if code == EXIT_FINISHED:
+            return "finished"
+        if code == EXIT_HANDED_BACK:
+            return "handed_back"
+        log.warning("flow run process died", run_id=self.grant.run_id, exit_code=code)
+        return "crashed"
+
+    def _signal(self, sig: int) -> None:
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, sig)
+
+    def cancel(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def hand_back(self, agent: str) -> None:
+        self._handed_back = True
+        self._signal(signal.SIGUSR1)
+
+    def drop(self) -> None:
+        self._lost = True
+        self._signal(signal.SIGKILL)
+
+
+RunExecution = InProcessRun | ChildProcessRun

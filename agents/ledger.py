@@ -1,0 +1,301 @@
+"""The orchestrator's ledger: every run of a deployment that is not over, and every write to
+their streams.
+
+The store is the truth; the ledger is the orchestrator's in-memory copy of what it needs to
+arbitrate (state, stream head, claim attempt, lease), rebuilt from the log at start. Each decision
+is compare-and-swap: it is taken under the ledger's lock on the run's current version (its stream
+head), its events are appended at ``head + 1``, and a store that already holds another event
+there (``SequenceError``) sends the decision round again on the reloaded run. Decisions about
+many runs share one transaction (``BatchWriter``).
+
+Fencing: a claim opens attempt ``n`` of a run; events an agent publishes carry the attempt, and
+the recorder admits them only while attempt ``n`` is the run's open attempt. A crash, a fallback
+cancel or the next claim closes it, so a zombie agent's late events are refused whatever its
+JetStream acks did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+
+from flowbus.engine.errors import SequenceError, StoreError
+from flowbus.engine.records import EventRecord, make_record, state_dict
+from flowbus.engine.states import State, StateType
+from flowbus.engine.store import EventStore
+from flowbus.engine.store.batch_writer import BatchWriter
+from flowbus.engine.store.views import StoredEvent
+from flowbus.engine.transitions import decide
+
+log = structlog.get_logger("flowbus.orchestrator")
+
+S = StateType
+#: States in which a claimed run is held by its agent (and its lease must be renewed).
+HELD = frozenset({S.PENDING, S.RUNNING, S.CANCELLING, S.PAUSED})
+#: A finished run stays in memory this long (late events of its attempt are still admitted).
+KEEP_FINISHED = 600.0
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class RunEntry:
+    """What the orchestrator knows about one run of a deployment."""
+
+    run_id: str
+    name: str
+    deployment: str
+    queue: str
+    state: StateType
+    state_name: str
+    seq: int
+    parameters: dict[str, Any]
+    tags: list[str]
+    #: When the run was (re)queued, epoch seconds: the clock for Late.
+    queued_at: float
+    #: The sequence number of the event that (re)queued it: its run request's message id.
+    queued_seq: int = 1
+    #: Whether that run request is known to be in the queue (the outbox flag).
+    published: bool = False
+    attempt: int = 0
+    agent: str | None = None
+    #: Whether events of ``attempt`` are admitted (closed by a crash or a fallback cancel).
+    open: bool = False
+    lease_until: float = 0.0
+    retries: int = 0
+    crashes: int = 0
+    finished_at: float | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.open and self.agent is not None and self.state in HELD
+
+    def lease_expired(self, now: float) -> bool:
+        return self.held and self.lease_until < now
+
+
+class Refused(Exception):
+    """A decision that does not apply to the run as it is now (the reply says why)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def fold(events: Iterable[StoredEvent | EventRecord]) -> RunEntry | None:
+    """Rebuild a run's entry from its stream; None for a run that is not a deployment's."""
+    entry: RunEntry | None = None
+    for event in events:
+        data = event.data
+        if event.type == "flow_run.created":
+            if not data.get("deployment") or not data.get("queue"):
+                return None
+            state = data["state"]
+            entry = RunEntry(
+                run_id=event.stream_id,
+                name=data["name"],
+                deployment=data["deployment"],
+                queue=data["queue"],
+                state=S(state["type"]),
+                state_name=state["name"],
+                seq=event.seq,
+                parameters=data.get("parameters", {}),
+                tags=data.get("tags", []),
+                queued_at=_epoch(state["timestamp"]),
+                queued_seq=event.seq,
+            )
+        elif entry is not None:
+            entry.seq = event.seq
+            if event.type == "flow_run.state":
+                _apply_state(entry, event.seq, data, time.monotonic())
+    return entry
+
+
+def _epoch(timestamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(timestamp).timestamp()
+
+
+def _apply_state(entry: RunEntry, seq: int, data: dict[str, Any], now: float) -> None:
+    state = data["state"]
+    entry.state = S(state["type"])
+    entry.state_name = state["name"]
+    if data.get("attempt") is not None:  # a claim: a new attempt opens, the old one is fenced
+        entry.attempt = data["attempt"]
+        entry.agent = data.get("agent")
+        entry.open = True
+    if entry.state is S.CRASHED:
+        entry.crashes += 1
+    if entry.state is S.SCHEDULED and entry.state_name != "Late":
+        entry.queued_seq = seq
+        entry.queued_at = _epoch(state["timestamp"])
+    if entry.state.is_terminal:
+        entry.finished_at = now
+
+
+class RunLedger:
+    """Arbitrates claims, leases, cancels and crashes; admits agents' events by attempt."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        lease_seconds: float = 30.0,
+        published: Callable[[list[EventRecord]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.lease_seconds = lease_seconds
+        self.entries: dict[str, RunEntry] = {}
+        self.lock = asyncio.Lock()
+        self.writer = BatchWriter(store)
+        #: Called with the events the ledger wrote, once committed (to publish them).
+        self._published = published or (lambda records: None)
+        self._retries_of: dict[str, int] = {}
+
+    # --- loading ---------------------------------------------------------------------------
+
+    async def load(self) -> int:
+        """Load every unfinished run of a deployment from the store; return how many."""
+        for state_type in (S.SCHEDULED, S.PENDING, S.RUNNING, S.PAUSED, S.CANCELLING):
+            for run in await self.store.list_flow_runs(state=state_type.value, limit=10**9):
+                if run.deployment and run.id not in self.entries:
+                    await self._load(run.id)
+        for entry in self.entries.values():
+            entry.lease_until = time.monotonic() + self.lease_seconds  # a grace period
+        return len(self.entries)
+
+    async def _load(self, run_id: str) -> RunEntry | None:
+        entry = fold(await self.store.read_stream(run_id))
+        if entry is not None:
+            entry.retries = await self._retries(entry.deployment)
+            entry.lease_until = time.monotonic() + self.lease_seconds
+            self.entries[run_id] = entry
+        else:
+            self.entries.pop(run_id, None)
+        return entry
+
+    async def get(self, run_id: str) -> RunEntry | None:
+        """The run's entry, loaded from the store when it is not in memory (call under lock)."""
+        entry = self.entries.get(run_id)
+        if entry is None:
+            entry = await self._load(run_id)
+        return entry
+
+    async def _retries(self, deployment: str) -> int:
+        retries = self._retries_of.get(deployment)
+        if retries is None:
+            from flowbus.engine.deployments import deployment_id
+
+            events = await self.store.read_stream(deployment_id(deployment))
+            retries = int(events[-1].data.get("retries", 0)) if events else 0
+            self._retries_of[deployment] = retries
+        return retries
+
+    def forget_deployment(self, deployment: str) -> None:
+        self._retries_of.pop(deployment, None)
+
+    # --- decisions ---------------------------------------------------------------------------
+
+    async def transact(
+        self, run_id: str, decision: Callable[[RunEntry | None], Awaitable[tuple[T, list[Any]]]]
+    ) -> T:
+        """Take ``decision`` on the run's current entry and commit the events it returns.
+
+        ``decision`` runs under the lock and may change the entry (optimistically); if the commit
+        fails the entry is reloaded from the store, and on a sequence conflict the decision is
+        taken again on the reloaded run.
+        """
+        for _ in range(10):
+            async with self.lock:
+                entry = await self.get(run_id)
+                result, records = await decision(entry)
+            if not records:
+                return result
+            try:
+                await self.writer.append(records)
+            except SequenceError:
+                await self.reload([run_id])
+                continue
+            except BaseException:
+                await self.reload([run_id])
+                raise
+            self._published(records)
+            return result
+        raise StoreError(f"run {run_id} kept changing under a decision; try again")
+
+    async def reload(self, run_ids: Iterable[str]) -> None:
+        async with self.lock:
+            for run_id in run_ids:
+                self.entries.pop(run_id, None)
+                await self._load(run_id)
+
+    def record_state(self, entry: RunEntry, state: State, **fields: Any) -> EventRecord:
+        """The event moving ``entry`` to ``state`` (checked by the rule table); applied to it."""
+        verdict = decide(entry.state, state.type)
+        if not verdict:
+            raise Refused("illegal", f"run {entry.run_id}: {verdict.reason}")
+        data = {"state": state_dict(state), "result": None, **fields}
+        record = make_record(
+            entry.run_id, entry.seq + 1, "flow_run.state", data, state.timestamp_iso
+        )
+        entry.seq += 1
+        _apply_state(entry, entry.seq, data, time.monotonic())
+        if fields.get("attempt") is not None:
+            entry.lease_until = time.monotonic() + self.lease_seconds
+        return record
+
+    def add(self, entry: RunEntry) -> None:
+        self.entries[entry.run_id] = entry
+
+    # --- the recorder's side -----------------------------------------------------------------
+
+    async def admit(
+        self, items: list[tuple[EventRecord, tuple[str, int] | None]]
+    ) -> tuple[list[int], list[tuple[int, str]]]:
+        """Which of the recorder's events may be appended: (admitted indexes, fenced ones).
+
+        An agent's event (``fence`` = (run, attempt)) is admitted while that attempt is the run's
+        open one. Admitted state events of a ledger run are applied to its entry at once, so a
+        decision taken before their commit already sees them.
+        """
+        admitted: list[int] = []
+        fenced: list[tuple[int, str]] = []
+        now = time.monotonic()
+        async with self.lock:
+            for index, (record, fence) in enumerate(items):
+                if fence is not None:
+                    run_id, attempt = fence
+                    entry = await self.get(run_id)
+                    if entry is None:
+                        fenced.append((index, f"run {run_id} is not a run of a deployment"))
+                        continue
+                    if attempt != entry.attempt or not entry.open:
+                        why = f"attempt {attempt} of run {run_id} no longer holds it"
+                        fenced.append(
+                            (index, f"{why} (open: {entry.attempt if entry.open else '-'})")
+                        )
+                        continue
+                admitted.append(index)
+                entry = self.entries.get(record.stream_id)
+                if entry is not None and record.seq == entry.seq + 1:
+                    entry.seq = record.seq
+                    if record.type == "flow_run.state":
+                        _apply_state(entry, record.seq, record.data, now)
+                        if entry.state is S.SCHEDULED:  # handed back: its request was naked
+                            entry.published = True
+        return admitted, fenced
+
+    def purge(self, now: float) -> None:
+        """Drop runs finished long enough ago."""
+        for run_id in [
+            e.run_id
+            for e in self.entries.values()
+            if e.finished_at is not None and now - e.finished_at > KEEP_FINISHED
+        ]:
+            del self.entries[run_id]

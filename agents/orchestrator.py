@@ -1,0 +1,645 @@
+"""The orchestrator: takes submissions, arbitrates claims and leases, cancels, detects dead
+agents, and records every event into the store (through its recorder).
+
+Submissions and the outbox: a submission is validated, recorded as a Scheduled run, and then its
+run request is published to the queue. The store is the outbox: a run that is Scheduled and not
+known to be published is published again by the janitor, and at start every Scheduled run is
+(its request's ``Nats-Msg-Id`` is ``<run>:<seq of the event that queued it>``, so JetStream drops
+a copy inside its duplicate window, and a claim refuses a copy after it). Killed between the write
+and the publish, the run is dispatched after the restart; a copy never runs twice.
+
+Requests are served in a queue group, as JSON (``broker/protocol.py``, docs/protocol.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
+from pydantic import BaseModel, ValidationError
+
+from flowbus.agents.ledger import Refused, RunEntry, RunLedger
+from flowbus.agents.recorder import Recorder
+from flowbus.broker import protocol as p
+from flowbus.broker import subjects
+from flowbus.broker.streams import ensure_queue_consumer, ensure_streams
+from flowbus.engine.clock import now_iso
+from flowbus.engine.deployments import NAMESPACE
+from flowbus.engine.errors import StoreError
+from flowbus.engine.ids import new_id
+from flowbus.engine.names import generate_run_name
+from flowbus.engine.records import EventRecord, make_record, state_dict
+from flowbus.engine.schema_model import model_from_schema
+from flowbus.engine.states import (
+    AwaitingRetry,
+    Cancelled,
+    Cancelling,
+    Crashed,
+    Late,
+    Pending,
+    Scheduled,
+    StateType,
+)
+from flowbus.engine.store import DeploymentView, EventStore
+
+log = structlog.get_logger("flowbus.orchestrator")
+
+S = StateType
+#: A queue without a concurrency limit still needs an explicit max_ack_pending (see streams.py).
+UNLIMITED_IN_FLIGHT = 10_000
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+@dataclass(frozen=True)
+class OrchestratorSettings:
+    #: A run whose agent has not renewed its lease for this long is Crashed.
+    lease_seconds: float = 30.0
+    #: How often the janitor looks for expired leases, unpublished and late runs.
+    janitor_interval: float = 1.0
+    #: A queued run not claimed this long after it was queued becomes Late.
+    late_after: float = 15.0
+    #: JetStream redelivers a run request its agent neither acked nor kept alive after this.
+    run_ack_wait: float = 30.0
+
+    @classmethod
+    def from_env(cls) -> OrchestratorSettings:
+        """Settings from ``$FLOWBUS_LEASE_SECONDS``, ``$FLOWBUS_LATE_AFTER_SECONDS``,
+        ``$FLOWBUS_JANITOR_INTERVAL`` and ``$FLOWBUS_RUN_ACK_WAIT``."""
+        return cls(
+            lease_seconds=_env_float("FLOWBUS_LEASE_SECONDS", cls.lease_seconds),
+            janitor_interval=_env_float("FLOWBUS_JANITOR_INTERVAL", cls.janitor_interval),
+            late_after=_env_float("FLOWBUS_LATE_AFTER_SECONDS", cls.late_after),
+            run_ack_wait=_env_float("FLOWBUS_RUN_ACK_WAIT", cls.run_ack_wait),
+        )
+
+
+@dataclass
+class _AgentSeen:
+    heartbeat: p.Heartbeat
+    last_seen: float
+    last_seen_iso: str = field(default_factory=now_iso)
+
+
+Handler = Callable[[Any], Awaitable[bytes]]
+
+
+class Orchestrator:
+    """Serve the orchestrator's requests and record events until ``stop()``."""
+
+    def __init__(
+        self, client: Client, store: EventStore, settings: OrchestratorSettings | None = None
+    ) -> None:
+        self.client = client
+        self.js = client.jetstream()
+        self.store = store
+        self.settings = settings or OrchestratorSettings.from_env()
+        self.ledger = RunLedger(store, self.settings.lease_seconds, published=self._announce)
+        self.recorder = Recorder(client, store, ledger=self.ledger)
+        self.agents: dict[str, _AgentSeen] = {}
+        self._queues_ready: set[str] = set()
+        self._models: dict[tuple[str, int], type[BaseModel]] = {}
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self.counts: dict[str, int] = {}
+
+    # --- life -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await ensure_streams(self.js)
+        self._kv = await self.js.key_value(subjects.QUEUES_BUCKET)
+        loaded = await self.ledger.load()
+        log.info("orchestrator starting", unfinished_runs=loaded)
+        services: dict[str, tuple[type[p._Message] | None, Handler]] = {
+            subjects.SUBMIT: (p.SubmitRequest, self.submit),
+            subjects.CANCEL: (p.CancelRequest, self.cancel),
+            subjects.CLAIM: (p.ClaimRequest, self.claim),
+            subjects.HEARTBEAT: (p.Heartbeat, self.heartbeat),
+            subjects.RELEASE: (p.ReleaseRequest, self.release),
+            subjects.QUEUES: (None, self.list_queues),
+            subjects.QUEUE_UPDATE: (p.QueueUpdate, self.update_queue),
+            subjects.AGENTS: (None, self.list_agents),
+        }
+        for subject, (model, handler) in services.items():
+            await self.client.subscribe(
+                subject,
+                queue=subjects.ORCHESTRATOR_GROUP,
+                cb=self._service(subject, model, handler),
+            )
+        self._tasks.append(asyncio.create_task(self.recorder.run(), name="recorder"))
+        self._tasks.append(asyncio.create_task(self._janitor(), name="janitor"))
+
+    async def run(self) -> None:
+        """Start, then serve until ``stop()`` (or until a daemon task fails)."""
+        await self.start()
+        stopping = asyncio.create_task(self._stopping.wait())
+        done, _ = await asyncio.wait([*self._tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
+        await self.close()
+        for task in done:
+            if task is not stopping and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.recorder.stop()
+
+    async def close(self) -> None:
+        self.recorder.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._background:
+            await asyncio.wait(self._background, timeout=5)
+        await self.ledger.writer.close()
+
+    def _service(
+        self, subject: str, model: type[p._Message] | None, handler: Handler
+    ) -> Callable[[Msg], Awaitable[None]]:
+        async def serve(msg: Msg) -> None:
+            try:
+                request = p.decode(model, msg.data) if model is not None else None
+            except p.ProtocolError as exc:
+                self._count("bad_requests")
+                log.warning("refused a malformed request", subject=subject, error=str(exc)[:500])
+                await self._dead_letter(msg, str(exc))
+                reply = p.error_reply("bad_request", str(exc))
+            else:
+                try:
+                    reply = await handler(request)
+                except StoreError as exc:
+                    log.error("store error while serving", subject=subject, error=str(exc))
+                    reply = p.error_reply("unavailable", f"the store refused: {exc}")
+                except Exception as exc:  # a bug must not take the daemon down
+                    log.exception("request failed", subject=subject)
+                    reply = p.error_reply("internal", f"{type(exc).__name__}: {exc}")
+            if msg.reply:
+                await self.client.publish(msg.reply, reply)
+
+        return serve
+
+    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+        headers = {"Flowbus-Error": reason[:1000], "Flowbus-Subject": msg.subject}
+        try:
+            await self.js.publish(
+                subjects.dead_letter_subject("orchestrator"),
+                msg.data[: 512 * 1024],
+                headers=headers,
+            )
+        except Exception as exc:  # dead-lettering is best effort; the reply already says why
+            log.warning("could not dead-letter", error=repr(exc))
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+    # --- submit ----------------------------------------------------------------------------
+
+    async def submit(self, request: p.SubmitRequest) -> bytes:
+        deployment = await self.store.get_deployment(request.deployment)
+        if deployment is None:
+            known = sorted(d.name for d in await self.store.list_deployments())
+            return p.error_reply(
+                "unknown_deployment",
+                f"no deployment named {request.deployment!r}",
+                {"known": known[:50]},
+            )
+        try:
+            parameters = self._validate(deployment, request.parameters)
+        except ValidationError as exc:
+            errors = [
+                {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+            ]
+            message = f"invalid parameters for deployment {deployment.name!r}:\n{exc}"
+            return p.error_reply("invalid_parameters", message, errors)
+        if request.idempotency_key is not None:
+            key = f"{deployment.name}\x00{request.idempotency_key}"
+            run_id = str(uuid.uuid5(NAMESPACE, key))
+        else:
+            run_id = new_id()
+
+        async def decide(entry: RunEntry | None) -> tuple[bytes, list[EventRecord]]:
+            if entry is not None or await self.store.head(run_id) > 0:
+                return await self._existing_submission(run_id, entry), []
+            state = Scheduled()
+            name = generate_run_name()
+            fields = {
+                "flow_name": deployment.flow_name,
+                "name": name,
+                "flow_version": None,
+                "parameters": parameters,
+                "tags": list(dict.fromkeys([*deployment.tags, *request.tags])),
+                "parent_run_id": None,
+                "parent_task_run_id": None,
+                "deployment": deployment.name,
+                "queue": deployment.queue,
+                "idempotency_key": request.idempotency_key,
+                "state": state_dict(state),
+            }
+            record = make_record(run_id, 1, "flow_run.created", fields, state.timestamp_iso)
+            entry = RunEntry(
+                run_id=run_id,
+                name=name,
+                deployment=deployment.name,
+                queue=deployment.queue,
+                state=S.SCHEDULED,
+                state_name=state.name,
+                seq=1,
+                parameters=parameters,
+                tags=fields["tags"],
+                queued_at=time.time(),
+                retries=await self.ledger._retries(deployment.name),
+            )
+            self.ledger.add(entry)
+            reply = p.SubmitReply(run_id=run_id, name=name, queue=deployment.queue, created=True)
+            return reply.dump(), [record]
+
+        reply = await self.ledger.transact(run_id, decide)
+        entry = self.ledger.entries.get(run_id)
+        if entry is not None and not entry.published and entry.seq == 1:
+            if os.environ.get("FLOWBUS_TEST_CRASH_AT") == "after-schedule-write":
+                os._exit(70)  # fault injection for the outbox test: recorded, not published
+            await self._dispatch(entry)
+        self._count("submitted")
+        return reply
+
+    def _validate(self, deployment: DeploymentView, given: dict[str, Any]) -> dict[str, Any]:
+        key = (deployment.name, deployment.version)
+        model = self._models.get(key)
+        if model is None:
+            model = self._models[key] = model_from_schema(deployment.parameter_schema)
+            self.ledger.forget_deployment(deployment.name)  # a redeploy may change retries
+        validated = model.model_validate({**deployment.parameters, **given})
+        return validated.model_dump(mode="json")
+
+    async def _existing_submission(self, run_id: str, entry: RunEntry | None) -> bytes:
+        if entry is not None:
+            name, queue = entry.name, entry.queue
+        else:
+            view = await self.store.get_flow_run(run_id)
+            name = view.name if view else run_id
+            queue = ""
+            if view is not None and view.deployment:
+                deployment = await self.store.get_deployment(view.deployment)
+                queue = deployment.queue if deployment else ""
+        return p.SubmitReply(run_id=run_id, name=name, queue=queue, created=False).dump()
+
+    async def _dispatch(self, entry: RunEntry) -> None:
+        """Publish the run's request to its queue (the outbox's second half)."""
+        try:
+            await self._ensure_queue(entry.queue)
+            request = p.RunRequest(
+                run_id=entry.run_id, deployment=entry.deployment, dispatch=entry.queued_seq
+            )
+            await self.js.publish(
+                subjects.run_subject(entry.queue),
+                request.dump(),
+                timeout=5,
+                headers={"Nats-Msg-Id": f"{entry.run_id}:{entry.queued_seq}"},
+            )
+        except Exception as exc:  # the janitor publishes it again
+            log.warning("could not publish a run request", run_id=entry.run_id, error=repr(exc))
+            return
+        entry.published = True
+
+    # --- queues ---------------------------------------------------------------------------
+
+    async def _queue_settings(self, name: str) -> p.QueueSettings:
+        try:
+            found = await self._kv.get(name)
+        except KeyNotFoundError:
+            found = None
+        if found is None or not found.value:
+            return p.QueueSettings(name=name)
+        return p.QueueSettings.model_validate_json(found.value)
+
+    async def _ensure_queue(self, name: str, force: bool = False) -> p.QueueSettings | None:
+        if name in self._queues_ready and not force:
+            return None
+        settings = await self._queue_settings(name)
+        with contextlib.suppress(Exception):
+            await self._kv.create(name, settings.dump())
+        limit = settings.concurrency_limit or UNLIMITED_IN_FLIGHT
+        await ensure_queue_consumer(self.js, name, limit, self.settings.run_ack_wait)
+        self._queues_ready.add(name)
+        return settings
+
+    async def _queue_info(self, settings: p.QueueSettings) -> p.QueueInfo:
+        try:
+            info = await self.js.consumer_info(
+                subjects.RUNS_STREAM, subjects.queue_consumer(settings.name)
+            )
+            waiting, in_flight = info.num_pending or 0, info.num_ack_pending or 0
+        except NotFoundError:
+            waiting = in_flight = 0
+        return p.QueueInfo(settings=settings, waiting=waiting, in_flight=in_flight)
+
+    async def list_queues(self, _: None) -> bytes:
+        try:
+            names = sorted(await self._kv.keys())
+        except NoKeysError:
+            names = []
+        infos = [await self._queue_info(await self._queue_settings(name)) for name in names]
+        return p.QueueList(queues=infos).dump()
+
+    async def update_queue(self, update: p.QueueUpdate) -> bytes:
+        current = await self._queue_settings(update.name)
+        changes: dict[str, Any] = {}
+        if update.priority is not None:
+            changes["priority"] = update.priority
+        if update.paused is not None:
+            changes["paused"] = update.paused
+        if update.concurrency_limit is not None:
+            changes["concurrency_limit"] = update.concurrency_limit or None
+        settings = current.model_copy(update=changes)
+        await self._kv.put(update.name, settings.dump())
+        await self._ensure_queue(update.name, force=True)
+        log.info("queue updated", **settings.model_dump())
+        return (await self._queue_info(settings)).dump()
+
+    # --- agents ---------------------------------------------------------------------------
+
+    async def claim(self, request: p.ClaimRequest) -> bytes:
+        lease = self.settings.lease_seconds
+        grant: dict[str, Any] = {}
+
+        async def decide(entry: RunEntry | None) -> tuple[bytes, list[EventRecord]]:
+            if entry is None:
+                refusal = p.ClaimRefusal(reason="unknown", message="no such run of a deployment")
+                return refusal.dump(), []
+            records: list[EventRecord] = []
+            if entry.lease_expired(time.monotonic()):
+                records += self._crash(entry, f"agent {entry.agent} stopped renewing its lease")
+            refusal = _claim_refusal(entry)
+            if refusal is not None:
+                return refusal.dump(), records
+            deployment = await self.store.get_deployment(entry.deployment)
+            if deployment is None:
+                refusal = p.ClaimRefusal(reason="unknown", message="its deployment is gone")
+                return refusal.dump(), records
+            attempt = entry.attempt + 1
+            record = self.ledger.record_state(
+                entry, Pending(), agent=request.agent, attempt=attempt
+            )
+            records.append(record)
+            grant.update(run=entry, attempt=attempt, seq=record.seq, deployment=deployment)
+            reply = p.ClaimGrant(
+                run_id=entry.run_id,
+                attempt=attempt,
+                seq=record.seq,
+                name=entry.name,
+                flow_name=deployment.flow_name,
+                deployment=deployment.name,
+                entrypoint=deployment.entrypoint,
+                working_dir=deployment.working_dir,
+                parameters=entry.parameters,
+                tags=entry.tags,
+                lease_seconds=lease,
+            )
+            return reply.dump(), records
+
+        reply = await self.ledger.transact(request.run_id, decide)
+        entry = self.ledger.entries.get(request.run_id)
+        if entry is not None and entry.state is S.SCHEDULED and not entry.published:
+            await self._dispatch(entry)  # crashed just now and queued again
+        return reply
+
+    async def heartbeat(self, beat: p.Heartbeat) -> bytes:
+        now = time.monotonic()
+        self.agents[beat.agent] = _AgentSeen(beat, now)
+        lost = []
+        async with self.ledger.lock:
+            for held in beat.runs:
+                entry = self.ledger.entries.get(held.run_id)
+                if (
+                    entry is not None
+                    and entry.open
+                    and entry.agent == beat.agent
+                    and entry.attempt == held.attempt
+                ):
+                    entry.lease_until = now + self.settings.lease_seconds
+                else:
+                    lost.append(held.run_id)
+        return p.HeartbeatReply(lost=lost, lease_seconds=self.settings.lease_seconds).dump()
+
+    async def release(self, request: p.ReleaseRequest) -> bytes:
+        async def decide(entry: RunEntry | None) -> tuple[bytes, list[EventRecord]]:
+            if (
+                entry is None
+                or not entry.open
+                or entry.attempt != request.attempt
+                or entry.agent != request.agent
+                or entry.state.is_terminal
+            ):
+                return p.Ok().dump(), []  # no longer that agent's: nothing to give up
+            if request.outcome == "crashed":
+                return p.Ok().dump(), self._crash(entry, request.message or "its process died")
+            entry.open = False
+            message = request.message or f"handed back by agent {request.agent}"
+            record = self.ledger.record_state(entry, Scheduled(message=message))
+            entry.published = True  # the agent naks the request: it comes back by itself
+            return p.Ok().dump(), [record]
+
+        reply = await self.ledger.transact(request.run_id, decide)
+        entry = self.ledger.entries.get(request.run_id)
+        if entry is not None and entry.state is S.SCHEDULED and not entry.published:
+            await self._dispatch(entry)
+        return reply
+
+    def _crash(self, entry: RunEntry, message: str) -> list[EventRecord]:
+        """Fence the run's attempt and end it Crashed; queue it again if retries are left."""
+        entry.open = False
+        if entry.state is S.CANCELLING:  # it was being cancelled when its agent died
+            return [self.ledger.record_state(entry, Cancelled(message=message))]
+        records = [self.ledger.record_state(entry, Crashed(message=message))]
+        if entry.crashes <= entry.retries:
+            again = f"{message}; queued again (retry {entry.crashes} of {entry.retries})"
+            records.append(self.ledger.record_state(entry, AwaitingRetry(message=again)))
+            entry.published = False
+        self._count("crashed")
+        log.warning(
+            "run crashed", run_id=entry.run_id, reason=message, requeued=not entry.published
+        )
+        return records
+
+    async def list_agents(self, _: None) -> bytes:
+        now = time.monotonic()
+        agents = [
+            p.AgentInfo(
+                name=name,
+                queues=seen.heartbeat.queues,
+                concurrency=seen.heartbeat.concurrency,
+                runs=seen.heartbeat.runs,
+                started=seen.heartbeat.started,
+                last_heartbeat=seen.last_seen_iso,
+                hostname=seen.heartbeat.hostname,
+                pid=seen.heartbeat.pid,
+                alive=now - seen.last_seen < self.settings.lease_seconds,
+            )
+            for name, seen in sorted(self.agents.items())
+        ]
+        return p.AgentList(agents=agents).dump()
+
+    # --- cancel ---------------------------------------------------------------------------
+
+    async def cancel(self, request: p.CancelRequest) -> bytes:
+        ask: dict[str, Any] = {}
+
+        async def decide(entry: RunEntry | None) -> tuple[bytes, list[EventRecord]]:
+            if entry is None:
+                view = await self.store.get_flow_run(request.run_id)
+                if view is None:
+                    return p.error_reply("not_found", f"no run {request.run_id}"), []
+                if view.state_type in {t.value for t in S if t.is_terminal}:
+                    return p.CancelReply(run_id=view.id, state=view.state_name).dump(), []
+                return p.error_reply(
+                    "not_cancellable", "only runs of deployments can be cancelled"
+                ), []
+            if entry.state.is_terminal or entry.state is S.CANCELLING:
+                return p.CancelReply(run_id=entry.run_id, state=entry.state_name).dump(), []
+            if entry.held and not entry.lease_expired(time.monotonic()):
+                ask.update(agent=entry.agent, attempt=entry.attempt)
+                return b"", []
+            entry.open = False
+            record = self.ledger.record_state(entry, Cancelled(message="cancelled on request"))
+            return p.CancelReply(run_id=entry.run_id, state="Cancelled").dump(), [record]
+
+        reply = await self.ledger.transact(request.run_id, decide)
+        if not ask:
+            return reply
+        try:
+            answer = await self.client.request(
+                subjects.agent_cancel_subject(ask["agent"]),
+                p.AgentCancel(run_id=request.run_id, attempt=ask["attempt"]).dump(),
+                timeout=1.0,
+            )
+            if p.decode(p.Ok, answer.data):
+                return p.CancelReply(run_id=request.run_id, state="Cancelling").dump()
+        except (NoRespondersError, NatsTimeoutError, TimeoutError, p.ProtocolError) as exc:
+            log.warning("agent did not take a cancel", agent=ask["agent"], error=repr(exc))
+        return await self._cancel_without_agent(request.run_id, ask["attempt"])
+
+    async def _cancel_without_agent(self, run_id: str, attempt: int) -> bytes:
+        """The holder cannot be reached: fence it and record the cancel here."""
+
+        async def decide(entry: RunEntry | None) -> tuple[bytes, list[EventRecord]]:
+            if entry is None or entry.state.is_terminal or entry.attempt != attempt:
+                state = entry.state_name if entry is not None else "unknown"
+                return p.CancelReply(run_id=run_id, state=state).dump(), []
+            entry.open = False
+            message = f"cancelled on request; agent {entry.agent} did not answer"
+            records = [self.ledger.record_state(entry, Cancelling(message=message))]
+            records.append(self.ledger.record_state(entry, Cancelled(message=message)))
+            return p.CancelReply(run_id=run_id, state="Cancelled").dump(), records
+
+        return await self.ledger.transact(run_id, decide)
+
+    # --- janitor --------------------------------------------------------------------------
+
+    async def _janitor(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.sweep()
+            except Exception:  # the next sweep tries again
+                log.exception("janitor sweep failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.janitor_interval)
+
+    async def sweep(self) -> None:
+        """Crash runs whose lease expired, publish what is unpublished, mark late runs."""
+        now, wall = time.monotonic(), time.time()
+        entries = list(self.ledger.entries.values())
+        for entry in entries:
+            if entry.lease_expired(now):
+                await self._expire(entry.run_id)
+            elif entry.state is S.SCHEDULED and not entry.published:
+                await self._dispatch(entry)
+            if (
+                entry.state is S.SCHEDULED
+                and entry.state_name != "Late"
+                and wall - entry.queued_at > self.settings.late_after
+            ):
+                await self._mark_late(entry.run_id)
+        self.ledger.purge(now)
+        for name in [n for n, a in self.agents.items() if now - a.last_seen > 3600]:
+            del self.agents[name]
+
+    async def _expire(self, run_id: str) -> None:
+        async def decide(entry: RunEntry | None) -> tuple[None, list[EventRecord]]:
+            if entry is None or not entry.lease_expired(time.monotonic()):
+                return None, []
+            return None, self._crash(entry, f"agent {entry.agent} stopped renewing its lease")
+
+        await self.ledger.transact(run_id, decide)
+        entry = self.ledger.entries.get(run_id)
+        if entry is not None and entry.state is S.SCHEDULED and not entry.published:
+            await self._dispatch(entry)
+
+    async def _mark_late(self, run_id: str) -> None:
+        async def decide(entry: RunEntry | None) -> tuple[None, list[EventRecord]]:
+            if entry is None or entry.state is not S.SCHEDULED or entry.state_name == "Late":
+                return None, []
+            waited = time.time() - entry.queued_at
+            message = f"not started {waited:.0f} s after it was queued"
+            return None, [self.ledger.record_state(entry, Late(message=message))]
+
+        await self.ledger.transact(run_id, decide)
+
+    # --- events for subscribers -----------------------------------------------------------------
+
+    def _announce(self, records: list[EventRecord]) -> None:
+        """Publish events the ledger wrote, so subscribers see every state change."""
+        task = asyncio.get_running_loop().create_task(self._publish_recorded(records))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _publish_recorded(self, records: list[EventRecord]) -> None:
+        try:
+            futures = [
+                await self.js.publish_async(
+                    subjects.event_subject(record.stream_id, record.type),
+                    record.body(),
+                    headers={"Nats-Msg-Id": record.id, subjects.RECORDED_HEADER: "1"},
+                )
+                for record in records
+            ]
+            await asyncio.wait_for(asyncio.gather(*futures), 10)
+        except Exception as exc:  # they are in the store; only live subscribers miss them
+            log.warning("could not publish recorded events", error=repr(exc))
+
+
+def _claim_refusal(entry: RunEntry) -> p.ClaimRefusal | None:
+    if entry.state is S.CANCELLED or entry.state is S.CANCELLING:
+        return p.ClaimRefusal(reason="cancelled", message=f"run is {entry.state_name}")
+    if entry.state.is_terminal:
+        return p.ClaimRefusal(reason="finished", message=f"run is {entry.state_name}")
+    if entry.held:
+        return p.ClaimRefusal(
+            reason="leased", message=f"run is held by agent {entry.agent} (attempt {entry.attempt})"
+        )
+    if entry.state is not S.SCHEDULED:
+        return p.ClaimRefusal(reason="illegal", message=f"run is {entry.state_name}")
+    return None
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+__all__ = ["Orchestrator", "OrchestratorSettings", "Refused"]

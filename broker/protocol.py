@@ -1,0 +1,235 @@
+"""The JSON messages of the wire protocol (docs/protocol.md), as pydantic models.
+
+Every request a daemon takes is validated here first: anything else gets an ``ErrorReply`` (for
+a request) or is dead-lettered (for a stream message); nothing malformed reaches the logic.
+Replies are ``{"ok": true, ...}`` or ``{"ok": false, "error": {"code", "message", "details"}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flowbus.engine.errors import FlowbusError
+
+#: A request bigger than this is refused without being parsed.
+MAX_REQUEST_BYTES = 1024 * 1024
+
+
+class ProtocolError(FlowbusError, ValueError):
+    """A message that is not what its subject expects."""
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def dump(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+
+M = TypeVar("M", bound=_Message)
+
+
+def decode(model: type[M], data: bytes) -> M:
+    """Parse ``data`` as ``model``; anything wrong raises ``ProtocolError`` saying what."""
+    if len(data) > MAX_REQUEST_BYTES:
+        raise ProtocolError(f"message of {len(data)} bytes is over {MAX_REQUEST_BYTES}")
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        raise ProtocolError(f"not a valid {model.__name__}: {exc}") from exc
+
+
+# --- submitting and cancelling (services, CLI) -------------------------------------------------
+
+
+class SubmitRequest(_Message):
+    """``flowbus.api.submit``: run a deployment."""
+
+    deployment: str = Field(description='"<flow name>/<deployment name>"')
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(default=None, max_length=512)
+    tags: list[str] = Field(default_factory=list)
+
+
+class SubmitReply(_Message):
+    ok: Literal[True] = True
+    run_id: str
+    name: str
+    queue: str
+    #: False when the idempotency key named a run submitted before: this is that run.
+    created: bool
+
+
+class CancelRequest(_Message):
+    """``flowbus.api.cancel``."""
+
+    run_id: str
+
+
+class CancelReply(_Message):
+    ok: Literal[True] = True
+    run_id: str
+    #: The run's state after the request: Cancelled, Cancelling, or the final state it had.
+    state: str
+
+
+class ErrorDetail(_Message):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorReply(_Message):
+    ok: Literal[False] = False
+    error: ErrorDetail
+
+
+def error_reply(code: str, message: str, details: Any = None) -> bytes:
+    return ErrorReply(error=ErrorDetail(code=code, message=message, details=details)).dump()
+
+
+# --- work queues ----------------------------------------------------------------------------------
+
+
+class RunRequest(_Message):
+    """A message on ``flowbus.run.<queue>``: run this (already recorded, Scheduled) run."""
+
+    run_id: str
+    deployment: str
+    #: How many times the orchestrator has sent this run to a queue (1, then 2 after a requeue).
+    dispatch: int = 1
+
+
+class QueueSettings(_Message):
+    """A work queue's settings: the value of its key in the ``flowbus_queues`` bucket."""
+
+    name: str
+    #: Higher first: an agent on several queues takes from the highest-priority one with work.
+    priority: int = 0
+    #: Runs of this queue in flight across all agents; None for no limit.
+    concurrency_limit: int | None = Field(default=None, ge=1)
+    paused: bool = False
+
+
+class QueueUpdate(_Message):
+    """``flowbus.api.queue.update``: change some settings of a queue (created if new)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    priority: int | None = None
+    concurrency_limit: int | None = Field(default=None, ge=0, description="0 removes the limit")
+    paused: bool | None = None
+
+
+class QueueInfo(_Message):
+    settings: QueueSettings
+    #: Requests waiting in the queue, and runs of it in flight (taken, not acked).
+    waiting: int
+    in_flight: int
+
+
+class QueueList(_Message):
+    ok: Literal[True] = True
+    queues: list[QueueInfo]
+
+
+# --- agents ------------------------------------------------------------------------------
+
+
+class ClaimRequest(_Message):
+    """``flowbus.agent.claim``: an agent took a run request and asks for the run."""
+
+    run_id: str
+    agent: str
+    #: The request's delivery count (``num_delivered``), for the record.
+    delivery: int = 1
+
+
+class ClaimGrant(_Message):
+    ok: Literal[True] = True
+    run_id: str
+    #: The fencing token: the agent's events carry it; a later claim supersedes it.
+    attempt: int
+    #: The sequence number of the claim's event: the agent's first event is ``seq + 1``.
+    seq: int
+    name: str
+    flow_name: str
+    deployment: str
+    entrypoint: str
+    working_dir: str
+    parameters: dict[str, Any]
+    tags: list[str]
+    lease_seconds: float
+
+
+class ClaimRefusal(_Message):
+    ok: Literal[False] = False
+    #: "finished", "cancelled", "leased" (a live agent holds it), "unknown".
+    reason: str
+    message: str
+
+
+class HeldRun(_Message):
+    run_id: str
+    attempt: int
+
+
+class Heartbeat(_Message):
+    """``flowbus.agent.heartbeat``: an agent is alive and holds these runs (renews leases)."""
+
+    agent: str
+    queues: list[str]
+    concurrency: int
+    runs: list[HeldRun] = Field(default_factory=list)
+    started: str
+    hostname: str = ""
+    pid: int = 0
+
+
+class HeartbeatReply(_Message):
+    ok: Literal[True] = True
+    #: Runs the agent listed that it no longer holds: it must stop them without a word.
+    lost: list[str] = Field(default_factory=list)
+    lease_seconds: float
+
+
+class ReleaseRequest(_Message):
+    """``flowbus.agent.release``: an agent gives up a run it cannot finish."""
+
+    run_id: str
+    attempt: int
+    agent: str
+    #: "crashed": the run's process died (the orchestrator records Crashed and requeues it when
+    #: the flow has retries left); "handed_back": the agent is stopping (queued again as is).
+    outcome: Literal["crashed", "handed_back"]
+    message: str = ""
+
+
+class AgentCancel(_Message):
+    """``flowbus.agent.<name>.cancel``: the orchestrator asks the holder to cancel a run."""
+
+    run_id: str
+    attempt: int
+
+
+class Ok(_Message):
+    ok: Literal[True] = True
+
+
+class AgentInfo(_Message):
+    name: str
+    queues: list[str]
+    concurrency: int
+    runs: list[HeldRun]
+    started: str
+    last_heartbeat: str
+    hostname: str
+    pid: int
+    alive: bool
+
+
+class AgentList(_Message):
+    ok: Literal[True] = True
+    agents: list[AgentInfo]

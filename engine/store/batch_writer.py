@@ -1,0 +1,93 @@
+"""Group commit for async callers in one process (the orchestrator): ``append`` returns once the
+caller's events are committed, and every caller waiting meanwhile shares one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+from flowbus.engine.errors import StoreError
+from flowbus.engine.records import EventRecord
+from flowbus.engine.store.base import EventStore
+
+_Group = tuple[list[EventRecord], "asyncio.Future[None]"]
+
+
+class BatchWriter:
+    """Appends groups of events in shared transactions; each group succeeds or fails alone.
+
+    A batch the store refuses (a sequence conflict in one group, say) is retried group by group,
+    so one caller's conflict is that caller's error only.
+    """
+
+    def __init__(self, store: EventStore, max_batch: int = 5000) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self._waiting: list[_Group] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def append(self, records: Sequence[EventRecord]) -> None:
+        """Commit ``records`` (in order, atomically); raises what the store raised for them."""
+        if not records:
+            return
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="flowbus-batch-writer")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((list(records), future))
+        self._wake.set()
+        await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._waiting:
+                batch, size = [], 0
+                while self._waiting and size < self.max_batch:
+                    group = self._waiting.pop(0)
+                    batch.append(group)
+                    size += len(group[0])
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[_Group]) -> None:
+        try:
+            await self.store.append([record for records, _ in batch for record in records])
+        except StoreError as exc:
+            if len(batch) == 1:
+                _fail(batch, exc)
+                return
+            for group in batch:
+                await self._commit_alone(group)
+            return
+        except BaseException as exc:  # every waiter must hear of it
+            _fail(batch, exc)
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    async def _commit_alone(self, group: _Group) -> None:
+        records, future = group
+        try:
+            await self.store.append(records)
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if not future.done():
+            future.set_result(None)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+def _fail(batch: list[_Group], exc: BaseException) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(exc)

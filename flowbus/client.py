@@ -1,0 +1,231 @@
+"""The Python client for services: submit runs, wait for them, cancel them, follow their events.
+
+    async with flowbus.Client() as client:
+        run = await client.submit("etl-flow/daily", parameters={"url": url}, idempotency_key=key)
+        final = await client.wait(run.run_id)
+        async for event in client.events(run_id=run.run_id, types=["flow_run.state"]):
+            ...
+
+It speaks the wire protocol of docs/protocol.md and nothing else: any language can do the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from nats.aio.client import Client as NatsClient
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from flowbus.broker import protocol as p
+from flowbus.broker import subjects
+from flowbus.broker.connection import connect, nats_url
+from flowbus.engine.errors import FlowbusError
+from flowbus.engine.events import Event, FlowRunCreated, FlowRunStateChanged, decode_event
+from flowbus.engine.states import TERMINAL_TYPES, StateType
+
+
+class ClientError(FlowbusError):
+    """The orchestrator refused a request; ``code`` says why (see docs/protocol.md)."""
+
+    def __init__(self, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details
+
+
+class NoOrchestrator(ClientError):
+    """Nothing answers on the orchestrator's subjects: is ``flowbus up`` running?"""
+
+
+@dataclass(frozen=True)
+class SubmittedRun:
+    run_id: str
+    name: str
+    queue: str
+    #: False when the idempotency key named a run submitted earlier (this is that run).
+    created: bool
+
+
+@dataclass(frozen=True)
+class FinalState:
+    """A run's last state, as ``wait`` reports it."""
+
+    run_id: str
+    type: StateType
+    name: str
+    message: str | None
+    result: str | None
+
+    @property
+    def completed(self) -> bool:
+        return self.type is StateType.COMPLETED
+
+
+class Client:
+    """A connection to flowbus over NATS (``$FLOWBUS_NATS_URL``, or a running ``flowbus up``)."""
+
+    def __init__(self, nats_url: str | None = None, timeout: float = 10.0) -> None:
+        self.url = nats_url
+        self.timeout = timeout
+        self._nc: NatsClient | None = None
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        if self._nc is None:
+            self._nc = await connect(self.url or nats_url(), name="flowbus-client")
+
+    async def close(self) -> None:
+        if self._nc is not None:
+            await self._nc.close()
+            self._nc = None
+
+    @property
+    def nats(self) -> NatsClient:
+        if self._nc is None:
+            raise FlowbusError("the client is not connected: use `async with Client() as c:`")
+        return self._nc
+
+    async def _request(self, subject: str, payload: bytes) -> bytes:
+        try:
+            answer = await self.nats.request(subject, payload, timeout=self.timeout)
+        except NoRespondersError as exc:
+            raise NoOrchestrator(
+                "no_orchestrator", "no orchestrator is running (start one with `flowbus up`)"
+            ) from exc
+        except (NatsTimeoutError, TimeoutError) as exc:
+            raise ClientError("timeout", f"no answer on {subject} within {self.timeout} s") from exc
+        if answer.data.startswith(b'{"ok":false'):
+            error = p.decode(p.ErrorReply, answer.data).error
+            raise ClientError(error.code, error.message, error.details)
+        return bytes(answer.data)
+
+    # --- runs -------------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        deployment: str,
+        parameters: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        tags: Sequence[str] = (),
+    ) -> SubmittedRun:
+        """Queue a run of ``deployment``; bad parameters raise ``ClientError`` (code
+        ``invalid_parameters``, pydantic's message) and nothing is queued."""
+        request = p.SubmitRequest(
+            deployment=deployment,
+            parameters=parameters or {},
+            idempotency_key=idempotency_key,
+            tags=list(tags),
+        )
+        reply = p.decode(p.SubmitReply, await self._request(subjects.SUBMIT, request.dump()))
+        return SubmittedRun(reply.run_id, reply.name, reply.queue, reply.created)
+
+    async def cancel(self, run_id: str) -> str:
+        """Cancel a run; returns its state after the request (Cancelled, or Cancelling while
+        its agent stops it, or the final state it already had)."""
+        data = await self._request(subjects.CANCEL, p.CancelRequest(run_id=run_id).dump())
+        return p.decode(p.CancelReply, data).state
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> FinalState:  # noqa: ASYNC109
+        """Wait until the run reaches a final state (one it is not queued again from)."""
+
+        async def follow() -> FinalState:
+            last: FinalState | None = None
+            async for event in self.events(
+                run_id=run_id, types=["flow_run.created", "flow_run.state"]
+            ):
+                state = event.state
+                result = getattr(event, "result", None)
+                last = FinalState(run_id, state.type, state.name, state.message, result)
+                if state.type in TERMINAL_TYPES and state.type is not StateType.CRASHED:
+                    return last
+                if state.type is StateType.CRASHED:
+                    # A crashed run may be queued again at once (its flow has retries left).
+                    follow_up = await self._next_state(run_id, event.seq)
+                    if follow_up is None:
+                        return last
+            raise AssertionError("unreachable: the event stream does not end")
+
+        return await asyncio.wait_for(follow(), timeout)
+
+    async def _next_state(self, run_id: str, after_seq: int) -> Event | None:
+        async def first() -> Event | None:
+            async for event in self.events(run_id=run_id, types=["flow_run.state"]):
+                if event.seq > after_seq:
+                    return event
+            return None
+
+        try:
+            return await asyncio.wait_for(first(), 1.0)
+        except TimeoutError:
+            return None
+
+    async def events(
+        self,
+        run_id: str | None = None,
+        types: Sequence[str] | None = None,
+        since: datetime | None = None,
+    ) -> AsyncIterator[Event]:
+        """Events as they happen (from the start of a run's stream when ``run_id`` is given,
+        else from ``since``, else from now), in order, as the typed models of
+        ``flowbus.engine.events``. The iteration does not end by itself."""
+        stream = run_id or "*"
+        subject = f"flowbus.event.{stream}.>"
+        if since is not None:
+            config = ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since
+            )
+        elif run_id is not None:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+        else:
+            config = ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
+        wanted = set(types) if types else None
+        js = self.nats.jetstream()
+        subscription = await js.subscribe(
+            subject, stream=subjects.EVENTS_STREAM, ordered_consumer=True, config=config
+        )
+        try:
+            async for message in subscription.messages:
+                try:
+                    event = decode_event(message.data)
+                except ValueError:
+                    continue  # the recorder dead-letters it; a reader just skips it
+                if wanted is None or event.type in wanted:
+                    yield event
+        finally:
+            await subscription.unsubscribe()
+
+    # --- queues and agents ------------------------------------------------------------------
+
+    async def queues(self) -> list[p.QueueInfo]:
+        return p.decode(p.QueueList, await self._request(subjects.QUEUES, b"")).queues
+
+    async def update_queue(self, name: str, **changes: Any) -> p.QueueInfo:
+        """Change a queue's ``priority``, ``concurrency_limit`` (0: none) or ``paused``."""
+        update = p.QueueUpdate(name=name, **changes)
+        return p.decode(p.QueueInfo, await self._request(subjects.QUEUE_UPDATE, update.dump()))
+
+    async def agents(self) -> list[p.AgentInfo]:
+        return p.decode(p.AgentList, await self._request(subjects.AGENTS, b"")).agents
+
+
+__all__ = [
+    "Client",
+    "ClientError",
+    "FinalState",
+    "FlowRunCreated",
+    "FlowRunStateChanged",
+    "NoOrchestrator",
+    "SubmittedRun",
+]
