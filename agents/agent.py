@@ -143,6 +143,10 @@ class Agent:
 
     async def run(self) -> None:
         await self.start()
+        await self.wait_stopped()
+
+    async def wait_stopped(self) -> None:
+        """Until ``stop()``; then drain (or hand back) and shut down."""
         await self._stopping.wait()
         await self._shut_down()
 

@@ -156,6 +156,9 @@ class Orchestrator:
             if task is not stopping and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
 
+    async def wait_stopped(self) -> None:
+        await self._stopping.wait()
+
     def stop(self) -> None:
         self._stopping.set()
         self.recorder.stop()

@@ -37,7 +37,22 @@ from flowbus.engine import (
 
 __version__ = "0.1.0"
 
+#: Loaded on first use: the client brings nats-py and pydantic, which a flow script may not need.
+_LAZY = {"Client": "flowbus.client", "ClientError": "flowbus.client"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flowbus' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
+    "Client",
+    "ClientError",
     "ConcurrentTaskRunner",
     "Flow",
     "FlowRun",

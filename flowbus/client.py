@@ -12,7 +12,8 @@ It speaks the wire protocol of docs/protocol.md and nothing else: any language c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -142,32 +143,42 @@ class Client:
 
         async def follow() -> FinalState:
             last: FinalState | None = None
-            async for event in self.events(
-                run_id=run_id, types=["flow_run.created", "flow_run.state"]
-            ):
-                state = event.state
-                result = getattr(event, "result", None)
-                last = FinalState(run_id, state.type, state.name, state.message, result)
-                if state.type in TERMINAL_TYPES and state.type is not StateType.CRASHED:
-                    return last
-                if state.type is StateType.CRASHED:
-                    # A crashed run may be queued again at once (its flow has retries left).
-                    follow_up = await self._next_state(run_id, event.seq)
-                    if follow_up is None:
+            stream = self.events(run_id=run_id, types=["flow_run.created", "flow_run.state"])
+            async with contextlib.aclosing(stream) as events:
+                async for event in events:
+                    state = event.state
+                    result = getattr(event, "result", None)
+                    last = FinalState(run_id, state.type, state.name, state.message, result)
+                    if await self.ends_run(event):
                         return last
             raise AssertionError("unreachable: the event stream does not end")
 
         return await asyncio.wait_for(follow(), timeout)
 
-    async def _next_state(self, run_id: str, after_seq: int) -> Event | None:
+    async def ends_run(self, event: Event) -> bool:
+        """Whether a state event is its run's last: final, and not Crashed then queued again
+        (which a run whose flow has retries left is, at once)."""
+        if not isinstance(event, FlowRunCreated | FlowRunStateChanged):
+            return False
+        if event.state.type not in TERMINAL_TYPES:
+            return False
+        if event.state.type is not StateType.CRASHED:
+            return True
+        return await self.next_state(str(event.stream_id), event.seq) is None
+
+    async def next_state(self, run_id: str, after_seq: int, timeout: float = 1.0) -> Event | None:  # noqa: ASYNC109
+        """The run's next state event after ``after_seq``, if one comes within ``timeout``."""
+
         async def first() -> Event | None:
-            async for event in self.events(run_id=run_id, types=["flow_run.state"]):
-                if event.seq > after_seq:
-                    return event
+            stream = self.events(run_id=run_id, types=["flow_run.state"])
+            async with contextlib.aclosing(stream) as events:
+                async for event in events:
+                    if event.seq > after_seq:
+                        return event
             return None
 
         try:
-            return await asyncio.wait_for(first(), 1.0)
+            return await asyncio.wait_for(first(), timeout)
         except TimeoutError:
             return None
 
@@ -176,7 +187,7 @@ class Client:
         run_id: str | None = None,
         types: Sequence[str] | None = None,
         since: datetime | None = None,
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Events as they happen (from the start of a run's stream when ``run_id`` is given,
         else from ``since``, else from now), in order, as the typed models of
         ``flowbus.engine.events``. The iteration does not end by itself."""
@@ -204,7 +215,8 @@ class Client:
                 if wanted is None or event.type in wanted:
                     yield event
         finally:
-            await subscription.unsubscribe()
+            with contextlib.suppress(Exception):  # a closed connection has nothing to undo
+                await subscription.unsubscribe()
 
     # --- queues and agents ------------------------------------------------------------------
 

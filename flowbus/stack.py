@@ -1,5 +1,6 @@
-"""The local stack behind ``flowbus up``: a nats-server (unless ``$FLOWBUS_NATS_URL`` names one)
-and the daemons, in one foreground process that stops everything it started on Ctrl-C/SIGTERM.
+"""The local stack behind ``flowbus up``: a nats-server (unless ``$FLOWBUS_NATS_URL`` names one),
+the orchestrator and one agent on the ``default`` queue, in one foreground process that stops
+everything it started on Ctrl-C/SIGTERM.
 
 While it runs, ``$FLOWBUS_HOME/up.json`` says where NATS listens, for other flowbus commands.
 """
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flowbus.agents import Recorder
+from flowbus.agents import Agent, AgentSettings, Orchestrator
 from flowbus.broker import EmbeddedNatsServer, connect, ensure_streams
 from flowbus.engine import settings
 from flowbus.engine.store import EventStore, store_from_url
@@ -29,6 +30,9 @@ class StackInfo:
     nats_url: str
     nats_pid: int | None
     store_url: str
+    agent: str = ""
+    queues: list[str] = field(default_factory=list)
+    concurrency: int = 0
     pid: int = field(default_factory=os.getpid)
     notes: list[str] = field(default_factory=list)
 
@@ -38,15 +42,24 @@ def discovery_file() -> Path:
 
 
 class LocalStack:
-    """Starts NATS (embedded unless configured) and the recorder; ``stop()`` undoes it all."""
+    """Starts NATS (embedded unless configured), the orchestrator and an agent; ``stop()``
+    undoes it all. ``agent=None`` starts no agent."""
 
-    def __init__(self, port: int = DEFAULT_PORT, sync: str = "default") -> None:
+    def __init__(
+        self,
+        port: int = DEFAULT_PORT,
+        sync: str = "default",
+        agent: AgentSettings | None = None,
+    ) -> None:
         self.port = port
         self.sync = sync
+        self.agent_settings = agent
         self.server: EmbeddedNatsServer | None = None
         self.store: EventStore | None = None
-        self.recorder: Recorder | None = None
+        self.orchestrator: Orchestrator | None = None
+        self.agent: Agent | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
         self.info: StackInfo | None = None
 
     async def start(self) -> StackInfo:
@@ -61,14 +74,21 @@ class LocalStack:
             url = self.server.url
             if self.port and self.server.port != self.port:
                 notes.append(f"port {self.port} is taken; nats-server listens on {url} instead")
-        client = await connect(url, name="flowbus-up")
+        client = await connect(url, name="flowbus-orchestrator")
         await ensure_streams(client.jetstream())
         self.store = store_from_url()
         await self.store.open()
-        self.recorder = Recorder(client, self.store)
-        self._tasks.append(asyncio.create_task(self.recorder.run(), name="recorder"))
+        self.orchestrator = Orchestrator(client, self.store)
+        await self.orchestrator.start()
         self.info = StackInfo(url, self.server.pid if self.server else None, self.store.url)
         self.info.notes = notes
+        self._tasks.append(asyncio.create_task(self._until_stopped(), name="orchestrator"))
+        if self.agent_settings is not None:
+            self.agent = Agent(await connect(url, name="flowbus-agent"), self.agent_settings, url)
+            self._tasks.append(asyncio.create_task(self.agent.run(), name="agent"))
+            self.info.agent = self.agent_settings.name
+            self.info.queues = list(self.agent_settings.queues)
+            self.info.concurrency = self.agent_settings.concurrency
         discovery_file().parent.mkdir(parents=True, exist_ok=True)
         discovery_file().write_text(json.dumps(self.info.__dict__, indent=2))
         return self.info
@@ -78,18 +98,34 @@ class LocalStack:
         if self._tasks:
             await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
 
+    async def _until_stopped(self) -> None:
+        assert self.orchestrator is not None
+        await self.orchestrator.wait_stopped()
+
     async def stop(self) -> None:
-        """Stop the daemons, close connections, stop the nats-server by PID."""
-        if self.recorder is not None:
-            self.recorder.stop()
+        """Stop the agent (its runs finish or are handed back), then the orchestrator, close
+        connections, stop the nats-server by PID. Calling it again does nothing."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.agent is not None:
+            self.agent.stop()
+            await asyncio.wait(
+                [t for t in self._tasks if t.get_name() == "agent"],
+                timeout=self.agent.settings.grace_seconds + 30,
+            )
+            await self.agent.client.close()
+        if self.orchestrator is not None:
+            self.orchestrator.stop()
+            await self.orchestrator.close()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=10)
             for task in pending:
                 task.cancel()
-        if self.recorder is not None:
+        if self.orchestrator is not None:
             # close, not drain: drain can wait out its 30 s timeout on the pull subscription, and
             # whatever the recorder did not ack is redelivered to the next one (and deduplicated).
-            await self.recorder.client.close()
+            await self.orchestrator.client.close()
         if self.store is not None:
             await self.store.close()
         if self.server is not None:
@@ -99,18 +135,25 @@ class LocalStack:
 
 
 async def run_until_signalled(stack: LocalStack, started: Callable[[StackInfo], None]) -> None:
-    """Run the stack in the foreground; the first SIGINT/SIGTERM stops it cleanly."""
+    """Run the stack in the foreground; the first SIGINT/SIGTERM stops it cleanly (the agent's
+    runs get their grace period), a second one hands the agent's runs back at once."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
+
+    def on_signal() -> None:
+        if stopping.is_set() and stack.agent is not None:
+            stack.agent.stop()  # the second time: hurry
+        stopping.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
+        loop.add_signal_handler(sig, on_signal)
     try:
         started(await stack.start())
         waiter = asyncio.create_task(stack.wait())
         await asyncio.wait([waiter, asyncio.create_task(stopping.wait())],
                            return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        await stack.stop()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        # A second signal while stopping interrupts the stop itself (default handlers again).
         await stack.stop()

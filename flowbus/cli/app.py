@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from flowbus.cli import deployments, runs, store
+from flowbus.cli import daemons, deployments, queues, runs, store, submit
 from flowbus.cli.up import up
 
 app = typer.Typer(
@@ -16,7 +16,12 @@ app = typer.Typer(
 app.add_typer(runs.app, name="runs")
 app.add_typer(store.app, name="store")
 app.add_typer(deployments.app, name="deployments")
+app.add_typer(queues.queues_app, name="queues")
+app.add_typer(queues.agents_app, name="agents")
+app.add_typer(daemons.server_app, name="server")
+app.add_typer(daemons.agent_app, name="agent")
 app.command("deploy")(deployments.deploy)
+app.command("run")(submit.run)
 app.command("up")(up)
 
 

@@ -6,14 +6,18 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.store import EventStore, FlowRunView, store_from_url
+
+if TYPE_CHECKING:
+    from flowbus.client import Client
 
 T = TypeVar("T")
 console = Console(highlight=False)
@@ -22,7 +26,7 @@ err_console = Console(stderr=True, highlight=False)
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print an error on stderr and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 
@@ -96,3 +100,19 @@ STATE_STYLES = {
 
 def styled_state(state_type: str, state_name: str) -> str:
     return f"[{STATE_STYLES.get(state_type, 'white')}]{state_name}[/]"
+
+
+def with_client(action: Callable[[Client], Awaitable[T]]) -> T:
+    """Connect a ``flowbus.Client``, run ``action`` with it; refusals exit with their message."""
+    from flowbus.client import Client, ClientError
+
+    async def main() -> T:
+        async with Client() as client:
+            return await action(client)
+
+    try:
+        return asyncio.run(main())
+    except ClientError as exc:
+        fail(str(exc), code=2 if exc.code in ("invalid_parameters", "unknown_deployment") else 1)
+    except FlowbusError as exc:
+        fail(str(exc))

@@ -154,3 +154,24 @@ def run_logs(
     for line in lines:
         level = logging.getLevelName(line.level)
         console.print(f"{short_time(line.timestamp)} | {level:<7} | {line.message}", markup=False)
+
+
+@app.command("cancel")
+def cancel_run(
+    run_ref: Annotated[str, typer.Argument(help="Run id (or a unique prefix of it).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
+) -> None:
+    """Cancel a run: a queued one at once, a running one through Cancelling."""
+    from flowbus.cli.common import with_client
+    from flowbus.client import Client
+
+    run_id = run_ref if len(run_ref) == 36 else with_store(lambda s: resolve_run(s, run_ref)).id
+
+    async def main(client: Client) -> str:
+        return await client.cancel(run_id)
+
+    state = with_client(main)
+    if as_json:
+        print_json({"run_id": run_id, "state": state})
+    else:
+        console.print(f"run {run_id}: {state}")

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from flowbus.agents import AgentSettings
 from flowbus.cli.common import console, fail
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.loops import new_event_loop
@@ -19,25 +20,50 @@ def up(
     sync: Annotated[
         str, typer.Option(help="JetStream durability: 'default' or 'always' (fsync every write).")
     ] = "default",
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", help="Flow runs the agent runs at once.")
+    ] = 10,
+    isolation: Annotated[
+        str, typer.Option(help="'thread': runs in the agent's process; 'process': one child each.")
+    ] = "thread",
+    agent: Annotated[bool, typer.Option(help="Start an agent on the default queue.")] = True,
 ) -> None:
-    """Start NATS (embedded, unless $FLOWBUS_NATS_URL is set) and the recorder; Ctrl-C stops all."""
+    """Start NATS (embedded, unless $FLOWBUS_NATS_URL is set), the orchestrator and an agent on
+    the default queue; Ctrl-C stops all (a second Ctrl-C hands running flow runs back)."""
+    if isolation not in ("thread", "process"):
+        fail("--isolation must be 'thread' or 'process'")
+    agent_settings = (
+        AgentSettings.from_env(
+            queues=("default",),
+            concurrency=concurrency,
+            isolation=isolation,
+        )
+        if agent
+        else None
+    )
 
     def started(info: StackInfo) -> None:
         for note in info.notes:
             console.print(f"[yellow]note:[/] {note}")
         where = f" (nats-server pid {info.nats_pid})" if info.nats_pid else ""
-        console.print(f"NATS      {info.nats_url}{where}", markup=False)
-        console.print(f"store     {info.store_url}", markup=False)
-        console.print("recorder  consuming flowbus.event.> into the store", markup=False)
+        console.print(f"NATS          {info.nats_url}{where}", markup=False)
+        console.print(f"store         {info.store_url}", markup=False)
         console.print(
-            "not yet   the orchestrator and agents (deployments and work queues are coming)",
-            markup=False,
+            "orchestrator  submissions, claims, leases; events into the store", markup=False
         )
+        if info.agent:
+            console.print(
+                f"agent         {info.agent} on queue(s) {', '.join(info.queues)}, "
+                f"{info.concurrency} at once",
+                markup=False,
+            )
         console.print("flowbus is up; Ctrl-C to stop", markup=False)
 
     loop = new_event_loop()
     try:
-        loop.run_until_complete(run_until_signalled(LocalStack(port, sync), started))
+        loop.run_until_complete(
+            run_until_signalled(LocalStack(port, sync, agent_settings), started)
+        )
     except (FlowbusError, ValueError) as exc:
         fail(str(exc))
     finally:

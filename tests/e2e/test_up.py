@@ -123,7 +123,7 @@ def test_up_uses_a_configured_nats_server(tmp_path: Path) -> None:
         up = Up(tmp_path / "home", env={"FLOWBUS_NATS_URL": server.url})
         try:
             output = up.read_until("flowbus is up")
-            assert f"NATS      {server.url}" in output
+            assert f"NATS          {server.url}" in output
             assert "nats-server pid" not in output  # it started none of its own
             assert up.stop() == 0
         finally:

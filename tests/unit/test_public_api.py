@@ -8,6 +8,8 @@ import flowbus.engine
 
 def test_flowbus_exports() -> None:
     assert sorted(flowbus.__all__) == [
+        "Client",
+        "ClientError",
         "ConcurrentTaskRunner",
         "Flow",
         "FlowRun",
@@ -47,3 +49,14 @@ def test_prefect_style_module_paths() -> None:
     assert ThreadPoolTaskRunner is flowbus.ThreadPoolTaskRunner
     assert exponential_backoff is flowbus.exponential_backoff
     assert task_input_hash is flowbus.task_input_hash
+
+
+def test_the_client_loads_on_first_use() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, flowbus; assert 'nats' not in sys.modules; "
+        "flowbus.Client; assert 'nats' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,113 @@
+"""``flowbus server start`` and ``flowbus agent start``: one daemon in the foreground.
+
+Both find NATS at ``$FLOWBUS_NATS_URL`` (with ``$FLOWBUS_NATS_*`` credentials), else where a
+running ``flowbus up`` listens. The first SIGINT/SIGTERM stops them cleanly; a second one makes
+an agent hand its runs back at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+import typer
+
+from flowbus.agents import Agent, AgentSettings, Orchestrator
+from flowbus.broker import connect, nats_url
+from flowbus.cli.common import console, fail
+from flowbus.engine.errors import FlowbusError
+from flowbus.engine.loops import new_event_loop
+from flowbus.engine.store import store_from_url
+
+server_app = typer.Typer(help="The orchestrator.", no_args_is_help=True)
+agent_app = typer.Typer(help="Agents: the daemons that run flow runs.", no_args_is_help=True)
+
+
+def _on_signals(action: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, action)
+
+
+def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(main())
+    except (FlowbusError, ValueError) as exc:
+        fail(str(exc))
+    finally:
+        loop.close()
+
+
+@server_app.command("start")
+def server_start() -> None:
+    """Run the orchestrator: submissions, claims and leases, cancels, and the recorder."""
+
+    async def main() -> None:
+        url = nats_url()
+        client = await connect(url, name="flowbus-orchestrator")
+        store = store_from_url()
+        await store.open()
+        orchestrator = Orchestrator(client, store)
+        _on_signals(orchestrator.stop)
+        try:
+            await orchestrator.start()
+            console.print(f"orchestrator is serving on {url}; store {store.url}", markup=False)
+            await orchestrator.wait_stopped()
+        finally:
+            await orchestrator.close()
+            await client.close()
+            await store.close()
+        console.print("orchestrator stopped", markup=False)
+
+    _run(main)
+
+
+@agent_app.command("start")
+def agent_start(
+    queue: Annotated[
+        list[str] | None, typer.Option("--queue", "-q", help="A work queue (repeatable).")
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", help="Flow runs at once.", min=1)
+    ] = 10,
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Default: host-pid.")] = None,
+    isolation: Annotated[
+        str, typer.Option(help="'thread': runs in this process; 'process': one child each.")
+    ] = "thread",
+    grace: Annotated[
+        float | None,
+        typer.Option(help="Seconds runs may finish after SIGTERM before they are handed back."),
+    ] = None,
+) -> None:
+    """Run an agent: take run requests from work queues and run the flows."""
+    if isolation not in ("thread", "process"):
+        fail("--isolation must be 'thread' or 'process'")
+    settings = AgentSettings.from_env(
+        queues=tuple(queue or ["default"]),
+        concurrency=concurrency,
+        name=name,
+        isolation=isolation,
+        grace_seconds=grace,
+    )
+
+    async def main() -> None:
+        url = nats_url()
+        client = await connect(url, name=f"flowbus-agent-{settings.name}")
+        agent = Agent(client, settings, url)
+        _on_signals(agent.stop)
+        try:
+            await agent.start()
+            console.print(
+                f"agent {settings.name} is serving {', '.join(settings.queues)} on {url} "
+                f"({settings.concurrency} at once, isolation {settings.isolation})",
+                markup=False,
+            )
+            await agent.wait_stopped()
+        finally:
+            await client.close()
+        console.print(f"agent {settings.name} stopped", markup=False)
+
+    _run(main)
