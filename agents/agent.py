@@ -102,6 +102,7 @@ class Agent:
         self._runs: set[asyncio.Task[Any]] = set()
         self._flows = FlowCache()
         self._sink: NatsEventSink | None = None
+        self._watcher: Any = None
         self._ack_wait = 30.0
         self._started = now_iso()
 
@@ -180,6 +181,8 @@ class Agent:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._watcher is not None:
+            await _quietly(self._watcher.stop())
         if self._sink is not None:
             await asyncio.to_thread(self._sink.close)
         log.info("agent stopped", agent=self.name, **self.counts)
@@ -396,7 +399,7 @@ class Agent:
 
     async def _watch_queues(self) -> None:
         """Pause, resume and priority changes reach the agent as they are made (a KV watch)."""
-        watcher = await self._kv.watchall(include_history=False)
+        watcher = self._watcher = await self._kv.watchall(include_history=False)
         async for entry in watcher:
             if entry is None or entry.key not in self._takers:
                 continue

@@ -1,0 +1,192 @@
+"""A real flowbus deployment for tests: a private nats-server, the orchestrator and agents as
+separate processes (so they can be killed, stopped and restarted), one SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from flowbus.broker import EmbeddedNatsServer
+from flowbus.client import Client
+from flowbus.engine.deployments import build_deployment, save_deployment
+from flowbus.engine.entrypoints import load_flow
+from flowbus.engine.store import SqliteEventStore
+from flowbus.engine.store.views import StoredEvent
+
+T = TypeVar("T")
+FLOWS_DIR = Path(__file__).parent / "agent_flows"
+
+#: Short leases and timers, so failure paths play out in seconds.
+FAST = {
+    "FLOWBUS_LEASE_SECONDS": "2",
+    "FLOWBUS_HEARTBEAT_SECONDS": "0.3",
+    "FLOWBUS_JANITOR_INTERVAL": "0.2",
+    "FLOWBUS_RUN_ACK_WAIT": "3",
+    "FLOWBUS_AGENT_GRACE_SECONDS": "5",
+}
+
+
+class Daemon:
+    """A ``flowbus ...`` daemon process whose output goes to a file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.name = name
+        self.log = log
+        self._out = log.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "flowbus", *args],
+            env=env,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            cwd=FLOWS_DIR,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def wait_for(self, text: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"{self.name} exited {self.process.returncode}:\n{self.output()}"
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} did not print {text!r}:\n{self.output()}")
+            time.sleep(0.05)
+
+    def signal(self, sig: int) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, sig)
+
+    def stop(self, timeout: float = 30) -> int:
+        self.signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGCONT)  # a stopped process cannot die
+            self.process.kill()
+            self.process.wait()
+        self._out.close()
+
+
+class Stack:
+    """A nats-server, an orchestrator and agents started on demand; ``close`` stops them all."""
+
+    def __init__(self, root: Path, env: dict[str, str] | None = None, port: int = 0) -> None:
+        self.root = root
+        self.home = root / "home"
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.server = EmbeddedNatsServer(root / "jetstream", port=port)
+        self.server.start()
+        self.env = {
+            **os.environ,
+            "FLOWBUS_HOME": str(self.home),
+            "FLOWBUS_NATS_URL": self.server.url,
+            "NO_COLOR": "1",
+            "PYTHONPATH": str(FLOWS_DIR),
+            **FAST,
+            **(env or {}),
+        }
+        self.env.pop("FLOWBUS_STORE_URL", None)
+        self.daemons: list[Daemon] = []
+        self.orchestrator: Daemon | None = None
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start_orchestrator(self, extra_env: dict[str, str] | None = None) -> Daemon:
+        env = {**self.env, **(extra_env or {})}
+        number = len(self.daemons)
+        daemon = Daemon("orchestrator", ["server", "start"], env, self.root / f"orch-{number}.log")
+        self.daemons.append(daemon)
+        daemon.wait_for("orchestrator is serving")
+        self.orchestrator = daemon
+        return daemon
+
+    def start_agent(self, name: str, *args: str) -> Daemon:
+        command = ["agent", "start", "--name", name, *args]
+        daemon = Daemon(name, command, self.env, self.root / f"{name}.log")
+        self.daemons.append(daemon)
+        daemon.wait_for(f"agent {name} is serving")
+        return daemon
+
+    def close(self) -> None:
+        for daemon in reversed(self.daemons):
+            daemon.kill()
+        self.server.stop()
+
+    # --- the store, read as a user would -----------------------------------------------------
+
+    def store(self) -> SqliteEventStore:
+        return SqliteEventStore(self.home / "flowbus.db")
+
+    def deploy(
+        self, function: str, name: str = "test", queue: str = "default", **params: Any
+    ) -> str:
+        flow = load_flow(f"flows.py:{function}", FLOWS_DIR)
+        spec = build_deployment(flow, name, f"flows.py:{function}", FLOWS_DIR, queue, params)
+
+        async def save(store: SqliteEventStore) -> str:
+            return (await save_deployment(store, spec)).name
+
+        return self.with_store(save)
+
+    def with_store(self, action: Callable[[SqliteEventStore], Awaitable[T]]) -> T:
+        async def main() -> T:
+            store = self.store()
+            await store.open()
+            try:
+                return await action(store)
+            finally:
+                await store.close()
+
+        # In a thread of its own: callers are often async tests with a loop running.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, main()).result()
+
+    def stream(self, run_id: str) -> list[StoredEvent]:
+        return self.with_store(lambda s: s.read_stream(run_id))
+
+    def states(self, run_id: str) -> list[str]:
+        return [
+            e.data["state"]["name"]
+            for e in self.stream(run_id)
+            if "state" in e.data and e.type.startswith("flow_run")
+        ]
+
+    def final_states(self, run_id: str, timeout: float = 15) -> list[str]:
+        """The run's state names once its last recorded one is final (the store may trail
+        what a subscriber saw by a commit)."""
+        final = {"Completed", "Failed", "Cancelled", "Crashed", "TimedOut", "Cached"}
+        wait_until(lambda: self.states(run_id)[-1:] and self.states(run_id)[-1] in final,
+                   timeout, f"run {run_id} to be recorded final")  # fmt: skip
+        return self.states(run_id)
+
+    def client(self) -> Client:
+        return Client(self.url)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

@@ -1,0 +1,246 @@
+"""The path of a run through real daemons: submit, claim, run, record; and what refuses what."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from flowbus.client import ClientError
+from flowbus.engine.deployments import build_deployment, save_deployment
+from flowbus.engine.entrypoints import load_flow
+from flowbus.engine.store import SqliteEventStore
+
+from .stack import FLOWS_DIR, Stack, wait_until
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    stack = Stack(tmp_path)
+    try:
+        stack.start_orchestrator()
+        yield stack
+    finally:
+        stack.close()
+
+
+async def test_a_submitted_run_completes_with_its_result_and_every_event(stack: Stack) -> None:
+    deployment = stack.deploy("quick")
+    stack.start_agent("agent-1")
+    async with stack.client() as client:
+        run = await client.submit(deployment, {"n": "4"})  # coerced by the deployment's schema
+        final = await client.wait(run.run_id, timeout=30)
+        assert final.completed and final.result == "12"
+        assert stack.final_states(run.run_id) == ["Scheduled", "Pending", "Running", "Completed"]
+        events = stack.stream(run.run_id)
+        seen = []
+        async for event in client.events(run_id=run.run_id):
+            seen.append(event.type)
+            if len(seen) == len(events):
+                break
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert sum(e.type == "task_run.created" for e in events) == 4
+    assert any(e.type == "log" and "adding 4 doubles" in e.data["message"] for e in events)
+    assert seen == [e.type for e in events]  # subscribers see exactly what the store holds
+    claim = events[1].data
+    assert claim["agent"] == "agent-1" and claim["attempt"] == 1
+    assert stack.with_store(lambda s: s.verify_projections()) == []
+
+
+async def test_bad_submissions_get_clear_errors_and_queue_nothing(stack: Stack) -> None:
+    deployment = stack.deploy("quick")
+    async with stack.client() as client:
+        with pytest.raises(ClientError) as unknown:
+            await client.submit("quick/nope")
+        assert unknown.value.code == "unknown_deployment"
+        assert deployment in unknown.value.details["known"]
+
+        with pytest.raises(ClientError) as invalid:
+            await client.submit(deployment, {"n": "many"})
+        assert invalid.value.code == "invalid_parameters"
+        assert "n\n  Input should be a valid integer" in str(invalid.value)
+        assert invalid.value.details[0]["loc"] == ["n"]
+
+        with pytest.raises(ClientError) as extra:
+            await client.submit(deployment, {"m": 1})
+        assert "Extra inputs are not permitted" in str(extra.value)
+
+        runs_stream = await client.nats.jetstream().stream_info("FLOWBUS_RUNS")
+    assert runs_stream.state.messages == 0
+    assert stack.with_store(lambda s: s.list_flow_runs()) == []
+
+
+async def test_one_idempotency_key_gives_one_run(stack: Stack) -> None:
+    deployment = stack.deploy("quick")
+    async with stack.client() as client:
+        first, second = await asyncio.gather(
+            client.submit(deployment, {"n": 1}, idempotency_key="2026-11-24"),
+            client.submit(deployment, {"n": 1}, idempotency_key="2026-11-24"),
+        )
+        third = await client.submit(deployment, {"n": 1}, idempotency_key="2026-11-24")
+        other = await client.submit(deployment, {"n": 1}, idempotency_key="2026-11-25")
+        assert first.run_id == second.run_id == third.run_id != other.run_id
+        assert sorted([first.created, second.created, third.created]) == [False, False, True]
+        queues = await client.queues()
+    assert queues[0].waiting == 2  # one request per run, not per submission
+    assert len(stack.with_store(lambda s: s.list_flow_runs())) == 2
+
+
+async def test_the_wire_protocol_alone_drives_a_run(stack: Stack) -> None:
+    """Only nats-py calls, written from docs/protocol.md: no flowbus client code."""
+    deployment = stack.deploy("quick")
+    stack.start_agent("agent-1")
+    nc = await nats.connect(stack.url)
+    try:
+        reply = await nc.request(
+            "flowbus.api.submit",
+            json.dumps({"deployment": deployment, "parameters": {"n": 3}}).encode(),
+            timeout=10,
+        )
+        answer = json.loads(reply.data)
+        assert answer["ok"] is True and answer["created"] is True
+        run_id = answer["run_id"]
+
+        js = nc.jetstream()
+        subscription = await js.subscribe(
+            f"flowbus.event.{run_id}.flow_run.>",
+            stream="FLOWBUS_EVENTS",
+            ordered_consumer=True,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+        )
+        states = []
+        while not states or states[-1][0] not in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            message = await subscription.next_msg(timeout=30)
+            event = json.loads(message.data)
+            states.append((event["state"]["type"], event["state"]["name"], event.get("result")))
+        assert [name for _, name, _ in states] == ["Scheduled", "Pending", "Running", "Completed"]
+        assert states[-1][2] == "6"
+
+        bad = await nc.request("flowbus.api.submit", b'{"deployment": 3}', timeout=10)
+        error = json.loads(bad.data)
+        assert error["ok"] is False and error["error"]["code"] == "bad_request"
+    finally:
+        await nc.close()
+
+
+async def test_cancel_a_queued_run_and_a_running_one(stack: Stack) -> None:
+    slow = stack.deploy("sleepy")
+    async with stack.client() as client:
+        queued = await client.submit(slow, {"seconds": 30})
+        assert await client.cancel(queued.run_id) == "Cancelled"
+        assert stack.states(queued.run_id) == ["Scheduled", "Cancelled"]
+
+        stack.start_agent("agent-1")  # it takes the cancelled run's request and drops it
+        running = await client.submit(slow, {"seconds": 30})
+        wait_until(lambda: "Running" in stack.states(running.run_id), what="the run to start")
+        started = asyncio.get_running_loop().time()
+        assert await client.cancel(running.run_id) == "Cancelling"
+        final = await client.wait(running.run_id, timeout=10)
+        assert final.name == "Cancelled"
+        assert asyncio.get_running_loop().time() - started < 5  # "within a second", with slack
+        assert await client.cancel(running.run_id) == "Cancelled"  # again: nothing to do
+    assert stack.final_states(running.run_id) == [
+        "Scheduled", "Pending", "Running", "Cancelling", "Cancelled"
+    ]  # fmt: skip
+    assert stack.states(queued.run_id) == ["Scheduled", "Cancelled"]
+
+
+async def test_a_missing_entrypoint_fails_the_run_not_the_agent(
+    stack: Stack, tmp_path: Path
+) -> None:
+    source = tmp_path / "gone.py"
+    source.write_text((FLOWS_DIR / "flows.py").read_text())
+    flow = load_flow(f"{source}:quick")
+    spec = build_deployment(flow, "gone", f"{source}:quick", tmp_path)
+
+    async def save(store: SqliteEventStore) -> str:
+        return (await save_deployment(store, spec)).name
+
+    deployment = stack.with_store(save)
+    source.unlink()
+    good = stack.deploy("quick")
+    stack.start_agent("agent-1")
+    async with stack.client() as client:
+        broken = await client.submit(deployment)
+        final = await client.wait(broken.run_id, timeout=30)
+        assert final.name == "Failed"
+        assert "gone.py does not exist" in (final.message or "")
+        fine = await client.submit(good)
+        assert (await client.wait(fine.run_id, timeout=30)).completed
+
+
+async def test_a_sync_flow_runs_in_its_own_thread_and_others_go_on(stack: Stack) -> None:
+    blocking, quick = stack.deploy("blocking"), stack.deploy("quick")
+    stack.start_agent("agent-1", "--concurrency", "4")
+    async with stack.client() as client:
+        long = await client.submit(blocking, {"seconds": 3})
+        wait_until(lambda: "Running" in stack.states(long.run_id), what="the blocking run")
+        short = await client.submit(quick)
+        assert (await client.wait(short.run_id, timeout=2.5)).completed  # not behind the block
+        assert (await client.wait(long.run_id, timeout=30)).completed
+
+
+async def test_process_isolation_runs_flows_and_reports_a_dead_child(stack: Stack) -> None:
+    quick, dies = stack.deploy("quick"), stack.deploy("dies")
+    stack.start_agent("agent-1", "--isolation", "process")
+    async with stack.client() as client:
+        fine = await client.submit(quick, {"n": 5})
+        assert (await client.wait(fine.run_id, timeout=60)).result == "20"
+        dead = await client.submit(dies)
+        final = await client.wait(dead.run_id, timeout=60)
+        assert final.name == "Crashed"
+        assert "process died" in (final.message or "")
+
+
+async def test_queue_priority_pause_and_limit(stack: Stack) -> None:
+    low, high = stack.deploy("quick", "low", "low"), stack.deploy("quick", "high", "high")
+    async with stack.client() as client:
+        await client.update_queue("high", priority=10)
+        await client.update_queue("low", priority=1)
+        runs = [await client.submit(low) for _ in range(3)] + [
+            await client.submit(high) for _ in range(3)
+        ]
+        stack.start_agent("agent-1", "-q", "low", "-q", "high", "--concurrency", "1")
+        for run in runs:
+            await client.wait(run.run_id, timeout=30)
+
+        def claimed_at(run_id: str) -> int:
+            return next(e.position for e in stack.stream(run_id) if e.data.get("attempt"))
+
+        order = sorted(runs, key=lambda r: claimed_at(r.run_id))
+        assert [r.queue for r in order] == ["high"] * 3 + ["low"] * 3
+
+        await client.update_queue("low", paused=True)
+        paused = await client.submit(low)
+        await asyncio.sleep(1.5)
+        assert stack.states(paused.run_id) == ["Scheduled"]
+        info = await client.update_queue("low", paused=False)
+        assert not info.settings.paused
+        assert (await client.wait(paused.run_id, timeout=30)).completed
+
+        limited = await client.update_queue("high", concurrency_limit=1)
+        assert limited.settings.concurrency_limit == 1
+        agents = await client.agents()
+    assert [a.name for a in agents] == ["agent-1"] and agents[0].alive
+
+
+async def test_runs_wait_as_late_when_no_agent_takes_them(tmp_path: Path) -> None:
+    stack = Stack(tmp_path, env={"FLOWBUS_LATE_AFTER_SECONDS": "0.5"})
+    try:
+        stack.start_orchestrator()
+        deployment = stack.deploy("quick")
+        async with stack.client() as client:
+            run = await client.submit(deployment)
+            wait_until(lambda: stack.states(run.run_id)[-1] == "Late", what="Late")
+            stack.start_agent("agent-1")
+            assert (await client.wait(run.run_id, timeout=30)).completed
+        assert stack.final_states(run.run_id) == [
+            "Scheduled", "Late", "Pending", "Running", "Completed"
+        ]  # fmt: skip
+    finally:
+        stack.close()
