@@ -15,10 +15,12 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any, Literal
 
 import structlog
 
+from flowbus.broker.errors import BrokerError
 from flowbus.broker.event_sink import FencedSink, NatsEventSink
 from flowbus.broker.protocol import ClaimGrant
 from flowbus.engine.context import RunStream
@@ -90,10 +92,12 @@ class InProcessRun:
             if flow.should_validate_parameters:
                 parameters = flow.parameters.validate(parameters)
         except (EntrypointError, FlowbusError) as exc:
-            await asyncio.to_thread(self._fail_early, str(exc))
+            self._fail_early(str(exc))
+            await self._flush()
             return "finished"
         except Exception as exc:  # a validator of the user's raising something odd
-            await asyncio.to_thread(self._fail_early, f"{type(exc).__name__}: {exc}")
+            self._fail_early(f"{type(exc).__name__}: {exc}")
+            await self._flush()
             return "finished"
         claimed = ClaimedRun(grant.run_id, grant.name, grant.seq, Pending(), list(grant.tags))
         engine = self.engine = FlowRunEngine(flow, parameters, claimed=claimed, sink=self.sink)
@@ -141,18 +145,31 @@ class InProcessRun:
             # It ended without a last word (an error inside the engine): say so now.
             engine.interrupt(Crashed(message="the flow run's engine stopped unexpectedly"))
             engine._set_state(Crashed())
-        await asyncio.to_thread(self.sink.flush, 30)
+        await self._flush()
         interruption = engine.interruption
         if interruption is not None and interruption.is_scheduled():
             return "handed_back"
         return "finished"
+
+    async def _flush(self, patience: float = 300.0) -> None:
+        """Until JetStream has the run's events: through a broker restart, say (the sink keeps
+        what it could not publish and the connection reconnects)."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                await asyncio.to_thread(self.sink.flush, 10)
+                return
+            except BrokerError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("run events not published yet; retrying", error=str(exc))
+                await asyncio.sleep(0.5)
 
     def _fail_early(self, message: str) -> None:
         """The run cannot start (entrypoint, parameters): record it Failed."""
         stream = RunStream(self.grant.run_id, self.sink, self.grant.seq)
         failed = Failed(message=message)
         stream.emit("flow_run.state", {"state": state_dict(failed), "result": None})
-        self.sink.flush(30)
         log.warning("flow run failed before starting", run_id=self.grant.run_id, error=message)
 
     # --- from outside ----------------------------------------------------------------------

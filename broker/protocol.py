@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flowbus.engine.errors import FlowbusError
 
-#: A request bigger than this is refused without being parsed.
-MAX_REQUEST_BYTES = 1024 * 1024
+#: A request bigger than this is refused without being parsed (parameters belong in storage,
+#: not in messages; nats-server's own limit is 1 MiB).
+MAX_REQUEST_BYTES = 256 * 1024
 
 
 class ProtocolError(FlowbusError, ValueError):
