@@ -15,9 +15,8 @@ $(READY): pyproject.toml
 	@touch $@
 
 demo: $(READY)
-	$(BIN)/python examples/etl_pipeline.py --out out/iris_processed.csv
-	$(BIN)/flowbus runs ls --flow etl-flow --limit 3
-	$(BIN)/flowbus runs show $$($(BIN)/flowbus runs ls --flow etl-flow --limit 1 --json | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["runs"][0]["id"])')
+	FLOWBUS_HOME=$${FLOWBUS_HOME:-$(CURDIR)/.demo} $(BIN)/python examples/demo_stack.py
+	COLUMNS=$${COLUMNS:-120} FLOWBUS_HOME=$${FLOWBUS_HOME:-$(CURDIR)/.demo} $(BIN)/flowbus runs ls --flow etl-flow --limit 5
 
 lint: $(READY)
 	$(BIN)/ruff check $(CODE) tests bench examples
@@ -35,4 +34,4 @@ bench: $(READY)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache out
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache out .demo
