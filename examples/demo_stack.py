@@ -129,7 +129,11 @@ def main() -> int:
     finally:
         console.print("[bold]4. stopping the stack[/]")
         up.send_signal(signal.SIGTERM)
-        up.wait(60)
+        try:
+            up.wait(60)
+        except subprocess.TimeoutExpired:
+            up.kill()  # its nats-server dies with it (parent-death signal)
+            raise
     completed = sum(info["state"] == "Completed" for info in runs.values())
     console.print(f"{completed} of {RUNS} runs completed; `flowbus runs ls` lists them.")
     return 0 if completed == RUNS else 1
