@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import socket
@@ -101,6 +102,11 @@ class Agent:
         self._tasks: list[asyncio.Task[Any]] = []
         self._runs: set[asyncio.Task[Any]] = set()
         self._flows = FlowCache()
+        #: Threads for sync flows: reused, so a busy agent does not make (and keep the memory
+        #: arenas of) a thread per run.
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            settings.concurrency, thread_name_prefix="flow-run"
+        )
         self._sink: NatsEventSink | None = None
         self._watcher: Any = None
         self._ack_wait = 30.0
@@ -183,6 +189,7 @@ class Agent:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._watcher is not None:
             await _quietly(self._watcher.stop())
+        self._threads.shutdown(wait=False)
         if self._sink is not None:
             await asyncio.to_thread(self._sink.close)
         log.info("agent stopped", agent=self.name, **self.counts)
@@ -290,7 +297,7 @@ class Agent:
             execution = ChildProcessRun(reply, self.nats_url)
         else:
             assert self._sink is not None
-            execution = InProcessRun(reply, self._sink, self._flows)
+            execution = InProcessRun(reply, self._sink, self._flows, self._threads)
         self._count("claimed")
         return _Held(message, reply, execution)
 

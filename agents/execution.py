@@ -8,6 +8,7 @@ the flow's signature refuses, end the run Failed with the error: the agent itsel
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import ctypes
 import json
@@ -57,6 +58,9 @@ class _LeaseSink:
     def flush(self, timeout: float | None = None) -> None:
         self.base.flush(timeout)
 
+    async def flush_async(self) -> None:
+        await self.base.flush_async()
+
 
 class FlowCache:
     """Flows loaded by entrypoint, so a deployment's module is imported once per process."""
@@ -75,8 +79,15 @@ class FlowCache:
 class InProcessRun:
     """A claimed run executed here: async flows on the agent's loop, sync ones in a thread."""
 
-    def __init__(self, grant: ClaimGrant, sink: NatsEventSink, flows: FlowCache) -> None:
+    def __init__(
+        self,
+        grant: ClaimGrant,
+        sink: NatsEventSink,
+        flows: FlowCache,
+        threads: concurrent.futures.ThreadPoolExecutor | None = None,
+    ) -> None:
         self.grant = grant
+        self.threads = threads
         self.sink = _LeaseSink(FencedSink(sink, grant.run_id, grant.attempt))
         self.flows = flows
         self.engine: FlowRunEngine | None = None
@@ -131,9 +142,10 @@ class InProcessRun:
                 self._thread_id = None
             loop.call_soon_threadsafe(_settle_future, done, outcome)
 
-        threading.Thread(
-            target=main, name=f"flow-run-{engine.flow_run.id[:8]}", daemon=True
-        ).start()
+        if self.threads is not None:
+            self.threads.submit(main)
+        else:
+            threading.Thread(target=main, name="flow-run", daemon=True).start()
         self._task = done
         await done
 
@@ -157,9 +169,9 @@ class InProcessRun:
         deadline = time.monotonic() + patience
         while True:
             try:
-                await asyncio.to_thread(self.sink.flush, 10)
+                await asyncio.wait_for(self.sink.flush_async(), 10)
                 return
-            except BrokerError as exc:
+            except (BrokerError, TimeoutError) as exc:
                 if time.monotonic() > deadline:
                     raise
                 log.warning("run events not published yet; retrying", error=str(exc))

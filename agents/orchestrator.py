@@ -58,6 +58,8 @@ from flowbus.engine.store import DeploymentView, EventStore
 log = structlog.get_logger("flowbus.orchestrator")
 
 S = StateType
+#: How long a deployment read from the store is used before it is read again.
+DEPLOYMENT_CACHE_SECONDS = 1.0
 #: A queue without a concurrency limit still needs an explicit max_ack_pending (see streams.py).
 UNLIMITED_IN_FLIGHT = 10_000
 
@@ -115,9 +117,12 @@ class Orchestrator:
         self.agents: dict[str, _AgentSeen] = {}
         self._queues_ready: set[str] = set()
         self._models: dict[tuple[str, int], type[BaseModel]] = {}
+        self._deployments: dict[str, tuple[float, DeploymentView]] = {}
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
+        #: Requests answered at once (beyond it, NATS holds them in the subscription's queue).
+        self._request_slots = asyncio.Semaphore(2000)
         self.counts: dict[str, int] = {}
 
     # --- life -----------------------------------------------------------------------------
@@ -167,7 +172,10 @@ class Orchestrator:
         self.recorder.stop()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=10)
+            for task in stuck:
+                log.error("a daemon task did not stop", task=task.get_name())
         self._tasks.clear()
         if self._background:
             await asyncio.wait(self._background, timeout=5)
@@ -176,6 +184,20 @@ class Orchestrator:
     def _service(
         self, subject: str, model: type[p._Message] | None, handler: Handler
     ) -> Callable[[Msg], Awaitable[None]]:
+        """A subscription callback that answers each request in a task of its own.
+
+        nats-py hands a subscription's messages to its callback one at a time; answering in
+        the callback would serialize every request behind the previous one's commit. In tasks,
+        the requests of one moment share a transaction (``BatchWriter``).
+        """
+
+        async def dispatch(msg: Msg) -> None:
+            await self._request_slots.acquire()
+            task = asyncio.create_task(serve(msg))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            task.add_done_callback(lambda _: self._request_slots.release())
+
         async def serve(msg: Msg) -> None:
             try:
                 request = p.decode(model, msg.data) if model is not None else None
@@ -196,7 +218,7 @@ class Orchestrator:
             if msg.reply:
                 await self.client.publish(msg.reply, reply)
 
-        return serve
+        return dispatch
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
         headers = {"Flowbus-Error": reason[:1000], "Flowbus-Subject": msg.subject}
@@ -215,7 +237,7 @@ class Orchestrator:
     # --- submit ----------------------------------------------------------------------------
 
     async def submit(self, request: p.SubmitRequest) -> bytes:
-        deployment = await self.store.get_deployment(request.deployment)
+        deployment = await self._deployment(request.deployment)
         if deployment is None:
             known = sorted(d.name for d in await self.store.list_deployments())
             return p.error_reply(
@@ -281,6 +303,18 @@ class Orchestrator:
             await self._dispatch(entry)
         self._count("submitted")
         return reply
+
+    async def _deployment(self, name: str) -> DeploymentView | None:
+        """A deployment, read at most once a second: deployments are saved straight into the
+        store (by ``flowbus deploy``), so a redeploy takes effect within a second."""
+        now = time.monotonic()
+        cached = self._deployments.get(name)
+        if cached is not None and now - cached[0] < DEPLOYMENT_CACHE_SECONDS:
+            return cached[1]
+        deployment = await self.store.get_deployment(name)
+        if deployment is not None:
+            self._deployments[name] = (now, deployment)
+        return deployment
 
     def _validate(self, deployment: DeploymentView, given: dict[str, Any]) -> dict[str, Any]:
         key = (deployment.name, deployment.version)
@@ -392,7 +426,7 @@ class Orchestrator:
             refusal = _claim_refusal(entry)
             if refusal is not None:
                 return refusal.dump(), records
-            deployment = await self.store.get_deployment(entry.deployment)
+            deployment = await self._deployment(entry.deployment)
             if deployment is None:
                 refusal = p.ClaimRefusal(reason="unknown", message="its deployment is gone")
                 return refusal.dump(), records

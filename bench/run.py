@@ -126,10 +126,63 @@ def main() -> None:
         ]
     )
     print(f"B0 seed ETL end to end: {results['b0']:.2f} s", flush=True)
-    write_report(Path(args.out), results, r)
+    dispatch = {}
+    for sync in ("default", "always"):
+        for in_flight in (1, 200):
+            key = f"{sync}_{in_flight}"
+            dispatch[key] = median_fields(
+                [
+                    run_json("b4_dispatch.py", "--sync", sync, "--in-flight", str(in_flight))
+                    for _ in range(min(r, 3))
+                ]
+            )
+            d = dispatch[key]
+            print(
+                f"B4 sync={sync} in-flight={in_flight}: {d['completed_per_second']:.0f} runs/s, "
+                f"to Running p50 {d['to_running_p50_ms']:.1f} ms p99 {d['to_running_p99_ms']:.1f}"
+                f" ms; B5 subscriber {d['event_to_subscriber_p50_ms']:.1f} ms, store "
+                f"{d['event_to_store_p50_ms']:.1f} ms",
+                flush=True,
+            )
+    write_report(Path(args.out), results, r, dispatch)
 
 
-def write_report(path: Path, res: dict[str, float], repeat: int) -> None:
+def median_fields(samples: list[dict[str, Any]]) -> dict[str, float]:
+    """Each numeric field's median over the samples."""
+    return {
+        key: median([float(s[key]) for s in samples])
+        for key, value in samples[0].items()
+        if isinstance(value, int | float)
+    }
+
+
+def dispatch_section(dispatch: dict[str, dict[str, float]]) -> str:
+    """B4 and B5: the run path through NATS, the orchestrator and an agent."""
+    lines = [
+        "| JetStream sync | submissions in flight | completed runs/s | submit → Running p50 / p99"
+        " | submit → Completed p50 / p99 | B5 event → subscriber p50 | B5 event → store p50 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, d in dispatch.items():
+        sync, in_flight = key.split("_")
+        lines.append(
+            f"| {sync} | {in_flight} | {d['completed_per_second']:.0f} | "
+            f"{d['to_running_p50_ms']:.1f} / {d['to_running_p99_ms']:.1f} ms | "
+            f"{d['to_completed_p50_ms']:.1f} / {d['to_completed_p99_ms']:.1f} ms | "
+            f"{d['event_to_subscriber_p50_ms']:.1f} ms | {d['event_to_store_p50_ms']:.1f} ms |"
+        )
+    base = dispatch["default_200"]
+    rss = (
+        f"Agent RSS idle: {base['agent_idle_rss_mb']:.0f} MB (target ≤ 60 MB), after the load "
+        f"{base['agent_rss_after_mb']:.0f} MB; orchestrator RSS after B4: "
+        f"{base['orchestrator_rss_after_mb']:.0f} MB (target ≤ 100 MB)."
+    )
+    return "\n".join(lines) + "\n\n" + rss
+
+
+def write_report(
+    path: Path, res: dict[str, float], repeat: int, dispatch: dict[str, dict[str, float]]
+) -> None:
     rows = [
         # (benchmark, flowbus figure, target, met?, Prefect 3.9.1 on this machine)
         ("B1 sequential, 1,000 no-op task runs", f"{res['b1_1000']:.1f} µs per task run",
@@ -166,6 +219,21 @@ their import line changed; the Prefect figures are those given for Prefect 3.9.1
 The B1 figure is the whole time per task run (engine, three state events, their durable
 recording), not the time beyond a bare function call, so it bounds the overhead from above.
 B0 includes starting Python, importing pandas and serving the CSV from a loopback server.
+
+## B4 dispatch and B5 event fan-out
+
+`bench/b4_dispatch.py`: 1,000 runs of a no-op deployment submitted to one agent with
+concurrency 100; an embedded nats-server, `flowbus server start` and `flowbus agent start` as
+separate processes on this machine (with the submitting client: four processes on two cores);
+every event recorded in the SQLite store before the benchmark ends. Latencies run from the
+submit call to the state's timestamp (one clock). "Submissions in flight" is how many submit
+requests the client keeps waiting at once: 1 is a service submitting runs one after another,
+200 a burst that arrives faster than two cores can run it, so its latencies are mostly time
+spent waiting in the queue. B5: from an event's timestamp to its arrival at a subscriber of
+`flowbus.event.>`, and to its row in the store (seen by a reader polling every 5 ms). Median of
+{min(repeat, 3)} runs each. Targets: ≥ 500 runs/s; submit → Running p50 ≤ 10 ms, p99 ≤ 100 ms.
+
+{dispatch_section(dispatch)}
 
 This machine is a shared virtual machine: the same commit measured minutes apart has varied by
 up to half (even `import flowbus` took 100 ms in one hour and 150 ms in the next). Compare

@@ -60,6 +60,10 @@ class NatsEventSink:
     def flush(self, timeout: float | None = None) -> None:
         self._pump.flush(timeout)
 
+    async def flush_async(self) -> None:
+        """Wait, from any event loop, until every event emitted before is published."""
+        await self._pump.flush_async()
+
     def close(self) -> None:
         """Publish what is left, then drain and close the connection."""
         try:
@@ -81,3 +85,6 @@ class FencedSink:
 
     def flush(self, timeout: float | None = None) -> None:
         self.base.flush(timeout)
+
+    async def flush_async(self) -> None:
+        await self.base.flush_async()

@@ -1,8 +1,9 @@
 """Taking run requests from work queues: strict priority, never more than there is room for,
 never a lingering pull.
 
-An agent asks a queue's durable consumer for one request at a time with a ``no_wait`` pull:
-the server answers at once with a request or "404 no messages", so the agent can try its queues
+An agent asks a queue's durable consumer for requests with ``no_wait`` pulls of one request
+each (sent together): the server answers each at once with a request or "404 no messages"
+(a pull of several may end without a word), so the agent can try its queues
 in priority order and never holds a pull that could hand it work it has no room for. It learns
 that something arrived from a plain subscription on the queue's subject (a JetStream publish is
 also delivered to core subscribers): a doorbell, so a new request is taken within a round trip
@@ -40,8 +41,8 @@ class QueueTaker:
             f"$JS.API.CONSUMER.MSG.NEXT.{subjects.RUNS_STREAM}.{subjects.queue_consumer(queue)}"
         )
         self._delivered: collections.deque[Msg] = collections.deque()
-        self._answer = asyncio.Event()
-        self._no_messages = False
+        self._answers = 0
+        self._answered = asyncio.Event()
         self._lock = asyncio.Lock()
         self._subs: list[Subscription] = []
 
@@ -51,35 +52,44 @@ class QueueTaker:
         async def on_answer(msg: Msg) -> None:
             if msg.data or not msg.headers or "Status" not in msg.headers:
                 self._delivered.append(msg)
-            elif msg.headers["Status"] in ("404", "408", "409"):
-                self._no_messages = True
-            self._answer.set()
+            self._answers += 1  # a request, or "no messages" (each probe gets one answer)
+            self._answered.set()
 
         async def on_publish(_: Msg) -> None:
             doorbell.set()
 
         self._subs.append(await self.client.subscribe(self._inbox, cb=on_answer))
-        self._subs.append(
-            await self.client.subscribe(subjects.run_subject(self.queue), cb=on_publish)
-        )
+        subject = subjects.run_subject(self.queue)
+        self._subs.append(await self.client.subscribe(subject, cb=on_publish))
 
     async def take(self, n: int) -> list[Msg]:
-        """Up to ``n`` requests that are in the queue now; an empty or full queue gives none."""
+        """Up to ``n`` requests that are in the queue now; an empty or full queue gives none.
+
+        The ``n`` one-request probes go out together: one round trip, whatever ``n``.
+        """
         async with self._lock:
             taken: list[Msg] = []
-            while len(taken) < n:
-                if self._delivered:
-                    taken.append(self._delivered.popleft())
-                    continue
-                self._answer.clear()
-                self._no_messages = False
+            while self._delivered and len(taken) < n:
+                taken.append(self._delivered.popleft())
+            wanted = n - len(taken)
+            if wanted == 0:
+                return taken
+            self._answers = 0
+            for _ in range(wanted):
                 await self.client.publish(self._api, _NEXT_REQUEST, reply=self._inbox)
-                try:
-                    await asyncio.wait_for(self._answer.wait(), self.probe_timeout)
-                except TimeoutError:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.probe_timeout
+            while self._answers < wanted:
+                self._answered.clear()
+                remaining = deadline - loop.time()
+                if remaining <= 0:
                     break  # at its concurrency limit (or the server is away): the queue is full
-                if self._no_messages and not self._delivered:
+                try:
+                    await asyncio.wait_for(self._answered.wait(), remaining)
+                except TimeoutError:
                     break
+            while self._delivered and len(taken) < n:
+                taken.append(self._delivered.popleft())
             return taken
 
     async def stop(self) -> None:

@@ -45,7 +45,11 @@ async def make_durable(sink: EventSink) -> None:
     """Wait until the sink has every event on disk, without blocking a running loop."""
     loop = asyncio.get_running_loop()
     if loop.is_running():
-        await loop.run_in_executor(None, sink.flush)
+        flush_async = getattr(sink, "flush_async", None)
+        if flush_async is not None:  # a sink that can be awaited holds no thread meanwhile
+            await flush_async()
+        else:
+            await loop.run_in_executor(None, sink.flush)
     else:
         sink.flush()  # stepped synchronously by run_sync: blocking here is the caller's wish
 

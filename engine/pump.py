@@ -27,11 +27,18 @@ Deliver = Callable[[list[Any]], Awaitable[None]]
 class _FlushMarker:
     """Put in the queue by ``flush``; set once everything queued before it is delivered."""
 
-    __slots__ = ("done", "error")
+    __slots__ = ("callback", "done", "error")
 
-    def __init__(self) -> None:
+    def __init__(self, callback: Callable[[], None] | None = None) -> None:
         self.done = threading.Event()
         self.error: BaseException | None = None
+        self.callback = callback
+
+    def finish(self, error: BaseException | None = None) -> None:
+        self.error = error
+        self.done.set()
+        if self.callback is not None:
+            self.callback()
 
 
 class Pump:
@@ -85,7 +92,7 @@ class Pump:
                 self._fail(records, markers, exc)
                 return
             for marker in markers:
-                marker.done.set()
+                marker.finish()
 
     def _fail(self, records: list[Any], markers: list[_FlushMarker], exc: BaseException) -> None:
         """Keep the events for the next attempt; answer every waiting flush with the error."""
@@ -98,8 +105,7 @@ class Pump:
         self._queue.extendleft(reversed(held))  # in order, ahead of anything appended since
         log.error("%d events not %s yet: %s", len(held), self.done_as, exc)
         for marker in markers + [item for item in swept if isinstance(item, _FlushMarker)]:
-            marker.error = exc
-            marker.done.set()
+            marker.finish(exc)
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until every event submitted before the call is delivered."""
@@ -109,6 +115,27 @@ class Pump:
             self._wake()
         if not marker.done.wait(timeout):
             raise self.error_type(f"events not {self.done_as} within {timeout} s")
+        if marker.error is not None:
+            message = f"events could not be {self.done_as}: {marker.error}"
+            raise self.error_type(message) from marker.error
+
+    async def flush_async(self) -> None:
+        """``flush`` for a coroutine on any loop: waits without holding a thread."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def resolve() -> None:
+            if not future.done():
+                future.set_result(None)
+
+        def wake_waiter() -> None:  # called on the pump's loop; the waiter may be elsewhere
+            loop.call_soon_threadsafe(resolve)
+
+        marker = _FlushMarker(wake_waiter)
+        self._queue.append(marker)
+        if not self._draining:
+            self._wake()
+        await future
         if marker.error is not None:
             message = f"events could not be {self.done_as}: {marker.error}"
             raise self.error_type(message) from marker.error

@@ -11,9 +11,11 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import structlog
 
 from flowbus.agents import Agent, AgentSettings, Orchestrator
 from flowbus.broker import EmbeddedNatsServer, connect, ensure_streams
@@ -21,6 +23,7 @@ from flowbus.engine import settings
 from flowbus.engine.store import EventStore, store_from_url
 
 DEFAULT_PORT = 4222
+log = structlog.get_logger("flowbus.up")
 
 
 @dataclass
@@ -104,20 +107,20 @@ class LocalStack:
 
     async def stop(self) -> None:
         """Stop the agent (its runs finish or are handed back), then the orchestrator, close
-        connections, stop the nats-server by PID. Calling it again does nothing."""
+        connections, stop the nats-server by PID. Calling it again does nothing. No step may
+        hang the stop: each has a time limit, and one that overruns is logged and left."""
         if self._stopped:
             return
         self._stopped = True
         if self.agent is not None:
             self.agent.stop()
-            await asyncio.wait(
-                [t for t in self._tasks if t.get_name() == "agent"],
-                timeout=self.agent.settings.grace_seconds + 30,
-            )
-            await self.agent.client.close()
+            grace = self.agent.settings.grace_seconds + 30
+            agent_tasks = [t for t in self._tasks if t.get_name() == "agent"]
+            await _bounded("agent drain", asyncio.wait(agent_tasks), grace)
+            await _bounded("agent connection close", self.agent.client.close(), 5)
         if self.orchestrator is not None:
             self.orchestrator.stop()
-            await self.orchestrator.close()
+            await _bounded("orchestrator close", self.orchestrator.close(), 20)
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=10)
             for task in pending:
@@ -125,13 +128,20 @@ class LocalStack:
         if self.orchestrator is not None:
             # close, not drain: drain can wait out its 30 s timeout on the pull subscription, and
             # whatever the recorder did not ack is redelivered to the next one (and deduplicated).
-            await self.orchestrator.client.close()
+            await _bounded("orchestrator connection close", self.orchestrator.client.close(), 5)
         if self.store is not None:
-            await self.store.close()
+            await _bounded("store close", self.store.close(), 10)
         if self.server is not None:
             await asyncio.to_thread(self.server.stop)
         if self.info is not None:
             discovery_file().unlink(missing_ok=True)
+
+
+async def _bounded(step: str, operation: Awaitable[object], limit: float) -> None:
+    try:
+        await asyncio.wait_for(operation, limit)
+    except TimeoutError:
+        log.error("a step of stopping overran its time limit; going on", step=step, limit=limit)
 
 
 async def run_until_signalled(stack: LocalStack, started: Callable[[StackInfo], None]) -> None:

@@ -1,0 +1,113 @@
+"""The orchestrator's ledger: claims open fenced attempts, decisions are compare-and-swap."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from flowbus.agents.ledger import Refused, RunEntry, RunLedger, fold
+from flowbus.engine.records import EventRecord, make_record, state_dict
+from flowbus.engine.states import Completed, Crashed, Pending, Running, Scheduled, StateType
+from flowbus.engine.store import MemoryEventStore
+
+RUN = "01a20000-0000-7000-8000-000000000001"
+
+
+def created() -> EventRecord:
+    state = Scheduled()
+    fields = {
+        "flow_name": "f", "name": "brave-otter", "flow_version": None, "parameters": {"n": 1},
+        "tags": [], "parent_run_id": None, "parent_task_run_id": None, "deployment": "f/d",
+        "queue": "default", "idempotency_key": None, "state": state_dict(state),
+    }  # fmt: skip
+    return make_record(RUN, 1, "flow_run.created", fields, state.timestamp_iso)
+
+
+def agent_state(seq: int, state: object) -> EventRecord:
+    return make_record(RUN, seq, "flow_run.state", {"state": state_dict(state), "result": None})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def ledger() -> RunLedger:
+    store = MemoryEventStore()
+    await store.open()
+    await store.append([created()])
+    ledger = RunLedger(store, lease_seconds=5)
+    assert await ledger.load() == 1
+    return ledger
+
+
+async def claim(ledger: RunLedger, agent: str) -> int:
+    async def decide(entry: RunEntry | None) -> tuple[int, list[EventRecord]]:
+        assert entry is not None
+        attempt = entry.attempt + 1
+        return attempt, [ledger.record_state(entry, Pending(), agent=agent, attempt=attempt)]
+
+    return await ledger.transact(RUN, decide)
+
+
+async def test_a_claim_opens_an_attempt_whose_events_alone_are_admitted(ledger: RunLedger) -> None:
+    assert await claim(ledger, "a") == 1
+    entry = ledger.entries[RUN]
+    assert (entry.state, entry.agent, entry.attempt, entry.held) == (
+        StateType.PENDING,
+        "a",
+        1,
+        True,
+    )
+    running = agent_state(3, Running())
+    admitted, fenced = await ledger.admit(
+        [(running, (RUN, 1)), (agent_state(3, Running()), (RUN, 2))]
+    )
+    assert admitted == [0] and fenced[0][0] == 1
+    assert entry.state is StateType.RUNNING and entry.seq == 3  # applied before its commit
+
+
+async def test_a_crash_closes_the_attempt_and_a_new_claim_supersedes_it(ledger: RunLedger) -> None:
+    await claim(ledger, "a")
+
+    async def crash(entry: RunEntry | None) -> tuple[None, list[EventRecord]]:
+        assert entry is not None
+        entry.open = False
+        return None, [ledger.record_state(entry, Crashed(message="lease expired"))]
+
+    await ledger.transact(RUN, crash)
+    late = agent_state(3, Completed())
+    assert (await ledger.admit([(late, (RUN, 1))]))[0] == []  # the zombie's Completed: fenced
+    entry = ledger.entries[RUN]
+    assert entry.crashes == 1 and not entry.held
+
+
+async def test_the_rule_table_refuses_an_illegal_decision(ledger: RunLedger) -> None:
+    entry = ledger.entries[RUN]
+    with pytest.raises(Refused):
+        ledger.record_state(entry, Completed())  # Scheduled -> Completed skips the run
+    assert entry.seq == 1
+
+
+async def test_a_decision_on_a_stale_head_is_taken_again(ledger: RunLedger) -> None:
+    line = {"task_run_id": None, "level": 20, "logger": "x", "message": "hi"}
+    await ledger.store.append([make_record(RUN, 2, "log", line)])
+    assert ledger.entries[RUN].seq == 1  # the ledger has not seen it
+    assert await claim(ledger, "a") == 1
+    events = await ledger.store.read_stream(RUN)
+    assert [e.seq for e in events] == [1, 2, 3] and events[2].data["agent"] == "a"
+
+
+async def test_leases_expire_and_fold_rebuilds_an_entry(ledger: RunLedger) -> None:
+    await claim(ledger, "a")
+    entry = ledger.entries[RUN]
+    assert not entry.lease_expired(time.monotonic())
+    assert entry.lease_expired(time.monotonic() + 6)
+    rebuilt = fold(await ledger.store.read_stream(RUN))
+    assert rebuilt is not None
+    assert (rebuilt.state, rebuilt.agent, rebuilt.attempt, rebuilt.open) == (
+        StateType.PENDING, "a", 1, True
+    )  # fmt: skip
+
+
+def test_runs_that_are_not_a_deployments_have_no_entry() -> None:
+    local = created()
+    local.data["deployment"] = None
+    assert fold([local]) is None
