@@ -172,6 +172,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="flowbus-b4-"))
+    print(f"working in {root}", file=sys.stderr)
     env = {
         **os.environ,
         "FLOWBUS_HOME": str(root / "home"),

@@ -228,7 +228,8 @@ async def test_bad_messages_on_every_consumed_subject_are_dead_lettered(stack: S
                 assert reply["ok"] is False and reply["error"]["code"] == "bad_request", subject
         unknown_run = json.dumps({"run_id": "00000000-0000-0000-0000-000000000000",
                                   "deployment": deployment}).encode()  # fmt: skip
-        for payload in [*garbage[:2], unknown_run]:
+        oversized_request = json.dumps({"run_id": "x" * 300_000, "deployment": "d"}).encode()
+        for payload in [*garbage[:2], unknown_run, oversized_request]:
             await js.publish("flowbus.run.default", payload)
         for payload in garbage[:2]:
             await js.publish("flowbus.event.x.flow_run.state", payload)
@@ -243,7 +244,7 @@ async def test_bad_messages_on_every_consumed_subject_are_dead_lettered(stack: S
         deadline = asyncio.get_running_loop().time() + 20
         while (found := await dead_letters()) != {
             "flowbus.dead.orchestrator": 18,  # 6 subjects x 3 (the agent answers its own)
-            "flowbus.dead.agent": 3,
+            "flowbus.dead.agent": 4,
             "flowbus.dead.recorder": 2,
         }:
             assert asyncio.get_running_loop().time() < deadline, found

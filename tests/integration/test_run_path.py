@@ -244,3 +244,45 @@ async def test_runs_wait_as_late_when_no_agent_takes_them(tmp_path: Path) -> Non
         ]  # fmt: skip
     finally:
         stack.close()
+
+
+def most_running_at_once(stack: Stack, run_ids: list[str]) -> int:
+    """The most runs that were Running at the same moment, from their recorded states."""
+    changes = []
+    for run_id in run_ids:
+        for event in stack.stream(run_id):
+            state = event.data.get("state")
+            if event.type == "flow_run.state" and state["name"] == "Running":
+                changes.append((state["timestamp"], 1))
+            elif event.type == "flow_run.state" and state["type"] in FINAL_TYPES:
+                changes.append((state["timestamp"], -1))
+    running = most = 0
+    for _, change in sorted(changes, key=lambda c: (c[0], c[1])):
+        running += change
+        most = max(most, running)
+    return most
+
+
+FINAL_TYPES = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
+
+
+async def test_an_agent_never_runs_more_than_its_concurrency(stack: Stack) -> None:
+    deployment = stack.deploy("sleepy")
+    stack.start_agent("agent-1", "--concurrency", "2")
+    async with stack.client() as client:
+        runs = [await client.submit(deployment, {"seconds": 0.5}) for _ in range(6)]
+        for run in runs:
+            assert (await client.wait(run.run_id, timeout=30)).completed
+    assert most_running_at_once(stack, [r.run_id for r in runs]) == 2
+
+
+async def test_a_queue_limit_holds_across_agents(stack: Stack) -> None:
+    deployment = stack.deploy("sleepy")
+    async with stack.client() as client:
+        await client.update_queue("default", concurrency_limit=1)
+        for name in ("agent-a", "agent-b"):
+            stack.start_agent(name, "--concurrency", "5")
+        runs = [await client.submit(deployment, {"seconds": 0.5}) for _ in range(4)]
+        for run in runs:
+            assert (await client.wait(run.run_id, timeout=60)).completed
+    assert most_running_at_once(stack, [r.run_id for r in runs]) == 1
