@@ -11,6 +11,7 @@ from flowbus.engine.store.views import (
     DeploymentView,
     FlowRunView,
     LogLine,
+    RunFilter,
     StoredEvent,
     TaskRunView,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "FlowRunView",
     "LogLine",
     "MemoryEventStore",
+    "RunFilter",
     "SqliteEventStore",
     "StoredEvent",
     "TaskRunView",

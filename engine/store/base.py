@@ -10,6 +10,7 @@ from flowbus.engine.store.views import (
     DeploymentView,
     FlowRunView,
     LogLine,
+    RunFilter,
     StoredEvent,
     TaskRunView,
 )
@@ -67,15 +68,28 @@ class EventStore(abc.ABC):
     async def find_flow_runs(self, prefix: str, limit: int = 2) -> list[FlowRunView]:
         """Flow runs whose id starts with ``prefix`` (so users can type short ids)."""
 
-    @abc.abstractmethod
     async def list_flow_runs(
         self,
         state: str | None = None,
         flow_name: str | None = None,
         limit: int = 50,
         parent_run_id: str | None = None,
+        *,
+        deployment: str | None = None,
+        tag: str | None = None,
+        created_after: str | None = None,
+        created_before: str | None = None,
+        cursor: tuple[str, str] | None = None,
     ) -> list[FlowRunView]:
-        """Flow runs, newest first, filtered by state type or name and by flow name."""
+        """Flow runs, newest first, filtered as ``RunFilter`` describes."""
+        runs = RunFilter(
+            state, flow_name, deployment, tag, parent_run_id, created_after, created_before, cursor
+        )
+        return await self.find_runs(runs, limit)
+
+    @abc.abstractmethod
+    async def find_runs(self, runs: RunFilter, limit: int = 50) -> list[FlowRunView]:
+        """Flow runs that pass ``runs``, newest first."""
 
     @abc.abstractmethod
     async def list_task_runs(self, run_id: str) -> list[TaskRunView]:

@@ -22,6 +22,7 @@ from flowbus.engine.store.views import (
     DeploymentView,
     FlowRunView,
     LogLine,
+    RunFilter,
     StoredEvent,
     TaskRunView,
     deployment_view,
@@ -141,20 +142,8 @@ class MemoryEventStore(EventStore):
         )
         return [self._flow_view(r) for r in rows[:limit]]
 
-    async def list_flow_runs(
-        self,
-        state: str | None = None,
-        flow_name: str | None = None,
-        limit: int = 50,
-        parent_run_id: str | None = None,
-    ) -> list[FlowRunView]:
-        rows = [
-            r
-            for r in self._tables["flow_runs"].values()
-            if (state is None or state in (r["state_type"], r["state_name"]))
-            and (flow_name is None or r["flow_name"] == flow_name)
-            and (parent_run_id is None or r["parent_run_id"] == parent_run_id)
-        ]
+    async def find_runs(self, runs: RunFilter, limit: int = 50) -> list[FlowRunView]:
+        rows = [r for r in self._tables["flow_runs"].values() if runs.matches(r)]
         rows.sort(key=lambda r: (r["created"], r["id"]), reverse=True)
         return [self._flow_view(r) for r in rows[:limit]]
 

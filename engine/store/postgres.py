@@ -33,6 +33,7 @@ from flowbus.engine.store.views import (
     DeploymentView,
     FlowRunView,
     LogLine,
+    RunFilter,
     StoredEvent,
     TaskRunView,
     deployment_view,
@@ -247,14 +248,8 @@ class PostgresEventStore(EventStore):
         )
         return [self._flow_run(row) for row in rows]
 
-    async def list_flow_runs(
-        self,
-        state: str | None = None,
-        flow_name: str | None = None,
-        limit: int = 50,
-        parent_run_id: str | None = None,
-    ) -> list[FlowRunView]:
-        sql, params = q.flow_run_listing(state, flow_name, parent_run_id, limit, numbered=True)
+    async def find_runs(self, runs: RunFilter, limit: int = 50) -> list[FlowRunView]:
+        sql, params = q.flow_run_listing(runs, limit, numbered=True)
         return [self._flow_run(row) for row in await self._fetch(sql, *params)]
 
     async def list_task_runs(self, run_id: str) -> list[TaskRunView]:

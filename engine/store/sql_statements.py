@@ -10,6 +10,7 @@ alone and 1.2 ms next to a busy thread; one ``json_each`` statement 9 and 22 µs
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from functools import cache
@@ -23,6 +24,7 @@ from flowbus.engine.store.projection import (
     STATE_UPDATE_FIELDS,
     TASK_RUN_COLUMNS,
 )
+from flowbus.engine.store.views import RunFilter
 
 EVENT_COLUMNS = ("id", "stream_id", "seq", "type", "occurred", "body")
 
@@ -143,34 +145,35 @@ TRACK_POSITION = (
 )
 
 
-def flow_run_listing(
-    state: str | None,
-    flow_name: str | None,
-    parent_run_id: str | None,
-    limit: int,
-    numbered: bool = False,
-) -> tuple[str, list[Any]]:
+def flow_run_listing(runs: RunFilter, limit: int, numbered: bool = False) -> tuple[str, list[Any]]:
     """The query for ``EventStore.list_flow_runs``: newest first, filters optional."""
     where: list[str] = []
     params: list[Any] = []
 
-    def mark() -> str:
+    def mark(value: Any) -> str:
+        params.append(value)
         return f"${len(params)}" if numbered else "?"
 
-    if state is not None:
-        params.append(state)
-        first = mark()
-        if not numbered:
-            params.append(state)
-        where.append(f"(state_type = {first} OR state_name = {mark()})")
-    if flow_name is not None:
-        params.append(flow_name)
-        where.append(f"flow_name = {mark()}")
-    if parent_run_id is not None:
-        params.append(parent_run_id)
-        where.append(f"parent_run_id = {mark()}")
-    params.append(limit)
+    if runs.state is not None:
+        where.append(f"(state_type = {mark(runs.state)} OR state_name = {mark(runs.state)})")
+    if runs.flow_name is not None:
+        where.append(f"flow_name = {mark(runs.flow_name)}")
+    if runs.deployment is not None:
+        where.append(f"deployment = {mark(runs.deployment)}")
+    if runs.tag is not None:  # tags are a JSON list of strings: match the quoted tag
+        where.append(f"tags LIKE {mark('%' + json.dumps(runs.tag) + '%')}")
+    if runs.parent_run_id is not None:
+        where.append(f"parent_run_id = {mark(runs.parent_run_id)}")
+    if runs.created_after is not None:
+        where.append(f"created >= {mark(runs.created_after)}")
+    if runs.created_before is not None:
+        where.append(f"created < {mark(runs.created_before)}")
+    if runs.cursor is not None:
+        created, run_id = runs.cursor
+        where.append(
+            f"(created < {mark(created)} OR (created = {mark(created)} AND id < {mark(run_id)}))"
+        )
     clause = f"WHERE {' AND '.join(where)} " if where else ""
     columns = ", ".join(FLOW_RUN_COLUMNS)
-    sql = f"SELECT {columns} FROM flow_runs {clause}ORDER BY created DESC, id DESC LIMIT {mark()}"
-    return sql, params
+    order = f"ORDER BY created DESC, id DESC LIMIT {mark(limit)}"
+    return f"SELECT {columns} FROM flow_runs {clause}{order}", params

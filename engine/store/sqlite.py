@@ -35,6 +35,7 @@ from flowbus.engine.store.views import (
     DeploymentView,
     FlowRunView,
     LogLine,
+    RunFilter,
     StoredEvent,
     TaskRunView,
     deployment_view,
@@ -254,14 +255,8 @@ class SqliteEventStore(EventStore):
         )
         return [self._flow_run(row) for row in rows]
 
-    async def list_flow_runs(
-        self,
-        state: str | None = None,
-        flow_name: str | None = None,
-        limit: int = 50,
-        parent_run_id: str | None = None,
-    ) -> list[FlowRunView]:
-        sql, params = q.flow_run_listing(state, flow_name, parent_run_id, limit)
+    async def find_runs(self, runs: RunFilter, limit: int = 50) -> list[FlowRunView]:
+        sql, params = q.flow_run_listing(runs, limit)
         return [self._flow_run(row) for row in await self._fetch(sql, params)]
 
     async def list_task_runs(self, run_id: str) -> list[TaskRunView]:

@@ -126,3 +126,37 @@ class StoredEvent(_View):
     type: str
     occurred: str
     data: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which flow runs a listing returns (newest first); every field is optional.
+
+    ``state`` matches a state type or name; ``tag`` one of the run's tags; ``created_after`` and
+    ``created_before`` bound the creation time (ISO 8601); ``cursor`` continues a listing after
+    its last row: the ``(created, id)`` of that row (keyset pagination, so a page costs the
+    same however deep it is).
+    """
+
+    state: str | None = None
+    flow_name: str | None = None
+    deployment: str | None = None
+    tag: str | None = None
+    parent_run_id: str | None = None
+    created_after: str | None = None
+    created_before: str | None = None
+    cursor: tuple[str, str] | None = None
+
+    def matches(self, row: Mapping[str, Any]) -> bool:
+        """The same filter in Python (the memory store's twin of the SQL)."""
+        tags = row["tags"] if isinstance(row["tags"], list) else json.loads(row["tags"])
+        return (
+            (self.state is None or self.state in (row["state_type"], row["state_name"]))
+            and (self.flow_name is None or row["flow_name"] == self.flow_name)
+            and (self.deployment is None or row["deployment"] == self.deployment)
+            and (self.tag is None or self.tag in tags)
+            and (self.parent_run_id is None or row["parent_run_id"] == self.parent_run_id)
+            and (self.created_after is None or row["created"] >= self.created_after)
+            and (self.created_before is None or row["created"] < self.created_before)
+            and (self.cursor is None or (row["created"], row["id"]) < self.cursor)
+        )

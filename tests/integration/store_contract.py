@@ -228,6 +228,43 @@ class StoreContract:
         }
         assert len(await store.list_flow_runs(limit=1)) == 1
 
+    async def test_runs_filtered_by_deployment_tag_and_time_and_paged_by_cursor(
+        self, store: EventStore
+    ) -> None:
+        runs = [RunBuilder() for _ in range(5)]
+        for index, run in enumerate(runs):
+            created = run.created()
+            created.data["deployment"] = "etl/daily" if index % 2 else None
+            created.data["tags"] = ["nightly", "team-a"] if index < 2 else ["adhoc"]
+            await store.append([created])
+        everything = await store.list_flow_runs()
+        assert [r.id for r in everything] == [r.run_id for r in reversed(runs)]
+
+        daily = await store.list_flow_runs(deployment="etl/daily")
+        assert [r.id for r in daily] == [runs[3].run_id, runs[1].run_id]
+        tagged = await store.list_flow_runs(tag="team-a")
+        assert [r.id for r in tagged] == [runs[1].run_id, runs[0].run_id]
+        assert await store.list_flow_runs(tag="team") == []  # a whole tag, not a part of one
+
+        middle = everything[2].created
+        assert [r.id for r in await store.list_flow_runs(created_after=middle)] == [
+            r.id for r in everything[:3]
+        ]
+        assert [r.id for r in await store.list_flow_runs(created_before=middle)] == [
+            r.id for r in everything[3:]
+        ]
+
+        pages, cursor = [], None
+        while True:
+            page = await store.list_flow_runs(limit=2, cursor=cursor)
+            if not page:
+                break
+            pages.append([r.id for r in page])
+            cursor = (page[-1].created, page[-1].id)
+        assert pages == [
+            [r.id for r in everything[0:2]], [r.id for r in everything[2:4]], [everything[4].id]
+        ]  # fmt: skip
+
     async def test_subflows_are_listed_under_their_parent(self, store: EventStore) -> None:
         parent, child = RunBuilder(), RunBuilder("child")
         await store.append([parent.created(), child.created(parent=parent.run_id)])
