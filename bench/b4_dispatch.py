@@ -186,7 +186,12 @@ def main() -> None:
             [sys.executable, "-m", "flowbus", "deploy", "b4_flows.py:noop", "-n", "bench"],
             env=env, cwd=BENCH, check=True, capture_output=True,
         )  # fmt: skip
-        orchestrator = start(["server", "start"], env, root / "orch.log", "orchestrator is serving")
+        orchestrator = start(
+            ["server", "start", "--api-port", "0"],
+            env,
+            root / "orch.log",
+            "orchestrator is serving",
+        )
         agent = start(
             ["agent", "start", "-c", str(args.concurrency), "-n", "bench"],
             env, root / "agent.log", "is serving",

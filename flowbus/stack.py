@@ -18,7 +18,9 @@ from pathlib import Path
 import structlog
 
 from flowbus.agents import Agent, AgentSettings, Orchestrator
+from flowbus.api.server import DEFAULT_API_PORT, ApiServer
 from flowbus.broker import EmbeddedNatsServer, connect, ensure_streams
+from flowbus.broker.server import port_is_free
 from flowbus.engine import settings
 from flowbus.engine.store import EventStore, store_from_url
 
@@ -33,6 +35,8 @@ class StackInfo:
     nats_url: str
     nats_pid: int | None
     store_url: str
+    api_url: str = ""
+    api_token: bool = False
     agent: str = ""
     queues: list[str] = field(default_factory=list)
     concurrency: int = 0
@@ -53,8 +57,12 @@ class LocalStack:
         port: int = DEFAULT_PORT,
         sync: str = "default",
         agent: AgentSettings | None = None,
+        api_port: int | None = DEFAULT_API_PORT,
     ) -> None:
         self.port = port
+        self.api_port = api_port
+        self.api: ApiServer | None = None
+        self.api_store: EventStore | None = None
         self.sync = sync
         self.agent_settings = agent
         self.server: EmbeddedNatsServer | None = None
@@ -85,6 +93,8 @@ class LocalStack:
         await self.orchestrator.start()
         self.info = StackInfo(url, self.server.pid if self.server else None, self.store.url)
         self.info.notes = notes
+        if self.api_port is not None:
+            await self._start_api(url)
         self._tasks.append(asyncio.create_task(self._until_stopped(), name="orchestrator"))
         if self.agent_settings is not None:
             self.agent = Agent(await connect(url, name="flowbus-agent"), self.agent_settings, url)
@@ -101,6 +111,19 @@ class LocalStack:
         if self._tasks:
             await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
 
+    async def _start_api(self, nats_url: str) -> None:
+        assert self.info is not None and self.api_port is not None
+        self.api_store = store_from_url()  # its own connection: reads never wait on the writer
+        await self.api_store.open()
+        port = self.api_port
+        if port and not port_is_free(port):
+            self.info.notes.append(f"port {port} is taken; the API listens on a free port instead")
+            port = 0
+        self.api = ApiServer(self.api_store, nats_url, port=port)
+        await self.api.start()
+        self.info.api_url = self.api.url
+        self.info.api_token = self.api.token is not None
+
     async def _until_stopped(self) -> None:
         assert self.orchestrator is not None
         await self.orchestrator.wait_stopped()
@@ -112,6 +135,10 @@ class LocalStack:
         if self._stopped:
             return
         self._stopped = True
+        if self.api is not None:
+            await _bounded("API stop", self.api.stop(), 15)
+        if self.api_store is not None:
+            await _bounded("API store close", self.api_store.close(), 10)
         if self.agent is not None:
             self.agent.stop()
             grace = self.agent.settings.grace_seconds + 30

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from flowbus.agents import Agent, AgentSettings, Orchestrator
+from flowbus.api.server import DEFAULT_API_PORT, ApiServer
 from flowbus.broker import connect, nats_url
 from flowbus.cli.common import console, err_console, fail
 from flowbus.engine.errors import FlowbusError
@@ -62,8 +63,16 @@ def _exit_when_threads_end(patience: float = 10.0) -> None:
 
 
 @server_app.command("start")
-def server_start() -> None:
-    """Run the orchestrator: submissions, claims and leases, cancels, and the recorder."""
+def server_start(
+    api_port: Annotated[
+        int, typer.Option(help="HTTP API port (0: a free one; -1: no API).")
+    ] = DEFAULT_API_PORT,
+    api_host: Annotated[
+        str, typer.Option(help="HTTP API address; another than 127.0.0.1 needs a token.")
+    ] = "127.0.0.1",
+) -> None:
+    """Run the orchestrator (submissions, claims and leases, cancels, the recorder) and the
+    HTTP API."""
 
     async def main() -> None:
         url = nats_url()
@@ -71,12 +80,23 @@ def server_start() -> None:
         store = store_from_url()
         await store.open()
         orchestrator = Orchestrator(client, store)
+        api: ApiServer | None = None
+        api_store = store_from_url() if api_port >= 0 else None
         _on_signals(orchestrator.stop)
         try:
             await orchestrator.start()
+            if api_store is not None:
+                await api_store.open()
+                api = ApiServer(api_store, url, host=api_host, port=api_port)
+                await api.start()
+                console.print(f"API at {api.url}/api/v1", markup=False)
             console.print(f"orchestrator is serving on {url}; store {store.url}", markup=False)
             await orchestrator.wait_stopped()
         finally:
+            if api is not None:
+                await api.stop()
+            if api_store is not None:
+                await api_store.close()
             await orchestrator.close()
             await client.close()
             await store.close()

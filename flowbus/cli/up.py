@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from flowbus.agents import AgentSettings
+from flowbus.api.server import DEFAULT_API_PORT
 from flowbus.cli.common import console, fail
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.loops import new_event_loop
@@ -27,6 +28,9 @@ def up(
         str, typer.Option(help="'thread': runs in the agent's process; 'process': one child each.")
     ] = "thread",
     agent: Annotated[bool, typer.Option(help="Start an agent on the default queue.")] = True,
+    api_port: Annotated[
+        int, typer.Option(help="HTTP API port (0: a free one); a taken one falls back.")
+    ] = DEFAULT_API_PORT,
 ) -> None:
     """Start NATS (embedded, unless $FLOWBUS_NATS_URL is set), the orchestrator and an agent on
     the default queue; Ctrl-C stops all (a second Ctrl-C hands running flow runs back)."""
@@ -51,6 +55,17 @@ def up(
         console.print(
             "orchestrator  submissions, claims, leases; events into the store", markup=False
         )
+        if info.api_url:
+            console.print(
+                f"API           {info.api_url}/api/v1 (OpenAPI at {info.api_url}/openapi.json)",
+                markup=False,
+            )
+            if not info.api_token:
+                console.print(
+                    "              no $FLOWBUS_API_TOKEN: the API is open, so it binds "
+                    "127.0.0.1 only",
+                    markup=False,
+                )
         if info.agent:
             console.print(
                 f"agent         {info.agent} on queue(s) {', '.join(info.queues)}, "
@@ -62,7 +77,7 @@ def up(
     loop = new_event_loop()
     try:
         loop.run_until_complete(
-            run_until_signalled(LocalStack(port, sync, agent_settings), started)
+            run_until_signalled(LocalStack(port, sync, agent_settings, api_port), started)
         )
     except (FlowbusError, ValueError) as exc:
         fail(str(exc))

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,6 +68,12 @@ def test_deploy_run_watch_cancel_queues_and_agents(up: Up, shell: Shell, tmp_pat
     shell.flowbus("queues", "resume", "default")
     [agent] = shell.flowbus_json("agents", "ls")
     assert agent["alive"] and agent["queues"] == ["default"] and agent["concurrency"] == 10
+
+    api = re.search(r"API\s+(http://127\.0\.0\.1:\d+)/api/v1", "\n".join(up.lines))
+    assert api is not None, up.lines
+    with urllib.request.urlopen(f"{api.group(1)}/api/v1/runs?limit=10", timeout=10) as reply:
+        runs = json.load(reply)["runs"]
+    assert {r["id"] for r in runs} >= {queued["run_id"]}
 
 
 def test_the_demo_runs_the_stack_and_leaves_nothing(tmp_path: Path) -> None:

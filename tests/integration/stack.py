@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -115,11 +116,20 @@ class Stack:
     def start_orchestrator(self, extra_env: dict[str, str] | None = None) -> Daemon:
         env = {**self.env, **(extra_env or {})}
         number = len(self.daemons)
-        daemon = Daemon("orchestrator", ["server", "start"], env, self.root / f"orch-{number}.log")
+        command = ["server", "start", "--api-port", "0"]
+        daemon = Daemon("orchestrator", command, env, self.root / f"orch-{number}.log")
         self.daemons.append(daemon)
         daemon.wait_for("orchestrator is serving")
         self.orchestrator = daemon
         return daemon
+
+    @property
+    def api_url(self) -> str:
+        """Where the orchestrator's HTTP API listens (it prints it)."""
+        assert self.orchestrator is not None
+        found = re.search(r"API at (http://\S+)/api/v1", self.orchestrator.output())
+        assert found is not None, self.orchestrator.output()
+        return found.group(1)
 
     def start_agent(self, name: str, *args: str) -> Daemon:
         command = ["agent", "start", "--name", name, *args]

@@ -1,0 +1,88 @@
+"""The HTTP API, versioned under ``/api/v1``: runs, task runs, logs, deployments, work queues,
+agents and live events, read from the store's projections and from NATS.
+
+Every error is JSON, ``{"error": {"code", "message", "details"}}``, with the status that fits:
+invalid input is a 4xx, never a 500. With a token configured, every request needs it as
+``Authorization: Bearer <token>`` (compared in constant time).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from flowbus.api import routes
+from flowbus.client import Client, ClientError
+from flowbus.engine.errors import FlowbusError
+from flowbus.engine.store import EventStore
+
+#: How a refusal of the orchestrator maps to an HTTP status.
+CLIENT_ERROR_STATUS = {
+    "bad_request": 400,
+    "unknown_deployment": 404,
+    "not_found": 404,
+    "invalid_parameters": 422,
+    "not_cancellable": 409,
+    "no_orchestrator": 503,
+    "unavailable": 503,
+    "timeout": 504,
+}
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def create_app(store: EventStore, client: Client, token: str | None = None) -> FastAPI:
+    """The API over an open ``store`` and a connected ``client``."""
+    app = FastAPI(
+        title="flowbus",
+        version="1",
+        description="Runs, logs, deployments, work queues and agents of flowbus.",
+        openapi_url="/openapi.json",
+    )
+    app.state.store = store
+    app.state.client = client
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next: Any) -> Any:
+        if token is not None and request.url.path.startswith("/api/"):
+            given = request.headers.get("authorization", "")
+            expected = f"Bearer {token}"
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                return JSONResponse(
+                    error_body("unauthorized", "a valid bearer token is required"),
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        return JSONResponse(error_body("invalid_request", "the request is invalid", details), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = "not_found" if exc.status_code == 404 else "http_error"
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code)
+
+    @app.exception_handler(ClientError)
+    async def refused(_: Request, exc: ClientError) -> JSONResponse:
+        status = CLIENT_ERROR_STATUS.get(exc.code, 502)
+        return JSONResponse(error_body(exc.code, str(exc), exc.details), status)
+
+    @app.exception_handler(FlowbusError)
+    async def flowbus_error(_: Request, exc: FlowbusError) -> JSONResponse:
+        return JSONResponse(error_body("unavailable", str(exc)), 503)
+
+    app.include_router(routes.router, prefix="/api/v1")
+    return app

@@ -1,0 +1,255 @@
+"""The endpoints of ``/api/v1``."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from flowbus.cli.run_details import run_detail
+from flowbus.client import Client
+from flowbus.engine.states import StateType
+from flowbus.engine.store import EventStore
+
+router = APIRouter()
+
+Limit = Annotated[int, Query(ge=1, le=500, description="Items per page.")]
+
+
+def _store(request: Request) -> EventStore:
+    store: EventStore = request.app.state.store
+    return store
+
+
+def _client(request: Request) -> Client:
+    client: Client = request.app.state.client
+    return client
+
+
+# --- cursors ------------------------------------------------------------------------------------
+
+
+def encode_cursor(created: str, run_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created}|{run_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        created, sep, run_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        datetime.fromisoformat(created)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise HTTPException(400, f"not a cursor this API gave: {cursor!r}") from exc
+    if not sep or not run_id:
+        raise HTTPException(400, f"not a cursor this API gave: {cursor!r}")
+    return created, run_id
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _state_filter(value: str | None) -> str | None:
+    """A state type in any case (``failed``), or a state name as written (``Late``)."""
+    if value is not None and value.upper() in StateType.__members__:
+        return value.upper()
+    return value
+
+
+# --- runs ---------------------------------------------------------------------------------------
+
+
+class RunPage(BaseModel):
+    runs: list[dict[str, Any]]
+    #: Pass as ``cursor`` for the next page; None on the last one.
+    next_cursor: str | None
+
+
+@router.get("/runs", response_model=RunPage, tags=["runs"])
+async def list_runs(
+    request: Request,
+    state: Annotated[str | None, Query(description="A state type or name.")] = None,
+    flow: Annotated[str | None, Query(description="A flow name.")] = None,
+    deployment: Annotated[str | None, Query(description='"flow/deployment".')] = None,
+    tag: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> RunPage:
+    """Flow runs, newest first; filters combine."""
+    runs = await _store(request).list_flow_runs(
+        state=_state_filter(state),
+        flow_name=flow,
+        limit=limit + 1,
+        deployment=deployment,
+        tag=tag,
+        created_after=_iso(created_after),
+        created_before=_iso(created_before),
+        cursor=decode_cursor(cursor) if cursor else None,
+    )
+    page, more = runs[:limit], len(runs) > limit
+    next_cursor = encode_cursor(page[-1].created, page[-1].id) if more else None
+    return RunPage(runs=[r.to_dict() for r in page], next_cursor=next_cursor)
+
+
+async def _run_or_404(store: EventStore, run_id: str) -> Any:
+    run = await store.get_flow_run(run_id)
+    if run is None:
+        raise HTTPException(404, f"no flow run {run_id}")
+    return run
+
+
+@router.get("/runs/{run_id}", tags=["runs"])
+async def get_run(request: Request, run_id: str) -> dict[str, Any]:
+    """A run with its parameters, state history, task runs, subflows and error."""
+    store = _store(request)
+    return await run_detail(store, await _run_or_404(store, run_id))
+
+
+@router.get("/runs/{run_id}/task-runs", tags=["runs"])
+async def list_task_runs(request: Request, run_id: str) -> list[dict[str, Any]]:
+    store = _store(request)
+    await _run_or_404(store, run_id)
+    return [t.to_dict() for t in await store.list_task_runs(run_id)]
+
+
+class LogPage(BaseModel):
+    logs: list[dict[str, Any]]
+    #: Pass as ``after`` for the next page; None when this page is the last so far.
+    next_after: int | None
+
+
+@router.get("/runs/{run_id}/logs", response_model=LogPage, tags=["logs"])
+async def get_logs(
+    request: Request,
+    run_id: str,
+    after: Annotated[int, Query(ge=0, description="The seq of the last line read.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+) -> LogPage:
+    store = _store(request)
+    await _run_or_404(store, run_id)
+    lines = await store.get_logs(run_id, after_seq=after, limit=limit)
+    return LogPage(
+        logs=[line.to_dict() for line in lines],
+        next_after=lines[-1].seq if len(lines) == limit else None,
+    )
+
+
+@router.post("/runs/{run_id}/cancel", tags=["runs"])
+async def cancel_run(request: Request, run_id: str) -> dict[str, str]:
+    """Cancel a run: a queued one at once, a running one through Cancelling."""
+    await _run_or_404(_store(request), run_id)
+    return {"run_id": run_id, "state": await _client(request).cancel(run_id)}
+
+
+# --- deployments --------------------------------------------------------------------------------
+
+
+@router.get("/deployments", tags=["deployments"])
+async def list_deployments(request: Request) -> list[dict[str, Any]]:
+    return [d.to_dict() for d in await _store(request).list_deployments()]
+
+
+@router.get("/deployments/{flow_name}/{name}", tags=["deployments"])
+async def get_deployment(request: Request, flow_name: str, name: str) -> dict[str, Any]:
+    """A deployment with its parameters' JSON schema (what a run form is built from)."""
+    deployment = await _store(request).get_deployment(f"{flow_name}/{name}")
+    if deployment is None:
+        raise HTTPException(404, f"no deployment {flow_name}/{name}")
+    return deployment.to_dict()
+
+
+class RunRequestBody(BaseModel):
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(default=None, max_length=512)
+    tags: list[str] = Field(default_factory=list)
+
+
+@router.post("/deployments/{flow_name}/{name}/runs", status_code=201, tags=["deployments"])
+async def create_run(
+    request: Request, flow_name: str, name: str, body: RunRequestBody
+) -> dict[str, Any]:
+    """Submit a run, validated as ``flowbus run`` is: bad parameters are a 422 with pydantic's
+    message, and nothing is queued."""
+    run = await _client(request).submit(
+        f"{flow_name}/{name}", body.parameters, body.idempotency_key, body.tags
+    )
+    return run.__dict__
+
+
+# --- queues and agents --------------------------------------------------------------------------
+
+
+@router.get("/queues", tags=["queues"])
+async def list_queues(request: Request) -> list[dict[str, Any]]:
+    return [q.model_dump(mode="json") for q in await _client(request).queues()]
+
+
+@router.post("/queues/{name}/pause", tags=["queues"])
+async def pause_queue(request: Request, name: str) -> dict[str, Any]:
+    return (await _client(request).update_queue(name, paused=True)).model_dump(mode="json")
+
+
+@router.post("/queues/{name}/resume", tags=["queues"])
+async def resume_queue(request: Request, name: str) -> dict[str, Any]:
+    return (await _client(request).update_queue(name, paused=False)).model_dump(mode="json")
+
+
+@router.get("/agents", tags=["agents"])
+async def list_agents(request: Request) -> list[dict[str, Any]]:
+    return [a.model_dump(mode="json") for a in await _client(request).agents()]
+
+
+# --- live events --------------------------------------------------------------------------------
+
+
+@router.get("/events/stream", tags=["events"])
+async def stream_events(
+    request: Request,
+    run_id: str | None = None,
+    types: Annotated[list[str] | None, Query(description="Event types to send.")] = None,
+    since: datetime | None = None,
+) -> StreamingResponse:
+    """Server-sent events: a run's events from its start (``run_id``), or every event from
+    ``since`` or from now. Each SSE message has the event's id, type and JSON."""
+    return StreamingResponse(
+        _sse(request, _client(request), run_id, types, since), media_type="text/event-stream"
+    )
+
+
+@router.get("/runs/{run_id}/logs/stream", tags=["logs"])
+async def stream_logs(request: Request, run_id: str) -> StreamingResponse:
+    """A run's log lines, from its first, as they are written (server-sent events)."""
+    await _run_or_404(_store(request), run_id)
+    return StreamingResponse(
+        _sse(request, _client(request), run_id, ["log"], None), media_type="text/event-stream"
+    )
+
+
+async def _sse(
+    request: Request,
+    client: Client,
+    run_id: str | None,
+    types: list[str] | None,
+    since: datetime | None,
+) -> AsyncIterator[bytes]:
+    yield b": connected\n\n"  # so the client sees the stream open before the first event
+    events = client.events(run_id=run_id, types=types, since=since)
+    async with contextlib.aclosing(events) as stream:
+        async for event in stream:
+            if await request.is_disconnected():
+                return
+            data = orjson.dumps(event.model_dump(mode="json"))
+            yield b"id: %s\nevent: %s\ndata: %s\n\n" % (
+                str(event.id).encode(),
+                event.type.encode(),
+                data,
+            )
