@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -247,6 +248,10 @@ class Orchestrator:
             )
         try:
             parameters = self._validate(deployment, request.parameters)
+            orjson.dumps(parameters)  # what an event cannot hold (a 65-bit integer) is refused now
+        except orjson.JSONEncodeError as exc:
+            message = f"invalid parameters for deployment {deployment.name!r}: {exc}"
+            return p.error_reply("invalid_parameters", message)
         except ValidationError as exc:
             errors = [
                 {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -20,6 +21,8 @@ from flowbus.api import routes
 from flowbus.client import Client, ClientError
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.store import EventStore
+
+log = structlog.get_logger("flowbus.api")
 
 #: How a refusal of the orchestrator maps to an HTTP status.
 CLIENT_ERROR_STATUS = {
@@ -83,6 +86,11 @@ def create_app(store: EventStore, client: Client, token: str | None = None) -> F
     @app.exception_handler(FlowbusError)
     async def flowbus_error(_: Request, exc: FlowbusError) -> JSONResponse:
         return JSONResponse(error_body("unavailable", str(exc)), 503)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("API request failed", error=repr(exc))
+        return JSONResponse(error_body("internal", f"{type(exc).__name__}: {exc}"), 500)
 
     app.include_router(routes.router, prefix="/api/v1")
     return app

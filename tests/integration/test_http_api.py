@@ -96,7 +96,7 @@ async def test_errors_are_json_with_the_right_status(stack: Stack, api: httpx.As
     cases = [
         (await api.get("/runs/00000000-0000-0000-0000-000000000000"), 404, "not_found"),
         (await api.get("/runs", params={"limit": 0}), 422, "invalid_request"),
-        (await api.get("/runs", params={"cursor": "garbage!"}), 400, "http_error"),
+        (await api.get("/runs", params={"cursor": "garbage!"}), 422, "invalid_request"),
         (await api.get("/deployments/quick/nope"), 404, "not_found"),
         (await api.post("/deployments/quick/nope/runs", json={}), 404, "unknown_deployment"),
         (await api.post("/deployments/quick/test/runs", json={"parameters": {"n": "x"}}), 422,
