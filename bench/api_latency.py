@@ -25,7 +25,6 @@ import uvicorn
 
 from flowbus.api.app import create_app
 from flowbus.client import Client
-from flowbus.engine.clock import now_iso
 from flowbus.engine.ids import new_id
 from flowbus.engine.records import make_record, state_dict
 from flowbus.engine.states import Completed, Failed, Pending, Running
@@ -105,6 +104,15 @@ async def main_async(runs: int, requests: int) -> dict[str, object]:
     folder = Path(tempfile.mkdtemp(prefix="flowbus-api-bench-"))
     store = SqliteEventStore(folder / "flowbus.db", synchronous="NORMAL")
     await store.open()
+    try:
+        return await measure_store(store, folder, runs, requests)
+    finally:
+        await store.close()
+
+
+async def measure_store(
+    store: SqliteEventStore, folder: Path, runs: int, requests: int
+) -> dict[str, object]:
     started = time.perf_counter()
     ids = await build(store, runs)
     build_seconds = time.perf_counter() - started
@@ -112,11 +120,12 @@ async def main_async(runs: int, requests: int) -> dict[str, object]:
 
     app = create_app(store, Client("nats://127.0.0.1:1"))  # reads only: NATS is not used
     sock = socket.socket()
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as ApiServer does
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     serving = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn has no event to wait on
         await asyncio.sleep(0.01)
     base = f"http://127.0.0.1:{port}/api/v1"
     async with httpx.AsyncClient(base_url=base) as http:
@@ -135,7 +144,6 @@ async def main_async(runs: int, requests: int) -> dict[str, object]:
     results = {name: await measure(base, paths, requests) for name, paths in cases.items()}
     server.should_exit = True
     await serving
-    await store.close()
     return {
         "runs": runs,
         "events": events,

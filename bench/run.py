@@ -1,5 +1,7 @@
 """Run the benchmarks, each in fresh processes with a fresh $FLOWBUS_HOME, and write
-docs/benchmarks.md. Usage: ``make bench`` or ``python bench/run.py [--repeat N]``."""
+docs/benchmarks.md (and its figures to docs/benchmarks.json). Usage: ``make bench`` or
+``python bench/run.py [--repeat N] [--only core|dispatch|api ...]``: a group measured alone
+replaces its figures and keeps the others'."""
 
 from __future__ import annotations
 
@@ -90,14 +92,31 @@ def machine() -> str:
     )
 
 
+GROUPS = ("core", "dispatch", "api")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5, help="runs per measurement (median)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument(
+        "--only", choices=GROUPS, action="append", help="measure these groups; keep the others"
+    )
     args = parser.parse_args()
-    r = args.repeat
-    results: dict[str, float] = {}
+    figures_file = Path(args.out).with_suffix(".json")
+    figures = json.loads(figures_file.read_text()) if figures_file.exists() else {}
+    for group in args.only or GROUPS:
+        figures[group] = MEASURE[group](args.repeat)
+    figures["repeat"] = args.repeat
+    figures_file.write_text(json.dumps(figures, indent=2) + "\n")
+    if all(group in figures for group in GROUPS):
+        write_report(Path(args.out), figures)
+    else:
+        print(f"not every group measured yet: {figures_file} keeps what was; no report written")
 
+
+def measure_core(r: int) -> dict[str, float]:
+    results: dict[str, float] = {}
     for n in (1_000, 10_000):
         runs = [run_json("b1_sequential.py", str(n))["per_task_us"] for _ in range(r)]
         results[f"b1_{n}"] = median(runs)
@@ -126,6 +145,10 @@ def main() -> None:
         ]
     )
     print(f"B0 seed ETL end to end: {results['b0']:.2f} s", flush=True)
+    return results
+
+
+def measure_dispatch(r: int) -> dict[str, dict[str, float]]:
     dispatch = {}
     for sync in ("default", "always"):
         for in_flight in (1, 200):
@@ -144,7 +167,21 @@ def main() -> None:
                 f"{d['event_to_store_p50_ms']:.1f} ms",
                 flush=True,
             )
-    write_report(Path(args.out), results, r, dispatch)
+    return dispatch
+
+
+def measure_api(r: int) -> dict[str, Any]:
+    """One large store (its build takes most of a minute), every endpoint asked 200 times."""
+    result = run_json("api_latency.py", "--runs", "100000", "--requests", "200")
+    print(
+        "API with 100,000 runs: "
+        + ", ".join(f"{k} p95 {v['p95_ms']:.1f} ms" for k, v in result["endpoints"].items()),
+        flush=True,
+    )
+    return result
+
+
+MEASURE: dict[str, Any] = {"core": measure_core, "dispatch": measure_dispatch, "api": measure_api}
 
 
 def median_fields(samples: list[dict[str, Any]]) -> dict[str, float]:
@@ -154,6 +191,16 @@ def median_fields(samples: list[dict[str, Any]]) -> dict[str, float]:
         for key, value in samples[0].items()
         if isinstance(value, int | float)
     }
+
+
+def api_section(api: dict[str, Any]) -> str:
+    lines = ["| endpoint | p50 | p95 | |", "|---|---|---|---|"]
+    for name, times in api["endpoints"].items():
+        verdict = "met" if times["p95_ms"] < 50 else "**not met**"
+        lines.append(
+            f"| {name} | {times['p50_ms']:.1f} ms | {times['p95_ms']:.1f} ms | {verdict} |"
+        )
+    return "\n".join(lines)
 
 
 def dispatch_section(dispatch: dict[str, dict[str, float]]) -> str:
@@ -180,9 +227,8 @@ def dispatch_section(dispatch: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines) + "\n\n" + rss
 
 
-def write_report(
-    path: Path, res: dict[str, float], repeat: int, dispatch: dict[str, dict[str, float]]
-) -> None:
+def write_report(path: Path, figures: dict[str, Any]) -> None:
+    res, dispatch, repeat = figures["core"], figures["dispatch"], figures["repeat"]
     rows = [
         # (benchmark, flowbus figure, target, met?, Prefect 3.9.1 on this machine)
         ("B1 sequential, 1,000 no-op task runs", f"{res['b1_1000']:.1f} µs per task run",
@@ -234,6 +280,16 @@ spent waiting in the queue. B5: from an event's timestamp to its arrival at a su
 {min(repeat, 3)} runs each. Targets: ≥ 500 runs/s; submit → Running p50 ≤ 10 ms, p99 ≤ 100 ms.
 
 {dispatch_section(dispatch)}
+
+## HTTP API with a large store
+
+`bench/api_latency.py`: a SQLite store with {figures["api"]["runs"]:,} finished runs and
+{figures["api"]["events"]:,} events ({figures["api"]["store_mb"]:.0f} MB, built in
+{figures["api"]["build_seconds"]:.0f} s), the API served by uvicorn on 127.0.0.1, each endpoint
+asked 200 times over HTTP (detail endpoints for 200 random runs). Target: list and detail under
+50 ms at p95.
+
+{api_section(figures["api"])}
 
 This machine is a shared virtual machine: the same commit measured minutes apart has varied by
 up to half (even `import flowbus` took 100 ms in one hour and 150 ms in the next). Compare

@@ -14,11 +14,12 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from flowbus.agents import Agent, AgentSettings, Orchestrator
-from flowbus.api.server import DEFAULT_API_PORT, ApiServer
+from flowbus.api.settings import DEFAULT_API_PORT
 from flowbus.broker import EmbeddedNatsServer, connect, ensure_streams
 from flowbus.broker.server import port_is_free
 from flowbus.engine import settings
@@ -61,7 +62,7 @@ class LocalStack:
     ) -> None:
         self.port = port
         self.api_port = api_port
-        self.api: ApiServer | None = None
+        self.api: Any = None  # an ApiServer, imported when the API starts
         self.api_store: EventStore | None = None
         self.sync = sync
         self.agent_settings = agent
@@ -112,6 +113,8 @@ class LocalStack:
             await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
 
     async def _start_api(self, nats_url: str) -> None:
+        from flowbus.api.server import ApiServer
+
         assert self.info is not None and self.api_port is not None
         self.api_store = store_from_url()  # its own connection: reads never wait on the writer
         await self.api_store.open()

@@ -1,6 +1,5 @@
-"""The HTTP API (FastAPI), served by ``flowbus up`` and ``flowbus server start``."""
+"""The HTTP API (FastAPI), served by ``flowbus up`` and ``flowbus server start``.
 
-from flowbus.api.app import create_app
-from flowbus.api.server import ApiServer
-
-__all__ = ["ApiServer", "create_app"]
+Import ``flowbus.api.app`` or ``flowbus.api.server`` for it: this package itself loads nothing,
+so the daemons that never serve it (agents) do not pay for the web stack.
+"""

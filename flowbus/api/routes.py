@@ -46,11 +46,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(responses=_ERRORS)
 #: Queue names are NATS subject tokens.
 QueueName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]+$", max_length=200)]
-#: A cursor is the (created, id) of the last run of the previous page.
+#: A cursor is the (created, id) of the last run of the previous page, written with digits only
+#: (``20261124T060000.061998|<run id>``) so it needs no escaping in a URL.
 Cursor = Annotated[
     str | None,
     Query(
-        pattern=r"^[0-9T:.+-]{1,40}\|[0-9a-f-]{1,36}$",
+        pattern=r"^[0-9]{8}T[0-9]{6}\.[0-9]{6}\|[0-9a-f-]{1,36}$",
         description="The next_cursor of the previous page.",
     ),
 ]
@@ -72,12 +73,16 @@ def _client(request: Request) -> Client:
 
 
 def encode_cursor(created: str, run_id: str) -> str:
-    return f"{created}|{run_id}"
+    """``2026-11-24T06:00:00.061998+00:00`` becomes ``20261124T060000.061998``."""
+    compact = created.removesuffix("+00:00").replace("-", "").replace(":", "")
+    return f"{compact}|{run_id}"
 
 
 def decode_cursor(cursor: str) -> tuple[str, str]:
     """The keyset of a cursor; any value of the documented form is a valid place to start."""
-    created, _, run_id = cursor.partition("|")
+    compact, _, run_id = cursor.partition("|")
+    day, _, clock = compact.partition("T")
+    created = f"{day[:4]}-{day[4:6]}-{day[6:]}T{clock[:2]}:{clock[2:4]}:{clock[4:]}+00:00"
     return created, run_id
 
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from flowbus.agents import Agent, AgentSettings, Orchestrator
-from flowbus.api.server import DEFAULT_API_PORT, ApiServer
+from flowbus.api.settings import DEFAULT_API_PORT
 from flowbus.broker import connect, nats_url
 from flowbus.cli.common import console, err_console, fail
 from flowbus.engine.errors import FlowbusError
@@ -75,6 +75,8 @@ def server_start(
     HTTP API."""
 
     async def main() -> None:
+        from flowbus.api.server import ApiServer
+
         url = nats_url()
         client = await connect(url, name="flowbus-orchestrator")
         store = store_from_url()

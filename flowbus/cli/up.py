@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from flowbus.agents import AgentSettings
-from flowbus.api.server import DEFAULT_API_PORT
+from flowbus.api.settings import DEFAULT_API_PORT
 from flowbus.cli.common import console, fail
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.loops import new_event_loop
