@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from flowbus.cli import daemons, deployments, queues, runs, store, submit
+from flowbus.cli import daemons, deployments, events, queues, runs, store, submit
 from flowbus.cli.up import up
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app.add_typer(daemons.server_app, name="server")
 app.add_typer(daemons.agent_app, name="agent")
 app.command("deploy")(deployments.deploy)
 app.command("run")(submit.run)
+app.command("events")(events.events)
 app.command("up")(up)
 
 

@@ -69,6 +69,11 @@ def test_deploy_run_watch_cancel_queues_and_agents(up: Up, shell: Shell, tmp_pat
     [agent] = shell.flowbus_json("agents", "ls")
     assert agent["alive"] and agent["queues"] == ["default"] and agent["concurrency"] == 10
 
+    feed = shell.flowbus("events", "--run", queued["run_id"], "--limit", "2", "--json")
+    first, second = (json.loads(line) for line in feed.stdout.splitlines())
+    assert (first["type"], first["state"]["name"]) == ("flow_run.created", "Scheduled")
+    assert second["state"]["name"] == "Cancelled"
+
     api = re.search(r"API\s+(http://127\.0\.0\.1:\d+)/api/v1", "\n".join(up.lines))
     assert api is not None, up.lines
     with urllib.request.urlopen(f"{api.group(1)}/api/v1/runs?limit=10", timeout=10) as reply:
