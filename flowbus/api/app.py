@@ -9,12 +9,14 @@ invalid input is a 4xx, never a 500. With a token configured, every request need
 from __future__ import annotations
 
 import hmac
+from pathlib import Path
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowbus.api import routes
@@ -23,6 +25,7 @@ from flowbus.engine.errors import FlowbusError
 from flowbus.engine.store import EventStore
 
 log = structlog.get_logger("flowbus.api")
+UI_DIR = Path(__file__).parent / "ui"
 
 #: How a refusal of the orchestrator maps to an HTTP status.
 CLIENT_ERROR_STATUS = {
@@ -93,4 +96,11 @@ def create_app(store: EventStore, client: Client, token: str | None = None) -> F
         return JSONResponse(error_body("internal", f"{type(exc).__name__}: {exc}"), 500)
 
     app.include_router(routes.router, prefix="/api/v1")
+
+    @app.get("/", include_in_schema=False)
+    async def home() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+    # The web UI: static files (no build step) that talk to the API above.
+    app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
     return app

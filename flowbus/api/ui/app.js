@@ -1,0 +1,335 @@
+// flowbus web UI: plain JavaScript over /api/v1, live through server-sent events. No build step.
+"use strict";
+
+const API = "/api/v1";
+const page = document.getElementById("page");
+let closeLive = () => {};
+
+// --- helpers -------------------------------------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (value !== undefined && value !== null) node.setAttribute(key, value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(API + path, {
+    headers: { "Content-Type": "application/json" },
+    ...options,
+  });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error((body.error && body.error.message) || response.statusText);
+    error.body = body;
+    throw error;
+  }
+  return body;
+}
+
+function badge(type, name) {
+  return el("span", { class: `badge s-${type}`, "data-state": name }, name);
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString() : "–";
+}
+
+function seconds(value) {
+  if (value === null || value === undefined) return "–";
+  return value < 1 ? `${(value * 1000).toFixed(0)} ms` : `${value.toFixed(2)} s`;
+}
+
+function live(params, onEvent) {
+  // One EventSource; closed when the page changes.
+  const source = new EventSource(`${API}/events/stream?${params}`);
+  const dot = document.getElementById("live");
+  source.onopen = () => dot.classList.add("on");
+  source.onerror = () => dot.classList.remove("on");
+  source.onmessage = (message) => onEvent(JSON.parse(message.data));
+  for (const type of ["flow_run.created", "flow_run.state", "task_run.created", "task_run.state", "log"]) {
+    source.addEventListener(type, (message) => onEvent(JSON.parse(message.data)));
+  }
+  return () => { source.close(); dot.classList.remove("on"); };
+}
+
+// --- runs list -----------------------------------------------------------------------------------
+
+async function runsPage(query) {
+  const filters = new URLSearchParams(query);
+  const state = el("input", { placeholder: "state (failed, Late…)", value: filters.get("state") || "" });
+  const flow = el("input", { placeholder: "flow", value: filters.get("flow") || "" });
+  const deployment = el("input", { placeholder: "deployment", value: filters.get("deployment") || "" });
+  const apply = () => {
+    const next = new URLSearchParams();
+    if (state.value) next.set("state", state.value);
+    if (flow.value) next.set("flow", flow.value);
+    if (deployment.value) next.set("deployment", deployment.value);
+    location.hash = `#/runs?${next}`;
+  };
+  const tbody = el("tbody");
+  const more = el("button", { class: "secondary", onclick: () => load(more.dataset.cursor) }, "Older runs");
+  const rows = new Map();
+
+  function row(run) {
+    const tr = el("tr", { "data-run": run.id },
+      el("td", {}, el("a", { href: `#/runs/${run.id}` }, run.name)),
+      el("td", {}, run.flow_name),
+      el("td", {}, run.deployment || el("span", { class: "muted" }, "local")),
+      el("td", { class: "state" }, badge(run.state_type, run.state_name)),
+      el("td", {}, when(run.created)),
+      el("td", { class: "mono muted" }, run.id.slice(0, 13)));
+    rows.set(run.id, tr);
+    return tr;
+  }
+
+  async function load(cursor) {
+    const params = new URLSearchParams(filters);
+    params.set("limit", "50");
+    if (cursor) params.set("cursor", cursor);
+    const data = await api(`/runs?${params}`);
+    for (const run of data.runs) tbody.append(row(run));
+    more.dataset.cursor = data.next_cursor || "";
+    more.hidden = !data.next_cursor;
+  }
+
+  page.replaceChildren(
+    el("h1", {}, "Flow runs"),
+    el("div", { class: "filters" }, state, flow, deployment,
+      el("button", { onclick: apply }, "Filter")),
+    el("table", {}, el("thead", {}, el("tr", {},
+      ...["Run", "Flow", "Deployment", "State", "Created", "Id"].map((h) => el("th", {}, h)))), tbody),
+    el("p", {}, more));
+  await load(null);
+
+  // Live: new runs appear on top, state changes update their row in place.
+  closeLive = live(new URLSearchParams([["types", "flow_run.created"], ["types", "flow_run.state"]]),
+    async (event) => {
+      const known = rows.get(event.stream_id);
+      if (known) {
+        known.querySelector(".state").replaceChildren(badge(event.state.type, event.state.name));
+      } else if (event.type === "flow_run.created" && !filters.toString()) {
+        const run = await api(`/runs/${event.stream_id}`).catch(() => null);
+        if (run) tbody.prepend(row(run));
+      }
+    });
+}
+
+// --- run detail ----------------------------------------------------------------------------------
+
+async function runPage(runId) {
+  let run = await api(`/runs/${runId}`);
+  let latest = null;
+  const withLatest = (view) => {
+    // The newer of the store's view and the last state event seen.
+    if (!latest || Date.parse(view.state_timestamp) >= Date.parse(latest.timestamp)) return view;
+    const history = view.state_history.some((s) => s.timestamp === latest.timestamp)
+      ? view.state_history : [...view.state_history, latest];
+    return { ...view, state_type: latest.type, state_name: latest.name,
+             state_timestamp: latest.timestamp, state_history: history };
+  };
+  const logs = el("pre", { class: "logs", id: "logs" });
+  const render = () => {
+    const cancellable = !["COMPLETED", "FAILED", "CANCELLED", "CRASHED", "CANCELLING"].includes(run.state_type);
+    page.replaceChildren(
+      el("h1", {}, `${run.name} `, badge(run.state_type, run.state_name)),
+      el("p", {},
+        cancellable && run.deployment
+          ? el("button", { class: "danger", id: "cancel", onclick: cancel }, "Cancel run") : null,
+        run.parent_run_id ? el("a", { href: `#/runs/${run.parent_run_id}` }, " ↑ parent run") : null),
+      el("div", { class: "grid" },
+        el("div", { class: "panel" }, el("h2", {}, "Run"), el("dl", { class: "kv" },
+          el("dt", {}, "Flow"), el("dd", {}, run.flow_name),
+          el("dt", {}, "Deployment"), el("dd", {}, run.deployment || "local"),
+          el("dt", {}, "Id"), el("dd", { class: "mono" }, run.id),
+          el("dt", {}, "Started"), el("dd", {}, when(run.started)),
+          el("dt", {}, "Duration"), el("dd", {}, seconds(run.duration_seconds)),
+          el("dt", {}, "Result"), el("dd", { class: "mono" }, run.result ?? "–"),
+          el("dt", {}, "Tags"), el("dd", {}, run.tags.join(", ") || "–"))),
+        el("div", { class: "panel" }, el("h2", {}, "Parameters"),
+          el("pre", { class: "mono" }, JSON.stringify(run.parameters, null, 2))),
+        el("div", { class: "panel" }, el("h2", {}, "States"),
+          el("ul", { class: "timeline", id: "states" }, run.state_history.map((s) =>
+            el("li", {}, badge(s.type, s.name), " ", el("span", { class: "muted" }, when(s.timestamp)),
+              s.message ? el("div", { class: "muted" }, s.message) : null))))),
+      run.error ? el("div", {}, el("h2", {}, "Error"), el("pre", { class: "error" }, run.error)) : null,
+      el("h2", {}, `Task runs (${run.task_runs.length})`), gantt(run.task_runs),
+      run.subflow_runs.length ? el("div", {}, el("h2", {}, "Subflow runs"), el("ul", {},
+        run.subflow_runs.map((s) => el("li", {}, el("a", { href: `#/runs/${s.id}` }, s.name), " ",
+          el("span", { class: "muted" }, s.state_name))))) : null,
+      el("h2", {}, "Logs"), logs);
+  };
+
+  async function cancel() {
+    document.getElementById("cancel").disabled = true;
+    await api(`/runs/${runId}/cancel`, { method: "POST" });
+  }
+
+  render();
+  // Logs from the first line, then live; state changes re-read the run.
+  const stream = new EventSource(`${API}/runs/${runId}/logs/stream`);
+  stream.addEventListener("log", (message) => {
+    const line = JSON.parse(message.data);
+    logs.append(`${new Date(line.occurred).toLocaleTimeString()}  ${line.message}\n`);
+  });
+  const stopStates = live(new URLSearchParams([["run_id", runId], ["types", "flow_run.state"],
+    ["types", "task_run.state"]]), async (event) => {
+    if (event.type === "flow_run.state" && event.stream_id === runId) {
+      latest = event.state; // the event can be ahead of the store by a commit: show it now
+      run = withLatest(run);
+      render();
+    }
+    run = withLatest(await api(`/runs/${runId}`));
+    render(); // the logs element is kept across renders, with every line it has
+    if (latest && run.state_timestamp < latest.timestamp) {
+      setTimeout(async () => { run = withLatest(await api(`/runs/${runId}`)); render(); }, 300);
+    }
+  });
+  closeLive = () => { stream.close(); stopStates(); };
+}
+
+function gantt(taskRuns) {
+  if (!taskRuns.length) return el("p", { class: "muted" }, "No task runs.");
+  const starts = taskRuns.map((t) => Date.parse(t.started || t.created));
+  const ends = taskRuns.map((t) => Date.parse(t.ended || new Date().toISOString()));
+  const first = Math.min(...starts);
+  const span = Math.max(1, Math.max(...ends) - first);
+  return el("div", { class: "panel gantt" }, taskRuns.map((t, i) =>
+    el("div", { class: "row" },
+      el("span", {}, t.name, " ", badge(t.state_type, t.state_name)),
+      el("div", { class: "track" }, el("div", {
+        class: `bar s-${t.state_type}`,
+        style: `left:${((starts[i] - first) / span) * 100}%;width:${((ends[i] - starts[i]) / span) * 100}%`,
+      })),
+      el("span", { class: "muted" }, seconds(t.duration_seconds)))));
+}
+
+// --- deployments and the run form ----------------------------------------------------------------
+
+async function deploymentsPage() {
+  const deployments = await api("/deployments");
+  page.replaceChildren(el("h1", {}, "Deployments"),
+    el("table", {}, el("thead", {}, el("tr", {}, ...["Deployment", "Queue", "Entrypoint", "Updated"]
+      .map((h) => el("th", {}, h)))), el("tbody", {}, deployments.map((d) => el("tr", {},
+      el("td", {}, el("a", { href: `#/deployments/${d.name}` }, d.name)),
+      el("td", {}, d.queue), el("td", { class: "mono" }, d.entrypoint), el("td", {}, when(d.updated)))))));
+}
+
+function fieldFor(name, schema, defs, value) {
+  const resolved = schema.$ref ? defs[schema.$ref.split("/").pop()] || {} : schema;
+  const options = (resolved.anyOf || []).filter((s) => s.type !== "null");
+  const single = options.length === 1 ? options[0] : resolved;
+  const kind = single.type;
+  let input;
+  if (single.enum) {
+    input = el("select", { name }, single.enum.map((v) => el("option", { value: v }, v)));
+    if (value !== undefined) input.value = value;
+  } else if (kind === "boolean") {
+    input = el("input", { type: "checkbox", name });
+    input.checked = Boolean(value);
+  } else if (kind === "integer" || kind === "number") {
+    input = el("input", { type: "number", name, step: kind === "integer" ? "1" : "any", value: value ?? "" });
+  } else if (kind === "string") {
+    input = el("input", { type: single.format === "date" ? "date" : "text", name, value: value ?? "" });
+  } else {
+    input = el("textarea", { name, rows: 3, class: "mono", placeholder: "JSON" },
+      value === undefined ? "" : JSON.stringify(value));
+    input.dataset.json = "1";
+  }
+  input.dataset.kind = kind || "json";
+  return input;
+}
+
+function readField(input) {
+  if (input.type === "checkbox") return input.checked;
+  if (input.value === "") return undefined;
+  if (input.dataset.json) return JSON.parse(input.value);
+  if (input.dataset.kind === "integer") return Number.parseInt(input.value, 10);
+  if (input.dataset.kind === "number") return Number(input.value);
+  return input.value;
+}
+
+async function deploymentPage(name) {
+  const d = await api(`/deployments/${name}`);
+  const schema = d.parameter_schema || {};
+  const defs = schema.$defs || {};
+  const required = new Set(schema.required || []);
+  const inputs = {};
+  const notice = el("div", { class: "notice", hidden: true });
+  const rows = Object.entries(schema.properties || {}).map(([key, property]) => {
+    inputs[key] = fieldFor(key, property, defs, d.parameters[key] ?? property.default);
+    inputs[key].required = required.has(key) && d.parameters[key] === undefined;
+    return el("div", { class: "form-row" },
+      el("label", {}, property.title || key, required.has(key) ? " *" : ""), inputs[key],
+      el("span", { class: "field-error", id: `error-${key}` }));
+  });
+
+  async function submit(event) {
+    event.preventDefault();
+    notice.hidden = true;
+    document.querySelectorAll(".field-error").forEach((e) => { e.textContent = ""; });
+    const parameters = {};
+    try {
+      for (const [key, input] of Object.entries(inputs)) {
+        const value = readField(input);
+        if (value !== undefined) parameters[key] = value;
+      }
+    } catch (error) {
+      notice.textContent = `Not JSON: ${error.message}`;
+      notice.hidden = false;
+      return;
+    }
+    try {
+      const run = await api(`/deployments/${name}/runs`, { method: "POST", body: JSON.stringify({ parameters }) });
+      location.hash = `#/runs/${run.run_id}`;
+    } catch (error) {
+      notice.textContent = error.message;
+      notice.hidden = false;
+      for (const item of (error.body?.error?.details || [])) {
+        const target = document.getElementById(`error-${item.loc?.[0]}`);
+        if (target) target.textContent = item.msg;
+      }
+    }
+  }
+
+  page.replaceChildren(el("h1", {}, d.name),
+    el("div", { class: "grid" },
+      el("div", { class: "panel" }, el("dl", { class: "kv" },
+        el("dt", {}, "Entrypoint"), el("dd", { class: "mono" }, d.entrypoint),
+        el("dt", {}, "Queue"), el("dd", {}, d.queue),
+        el("dt", {}, "Version"), el("dd", {}, d.version),
+        el("dt", {}, "Description"), el("dd", {}, d.description || "–"))),
+      el("form", { class: "panel", id: "run-form", onsubmit: submit },
+        el("h2", {}, "Run with parameters"), notice, rows,
+        el("button", { type: "submit" }, "Run"))));
+}
+
+// --- routing -------------------------------------------------------------------------------------
+
+async function route() {
+  closeLive();
+  closeLive = () => {};
+  const [path, query] = location.hash.slice(1).split("?");
+  const parts = path.split("/").filter(Boolean);
+  document.querySelectorAll("[data-nav]").forEach((a) =>
+    a.classList.toggle("active", a.dataset.nav === (parts[0] || "runs")));
+  try {
+    if (parts[0] === "runs" && parts[1]) await runPage(parts[1]);
+    else if (parts[0] === "deployments" && parts[1]) await deploymentPage(parts.slice(1).join("/"));
+    else if (parts[0] === "deployments") await deploymentsPage();
+    else await runsPage(query || "");
+  } catch (error) {
+    page.replaceChildren(el("div", { class: "notice" }, error.message));
+  }
+}
+
+window.addEventListener("hashchange", route);
+route();

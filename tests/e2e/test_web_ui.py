@@ -1,0 +1,104 @@
+"""The web UI in a real browser (Playwright driving Debian's chromium) against a real stack.
+
+Skipped locally when no chromium is installed; under CI a missing browser fails the test
+(``.ci/run`` installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.stack import Stack
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"), reason="no chromium to drive"
+)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    stack = Stack(tmp_path)
+    try:
+        stack.start_orchestrator()
+        stack.deploy("quick")
+        stack.deploy("sleepy")
+        stack.start_agent("agent-1")
+        yield stack
+    finally:
+        stack.close()
+
+
+@pytest.fixture
+def browser_page(stack: Stack) -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM is not None, "chromium is not installed (CI installs it in .ci/run)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 850})
+            yield page
+        finally:
+            browser.close()
+
+
+def test_run_a_deployment_from_its_form_and_watch_it_complete(
+    stack: Stack, browser_page: object, tmp_path: Path
+) -> None:
+    from playwright.sync_api import Page, expect
+
+    page: Page = browser_page  # type: ignore[assignment]
+    page.goto(stack.api_url + "/ui/#/deployments")
+    page.get_by_role("link", name="quick/test").click()
+    expect(page.locator("#run-form")).to_be_visible()
+
+    expect(page.locator("input[name=n]")).to_have_attribute("type", "number")  # from the schema
+    page.fill("input[name=n]", "4")
+    page.get_by_role("button", name="Run").click()
+
+    # The run page follows the run live, without a reload.
+    expect(page.locator("h1 .badge")).to_have_text("Completed", timeout=30_000)
+    expect(page.locator("#states")).to_contain_text("Running")
+    expect(page.locator("#logs")).to_contain_text("adding 4 doubles", timeout=10_000)
+    expect(page.locator(".gantt .row")).to_have_count(4)
+    page.screenshot(path=str(tmp_path / "run.png"))
+
+    page.goto(stack.api_url + "/ui/#/runs")
+    expect(page.locator("tbody tr")).to_have_count(1)
+    expect(page.locator("tbody tr .badge")).to_have_text("Completed")
+
+
+def test_cancel_a_long_run_from_its_page(stack: Stack, browser_page: object) -> None:
+    from playwright.sync_api import Page, expect
+
+    page: Page = browser_page  # type: ignore[assignment]
+    page.goto(stack.api_url + "/ui/#/deployments/sleepy/test")
+    page.fill("input[name=seconds]", "60")
+    page.get_by_role("button", name="Run").click()
+    expect(page.locator("h1 .badge")).to_have_text("Running", timeout=30_000)
+    page.get_by_role("button", name="Cancel run").click()
+    expect(page.locator("h1 .badge")).to_have_text("Cancelled", timeout=10_000)
+    expect(page.locator("#states")).to_contain_text("Cancelling")
+
+
+def test_the_form_shows_the_servers_verdict_on_invalid_parameters(
+    stack: Stack, browser_page: object
+) -> None:
+    from playwright.sync_api import Page, expect
+
+    page: Page = browser_page  # type: ignore[assignment]
+    page.goto(stack.api_url + "/ui/#/deployments/sleepy/test")
+    page.fill("input[name=seconds]", "")
+    page.evaluate("document.querySelector('input[name=seconds]').type = 'text'")
+    page.fill("input[name=seconds]", "soon")
+    page.evaluate("document.querySelector('input[name=seconds]').dataset.kind = 'string'")
+    page.get_by_role("button", name="Run").click()
+    expect(page.locator(".notice")).to_contain_text("valid number")
+    expect(page.locator("#error-seconds")).to_contain_text("valid number")
