@@ -20,7 +20,7 @@ from pathlib import Path
 from flowbus import Client
 
 sys.path.insert(0, str(Path(__file__).parent))
-from etl_pipeline import serve_bundled_data  # noqa: E402
+from etl_pipeline import serve_bundled_data
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "screenshots"

@@ -21,6 +21,11 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+function show(...nodes) {
+  // The page's new content; absent parts (null) are left out, not written as "null".
+  page.replaceChildren(...nodes.flat().filter((node) => node !== null && node !== undefined));
+}
+
 async function api(path, options = {}) {
   const response = await fetch(API + path, {
     headers: { "Content-Type": "application/json" },
@@ -101,7 +106,7 @@ async function runsPage(query) {
     more.hidden = !data.next_cursor;
   }
 
-  page.replaceChildren(
+  show(
     el("h1", {}, "Flow runs"),
     el("div", { class: "filters" }, state, flow, deployment,
       el("button", { onclick: apply }, "Filter")),
@@ -139,7 +144,7 @@ async function runPage(runId) {
   const logs = el("pre", { class: "logs", id: "logs" });
   const render = () => {
     const cancellable = !["COMPLETED", "FAILED", "CANCELLED", "CRASHED", "CANCELLING"].includes(run.state_type);
-    page.replaceChildren(
+    show(
       el("h1", {}, `${run.name} `, badge(run.state_type, run.state_name)),
       el("p", {},
         cancellable && run.deployment
@@ -216,7 +221,7 @@ function gantt(taskRuns) {
 
 async function deploymentsPage() {
   const deployments = await api("/deployments");
-  page.replaceChildren(el("h1", {}, "Deployments"),
+  show(el("h1", {}, "Deployments"),
     el("table", {}, el("thead", {}, el("tr", {}, ...["Deployment", "Queue", "Entrypoint", "Updated"]
       .map((h) => el("th", {}, h)))), el("tbody", {}, deployments.map((d) => el("tr", {},
       el("td", {}, el("a", { href: `#/deployments/${d.name}` }, d.name)),
@@ -300,7 +305,7 @@ async function deploymentPage(name) {
     }
   }
 
-  page.replaceChildren(el("h1", {}, d.name),
+  show(el("h1", {}, d.name),
     el("div", { class: "grid" },
       el("div", { class: "panel" }, el("dl", { class: "kv" },
         el("dt", {}, "Entrypoint"), el("dd", { class: "mono" }, d.entrypoint),
@@ -327,7 +332,7 @@ async function route() {
     else if (parts[0] === "deployments") await deploymentsPage();
     else await runsPage(query || "");
   } catch (error) {
-    page.replaceChildren(el("div", { class: "notice" }, error.message));
+    show(el("div", { class: "notice" }, error.message));
   }
 }
 
