@@ -70,7 +70,8 @@ def test_run_a_deployment_from_its_form_and_watch_it_complete(
     expect(page.locator(".gantt .row")).to_have_count(4)
     page.screenshot(path=str(tmp_path / "run.png"))
 
-    page.goto(stack.api_url + "/ui/#/runs")
+    page.get_by_role("link", name="Runs").click()
+    expect(page.locator("h1")).to_have_text("Flow runs")
     expect(page.locator("tbody tr")).to_have_count(1)
     expect(page.locator("tbody tr .badge")).to_have_text("Completed")
 

@@ -21,6 +21,9 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Incremented on every navigation: late work of a page left (a fetch, a timer) must not draw.
+let generation = 0;
+
 function show(...nodes) {
   // The page's new content; absent parts (null) are left out, not written as "null".
   page.replaceChildren(...nodes.flat().filter((node) => node !== null && node !== undefined));
@@ -69,6 +72,7 @@ function live(params, onEvent) {
 // --- runs list -----------------------------------------------------------------------------------
 
 async function runsPage(query) {
+  const mine = generation;
   const filters = new URLSearchParams(query);
   const state = el("input", { placeholder: "state (failed, Late…)", value: filters.get("state") || "" });
   const flow = el("input", { placeholder: "flow", value: filters.get("flow") || "" });
@@ -123,7 +127,7 @@ async function runsPage(query) {
         known.querySelector(".state").replaceChildren(badge(event.state.type, event.state.name));
       } else if (event.type === "flow_run.created" && !filters.toString()) {
         const run = await api(`/runs/${event.stream_id}`).catch(() => null);
-        if (run) tbody.prepend(row(run));
+        if (run && mine === generation && !rows.has(run.id)) tbody.prepend(row(run));
       }
     });
 }
@@ -131,6 +135,7 @@ async function runsPage(query) {
 // --- run detail ----------------------------------------------------------------------------------
 
 async function runPage(runId) {
+  const mine = generation;
   let run = await api(`/runs/${runId}`);
   let latest = null;
   const withLatest = (view) => {
@@ -143,6 +148,7 @@ async function runPage(runId) {
   };
   const logs = el("pre", { class: "logs", id: "logs" });
   const render = () => {
+    if (mine !== generation) return; // the user has moved on
     const cancellable = !["COMPLETED", "FAILED", "CANCELLED", "CRASHED", "CANCELLING"].includes(run.state_type);
     show(
       el("h1", {}, `${run.name} `, badge(run.state_type, run.state_name)),
@@ -320,6 +326,7 @@ async function deploymentPage(name) {
 // --- routing -------------------------------------------------------------------------------------
 
 async function route() {
+  generation += 1;
   closeLive();
   closeLive = () => {};
   const [path, query] = location.hash.slice(1).split("?");
