@@ -117,10 +117,14 @@ async function runsPage(query) {
     el("table", {}, el("thead", {}, el("tr", {},
       ...["Run", "Flow", "Deployment", "State", "Created", "Id"].map((h) => el("th", {}, h)))), tbody),
     el("p", {}, more));
+  // Events from just before the list is read are replayed: none falls between the read and
+  // the subscription, even when the store trails the events.
+  const since = new Date(Date.now() - 2000).toISOString();
   await load(null);
 
   // Live: new runs appear on top, state changes update their row in place.
-  closeLive = live(new URLSearchParams([["types", "flow_run.created"], ["types", "flow_run.state"]]),
+  closeLive = live(new URLSearchParams([["types", "flow_run.created"], ["types", "flow_run.state"],
+    ["since", since]]),
     async (event) => {
       const known = rows.get(event.stream_id);
       if (known) {
@@ -137,14 +141,18 @@ async function runsPage(query) {
 async function runPage(runId) {
   const mine = generation;
   let run = await api(`/runs/${runId}`);
-  let latest = null;
-  const withLatest = (view) => {
-    // The newer of the store's view and the last state event seen.
-    if (!latest || Date.parse(view.state_timestamp) >= Date.parse(latest.timestamp)) return view;
-    const history = view.state_history.some((s) => s.timestamp === latest.timestamp)
-      ? view.state_history : [...view.state_history, latest];
-    return { ...view, state_type: latest.type, state_name: latest.name,
-             state_timestamp: latest.timestamp, state_history: history };
+  // State events seen live: the store can trail them by a commit, so they are merged into
+  // whatever it returns until it has them all.
+  const seenStates = [];
+  const merged = (view) => {
+    const have = new Set(view.state_history.map((h) => h.timestamp + h.name));
+    const extra = seenStates.filter((h) => !have.has(h.timestamp + h.name));
+    if (!extra.length) return view;
+    const history = [...view.state_history, ...extra]
+      .sort((a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp));
+    const last = history[history.length - 1];
+    return { ...view, state_history: history, state_type: last.type, state_name: last.name,
+             state_timestamp: last.timestamp, behind: true };
   };
   const logs = el("pre", { class: "logs", id: "logs" });
   const render = () => {
@@ -194,14 +202,15 @@ async function runPage(runId) {
   const stopStates = live(new URLSearchParams([["run_id", runId], ["types", "flow_run.state"],
     ["types", "task_run.state"]]), async (event) => {
     if (event.type === "flow_run.state" && event.stream_id === runId) {
-      latest = event.state; // the event can be ahead of the store by a commit: show it now
-      run = withLatest(run);
+      seenStates.push(event.state);
+      run = merged(run);
       render();
     }
-    run = withLatest(await api(`/runs/${runId}`));
-    render(); // the logs element is kept across renders, with every line it has
-    if (latest && run.state_timestamp < latest.timestamp) {
-      setTimeout(async () => { run = withLatest(await api(`/runs/${runId}`)); render(); }, 300);
+    for (let tries = 0; tries < 10 && mine === generation; tries++) {
+      run = merged(await api(`/runs/${runId}`));
+      render(); // the logs element is kept across renders, with every line it has
+      if (!run.behind) break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
     }
   });
   closeLive = () => { stream.close(); stopStates(); };
