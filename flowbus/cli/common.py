@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -116,3 +119,18 @@ def with_client(action: Callable[[Client], Awaitable[T]]) -> T:
         fail(str(exc), code=2 if exc.code in ("invalid_parameters", "unknown_deployment") else 1)
     except FlowbusError as exc:
         fail(str(exc))
+
+
+def exit_when_threads_end(patience: float = 10.0) -> None:
+    """A stopped daemon exits: a library thread left running (a driver's worker, say) gets
+    ``patience`` seconds, then is named on stderr and the process exits anyway."""
+    deadline = time.monotonic() + patience
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    left = [t.name for t in threading.enumerate() if t.is_alive() and not t.daemon]
+    if len(left) > 1:
+        err_console.print(f"threads still running after the stop: {left[1:]}; exiting anyway")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

@@ -8,11 +8,7 @@ an agent hand its runs back at once.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
-import threading
-import time
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
@@ -21,7 +17,7 @@ import typer
 from flowbus.agents import Agent, AgentSettings, Orchestrator
 from flowbus.api.settings import DEFAULT_API_PORT
 from flowbus.broker import connect, nats_url
-from flowbus.cli.common import console, err_console, fail
+from flowbus.cli.common import console, exit_when_threads_end, fail
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.loops import new_event_loop
 from flowbus.engine.store import store_from_url
@@ -44,22 +40,7 @@ def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
         fail(str(exc))
     finally:
         loop.close()
-    _exit_when_threads_end()
-
-
-def _exit_when_threads_end(patience: float = 10.0) -> None:
-    """A stopped daemon exits: a library thread left running (a driver's worker, say) gets
-    ``patience`` seconds, then is named on stderr and the process exits anyway."""
-    deadline = time.monotonic() + patience
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join(max(0.0, deadline - time.monotonic()))
-    left = [t.name for t in threading.enumerate() if t.is_alive() and not t.daemon]
-    if len(left) > 1:
-        err_console.print(f"threads still running after the stop: {left[1:]}; exiting anyway")
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    exit_when_threads_end()
 
 
 @server_app.command("start")

@@ -8,7 +8,7 @@ import typer
 
 from flowbus.agents import AgentSettings
 from flowbus.api.settings import DEFAULT_API_PORT
-from flowbus.cli.common import console, fail
+from flowbus.cli.common import console, exit_when_threads_end, fail
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.loops import new_event_loop
 from flowbus.stack import DEFAULT_PORT, LocalStack, StackInfo, run_until_signalled
@@ -84,3 +84,4 @@ def up(
     finally:
         loop.close()
     console.print("flowbus is down")
+    exit_when_threads_end()  # a flow run's thread that would not stop must not keep us alive
