@@ -8,7 +8,6 @@ invalid input is a 4xx, never a 500. With a token configured, every request need
 
 from __future__ import annotations
 
-import hmac
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowbus.api import routes
+from flowbus.api.auth import guard, log_in, login_page
 from flowbus.client import Client, ClientError
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.store import EventStore
@@ -57,16 +57,16 @@ def create_app(store: EventStore, client: Client, token: str | None = None) -> F
 
     @app.middleware("http")
     async def require_token(request: Request, call_next: Any) -> Any:
-        if token is not None and request.url.path.startswith("/api/"):
-            given = request.headers.get("authorization", "")
-            expected = f"Bearer {token}"
-            if not hmac.compare_digest(given.encode(), expected.encode()):
-                return JSONResponse(
-                    error_body("unauthorized", "a valid bearer token is required"),
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-        return await call_next(request)
+        refused = guard(request, token) if token is not None else None
+        return refused if refused is not None else await call_next(request)
+
+    @app.get("/login", include_in_schema=False)
+    async def login_form() -> Any:
+        return login_page() if token is not None else RedirectResponse("/ui/")
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request) -> Any:
+        return await log_in(request, token) if token is not None else RedirectResponse("/ui/")
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -103,3 +103,31 @@ def test_the_form_shows_the_servers_verdict_on_invalid_parameters(
     page.get_by_role("button", name="Run").click()
     expect(page.locator(".notice")).to_contain_text("valid number")
     expect(page.locator("#error-seconds")).to_contain_text("valid number")
+
+
+def test_with_a_token_the_ui_asks_to_log_in(tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    stack = Stack(tmp_path, env={"FLOWBUS_API_TOKEN": "s3cret"})
+    try:
+        stack.start_orchestrator()
+        stack.deploy("quick")
+        assert CHROMIUM is not None
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_page()
+                page.goto(stack.api_url + "/ui/#/deployments")
+                expect(page.locator("h1")).to_have_text("Log in")
+                page.fill("#token", "guess")
+                page.get_by_role("button", name="Log in").click()
+                expect(page.locator(".notice")).to_contain_text("not the API token")
+                page.fill("#token", "s3cret")
+                page.get_by_role("button", name="Log in").click()
+                expect(page.locator("h1")).to_have_text("Flow runs")
+                page.get_by_role("link", name="Deployments").click()
+                expect(page.get_by_role("link", name="quick/test")).to_be_visible()
+            finally:
+                browser.close()
+    finally:
+        stack.close()
