@@ -20,6 +20,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import structlog
@@ -118,8 +119,6 @@ def fold(events: Iterable[StoredEvent | EventRecord]) -> RunEntry | None:
 
 
 def _epoch(timestamp: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(timestamp).timestamp()
 
 
@@ -173,7 +172,7 @@ class RunLedger:
     async def _load(self, run_id: str) -> RunEntry | None:
         entry = fold(await self.store.read_stream(run_id))
         if entry is not None:
-            entry.retries = await self._retries(entry.deployment)
+            entry.retries = await self.retries_of(entry.deployment)
             entry.lease_until = time.monotonic() + self.lease_seconds
             self.entries[run_id] = entry
         else:
@@ -187,7 +186,8 @@ class RunLedger:
             entry = await self._load(run_id)
         return entry
 
-    async def _retries(self, deployment: str) -> int:
+    async def retries_of(self, deployment: str) -> int:
+        """The retries of a deployment's flow: how often a crashed run of it is queued again."""
         retries = self._retries_of.get(deployment)
         if retries is None:
             from flowbus.engine.deployments import deployment_id

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,7 +31,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 from pydantic import BaseModel, ValidationError
 
-from flowbus.agents.ledger import Refused, RunEntry, RunLedger
+from flowbus.agents.ledger import RunEntry, RunLedger
 from flowbus.agents.recorder import Recorder
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
@@ -294,7 +293,7 @@ class Orchestrator:
                 parameters=parameters,
                 tags=fields["tags"],
                 queued_at=time.time(),
-                retries=await self.ledger._retries(deployment.name),
+                retries=await self.ledger.retries_of(deployment.name),
             )
             self.ledger.add(entry)
             reply = p.SubmitReply(run_id=run_id, name=name, queue=deployment.queue, created=True)
@@ -360,6 +359,12 @@ class Orchestrator:
             return
         entry.published = True
 
+    async def _dispatch_if_queued_again(self, run_id: str) -> None:
+        """Publish the request of a run a decision just queued again (a crash with retries)."""
+        entry = self.ledger.entries.get(run_id)
+        if entry is not None and entry.state is S.SCHEDULED and not entry.published:
+            await self._dispatch(entry)
+
     # --- queues ---------------------------------------------------------------------------
 
     async def _queue_settings(self, name: str) -> p.QueueSettings:
@@ -419,7 +424,6 @@ class Orchestrator:
 
     async def claim(self, request: p.ClaimRequest) -> bytes:
         lease = self.settings.lease_seconds
-        grant: dict[str, Any] = {}
 
         async def decide(entry: RunEntry | None) -> tuple[bytes, list[EventRecord]]:
             if entry is None:
@@ -440,7 +444,6 @@ class Orchestrator:
                 entry, Pending(), agent=request.agent, attempt=attempt
             )
             records.append(record)
-            grant.update(run=entry, attempt=attempt, seq=record.seq, deployment=deployment)
             reply = p.ClaimGrant(
                 run_id=entry.run_id,
                 attempt=attempt,
@@ -457,9 +460,7 @@ class Orchestrator:
             return reply.dump(), records
 
         reply = await self.ledger.transact(request.run_id, decide)
-        entry = self.ledger.entries.get(request.run_id)
-        if entry is not None and entry.state is S.SCHEDULED and not entry.published:
-            await self._dispatch(entry)  # crashed just now and queued again
+        await self._dispatch_if_queued_again(request.run_id)  # its holder's lease had expired
         return reply
 
     async def heartbeat(self, beat: p.Heartbeat) -> bytes:
@@ -499,9 +500,7 @@ class Orchestrator:
             return p.Ok().dump(), [record]
 
         reply = await self.ledger.transact(request.run_id, decide)
-        entry = self.ledger.entries.get(request.run_id)
-        if entry is not None and entry.state is S.SCHEDULED and not entry.published:
-            await self._dispatch(entry)
+        await self._dispatch_if_queued_again(request.run_id)
         return reply
 
     def _crash(self, entry: RunEntry, message: str) -> list[EventRecord]:
@@ -629,9 +628,7 @@ class Orchestrator:
             return None, self._crash(entry, f"agent {entry.agent} stopped renewing its lease")
 
         await self.ledger.transact(run_id, decide)
-        entry = self.ledger.entries.get(run_id)
-        if entry is not None and entry.state is S.SCHEDULED and not entry.published:
-            await self._dispatch(entry)
+        await self._dispatch_if_queued_again(run_id)
 
     async def _mark_late(self, run_id: str) -> None:
         async def decide(entry: RunEntry | None) -> tuple[None, list[EventRecord]]:
@@ -680,8 +677,4 @@ def _claim_refusal(entry: RunEntry) -> p.ClaimRefusal | None:
     return None
 
 
-def hostname() -> str:
-    return socket.gethostname()
-
-
-__all__ = ["Orchestrator", "OrchestratorSettings", "Refused"]
+__all__ = ["Orchestrator", "OrchestratorSettings"]

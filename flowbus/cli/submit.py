@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Annotated
 
 import typer
@@ -13,8 +14,6 @@ from flowbus.cli.deployments import parse_params
 from flowbus.client import Client, FinalState
 from flowbus.engine.events import FlowRunCreated, FlowRunStateChanged, LogEmitted, TaskRunCreated
 from flowbus.engine.states import StateType
-
-LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
 
 
 def run(
@@ -91,7 +90,7 @@ async def _watch(client: Client, run_id: str, quiet: bool) -> FinalState:
                     if status is not None and last is not None:
                         status.update(f"{last.name} ... {task_runs} task runs so far")
                 elif isinstance(event, LogEmitted) and not quiet:
-                    level = LEVELS.get(event.level, str(event.level))
+                    level = logging.getLevelName(event.level)
                     console.print(f"    {level:<8} {event.message}", markup=False, style="dim")
     finally:
         if status is not None:
