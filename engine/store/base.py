@@ -10,6 +10,7 @@ from flowbus.engine.store.views import (
     DeploymentView,
     FlowRunView,
     LogLine,
+    RunCount,
     RunFilter,
     StoredEvent,
     TaskRunView,
@@ -90,6 +91,12 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     async def find_runs(self, runs: RunFilter, limit: int = 50) -> list[FlowRunView]:
         """Flow runs that pass ``runs``, newest first."""
+
+    @abc.abstractmethod
+    async def count_runs_by_hour(self, created_after: str) -> list[RunCount]:
+        """Flow runs created at or after ``created_after`` (ISO 8601, UTC), counted by the hour
+        they were created in and their current state type (what a dashboard draws). The cost
+        follows the runs in the window, not the runs in the store."""
 
     @abc.abstractmethod
     async def list_task_runs(self, run_id: str) -> list[TaskRunView]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from flowbus.engine.store.views import (
     DeploymentView,
     FlowRunView,
     LogLine,
+    RunCount,
     RunFilter,
     StoredEvent,
     TaskRunView,
@@ -146,6 +148,14 @@ class MemoryEventStore(EventStore):
         rows = [r for r in self._tables["flow_runs"].values() if runs.matches(r)]
         rows.sort(key=lambda r: (r["created"], r["id"]), reverse=True)
         return [self._flow_view(r) for r in rows[:limit]]
+
+    async def count_runs_by_hour(self, created_after: str) -> list[RunCount]:
+        counts: Counter[tuple[str, str]] = Counter(
+            (r["created"][:13], r["state_type"])
+            for r in self._tables["flow_runs"].values()
+            if r["created"] >= created_after
+        )
+        return [RunCount(hour, state, n) for (hour, state), n in sorted(counts.items())]
 
     async def list_task_runs(self, run_id: str) -> list[TaskRunView]:
         rows = [r for r in self._tables["task_runs"].values() if r["flow_run_id"] == run_id]

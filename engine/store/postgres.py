@@ -33,6 +33,7 @@ from flowbus.engine.store.views import (
     DeploymentView,
     FlowRunView,
     LogLine,
+    RunCount,
     RunFilter,
     StoredEvent,
     TaskRunView,
@@ -251,6 +252,10 @@ class PostgresEventStore(EventStore):
     async def find_runs(self, runs: RunFilter, limit: int = 50) -> list[FlowRunView]:
         sql, params = q.flow_run_listing(runs, limit, numbered=True)
         return [self._flow_run(row) for row in await self._fetch(sql, *params)]
+
+    async def count_runs_by_hour(self, created_after: str) -> list[RunCount]:
+        sql, params = q.run_counts_by_hour(created_after, numbered=True)
+        return [RunCount(str(h), str(t), int(n)) for h, t, n in await self._fetch(sql, *params)]
 
     async def list_task_runs(self, run_id: str) -> list[TaskRunView]:
         rows = await self._fetch(

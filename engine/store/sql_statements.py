@@ -177,3 +177,14 @@ def flow_run_listing(runs: RunFilter, limit: int, numbered: bool = False) -> tup
     columns = ", ".join(FLOW_RUN_COLUMNS)
     order = f"ORDER BY created DESC, id DESC LIMIT {mark(limit)}"
     return f"SELECT {columns} FROM flow_runs {clause}{order}", params
+
+
+def run_counts_by_hour(created_after: str, numbered: bool = False) -> tuple[str, list[Any]]:
+    """The query for ``EventStore.count_runs_by_hour``: a range scan of the created index.
+    Timestamps are canonical UTC text, so the first 13 characters are the hour."""
+    mark = "$1" if numbered else "?"
+    return (
+        "SELECT substr(created, 1, 13) AS hour, state_type, count(*) FROM flow_runs "
+        f"WHERE created >= {mark} GROUP BY hour, state_type ORDER BY hour, state_type",
+        [created_after],
+    )

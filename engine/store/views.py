@@ -160,3 +160,13 @@ class RunFilter:
             and (self.created_before is None or row["created"] < self.created_before)
             and (self.cursor is None or (row["created"], row["id"]) < self.cursor)
         )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RunCount:
+    """How many flow runs created in one hour (``hour``: ``2026-11-24T06``, UTC) are now in
+    one state type."""
+
+    hour: str
+    state_type: str
+    count: int

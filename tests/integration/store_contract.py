@@ -16,6 +16,8 @@ from flowbus.engine.records import EventRecord, make_record, state_dict
 from flowbus.engine.states import Completed, Failed, Pending, Running, State
 from flowbus.engine.store import EventStore
 
+ENVELOPE = ("schema_version", "id", "stream_id", "seq", "occurred", "type")
+
 
 class RunBuilder:
     """Builds one flow run's events in order, as the engine would."""
@@ -264,6 +266,32 @@ class StoreContract:
         assert pages == [
             [r.id for r in everything[0:2]], [r.id for r in everything[2:4]], [everything[4].id]
         ]  # fmt: skip
+
+    async def test_runs_are_counted_by_creation_hour_and_current_state(
+        self, store: EventStore
+    ) -> None:
+        hours = ["2026-11-24T05:59:59.000000+00:00", "2026-11-24T06:00:00.000000+00:00"]
+        for index in range(5):
+            run = RunBuilder()
+            created = run.created()
+            fields = {k: v for k, v in created.data.items() if k not in ENVELOPE}
+            created = make_record(run.run_id, 1, created.type, fields, hours[index % 2])
+            events = [created]
+            if index < 2:
+                events.append(run.state(Running()))
+                events.append(run.state(Failed() if index == 0 else Completed()))
+            await store.append(events)
+
+        counts = await store.count_runs_by_hour("2026-11-24T05:00:00+00:00")
+        assert [(c.hour, c.state_type, c.count) for c in counts] == [
+            ("2026-11-24T05", "FAILED", 1),
+            ("2026-11-24T05", "PENDING", 2),
+            ("2026-11-24T06", "COMPLETED", 1),
+            ("2026-11-24T06", "PENDING", 1),
+        ]
+        later = await store.count_runs_by_hour("2026-11-24T06:00:00+00:00")
+        assert sum(c.count for c in later) == 2
+        assert await store.count_runs_by_hour("2026-11-25T00:00:00+00:00") == []
 
     async def test_subflows_are_listed_under_their_parent(self, store: EventStore) -> None:
         parent, child = RunBuilder(), RunBuilder("child")
