@@ -16,6 +16,7 @@ from flowbus.cli.run_details import run_detail
 from flowbus.client import Client
 from flowbus.engine.states import StateType
 from flowbus.engine.store import EventStore
+from flowbus.stats import run_activity
 
 
 class ErrorDetail(BaseModel):
@@ -132,6 +133,31 @@ async def list_runs(
     page, more = runs[:limit], len(runs) > limit
     next_cursor = encode_cursor(page[-1].created, page[-1].id) if more else None
     return RunPage(runs=[r.to_dict() for r in page], next_cursor=next_cursor)
+
+
+class HourCounts(BaseModel):
+    #: The hour's start (UTC).
+    hour: str
+    #: Runs created in that hour, by their current state type.
+    counts: dict[str, int]
+
+
+class RunActivity(BaseModel):
+    since: str
+    hours: list[HourCounts]
+    totals: dict[str, int]
+    recent_failures: list[dict[str, Any]]
+
+
+@router.get("/stats/runs", response_model=RunActivity, tags=["runs"])
+async def run_stats(
+    request: Request,
+    hours: Annotated[int, Query(ge=1, le=168, description="How many hours back.")] = 24,
+    failures: Annotated[int, Query(ge=0, le=100, description="Latest failures listed.")] = 10,
+) -> dict[str, Any]:
+    """Runs created in the last hours, counted per hour by current state type, and the latest
+    failed or crashed runs (what the dashboard draws)."""
+    return await run_activity(_store(request), hours, failures)
 
 
 async def _run_or_404(store: EventStore, run_id: str) -> Any:

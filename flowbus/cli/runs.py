@@ -22,6 +22,7 @@ from flowbus.cli.common import (
 from flowbus.cli.run_details import run_detail
 from flowbus.engine.states import STATE_NAMES, StateType
 from flowbus.engine.store import EventStore
+from flowbus.stats import run_activity
 
 app = typer.Typer(help="Inspect flow runs.", no_args_is_help=True)
 
@@ -72,6 +73,45 @@ def list_runs(
             format_seconds(duration(run.started, run.ended)),
         )
     console.print(table if runs else "[dim]no flow runs[/]")
+
+
+def _activity_table(activity: dict[str, Any], states: list[str]) -> Table:
+    table = Table(box=None, header_style="bold")
+    table.add_column("HOUR (UTC)", no_wrap=True)
+    for state in states:
+        table.add_column(state, justify="right")
+    for hour in activity["hours"]:
+        table.add_row(hour["hour"][:13], *(str(hour["counts"].get(s, 0)) for s in states))
+    table.add_row("total", *(str(activity["totals"][s]) for s in states), style="bold")
+    return table
+
+
+@app.command("stats")
+def run_stats(
+    hours: Annotated[int, typer.Option(min=1, max=168, help="How many hours back.")] = 24,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
+) -> None:
+    """Runs created per hour lately, by current state, and the latest failures."""
+
+    async def fetch(store: EventStore) -> dict[str, Any]:
+        return await run_activity(store, hours)
+
+    activity = with_store(fetch)
+    if as_json:
+        print_json(activity)
+        return
+    states = sorted(activity["totals"])
+    if not states:
+        console.print(f"[dim]no flow runs created in the last {hours} hours[/]")
+    else:
+        console.print(_activity_table(activity, states))
+    if activity["recent_failures"]:
+        console.print("\n[bold]Latest failures[/]")
+        for run in activity["recent_failures"]:
+            state = styled_state(run["state_type"], run["state_name"])
+            console.print(
+                f"  {run['id']}  {run['flow_name']}  {state}  {run['state_message'] or ''}"
+            )
 
 
 @app.command("show")

@@ -64,6 +64,14 @@ def test_runs_ls_show_logs_json(shell: Shell, tmp_path: Path) -> None:
     ]
     assert len(shell.flowbus_json("runs", "ls", "--limit", "1")["runs"]) == 1
 
+    stats = shell.flowbus_json("runs", "stats", "--hours", "3")
+    assert len(stats["hours"]) == 3
+    assert stats["totals"]["FAILED"] == 1 and stats["totals"]["COMPLETED"] >= 2  # + the child
+    in_hours = sum(n for hour in stats["hours"] for n in hour["counts"].values())
+    assert in_hours == sum(stats["totals"].values())
+    assert [r["id"] for r in stats["recent_failures"]] == [failed["id"]]
+    assert "Latest failures" in shell.flowbus("runs", "stats").stdout
+
     detail = shell.flowbus_json("runs", "show", failed["id"][:30])
     assert detail["id"] == failed["id"]
     assert detail["error"] and "RuntimeError: always broken" in detail["error"]
