@@ -398,11 +398,16 @@ class Orchestrator:
         return p.QueueInfo(settings=settings, waiting=waiting, in_flight=in_flight)
 
     async def list_queues(self, _: None) -> bytes:
+        """Every queue a user can act on: those with settings, those deployments name and those
+        agents serve (before their first run, a queue has no settings yet)."""
         try:
-            names = sorted(await self._kv.keys())
+            names = set(await self._kv.keys())
         except NoKeysError:
-            names = []
-        infos = [await self._queue_info(await self._queue_settings(name)) for name in names]
+            names = set()
+        names.update(d.queue for d in await self.store.list_deployments())
+        for seen in self.agents.values():
+            names.update(seen.heartbeat.queues)
+        infos = [await self._queue_info(await self._queue_settings(n)) for n in sorted(names)]
         return p.QueueList(queues=infos).dump()
 
     async def update_queue(self, update: p.QueueUpdate) -> bytes:

@@ -110,7 +110,10 @@ async def test_errors_are_json_with_the_right_status(stack: Stack, api: httpx.As
         assert response.json()["error"]["code"] == code
     invalid = cases[5][0].json()["error"]
     assert "n\n  Input should be a valid integer" in invalid["message"]
-    assert (await api.get("/queues")).json() == []  # nothing was queued
+    queues = (await api.get("/queues")).json()  # the deployment's queue, with nothing queued
+    assert [(q["settings"]["name"], q["waiting"], q["in_flight"]) for q in queues] == [
+        ("default", 0, 0)
+    ]
     schema = (await api.get(stack.api_url + "/openapi.json")).json()
     assert "/api/v1/runs/{run_id}" in schema["paths"]
 
