@@ -11,6 +11,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.integration.stack import Stack
@@ -29,6 +30,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         stack.start_orchestrator()
         stack.deploy("quick")
         stack.deploy("sleepy")
+        stack.deploy("fails")
         stack.start_agent("agent-1")
         yield stack
     finally:
@@ -124,10 +126,85 @@ def test_with_a_token_the_ui_asks_to_log_in(tmp_path: Path) -> None:
                 expect(page.locator(".notice")).to_contain_text("not the API token")
                 page.fill("#token", "s3cret")
                 page.get_by_role("button", name="Log in").click()
-                expect(page.locator("h1")).to_have_text("Flow runs")
+                expect(page.locator("h1")).to_have_text("Dashboard")
                 page.get_by_role("link", name="Deployments").click()
                 expect(page.get_by_role("link", name="quick/test")).to_be_visible()
             finally:
                 browser.close()
     finally:
         stack.close()
+
+
+def _run(stack: Stack, deployment: str, **parameters: object) -> str:
+    response = httpx.post(
+        f"{stack.api_url}/api/v1/deployments/{deployment}/runs", json={"parameters": parameters}
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["run_id"])
+
+
+def test_the_dashboard_follows_runs_live_and_the_feed_shows_their_events(
+    stack: Stack, browser_page: object
+) -> None:
+    from playwright.sync_api import Page, expect
+
+    page: Page = browser_page  # type: ignore[assignment]
+    page.goto(stack.api_url + "/ui/")
+    expect(page.locator("h1")).to_have_text("Dashboard")
+    expect(page.locator("[data-card='agents online'] .card-value")).to_have_text("1")
+    expect(page.locator("#agents")).to_contain_text("agent-1")
+    expect(page.locator("[data-card='completed'] .card-value")).to_have_text("0")
+
+    # Runs that end while the page is open change it without a reload.
+    _run(stack, "quick/test", n=2)
+    failing = _run(stack, "fails/test", reason="no such file: raw/2026-11-24.csv")
+    expect(page.locator("[data-card='completed'] .card-value")).to_have_text("1", timeout=20_000)
+    expect(page.locator("[data-card='failed or crashed'] .card-value")).to_have_text(
+        "1", timeout=20_000
+    )
+    expect(page.locator("[data-card='runs, last 24 h'] .card-value")).to_have_text("2")
+    expect(page.locator("#chart .seg.s-COMPLETED")).to_have_count(1)
+    expect(page.locator("#chart .seg.s-FAILED")).to_have_count(1)
+    expect(page.locator("#queues [data-queue=default]")).to_be_visible()
+    page.locator("#failures a").click()
+    expect(page).to_have_url(f"{stack.api_url}/ui/#/runs/{failing}")
+    expect(page.locator(".error")).to_contain_text("no such file: raw/2026-11-24.csv")
+
+    # The feed shows the last minute at once, then what happens next.
+    page.get_by_role("link", name="Events").click()
+    expect(page.locator("#feed tr[data-type='flow_run.created']")).to_have_count(2)
+    _run(stack, "quick/test", n=1)
+    expect(page.locator("#feed tr[data-type='flow_run.created']")).to_have_count(3)
+    expect(page.locator("#feed tr[data-type='flow_run.state']").first).to_contain_text(
+        "Completed", timeout=20_000
+    )
+    # Only the chosen types, after Apply.
+    for kind in ("task_run.created", "task_run.state", "log", "deployment.saved"):
+        page.get_by_label(kind, exact=True).uncheck()
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator("#feed tr").first).to_be_visible()
+    types = set(page.locator("#feed tr").evaluate_all("rows => rows.map(r => r.dataset.type)"))
+    assert types <= {"flow_run.created", "flow_run.state"}, types
+
+
+def test_pause_and_resume_a_queue_from_the_queues_page(stack: Stack, browser_page: object) -> None:
+    from playwright.sync_api import Page, expect
+
+    page: Page = browser_page  # type: ignore[assignment]
+    page.goto(stack.api_url + "/ui/#/queues")
+    row = page.locator("#queues tr[data-queue=default]")
+    expect(row).to_contain_text("active")
+    expect(page.locator("#agents tr[data-agent=agent-1]")).to_contain_text("online")
+
+    row.get_by_role("button", name="Pause").click()
+    expect(row).to_contain_text("paused")
+    queues = httpx.get(f"{stack.api_url}/api/v1/queues").json()
+    assert [q["settings"]["paused"] for q in queues if q["settings"]["name"] == "default"] == [True]
+
+    run_id = _run(stack, "quick/test", n=1)
+    expect(row.locator("td").nth(2)).to_have_text("1", timeout=10_000)  # waiting, not taken
+    assert stack.states(run_id) == ["Scheduled"]
+
+    row.get_by_role("button", name="Resume").click()
+    expect(row).to_contain_text("active")
+    assert stack.final_states(run_id)[-1] == "Completed"

@@ -51,10 +51,18 @@ function when(iso) {
   return iso ? new Date(iso).toLocaleString() : "–";
 }
 
+function shortId(id) {
+  // Run ids begin with their creation time: the end tells runs of the same minute apart.
+  return `…${id.slice(-8)}`;
+}
+
 function seconds(value) {
   if (value === null || value === undefined) return "–";
   return value < 1 ? `${(value * 1000).toFixed(0)} ms` : `${value.toFixed(2)} s`;
 }
+
+const EVENT_TYPES = ["flow_run.created", "flow_run.state", "task_run.created", "task_run.state",
+  "log", "deployment.saved"];
 
 function live(params, onEvent) {
   // One EventSource; closed when the page changes.
@@ -63,7 +71,7 @@ function live(params, onEvent) {
   source.onopen = () => dot.classList.add("on");
   source.onerror = () => dot.classList.remove("on");
   source.onmessage = (message) => onEvent(JSON.parse(message.data));
-  for (const type of ["flow_run.created", "flow_run.state", "task_run.created", "task_run.state", "log"]) {
+  for (const type of EVENT_TYPES) {
     source.addEventListener(type, (message) => onEvent(JSON.parse(message.data)));
   }
   return () => { source.close(); dot.classList.remove("on"); };
@@ -95,7 +103,7 @@ async function runsPage(query) {
       el("td", {}, run.deployment || el("span", { class: "muted" }, "local")),
       el("td", { class: "state" }, badge(run.state_type, run.state_name)),
       el("td", {}, when(run.created)),
-      el("td", { class: "mono muted" }, run.id.slice(0, 13)));
+      el("td", { class: "mono muted", title: run.id }, shortId(run.id)));
     rows.set(run.id, tr);
     return tr;
   }
@@ -332,6 +340,233 @@ async function deploymentPage(name) {
         el("button", { type: "submit" }, "Run"))));
 }
 
+// --- dashboard -----------------------------------------------------------------------------------
+
+const CHART_STATES = ["COMPLETED", "FAILED", "CRASHED", "CANCELLED", "RUNNING", "PENDING",
+  "SCHEDULED", "CANCELLING", "PAUSED"];
+
+function debounced(action, ms) {
+  // Many events in a burst make one refresh, at most every ms.
+  let timer = null;
+  return () => {
+    if (timer) return;
+    timer = setTimeout(() => { timer = null; action(); }, ms);
+  };
+}
+
+function card(label, value, type) {
+  return el("div", { class: "card", "data-card": label },
+    el("div", { class: "card-value" + (type ? ` t-${type}` : "") }, value),
+    el("div", { class: "muted" }, label));
+}
+
+function hourChart(hours) {
+  const peak = Math.max(1, ...hours.map((h) => Object.values(h.counts).reduce((a, b) => a + b, 0)));
+  return el("div", { class: "chart", id: "chart" }, hours.map((h) => {
+    const total = Object.values(h.counts).reduce((a, b) => a + b, 0);
+    const label = new Date(h.hour).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit",
+      hourCycle: "h23" });
+    const detail = Object.entries(h.counts).map(([s, n]) => `${s.toLowerCase()} ${n}`).join(", ");
+    return el("div", { class: "col", title: `${label}: ${total} runs${detail ? ` (${detail})` : ""}` },
+      el("div", { class: "stack", style: `height:${(total / peak) * 100}%` },
+        CHART_STATES.filter((s) => h.counts[s]).map((s) =>
+          el("div", { class: `seg s-${s}`, style: `flex:${h.counts[s]}` }))),
+      el("div", { class: "tick muted" }, label.slice(0, 2)));
+  }));
+}
+
+function queueRows(queues, withButtons) {
+  return queues.map((q) => el("tr", { "data-queue": q.settings.name },
+    el("td", {}, q.settings.name),
+    el("td", {}, q.settings.paused ? el("span", { class: "badge s-PAUSED" }, "paused")
+      : el("span", { class: "badge s-COMPLETED" }, "active")),
+    el("td", { class: "num" }, q.waiting), el("td", { class: "num" }, q.in_flight),
+    el("td", { class: "num" }, q.settings.priority),
+    el("td", { class: "num" }, q.settings.concurrency_limit ?? "–"),
+    withButtons ? el("td", {}, el("button", {
+      class: "secondary small", "data-action": q.settings.paused ? "resume" : "pause",
+      onclick: async (event) => {
+        event.target.disabled = true;
+        await api(`/queues/${q.settings.name}/${q.settings.paused ? "resume" : "pause"}`,
+          { method: "POST" });
+        withButtons();
+      },
+    }, q.settings.paused ? "Resume" : "Pause")) : null));
+}
+
+const QUEUE_HEADERS = ["Queue", "Status", "Waiting", "In flight", "Priority", "Limit"];
+
+async function dashboardPage() {
+  const mine = generation;
+  const body = el("div", {}, el("p", { class: "muted" }, "Loading…"));
+  show(el("h1", {}, "Dashboard"), body);
+
+  async function refresh() {
+    const [stats, queues, agents] = await Promise.all([
+      api("/stats/runs?hours=24"),
+      api("/queues").catch(() => []),
+      api("/agents").catch(() => []),
+    ]);
+    if (mine !== generation) return;
+    const total = Object.values(stats.totals).reduce((a, b) => a + b, 0);
+    const count = (...types) => types.reduce((sum, t) => sum + (stats.totals[t] || 0), 0);
+    const online = agents.filter((a) => a.alive);
+    body.replaceChildren(
+      el("div", { class: "cards" },
+        card("runs, last 24 h", total),
+        card("completed", count("COMPLETED"), "COMPLETED"),
+        card("failed or crashed", count("FAILED", "CRASHED"), "FAILED"),
+        card("running", count("RUNNING", "CANCELLING"), "RUNNING"),
+        card("waiting", count("SCHEDULED", "PENDING", "PAUSED"), "SCHEDULED"),
+        card("agents online", online.length)),
+      el("div", { class: "panel" }, el("h2", {}, "Runs created per hour, by state now"),
+        hourChart(stats.hours),
+        el("div", { class: "legend" }, CHART_STATES.filter((s) => stats.totals[s]).map((s) =>
+          el("span", {}, el("i", { class: `s-${s}` }), s.toLowerCase())))),
+      el("div", { class: "grid" },
+        el("div", { class: "panel" }, el("h2", {}, "Recent failures"),
+          stats.recent_failures.length ? el("table", { id: "failures" }, el("tbody", {},
+            stats.recent_failures.map((r) => el("tr", {},
+              el("td", {}, el("a", { href: `#/runs/${r.id}` }, r.name)),
+              el("td", {}, r.flow_name), el("td", {}, badge(r.state_type, r.state_name)),
+              el("td", { class: "muted" }, when(r.state_timestamp))))))
+            : el("p", { class: "muted" }, "No failures. ")),
+        el("div", { class: "panel" }, el("h2", {}, el("a", { href: "#/queues" }, "Work queues")),
+          queues.length ? el("table", { id: "queues" },
+            el("thead", {}, el("tr", {}, QUEUE_HEADERS.map((h) => el("th", {}, h)))),
+            el("tbody", {}, queueRows(queues, null)))
+            : el("p", { class: "muted" }, "No work queues yet."),
+          el("h2", {}, el("a", { href: "#/queues" }, "Agents online")),
+          online.length ? el("ul", { class: "plain", id: "agents" }, online.map((a) => el("li", {},
+            el("b", {}, a.name), el("span", { class: "muted" },
+              ` ${a.runs.length}/${a.concurrency} runs · ${a.queues.join(", ")}`))))
+            : el("p", { class: "muted" }, "No agent online."))));
+  }
+
+  await refresh();
+  const soon = debounced(() => refresh().catch(() => {}), 1000);
+  const stopLive = live(new URLSearchParams([["types", "flow_run.created"],
+    ["types", "flow_run.state"]]), soon);
+  // Agents announce themselves by heartbeat, not by event: their list is read again now and then.
+  const timer = setInterval(soon, 5000);
+  closeLive = () => { stopLive(); clearInterval(timer); };
+}
+
+// --- work queues and agents ----------------------------------------------------------------------
+
+async function queuesPage() {
+  const mine = generation;
+  const queuesBody = el("tbody");
+  const agentsBody = el("tbody");
+  show(el("h1", {}, "Work queues"),
+    el("table", { id: "queues" }, el("thead", {}, el("tr", {},
+      [...QUEUE_HEADERS, ""].map((h) => el("th", {}, h)))), queuesBody),
+    el("h1", { class: "spaced" }, "Agents"),
+    el("table", { id: "agents" }, el("thead", {}, el("tr", {},
+      ["Agent", "Status", "Queues", "Runs", "Host", "Started", "Last heartbeat"]
+        .map((h) => el("th", {}, h)))), agentsBody));
+
+  async function refresh() {
+    const [queues, agents] = await Promise.all([api("/queues"), api("/agents")]);
+    if (mine !== generation) return;
+    queuesBody.replaceChildren(...queueRows(queues, refresh));
+    if (!queues.length) queuesBody.append(el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No work queues yet.")));
+    agentsBody.replaceChildren(...agents.map((a) => el("tr", { "data-agent": a.name },
+      el("td", {}, el("b", {}, a.name)),
+      el("td", {}, a.alive ? el("span", { class: "badge s-COMPLETED" }, "online")
+        : el("span", { class: "badge s-CRASHED" }, "silent")),
+      el("td", {}, a.queues.join(", ")),
+      el("td", {}, `${a.runs.length}/${a.concurrency} `, a.runs.slice(0, 5).map((r) =>
+        el("a", { class: "mono", href: `#/runs/${r.run_id}` }, `${shortId(r.run_id)} `))),
+      el("td", { class: "muted" }, `${a.hostname} (pid ${a.pid})`),
+      el("td", {}, when(a.started)), el("td", {}, when(a.last_heartbeat)))));
+    if (!agents.length) agentsBody.append(el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No agent has reported.")));
+  }
+
+  await refresh();
+  const soon = debounced(() => refresh().catch(() => {}), 1000);
+  const stopLive = live(new URLSearchParams([["types", "flow_run.state"]]), soon);
+  const timer = setInterval(soon, 5000); // heartbeats are not events
+  closeLive = () => { stopLive(); clearInterval(timer); };
+}
+
+// --- live event feed -----------------------------------------------------------------------------
+
+function eventSummary(event) {
+  switch (event.type) {
+    case "flow_run.created":
+      return [`${event.flow_name} · ${event.name}`, event.deployment ? ` (${event.deployment})` : ""];
+    case "flow_run.state":
+    case "task_run.created":
+    case "task_run.state":
+      return [event.name ? `${event.name} ` : "", badge(event.state.type, event.state.name),
+        event.state.message ? el("span", { class: "muted" }, ` ${event.state.message}`) : null,
+        event.agent ? el("span", { class: "muted" }, ` on ${event.agent}`) : null];
+    case "log": { // one line here; the run's page has the whole message
+      const first = event.message.split("\n", 1)[0];
+      const cut = first.length > 160 ? `${first.slice(0, 160)}…` : first;
+      return el("span", { class: "mono", title: event.message.slice(0, 2000) },
+        cut + (cut === event.message ? "" : " …"));
+    }
+    case "deployment.saved":
+      return `${event.name} → queue ${event.queue}`;
+    default:
+      return el("span", { class: "mono" }, JSON.stringify(event).slice(0, 200));
+  }
+}
+
+async function eventsPage(query) {
+  const filters = new URLSearchParams(query);
+  const chosen = new Set(filters.getAll("types"));
+  const boxes = EVENT_TYPES.map((type) => {
+    const box = el("input", { type: "checkbox", value: type });
+    box.checked = !chosen.size || chosen.has(type);
+    return el("label", { class: "check" }, box, ` ${type}`);
+  });
+  const runInput = el("input", { placeholder: "run id (optional)", value: filters.get("run_id") || "" });
+  const apply = () => {
+    const next = new URLSearchParams();
+    const picked = boxes.map((b) => b.firstChild).filter((b) => b.checked).map((b) => b.value);
+    if (picked.length < EVENT_TYPES.length) picked.forEach((t) => next.append("types", t));
+    if (runInput.value.trim()) next.set("run_id", runInput.value.trim());
+    location.hash = `#/events?${next}`;
+  };
+  let paused = false;
+  const pause = el("button", { class: "secondary", onclick: () => {
+    paused = !paused;
+    pause.textContent = paused ? "Resume feed" : "Pause feed";
+  } }, "Pause feed");
+  const tbody = el("tbody", { id: "feed" });
+  const counter = el("span", { class: "muted" }, "waiting for events…");
+  let seen = 0;
+  const names = new Map(); // run id -> name, from the creation events the feed has shown
+  show(el("h1", {}, "Event feed"),
+    el("div", { class: "filters" }, boxes, runInput, el("button", { onclick: apply }, "Apply"), pause,
+      counter),
+    el("table", {}, el("thead", {}, el("tr", {},
+      ["Time", "Type", "Run", "What"].map((h) => el("th", {}, h)))), tbody));
+
+  const params = new URLSearchParams();
+  for (const type of chosen) params.append("types", type);
+  if (filters.get("run_id")) params.set("run_id", filters.get("run_id"));
+  // The last minute first, then live: the page is never empty right after something happened.
+  else params.set("since", new Date(Date.now() - 60000).toISOString());
+  closeLive = live(params, (event) => {
+    seen += 1;
+    counter.textContent = `${seen} events`;
+    if (paused) return;
+    if (event.type === "flow_run.created") names.set(event.stream_id, event.name);
+    const run = event.type === "deployment.saved" ? el("span", { class: "muted" }, "–")
+      : el("a", { class: names.has(event.stream_id) ? "" : "mono", href: `#/runs/${event.stream_id}` },
+        names.get(event.stream_id) || shortId(event.stream_id));
+    tbody.prepend(el("tr", { "data-type": event.type },
+      el("td", { class: "muted nowrap" }, new Date(event.occurred).toLocaleTimeString()),
+      el("td", { class: "mono" }, event.type), el("td", { class: "nowrap" }, run),
+      el("td", {}, eventSummary(event))));
+    while (tbody.childElementCount > 500) tbody.lastElementChild.remove(); // the page stays light
+  });
+}
+
 // --- routing -------------------------------------------------------------------------------------
 
 async function route() {
@@ -341,12 +576,15 @@ async function route() {
   const [path, query] = location.hash.slice(1).split("?");
   const parts = path.split("/").filter(Boolean);
   document.querySelectorAll("[data-nav]").forEach((a) =>
-    a.classList.toggle("active", a.dataset.nav === (parts[0] || "runs")));
+    a.classList.toggle("active", a.dataset.nav === (parts[0] || "dashboard")));
   try {
     if (parts[0] === "runs" && parts[1]) await runPage(parts[1]);
+    else if (parts[0] === "runs") await runsPage(query || "");
     else if (parts[0] === "deployments" && parts[1]) await deploymentPage(parts.slice(1).join("/"));
     else if (parts[0] === "deployments") await deploymentsPage();
-    else await runsPage(query || "");
+    else if (parts[0] === "queues") await queuesPage();
+    else if (parts[0] === "events") await eventsPage(query || "");
+    else await dashboardPage();
   } catch (error) {
     show(el("div", { class: "notice" }, error.message));
   }

@@ -45,6 +45,12 @@ def blocking(seconds: float = 1.0) -> str:
 
 
 @flow
+def fails(reason: str = "bad input") -> None:
+    """Fails with a message (what a bug in a flow looks like)."""
+    raise ValueError(reason)
+
+
+@flow
 def dies() -> None:
     """Kills its own process: what a segfault in a C extension looks like to the agent."""
     os._exit(3)
