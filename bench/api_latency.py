@@ -139,6 +139,7 @@ async def measure_store(
         "runs, deployment=flow-3/daily": ["/runs?deployment=flow-3/daily&limit=50"],
         "runs, tag=rare (1 in 1,000)": ["/runs?tag=rare&limit=50"],
         "run detail": [f"/runs/{run_id}" for run_id in sample],
+        "dashboard counts, 24 h (all 100k runs in it)": ["/stats/runs?hours=24"],
         "run logs": [f"/runs/{run_id}/logs" for run_id in sample],
     }
     results = {name: await measure(base, paths, requests) for name, paths in cases.items()}

@@ -54,8 +54,10 @@ async def make_runs(nats_url: str) -> str:
             await client.submit("etl-flow/daily", {"url": data, "filename": str(out / f"{i}.csv")})
             for i in range(4)
         ]
-        await client.submit("etl-flow/daily", {"url": data + ".missing", "filename": "x.csv"})
-        for run in runs:
+        failing = await client.submit(
+            "etl-flow/daily", {"url": data + ".missing", "filename": "x.csv"}
+        )
+        for run in [*runs, failing]:
             await client.wait(run.run_id, timeout=60)
         await asyncio.sleep(2)
         return runs[0].run_id
@@ -80,13 +82,17 @@ def main() -> None:
             browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             for name, path in [
+                ("dashboard", "#/dashboard"),
                 ("runs", "#/runs"),
                 ("run", f"#/runs/{run_id}"),
                 ("deployment", "#/deployments/etl-flow/daily"),
+                ("queues", "#/queues"),
+                ("events", "#/events"),
             ]:
                 page.goto(f"{api}/ui/{path}")
                 page.wait_for_timeout(1500)
-                page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
+                # The feed grows without end: its first screen is what a user sees.
+                page.screenshot(path=str(OUT / f"{name}.png"), full_page=name != "events")
                 print(f"wrote {OUT / f'{name}.png'}")
             browser.close()
     finally:
