@@ -71,6 +71,10 @@ class RunEntry:
     retries: int = 0
     crashes: int = 0
     finished_at: float | None = None
+    #: Epoch seconds before which its request is not published (a schedule's slot); 0: at once.
+    due_at: float = 0.0
+    #: The deployment schedule that made it, if one did.
+    schedule_id: int | None = None
 
     @property
     def held(self) -> bool:
@@ -98,6 +102,7 @@ def fold(events: Iterable[StoredEvent | EventRecord]) -> RunEntry | None:
             if not data.get("deployment") or not data.get("queue"):
                 return None
             state = data["state"]
+            due = _epoch(data["scheduled_time"]) if data.get("scheduled_time") else 0.0
             entry = RunEntry(
                 run_id=event.stream_id,
                 name=data["name"],
@@ -108,8 +113,10 @@ def fold(events: Iterable[StoredEvent | EventRecord]) -> RunEntry | None:
                 seq=event.seq,
                 parameters=data.get("parameters", {}),
                 tags=data.get("tags", []),
-                queued_at=_epoch(state["timestamp"]),
+                queued_at=due or _epoch(state["timestamp"]),
                 queued_seq=event.seq,
+                due_at=due,
+                schedule_id=data.get("schedule_id"),
             )
         elif entry is not None:
             entry.seq = event.seq

@@ -33,16 +33,18 @@ from pydantic import BaseModel, ValidationError
 
 from flowbus.agents.ledger import RunEntry, RunLedger
 from flowbus.agents.recorder import Recorder
+from flowbus.agents.scheduler import Scheduler
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.broker.streams import ensure_queue_consumer, ensure_streams
-from flowbus.engine.clock import now_iso
+from flowbus.engine.clock import canonical, now_iso
 from flowbus.engine.deployments import NAMESPACE
 from flowbus.engine.errors import StoreError
 from flowbus.engine.ids import new_id
 from flowbus.engine.names import generate_run_name
 from flowbus.engine.records import EventRecord, make_record, state_dict
 from flowbus.engine.schema_model import model_from_schema
+from flowbus.engine.settings import env_float
 from flowbus.engine.states import (
     AwaitingRetry,
     Cancelled,
@@ -60,13 +62,10 @@ log = structlog.get_logger("flowbus.orchestrator")
 S = StateType
 #: How long a deployment read from the store is used before it is read again.
 DEPLOYMENT_CACHE_SECONDS = 1.0
+#: States in which a deployment's run counts as still running for the overlap policy.
+OVERLAPPING = frozenset({S.PENDING, S.RUNNING, S.CANCELLING, S.PAUSED})
 #: A queue without a concurrency limit still needs an explicit max_ack_pending (see streams.py).
 UNLIMITED_IN_FLIGHT = 10_000
-
-
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
 
 
 @dataclass(frozen=True)
@@ -79,16 +78,20 @@ class OrchestratorSettings:
     late_after: float = 15.0
     #: JetStream redelivers a run request its agent neither acked nor kept alive after this.
     run_ack_wait: float = 30.0
+    #: Whether the scheduler runs in this process (``FLOWBUS_SCHEDULER=off`` leaves it to a
+    #: ``flowbus scheduler start`` elsewhere).
+    scheduler: bool = True
 
     @classmethod
     def from_env(cls) -> OrchestratorSettings:
         """Settings from ``$FLOWBUS_LEASE_SECONDS``, ``$FLOWBUS_LATE_AFTER_SECONDS``,
         ``$FLOWBUS_JANITOR_INTERVAL`` and ``$FLOWBUS_RUN_ACK_WAIT``."""
         return cls(
-            lease_seconds=_env_float("FLOWBUS_LEASE_SECONDS", cls.lease_seconds),
-            janitor_interval=_env_float("FLOWBUS_JANITOR_INTERVAL", cls.janitor_interval),
-            late_after=_env_float("FLOWBUS_LATE_AFTER_SECONDS", cls.late_after),
-            run_ack_wait=_env_float("FLOWBUS_RUN_ACK_WAIT", cls.run_ack_wait),
+            lease_seconds=env_float("FLOWBUS_LEASE_SECONDS", cls.lease_seconds),
+            janitor_interval=env_float("FLOWBUS_JANITOR_INTERVAL", cls.janitor_interval),
+            late_after=env_float("FLOWBUS_LATE_AFTER_SECONDS", cls.late_after),
+            run_ack_wait=env_float("FLOWBUS_RUN_ACK_WAIT", cls.run_ack_wait),
+            scheduler=os.environ.get("FLOWBUS_SCHEDULER", "on").lower() not in ("off", "0"),
         )
 
 
@@ -121,6 +124,9 @@ class Orchestrator:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
+        self.scheduler: Scheduler | None = None
+        #: Runs made ahead of time whose release timer is set.
+        self._armed: set[str] = set()
         #: Requests answered at once (beyond it, NATS holds them in the subscription's queue).
         self._request_slots = asyncio.Semaphore(2000)
         self.counts: dict[str, int] = {}
@@ -150,6 +156,9 @@ class Orchestrator:
             )
         self._tasks.append(asyncio.create_task(self.recorder.run(), name="recorder"))
         self._tasks.append(asyncio.create_task(self._janitor(), name="janitor"))
+        if self.settings.scheduler:
+            self.scheduler = Scheduler(self.client, self.store)
+            self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
 
     async def run(self) -> None:
         """Start, then serve until ``stop()`` (or until a daemon task fails)."""
@@ -167,6 +176,8 @@ class Orchestrator:
     def stop(self) -> None:
         self._stopping.set()
         self.recorder.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
 
     async def close(self) -> None:
         self.recorder.stop()
@@ -263,10 +274,12 @@ class Orchestrator:
         else:
             run_id = new_id()
 
+        due = request.scheduled_time
+
         async def decide(entry: RunEntry | None) -> tuple[bytes, list[EventRecord]]:
             if entry is not None or await self.store.head(run_id) > 0:
                 return await self._existing_submission(run_id, entry), []
-            state = Scheduled()
+            state = Scheduled(message=f"for {canonical(due)}" if due else None)
             name = generate_run_name()
             fields = {
                 "flow_name": deployment.flow_name,
@@ -279,6 +292,8 @@ class Orchestrator:
                 "deployment": deployment.name,
                 "queue": deployment.queue,
                 "idempotency_key": request.idempotency_key,
+                "scheduled_time": canonical(due) if due else None,
+                "schedule_id": request.schedule_id,
                 "state": state_dict(state),
             }
             record = make_record(run_id, 1, "flow_run.created", fields, state.timestamp_iso)
@@ -292,8 +307,10 @@ class Orchestrator:
                 seq=1,
                 parameters=parameters,
                 tags=fields["tags"],
-                queued_at=time.time(),
+                queued_at=due.timestamp() if due else time.time(),
                 retries=await self.ledger.retries_of(deployment.name),
+                due_at=due.timestamp() if due else 0.0,
+                schedule_id=request.schedule_id,
             )
             self.ledger.add(entry)
             reply = p.SubmitReply(run_id=run_id, name=name, queue=deployment.queue, created=True)
@@ -304,7 +321,10 @@ class Orchestrator:
         if entry is not None and not entry.published and entry.seq == 1:
             if os.environ.get("FLOWBUS_TEST_CRASH_AT") == "after-schedule-write":
                 os._exit(70)  # fault injection for the outbox test: recorded, not published
-            await self._dispatch(entry)
+            if entry.due_at > time.time():
+                self._arm(entry)
+            else:
+                await self._release(entry)
         self._count("submitted")
         return reply
 
@@ -358,6 +378,72 @@ class Orchestrator:
             log.warning("could not publish a run request", run_id=entry.run_id, error=repr(exc))
             return
         entry.published = True
+
+    # --- runs made ahead of time (schedules) ------------------------------------------------
+
+    def _arm(self, entry: RunEntry) -> None:
+        """Release the run when its time comes (a timer: no polling; the janitor re-arms the
+        timers of runs read back after a restart)."""
+        if entry.run_id in self._armed:
+            return
+        self._armed.add(entry.run_id)
+        delay = max(0.0, entry.due_at - time.time())
+        asyncio.get_running_loop().call_later(delay, self._due, entry.run_id)
+
+    def _due(self, run_id: str) -> None:
+        self._armed.discard(run_id)
+        entry = self.ledger.entries.get(run_id)
+        if entry is not None and entry.state is S.SCHEDULED and not entry.published:
+            task = asyncio.get_running_loop().create_task(self._release(entry))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _release(self, entry: RunEntry) -> None:
+        """Publish a run whose time has come; a schedule's run first meets its deployment's
+        policies (schedule still active, overlap)."""
+        if entry.schedule_id is not None and entry.queued_seq == 1:
+            refusal = await self._slot_refusal(entry)
+            if refusal is not None:
+                await self._cancel_unstarted(entry.run_id, refusal)
+                return
+        await self._dispatch(entry)
+
+    async def _slot_refusal(self, entry: RunEntry) -> str | None:
+        """Why a schedule's run must not start now, or None. Under the overlap policy
+        ``cancel`` the deployment's runs still running are cancelled first."""
+        deployment = await self._deployment(entry.deployment)
+        if deployment is None:
+            return f"deployment {entry.deployment} is gone"
+        active = {s["id"] for s in deployment.schedules if s.get("active", True)}
+        if entry.schedule_id not in active:
+            return f"schedule {entry.schedule_id} of {deployment.name} is paused or removed"
+        running = [
+            other
+            for other in self.ledger.entries.values()
+            if other.deployment == entry.deployment
+            and other.run_id != entry.run_id
+            and other.state in OVERLAPPING
+        ]
+        if not running or deployment.overlap == "allow":
+            return None
+        if deployment.overlap == "skip":
+            return (
+                f"skipped: run {running[0].name} of {deployment.name} is still running "
+                "(overlap policy skip)"
+            )
+        for other in running:
+            log.info("cancelling an overlapping run", run_id=other.run_id, for_run=entry.run_id)
+            await self.cancel(p.CancelRequest(run_id=other.run_id))
+        return None
+
+    async def _cancel_unstarted(self, run_id: str, message: str) -> None:
+        async def decide(entry: RunEntry | None) -> tuple[None, list[EventRecord]]:
+            if entry is None or entry.state is not S.SCHEDULED or entry.published:
+                return None, []
+            return None, [self.ledger.record_state(entry, Cancelled(message=message))]
+
+        await self.ledger.transact(run_id, decide)
+        log.info("scheduled run not started", run_id=run_id, reason=message)
 
     async def _dispatch_if_queued_again(self, run_id: str) -> None:
         """Publish the request of a run a decision just queued again (a crash with retries)."""
@@ -615,7 +701,10 @@ class Orchestrator:
             if entry.lease_expired(now):
                 await self._expire(entry.run_id)
             elif entry.state is S.SCHEDULED and not entry.published:
-                await self._dispatch(entry)
+                if entry.due_at > wall:
+                    self._arm(entry)
+                else:
+                    await self._release(entry)
             if (
                 entry.state is S.SCHEDULED
                 and entry.state_name != "Late"

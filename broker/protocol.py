@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from flowbus.engine.errors import FlowbusError
 
@@ -53,6 +53,12 @@ class SubmitRequest(_Message):
     parameters: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(default=None, max_length=512)
     tags: list[str] = Field(default_factory=list)
+    #: Start no earlier than this (a schedule's slot, ISO 8601 with a zone); None: now. The run
+    #: is Scheduled at once and queued when the time comes.
+    scheduled_time: AwareDatetime | None = None
+    #: The deployment schedule the run is for: when that slot comes, the deployment's overlap
+    #: policy applies, and a schedule paused or removed by then cancels the run.
+    schedule_id: int | None = Field(default=None, ge=1)
 
 
 class SubmitReply(_Message):
@@ -86,6 +92,13 @@ class ErrorDetail(_Message):
 class ErrorReply(_Message):
     ok: Literal[False] = False
     error: ErrorDetail
+
+
+def decode_reply(model: type[M], data: bytes) -> M | ErrorReply:
+    """A service's reply: ``model``, or the ``ErrorReply`` it answered instead."""
+    if data.startswith(b'{"ok":false'):
+        return decode(ErrorReply, data)
+    return decode(model, data)
 
 
 def error_reply(code: str, message: str, details: Any = None) -> bytes:

@@ -64,6 +64,9 @@ async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
     await js.create_key_value(
         KeyValueConfig(bucket=subjects.QUEUES_BUCKET, history=5, replicas=replicas)
     )
+    await js.create_key_value(
+        KeyValueConfig(bucket=subjects.SCHEDULES_BUCKET, history=1, replicas=replicas)
+    )
 
 
 async def ensure_queue_consumer(

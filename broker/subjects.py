@@ -35,6 +35,8 @@ ORCHESTRATOR_GROUP = "flowbus-orchestrator"
 
 #: Work-queue settings (priority, concurrency limit, paused): a KV bucket agents watch.
 QUEUES_BUCKET = "flowbus_queues"
+#: Per deployment schedule, up to when its slots were handled (the scheduler's cursors).
+SCHEDULES_BUCKET = "flowbus_schedules"
 
 #: Headers on events an agent publishes for a run it holds: the (root) flow run and the claim's
 #: attempt. The orchestrator records the event only while that attempt holds the run.

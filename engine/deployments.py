@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,17 @@ import orjson
 from flowbus.engine.errors import ParameterValidationError, SequenceError, UsageError
 from flowbus.engine.flows import Flow
 from flowbus.engine.records import make_record
+from flowbus.engine.schedules import CatchUp, DeploymentSchedule, Overlap
 from flowbus.engine.store import DeploymentView, EventStore
 
 #: Deployment stream ids are UUIDv5 of their "flow/deployment" name in this namespace.
 NAMESPACE = uuid.UUID("6f1c2d0e-5b7a-4c1e-9a57-6c6f77627573")
 #: Queue names become NATS subject tokens: letters, digits, "-" and "_".
 _QUEUE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+#: The envelope of an event (what ``make_record`` adds to its fields).
+ENVELOPE_FIELDS = frozenset({"schema_version", "id", "stream_id", "seq", "occurred", "type"})
 
 
 def deployment_id(name: str) -> str:
@@ -41,6 +47,9 @@ class DeploymentSpec:
     tags: list[str] = field(default_factory=list)
     description: str | None = None
     retries: int = 0
+    schedules: list[DeploymentSchedule] = field(default_factory=list)
+    catchup: CatchUp = "latest"
+    overlap: Overlap = "allow"
 
     @property
     def name(self) -> str:
@@ -99,6 +108,9 @@ async def save_deployment(store: EventStore, spec: DeploymentSpec) -> Deployment
         "tags": spec.tags,
         "description": spec.description,
         "retries": spec.retries,
+        "schedules": [s.model_dump(mode="json") for s in spec.schedules],
+        "catchup": spec.catchup,
+        "overlap": spec.overlap,
     }
     for _ in range(3):  # another process may save the same deployment at the same moment
         head = await store.head(stream)
@@ -108,6 +120,28 @@ async def save_deployment(store: EventStore, spec: DeploymentSpec) -> Deployment
         except SequenceError:
             continue
     saved = await store.get_deployment(spec.name)
+    assert saved is not None
+    return saved
+
+
+async def redefine(
+    store: EventStore, name: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+) -> DeploymentView:
+    """Record a deployment again with ``change`` applied to its latest definition's fields (to
+    pause a schedule, say): a new version of it, in its own stream like any other."""
+    stream = deployment_id(name)
+    for _ in range(3):  # another process may redefine it at the same moment
+        events = await store.read_stream(stream)
+        if not events:
+            raise UsageError(f"no deployment named {name!r} (names are flow-name/deployment-name)")
+        last = events[-1]
+        fields = {k: v for k, v in last.data.items() if k not in ENVELOPE_FIELDS}
+        try:
+            await store.append([make_record(stream, last.seq + 1, last.type, change(fields))])
+            break
+        except SequenceError:
+            continue
+    saved = await store.get_deployment(name)
     assert saved is not None
     return saved
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.records import SCHEMA_VERSION
+from flowbus.engine.schedules import CatchUp, DeploymentSchedule, Overlap
 from flowbus.engine.states import StateType
 
 
@@ -59,6 +60,10 @@ class FlowRunCreated(_EventBase):
     #: Set for runs of a deployment: the work queue it was sent to, and the submitter's key.
     queue: str | None = None
     idempotency_key: str | None = None
+    #: When a run made ahead of time should start (a schedule's slot); None means now.
+    scheduled_time: datetime | None = None
+    #: The deployment schedule that made the run (its id), if one did.
+    schedule_id: int | None = None
     state: StatePayload
 
 
@@ -107,6 +112,11 @@ class DeploymentSaved(_EventBase):
     description: str | None = None
     #: The flow's retries: how often a run whose agent died is queued again.
     retries: int = 0
+    schedules: list[DeploymentSchedule] = Field(default_factory=list)
+    #: After downtime, which missed slots get a run.
+    catchup: CatchUp = "latest"
+    #: What a slot does while the deployment's previous run is still running.
+    overlap: Overlap = "allow"
 
 
 class LogEmitted(_EventBase):

@@ -26,3 +26,9 @@ def sqlite_synchronous() -> str:
     """SQLite durability: ``FULL`` (default, fsync per commit) or ``NORMAL``."""
     value = os.environ.get("FLOWBUS_SQLITE_SYNCHRONOUS", "FULL").upper()
     return value if value in {"FULL", "NORMAL", "EXTRA", "OFF"} else "FULL"
+
+
+def env_float(name: str, default: float) -> float:
+    """A number of seconds (or any float) from the environment, ``default`` when unset."""
+    value = os.environ.get(name)
+    return float(value) if value else default

@@ -120,14 +120,19 @@ class Client:
         parameters: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
         tags: Sequence[str] = (),
+        scheduled_time: datetime | None = None,
+        schedule_id: int | None = None,
     ) -> SubmittedRun:
         """Queue a run of ``deployment``; bad parameters raise ``ClientError`` (code
-        ``invalid_parameters``, pydantic's message) and nothing is queued."""
+        ``invalid_parameters``, pydantic's message) and nothing is queued. With
+        ``scheduled_time`` (timezone-aware) the run waits, Scheduled, until that time."""
         request = p.SubmitRequest(
             deployment=deployment,
             parameters=parameters or {},
             idempotency_key=idempotency_key,
             tags=list(tags),
+            scheduled_time=scheduled_time,
+            schedule_id=schedule_id,
         )
         reply = p.decode(p.SubmitReply, await self._request(subjects.SUBMIT, request.dump()))
         return SubmittedRun(reply.run_id, reply.name, reply.queue, reply.created)

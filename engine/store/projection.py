@@ -72,6 +72,9 @@ DEPLOYMENT_COLUMNS = (
     "created",
     "updated",
     "version",
+    "schedules",
+    "catchup",
+    "overlap",
 )
 LOG_COLUMNS = ("run_id", "seq", "task_run_id", "timestamp", "level", "logger", "message")
 #: The order of a state update's parameters (the row id comes last).
@@ -132,6 +135,9 @@ def _deployment_row(data: dict[str, Any]) -> tuple[Any, ...]:
         data["occurred"],  # created: kept from the first definition when the row exists
         data["occurred"],
         data["seq"],
+        _json(data.get("schedules") or []),
+        data.get("catchup") or "latest",
+        data.get("overlap") or "allow",
     )
 
 

@@ -91,6 +91,10 @@ class DeploymentView(_View):
     created: str
     updated: str
     version: int
+    #: ``DeploymentSchedule`` objects as JSON (``{"id", "schedule": {"kind", ...}, "active"}``).
+    schedules: list[dict[str, Any]]
+    catchup: str
+    overlap: str
 
 
 def flow_run_view(row: Mapping[str, Any]) -> FlowRunView:
@@ -112,7 +116,7 @@ def task_run_view(row: Mapping[str, Any]) -> TaskRunView:
 def deployment_view(row: Sequence[Any]) -> DeploymentView:
     """A deployment from its row (columns in ``projection.DEPLOYMENT_COLUMNS`` order)."""
     values = list(row)
-    for index in (7, 8, 9):  # parameters, parameter_schema, tags are JSON text
+    for index in (7, 8, 9, 14):  # parameters, parameter_schema, tags, schedules are JSON text
         values[index] = json.loads(values[index])
     return DeploymentView(*values)
 

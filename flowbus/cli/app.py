@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from flowbus.cli import daemons, deployments, events, queues, runs, store, submit
+from flowbus.cli import daemons, deployments, events, queues, runs, schedules, store, submit
 from flowbus.cli.up import up
 
 app = typer.Typer(
@@ -20,6 +20,9 @@ app.add_typer(queues.queues_app, name="queues")
 app.add_typer(queues.agents_app, name="agents")
 app.add_typer(daemons.server_app, name="server")
 app.add_typer(daemons.agent_app, name="agent")
+app.add_typer(daemons.scheduler_app, name="scheduler")
+app.add_typer(schedules.app, name="schedule")
+app.command("backfill")(schedules.backfill)
 app.command("deploy")(deployments.deploy)
 app.command("run")(submit.run)
 app.command("events")(events.events)

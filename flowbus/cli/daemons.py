@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from flowbus.agents import Agent, AgentSettings, Orchestrator
+from flowbus.agents.scheduler import Scheduler
 from flowbus.api.settings import DEFAULT_API_PORT
 from flowbus.broker import connect, nats_url
 from flowbus.cli.common import console, exit_when_threads_end, fail
@@ -24,6 +25,9 @@ from flowbus.engine.store import store_from_url
 
 server_app = typer.Typer(help="The orchestrator.", no_args_is_help=True)
 agent_app = typer.Typer(help="Agents: the daemons that run flow runs.", no_args_is_help=True)
+scheduler_app = typer.Typer(
+    help="The scheduler (the orchestrator runs one; more are safe).", no_args_is_help=True
+)
 
 
 def _on_signals(action: Callable[[], None]) -> None:
@@ -132,5 +136,29 @@ def agent_start(
         finally:
             await client.close()
         console.print(f"agent {settings.name} stopped", markup=False)
+
+    _run(main)
+
+
+@scheduler_app.command("start")
+def scheduler_start() -> None:
+    """Run a scheduler alone: it makes the runs of deployment schedules ahead of time through
+    the orchestrator. Any number may run (each slot's run is made once); the orchestrator runs
+    one itself unless FLOWBUS_SCHEDULER=off."""
+
+    async def main() -> None:
+        url = nats_url()
+        client = await connect(url, name="flowbus-scheduler")
+        store = store_from_url()
+        await store.open()
+        scheduler = Scheduler(client, store)
+        _on_signals(scheduler.stop)
+        try:
+            console.print(f"scheduler is serving on {url}; store {store.url}", markup=False)
+            await scheduler.run()
+        finally:
+            await client.close()
+            await store.close()
+        console.print("scheduler stopped", markup=False)
 
     _run(main)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,12 +13,25 @@ import typer
 from rich.table import Table
 
 from flowbus.cli.common import console, fail, print_json, short_time, with_store
+from flowbus.cli.schedules import build_schedules
 from flowbus.engine.deployments import build_deployment, save_deployment
 from flowbus.engine.entrypoints import load_flow
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.store import DeploymentView, EventStore
 
 app = typer.Typer(help="Inspect deployments.", no_args_is_help=True)
+
+
+class CatchUpChoice(enum.StrEnum):
+    all = "all"
+    latest = "latest"
+    none = "none"
+
+
+class OverlapChoice(enum.StrEnum):
+    allow = "allow"
+    skip = "skip"
+    cancel = "cancel"
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -41,10 +57,34 @@ def deploy(
     ] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="A tag.")] = None,
     description: Annotated[str | None, typer.Option(help="What it is for.")] = None,
+    cron: Annotated[
+        list[str] | None, typer.Option(help='A cron schedule ("0 6 * * *"); repeatable.')
+    ] = None,
+    interval: Annotated[
+        list[float] | None, typer.Option(help="An interval schedule in seconds; repeatable.")
+    ] = None,
+    rrule: Annotated[
+        list[str] | None, typer.Option(help="An RFC 5545 recurrence rule; repeatable.")
+    ] = None,
+    timezone: Annotated[
+        str, typer.Option(help="IANA time zone of the schedules (Europe/Paris).")
+    ] = "UTC",
+    anchor: Annotated[
+        str | None, typer.Option(help="Where intervals count from (ISO 8601).")
+    ] = None,
+    catchup: Annotated[
+        CatchUpChoice, typer.Option(help="After downtime, run missed slots: all, latest, none.")
+    ] = CatchUpChoice.latest,
+    overlap: Annotated[
+        OverlapChoice,
+        typer.Option(help="A slot while the previous run runs: allow, skip, cancel (it)."),
+    ] = OverlapChoice.allow,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
 ) -> None:
-    """Record a deployment of a flow: its entrypoint, work queue and default parameters."""
+    """Record a deployment of a flow: its entrypoint, work queue, default parameters and
+    schedules."""
     working_dir = Path.cwd()
+    schedules = build_schedules(cron or [], interval or [], rrule or [], timezone, anchor)
     try:
         flow = load_flow(entrypoint, working_dir)
         spec = build_deployment(
@@ -52,6 +92,9 @@ def deploy(
         )
     except FlowbusError as exc:
         fail(str(exc))
+    spec = dataclasses.replace(
+        spec, schedules=schedules, catchup=catchup.value, overlap=overlap.value
+    )
 
     async def save(store: EventStore) -> DeploymentView:
         return await save_deployment(store, spec)
@@ -64,6 +107,10 @@ def deploy(
         f"deployment [bold]{saved.name}[/] (version {saved.version}) on queue {saved.queue!r}: "
         f"{saved.entrypoint}"
     )
+    for schedule in schedules:
+        upcoming = schedule.schedule.next_slot(datetime.now(UTC))
+        shown = short_time(upcoming.isoformat()) if upcoming else "-"
+        console.print(f"  schedule {schedule.id}: {schedule.schedule}; next {shown}", markup=False)
 
 
 @app.command("ls")

@@ -131,6 +131,22 @@ class Stack:
         assert found is not None, self.orchestrator.output()
         return found.group(1)
 
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``flowbus ARGS`` as a user types it next to this stack (in the flows' folder)."""
+        done = subprocess.run(
+            [sys.executable, "-m", "flowbus", *args],
+            env=self.env, cwd=FLOWS_DIR, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if check and done.returncode != 0:
+            raise AssertionError(f"flowbus {' '.join(args)}: {done.stdout}{done.stderr}")
+        return done
+
+    def start_process(self, name: str, *args: str) -> Daemon:
+        """Any other ``flowbus`` daemon (``scheduler start``, say)."""
+        daemon = Daemon(name, list(args), self.env, self.root / f"{name}.log")
+        self.daemons.append(daemon)
+        return daemon
+
     def start_agent(self, name: str, *args: str) -> Daemon:
         command = ["agent", "start", "--name", name, *args]
         daemon = Daemon(name, command, self.env, self.root / f"{name}.log")

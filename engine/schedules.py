@@ -1,0 +1,202 @@
+"""Schedules: when a deployment runs by itself. Cron (with a time zone), interval (with an
+anchor) and RRULE (RFC 5545), each a pydantic model that lists its slots in a window.
+
+Time zones and daylight saving time: cron and RRULE slots are wall-clock times in the
+schedule's zone. A wall-clock time that does not exist (the hour skipped in spring) fires at
+the same distance past the jump (02:30 becomes 03:30); a time that happens twice (the hour
+repeated in autumn) fires once, the first time. An interval of whole days keeps its wall-clock
+time across a change (daily at 06:00 stays 06:00); other intervals are exact durations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from dateutil.rrule import rruleset, rrulestr
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Where an interval without an anchor counts from (a Monday, midnight UTC).
+DEFAULT_ANCHOR = datetime(2026, 1, 5, tzinfo=UTC)
+DAY = 86400
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name: Europe/Paris)") from exc
+
+
+def _to_utc(local: datetime, zone: ZoneInfo) -> datetime:
+    """A naive wall-clock time in ``zone`` as UTC. fold=0 picks the first of a repeated time;
+    for a skipped one it applies the offset before the jump, which lands past the jump."""
+    return local.replace(tzinfo=zone, fold=0).astimezone(UTC)
+
+
+def _increasing(slots: Iterator[datetime], start: datetime, end: datetime) -> Iterator[datetime]:
+    """Slots in (start, end], strictly increasing (a skipped wall-clock time moved past the jump
+    can meet a real one)."""
+    last = start
+    for slot in slots:
+        if slot > end:
+            return
+        if slot > last:
+            last = slot
+            yield slot
+
+
+class _Schedule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        _zone(value)
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return _zone(self.timezone)
+
+    def slots(self, start: datetime, end: datetime) -> Iterator[datetime]:
+        """The slots after ``start`` up to and including ``end`` (aware datetimes), in UTC."""
+        raise NotImplementedError  # pragma: no cover - every kind defines it
+
+    def next_slot(self, after: datetime) -> datetime | None:
+        """The first slot after ``after`` within ten years, or None."""
+        return next(self.slots(after, after + timedelta(days=3660)), None)
+
+
+class CronSchedule(_Schedule):
+    """``cron``: five fields (minute hour day month weekday) read in ``timezone``."""
+
+    kind: Literal["cron"] = "cron"
+    cron: str
+
+    @field_validator("cron")
+    @classmethod
+    def _valid(cls, value: str) -> str:
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError(f"not a cron expression of five fields: {value!r}")
+        return value
+
+    def slots(self, start: datetime, end: datetime) -> Iterator[datetime]:
+        zone = self.zone
+        # Iterate naive wall-clock times: each happens once, whatever the offsets do.
+        local_start = start.astimezone(zone).replace(tzinfo=None) - timedelta(hours=3)
+        times = croniter(self.cron, local_start, ret_type=datetime)
+        yield from _increasing(
+            (_to_utc(times.get_next(datetime), zone) for _ in iter(int, 1)), start, end
+        )
+
+    def __str__(self) -> str:
+        return f"cron {self.cron} ({self.timezone})"
+
+
+class IntervalSchedule(_Schedule):
+    """Every ``interval`` seconds from ``anchor`` (a wall-clock time in ``timezone`` when it has
+    none); whole days keep their wall-clock time across daylight saving changes."""
+
+    kind: Literal["interval"] = "interval"
+    interval: float = Field(gt=0)
+    anchor: datetime | None = None
+
+    def _anchor(self) -> datetime:
+        if self.anchor is None:
+            return DEFAULT_ANCHOR
+        if self.anchor.tzinfo is None:
+            return self.anchor.replace(tzinfo=self.zone)
+        return self.anchor
+
+    def slots(self, start: datetime, end: datetime) -> Iterator[datetime]:
+        anchor = self._anchor()
+        if self.interval % DAY == 0:
+            yield from _increasing(self._whole_days(anchor, start), start, end)
+            return
+        step = timedelta(seconds=self.interval)
+        # The first multiple of the interval after start, counted from the anchor.
+        count = max(0, int((start - anchor) / step) + 1) if start >= anchor else 0
+        slot = anchor + count * step
+        while slot <= start:
+            slot += step
+        while slot <= end:
+            yield slot.astimezone(UTC)
+            slot += step
+
+    def _whole_days(self, anchor: datetime, start: datetime) -> Iterator[datetime]:
+        zone, days = self.zone, int(self.interval // DAY)
+        local_anchor = anchor.astimezone(zone).replace(tzinfo=None)
+        skip = max(0, (start.astimezone(zone).replace(tzinfo=None) - local_anchor).days // days - 1)
+        local = local_anchor + timedelta(days=skip * days)
+        while True:
+            yield _to_utc(local, zone)
+            local += timedelta(days=days)
+
+    def __str__(self) -> str:
+        return f"every {self.interval:g} s"
+
+
+def _rules(text: str) -> rruleset:
+    """A rule's occurrences as naive wall-clock times; without DTSTART it counts from the
+    default anchor's midnight."""
+    return rrulestr(text, dtstart=DEFAULT_ANCHOR.replace(tzinfo=None), forceset=True)
+
+
+class RRuleSchedule(_Schedule):
+    """An RFC 5545 recurrence rule (``FREQ=WEEKLY;BYDAY=MO,WE;BYHOUR=6;BYMINUTE=0``), read as
+    wall-clock times in ``timezone``; its DTSTART (if any) is the anchor."""
+
+    kind: Literal["rrule"] = "rrule"
+    rrule: str
+
+    @field_validator("rrule")
+    @classmethod
+    def _valid(cls, value: str) -> str:
+        try:
+            first = next(iter(_rules(value)), None)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"not a recurrence rule: {value!r} ({exc})") from exc
+        if first is not None and first.tzinfo is not None:
+            raise ValueError("give DTSTART without a zone: the schedule's timezone applies")
+        return value
+
+    def slots(self, start: datetime, end: datetime) -> Iterator[datetime]:
+        zone, rules = self.zone, _rules(self.rrule)
+        cursor = (start - timedelta(hours=3)).astimezone(zone).replace(tzinfo=None)
+
+        def walk() -> Iterator[datetime]:
+            nonlocal cursor
+            while (found := rules.after(cursor)) is not None:
+                cursor = found
+                yield _to_utc(found, zone)
+
+        yield from _increasing(walk(), start, end)
+
+    def __str__(self) -> str:
+        return f"rrule {self.rrule} ({self.timezone})"
+
+
+Schedule = Annotated[CronSchedule | IntervalSchedule | RRuleSchedule, Field(discriminator="kind")]
+
+
+class DeploymentSchedule(BaseModel):
+    """One schedule of a deployment: ``id`` names it in commands (1, 2, ...), ``active`` is
+    False while it is paused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: int = Field(ge=1)
+    schedule: Schedule
+    active: bool = True
+
+
+#: After downtime: run every missed slot, only the latest, or none.
+CatchUp = Literal["all", "latest", "none"]
+#: When a slot comes while the deployment's previous run still runs.
+Overlap = Literal["allow", "skip", "cancel"]

@@ -1,0 +1,200 @@
+"""``flowbus schedule`` and ``flowbus backfill``: a deployment's schedules, paused and resumed,
+and runs for the slots of a past window. ``flowbus deploy`` takes the schedule options."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from flowbus.agents.scheduler import slot_key
+from flowbus.cli.common import console, fail, print_json, short_time, with_client, with_store
+from flowbus.engine.deployments import redefine
+from flowbus.engine.errors import FlowbusError
+from flowbus.engine.schedules import (
+    CronSchedule,
+    DeploymentSchedule,
+    IntervalSchedule,
+    RRuleSchedule,
+)
+from flowbus.engine.store import DeploymentView, EventStore
+
+app = typer.Typer(help="Deployment schedules.", no_args_is_help=True)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")]
+ScheduleOption = Annotated[
+    int | None, typer.Option("--schedule", "-s", help="Only this schedule (its id); default all.")
+]
+
+
+def build_schedules(
+    cron: list[str], interval: list[float], rrule: list[str], timezone: str, anchor: str | None
+) -> list[DeploymentSchedule]:
+    """The schedules ``flowbus deploy`` was given, numbered 1, 2, ... in option order."""
+    try:
+        when = datetime.fromisoformat(anchor) if anchor else None
+        rules: list[CronSchedule | IntervalSchedule | RRuleSchedule] = [
+            *(CronSchedule(cron=c, timezone=timezone) for c in cron),
+            *(IntervalSchedule(interval=i, anchor=when, timezone=timezone) for i in interval),
+            *(RRuleSchedule(rrule=r, timezone=timezone) for r in rrule),
+        ]
+    except ValidationError as exc:
+        fail(f"invalid schedule: {'; '.join(e['msg'] for e in exc.errors())}", code=2)
+    except ValueError as exc:
+        fail(f"invalid --anchor: {exc}", code=2)
+    return [DeploymentSchedule(id=i + 1, schedule=rule) for i, rule in enumerate(rules)]
+
+
+def describe(schedule: DeploymentSchedule, now: datetime) -> dict[str, Any]:
+    """A schedule as ``schedule ls --json`` prints it: its definition, and its next slot."""
+    upcoming = schedule.schedule.next_slot(now) if schedule.active else None
+    return {
+        "id": schedule.id,
+        "active": schedule.active,
+        "schedule": schedule.schedule.model_dump(mode="json"),
+        "summary": str(schedule.schedule),
+        "next_slot": upcoming.isoformat() if upcoming else None,
+    }
+
+
+@app.command("ls")
+def list_schedules(
+    deployment: Annotated[str | None, typer.Argument(help="Only this deployment.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the schedules of every deployment (or one), with their next slot."""
+
+    async def fetch(store: EventStore) -> list[DeploymentView]:
+        if deployment is None:
+            return await store.list_deployments()
+        found = await store.get_deployment(deployment)
+        if found is None:
+            fail(f"no deployment named {deployment!r}")
+        return [found]
+
+    now = datetime.now(UTC)
+    rows = [
+        {"deployment": d.name, "catchup": d.catchup, "overlap": d.overlap,
+         **describe(DeploymentSchedule.model_validate(s), now)}
+        for d in with_store(fetch)
+        for s in d.schedules
+    ]  # fmt: skip
+    if as_json:
+        print_json({"schedules": rows})
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("DEPLOYMENT", "ID", "SCHEDULE", "STATUS", "NEXT", "CATCH-UP", "OVERLAP"):
+        table.add_column(column, no_wrap=column in ("DEPLOYMENT", "NEXT"))
+    for row in rows:
+        status = "[green]active[/]" if row["active"] else "[yellow]paused[/]"
+        table.add_row(
+            row["deployment"], str(row["id"]), row["summary"], status,
+            short_time(row["next_slot"]), row["catchup"], row["overlap"],
+        )  # fmt: skip
+    console.print(table if rows else "[dim]no schedules[/]")
+
+
+def _set_active(deployment: str, schedule_id: int | None, active: bool, as_json: bool) -> None:
+    def change(fields: dict[str, Any]) -> dict[str, Any]:
+        schedules = fields.get("schedules") or []
+        ids = [s["id"] for s in schedules]
+        if schedule_id is not None and schedule_id not in ids:
+            fail(f"{deployment} has no schedule {schedule_id} (it has: {ids or 'none'})")
+        if not schedules:
+            fail(f"{deployment} has no schedules")
+        fields["schedules"] = [
+            {**s, "active": active} if schedule_id in (None, s["id"]) else s for s in schedules
+        ]
+        return fields
+
+    async def save(store: EventStore) -> DeploymentView:
+        return await redefine(store, deployment, change)
+
+    try:
+        saved = with_store(save)
+    except FlowbusError as exc:
+        fail(str(exc))
+    now = datetime.now(UTC)
+    shown = [describe(DeploymentSchedule.model_validate(s), now) for s in saved.schedules]
+    if as_json:
+        print_json({"deployment": saved.name, "version": saved.version, "schedules": shown})
+        return
+    for row in shown:
+        state = "active" if row["active"] else "paused"
+        console.print(f"{saved.name} schedule {row['id']} ({row['summary']}): {state}")
+
+
+@app.command("pause")
+def pause(deployment: str, schedule: ScheduleOption = None, as_json: JsonOption = False) -> None:
+    """Pause a deployment's schedules (or one): no runs are made for their slots, and runs made
+    ahead of time for them are cancelled when their slot comes."""
+    _set_active(deployment, schedule, False, as_json)
+
+
+@app.command("resume")
+def resume(deployment: str, schedule: ScheduleOption = None, as_json: JsonOption = False) -> None:
+    """Resume paused schedules; the slots of the pause are not caught up."""
+    _set_active(deployment, schedule, True, as_json)
+
+
+def _moment(text: str, option: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"{option} {text!r} is not an ISO 8601 date or time (2026-11-01T06:00)", code=2)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def backfill(
+    deployment: Annotated[str, typer.Argument(help="flow-name/deployment-name")],
+    start: Annotated[str, typer.Option(help="From (ISO 8601; UTC unless it has a zone).")],
+    end: Annotated[str, typer.Option(help="Up to and including (ISO 8601).")],
+    schedule: ScheduleOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Queue a run for every slot of a deployment's schedules in a past window. A slot that
+    already has a run (made by the scheduler or an earlier backfill) keeps it."""
+    since, until = _moment(start, "--start"), _moment(end, "--end")
+    if until < since:
+        fail("--end is before --start", code=2)
+
+    async def fetch(store: EventStore) -> DeploymentView | None:
+        return await store.get_deployment(deployment)
+
+    found = with_store(fetch)
+    if found is None:
+        fail(f"no deployment named {deployment!r}", code=2)
+    chosen = [DeploymentSchedule.model_validate(s) for s in found.schedules]
+    chosen = [s for s in chosen if schedule in (None, s.id)]
+    if not chosen:
+        fail(f"{deployment} has no schedule{f' {schedule}' if schedule else 's'}", code=2)
+    # The window's start is included: slots() lists those after its first argument.
+    before = since - timedelta(microseconds=1)
+    slots = sorted((slot, s.id) for s in chosen for slot in s.schedule.slots(before, until))
+    if len(slots) > 10_000:
+        fail(f"{len(slots)} slots in that window; backfill at most 10,000 at once", code=2)
+
+    async def submit_all(client: Any) -> list[dict[str, Any]]:
+        made = []
+        for slot, schedule_id in slots:
+            run = await client.submit(
+                found.name, idempotency_key=slot_key(schedule_id, slot), scheduled_time=slot,
+                tags=["backfill"],
+            )  # fmt: skip
+            made.append(
+                {"slot": slot.isoformat(), "schedule_id": schedule_id, "run_id": run.run_id,
+                 "name": run.name, "created": run.created}
+            )  # fmt: skip
+        return made
+
+    runs = with_client(submit_all) if slots else []
+    if as_json:
+        print_json({"deployment": found.name, "runs": runs})
+        return
+    created = sum(1 for r in runs if r["created"])
+    console.print(
+        f"{found.name}: {len(runs)} slots from {since.isoformat()} to {until.isoformat()}; "
+        f"{created} runs queued, {len(runs) - created} already had one"
+    )
