@@ -146,6 +146,26 @@ async def redefine(
     return saved
 
 
+async def set_schedules_active(
+    store: EventStore, name: str, schedule_id: int | None, active: bool
+) -> DeploymentView:
+    """Pause (``active=False``) or resume one schedule of a deployment, or all of them."""
+
+    def change(fields: dict[str, Any]) -> dict[str, Any]:
+        schedules = fields.get("schedules") or []
+        ids = [s["id"] for s in schedules]
+        if not schedules:
+            raise UsageError(f"{name} has no schedules")
+        if schedule_id is not None and schedule_id not in ids:
+            raise UsageError(f"{name} has no schedule {schedule_id} (it has: {ids})")
+        fields["schedules"] = [
+            {**s, "active": active} if schedule_id in (None, s["id"]) else s for s in schedules
+        ]
+        return fields
+
+    return await redefine(store, name, change)
+
+
 def entrypoint_of(flow: Flow[..., Any], working_dir: Path) -> str:
     """``path/to/file.py:function`` of a flow, relative to ``working_dir`` when inside it."""
     source = inspect.getsourcefile(flow.fn)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -200,3 +200,21 @@ class DeploymentSchedule(BaseModel):
 CatchUp = Literal["all", "latest", "none"]
 #: When a slot comes while the deployment's previous run still runs.
 Overlap = Literal["allow", "skip", "cancel"]
+
+
+def describe_all(deployment: Any) -> list[dict[str, Any]]:
+    """A deployment's schedules as the CLI and the API show them: the definition, a summary
+    and the next slot (None while paused)."""
+    now = datetime.now(UTC)
+    shown = []
+    for raw in deployment.schedules:
+        schedule = DeploymentSchedule.model_validate(raw)
+        upcoming = schedule.schedule.next_slot(now) if schedule.active else None
+        shown.append({
+            "id": schedule.id,
+            "active": schedule.active,
+            "schedule": schedule.schedule.model_dump(mode="json"),
+            "summary": str(schedule.schedule),
+            "next_slot": upcoming.isoformat() if upcoming else None,
+        })  # fmt: skip
+    return shown

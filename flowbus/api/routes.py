@@ -14,6 +14,9 @@ from pydantic import BaseModel, Field, model_validator
 
 from flowbus.cli.run_details import run_detail
 from flowbus.client import Client
+from flowbus.engine.deployments import set_schedules_active
+from flowbus.engine.errors import UsageError
+from flowbus.engine.schedules import describe_all
 from flowbus.engine.states import StateType
 from flowbus.engine.store import EventStore
 from flowbus.stats import run_activity
@@ -220,11 +223,12 @@ async def list_deployments(request: Request) -> list[dict[str, Any]]:
 
 @router.get("/deployments/{flow_name}/{name}", tags=["deployments"])
 async def get_deployment(request: Request, flow_name: str, name: str) -> dict[str, Any]:
-    """A deployment with its parameters' JSON schema (what a run form is built from)."""
+    """A deployment with its parameters' JSON schema (what a run form is built from) and its
+    schedules (``schedule_details`` adds each one's summary and next slot)."""
     deployment = await _store(request).get_deployment(f"{flow_name}/{name}")
     if deployment is None:
         raise HTTPException(404, f"no deployment {flow_name}/{name}")
-    return deployment.to_dict()
+    return {**deployment.to_dict(), "schedule_details": describe_all(deployment)}
 
 
 class RunRequestBody(BaseModel):
@@ -253,6 +257,50 @@ async def create_run(
         f"{flow_name}/{name}", body.parameters, body.idempotency_key, body.tags
     )
     return run.__dict__
+
+
+# --- schedules ----------------------------------------------------------------------------------
+
+
+@router.get("/schedules", tags=["schedules"])
+async def list_schedules(request: Request) -> list[dict[str, Any]]:
+    """Every deployment's schedules, with their next slot and the deployment's policies."""
+    return [
+        {"deployment": d.name, "catchup": d.catchup, "overlap": d.overlap, **row}
+        for d in await _store(request).list_deployments()
+        for row in describe_all(d)
+    ]
+
+
+async def _set_schedule(
+    request: Request, flow_name: str, name: str, schedule_id: int, active: bool
+) -> list[dict[str, Any]]:
+    try:
+        saved = await set_schedules_active(
+            _store(request), f"{flow_name}/{name}", schedule_id, active
+        )
+    except UsageError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    return describe_all(saved)
+
+
+ScheduleId = Annotated[int, Path(ge=1, le=1000)]
+
+
+@router.post("/deployments/{flow_name}/{name}/schedules/{schedule_id}/pause", tags=["schedules"])
+async def pause_schedule(
+    request: Request, flow_name: str, name: str, schedule_id: ScheduleId
+) -> list[dict[str, Any]]:
+    """Pause one schedule: no runs for its slots; runs made ahead are cancelled at their slot."""
+    return await _set_schedule(request, flow_name, name, schedule_id, False)
+
+
+@router.post("/deployments/{flow_name}/{name}/schedules/{schedule_id}/resume", tags=["schedules"])
+async def resume_schedule(
+    request: Request, flow_name: str, name: str, schedule_id: ScheduleId
+) -> list[dict[str, Any]]:
+    """Resume a schedule; the slots of its pause are not caught up."""
+    return await _set_schedule(request, flow_name, name, schedule_id, True)
 
 
 # --- queues and agents --------------------------------------------------------------------------

@@ -12,13 +12,14 @@ from rich.table import Table
 
 from flowbus.agents.scheduler import slot_key
 from flowbus.cli.common import console, fail, print_json, short_time, with_client, with_store
-from flowbus.engine.deployments import redefine
+from flowbus.engine.deployments import set_schedules_active
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.schedules import (
     CronSchedule,
     DeploymentSchedule,
     IntervalSchedule,
     RRuleSchedule,
+    describe_all,
 )
 from flowbus.engine.store import DeploymentView, EventStore
 
@@ -47,18 +48,6 @@ def build_schedules(
     return [DeploymentSchedule(id=i + 1, schedule=rule) for i, rule in enumerate(rules)]
 
 
-def describe(schedule: DeploymentSchedule, now: datetime) -> dict[str, Any]:
-    """A schedule as ``schedule ls --json`` prints it: its definition, and its next slot."""
-    upcoming = schedule.schedule.next_slot(now) if schedule.active else None
-    return {
-        "id": schedule.id,
-        "active": schedule.active,
-        "schedule": schedule.schedule.model_dump(mode="json"),
-        "summary": str(schedule.schedule),
-        "next_slot": upcoming.isoformat() if upcoming else None,
-    }
-
-
 @app.command("ls")
 def list_schedules(
     deployment: Annotated[str | None, typer.Argument(help="Only this deployment.")] = None,
@@ -74,12 +63,10 @@ def list_schedules(
             fail(f"no deployment named {deployment!r}")
         return [found]
 
-    now = datetime.now(UTC)
     rows = [
-        {"deployment": d.name, "catchup": d.catchup, "overlap": d.overlap,
-         **describe(DeploymentSchedule.model_validate(s), now)}
+        {"deployment": d.name, "catchup": d.catchup, "overlap": d.overlap, **row}
         for d in with_store(fetch)
-        for s in d.schedules
+        for row in describe_all(d)
     ]  # fmt: skip
     if as_json:
         print_json({"schedules": rows})
@@ -97,27 +84,14 @@ def list_schedules(
 
 
 def _set_active(deployment: str, schedule_id: int | None, active: bool, as_json: bool) -> None:
-    def change(fields: dict[str, Any]) -> dict[str, Any]:
-        schedules = fields.get("schedules") or []
-        ids = [s["id"] for s in schedules]
-        if schedule_id is not None and schedule_id not in ids:
-            fail(f"{deployment} has no schedule {schedule_id} (it has: {ids or 'none'})")
-        if not schedules:
-            fail(f"{deployment} has no schedules")
-        fields["schedules"] = [
-            {**s, "active": active} if schedule_id in (None, s["id"]) else s for s in schedules
-        ]
-        return fields
-
     async def save(store: EventStore) -> DeploymentView:
-        return await redefine(store, deployment, change)
+        return await set_schedules_active(store, deployment, schedule_id, active)
 
     try:
         saved = with_store(save)
     except FlowbusError as exc:
         fail(str(exc))
-    now = datetime.now(UTC)
-    shown = [describe(DeploymentSchedule.model_validate(s), now) for s in saved.schedules]
+    shown = describe_all(saved)
     if as_json:
         print_json({"deployment": saved.name, "version": saved.version, "schedules": shown})
         return

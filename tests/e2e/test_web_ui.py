@@ -208,3 +208,26 @@ def test_pause_and_resume_a_queue_from_the_queues_page(stack: Stack, browser_pag
     row.get_by_role("button", name="Resume").click()
     expect(row).to_contain_text("active")
     assert stack.final_states(run_id)[-1] == "Completed"
+
+
+def test_pause_and_resume_a_schedule_from_its_deployment_page(
+    stack: Stack, browser_page: object
+) -> None:
+    from playwright.sync_api import Page, expect
+
+    stack.cli("deploy", "flows.py:noop", "-n", "nightly", "--cron", "0 6 * * *",
+              "--timezone", "Europe/Paris")  # fmt: skip
+    page: Page = browser_page  # type: ignore[assignment]
+    page.goto(stack.api_url + "/ui/#/deployments")
+    expect(page.locator("tr", has_text="noop/nightly")).to_contain_text("1 active of 1")
+    page.get_by_role("link", name="noop/nightly").click()
+    schedule = page.locator("#schedules [data-schedule='1']")
+    expect(schedule).to_contain_text("cron 0 6 * * * (Europe/Paris)")
+    expect(schedule).to_contain_text("next")
+    schedule.get_by_role("button", name="Pause").click()
+    expect(schedule).to_contain_text("paused")
+    details = httpx.get(f"{stack.api_url}/api/v1/deployments/noop/nightly").json()
+    assert details["schedules"][0]["active"] is False
+    schedule.get_by_role("button", name="Resume").click()
+    expect(schedule).to_contain_text("active")
+    assert httpx.get(f"{stack.api_url}/api/v1/schedules").json()[0]["active"] is True

@@ -244,11 +244,14 @@ function gantt(taskRuns) {
 
 async function deploymentsPage() {
   const deployments = await api("/deployments");
+  const schedules = (d) => d.schedules.length
+    ? `${d.schedules.filter((s) => s.active).length} active of ${d.schedules.length}` : "–";
   show(el("h1", {}, "Deployments"),
-    el("table", {}, el("thead", {}, el("tr", {}, ...["Deployment", "Queue", "Entrypoint", "Updated"]
-      .map((h) => el("th", {}, h)))), el("tbody", {}, deployments.map((d) => el("tr", {},
+    el("table", {}, el("thead", {}, el("tr", {}, ...["Deployment", "Queue", "Schedules", "Entrypoint",
+      "Updated"].map((h) => el("th", {}, h)))), el("tbody", {}, deployments.map((d) => el("tr", {},
       el("td", {}, el("a", { href: `#/deployments/${d.name}` }, d.name)),
-      el("td", {}, d.queue), el("td", { class: "mono" }, d.entrypoint), el("td", {}, when(d.updated)))))));
+      el("td", {}, d.queue), el("td", {}, schedules(d)), el("td", { class: "mono" }, d.entrypoint),
+      el("td", {}, when(d.updated)))))));
 }
 
 function fieldFor(name, schema, defs, value) {
@@ -283,6 +286,24 @@ function readField(input) {
   if (input.dataset.kind === "integer") return Number.parseInt(input.value, 10);
   if (input.dataset.kind === "number") return Number(input.value);
   return input.value;
+}
+
+function schedulesPanel(d, redraw) {
+  // A deployment's schedules, each with its next slot and a pause/resume button.
+  if (!d.schedule_details.length) return el("p", { class: "muted" }, "No schedules.");
+  return el("div", { id: "schedules" }, el("h2", {}, "Schedules"),
+    el("p", { class: "muted" }, `catch-up ${d.catchup} · overlap ${d.overlap}`),
+    el("ul", { class: "plain" }, d.schedule_details.map((s) => el("li", { "data-schedule": s.id },
+      el("b", {}, `#${s.id} `), s.summary, " ",
+      s.active ? el("span", { class: "badge s-COMPLETED" }, "active")
+        : el("span", { class: "badge s-PAUSED" }, "paused"),
+      el("span", { class: "muted" }, s.next_slot ? ` next ${when(s.next_slot)} ` : " "),
+      el("button", { class: "secondary small", onclick: async (event) => {
+        event.target.disabled = true;
+        await api(`/deployments/${d.name}/schedules/${s.id}/${s.active ? "pause" : "resume"}`,
+          { method: "POST" });
+        redraw();
+      } }, s.active ? "Pause" : "Resume")))));
 }
 
 async function deploymentPage(name) {
@@ -334,7 +355,8 @@ async function deploymentPage(name) {
         el("dt", {}, "Entrypoint"), el("dd", { class: "mono" }, d.entrypoint),
         el("dt", {}, "Queue"), el("dd", {}, d.queue),
         el("dt", {}, "Version"), el("dd", {}, d.version),
-        el("dt", {}, "Description"), el("dd", {}, d.description || "–"))),
+        el("dt", {}, "Description"), el("dd", {}, d.description || "–")),
+        schedulesPanel(d, () => route())),
       el("form", { class: "panel", id: "run-form", onsubmit: submit },
         el("h2", {}, "Run with parameters"), notice, rows,
         el("button", { type: "submit" }, "Run"))));
