@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from flowbus.engine.clock import now_iso
 from flowbus.engine.ids import event_id, stream_id_prefix
 from flowbus.engine.records import make_record
+from flowbus.engine.secrets import scrub
 from flowbus.engine.sinks import EventSink
 from flowbus.engine.states import State
 
@@ -40,7 +41,7 @@ class RunStream:
 
     def emit(self, type_: str, fields: dict[str, Any], occurred: str | None = None) -> None:
         """Record an event; ``occurred`` defaults to now (a state event passes its state's time)."""
-        record = make_record(self.run_id, 0, type_, fields, occurred, "")
+        record = make_record(self.run_id, 0, type_, scrub(fields), occurred, "")
         with self._lock:  # as short as can be: tasks in many threads emit into one stream
             self._seq = seq = self._seq + 1
             data = record.data

@@ -64,6 +64,16 @@ def _import_failure(where: str, exc: BaseException) -> EntrypointError:
 
 def load_flow(entrypoint: str, working_dir: str | Path | None = None) -> Flow[..., Any]:
     """The flow an entrypoint names; a file path is relative to ``working_dir`` (default: cwd)."""
+    target = load_object(entrypoint, working_dir)
+    if not isinstance(target, Flow):
+        where, name = split_entrypoint(entrypoint)
+        raise EntrypointError(f"{where}:{name} is a {type(target).__name__}, not a @flow")
+    return target
+
+
+def load_object(entrypoint: str, working_dir: str | Path | None = None) -> Any:
+    """Whatever ``path/to/file.py:name`` or ``package.module:name`` names (a flow, a block
+    class, ...)."""
     where, name = split_entrypoint(entrypoint)
     base = Path(working_dir) if working_dir is not None else Path.cwd()
     if where.endswith(".py") or "/" in where or "\\" in where:
@@ -86,6 +96,4 @@ def load_flow(entrypoint: str, working_dir: str | Path | None = None) -> Flow[..
     target = getattr(module, name, None)
     if target is None:
         raise EntrypointError(f"{where} has no {name!r}")
-    if not isinstance(target, Flow):
-        raise EntrypointError(f"{where}:{name} is a {type(target).__name__}, not a @flow")
     return target

@@ -16,6 +16,7 @@ from typing import Any
 
 from flowbus.engine.context import FlowRunContext, TaskRunContext, flow_run_var, task_run_var
 from flowbus.engine.errors import UsageError
+from flowbus.engine.secrets import known_secrets, redact
 
 _LEVELS = logging.getLevelNamesMapping()
 
@@ -30,7 +31,8 @@ def console(level: int, who: str, message: str) -> None:
     if level < console_level():
         return
     now = datetime.now().strftime("%H:%M:%S.%f")[:-3]
-    sys.stderr.write(f"{now} | {logging.getLevelName(level):<7} | {who} - {message}\n")
+    line = f"{now} | {logging.getLevelName(level):<7} | {who} - {message}\n"
+    sys.stderr.write(redact(line))
 
 
 def _who(flow_ctx: FlowRunContext, task_ctx: TaskRunContext | None) -> str:
@@ -116,11 +118,14 @@ def _capturing_print(
     if wanted and file in (None, sys.stdout):
         record_log(logging.INFO, "flowbus.print", (sep or " ").join(str(a) for a in args))
         return
+    if known_secrets() and file in (None, sys.stdout, sys.stderr):
+        args = tuple(redact(str(a)) for a in args)  # a process that loaded secrets masks them
     _original_print(*args, sep=sep, end=end, file=file, flush=flush)
 
 
 def install_print_capture() -> None:
-    """Route ``print`` to run logs for runs with ``log_prints=True`` (other code is untouched)."""
+    """Route ``print`` to run logs for runs with ``log_prints=True``, and mask known secrets in
+    what it prints to the console (other code is untouched)."""
     with _install_lock:
         if builtins.print is not _capturing_print:
             builtins.print = _capturing_print

@@ -38,15 +38,27 @@ from flowbus.engine import (
 __version__ = "0.1.0"
 
 #: Loaded on first use: the client brings nats-py and pydantic, which a flow script may not need.
-_LAZY = {"Client": "flowbus.client", "ClientError": "flowbus.client"}
+_LAZY = {
+    "Client": "flowbus.client",
+    "ClientError": "flowbus.client",
+    "Block": "flowbus.engine.blocks",
+    "Secret": "flowbus.engine.blocks",
+    "JSON": "flowbus.engine.blocks",
+    "Webhook": "flowbus.engine.blocks",
+    "NatsConnection": "flowbus.engine.blocks",
+}
+#: Modules reachable as attributes: ``flowbus.variables.get("region")``.
+_MODULES = {"variables": "flowbus.engine.variables"}
 
 
 def __getattr__(name: str) -> object:
+    import importlib
+
+    if name in _MODULES:
+        return importlib.import_module(_MODULES[name])
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'flowbus' has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(module), name)
 
 

@@ -9,6 +9,7 @@ from flowbus.engine.store.memory import MemoryEventStore
 from flowbus.engine.store.sqlite import SqliteEventStore
 from flowbus.engine.store.views import (
     DeploymentView,
+    DocumentView,
     FlowRunView,
     LogLine,
     RunCount,
@@ -19,6 +20,7 @@ from flowbus.engine.store.views import (
 
 __all__ = [
     "DeploymentView",
+    "DocumentView",
     "EventStore",
     "FlowRunView",
     "LogLine",

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from flowbus.engine.records import EventRecord
 from flowbus.engine.store.views import (
     DeploymentView,
+    DocumentView,
     FlowRunView,
     LogLine,
     RunCount,
@@ -113,6 +114,14 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     async def list_deployments(self) -> list[DeploymentView]:
         """Every deployment, by name."""
+
+    @abc.abstractmethod
+    async def get_document(self, kind: str, name: str) -> DocumentView | None:
+        """A document (variable, block, ...) by kind and name, or None."""
+
+    @abc.abstractmethod
+    async def list_documents(self, kind: str) -> list[DocumentView]:
+        """Every document of a kind, by name."""
 
     @abc.abstractmethod
     async def rebuild_projections(self) -> int:

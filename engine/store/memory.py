@@ -12,6 +12,7 @@ from flowbus.engine.records import EventRecord
 from flowbus.engine.store.base import EventStore
 from flowbus.engine.store.projection import (
     DEPLOYMENT_COLUMNS,
+    DOCUMENT_COLUMNS,
     FLOW_RUN_COLUMNS,
     LOG_COLUMNS,
     STATE_UPDATE_FIELDS,
@@ -21,6 +22,7 @@ from flowbus.engine.store.projection import (
 )
 from flowbus.engine.store.views import (
     DeploymentView,
+    DocumentView,
     FlowRunView,
     LogLine,
     RunCount,
@@ -28,6 +30,7 @@ from flowbus.engine.store.views import (
     StoredEvent,
     TaskRunView,
     deployment_view,
+    document_view,
     flow_run_view,
     task_run_view,
 )
@@ -36,7 +39,7 @@ Tables = dict[str, dict[Any, dict[str, Any]]]
 
 
 def _empty_tables() -> Tables:
-    return {"flow_runs": {}, "task_runs": {}, "logs": {}, "deployments": {}}
+    return {"flow_runs": {}, "task_runs": {}, "logs": {}, "deployments": {}, "documents": {}}
 
 
 def _apply(tables: Tables, ops: ProjectionPlan) -> None:
@@ -63,6 +66,18 @@ def _apply(tables: Tables, ops: ProjectionPlan) -> None:
         if old is not None:
             new["created"] = old["created"]  # a redefinition keeps the first creation time
         tables["deployments"][new["id"]] = new
+    _apply_documents(tables["documents"], ops)
+
+
+def _apply_documents(documents: dict[Any, dict[str, Any]], ops: ProjectionPlan) -> None:
+    for key in ops.document_deletes:
+        documents.pop(key, None)
+    for row in ops.documents:
+        new = dict(zip(DOCUMENT_COLUMNS, row, strict=True))
+        old = documents.get((new["kind"], new["name"]))
+        if old is not None:
+            new["created"] = old["created"]
+        documents[(new["kind"], new["name"])] = new
 
 
 class MemoryEventStore(EventStore):
@@ -188,6 +203,17 @@ class MemoryEventStore(EventStore):
         tables = _empty_tables()
         _apply(tables, plan(self._events))
         return tables
+
+    async def get_document(self, kind: str, name: str) -> DocumentView | None:
+        row = self._tables["documents"].get((kind, name))
+        return document_view([row[c] for c in DOCUMENT_COLUMNS]) if row else None
+
+    async def list_documents(self, kind: str) -> list[DocumentView]:
+        rows = sorted(
+            (r for (k, _), r in self._tables["documents"].items() if k == kind),
+            key=lambda r: r["name"],
+        )
+        return [document_view([r[c] for c in DOCUMENT_COLUMNS]) for r in rows]
 
     async def rebuild_projections(self) -> int:
         self._tables = self._rebuilt()

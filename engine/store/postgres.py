@@ -31,6 +31,7 @@ from flowbus.engine.store.projection import (
 from flowbus.engine.store.sequences import HeadsCache, check_sequences
 from flowbus.engine.store.views import (
     DeploymentView,
+    DocumentView,
     FlowRunView,
     LogLine,
     RunCount,
@@ -38,6 +39,7 @@ from flowbus.engine.store.views import (
     StoredEvent,
     TaskRunView,
     deployment_view,
+    document_view,
     flow_run_view,
     task_run_view,
 )
@@ -186,6 +188,7 @@ class PostgresEventStore(EventStore):
             *q.bulk_state_update(f"{schema}.task_runs", ops.task_updates, True),
             *q.bulk_insert(f"{schema}.logs", LOG_COLUMNS, ops.logs, True),
             *q.deployment_upserts(f"{schema}.deployments", ops.deployments, True),
+            *q.document_changes(f"{schema}.documents", ops.document_deletes, ops.documents, True),
         ]
         for sql, params in statements:
             await conn.execute(sql, *params)
@@ -302,6 +305,21 @@ class PostgresEventStore(EventStore):
             await self._apply(conn, plan(records), schema)
             count += len(records)
             position = rows[-1]["position"]
+
+    async def get_document(self, kind: str, name: str) -> DocumentView | None:
+        rows = await self._fetch(
+            f"{q.DOCUMENT_SELECT} WHERE kind = $1 AND name = $2",
+            kind,
+            name,
+        )
+        return document_view(tuple(rows[0])) if rows else None
+
+    async def list_documents(self, kind: str) -> list[DocumentView]:
+        rows = await self._fetch(
+            f"{q.DOCUMENT_SELECT} WHERE kind = $1 ORDER BY name",
+            kind,
+        )
+        return [document_view(tuple(row)) for row in rows]
 
     async def rebuild_projections(self) -> int:
         async with self._lock, self.pool.acquire() as conn, conn.transaction():

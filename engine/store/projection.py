@@ -76,6 +76,8 @@ DEPLOYMENT_COLUMNS = (
     "catchup",
     "overlap",
 )
+#: Named configuration recorded as events: variables, blocks, block types, limits, automations.
+DOCUMENT_COLUMNS = ("kind", "name", "body", "created", "updated", "version")
 LOG_COLUMNS = ("run_id", "seq", "task_run_id", "timestamp", "level", "logger", "message")
 #: The order of a state update's parameters (the row id comes last).
 STATE_UPDATE_FIELDS = (
@@ -114,6 +116,11 @@ class ProjectionPlan:
     #: Full deployment rows, the latest per deployment: inserted, or replacing all but
     #: ``created`` (the first definition's time) of an existing row.
     deployments: list[tuple[Any, ...]] = field(default_factory=list)
+    #: Documents deleted in the batch, as (kind, name); applied before ``documents``.
+    document_deletes: list[tuple[str, str]] = field(default_factory=list)
+    #: Full document rows, the latest per (kind, name): inserted, or replacing all but
+    #: ``created`` of an existing row.
+    documents: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 _DEPLOYMENT_CREATED = DEPLOYMENT_COLUMNS.index("created")
@@ -241,6 +248,7 @@ def plan(records: Iterable[EventRecord]) -> ProjectionPlan:
     new_flows: dict[str, list[Any]] = {}
     new_tasks: dict[str, list[Any]] = {}
     deployments: dict[str, tuple[Any, ...]] = {}
+    documents = _DocumentChanges()
     for record in records:
         data = record.data
         kind = record.type
@@ -273,15 +281,10 @@ def plan(records: Iterable[EventRecord]) -> ProjectionPlan:
         elif kind == "flow_run.created":
             new_flows[data["stream_id"]] = list(_flow_insert(data))
         elif kind == "deployment.saved":
-            saved = _deployment_row(data)
-            earlier = deployments.get(saved[0])
-            if earlier is not None:  # redefined within the batch: keep the first creation time
-                saved = (
-                    *saved[:_DEPLOYMENT_CREATED],
-                    earlier[_DEPLOYMENT_CREATED],
-                    *saved[_DEPLOYMENT_CREATED + 1 :],
-                )
-            deployments[saved[0]] = saved
+            _save_deployment(deployments, data)
+        elif kind in ("document.saved", "document.deleted"):
+            documents.apply(kind, data)
+    out.document_deletes, out.documents = documents.deletes, documents.rows()
     out.flow_inserts = [tuple(row) for row in new_flows.values()]
     out.task_inserts = [tuple(row) for row in new_tasks.values()]
     out.deployments = list(deployments.values())
@@ -291,6 +294,42 @@ def plan(records: Iterable[EventRecord]) -> ProjectionPlan:
         setattr(out, name, _without_nul(getattr(out, name)))
     out.deployments = _without_nul(out.deployments)
     return out
+
+
+def _save_deployment(deployments: dict[str, tuple[Any, ...]], data: dict[str, Any]) -> None:
+    saved = _deployment_row(data)
+    earlier = deployments.get(saved[0])
+    if earlier is not None:  # redefined within the batch: keep the first creation time
+        saved = (
+            *saved[:_DEPLOYMENT_CREATED],
+            earlier[_DEPLOYMENT_CREATED],
+            *saved[_DEPLOYMENT_CREATED + 1 :],
+        )
+    deployments[saved[0]] = saved
+
+
+class _DocumentChanges:
+    """A batch's document events, reduced to deletes and then upserts. A delete followed by a
+    save in the same batch gives both, so the result is the same however a replay cuts the log
+    into batches."""
+
+    def __init__(self) -> None:
+        self.latest: dict[tuple[str, str], tuple[Any, ...] | None] = {}
+        self.deletes: list[tuple[str, str]] = []
+
+    def apply(self, kind: str, data: dict[str, Any]) -> None:
+        key = (data["kind"], data["name"])
+        if kind == "document.deleted":
+            self.latest[key] = None
+            if key not in self.deletes:
+                self.deletes.append(key)
+            return
+        earlier = self.latest.get(key)
+        created = earlier[3] if earlier is not None else data["occurred"]
+        self.latest[key] = (*key, _json(data["body"]), created, data["occurred"], data["seq"])
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        return _without_nul([row for row in self.latest.values() if row is not None])
 
 
 def _without_nul(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

@@ -19,6 +19,7 @@ from typing import Any
 from flowbus.engine.records import EventRecord
 from flowbus.engine.store.projection import (
     DEPLOYMENT_COLUMNS,
+    DOCUMENT_COLUMNS,
     FLOW_RUN_COLUMNS,
     LOG_COLUMNS,
     STATE_UPDATE_FIELDS,
@@ -34,7 +35,7 @@ def event_rows(records: Sequence[EventRecord]) -> list[tuple[Any, ...]]:
     return [(r.id, r.stream_id, r.seq, r.type, r.occurred, r.body().decode()) for r in records]
 
 
-PROJECTION_TABLES = ("flow_runs", "task_runs", "logs", "deployments")
+PROJECTION_TABLES = ("flow_runs", "task_runs", "logs", "deployments", "documents")
 INSERT_COLUMNS = {"flow_runs": FLOW_RUN_COLUMNS, "task_runs": TASK_RUN_COLUMNS, "logs": LOG_COLUMNS}
 
 
@@ -188,3 +189,24 @@ def run_counts_by_hour(created_after: str, numbered: bool = False) -> tuple[str,
         f"WHERE created >= {mark} GROUP BY hour, state_type ORDER BY hour, state_type",
         [created_after],
     )
+
+
+DOCUMENT_SELECT = f"SELECT {', '.join(DOCUMENT_COLUMNS)} FROM documents"
+
+
+def document_changes(
+    table: str,
+    deletes: Sequence[tuple[str, str]],
+    rows: Sequence[Sequence[Any]],
+    numbered: bool = False,
+) -> Iterator[tuple[str, list[Any]]]:
+    """Deletes, then upserts that keep the first ``created`` (documents are few and small)."""
+    for kind, name in deletes:
+        marks = ("$1", "$2") if numbered else ("?", "?")
+        yield f"DELETE FROM {table} WHERE kind = {marks[0]} AND name = {marks[1]}", [kind, name]
+    for sql, params in bulk_insert(table, DOCUMENT_COLUMNS, rows, numbered):
+        yield (
+            f"{sql} ON CONFLICT (kind, name) DO UPDATE SET body = excluded.body, "
+            "updated = excluded.updated, version = excluded.version",
+            params,
+        )

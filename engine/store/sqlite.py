@@ -33,6 +33,7 @@ from flowbus.engine.store.projection import (
 from flowbus.engine.store.sequences import HeadsCache, check_sequences
 from flowbus.engine.store.views import (
     DeploymentView,
+    DocumentView,
     FlowRunView,
     LogLine,
     RunCount,
@@ -40,6 +41,7 @@ from flowbus.engine.store.views import (
     StoredEvent,
     TaskRunView,
     deployment_view,
+    document_view,
     flow_run_view,
     task_run_view,
 )
@@ -194,6 +196,7 @@ class SqliteEventStore(EventStore):
             *q.bulk_state_update(f"{schema}.task_runs", ops.task_updates),
             *q.bulk_insert(f"{schema}.logs", LOG_COLUMNS, ops.logs),
             *q.deployment_upserts(f"{schema}.deployments", ops.deployments),
+            *q.document_changes(f"{schema}.documents", ops.document_deletes, ops.documents),
         ]
         for sql, params in statements:
             await self.db.execute(sql, params)
@@ -308,6 +311,20 @@ class SqliteEventStore(EventStore):
             await self._apply(plan(records), schema)
             count += len(records)
             position = rows[-1][0]
+
+    async def get_document(self, kind: str, name: str) -> DocumentView | None:
+        rows = await self._fetch(
+            f"{q.DOCUMENT_SELECT} WHERE kind = ? AND name = ?",
+            (kind, name),
+        )
+        return document_view(rows[0]) if rows else None
+
+    async def list_documents(self, kind: str) -> list[DocumentView]:
+        rows = await self._fetch(
+            f"{q.DOCUMENT_SELECT} WHERE kind = ? ORDER BY name",
+            (kind,),
+        )
+        return [document_view(row) for row in rows]
 
     async def rebuild_projections(self) -> int:
         async with self._lock:

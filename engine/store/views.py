@@ -174,3 +174,20 @@ class RunCount:
     hour: str
     state_type: str
     count: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DocumentView(_View):
+    """A named piece of configuration (a variable, a block, ...): its latest body."""
+
+    kind: str
+    name: str
+    body: Any
+    created: str
+    updated: str
+    version: int
+
+
+def document_view(row: Sequence[Any]) -> DocumentView:
+    kind, name, body, created, updated, version = row
+    return DocumentView(kind, name, json.loads(body), created, updated, int(version))

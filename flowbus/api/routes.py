@@ -14,11 +14,13 @@ from pydantic import BaseModel, Field, model_validator
 
 from flowbus.cli.run_details import run_detail
 from flowbus.client import Client
+from flowbus.engine.blocks import BLOCK, BLOCK_TYPE, redacted
 from flowbus.engine.deployments import set_schedules_active
 from flowbus.engine.errors import UsageError
 from flowbus.engine.schedules import describe_all
 from flowbus.engine.states import StateType
 from flowbus.engine.store import EventStore
+from flowbus.engine.variables import VARIABLE
 from flowbus.stats import run_activity
 
 
@@ -301,6 +303,53 @@ async def resume_schedule(
 ) -> list[dict[str, Any]]:
     """Resume a schedule; the slots of its pause are not caught up."""
     return await _set_schedule(request, flow_name, name, schedule_id, True)
+
+
+# --- blocks and variables -----------------------------------------------------------------------
+
+
+def _block(doc: Any) -> dict[str, Any]:
+    body = redacted(doc.body)
+    return {"type": body["type"], "name": doc.name.split("/", 1)[1], "data": body["data"],
+            "secret_fields": body["secret_fields"], "updated": doc.updated,
+            "version": doc.version}  # fmt: skip
+
+
+@router.get("/blocks", tags=["blocks"])
+async def list_blocks(request: Request) -> list[dict[str, Any]]:
+    """Every block, secret fields masked (``********``)."""
+    return [_block(doc) for doc in await _store(request).list_documents(BLOCK)]
+
+
+@router.get("/blocks/{type_name}/{name}", tags=["blocks"])
+async def get_block(request: Request, type_name: str, name: str) -> dict[str, Any]:
+    found = await _store(request).get_document(BLOCK, f"{type_name}/{name}")
+    if found is None:
+        raise HTTPException(404, f"no block {type_name}/{name}")
+    return _block(found)
+
+
+@router.get("/block-types", tags=["blocks"])
+async def list_block_types(request: Request) -> list[dict[str, Any]]:
+    """Registered block types with their JSON schema and secret fields."""
+    return [{"type": d.name, **d.body} for d in await _store(request).list_documents(BLOCK_TYPE)]
+
+
+@router.get("/variables", tags=["variables"])
+async def list_variables(request: Request) -> list[dict[str, Any]]:
+    return [
+        {"name": d.name, "value": d.body, "updated": d.updated, "version": d.version}
+        for d in await _store(request).list_documents(VARIABLE)
+    ]
+
+
+@router.get("/variables/{name}", tags=["variables"])
+async def get_variable(request: Request, name: str) -> dict[str, Any]:
+    found = await _store(request).get_document(VARIABLE, name)
+    if found is None:
+        raise HTTPException(404, f"no variable {name}")
+    return {"name": found.name, "value": found.body, "updated": found.updated,
+            "version": found.version}  # fmt: skip
 
 
 # --- queues and agents --------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from flowbus.cli import daemons, deployments, events, queues, runs, schedules, store, submit
+from flowbus.cli import blocks, daemons, deployments, events, queues, runs, schedules, store, submit
 from flowbus.cli.up import up
 
 app = typer.Typer(
@@ -22,6 +22,8 @@ app.add_typer(daemons.server_app, name="server")
 app.add_typer(daemons.agent_app, name="agent")
 app.add_typer(daemons.scheduler_app, name="scheduler")
 app.add_typer(schedules.app, name="schedule")
+app.add_typer(blocks.block_app, name="block")
+app.add_typer(blocks.variable_app, name="variable")
 app.command("backfill")(schedules.backfill)
 app.command("deploy")(deployments.deploy)
 app.command("run")(submit.run)

@@ -231,3 +231,18 @@ def test_pause_and_resume_a_schedule_from_its_deployment_page(
     schedule.get_by_role("button", name="Resume").click()
     expect(schedule).to_contain_text("active")
     assert httpx.get(f"{stack.api_url}/api/v1/schedules").json()[0]["active"] is True
+
+
+def test_blocks_and_variables_page_masks_secrets(stack: Stack, browser_page: object) -> None:
+    from playwright.sync_api import Page, expect
+
+    stack.cli("block", "set", "webhook/alerts", "url=https://hooks.example.com/etl",
+              "token=tok-9d8e7f6a5b")  # fmt: skip
+    stack.cli("variable", "set", "region", "eu-west-1")
+    page: Page = browser_page  # type: ignore[assignment]
+    page.goto(stack.api_url + "/ui/#/config")
+    block = page.locator("#blocks tr[data-block='webhook/alerts']")
+    expect(block).to_contain_text("https://hooks.example.com/etl")
+    expect(block).to_contain_text("********")
+    expect(page.locator("#variables tr[data-variable=region]")).to_contain_text("eu-west-1")
+    assert "tok-9d8e7f6a5b" not in page.content()

@@ -293,6 +293,32 @@ class StoreContract:
         assert sum(c.count for c in later) == 2
         assert await store.count_runs_by_hour("2026-11-25T00:00:00+00:00") == []
 
+    async def test_documents_are_saved_replaced_deleted_and_rebuilt(
+        self, store: EventStore
+    ) -> None:
+        from flowbus.engine.documents import delete_document, save_document
+
+        first = await save_document(store, "variable", "region", "eu-west-1")
+        assert (first.kind, first.name, first.body, first.version) == (
+            "variable", "region", "eu-west-1", 1,
+        )  # fmt: skip
+        await save_document(store, "variable", "batch", {"size": 500})
+        second = await save_document(store, "variable", "region", "eu-central-1")
+        assert second.body == "eu-central-1" and second.version == 2
+        assert second.created == first.created and second.updated >= first.updated
+        await save_document(store, "block", "region", {"other": "kind"})
+        names = [d.name for d in await store.list_documents("variable")]
+        assert names == ["batch", "region"]
+        assert await delete_document(store, "variable", "batch") is True
+        assert await delete_document(store, "variable", "batch") is False
+        assert await store.get_document("variable", "batch") is None
+        again = await save_document(store, "variable", "batch", [1, 2])
+        assert again.version == 3 and again.body == [1, 2]
+        assert [d.name for d in await store.list_documents("block")] == ["region"]
+        assert await store.verify_projections() == []
+        await store.rebuild_projections()
+        assert (await store.get_document("variable", "region")) == second
+
     async def test_subflows_are_listed_under_their_parent(self, store: EventStore) -> None:
         parent, child = RunBuilder(), RunBuilder("child")
         await store.append([parent.created(), child.created(parent=parent.run_id)])

@@ -589,6 +589,32 @@ async function eventsPage(query) {
   });
 }
 
+// --- blocks and variables ------------------------------------------------------------------------
+
+async function configPage() {
+  const [blocks, variables] = await Promise.all([api("/blocks"), api("/variables")]);
+  const value = (v) => el("span", { class: v === "********" ? "muted" : "mono" },
+    typeof v === "string" ? v : JSON.stringify(v));
+  show(el("h1", {}, "Blocks"),
+    el("p", { class: "muted" }, "Typed configuration; secret fields are encrypted in the store and never shown. Set them with ",
+      el("code", {}, "flowbus block set TYPE/NAME field=value"), "."),
+    el("table", { id: "blocks" }, el("thead", {}, el("tr", {},
+      ["Block", "Fields", "Version", "Updated"].map((h) => el("th", {}, h)))),
+    el("tbody", {}, blocks.length ? blocks.map((b) => el("tr", { "data-block": `${b.type}/${b.name}` },
+      el("td", {}, el("b", {}, b.name), el("span", { class: "muted" }, ` ${b.type}`)),
+      el("td", {}, el("dl", { class: "kv" }, Object.entries(b.data).flatMap(([k, v]) =>
+        [el("dt", {}, k, b.secret_fields.includes(k) ? " 🔒" : ""), el("dd", {}, value(v))]))),
+      el("td", {}, b.version), el("td", {}, when(b.updated))))
+      : el("tr", {}, el("td", { colspan: 4, class: "muted" }, "No blocks.")))),
+    el("h1", { class: "spaced" }, "Variables"),
+    el("table", { id: "variables" }, el("thead", {}, el("tr", {},
+      ["Variable", "Value", "Version", "Updated"].map((h) => el("th", {}, h)))),
+    el("tbody", {}, variables.length ? variables.map((v) => el("tr", { "data-variable": v.name },
+      el("td", {}, el("b", {}, v.name)), el("td", {}, value(v.value)), el("td", {}, v.version),
+      el("td", {}, when(v.updated))))
+      : el("tr", {}, el("td", { colspan: 4, class: "muted" }, "No variables.")))));
+}
+
 // --- routing -------------------------------------------------------------------------------------
 
 async function route() {
@@ -606,6 +632,7 @@ async function route() {
     else if (parts[0] === "deployments") await deploymentsPage();
     else if (parts[0] === "queues") await queuesPage();
     else if (parts[0] === "events") await eventsPage(query || "");
+    else if (parts[0] === "config") await configPage();
     else await dashboardPage();
   } catch (error) {
     show(el("div", { class: "notice" }, error.message));

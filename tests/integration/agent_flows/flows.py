@@ -54,3 +54,16 @@ def fails(reason: str = "bad input") -> None:
 def dies() -> None:
     """Kills its own process: what a segfault in a C extension looks like to the agent."""
     os._exit(3)
+
+
+@flow
+def uses_secret(fail: bool = False) -> str:
+    """Loads a secret block and is careless with it: logs, prints, returns, raises it."""
+    from flowbus import Secret, variables
+
+    key = Secret.load("api-key").get()
+    get_run_logger().info("calling the API with key %s in %s", key, variables.get("region"))
+    print(f"key={key}")
+    if fail:
+        raise RuntimeError(f"the API refused key {key}")
+    return f"done with {key}"

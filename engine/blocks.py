@@ -1,0 +1,237 @@
+"""Blocks: typed, reusable configuration. A block type is a pydantic model registered by name;
+a block is a named, validated instance of one, kept in the store (``MyBlock.load("name")``).
+
+Fields typed ``SecretStr`` are secret: encrypted at rest (``flowbus.engine.secrets``), shown as
+``********`` by the CLI, the API and the UI, and redacted from a run's events once loaded.
+
+    class Warehouse(Block):
+        dsn: str
+        password: SecretStr
+
+    Warehouse(dsn="postgresql://etl@db/warehouse", password="...").save("prod")
+    Warehouse.load("prod").password.get_secret_value()
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr
+
+from flowbus.engine.documents import delete_document, save_document
+from flowbus.engine.errors import UsageError
+from flowbus.engine.loops import run_sync
+from flowbus.engine.run_logging import install_print_capture
+from flowbus.engine.secrets import MASK, decrypt, encrypt
+from flowbus.engine.store import DocumentView, EventStore, store_from_url
+
+BLOCK = "block"
+BLOCK_TYPE = "block_type"
+_REGISTRY: dict[str, type[Block]] = {}
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")
+
+
+def _type_name(cls: type) -> str:
+    """``NatsConnection`` -> ``nats-connection``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", cls.__name__).lower()
+
+
+def secret_fields(model: type[BaseModel]) -> list[str]:
+    return [name for name, info in model.model_fields.items() if _is_secret(info.annotation)]
+
+
+def _is_secret(annotation: Any) -> bool:
+    if annotation is SecretStr:
+        return True
+    return SecretStr in getattr(annotation, "__args__", ())  # SecretStr | None
+
+
+def redacted(body: dict[str, Any]) -> dict[str, Any]:
+    """A stored block's body with its secret fields masked (what leaves the store)."""
+    data = dict(body.get("data", {}))
+    for name in body.get("secret_fields", []):
+        if data.get(name) is not None:
+            data[name] = MASK
+    return {**body, "data": data}
+
+
+class Block(BaseModel):
+    """Base of every block type; subclasses are registered under ``block_type_name`` (by
+    default the class name in kebab case)."""
+
+    model_config = ConfigDict(extra="forbid")
+    block_type_name: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__dict__.get("block_type_name"):
+            cls.block_type_name = _type_name(cls)
+        _REGISTRY[cls.block_type_name] = cls
+
+    # --- recording ---------------------------------------------------------------------------
+
+    def _stored_data(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        for name in secret_fields(type(self)):
+            value = getattr(self, name)
+            data[name] = None if value is None else encrypt(value.get_secret_value())
+        return data
+
+    async def asave(self, name: str, store: EventStore | None = None) -> None:
+        """Record this block as ``name`` (a new version if it exists), and its type."""
+        _check_name(name)
+        kind = type(self)
+        async with _opened(store) as opened:
+            await register_type(kind, opened)
+            body = {"type": kind.block_type_name, "data": self._stored_data(),
+                    "secret_fields": secret_fields(kind)}  # fmt: skip
+            await save_document(opened, BLOCK, f"{kind.block_type_name}/{name}", body)
+
+    def save(self, name: str) -> None:
+        run_sync(self.asave(name))
+
+    @classmethod
+    async def aload(cls, name: str, store: EventStore | None = None) -> Any:
+        """The block saved as ``name``, its secrets decrypted (and redacted from run events)."""
+        async with _opened(store) as opened:
+            found = await opened.get_document(BLOCK, f"{cls.block_type_name}/{name}")
+        if found is None:
+            raise UsageError(f"no {cls.block_type_name} block named {name!r}")
+        data = dict(found.body["data"])
+        for field in found.body.get("secret_fields", []):
+            if data.get(field) is not None:
+                data[field] = decrypt(data[field])
+                install_print_capture()  # print() then masks it on the console too
+        return cls.model_validate(data)
+
+    @classmethod
+    def load(cls, name: str) -> Any:
+        return run_sync(cls.aload(name))
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.fullmatch(name):
+        raise UsageError(f"block name {name!r}: use lowercase letters, digits and '-'")
+
+
+class _opened:
+    """The given store, or the configured one opened for the duration."""
+
+    def __init__(self, store: EventStore | None) -> None:
+        self.given = store
+        self.store = store or store_from_url()
+
+    async def __aenter__(self) -> EventStore:
+        if self.given is None:
+            await self.store.open()
+        return self.store
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.given is None:
+            await self.store.close()
+
+
+async def register_type(kind: type[Block], store: EventStore) -> DocumentView:
+    """Record a block type: its JSON schema and secret fields (what ``flowbus block set``
+    validates against), and where its class lives."""
+    body = {
+        "schema": kind.model_json_schema(),
+        "secret_fields": secret_fields(kind),
+        "class": f"{kind.__module__}:{kind.__qualname__}",
+    }
+    current = await store.get_document(BLOCK_TYPE, kind.block_type_name)
+    if current is not None and current.body == body:
+        return current
+    return await save_document(store, BLOCK_TYPE, kind.block_type_name, body)
+
+
+async def save_block_data(
+    store: EventStore, type_name: str, name: str, data: dict[str, Any]
+) -> DocumentView:
+    """Record a block of a registered type from plain data (the CLI's ``block set``): checked
+    against the type's schema, secret fields encrypted."""
+    from flowbus.engine.schema_model import model_from_schema
+
+    _check_name(name)
+    kind = await store.get_document(BLOCK_TYPE, type_name)
+    if kind is None:
+        known = [d.name for d in await store.list_documents(BLOCK_TYPE)]
+        raise UsageError(f"no block type {type_name!r} (registered: {', '.join(known) or 'none'})")
+    secrets = kind.body["secret_fields"]
+    known = _REGISTRY.get(type_name) or _importable(kind.body.get("class", ""))
+    if known is not None:  # the class itself: every validator of it applies
+        checked = known.model_validate(data)._stored_data()
+    else:  # a type registered from a file this process cannot import: its JSON schema
+        checked = (
+            model_from_schema(kind.body["schema"]).model_validate(data).model_dump(mode="json")
+        )
+        for field in secrets:
+            if data.get(field) is not None:
+                checked[field] = encrypt(str(data[field]))
+    body = {"type": type_name, "data": checked, "secret_fields": secrets}
+    return await save_document(store, BLOCK, f"{type_name}/{name}", body)
+
+
+def _importable(path: str) -> type[Block] | None:
+    """The block class at ``module:Qualified.name``, when this process can import it."""
+    import importlib
+
+    module_name, _, qualname = path.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except Exception:  # any failure means: not importable here, use the schema
+        return None
+    return target if isinstance(target, type) and issubclass(target, Block) else None
+
+
+async def delete_block(store: EventStore, type_name: str, name: str) -> bool:
+    return await delete_document(store, BLOCK, f"{type_name}/{name}")
+
+
+# --- built-in block types --------------------------------------------------------------------
+
+
+class Secret(Block):
+    """One secret value: ``Secret.load("api-key").get()``."""
+
+    value: SecretStr
+
+    def get(self) -> str:
+        return self.value.get_secret_value()
+
+
+class JSON(Block):
+    """Any JSON value."""
+
+    block_type_name: ClassVar[str] = "json"
+    value: JsonValue
+
+
+class Webhook(Block):
+    """An HTTP endpoint to call (automations POST to it); ``token`` goes in an Authorization
+    header."""
+
+    url: str = Field(pattern=r"^https?://")
+    method: str = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    token: SecretStr | None = None
+
+
+class NatsConnection(Block):
+    """A NATS server to connect to, with optional credentials."""
+
+    servers: list[str] = Field(min_length=1)
+    user: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+
+
+BUILT_IN = (Secret, JSON, Webhook, NatsConnection)
+
+
+async def register_built_in(store: EventStore) -> None:
+    for kind in BUILT_IN:
+        await register_type(kind, store)

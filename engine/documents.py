@@ -1,0 +1,49 @@
+"""Documents: named configuration recorded as events, one stream per (kind, name), the latest
+body projected into the store's ``documents`` table. Variables, blocks, block types,
+concurrency limits and automations are documents of their own kind."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flowbus.engine.errors import SequenceError
+from flowbus.engine.records import make_record
+from flowbus.engine.store import DocumentView, EventStore
+
+#: Document stream ids are UUIDv5 of "kind/name" in this namespace.
+NAMESPACE = uuid.UUID("0b7f3a52-9d0e-4c8e-8f1a-646f63756d65")
+
+
+def document_id(kind: str, name: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"{kind}/{name}"))
+
+
+async def _append(
+    store: EventStore, kind: str, name: str, type_: str, fields: dict[str, Any]
+) -> None:
+    stream = document_id(kind, name)
+    for attempt in range(5):  # another process may write the same document at the same moment
+        head = await store.head(stream)
+        try:
+            await store.append([make_record(stream, head + 1, type_, dict(fields))])
+            return
+        except SequenceError:
+            if attempt == 4:
+                raise
+
+
+async def save_document(store: EventStore, kind: str, name: str, body: Any) -> DocumentView:
+    """Record the next version of a document; returns it as now projected."""
+    await _append(store, kind, name, "document.saved", {"kind": kind, "name": name, "body": body})
+    saved = await store.get_document(kind, name)
+    assert saved is not None
+    return saved
+
+
+async def delete_document(store: EventStore, kind: str, name: str) -> bool:
+    """Record a document's deletion; False when there was none."""
+    if await store.get_document(kind, name) is None:
+        return False
+    await _append(store, kind, name, "document.deleted", {"kind": kind, "name": name})
+    return True

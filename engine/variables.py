@@ -1,0 +1,81 @@
+"""Variables: plain named JSON values kept in the store, for flows and operators alike.
+
+from flowbus import variables
+region = variables.get("region", default="eu-west-1")
+await variables.aset("last_batch", {"rows": 150})
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flowbus.engine.documents import delete_document, save_document
+from flowbus.engine.errors import UsageError
+from flowbus.engine.loops import run_sync
+from flowbus.engine.store import EventStore, store_from_url
+
+VARIABLE = "variable"
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
+_MISSING: Any = object()
+
+
+def check_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise UsageError(f"variable name {name!r}: use letters, digits, '_', '.', '-'")
+    return name
+
+
+async def _with_store(store: EventStore | None, action: Any) -> Any:
+    if store is not None:
+        return await action(store)
+    opened = store_from_url()
+    await opened.open()
+    try:
+        return await action(opened)
+    finally:
+        await opened.close()
+
+
+async def aget(name: str, default: Any = _MISSING, store: EventStore | None = None) -> Any:
+    """A variable's value; ``default`` when it is not set (without one: ``UsageError``)."""
+
+    async def read(opened: EventStore) -> Any:
+        return await opened.get_document(VARIABLE, check_name(name))
+
+    found = await _with_store(store, read)
+    if found is not None:
+        return found.body
+    if default is _MISSING:
+        raise UsageError(f"no variable named {name!r}")
+    return default
+
+
+async def aset(name: str, value: Any, store: EventStore | None = None) -> None:
+    """Set a variable to a JSON value (a new version of it)."""
+
+    async def write(opened: EventStore) -> None:
+        await save_document(opened, VARIABLE, check_name(name), value)
+
+    await _with_store(store, write)
+
+
+async def aunset(name: str, store: EventStore | None = None) -> bool:
+    async def remove(opened: EventStore) -> bool:
+        return await delete_document(opened, VARIABLE, check_name(name))
+
+    result: bool = await _with_store(store, remove)
+    return result
+
+
+def get(name: str, default: Any = _MISSING) -> Any:
+    return run_sync(aget(name, default))
+
+
+def set(name: str, value: Any) -> None:
+    run_sync(aset(name, value))
+
+
+def unset(name: str) -> bool:
+    result: bool = run_sync(aunset(name))
+    return result
