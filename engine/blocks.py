@@ -156,12 +156,12 @@ async def save_block_data(
     _check_name(name)
     kind = await store.get_document(BLOCK_TYPE, type_name)
     if kind is None:
-        known = [d.name for d in await store.list_documents(BLOCK_TYPE)]
-        raise UsageError(f"no block type {type_name!r} (registered: {', '.join(known) or 'none'})")
+        names = [d.name for d in await store.list_documents(BLOCK_TYPE)]
+        raise UsageError(f"no block type {type_name!r} (registered: {', '.join(names) or 'none'})")
     secrets = kind.body["secret_fields"]
-    known = _REGISTRY.get(type_name) or _importable(kind.body.get("class", ""))
-    if known is not None:  # the class itself: every validator of it applies
-        checked = known.model_validate(data)._stored_data()
+    cls = _REGISTRY.get(type_name) or _importable(kind.body.get("class", ""))
+    if cls is not None:  # the class itself: every validator of it applies
+        checked = cls.model_validate(data)._stored_data()
     else:  # a type registered from a file this process cannot import: its JSON schema
         checked = (
             model_from_schema(kind.body["schema"]).model_validate(data).model_dump(mode="json")
