@@ -30,6 +30,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from flowbus.agents.execution import ChildProcessRun, FlowCache, InProcessRun, Outcome, RunExecution
+from flowbus.agents.slot_client import NatsSlots
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.broker.event_sink import NatsEventSink
@@ -108,6 +109,7 @@ class Agent:
             settings.concurrency, thread_name_prefix="flow-run"
         )
         self._sink: NatsEventSink | None = None
+        self._slots: NatsSlots | None = None
         self._watcher: Any = None
         self._ack_wait = 30.0
         self._started = now_iso()
@@ -133,6 +135,7 @@ class Agent:
             self._sink = await asyncio.to_thread(
                 NatsEventSink, self.nats_url, f"{self.name}-events"
             )
+            self._slots = NatsSlots(self.client, asyncio.get_running_loop(), self.name)
         await self.client.subscribe(subjects.agent_cancel_subject(self.name), cb=self._on_cancel)
         self._tasks = [
             asyncio.create_task(self._dispatch(), name="dispatch"),
@@ -294,10 +297,10 @@ class Agent:
             return None
         execution: RunExecution
         if self.settings.isolation == "process":
-            execution = ChildProcessRun(reply, self.nats_url)
+            execution = ChildProcessRun(reply, self.nats_url, self.name)
         else:
             assert self._sink is not None
-            execution = InProcessRun(reply, self._sink, self._flows, self._threads)
+            execution = InProcessRun(reply, self._sink, self._flows, self._threads, self._slots)
         self._count("claimed")
         return _Held(message, reply, execution)
 

@@ -13,13 +13,15 @@ import signal
 import sys
 
 from flowbus.agents.execution import EXIT_FINISHED, EXIT_HANDED_BACK, FlowCache, InProcessRun
+from flowbus.agents.slot_client import NatsSlots
 from flowbus.broker.event_sink import NatsEventSink
 from flowbus.broker.protocol import ClaimGrant
 from flowbus.engine.loops import new_event_loop
 
 
-async def _main(grant: ClaimGrant, sink: NatsEventSink) -> int:
-    execution = InProcessRun(grant, sink, FlowCache())
+async def _main(grant: ClaimGrant, sink: NatsEventSink, agent: str) -> int:
+    slots = NatsSlots(sink.client, sink.loop, agent)
+    execution = InProcessRun(grant, sink, FlowCache(), slots=slots)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, execution.cancel)
     loop.add_signal_handler(signal.SIGUSR1, execution.hand_back, "(parent)")
@@ -33,7 +35,7 @@ def main() -> int:
     sink = NatsEventSink(spec["nats_url"], name=f"flowbus-run-{grant.run_id[:8]}")
     loop = new_event_loop()
     try:
-        return loop.run_until_complete(_main(grant, sink))
+        return loop.run_until_complete(_main(grant, sink, spec.get("agent", "")))
     finally:
         sink.close()
         loop.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import ctypes
 import json
 import os
@@ -24,6 +25,7 @@ import structlog
 from flowbus.broker.errors import BrokerError
 from flowbus.broker.event_sink import FencedSink, NatsEventSink
 from flowbus.broker.protocol import ClaimGrant
+from flowbus.engine.concurrency import SlotProvider, slot_provider_var
 from flowbus.engine.context import RunStream
 from flowbus.engine.entrypoints import EntrypointError, load_flow
 from flowbus.engine.errors import FlowbusError
@@ -85,8 +87,10 @@ class InProcessRun:
         sink: NatsEventSink,
         flows: FlowCache,
         threads: concurrent.futures.ThreadPoolExecutor | None = None,
+        slots: SlotProvider | None = None,
     ) -> None:
         self.grant = grant
+        self.slots = slots
         self.threads = threads
         self.sink = _LeaseSink(FencedSink(sink, grant.run_id, grant.attempt))
         self.flows = flows
@@ -114,6 +118,7 @@ class InProcessRun:
         engine = self.engine = FlowRunEngine(flow, parameters, claimed=claimed, sink=self.sink)
         if self._pending_interrupt is not None:
             engine.interrupt(*self._pending_interrupt)
+        slot_provider_var.set(self.slots)  # this run's task (and its threads) see it
         try:
             if flow.is_async:
                 self._task = asyncio.ensure_future(engine.run())
@@ -142,10 +147,11 @@ class InProcessRun:
                 self._thread_id = None
             loop.call_soon_threadsafe(_settle_future, done, outcome)
 
+        context = contextvars.copy_context()  # the slot provider goes along to the thread
         if self.threads is not None:
-            self.threads.submit(main)
+            self.threads.submit(context.run, main)
         else:
-            threading.Thread(target=main, name="flow-run", daemon=True).start()
+            threading.Thread(target=context.run, args=(main,), name="flow-run", daemon=True).start()
         self._task = done
         await done
 
@@ -230,9 +236,10 @@ class ChildProcessRun:
     stop at once (SIGKILL, when the run is lost).
     """
 
-    def __init__(self, grant: ClaimGrant, nats_url: str) -> None:
+    def __init__(self, grant: ClaimGrant, nats_url: str, agent: str) -> None:
         self.grant = grant
         self.nats_url = nats_url
+        self.agent = agent
         self.process: asyncio.subprocess.Process | None = None
         self._handed_back = False
         self._lost = False
@@ -245,7 +252,8 @@ class ChildProcessRun:
             stdin=asyncio.subprocess.PIPE,
             start_new_session=True,  # Ctrl-C in the agent's terminal is the agent's business
         )
-        spec = {"grant": self.grant.model_dump(mode="json"), "nats_url": self.nats_url}
+        spec = {"grant": self.grant.model_dump(mode="json"), "nats_url": self.nats_url,
+                "agent": self.agent}  # fmt: skip
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps(spec).encode())
         await self.process.stdin.drain()

@@ -162,6 +162,9 @@ class RunLedger:
         self.writer = BatchWriter(store)
         #: Called with the events the ledger wrote, once committed (to publish them).
         self._published = published or (lambda records: None)
+        #: Called with an entry the moment it reaches a final state (slots and deployment
+        #: limits free up then, pushed rather than found by a sweep).
+        self.on_finished: Callable[[RunEntry], None] = lambda entry: None
         self._retries_of: dict[str, int] = {}
 
     # --- loading ---------------------------------------------------------------------------
@@ -252,10 +255,16 @@ class RunLedger:
             entry.run_id, entry.seq + 1, "flow_run.state", data, state.timestamp_iso
         )
         entry.seq += 1
-        _apply_state(entry, entry.seq, data, time.monotonic())
+        self._apply(entry, entry.seq, data, time.monotonic())
         if fields.get("attempt") is not None:
             entry.lease_until = time.monotonic() + self.lease_seconds
         return record
+
+    def _apply(self, entry: RunEntry, seq: int, data: dict[str, Any], now: float) -> None:
+        was_final = entry.state.is_terminal
+        _apply_state(entry, seq, data, now)
+        if entry.state.is_terminal and not was_final:
+            self.on_finished(entry)
 
     def add(self, entry: RunEntry) -> None:
         self.entries[entry.run_id] = entry
@@ -293,7 +302,7 @@ class RunLedger:
                 if entry is not None and record.seq == entry.seq + 1:
                     entry.seq = record.seq
                     if record.type == "flow_run.state":
-                        _apply_state(entry, record.seq, record.data, now)
+                        self._apply(entry, record.seq, record.data, now)
                         if entry.state is S.SCHEDULED:  # handed back: its request was naked
                             entry.published = True
         return admitted, fenced

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ValidationError
 from flowbus.agents.ledger import RunEntry, RunLedger
 from flowbus.agents.recorder import Recorder
 from flowbus.agents.scheduler import Scheduler
+from flowbus.agents.slots import Holding, SlotTable, Waiter
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.broker.streams import ensure_queue_consumer, ensure_streams
@@ -56,6 +57,9 @@ from flowbus.engine.states import (
     StateType,
 )
 from flowbus.engine.store import DeploymentView, EventStore
+
+#: Documents of this kind hold a tag's concurrency limit (``flowbus limit set``).
+LIMIT = "limit"
 
 log = structlog.get_logger("flowbus.orchestrator")
 
@@ -125,6 +129,11 @@ class Orchestrator:
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self.scheduler: Scheduler | None = None
+        self.slots = SlotTable()
+        self._limited_release = asyncio.Lock()
+        #: tag -> (read at, its limit or None), from the store's ``limit`` documents.
+        self._limits: dict[str, tuple[float, int | None]] = {}
+        self.ledger.on_finished = self._run_finished
         #: Runs made ahead of time whose release timer is set.
         self._armed: set[str] = set()
         #: Requests answered at once (beyond it, NATS holds them in the subscription's queue).
@@ -147,6 +156,9 @@ class Orchestrator:
             subjects.QUEUES: (None, self.list_queues),
             subjects.QUEUE_UPDATE: (p.QueueUpdate, self.update_queue),
             subjects.AGENTS: (None, self.list_agents),
+            subjects.SLOT_ACQUIRE: (p.SlotRequest, self.acquire_slots),
+            subjects.SLOT_RELEASE: (p.SlotRelease, self.release_slots),
+            subjects.LIMITS: (None, self.list_limits),
         }
         for subject, (model, handler) in services.items():
             await self.client.subscribe(
@@ -406,7 +418,53 @@ class Orchestrator:
             if refusal is not None:
                 await self._cancel_unstarted(entry.run_id, refusal)
                 return
-        await self._dispatch(entry)
+        deployment = await self._deployment(entry.deployment)
+        if deployment is None or not deployment.concurrency_limit or entry.queued_seq != 1:
+            await self._dispatch(entry)
+            return
+        async with self._limited_release:  # one check-then-publish at a time: none overtakes
+            if entry.state is not S.SCHEDULED or entry.published:
+                return
+            going = self._going(entry)
+            if len(going) < deployment.concurrency_limit:
+                await self._dispatch(entry)
+            elif deployment.collision == "cancel":
+                await self._cancel_unstarted(
+                    entry.run_id,
+                    f"{deployment.name} already has {len(going)} runs going (concurrency limit "
+                    f"{deployment.concurrency_limit}, collision strategy cancel)",
+                )
+            # else: it waits, Scheduled and unpublished, until a run of the deployment ends
+
+    def _going(self, entry: RunEntry) -> list[RunEntry]:
+        """The deployment's other runs that are queued (published) or under way."""
+        return [
+            other
+            for other in self.ledger.entries.values()
+            if other.deployment == entry.deployment
+            and other.run_id != entry.run_id
+            and (other.state in OVERLAPPING or (other.state is S.SCHEDULED and other.published))
+        ]
+
+    def _wake_deployment(self, name: str) -> None:
+        """A run of ``name`` ended: its runs held back by the deployment's concurrency limit
+        are offered the room, oldest first."""
+        now = time.time()
+        held = sorted(
+            (
+                e
+                for e in self.ledger.entries.values()
+                if e.deployment == name
+                and e.state is S.SCHEDULED
+                and not e.published
+                and e.due_at <= now
+            ),
+            key=lambda e: e.queued_at,
+        )
+        for entry in held:
+            task = asyncio.get_running_loop().create_task(self._release(entry))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _slot_refusal(self, entry: RunEntry) -> str | None:
         """Why a schedule's run must not start now, or None. Under the overlap policy
@@ -628,6 +686,76 @@ class Orchestrator:
         ]
         return p.AgentList(agents=agents).dump()
 
+    # --- tag concurrency slots ---------------------------------------------------------------
+
+    async def _limits_of(self, tags: list[str]) -> dict[str, int]:
+        """The limits of these tags (read from the store at most once a second each)."""
+        now = time.monotonic()
+        found: dict[str, int] = {}
+        for tag in tags:
+            cached = self._limits.get(tag)
+            if cached is None or now - cached[0] > DEPLOYMENT_CACHE_SECONDS:
+                document = await self.store.get_document(LIMIT, tag)
+                cached = (now, int(document.body["limit"]) if document else None)
+                self._limits[tag] = cached
+            if cached[1] is not None:
+                found[tag] = cached[1]
+        return found
+
+    def _known_limits(self) -> dict[str, int]:
+        return {tag: limit for tag, (_, limit) in self._limits.items() if limit is not None}
+
+    async def acquire_slots(self, request: p.SlotRequest) -> bytes:
+        limits = await self._limits_of(request.tags)
+        if not limits:
+            return p.SlotReply(granted=True, limited=[]).dump()
+        waiter = Waiter(
+            request.holder, tuple(sorted(limits)), request.run_id, request.agent, request.notify
+        )
+        granted = self.slots.acquire(waiter, self._known_limits())
+        return p.SlotReply(granted=granted, limited=sorted(limits)).dump()
+
+    async def release_slots(self, request: p.SlotRelease) -> bytes:
+        await self._tell(self.slots.release(request.holder, self._known_limits()))
+        return b'{"ok":true}'
+
+    async def _tell(self, granted: list[Waiter]) -> None:
+        for waiter in granted:
+            await self.client.publish(waiter.notify, p.SlotGrant(holder=waiter.holder).dump())
+
+    def _reclaim_slots(self, gone: Callable[[Holding], bool], why: str) -> None:
+        reclaimed, granted = self.slots.release_where(gone, self._known_limits())
+        for holding in reclaimed:
+            log.info("slots reclaimed", holder=holding.holder, tags=holding.tags, reason=why)
+        if granted:
+            task = asyncio.get_running_loop().create_task(self._tell(granted))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def _run_finished(self, entry: RunEntry) -> None:
+        """A run reached a final state: what it held comes back, at once."""
+        if self.slots.holdings or self.slots.waiters:
+            self._reclaim_slots(lambda h: h.run_id == entry.run_id, "its flow run ended")
+        self._wake_deployment(entry.deployment)
+
+    async def list_limits(self, _: None) -> bytes:
+        infos = []
+        for document in await self.store.list_documents(LIMIT):
+            tag = document.name
+            holders = [
+                {"holder": h.holder, "run_id": h.run_id, "agent": h.agent}
+                for h in self.slots.holdings.values()
+                if tag in h.tags
+            ]
+            waiting = sum(1 for w in self.slots.waiters if tag in w.tags)
+            infos.append(
+                p.LimitInfo(
+                    tag=tag, limit=int(document.body["limit"]), active=len(holders),
+                    waiting=waiting, holders=holders,
+                )
+            )  # fmt: skip
+        return p.LimitList(limits=infos).dump()
+
     # --- cancel ---------------------------------------------------------------------------
 
     async def cancel(self, request: p.CancelRequest) -> bytes:
@@ -712,6 +840,11 @@ class Orchestrator:
             ):
                 await self._mark_late(entry.run_id)
         self.ledger.purge(now)
+        silent = {
+            n for n, a in self.agents.items() if now - a.last_seen > self.settings.lease_seconds
+        }
+        if silent and self.slots.holdings:
+            self._reclaim_slots(lambda h: h.agent in silent, "its agent stopped renewing its lease")
         for name in [n for n, a in self.agents.items() if now - a.last_seen > 3600]:
             del self.agents[name]
 

@@ -39,6 +39,11 @@ class NatsEventSink:
         self._pump.error_type = BrokerError
         self._pump.done_as = "published"
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop ``client`` lives on."""
+        return self._loop.loop
+
     async def _publish(self, batch: list[_Item]) -> None:
         # publish_async pipelines the batch (it waits itself once too many are in flight);
         # its futures have no timeout of their own, hence the wait_for.

@@ -247,3 +247,52 @@ class AgentInfo(_Message):
 class AgentList(_Message):
     ok: Literal[True] = True
     agents: list[AgentInfo]
+
+
+# --- tag concurrency slots -------------------------------------------------------------------
+
+
+class SlotRequest(_Message):
+    """``flowbus.slot.acquire``: a task run wants one slot of each of its tags."""
+
+    #: The task run asking (asking again with the same holder is safe).
+    holder: str
+    run_id: str
+    agent: str
+    tags: list[str] = Field(max_length=100)
+    #: Where the grant is published if the slots are not free now.
+    notify: str
+
+
+class SlotReply(_Message):
+    ok: Literal[True] = True
+    #: True: the slots are held now. False: wait for a ``SlotGrant`` on ``notify``.
+    granted: bool
+    #: The tags that have a limit (the others need no slot).
+    limited: list[str]
+
+
+class SlotGrant(_Message):
+    """Published to a waiter's ``notify`` subject when its slots are its own."""
+
+    holder: str
+
+
+class SlotRelease(_Message):
+    """``flowbus.slot.release``: a task run gives its slots back (or stops waiting)."""
+
+    holder: str
+
+
+class LimitInfo(_Message):
+    tag: str
+    limit: int
+    active: int
+    waiting: int
+    #: Who holds the slots: task run, flow run, agent.
+    holders: list[dict[str, str]]
+
+
+class LimitList(_Message):
+    ok: Literal[True] = True
+    limits: list[LimitInfo]

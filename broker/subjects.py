@@ -30,6 +30,10 @@ AGENTS = "flowbus.api.agents"
 CLAIM = "flowbus.agent.claim"
 HEARTBEAT = "flowbus.agent.heartbeat"
 RELEASE = "flowbus.agent.release"
+#: Tag concurrency slots: a task run asks for them, gives them back; the live counts.
+SLOT_ACQUIRE = "flowbus.slot.acquire"
+SLOT_RELEASE = "flowbus.slot.release"
+LIMITS = "flowbus.api.limits"
 #: The queue group every orchestrator subscribes in, so each request is answered once.
 ORCHESTRATOR_GROUP = "flowbus-orchestrator"
 

@@ -50,6 +50,8 @@ class DeploymentSpec:
     schedules: list[DeploymentSchedule] = field(default_factory=list)
     catchup: CatchUp = "latest"
     overlap: Overlap = "allow"
+    concurrency_limit: int | None = None
+    collision: str = "enqueue"
 
     @property
     def name(self) -> str:
@@ -111,6 +113,8 @@ async def save_deployment(store: EventStore, spec: DeploymentSpec) -> Deployment
         "schedules": [s.model_dump(mode="json") for s in spec.schedules],
         "catchup": spec.catchup,
         "overlap": spec.overlap,
+        "concurrency_limit": spec.concurrency_limit,
+        "collision": spec.collision,
     }
     for _ in range(3):  # another process may save the same deployment at the same moment
         head = await store.head(stream)

@@ -117,6 +117,10 @@ class DeploymentSaved(_EventBase):
     catchup: CatchUp = "latest"
     #: What a slot does while the deployment's previous run is still running.
     overlap: Overlap = "allow"
+    #: Runs of the deployment queued or under way at once, at most (None: no limit).
+    concurrency_limit: int | None = Field(default=None, ge=1)
+    #: A run over the limit waits its turn (enqueue) or is cancelled at once (cancel).
+    collision: Literal["enqueue", "cancel"] = "enqueue"
 
 
 class LogEmitted(_EventBase):

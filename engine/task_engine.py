@@ -14,6 +14,7 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from flowbus.engine.caching import ResultStore
+from flowbus.engine.concurrency import slot_provider_var
 from flowbus.engine.context import FlowRunContext, TaskRun, TaskRunContext, task_run_var
 from flowbus.engine.errors import FlowbusError, TaskRunTimeout, TransitionRejected
 from flowbus.engine.inputs import resolve_inputs
@@ -135,36 +136,54 @@ class TaskRunEngine:
     async def _attempts(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], key: str | None
     ) -> State:
+        task_run = self.task_run
+        # Tags may be limited: each attempt holds a slot of each (none while it waits to retry).
+        slots = slot_provider_var.get() if task_run.tags else None
+        flow_run_id = self.flow_ctx.flow_run.id
+        for attempt in range(self.task.retries + 1):
+            task_run.run_count = attempt + 1
+            release = (
+                await slots.acquire(task_run.tags, task_run.id, flow_run_id) if slots else None
+            )
+            try:
+                state, retry = await self._attempt(attempt, args, kwargs, key)
+            finally:
+                if release is not None:
+                    await release()
+            if not retry:
+                return state
+            await self._wait_before_retry(attempt + 1, state)
+        raise AssertionError("unreachable: the last attempt always returns")
+
+    async def _attempt(
+        self, attempt: int, args: tuple[Any, ...], kwargs: dict[str, Any], key: str | None
+    ) -> tuple[State, bool]:
+        """One attempt: its state, and whether it failed and is to be retried."""
         task = self.task
         task_run = self.task_run
-        for attempt in range(task.retries + 1):
-            task_run.run_count = attempt + 1
-            self._set_state(Retrying() if attempt else Running())
-            context = TaskRunContext(
-                task, task_run, self.flow_ctx, self.parameters or {}, self._log_prints()
+        self._set_state(Retrying() if attempt else Running())
+        context = TaskRunContext(task, task_run, self.flow_ctx, self.parameters or {},
+                                 self._log_prints())  # fmt: skip
+        token = task_run_var.set(context)
+        try:
+            result = await call_user_function(
+                task.fn, task.is_async, args, kwargs, task.timeout_seconds
             )
-            token = task_run_var.set(context)
-            try:
-                result = await call_user_function(
-                    task.fn, task.is_async, args, kwargs, task.timeout_seconds
-                )
-            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit) as exc:
-                self._set_state(Crashed(message=f"interrupted: {type(exc).__name__}"))
-                raise
-            except Exception as exc:
-                failed = self._failed_state(exc)
-                if attempt < task.retries and await self._should_retry(failed):
-                    await self._wait_before_retry(attempt + 1, failed)
-                    continue
-                return await self._finish(failed, None)
-            finally:
-                task_run_var.reset(token)
-            if key is not None or task.persist_result:
-                ResultStore(task.result_path).write(
-                    key or f"task-run-{task_run.id}", result, task.cache_expiration
-                )
-            return await self._finish(Completed(data=result), result)
-        raise AssertionError("unreachable: the last attempt always returns")
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit) as exc:
+            self._set_state(Crashed(message=f"interrupted: {type(exc).__name__}"))
+            raise
+        except Exception as exc:
+            failed = self._failed_state(exc)
+            if attempt < task.retries and await self._should_retry(failed):
+                return failed, True
+            return await self._finish(failed, None), False
+        finally:
+            task_run_var.reset(token)
+        if key is not None or task.persist_result:
+            ResultStore(task.result_path).write(
+                key or f"task-run-{task_run.id}", result, task.cache_expiration
+            )
+        return await self._finish(Completed(data=result), result), False
 
     def _failed_state(self, exc: BaseException) -> State:
         message, tb = failure_details(exc)

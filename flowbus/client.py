@@ -236,6 +236,10 @@ class Client:
     async def agents(self) -> list[p.AgentInfo]:
         return p.decode(p.AgentList, await self._request(subjects.AGENTS, b"")).agents
 
+    async def limits(self) -> list[p.LimitInfo]:
+        """Tag concurrency limits with the slots held and waited for right now."""
+        return p.decode(p.LimitList, await self._request(subjects.LIMITS, b"")).limits
+
 
 __all__ = [
     "Client",

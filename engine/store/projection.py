@@ -75,6 +75,8 @@ DEPLOYMENT_COLUMNS = (
     "schedules",
     "catchup",
     "overlap",
+    "concurrency_limit",
+    "collision",
 )
 #: Named configuration recorded as events: variables, blocks, block types, limits, automations.
 DOCUMENT_COLUMNS = ("kind", "name", "body", "created", "updated", "version")
@@ -145,6 +147,8 @@ def _deployment_row(data: dict[str, Any]) -> tuple[Any, ...]:
         _json(data.get("schedules") or []),
         data.get("catchup") or "latest",
         data.get("overlap") or "allow",
+        data.get("concurrency_limit"),
+        data.get("collision") or "enqueue",
     )
 
 

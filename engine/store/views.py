@@ -95,6 +95,8 @@ class DeploymentView(_View):
     schedules: list[dict[str, Any]]
     catchup: str
     overlap: str
+    concurrency_limit: int | None
+    collision: str
 
 
 def flow_run_view(row: Mapping[str, Any]) -> FlowRunView:

@@ -370,6 +370,12 @@ async def resume_queue(request: Request, name: QueueName) -> dict[str, Any]:
     return (await _client(request).update_queue(name, paused=False)).model_dump(mode="json")
 
 
+@router.get("/limits", tags=["queues"])
+async def list_limits(request: Request) -> list[dict[str, Any]]:
+    """Tag concurrency limits, with the slots held (by which task runs) and waited for."""
+    return [limit.model_dump(mode="json") for limit in await _client(request).limits()]
+
+
 @router.get("/agents", tags=["agents"])
 async def list_agents(request: Request) -> list[dict[str, Any]]:
     return [a.model_dump(mode="json") for a in await _client(request).agents()]

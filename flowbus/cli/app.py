@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from flowbus.cli import blocks, daemons, deployments, events, queues, runs, schedules, store, submit
+from flowbus.cli import (
+    blocks,
+    daemons,
+    deployments,
+    events,
+    limits,
+    queues,
+    runs,
+    schedules,
+    store,
+    submit,
+)
 from flowbus.cli.up import up
 
 app = typer.Typer(
@@ -24,6 +35,7 @@ app.add_typer(daemons.scheduler_app, name="scheduler")
 app.add_typer(schedules.app, name="schedule")
 app.add_typer(blocks.block_app, name="block")
 app.add_typer(blocks.variable_app, name="variable")
+app.add_typer(limits.app, name="limit")
 app.command("backfill")(schedules.backfill)
 app.command("deploy")(deployments.deploy)
 app.command("run")(submit.run)

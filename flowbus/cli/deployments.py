@@ -28,6 +28,11 @@ class CatchUpChoice(enum.StrEnum):
     none = "none"
 
 
+class CollisionChoice(enum.StrEnum):
+    enqueue = "enqueue"
+    cancel = "cancel"
+
+
 class OverlapChoice(enum.StrEnum):
     allow = "allow"
     skip = "skip"
@@ -79,10 +84,16 @@ def deploy(
         OverlapChoice,
         typer.Option(help="A slot while the previous run runs: allow, skip, cancel (it)."),
     ] = OverlapChoice.allow,
+    concurrency_limit: Annotated[
+        int | None, typer.Option(min=1, help="Runs of it queued or under way at once, at most.")
+    ] = None,
+    collision: Annotated[
+        CollisionChoice, typer.Option(help="A run over the limit: enqueue (waits) or cancel.")
+    ] = CollisionChoice.enqueue,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
 ) -> None:
-    """Record a deployment of a flow: its entrypoint, work queue, default parameters and
-    schedules."""
+    """Record a deployment of a flow: its entrypoint, work queue, default parameters,
+    schedules and concurrency limit."""
     working_dir = Path.cwd()
     schedules = build_schedules(cron or [], interval or [], rrule or [], timezone, anchor)
     try:
@@ -93,7 +104,12 @@ def deploy(
     except FlowbusError as exc:
         fail(str(exc))
     spec = dataclasses.replace(
-        spec, schedules=schedules, catchup=catchup.value, overlap=overlap.value
+        spec,
+        schedules=schedules,
+        catchup=catchup.value,
+        overlap=overlap.value,
+        concurrency_limit=concurrency_limit,
+        collision=collision.value,
     )
 
     async def save(store: EventStore) -> DeploymentView:

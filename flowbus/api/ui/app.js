@@ -480,17 +480,29 @@ async function queuesPage() {
   const mine = generation;
   const queuesBody = el("tbody");
   const agentsBody = el("tbody");
+  const limitsBody = el("tbody");
   show(el("h1", {}, "Work queues"),
     el("table", { id: "queues" }, el("thead", {}, el("tr", {},
       [...QUEUE_HEADERS, ""].map((h) => el("th", {}, h)))), queuesBody),
+    el("h1", { class: "spaced" }, "Tag concurrency limits"),
+    el("table", { id: "limits" }, el("thead", {}, el("tr", {},
+      ["Tag", "Slots in use", "Waiting", "Held by"].map((h) => el("th", {}, h)))), limitsBody),
     el("h1", { class: "spaced" }, "Agents"),
     el("table", { id: "agents" }, el("thead", {}, el("tr", {},
       ["Agent", "Status", "Queues", "Runs", "Host", "Started", "Last heartbeat"]
         .map((h) => el("th", {}, h)))), agentsBody));
 
   async function refresh() {
-    const [queues, agents] = await Promise.all([api("/queues"), api("/agents")]);
+    const [queues, agents, limits] = await Promise.all([api("/queues"), api("/agents"),
+      api("/limits")]);
     if (mine !== generation) return;
+    limitsBody.replaceChildren(...limits.map((l) => el("tr", { "data-tag": l.tag },
+      el("td", {}, el("b", {}, l.tag)),
+      el("td", { class: "num" }, `${l.active} / ${l.limit}`), el("td", { class: "num" }, l.waiting),
+      el("td", {}, l.holders.slice(0, 5).map((h) =>
+        el("a", { class: "mono", href: `#/runs/${h.run_id}` }, `${shortId(h.run_id)} `))))));
+    if (!limits.length) limitsBody.append(el("tr", {}, el("td", { colspan: 4, class: "muted" },
+      "No limits. Set one with flowbus limit set TAG N.")));
     queuesBody.replaceChildren(...queueRows(queues, refresh));
     if (!queues.length) queuesBody.append(el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No work queues yet.")));
     agentsBody.replaceChildren(...agents.map((a) => el("tr", { "data-agent": a.name },
@@ -507,7 +519,7 @@ async function queuesPage() {
 
   await refresh();
   const soon = debounced(() => refresh().catch(() => {}), 1000);
-  const stopLive = live(new URLSearchParams([["types", "flow_run.state"]]), soon);
+  const stopLive = live(new URLSearchParams([["types", "flow_run.state"], ["types", "task_run.state"]]), soon);
   const timer = setInterval(soon, 5000); // heartbeats are not events
   closeLive = () => { stopLive(); clearInterval(timer); };
 }

@@ -67,3 +67,26 @@ def uses_secret(fail: bool = False) -> str:
     if fail:
         raise RuntimeError(f"the API refused key {key}")
     return f"done with {key}"
+
+
+@task(tags=["db"])
+async def query(seconds: float) -> float:
+    """Holds a "db" slot for a while; returns when it ran (to measure overlap)."""
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@flow
+async def limited(n: int = 100, seconds: float = 0.05) -> int:
+    """``n`` task runs tagged "db", all submitted at once: the tag's limit paces them."""
+    futures = [query.submit(seconds) for _ in range(n)]
+    return len([await future for future in futures])
+
+
+@flow
+def limited_sync(n: int = 10, seconds: float = 0.05) -> int:
+    """The same from a sync flow (its task runs go to a thread pool)."""
+    from flowbus import ThreadPoolTaskRunner  # noqa: F401 - the default runner is enough
+
+    futures = [query.submit(seconds) for _ in range(n)]
+    return len([future.result() for future in futures])

@@ -1,0 +1,144 @@
+"""Concurrency limits against real agents and a real nats-server: a tag's limit holds across
+agents with slots granted by push, slots of a killed agent come back, and a deployment's limit
+enqueues or cancels runs over it."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.stack import Stack, wait_until
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    stack = Stack(tmp_path)
+    try:
+        yield stack
+    finally:
+        stack.close()
+
+
+def submit(stack: Stack, deployment: str, **parameters: Any) -> str:
+    response = httpx.post(
+        f"{stack.api_url}/api/v1/deployments/{deployment}/runs", json={"parameters": parameters}
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["run_id"])
+
+
+def task_intervals(stack: Stack, run_ids: list[str]) -> list[tuple[datetime, datetime]]:
+    """(Running, Completed) times of every task run of these flow runs, from the event log."""
+    intervals = []
+    for run_id in run_ids:
+        started: dict[str, datetime] = {}
+        for event in stack.stream(run_id):
+            if event.type != "task_run.state":
+                continue
+            state = event.data["state"]
+            at = datetime.fromisoformat(state["timestamp"])
+            if state["type"] == "RUNNING":
+                started[event.data["task_run_id"]] = at
+            elif state["type"] == "COMPLETED":
+                intervals.append((started.pop(event.data["task_run_id"]), at))
+    return intervals
+
+
+def most_at_once(intervals: list[tuple[datetime, datetime]]) -> int:
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    now = peak = 0
+    for _, step in edges:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+def test_200_tasks_under_a_limit_of_3_across_2_agents(stack: Stack) -> None:
+    stack.cli("limit", "set", "db", "3")
+    stack.start_orchestrator()
+    stack.deploy("limited")
+    stack.start_agent("agent-1", "-c", "1")  # one flow run each: both agents run one
+    stack.start_agent("agent-2", "-c", "1")
+    began = time.monotonic()
+    runs = [submit(stack, "limited/test", n=100, seconds=0.05) for _ in range(2)]
+    for run_id in runs:
+        assert stack.final_states(run_id, timeout=60)[-1] == "Completed"
+    elapsed = time.monotonic() - began
+
+    intervals = task_intervals(stack, runs)
+    assert len(intervals) == 200
+    assert most_at_once(intervals) == 3  # never more, and the slots were used
+    agents = {e.data.get("agent") for r in runs for e in stack.stream(r) if e.data.get("agent")}
+    assert agents == {"agent-1", "agent-2"}  # both agents ran, sharing the three slots
+    busy = sum((end - start).total_seconds() for start, end in intervals)
+    ideal = busy / 3
+    print(f"200 tasks x 50 ms under a limit of 3: {elapsed:.2f} s, ideal {ideal:.2f} s")
+    limits = json.loads(stack.cli("limit", "ls", "--json").stdout)["limits"]
+    assert [(x["tag"], x["limit"], x["active"], x["waiting"]) for x in limits] == [("db", 3, 0, 0)]
+
+
+def test_a_killed_agents_slots_come_back(stack: Stack) -> None:
+    stack.cli("limit", "set", "db", "2")
+    stack.start_orchestrator()
+    stack.deploy("limited")
+    doomed = stack.start_agent("doomed")
+    stuck = submit(stack, "limited/test", n=2, seconds=60)
+    wait_until(
+        lambda: [x["active"] for x in json.loads(stack.cli("limit", "ls", "--json").stdout)[
+            "limits"]] == [2],
+        what="the doomed agent to hold both slots",
+    )  # fmt: skip
+    doomed.kill()
+    stack.start_agent("survivor")
+    # The lease runs out (2 s here): the slots come back, and the run is taken over.
+    quick = submit(stack, "limited/test", n=4, seconds=0.05)
+    assert stack.final_states(quick, timeout=30)[-1] == "Completed"
+    assert stack.final_states(stuck, timeout=30)[-1] == "Crashed"  # no retries: it stays so
+    limits = json.loads(stack.cli("limit", "ls", "--json").stdout)["limits"]
+    holders = {h["run_id"] for h in limits[0]["holders"]}
+    assert quick not in holders
+    assert all(h["agent"] != "doomed" for h in limits[0]["holders"])
+
+
+def test_a_sync_flows_tasks_wait_for_slots_too(stack: Stack) -> None:
+    stack.cli("limit", "set", "db", "1")
+    stack.start_orchestrator()
+    stack.deploy("limited_sync")
+    stack.start_agent("agent-1")
+    run_id = submit(stack, "limited-sync/test", n=6, seconds=0.05)
+    assert stack.final_states(run_id, timeout=30)[-1] == "Completed"
+    assert most_at_once(task_intervals(stack, [run_id])) == 1
+
+
+def test_a_deployment_limit_enqueues_or_cancels(stack: Stack) -> None:
+    stack.start_orchestrator()
+    stack.start_agent("agent-1", "-c", "10")
+    stack.cli("deploy", "flows.py:sleepy", "-n", "one-at-a-time", "--concurrency-limit", "1")
+    stack.cli("deploy", "flows.py:sleepy", "-n", "or-none", "--concurrency-limit", "1",
+              "--collision", "cancel")  # fmt: skip
+    queued = [submit(stack, "sleepy/one-at-a-time", seconds=0.5) for _ in range(3)]
+    first = submit(stack, "sleepy/or-none", seconds=2)
+    wait_until(lambda: "Running" in stack.states(first), what="the first run to start")
+    refused = submit(stack, "sleepy/or-none", seconds=2)
+    assert stack.final_states(refused)[-1] == "Cancelled"
+    cancelled = stack.stream(refused)[-1].data["state"]["message"]
+    assert "concurrency limit 1" in cancelled and "collision strategy cancel" in cancelled
+    assert stack.final_states(first)[-1] == "Completed"
+
+    for run_id in queued:
+        assert stack.final_states(run_id, timeout=30)[-1] == "Completed"
+    spans = []
+    for run_id in queued:
+        times = {e.data["state"]["type"]: datetime.fromisoformat(e.data["state"]["timestamp"])
+                 for e in stack.stream(run_id) if e.type == "flow_run.state"}  # fmt: skip
+        spans.append((times["RUNNING"], times["COMPLETED"]))
+    assert most_at_once(spans) == 1  # one at a time, each started when the one before ended
+    detail = httpx.get(f"{stack.api_url}/api/v1/deployments/sleepy/one-at-a-time").json()
+    assert (detail["concurrency_limit"], detail["collision"]) == (1, "enqueue")

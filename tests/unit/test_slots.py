@@ -1,0 +1,60 @@
+"""The orchestrator's tag slot table: limits hold, waiters are served in order, all-or-nothing
+for several tags, and slots of dead agents or finished runs come back."""
+
+from __future__ import annotations
+
+from flowbus.agents.slots import SlotTable, Waiter
+
+LIMITS = {"db": 2, "api": 1}
+
+
+def waiter(holder: str, *tags: str, run: str = "run-1", agent: str = "a1") -> Waiter:
+    return Waiter(holder, tags, run, agent, notify=f"_INBOX.{holder}")
+
+
+def test_a_limit_holds_and_a_freed_slot_goes_to_the_first_waiter() -> None:
+    table = SlotTable()
+    assert table.acquire(waiter("t1", "db"), LIMITS)
+    assert table.acquire(waiter("t2", "db"), LIMITS)
+    assert not table.acquire(waiter("t3", "db"), LIMITS)
+    assert not table.acquire(waiter("t4", "db"), LIMITS)
+    assert table.active("db") == 2
+    assert [w.holder for w in table.release("t1", LIMITS)] == ["t3"]
+    assert [w.holder for w in table.release("t3", LIMITS)] == ["t4"]
+    assert table.active("db") == 2 and table.waiters == []
+
+
+def test_asking_again_is_safe() -> None:
+    table = SlotTable()
+    assert table.acquire(waiter("t1", "api"), LIMITS)
+    assert table.acquire(waiter("t1", "api"), LIMITS)  # already held
+    assert not table.acquire(waiter("t2", "api"), LIMITS)
+    again = waiter("t2", "api")
+    again.notify = "_INBOX.new"
+    assert not table.acquire(again, LIMITS)
+    assert [(w.holder, w.notify) for w in table.waiters] == [("t2", "_INBOX.new")]
+
+
+def test_several_tags_all_or_nothing_and_no_overtaking() -> None:
+    table = SlotTable()
+    assert table.acquire(waiter("a", "api"), LIMITS)
+    assert not table.acquire(waiter("both", "db", "api"), LIMITS)
+    assert table.active("db") == 0  # it holds nothing while it waits
+    # A db-only task would fit, but must not overtake the waiter that also wants db.
+    assert not table.acquire(waiter("later", "db"), LIMITS)
+    granted = table.release("a", LIMITS)
+    assert [w.holder for w in granted] == ["both", "later"]
+    assert table.active("db") == 2 and table.active("api") == 1
+
+
+def test_a_tag_without_slots_waits_and_a_dead_agents_slots_come_back() -> None:
+    table = SlotTable()
+    assert not table.acquire(waiter("x", "frozen"), LIMITS)  # limit 0 (or unknown): waits
+    assert table.acquire(waiter("t1", "db", agent="dead"), LIMITS)
+    assert table.acquire(waiter("t2", "db", agent="dead", run="run-2"), LIMITS)
+    assert not table.acquire(waiter("t3", "db", agent="alive", run="run-3"), LIMITS)
+    reclaimed, granted = table.release_where(lambda h: h.agent == "dead", LIMITS)
+    assert sorted(h.holder for h in reclaimed) == ["t1", "t2"]
+    assert [w.holder for w in granted] == ["t3"]
+    reclaimed, _ = table.release_where(lambda h: h.run_id == "run-3", LIMITS)
+    assert [h.holder for h in reclaimed] == ["t3"] and table.active("db") == 0
