@@ -31,6 +31,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 from pydantic import BaseModel, ValidationError
 
+from flowbus.agents.automations import AutomationEngine
 from flowbus.agents.ledger import RunEntry, RunLedger
 from flowbus.agents.recorder import Recorder
 from flowbus.agents.scheduler import Scheduler
@@ -72,6 +73,10 @@ OVERLAPPING = frozenset({S.PENDING, S.RUNNING, S.CANCELLING, S.PAUSED})
 UNLIMITED_IN_FLIGHT = 10_000
 
 
+def _on(name: str) -> bool:
+    return os.environ.get(name, "on").lower() not in ("off", "0", "false")
+
+
 @dataclass(frozen=True)
 class OrchestratorSettings:
     #: A run whose agent has not renewed its lease for this long is Crashed.
@@ -85,6 +90,8 @@ class OrchestratorSettings:
     #: Whether the scheduler runs in this process (``FLOWBUS_SCHEDULER=off`` leaves it to a
     #: ``flowbus scheduler start`` elsewhere).
     scheduler: bool = True
+    #: Whether the automation engine runs in this process (``FLOWBUS_AUTOMATIONS=off``: not).
+    automations: bool = True
 
     @classmethod
     def from_env(cls) -> OrchestratorSettings:
@@ -95,7 +102,8 @@ class OrchestratorSettings:
             janitor_interval=env_float("FLOWBUS_JANITOR_INTERVAL", cls.janitor_interval),
             late_after=env_float("FLOWBUS_LATE_AFTER_SECONDS", cls.late_after),
             run_ack_wait=env_float("FLOWBUS_RUN_ACK_WAIT", cls.run_ack_wait),
-            scheduler=os.environ.get("FLOWBUS_SCHEDULER", "on").lower() not in ("off", "0"),
+            scheduler=_on("FLOWBUS_SCHEDULER"),
+            automations=_on("FLOWBUS_AUTOMATIONS"),
         )
 
 
@@ -129,6 +137,7 @@ class Orchestrator:
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self.scheduler: Scheduler | None = None
+        self.automations: AutomationEngine | None = None
         self.slots = SlotTable()
         self._limited_release = asyncio.Lock()
         #: tag -> (read at, its limit or None), from the store's ``limit`` documents.
@@ -171,6 +180,9 @@ class Orchestrator:
         if self.settings.scheduler:
             self.scheduler = Scheduler(self.client, self.store)
             self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
+        if self.settings.automations:
+            self.automations = AutomationEngine(self.client, self.store)
+            self._tasks.append(asyncio.create_task(self.automations.run(), name="automations"))
 
     async def run(self) -> None:
         """Start, then serve until ``stop()`` (or until a daemon task fails)."""
@@ -190,6 +202,8 @@ class Orchestrator:
         self.recorder.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self.automations is not None:
+            self.automations.stop()
 
     async def close(self) -> None:
         self.recorder.stop()
@@ -306,6 +320,7 @@ class Orchestrator:
                 "idempotency_key": request.idempotency_key,
                 "scheduled_time": canonical(due) if due else None,
                 "schedule_id": request.schedule_id,
+                "triggered_by": request.triggered_by,
                 "state": state_dict(state),
             }
             record = make_record(run_id, 1, "flow_run.created", fields, state.timestamp_iso)

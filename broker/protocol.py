@@ -59,6 +59,9 @@ class SubmitRequest(_Message):
     #: The deployment schedule the run is for: when that slot comes, the deployment's overlap
     #: policy applies, and a schedule paused or removed by then cancels the run.
     schedule_id: int | None = Field(default=None, ge=1)
+    #: What started the run, when an automation did: ``{"automation", "event_id",
+    #: "event_type"}`` (recorded with the run, shown by the UI).
+    triggered_by: dict[str, str] | None = None
 
 
 class SubmitReply(_Message):
@@ -247,6 +250,21 @@ class AgentInfo(_Message):
 class AgentList(_Message):
     ok: Literal[True] = True
     agents: list[AgentInfo]
+
+
+# --- custom events ----------------------------------------------------------------------------
+
+
+class CustomEvent(_Message):
+    """An event a service publishes on ``flowbus.custom.<type>`` (JetStream, ``Nats-Msg-Id`` =
+    ``id``): automations match it by type, resource and labels."""
+
+    id: str = Field(min_length=1, max_length=200)
+    type: str = Field(pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$", max_length=200)
+    occurred: AwareDatetime
+    resource: str | None = Field(default=None, max_length=2000)
+    labels: dict[str, str] = Field(default_factory=dict)
+    payload: dict[str, Any] = Field(default_factory=dict)
 
 
 # --- tag concurrency slots -------------------------------------------------------------------

@@ -44,6 +44,17 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             num_replicas=replicas,
         ),
         StreamConfig(
+            name=subjects.CUSTOM_STREAM,
+            subjects=[subjects.CUSTOM_SUBJECTS],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=7 * DAY,
+            duplicate_window=120,  # Nats-Msg-Id: the event's id
+            max_msg_size=256 * 1024,
+            discard=DiscardPolicy.OLD,
+            num_replicas=replicas,
+        ),
+        StreamConfig(
             name=subjects.DEAD_LETTER_STREAM,
             subjects=[subjects.DEAD_LETTER_SUBJECTS],
             retention=RetentionPolicy.LIMITS,
@@ -64,9 +75,8 @@ async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
     await js.create_key_value(
         KeyValueConfig(bucket=subjects.QUEUES_BUCKET, history=5, replicas=replicas)
     )
-    await js.create_key_value(
-        KeyValueConfig(bucket=subjects.SCHEDULES_BUCKET, history=1, replicas=replicas)
-    )
+    for bucket in (subjects.SCHEDULES_BUCKET, subjects.AUTOMATIONS_BUCKET):
+        await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, replicas=replicas))
 
 
 async def ensure_queue_consumer(

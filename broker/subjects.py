@@ -18,6 +18,18 @@ RECORDER_CONSUMER = "recorder"
 #: Run requests: ``flowbus.run.<queue>`` in a work-queue stream; one durable consumer per queue
 #: (``queue-<queue>``), shared by every agent that serves the queue.
 RUNS_STREAM = "FLOWBUS_RUNS"
+#: Events other services publish (``flowbus events emit``, ``Client.emit``) on
+#: ``flowbus.custom.<type>``.
+CUSTOM_STREAM = "FLOWBUS_CUSTOM"
+CUSTOM_SUBJECTS = "flowbus.custom.>"
+#: Per automation, when its absence trigger last saw a matching event.
+AUTOMATIONS_BUCKET = "flowbus_automations"
+
+
+def custom_subject(event_type: str) -> str:
+    return f"flowbus.custom.{event_type}"
+
+
 RUNS_SUBJECTS = "flowbus.run.>"
 
 #: Requests to the orchestrator (core NATS request/reply, JSON in and out).

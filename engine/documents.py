@@ -5,11 +5,14 @@ concurrency limits and automations are documents of their own kind."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from flowbus.engine.errors import SequenceError
 from flowbus.engine.records import make_record
-from flowbus.engine.store import DocumentView, EventStore
+from flowbus.engine.store import DocumentView, EventStore, store_from_url
+
+T = TypeVar("T")
 
 #: Document stream ids are UUIDv5 of "kind/name" in this namespace.
 NAMESPACE = uuid.UUID("0b7f3a52-9d0e-4c8e-8f1a-646f63756d65")
@@ -47,3 +50,15 @@ async def delete_document(store: EventStore, kind: str, name: str) -> bool:
         return False
     await _append(store, kind, name, "document.deleted", {"kind": kind, "name": name})
     return True
+
+
+async def using_store(store: EventStore | None, action: Callable[[EventStore], Awaitable[T]]) -> T:
+    """``action`` on the given store, or on the configured one opened for the call."""
+    if store is not None:
+        return await action(store)
+    opened = store_from_url()
+    await opened.open()
+    try:
+        return await action(opened)
+    finally:
+        await opened.close()

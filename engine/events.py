@@ -64,6 +64,8 @@ class FlowRunCreated(_EventBase):
     scheduled_time: datetime | None = None
     #: The deployment schedule that made the run (its id), if one did.
     schedule_id: int | None = None
+    #: The automation and event that started the run, if one did.
+    triggered_by: dict[str, str] | None = None
     state: StatePayload
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flowbus.engine.documents import delete_document, save_document
+from flowbus.engine.documents import delete_document, save_document, using_store
 from flowbus.engine.errors import UsageError
 from flowbus.engine.loops import run_sync
-from flowbus.engine.store import EventStore, store_from_url
+from flowbus.engine.store import EventStore
 
 VARIABLE = "variable"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
@@ -26,24 +26,13 @@ def check_name(name: str) -> str:
     return name
 
 
-async def _with_store(store: EventStore | None, action: Any) -> Any:
-    if store is not None:
-        return await action(store)
-    opened = store_from_url()
-    await opened.open()
-    try:
-        return await action(opened)
-    finally:
-        await opened.close()
-
-
 async def aget(name: str, default: Any = _MISSING, store: EventStore | None = None) -> Any:
     """A variable's value; ``default`` when it is not set (without one: ``UsageError``)."""
 
     async def read(opened: EventStore) -> Any:
         return await opened.get_document(VARIABLE, check_name(name))
 
-    found = await _with_store(store, read)
+    found = await using_store(store, read)
     if found is not None:
         return found.body
     if default is _MISSING:
@@ -57,14 +46,14 @@ async def aset(name: str, value: Any, store: EventStore | None = None) -> None:
     async def write(opened: EventStore) -> None:
         await save_document(opened, VARIABLE, check_name(name), value)
 
-    await _with_store(store, write)
+    await using_store(store, write)
 
 
 async def aunset(name: str, store: EventStore | None = None) -> bool:
     async def remove(opened: EventStore) -> bool:
         return await delete_document(opened, VARIABLE, check_name(name))
 
-    result: bool = await _with_store(store, remove)
+    result: bool = await using_store(store, remove)
     return result
 
 

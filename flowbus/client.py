@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
@@ -235,6 +236,29 @@ class Client:
 
     async def agents(self) -> list[p.AgentInfo]:
         return p.decode(p.AgentList, await self._request(subjects.AGENTS, b"")).agents
+
+    async def emit(
+        self,
+        event_type: str,
+        resource: str | None = None,
+        labels: dict[str, str] | None = None,
+        payload: dict[str, Any] | None = None,
+        event_id: str | None = None,
+    ) -> p.CustomEvent:
+        """Publish an event of your own (``file.uploaded``) for automations to react to; it is
+        stored by JetStream before this returns. The same ``event_id`` twice is one event."""
+        event = p.CustomEvent(
+            id=event_id or str(uuid.uuid4()),
+            type=event_type,
+            occurred=datetime.now(UTC),
+            resource=resource,
+            labels=labels or {},
+            payload=payload or {},
+        )
+        await self.nats.jetstream().publish(
+            subjects.custom_subject(event.type), event.dump(), headers={"Nats-Msg-Id": event.id}
+        )
+        return event
 
     async def limits(self) -> list[p.LimitInfo]:
         """Tag concurrency limits with the slots held and waited for right now."""

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from flowbus.cli.run_details import run_detail
 from flowbus.client import Client
+from flowbus.engine.automations import AUTOMATION
 from flowbus.engine.blocks import BLOCK, BLOCK_TYPE, redacted
 from flowbus.engine.deployments import set_schedules_active
 from flowbus.engine.errors import UsageError
@@ -350,6 +351,18 @@ async def get_variable(request: Request, name: str) -> dict[str, Any]:
         raise HTTPException(404, f"no variable {name}")
     return {"name": found.name, "value": found.body, "updated": found.updated,
             "version": found.version}  # fmt: skip
+
+
+# --- automations --------------------------------------------------------------------------------
+
+
+@router.get("/automations", tags=["automations"])
+async def list_automations(request: Request) -> list[dict[str, Any]]:
+    """Automations: trigger, actions, whether enabled."""
+    return [
+        {**d.body, "updated": d.updated, "version": d.version}
+        for d in await _store(request).list_documents(AUTOMATION)
+    ]
 
 
 # --- queues and agents --------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from flowbus.cli import (
+    automations,
     blocks,
     daemons,
     deployments,
@@ -36,10 +37,11 @@ app.add_typer(schedules.app, name="schedule")
 app.add_typer(blocks.block_app, name="block")
 app.add_typer(blocks.variable_app, name="variable")
 app.add_typer(limits.app, name="limit")
+app.add_typer(automations.app, name="automation")
 app.command("backfill")(schedules.backfill)
 app.command("deploy")(deployments.deploy)
 app.command("run")(submit.run)
-app.command("events")(events.events)
+app.add_typer(events.app, name="events")
 app.command("up")(up)
 
 

@@ -44,6 +44,10 @@ async def run_detail(store: EventStore, run: FlowRunView) -> dict[str, Any]:
     detail["state_history"] = flow_history
     detail["error"] = last_error if run.state_type in ("FAILED", "CRASHED") else None
     detail["task_runs"] = task_runs
+    created = events[0].data if events and events[0].type == "flow_run.created" else {}
+    detail["scheduled_time"] = created.get("scheduled_time")
+    #: The automation and event that started the run, if one did.
+    detail["triggered_by"] = created.get("triggered_by")
     detail["subflow_runs"] = [
         {"id": s.id, "name": s.name, "flow_name": s.flow_name, "state_name": s.state_name}
         for s in reversed(subflows)

@@ -171,7 +171,12 @@ async function runPage(runId) {
       el("p", {},
         cancellable && run.deployment
           ? el("button", { class: "danger", id: "cancel", onclick: cancel }, "Cancel run") : null,
-        run.parent_run_id ? el("a", { href: `#/runs/${run.parent_run_id}` }, " ↑ parent run") : null),
+        run.parent_run_id ? el("a", { href: `#/runs/${run.parent_run_id}` }, " ↑ parent run") : null,
+        run.triggered_by ? el("span", { class: "muted", id: "triggered-by" },
+          ` started by automation `, el("a", { href: "#/automations" }, run.triggered_by.automation),
+          ` on event ${run.triggered_by.event_type} (${run.triggered_by.event_id})`) : null,
+        run.scheduled_time ? el("span", { class: "muted" }, ` scheduled for ${when(run.scheduled_time)}`)
+          : null),
       el("div", { class: "grid" },
         el("div", { class: "panel" }, el("h2", {}, "Run"), el("dl", { class: "kv" },
           el("dt", {}, "Flow"), el("dd", {}, run.flow_name),
@@ -627,6 +632,32 @@ async function configPage() {
       : el("tr", {}, el("td", { colspan: 4, class: "muted" }, "No variables.")))));
 }
 
+// --- automations ---------------------------------------------------------------------------------
+
+function triggerText(t) {
+  const match = `${t.match.type}${Object.entries(t.match.labels || {}).map(([k, v]) => ` ${k}=${v}`).join("")}`;
+  if (t.kind === "absence") return `no ${match} within ${t.within} s before cron "${t.cron}" (${t.timezone})`;
+  return `${t.threshold > 1 ? `${t.threshold}× within ${t.within} s of ` : ""}${match}`;
+}
+
+async function automationsPage() {
+  const automations = await api("/automations");
+  show(el("h1", {}, "Automations"),
+    el("p", { class: "muted" }, "When events happen, take actions. Create them with ",
+      el("code", {}, "flowbus automation create FILE.yaml"), "; a run they start links back here."),
+    el("table", { id: "automations" }, el("thead", {}, el("tr", {},
+      ["Automation", "Status", "When", "Then", "Updated"].map((h) => el("th", {}, h)))),
+    el("tbody", {}, automations.length ? automations.map((a) => el("tr", { "data-automation": a.name },
+      el("td", {}, el("b", {}, a.name), a.description ? el("div", { class: "muted" }, a.description) : null),
+      el("td", {}, a.enabled ? el("span", { class: "badge s-COMPLETED" }, "enabled")
+        : el("span", { class: "badge s-PAUSED" }, "paused")),
+      el("td", { class: "mono" }, triggerText(a.trigger)),
+      el("td", {}, el("ul", { class: "plain" }, a.actions.map((x) => el("li", { class: "mono" },
+        `${x.kind}${x.deployment ? ` ${x.deployment}` : ""}${x.queue ? ` ${x.queue}` : ""}${x.subject ? ` ${x.subject}` : ""}${x.block ? ` ${x.block}` : ""}`)))),
+      el("td", {}, when(a.updated))))
+      : el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No automations.")))));
+}
+
 // --- routing -------------------------------------------------------------------------------------
 
 async function route() {
@@ -645,6 +676,7 @@ async function route() {
     else if (parts[0] === "queues") await queuesPage();
     else if (parts[0] === "events") await eventsPage(query || "");
     else if (parts[0] === "config") await configPage();
+    else if (parts[0] === "automations") await automationsPage();
     else await dashboardPage();
   } catch (error) {
     show(el("div", { class: "notice" }, error.message));

@@ -1,0 +1,189 @@
+"""Automations: a trigger and actions, defined in YAML or Python, kept in the store.
+
+    name: raw-file-to-etl
+    trigger:
+      kind: event
+      match: {type: file.uploaded, labels: {bucket: raw}}
+    actions:
+      - kind: run-deployment
+        deployment: etl-flow/daily
+        parameters: {url: "{{ event.resource }}"}
+
+Events are normalized for matching: a custom event as published (``type``, ``resource``,
+``labels``, ``payload``); a flow run's state change as ``type: flow-run.<State name>``
+(``flow-run.Failed``), ``resource: <run id>``, labels ``flow``, ``deployment``, ``state_type``,
+``run_name``. Patterns take ``*`` wildcards. A template ``"{{ event.labels.bucket }}"`` that is a
+whole string keeps the value's type; inside a longer string it is written as text.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from flowbus.engine.schedules import CronSchedule
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EventPattern(_Model):
+    """Which events match: every field given must match (``*`` wildcards)."""
+
+    type: str = "*"
+    resource: str = "*"
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    def matches(self, event: dict[str, Any]) -> bool:
+        labels = event.get("labels") or {}
+        return (
+            fnmatch.fnmatchcase(str(event.get("type", "")), self.type)
+            and fnmatch.fnmatchcase(str(event.get("resource") or ""), self.resource)
+            and all(
+                fnmatch.fnmatchcase(str(labels.get(key, "")), value)
+                for key, value in self.labels.items()
+            )
+        )
+
+
+class EventTrigger(_Model):
+    """Fires when ``threshold`` matching events arrive within ``within`` seconds (1: each)."""
+
+    kind: Literal["event"] = "event"
+    match: EventPattern
+    threshold: int = Field(default=1, ge=1)
+    within: float = Field(default=0, ge=0)
+
+
+class AbsenceTrigger(_Model):
+    """Fires at each ``cron`` slot when no matching event arrived in the ``within`` seconds
+    before it ("etl-flow/daily did not complete by 07:00": cron ``0 7 * * *``, within 86400,
+    match type ``flow-run.Completed``, labels deployment ``etl-flow/daily``)."""
+
+    kind: Literal["absence"] = "absence"
+    match: EventPattern
+    cron: str
+    timezone: str = "UTC"
+    within: float = Field(gt=0)
+
+    def schedule(self) -> CronSchedule:
+        return CronSchedule(cron=self.cron, timezone=self.timezone)
+
+
+Trigger = Annotated[EventTrigger | AbsenceTrigger, Field(discriminator="kind")]
+
+
+class RunDeployment(_Model):
+    kind: Literal["run-deployment"] = "run-deployment"
+    deployment: str
+    parameters: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class CancelRun(_Model):
+    """Cancel a run: by default the one the event is about."""
+
+    kind: Literal["cancel-run"] = "cancel-run"
+    run_id: str = "{{ event.resource }}"
+
+
+class PauseQueue(_Model):
+    kind: Literal["pause-queue", "resume-queue"] = "pause-queue"
+    queue: str
+
+
+class PauseSchedule(_Model):
+    kind: Literal["pause-schedule", "resume-schedule"] = "pause-schedule"
+    deployment: str
+    schedule_id: int | None = None
+
+
+def _event_body() -> JsonValue:
+    return {"event": "{{ event }}"}
+
+
+class CallWebhook(_Model):
+    """POST (or the block's method) ``body`` as JSON to the URL of a webhook block."""
+
+    kind: Literal["webhook"] = "webhook"
+    block: str
+    body: JsonValue = Field(default_factory=_event_body)
+
+
+class PublishNats(_Model):
+    kind: Literal["publish"] = "publish"
+    subject: str
+    payload: JsonValue = Field(default_factory=lambda: "{{ event }}")
+
+
+Action = Annotated[
+    RunDeployment | CancelRun | PauseQueue | PauseSchedule | CallWebhook | PublishNats,
+    Field(discriminator="kind"),
+]
+
+
+class Automation(_Model):
+    """A trigger and the actions it takes. ``enabled: false`` pauses it."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")
+    description: str | None = None
+    enabled: bool = True
+    trigger: Trigger
+    actions: list[Action] = Field(min_length=1)
+
+    async def asave(self, store: Any = None) -> None:
+        """Record it (a new version if it exists)."""
+        from flowbus.engine.documents import save_document, using_store
+
+        async def write(opened: Any) -> None:
+            await save_document(opened, AUTOMATION, self.name, self.model_dump(mode="json"))
+
+        await using_store(store, write)
+
+    def save(self) -> None:
+        from flowbus.engine.loops import run_sync
+
+        run_sync(self.asave())
+
+
+AUTOMATION = "automation"
+
+_WHOLE = re.compile(r"^\{\{\s*([\w.]+)\s*\}\}$")
+_PART = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
+
+
+def _lookup(path: str, context: dict[str, Any]) -> Any:
+    value: Any = context
+    for part in path.split("."):
+        if isinstance(value, dict):
+            value = value.get(part)
+        else:
+            return None
+    return value
+
+
+def render(template: Any, context: dict[str, Any]) -> Any:
+    """Fill ``{{ path }}`` placeholders from ``context`` throughout a JSON-like template."""
+    if isinstance(template, str):
+        whole = _WHOLE.match(template)
+        if whole:
+            return _lookup(whole.group(1), context)
+        return _PART.sub(lambda m: _text(_lookup(m.group(1), context)), template)
+    if isinstance(template, dict):
+        return {key: render(value, context) for key, value in template.items()}
+    if isinstance(template, list):
+        return [render(value, context) for value in template]
+    return template
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        import json
+
+        return json.dumps(value)
+    return str(value)

@@ -1,0 +1,211 @@
+"""Automations against a real nats-server, orchestrator and agent: custom events start
+deployments with parameters from the event, run failures publish to NATS and pause a queue,
+a webhook block is called, an absence fires at its slot, and no event fires twice, even when
+it comes again after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+import pytest
+
+from flowbus.agents.automations import AutomationEngine
+from flowbus.broker import subjects
+from flowbus.engine.automations import AbsenceTrigger, Automation, EventPattern, PublishNats
+from flowbus.engine.store import SqliteEventStore
+from tests.integration.stack import Stack, wait_until
+
+RAW_TO_ETL = """
+name: raw-file-to-quick
+description: a raw file arrived
+trigger:
+  kind: event
+  match: {type: file.uploaded, labels: {bucket: raw}}
+actions:
+  - kind: run-deployment
+    deployment: quick/test
+    parameters: {n: "{{ event.payload.rows }}"}
+"""
+
+ON_FAILURES = """
+- name: failure-alert
+  trigger: {kind: event, match: {type: flow-run.Failed, labels: {deployment: fails/test}}}
+  actions:
+    - {kind: publish, subject: alerts.failed, payload: {run: "{{ event.resource }}",
+       why: "{{ event.payload.message }}"}}
+    - {kind: webhook, block: ops}
+- name: two-failures-pause
+  trigger: {kind: event, threshold: 2, within: 60,
+            match: {type: flow-run.Failed, labels: {deployment: fails/*}}}
+  actions:
+    - {kind: pause-queue, queue: default}
+"""
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    stack = Stack(tmp_path)
+    try:
+        yield stack
+    finally:
+        stack.close()
+
+
+def runs_of(stack: Stack, deployment: str) -> list[Any]:
+    return stack.with_store(lambda s: s.list_flow_runs(deployment=deployment, limit=100))
+
+
+def test_an_uploaded_file_starts_a_deployment_once(stack: Stack, tmp_path: Path) -> None:
+    (tmp_path / "raw.yaml").write_text(RAW_TO_ETL)
+    created = json.loads(stack.cli("automation", "create", str(tmp_path / "raw.yaml"), "--json")
+                         .stdout)["automations"]  # fmt: skip
+    assert [a["name"] for a in created] == ["raw-file-to-quick"]
+    stack.start_orchestrator()
+    stack.start_agent("agent-1")
+    stack.deploy("quick")
+
+    stack.cli("events", "emit", "file.uploaded", "--resource", "s3://other/a.csv",
+              "-l", "bucket=other", "--payload", '{"rows": 9}')  # fmt: skip
+    out = stack.cli("events", "emit", "file.uploaded", "--resource", "s3://raw/b.csv",
+                    "-l", "bucket=raw", "--payload", '{"rows": 4}', "--id", "upload-1",
+                    "--json")  # fmt: skip
+    assert json.loads(out.stdout)["id"] == "upload-1"
+    wait_until(lambda: len(runs_of(stack, "quick/test")) == 1, what="the automation's run")
+    run = runs_of(stack, "quick/test")[0]
+    assert run.parameters == {"n": 4}  # the payload's number, kept a number
+    assert stack.final_states(run.id)[-1] == "Completed"
+    detail = httpx.get(f"{stack.api_url}/api/v1/runs/{run.id}").json()
+    assert detail["triggered_by"] == {"automation": "raw-file-to-quick", "event_id": "upload-1",
+                                      "event_type": "file.uploaded"}  # fmt: skip
+    assert "automation" in detail["tags"]
+
+    # The same event again, after a restart, under another message id: nothing more.
+    stack.orchestrator.kill()  # type: ignore[union-attr]
+    stack.start_orchestrator()
+
+    async def publish_again() -> None:
+        client = await nats.connect(stack.url)
+        event = {"id": "upload-1", "type": "file.uploaded", "occurred": datetime.now(UTC)
+                 .isoformat(), "resource": "s3://raw/b.csv", "labels": {"bucket": "raw"},
+                 "payload": {"rows": 4}}  # fmt: skip
+        await client.jetstream().publish(subjects.custom_subject("file.uploaded"),
+                                         json.dumps(event).encode(),
+                                         headers={"Nats-Msg-Id": "another-id"})  # fmt: skip
+        await client.jetstream().publish(subjects.custom_subject("file.uploaded"), b"{not json")
+        await client.close()
+
+    asyncio.run(publish_again())
+    stack.cli("events", "emit", "file.uploaded", "-l", "bucket=raw", "--payload", '{"rows": 1}',
+              "--id", "upload-2")  # fmt: skip
+    wait_until(lambda: len(runs_of(stack, "quick/test")) == 2, what="upload-2's run")
+    assert sorted(r.parameters["n"] for r in runs_of(stack, "quick/test")) == [1, 4]
+
+    listed = json.loads(stack.cli("automation", "ls", "--json").stdout)["automations"]
+    assert listed[0]["enabled"] is True
+    stack.cli("automation", "pause", "raw-file-to-quick")
+    assert httpx.get(f"{stack.api_url}/api/v1/automations").json()[0]["enabled"] is False
+    bad = stack.cli("events", "emit", "no spaces allowed", check=False)
+    assert bad.returncode == 2 and "invalid event" in bad.stderr
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    received: list[tuple[str, dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _Hook.received.append((self.headers.get("Authorization", ""), body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_failures_publish_call_a_webhook_and_pause_a_queue(stack: Stack, tmp_path: Path) -> None:
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        stack.cli("block", "set", "webhook/ops", f"url=http://127.0.0.1:{server.server_port}/x",
+                  "token=hook-token-123")  # fmt: skip
+        (tmp_path / "failures.yaml").write_text(ON_FAILURES)
+        stack.cli("automation", "create", str(tmp_path / "failures.yaml"))
+        stack.start_orchestrator()
+        stack.start_agent("agent-1")
+        stack.deploy("fails")
+
+        async def fail_twice() -> list[dict[str, Any]]:
+            client = await nats.connect(stack.url)
+            alerts = await client.subscribe("alerts.failed")
+            await client.flush()  # the server knows the subscription before any run fails
+            runs = []
+            for reason in ("disk full", "bad row 7"):
+                response = httpx.post(f"{stack.api_url}/api/v1/deployments/fails/test/runs",
+                                      json={"parameters": {"reason": reason}})  # fmt: skip
+                runs.append(response.json()["run_id"])
+            got = [json.loads((await alerts.next_msg(timeout=20)).data) for _ in runs]
+            await client.close()
+            return got
+
+        alerts = asyncio.run(fail_twice())
+        assert sorted(a["why"] for a in alerts) == [
+            "ValueError: bad row 7",
+            "ValueError: disk full",
+        ]
+        wait_until(lambda: len(_Hook.received) == 2, what="the webhook calls")
+        assert {auth for auth, _ in _Hook.received} == {"Bearer hook-token-123"}
+        assert _Hook.received[0][1]["event"]["type"] == "flow-run.Failed"
+        wait_until(
+            lambda: any(q["settings"]["paused"] for q in
+                        httpx.get(f"{stack.api_url}/api/v1/queues").json()),
+            what="two failures to pause the queue",
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+
+
+def test_an_absence_fires_once_per_slot(stack: Stack, tmp_path: Path) -> None:
+    """The engine in this process against the stack's nats-server: a slot with no matching
+    event in its window fires; the same slot again does not; a recent event prevents it."""
+
+    async def main() -> None:
+        client = await nats.connect(stack.url)
+        store = SqliteEventStore(tmp_path / "automations.db")
+        await store.open()
+        try:
+            engine = AutomationEngine(client, store)
+            js = client.jetstream()
+            from flowbus.broker.streams import ensure_streams
+
+            await ensure_streams(js)
+            engine._kv = await js.key_value(subjects.AUTOMATIONS_BUCKET)
+            trigger = AbsenceTrigger(match=EventPattern(type="flow-run.Completed"),
+                                     cron="0 7 * * *", within=3600)  # fmt: skip
+            automation = Automation(
+                name="etl-late", trigger=trigger,
+                actions=[PublishNats(subject="alerts.late", payload="{{ event.type }}")],
+            )  # fmt: skip
+            alerts = await client.subscribe("alerts.late")
+            await client.flush()
+            slot = datetime(2026, 11, 24, 7, tzinfo=UTC)
+            await engine._check_absence(automation, trigger, slot)
+            assert (await alerts.next_msg(timeout=5)).data == b'"automation.absence"'
+            await engine._check_absence(automation, trigger, slot)  # the same slot: no
+            await engine._seen("etl-late")  # a completion just now
+            await engine._check_absence(automation, trigger, datetime.now(UTC))
+            with pytest.raises(nats.errors.TimeoutError):
+                await alerts.next_msg(timeout=0.5)
+            assert engine.fired == 1
+        finally:
+            await store.close()
+            await client.close()
+
+    asyncio.run(main())
