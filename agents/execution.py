@@ -114,7 +114,9 @@ class InProcessRun:
             self._fail_early(f"{type(exc).__name__}: {exc}")
             await self._flush()
             return "finished"
-        claimed = ClaimedRun(grant.run_id, grant.name, grant.seq, Pending(), list(grant.tags))
+        claimed = ClaimedRun(
+            grant.run_id, grant.name, grant.seq, Pending(), list(grant.tags), dict(grant.resumes)
+        )
         engine = self.engine = FlowRunEngine(flow, parameters, claimed=claimed, sink=self.sink)
         if self._pending_interrupt is not None:
             engine.interrupt(*self._pending_interrupt)
@@ -159,7 +161,8 @@ class InProcessRun:
         if self.sink.lost:
             return "lost"
         state = engine.flow_run.state
-        if state is None or not (state.is_final() or state is engine.interruption):
+        parked = state is not None and state.is_paused()  # pause_flow_run: it waits, unheld
+        if state is None or not (state.is_final() or parked or state is engine.interruption):
             # It ended without a last word (an error inside the engine): say so now.
             engine.interrupt(Crashed(message="the flow run's engine stopped unexpectedly"))
             engine._set_state(Crashed())

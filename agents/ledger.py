@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -37,7 +37,9 @@ log = structlog.get_logger("flowbus.orchestrator")
 
 S = StateType
 #: States in which a claimed run is held by its agent (and its lease must be renewed).
-HELD = frozenset({S.PENDING, S.RUNNING, S.CANCELLING, S.PAUSED})
+#: States in which an agent holds the run (a Paused run is held by nobody: it waits to be
+#: resumed, and no lease runs out meanwhile).
+HELD = frozenset({S.PENDING, S.RUNNING, S.CANCELLING})
 #: A finished run stays in memory this long (late events of its attempt are still admitted).
 KEEP_FINISHED = 600.0
 
@@ -75,6 +77,12 @@ class RunEntry:
     due_at: float = 0.0
     #: The deployment schedule that made it, if one did.
     schedule_id: int | None = None
+    #: Inputs of its resumed pauses, by pause key (the agent that runs it again gets them).
+    resumes: dict[str, Any] = field(default_factory=dict)
+    #: While Paused: which pause, until when (epoch seconds), and the input it waits for.
+    pause_key: str | None = None
+    pause_deadline: float = 0.0
+    pause_input_schema: dict[str, Any] | None = None
 
     @property
     def held(self) -> bool:
@@ -139,6 +147,13 @@ def _apply_state(entry: RunEntry, seq: int, data: dict[str, Any], now: float) ->
         entry.open = True
     if entry.state is S.CRASHED:
         entry.crashes += 1
+    if entry.state is S.PAUSED:
+        entry.pause_key = data.get("pause_key")
+        timeout_at = data.get("pause_timeout_at")
+        entry.pause_deadline = _epoch(timeout_at) if timeout_at else float("inf")
+        entry.pause_input_schema = data.get("input_schema")
+    if "resume_input" in data and data.get("pause_key"):  # the resume of a pause
+        entry.resumes[data["pause_key"]] = data["resume_input"]
     if entry.state is S.SCHEDULED and entry.state_name != "Late":
         entry.queued_seq = seq
         entry.queued_at = _epoch(state["timestamp"])

@@ -52,6 +52,7 @@ from flowbus.engine.states import (
     Cancelled,
     Cancelling,
     Crashed,
+    Failed,
     Late,
     Pending,
     Scheduled,
@@ -168,6 +169,7 @@ class Orchestrator:
             subjects.SLOT_ACQUIRE: (p.SlotRequest, self.acquire_slots),
             subjects.SLOT_RELEASE: (p.SlotRelease, self.release_slots),
             subjects.LIMITS: (None, self.list_limits),
+            subjects.RESUME: (p.ResumeRequest, self.resume),
         }
         for subject, (model, handler) in services.items():
             await self.client.subscribe(
@@ -620,6 +622,7 @@ class Orchestrator:
                 parameters=entry.parameters,
                 tags=entry.tags,
                 lease_seconds=lease,
+                resumes=entry.resumes,
             )
             return reply.dump(), records
 
@@ -771,6 +774,55 @@ class Orchestrator:
             )  # fmt: skip
         return p.LimitList(limits=infos).dump()
 
+    # --- pause and resume ------------------------------------------------------------------
+
+    async def resume(self, request: p.ResumeRequest) -> bytes:
+        """Queue a Paused run again; its pause returns the (validated) input when it runs."""
+
+        async def decide(entry: RunEntry | None) -> tuple[bytes, list[EventRecord]]:
+            if entry is None or entry.state is not S.PAUSED:
+                view = await self.store.get_flow_run(request.run_id)
+                if view is None:
+                    return p.error_reply("not_found", f"no run {request.run_id}"), []
+                return p.error_reply(
+                    "not_paused", f"run {request.run_id} is {view.state_name}, not Paused"
+                ), []
+            given = request.input
+            schema = entry.pause_input_schema
+            if schema is not None:
+                try:
+                    given = (
+                        model_from_schema(schema)
+                        .model_validate(given or {})
+                        .model_dump(mode="json")
+                    )
+                except ValidationError as exc:
+                    errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+                              for e in exc.errors()]  # fmt: skip
+                    message = f"invalid input for run {entry.name}:\n{exc}"
+                    return p.error_reply("invalid_input", message, errors), []
+            elif given:
+                return p.error_reply(
+                    "invalid_input", f"the pause of run {entry.name} takes no input"
+                ), []
+            fields = {"pause_key": entry.pause_key, "resume_input": given}
+            record = self.ledger.record_state(entry, Scheduled(message="resumed"), **fields)
+            entry.published = False
+            return p.ResumeReply(run_id=entry.run_id, state="Scheduled").dump(), [record]
+
+        reply = await self.ledger.transact(request.run_id, decide)
+        await self._dispatch_if_queued_again(request.run_id)
+        return reply
+
+    async def _expire_pause(self, run_id: str) -> None:
+        async def decide(entry: RunEntry | None) -> tuple[None, list[EventRecord]]:
+            if entry is None or entry.state is not S.PAUSED or entry.pause_deadline > time.time():
+                return None, []
+            message = f"not resumed in time (paused at {entry.pause_key})"
+            return None, [self.ledger.record_state(entry, Failed(message=message))]
+
+        await self.ledger.transact(run_id, decide)
+
     # --- cancel ---------------------------------------------------------------------------
 
     async def cancel(self, request: p.CancelRequest) -> bytes:
@@ -843,6 +895,8 @@ class Orchestrator:
         for entry in entries:
             if entry.lease_expired(now):
                 await self._expire(entry.run_id)
+            elif entry.state is S.PAUSED and entry.pause_deadline < wall:
+                await self._expire_pause(entry.run_id)
             elif entry.state is S.SCHEDULED and not entry.published:
                 if entry.due_at > wall:
                     self._arm(entry)

@@ -179,6 +179,8 @@ class ClaimGrant(_Message):
     parameters: dict[str, Any]
     tags: list[str]
     lease_seconds: float
+    #: Inputs of the run's pauses already resumed, by pause key (``pause_flow_run``).
+    resumes: dict[str, Any] = Field(default_factory=dict)
 
 
 class ClaimRefusal(_Message):
@@ -250,6 +252,22 @@ class AgentInfo(_Message):
 class AgentList(_Message):
     ok: Literal[True] = True
     agents: list[AgentInfo]
+
+
+# --- pause and resume ------------------------------------------------------------------------
+
+
+class ResumeRequest(_Message):
+    """``flowbus.api.resume``: take a Paused run up again, with the input its pause waits for."""
+
+    run_id: str
+    input: dict[str, Any] | None = None
+
+
+class ResumeReply(_Message):
+    ok: Literal[True] = True
+    run_id: str
+    state: str
 
 
 # --- custom events ----------------------------------------------------------------------------

@@ -46,6 +46,7 @@ RELEASE = "flowbus.agent.release"
 SLOT_ACQUIRE = "flowbus.slot.acquire"
 SLOT_RELEASE = "flowbus.slot.release"
 LIMITS = "flowbus.api.limits"
+RESUME = "flowbus.api.resume"
 #: The queue group every orchestrator subscribes in, so each request is answered once.
 ORCHESTRATOR_GROUP = "flowbus-orchestrator"
 

@@ -16,6 +16,7 @@ from flowbus.engine.errors import (
 from flowbus.engine.flows import Flow, flow
 from flowbus.engine.futures import FutureList, TaskRunFuture, wait
 from flowbus.engine.inputs import allow_failure, unmapped
+from flowbus.engine.pause import pause_flow_run
 from flowbus.engine.retries import exponential_backoff
 from flowbus.engine.run_logging import get_run_logger
 from flowbus.engine.sinks import EventSink, use_sink
@@ -52,6 +53,7 @@ __all__ = [
     "flow",
     "get_run_context",
     "get_run_logger",
+    "pause_flow_run",
     "task",
     "task_input_hash",
     "unmapped",

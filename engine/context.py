@@ -99,6 +99,10 @@ class FlowRunContext:
     submitted: list[TaskRunFuture[Any]] = field(default_factory=list)
     name_counters: dict[str, int] = field(default_factory=dict)
     counter_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Inputs of the pauses already resumed, by pause key; None for a run started by hand
+    #: (which cannot be paused: nobody would take it up again).
+    resumes: dict[str, Any] | None = None
+    pause_count: int = 0
 
     def next_index(self, task_key: str) -> int:
         """A per-task counter that names task runs ``name-0``, ``name-1``, ... in this flow run."""

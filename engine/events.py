@@ -77,6 +77,12 @@ class FlowRunStateChanged(_EventBase):
     #: attempt number its lease fences with.
     agent: str | None = None
     attempt: int | None = None
+    #: On Paused (``pause_flow_run``): which pause, until when, and the JSON schema of the
+    #: input it waits for; on the resume (Scheduled): that pause and the input given.
+    pause_key: str | None = None
+    pause_timeout_at: datetime | None = None
+    input_schema: dict[str, Any] | None = None
+    resume_input: dict[str, Any] | None = None
 
 
 class TaskRunCreated(_EventBase):

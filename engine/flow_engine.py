@@ -6,8 +6,10 @@ import asyncio
 import logging
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from flowbus.engine.clock import canonical
 from flowbus.engine.context import (
     FlowRun,
     FlowRunContext,
@@ -19,6 +21,7 @@ from flowbus.engine.errors import TaskRunTimeout, TransitionRejected
 from flowbus.engine.futures import TaskRunFuture, wait_all
 from flowbus.engine.ids import new_id
 from flowbus.engine.invoke import call_user_function
+from flowbus.engine.pause import FlowRunPaused
 from flowbus.engine.records import json_safe, state_dict, summarize
 from flowbus.engine.retries import next_delay, sleep_at_least
 from flowbus.engine.run_logging import console, install_print_capture
@@ -28,6 +31,7 @@ from flowbus.engine.states import (
     Completed,
     Crashed,
     Failed,
+    Paused,
     Pending,
     Retrying,
     Running,
@@ -67,6 +71,8 @@ class ClaimedRun:
     seq: int
     state: State
     tags: list[str] = field(default_factory=list)
+    #: Inputs of its pauses already resumed (see ``pause_flow_run``).
+    resumes: dict[str, Any] = field(default_factory=dict)
 
 
 class FlowRunEngine:
@@ -113,6 +119,7 @@ class FlowRunEngine:
         self.context = FlowRunContext(
             flow, self.flow_run, self.stream, flow.task_runner.duplicate(), log_prints
         )
+        self.context.resumes = dict(claimed.resumes) if claimed else None
 
     def interrupt(self, final: State, announce: State | None = None) -> bool:
         """Make ``final`` the run's last state (after ``announce``, e.g. Cancelling).
@@ -129,15 +136,19 @@ class FlowRunEngine:
             self.interruption = final
             return True
 
-    def _set_state(self, state: State, result: str | None = None) -> State:
+    def _set_state(
+        self, state: State, result: str | None = None, extra: dict[str, Any] | None = None
+    ) -> State:
         with self._state_lock:
             if self.interruption is not None:
                 if self.flow_run.state is self.interruption:
                     return self.interruption  # already recorded: the run is over
-                state, result = self.interruption, None
-            return self._record_state(state, result)
+                state, result, extra = self.interruption, None, None
+            return self._record_state(state, result, extra)
 
-    def _record_state(self, state: State, result: str | None) -> State:
+    def _record_state(
+        self, state: State, result: str | None, extra: dict[str, Any] | None = None
+    ) -> State:
         current = self.flow_run.state
         verdict = decide(current.type if current else None, state.type)
         if not verdict:
@@ -161,7 +172,7 @@ class FlowRunEngine:
                 state.timestamp_iso,
             )
         else:
-            fields = {"state": state_dict(state), "result": result}
+            fields = {"state": state_dict(state), "result": result, **(extra or {})}
             self.stream.emit("flow_run.state", fields, state.timestamp_iso)
         return state
 
@@ -183,9 +194,9 @@ class FlowRunEngine:
             flow_run_var.reset(flow_token)
             self.context.task_runner.shutdown()
         hooks = flow.on_completion if state.is_completed() else flow.on_failure
-        if hooks:
+        if hooks and not state.is_paused():
             await run_hooks(hooks, flow, self.flow_run, state)
-        level = logging.INFO if state.is_completed() else logging.ERROR
+        level = logging.INFO if state.is_completed() or state.is_paused() else logging.ERROR
         console(level, f"Flow run {self.flow_run.name!r}", f"Finished in state {state!r}")
         await make_durable(self.sink)
         return state
@@ -202,6 +213,13 @@ class FlowRunEngine:
                     flow.fn, flow.is_async, args, kwargs, flow.timeout_seconds
                 )
                 result = await self._settle(result)
+            except FlowRunPaused as paused:
+                await self._settle_quietly()  # task runs under way finish first
+                until = datetime.now(UTC) + timedelta(seconds=paused.timeout)
+                extra = {"pause_key": paused.key, "pause_timeout_at": canonical(until),
+                         "input_schema": paused.input_schema}  # fmt: skip
+                message = f"paused at {paused.key}; resume before {canonical(until)}"
+                return self._set_state(Paused(message=message), None, extra)
             except (asyncio.CancelledError, KeyboardInterrupt, SystemExit) as exc:
                 # Interrupted: say so at once; do not wait for submitted task runs.
                 self._set_state(Crashed(message=f"interrupted: {type(exc).__name__}"))

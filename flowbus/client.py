@@ -237,6 +237,12 @@ class Client:
     async def agents(self) -> list[p.AgentInfo]:
         return p.decode(p.AgentList, await self._request(subjects.AGENTS, b"")).agents
 
+    async def resume(self, run_id: str, input: dict[str, Any] | None = None) -> str:
+        """Resume a Paused run with the input its pause waits for (validated: a ``ClientError``
+        with code ``invalid_input`` says what is wrong). Returns its state: Scheduled."""
+        request = p.ResumeRequest(run_id=run_id, input=input)
+        return p.decode(p.ResumeReply, await self._request(subjects.RESUME, request.dump())).state
+
     async def emit(
         self,
         event_type: str,

@@ -34,6 +34,8 @@ CLIENT_ERROR_STATUS = {
     "not_found": 404,
     "invalid_parameters": 422,
     "not_cancellable": 409,
+    "not_paused": 409,
+    "invalid_input": 422,
     "no_orchestrator": 503,
     "unavailable": 503,
     "timeout": 504,

@@ -43,7 +43,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         400: "A request the orchestrator refused as malformed.",
         401: "No valid bearer token (when the server has one).",
         404: "No such run, deployment or path.",
-        409: "The run cannot be cancelled.",
+        409: "The run cannot be cancelled, or resumed (it is not Paused).",
         422: "Invalid query, body or flow parameters.",
         502: "The orchestrator answered unexpectedly.",
         503: "No orchestrator, or the store is unavailable.",
@@ -214,6 +214,26 @@ async def cancel_run(request: Request, run_id: str) -> dict[str, str]:
     """Cancel a run: a queued one at once, a running one through Cancelling."""
     await _run_or_404(_store(request), run_id)
     return {"run_id": run_id, "state": await _client(request).cancel(run_id)}
+
+
+class ResumeBody(BaseModel):
+    #: The input the run's pause waits for (validated against its model).
+    input: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _encodable(self) -> ResumeBody:
+        try:
+            orjson.dumps(self.model_dump())
+        except orjson.JSONEncodeError as exc:
+            raise ValueError(f"input cannot be sent on: {exc}") from exc
+        return self
+
+
+@router.post("/runs/{run_id}/resume", tags=["runs"])
+async def resume_run(request: Request, run_id: str, body: ResumeBody) -> dict[str, str]:
+    """Resume a Paused run: queued again, its pause returns the input (422 when invalid)."""
+    await _run_or_404(_store(request), run_id)
+    return {"run_id": run_id, "state": await _client(request).resume(run_id, body.input)}
 
 
 # --- deployments --------------------------------------------------------------------------------

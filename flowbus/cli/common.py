@@ -116,7 +116,8 @@ def with_client(action: Callable[[Client], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except ClientError as exc:
-        fail(str(exc), code=2 if exc.code in ("invalid_parameters", "unknown_deployment") else 1)
+        bad_input = ("invalid_parameters", "unknown_deployment", "invalid_input")
+        fail(str(exc), code=2 if exc.code in bad_input else 1)
     except FlowbusError as exc:
         fail(str(exc))
 

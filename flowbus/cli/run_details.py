@@ -45,6 +45,14 @@ async def run_detail(store: EventStore, run: FlowRunView) -> dict[str, Any]:
     detail["error"] = last_error if run.state_type in ("FAILED", "CRASHED") else None
     detail["task_runs"] = task_runs
     created = events[0].data if events and events[0].type == "flow_run.created" else {}
+    paused = [e.data for e in events if e.type == "flow_run.state" and "pause_key" in e.data]
+    last = paused[-1] if paused else {}
+    #: While Paused: which pause, until when, and the JSON schema of the input it waits for.
+    detail["pause"] = (
+        {k: last.get(k) for k in ("pause_key", "pause_timeout_at", "input_schema")}
+        if run.state_type == "PAUSED" and last
+        else None
+    )
     detail["scheduled_time"] = created.get("scheduled_time")
     #: The automation and event that started the run, if one did.
     detail["triggered_by"] = created.get("triggered_by")

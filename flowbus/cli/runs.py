@@ -215,3 +215,43 @@ def cancel_run(
         print_json({"run_id": run_id, "state": state})
     else:
         console.print(f"run {run_id}: {state}")
+
+
+@app.command("resume")
+def resume_run(
+    run_ref: Annotated[str, typer.Argument(help="Run id (or a unique prefix of it).")],
+    input_json: Annotated[
+        str | None, typer.Option("--input", help="The input the pause waits for, as JSON.")
+    ] = None,
+    field: Annotated[
+        list[str] | None, typer.Option("--field", "-f", help="One input field name=value.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
+) -> None:
+    """Resume a Paused run: it is queued again, and its pause returns the input given."""
+    import json
+
+    from flowbus.cli.common import with_client
+    from flowbus.cli.deployments import parse_params
+    from flowbus.client import Client
+
+    run_id = run_ref if len(run_ref) == 36 else with_store(lambda s: resolve_run(s, run_ref)).id
+    given: dict[str, Any] | None = None
+    if input_json is not None:
+        try:
+            given = json.loads(input_json)
+        except ValueError as exc:
+            fail(f"--input is not JSON: {exc}", code=2)
+        if not isinstance(given, dict):
+            fail("--input must be a JSON object", code=2)
+    if field:
+        given = {**(given or {}), **parse_params(field)}
+
+    async def main(client: Client) -> str:
+        return await client.resume(run_id, given)
+
+    state = with_client(main)
+    if as_json:
+        print_json({"run_id": run_id, "state": state})
+    else:
+        console.print(f"run {run_id}: {state}")

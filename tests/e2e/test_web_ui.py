@@ -246,3 +246,23 @@ def test_blocks_and_variables_page_masks_secrets(stack: Stack, browser_page: obj
     expect(block).to_contain_text("********")
     expect(page.locator("#variables tr[data-variable=region]")).to_contain_text("eu-west-1")
     assert "tok-9d8e7f6a5b" not in page.content()
+
+
+def test_resume_a_paused_run_from_its_page_with_input(stack: Stack, browser_page: object) -> None:
+    from playwright.sync_api import Page, expect
+
+    stack.deploy("needs_approval")
+    run_id = _run(stack, "needs-approval/test", amount=7)
+    page: Page = browser_page  # type: ignore[assignment]
+    page.goto(f"{stack.api_url}/ui/#/runs/{run_id}")
+    expect(page.locator("h1 .badge")).to_have_text("Paused", timeout=20_000)
+    form = page.locator("#resume-form")
+    expect(form).to_contain_text("Paused at pause-1")
+    form.locator("input[name=note]").fill("looks right")
+    form.locator("input[name=approved]").check()
+    form.get_by_role("button", name="Resume").click()
+    expect(page.locator("h1 .badge")).to_have_text("Completed", timeout=20_000)
+    expect(page.locator("#resume-form")).to_have_count(0)
+    assert httpx.get(f"{stack.api_url}/api/v1/runs/{run_id}").json()["result"] == (
+        "'approved: looks right'"
+    )

@@ -177,6 +177,7 @@ async function runPage(runId) {
           ` on event ${run.triggered_by.event_type} (${run.triggered_by.event_id})`) : null,
         run.scheduled_time ? el("span", { class: "muted" }, ` scheduled for ${when(run.scheduled_time)}`)
           : null),
+      run.pause ? resumePanel(run) : null,
       el("div", { class: "grid" },
         el("div", { class: "panel" }, el("h2", {}, "Run"), el("dl", { class: "kv" },
           el("dt", {}, "Flow"), el("dd", {}, run.flow_name),
@@ -227,6 +228,44 @@ async function runPage(runId) {
     }
   });
   closeLive = () => { stream.close(); stopStates(); };
+}
+
+function resumePanel(run) {
+  // A Paused run: the form of the input its pause waits for (from the model's JSON schema).
+  const schema = run.pause.input_schema;
+  const defs = (schema && schema.$defs) || {};
+  const inputs = {};
+  const notice = el("div", { class: "notice", hidden: true });
+  const rows = Object.entries((schema && schema.properties) || {}).map(([key, property]) => {
+    inputs[key] = fieldFor(key, property, defs, property.default);
+    return el("div", { class: "form-row" }, el("label", {}, property.title || key), inputs[key],
+      el("span", { class: "field-error", id: `resume-error-${key}` }));
+  });
+  async function resume(event) {
+    event.preventDefault();
+    notice.hidden = true;
+    const given = {};
+    for (const [key, input] of Object.entries(inputs)) {
+      const value = readField(input);
+      if (value !== undefined) given[key] = value;
+    }
+    try {
+      await api(`/runs/${run.id}/resume`, { method: "POST",
+        body: JSON.stringify({ input: schema ? given : null }) });
+      document.getElementById("resume").disabled = true;
+    } catch (error) {
+      notice.textContent = error.message;
+      notice.hidden = false;
+      for (const item of (error.body?.error?.details || [])) {
+        const target = document.getElementById(`resume-error-${item.loc?.[0]}`);
+        if (target) target.textContent = item.msg;
+      }
+    }
+  }
+  return el("form", { class: "panel", id: "resume-form", onsubmit: resume },
+    el("h2", {}, `Paused at ${run.pause.pause_key}`),
+    el("p", { class: "muted" }, `Resume before ${when(run.pause.pause_timeout_at)}, or it fails.`),
+    notice, rows, el("button", { type: "submit", id: "resume" }, "Resume"));
 }
 
 function gantt(taskRuns) {

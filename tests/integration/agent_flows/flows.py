@@ -7,7 +7,9 @@ import os
 import time
 from pathlib import Path
 
-from flowbus import flow, get_run_logger, task
+from pydantic import BaseModel
+
+from flowbus import flow, get_run_logger, pause_flow_run, task
 
 
 @task
@@ -90,3 +92,16 @@ def limited_sync(n: int = 10, seconds: float = 0.05) -> int:
 
     futures = [query.submit(seconds) for _ in range(n)]
     return len([future.result() for future in futures])
+
+
+class Approval(BaseModel):
+    approved: bool
+    note: str = ""
+
+
+@flow
+def needs_approval(amount: int = 100, timeout: float = 120) -> str:
+    """Parks itself until someone approves; the answer decides what it returns."""
+    get_run_logger().info("asking for approval of %d", amount)
+    answer = pause_flow_run(timeout=timeout, wait_for_input=Approval)
+    return f"{'approved' if answer.approved else 'refused'}: {answer.note}"
