@@ -23,6 +23,22 @@ sys.path.insert(0, str(Path(__file__).parent))
 from etl_pipeline import serve_bundled_data
 
 ROOT = Path(__file__).resolve().parents[1]
+DATA_URL = "https://data.example.com/iris.csv"
+AUTOMATION = """
+- name: raw-file-to-etl
+  description: a file landed in the raw bucket
+  trigger: {kind: event, match: {type: file.uploaded, labels: {bucket: raw}}}
+  actions:
+    - {kind: run-deployment, deployment: etl-flow/daily,
+       parameters: {url: "{{ event.resource }}"}}
+- name: etl-failed
+  trigger: {kind: event, match: {type: flow-run.Failed, labels: {deployment: etl-flow/*}}}
+  actions: [{kind: webhook, block: ops}]
+- name: etl-late
+  trigger: {kind: absence, match: {type: flow-run.Completed, labels: {deployment: etl-flow/daily}},
+            cron: "0 7 * * *", timezone: Europe/Paris, within: 86400}
+  actions: [{kind: publish, subject: alerts.etl, payload: "{{ event }}"}]
+"""
 OUT = ROOT / "docs" / "screenshots"
 
 
@@ -70,11 +86,35 @@ def main() -> None:
     os.environ["FLOWBUS_HOME"] = str(home)
     up, nats_url, api = start_stack(home)
     try:
-        subprocess.run(
-            [sys.executable, "-m", "flowbus", "deploy", "examples/etl_pipeline.py:etl_flow",
-             "-n", "daily", "-q", "default"],
-            cwd=ROOT, check=True, capture_output=True,
-        )  # fmt: skip
+        automation = home / "automations.yaml"
+        automation.write_text(AUTOMATION)
+        for command in (
+            [
+                "deploy",
+                "examples/etl_pipeline.py:etl_flow",
+                "-n",
+                "daily",
+                "-q",
+                "default",
+                "-p",
+                f"url={DATA_URL}",
+                "-p",
+                "filename=/tmp/iris.csv",
+                "--cron",
+                "0 6 * * *",
+                "--timezone",
+                "Europe/Paris",
+                "--overlap",
+                "skip",
+            ],
+            ["limit", "set", "warehouse", "3"],
+            ["block", "set", "webhook/ops", "url=https://hooks.example.com/etl", "token=t0k3n"],
+            ["block", "set", "secret/warehouse-password", "value=hunter2hunter2"],
+            ["variable", "set", "region", "eu-west-1"],
+            ["automation", "create", str(automation)],
+        ):
+            subprocess.run([sys.executable, "-m", "flowbus", *command], cwd=ROOT, check=True,
+                           capture_output=True)  # fmt: skip
         run_id = asyncio.run(make_runs(nats_url))
         OUT.mkdir(parents=True, exist_ok=True)
         chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -88,6 +128,8 @@ def main() -> None:
                 ("deployment", "#/deployments/etl-flow/daily"),
                 ("queues", "#/queues"),
                 ("events", "#/events"),
+                ("automations", "#/automations"),
+                ("config", "#/config"),
             ]:
                 page.goto(f"{api}/ui/{path}")
                 page.wait_for_timeout(1500)

@@ -103,6 +103,13 @@ def deploy(
         )
     except FlowbusError as exc:
         fail(str(exc))
+    missing = sorted(set(spec.parameter_schema.get("required", [])) - set(spec.parameters))
+    if schedules and missing:
+        fail(
+            f"a scheduled run has nobody to give it {', '.join(missing)}: "
+            f"give defaults with -p {missing[0]}=... (or drop the schedule)",
+            code=2,
+        )
     spec = dataclasses.replace(
         spec,
         schedules=schedules,

@@ -170,3 +170,6 @@ def test_pause_resume_backfill_and_json(stack: Stack) -> None:
     assert bad.returncode == 2 and "not an ISO 8601" in bad.stderr
     bad_cron = stack.cli("deploy", "flows.py:noop", "-n", "x", "--cron", "0 25 * * *", check=False)
     assert bad_cron.returncode == 2 and "not a cron expression" in bad_cron.stderr
+    unfilled = stack.cli("deploy", "flows.py:needs_input", "-n", "x", "--interval", "60",
+                         check=False)  # fmt: skip
+    assert unfilled.returncode == 2 and "nobody to give it path" in unfilled.stderr

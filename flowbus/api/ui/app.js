@@ -659,7 +659,8 @@ async function configPage() {
     el("tbody", {}, blocks.length ? blocks.map((b) => el("tr", { "data-block": `${b.type}/${b.name}` },
       el("td", {}, el("b", {}, b.name), el("span", { class: "muted" }, ` ${b.type}`)),
       el("td", {}, el("dl", { class: "kv" }, Object.entries(b.data).flatMap(([k, v]) =>
-        [el("dt", {}, k, b.secret_fields.includes(k) ? " 🔒" : ""), el("dd", {}, value(v))]))),
+        [el("dt", {}, k, b.secret_fields.includes(k) ? el("span", { class: "tag" }, "secret") : null),
+          el("dd", {}, value(v))]))),
       el("td", {}, b.version), el("td", {}, when(b.updated))))
       : el("tr", {}, el("td", { colspan: 4, class: "muted" }, "No blocks.")))),
     el("h1", { class: "spaced" }, "Variables"),

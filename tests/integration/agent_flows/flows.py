@@ -105,3 +105,9 @@ def needs_approval(amount: int = 100, timeout: float = 120) -> str:
     get_run_logger().info("asking for approval of %d", amount)
     answer = pause_flow_run(timeout=timeout, wait_for_input=Approval)
     return f"{'approved' if answer.approved else 'refused'}: {answer.note}"
+
+
+@flow
+def needs_input(path: str) -> str:
+    """A required parameter without a default."""
+    return path
