@@ -64,6 +64,8 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "JSON",
+    "Block",
     "Client",
     "ClientError",
     "ConcurrentTaskRunner",
@@ -71,7 +73,9 @@ __all__ = [
     "FlowRun",
     "FlowbusError",
     "FutureList",
+    "NatsConnection",
     "ParameterValidationError",
+    "Secret",
     "State",
     "StateType",
     "Task",
@@ -79,6 +83,7 @@ __all__ = [
     "TaskRunFuture",
     "ThreadPoolTaskRunner",
     "UsageError",
+    "Webhook",
     "__version__",
     "allow_failure",
     "exponential_backoff",
@@ -89,5 +94,6 @@ __all__ = [
     "task",
     "task_input_hash",
     "unmapped",
+    "variables",
     "wait",
 ]

@@ -8,6 +8,7 @@ import flowbus.engine
 
 def test_flowbus_exports() -> None:
     assert sorted(flowbus.__all__) == [
+        "Block",
         "Client",
         "ClientError",
         "ConcurrentTaskRunner",
@@ -15,7 +16,10 @@ def test_flowbus_exports() -> None:
         "FlowRun",
         "FlowbusError",
         "FutureList",
+        "JSON",
+        "NatsConnection",
         "ParameterValidationError",
+        "Secret",
         "State",
         "StateType",
         "Task",
@@ -23,15 +27,18 @@ def test_flowbus_exports() -> None:
         "TaskRunFuture",
         "ThreadPoolTaskRunner",
         "UsageError",
+        "Webhook",
         "__version__",
         "allow_failure",
         "exponential_backoff",
         "flow",
         "get_run_context",
         "get_run_logger",
+        "pause_flow_run",
         "task",
         "task_input_hash",
         "unmapped",
+        "variables",
         "wait",
     ]
 
@@ -57,6 +64,8 @@ def test_the_client_loads_on_first_use() -> None:
 
     code = (
         "import sys, flowbus; assert 'nats' not in sys.modules; "
-        "flowbus.Client; assert 'nats' in sys.modules"
+        "assert 'pydantic' not in sys.modules and 'cryptography' not in sys.modules; "
+        "flowbus.Client; assert 'nats' in sys.modules; "
+        "flowbus.Secret; flowbus.variables.get"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
