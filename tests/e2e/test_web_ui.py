@@ -135,14 +135,6 @@ def test_with_a_token_the_ui_asks_to_log_in(tmp_path: Path) -> None:
         stack.close()
 
 
-def _run(stack: Stack, deployment: str, **parameters: object) -> str:
-    response = httpx.post(
-        f"{stack.api_url}/api/v1/deployments/{deployment}/runs", json={"parameters": parameters}
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["run_id"])
-
-
 def test_the_dashboard_follows_runs_live_and_the_feed_shows_their_events(
     stack: Stack, browser_page: object
 ) -> None:
@@ -156,8 +148,8 @@ def test_the_dashboard_follows_runs_live_and_the_feed_shows_their_events(
     expect(page.locator("[data-card='completed'] .card-value")).to_have_text("0")
 
     # Runs that end while the page is open change it without a reload.
-    _run(stack, "quick/test", n=2)
-    failing = _run(stack, "fails/test", reason="no such file: raw/2026-11-24.csv")
+    stack.submit_over_http("quick/test", n=2)
+    failing = stack.submit_over_http("fails/test", reason="no such file: raw/2026-11-24.csv")
     expect(page.locator("[data-card='completed'] .card-value")).to_have_text("1", timeout=20_000)
     expect(page.locator("[data-card='failed or crashed'] .card-value")).to_have_text(
         "1", timeout=20_000
@@ -173,7 +165,7 @@ def test_the_dashboard_follows_runs_live_and_the_feed_shows_their_events(
     # The feed shows the last minute at once, then what happens next.
     page.get_by_role("link", name="Events").click()
     expect(page.locator("#feed tr[data-type='flow_run.created']")).to_have_count(2)
-    _run(stack, "quick/test", n=1)
+    stack.submit_over_http("quick/test", n=1)
     expect(page.locator("#feed tr[data-type='flow_run.created']")).to_have_count(3)
     expect(page.locator("#feed tr[data-type='flow_run.state']").first).to_contain_text(
         "Completed", timeout=20_000
@@ -201,7 +193,7 @@ def test_pause_and_resume_a_queue_from_the_queues_page(stack: Stack, browser_pag
     queues = httpx.get(f"{stack.api_url}/api/v1/queues").json()
     assert [q["settings"]["paused"] for q in queues if q["settings"]["name"] == "default"] == [True]
 
-    run_id = _run(stack, "quick/test", n=1)
+    run_id = stack.submit_over_http("quick/test", n=1)
     expect(row.locator("td").nth(2)).to_have_text("1", timeout=10_000)  # waiting, not taken
     assert stack.states(run_id) == ["Scheduled"]
 
@@ -252,7 +244,7 @@ def test_resume_a_paused_run_from_its_page_with_input(stack: Stack, browser_page
     from playwright.sync_api import Page, expect
 
     stack.deploy("needs_approval")
-    run_id = _run(stack, "needs-approval/test", amount=7)
+    run_id = stack.submit_over_http("needs-approval/test", amount=7)
     page: Page = browser_page  # type: ignore[assignment]
     page.goto(f"{stack.api_url}/ui/#/runs/{run_id}")
     expect(page.locator("h1 .badge")).to_have_text("Paused", timeout=20_000)

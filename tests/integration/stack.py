@@ -131,6 +131,17 @@ class Stack:
         assert found is not None, self.orchestrator.output()
         return found.group(1)
 
+    def submit_over_http(self, deployment: str, **parameters: Any) -> str:
+        """Run a deployment through the HTTP API, as the UI does; returns the run id."""
+        import httpx
+
+        response = httpx.post(
+            f"{self.api_url}/api/v1/deployments/{deployment}/runs",
+            json={"parameters": parameters},
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["run_id"])
+
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """``flowbus ARGS`` as a user types it next to this stack (in the flows' folder)."""
         done = subprocess.run(

@@ -9,7 +9,6 @@ import asyncio
 import http.server
 import json
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,15 +48,6 @@ ON_FAILURES = """
   actions:
     - {kind: pause-queue, queue: default}
 """
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(tmp_path)
-    try:
-        yield stack
-    finally:
-        stack.close()
 
 
 def runs_of(stack: Stack, deployment: str) -> list[Any]:

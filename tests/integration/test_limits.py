@@ -6,32 +6,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
-from typing import Any
 
 import httpx
-import pytest
 
 from tests.integration.stack import Stack, wait_until
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(tmp_path)
-    try:
-        yield stack
-    finally:
-        stack.close()
-
-
-def submit(stack: Stack, deployment: str, **parameters: Any) -> str:
-    response = httpx.post(
-        f"{stack.api_url}/api/v1/deployments/{deployment}/runs", json={"parameters": parameters}
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["run_id"])
 
 
 def task_intervals(stack: Stack, run_ids: list[str]) -> list[tuple[datetime, datetime]]:
@@ -67,7 +46,7 @@ def test_200_tasks_under_a_limit_of_3_across_2_agents(stack: Stack) -> None:
     stack.start_agent("agent-1", "-c", "1")  # one flow run each: both agents run one
     stack.start_agent("agent-2", "-c", "1")
     began = time.monotonic()
-    runs = [submit(stack, "limited/test", n=100, seconds=0.05) for _ in range(2)]
+    runs = [stack.submit_over_http("limited/test", n=100, seconds=0.05) for _ in range(2)]
     for run_id in runs:
         assert stack.final_states(run_id, timeout=60)[-1] == "Completed"
     elapsed = time.monotonic() - began
@@ -89,7 +68,7 @@ def test_a_killed_agents_slots_come_back(stack: Stack) -> None:
     stack.start_orchestrator()
     stack.deploy("limited")
     doomed = stack.start_agent("doomed")
-    stuck = submit(stack, "limited/test", n=2, seconds=60)
+    stuck = stack.submit_over_http("limited/test", n=2, seconds=60)
     wait_until(
         lambda: [x["active"] for x in json.loads(stack.cli("limit", "ls", "--json").stdout)[
             "limits"]] == [2],
@@ -98,7 +77,7 @@ def test_a_killed_agents_slots_come_back(stack: Stack) -> None:
     doomed.kill()
     stack.start_agent("survivor")
     # The lease runs out (2 s here): the slots come back, and the run is taken over.
-    quick = submit(stack, "limited/test", n=4, seconds=0.05)
+    quick = stack.submit_over_http("limited/test", n=4, seconds=0.05)
     assert stack.final_states(quick, timeout=30)[-1] == "Completed"
     assert stack.final_states(stuck, timeout=30)[-1] == "Crashed"  # no retries: it stays so
     limits = json.loads(stack.cli("limit", "ls", "--json").stdout)["limits"]
@@ -112,7 +91,7 @@ def test_a_sync_flows_tasks_wait_for_slots_too(stack: Stack) -> None:
     stack.start_orchestrator()
     stack.deploy("limited_sync")
     stack.start_agent("agent-1")
-    run_id = submit(stack, "limited-sync/test", n=6, seconds=0.05)
+    run_id = stack.submit_over_http("limited-sync/test", n=6, seconds=0.05)
     assert stack.final_states(run_id, timeout=30)[-1] == "Completed"
     assert most_at_once(task_intervals(stack, [run_id])) == 1
 
@@ -123,10 +102,10 @@ def test_a_deployment_limit_enqueues_or_cancels(stack: Stack) -> None:
     stack.cli("deploy", "flows.py:sleepy", "-n", "one-at-a-time", "--concurrency-limit", "1")
     stack.cli("deploy", "flows.py:sleepy", "-n", "or-none", "--concurrency-limit", "1",
               "--collision", "cancel")  # fmt: skip
-    queued = [submit(stack, "sleepy/one-at-a-time", seconds=0.5) for _ in range(3)]
-    first = submit(stack, "sleepy/or-none", seconds=2)
+    queued = [stack.submit_over_http("sleepy/one-at-a-time", seconds=0.5) for _ in range(3)]
+    first = stack.submit_over_http("sleepy/or-none", seconds=2)
     wait_until(lambda: "Running" in stack.states(first), what="the first run to start")
-    refused = submit(stack, "sleepy/or-none", seconds=2)
+    refused = stack.submit_over_http("sleepy/or-none", seconds=2)
     assert stack.final_states(refused)[-1] == "Cancelled"
     cancelled = stack.stream(refused)[-1].data["state"]["message"]
     assert "concurrency limit 1" in cancelled and "collision strategy cancel" in cancelled

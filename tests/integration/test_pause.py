@@ -26,19 +26,11 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         stack.close()
 
 
-def submit(stack: Stack, deployment: str, **parameters: object) -> str:
-    response = httpx.post(
-        f"{stack.api_url}/api/v1/deployments/{deployment}/runs", json={"parameters": parameters}
-    )
-    assert response.status_code == 201, response.text
-    return str(response.json()["run_id"])
-
-
 def test_a_paused_run_frees_its_slot_and_resumes_with_input(stack: Stack) -> None:
     stack.start_agent("agent-1", "-c", "1")  # one slot: the quick run needs it while paused
-    paused = submit(stack, "needs-approval/test", amount=250)
+    paused = stack.submit_over_http("needs-approval/test", amount=250)
     wait_until(lambda: stack.states(paused)[-1:] == ["Paused"], what="the run to pause")
-    quick = submit(stack, "quick/test")
+    quick = stack.submit_over_http("quick/test")
     assert stack.final_states(quick)[-1] == "Completed"  # the paused run held no slot
 
     api = f"{stack.api_url}/api/v1/runs/{paused}"
@@ -66,12 +58,12 @@ def test_a_paused_run_frees_its_slot_and_resumes_with_input(stack: Stack) -> Non
 
 def test_an_unresumed_pause_fails_and_a_paused_run_can_be_cancelled(stack: Stack) -> None:
     stack.start_agent("agent-1")
-    first = submit(stack, "needs-approval/test")
+    first = stack.submit_over_http("needs-approval/test")
     wait_until(lambda: stack.states(first)[-1:] == ["Paused"], what="the run to pause")
     assert stack.cli("runs", "cancel", first, "--json").returncode == 0
     assert stack.final_states(first)[-1] == "Cancelled"
 
-    second = submit(stack, "needs-approval/test", timeout=1)
+    second = stack.submit_over_http("needs-approval/test", timeout=1)
     wait_until(lambda: stack.states(second)[-1:] == ["Paused"], what="the run to pause")
     assert "resume before" in (stack.stream(second)[-1].data["state"]["message"] or "")
     assert stack.final_states(second)[-1] == "Failed"  # the janitor: not resumed in time

@@ -9,24 +9,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.integration.stack import Stack
 
 SECRET = "sk-live-7f3a9c2e61b04d58"
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(tmp_path)
-    try:
-        yield stack
-    finally:
-        stack.close()
 
 
 def files_containing(root: Path, needle: bytes) -> list[str]:
