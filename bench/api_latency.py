@@ -135,6 +135,8 @@ async def measure_store(
         "runs, first page": ["/runs?limit=50"],
         "runs, page after 500": [f"/runs?limit=50&cursor={deep}"],
         "runs, state=FAILED": ["/runs?state=FAILED&limit=50"],
+        "runs, state=CRASHED (none)": ["/runs?state=CRASHED&limit=50"],
+        "runs, state=Late (none)": ["/runs?state=Late&limit=50"],
         "runs, flow=flow-7": ["/runs?flow=flow-7&limit=50"],
         "runs, deployment=flow-3/daily": ["/runs?deployment=flow-3/daily&limit=50"],
         "runs, tag=rare (1 in 1,000)": ["/runs?tag=rare&limit=50"],

@@ -95,9 +95,10 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     async def count_runs_by_hour(self, created_after: str) -> list[RunCount]:
-        """Flow runs created at or after ``created_after`` (ISO 8601, UTC), counted by the hour
-        they were created in and their current state type (what a dashboard draws). The cost
-        follows the runs in the window, not the runs in the store."""
+        """Flow runs created in the hour ``created_after`` (ISO 8601, UTC) falls in and later,
+        counted by that hour and their current state type (what a dashboard draws), from a
+        projection of one row per hour and state: the cost does not depend on the number of
+        runs."""
 
     @abc.abstractmethod
     async def list_task_runs(self, run_id: str) -> list[TaskRunView]:

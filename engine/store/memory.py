@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,12 +38,31 @@ Tables = dict[str, dict[Any, dict[str, Any]]]
 
 
 def _empty_tables() -> Tables:
-    return {"flow_runs": {}, "task_runs": {}, "logs": {}, "deployments": {}, "documents": {}}
+    return {
+        "flow_runs": {},
+        "task_runs": {},
+        "logs": {},
+        "deployments": {},
+        "documents": {},
+        "run_counts": {},
+    }
+
+
+def _count(tables: Tables, row: dict[str, Any], step: int) -> None:
+    """Move ``run_counts`` by ``step`` for a run as it is now (the SQL backends' twin)."""
+    key = (row["created"][:13], row["state_type"])
+    counts = tables["run_counts"]
+    runs = counts.get(key, {"runs": 0})["runs"] + step
+    if runs:
+        counts[key] = {"hour": key[0], "state_type": key[1], "runs": runs}
+    else:
+        counts.pop(key, None)
 
 
 def _apply(tables: Tables, ops: ProjectionPlan) -> None:
     for row in ops.flow_inserts:
         tables["flow_runs"][row[0]] = dict(zip(FLOW_RUN_COLUMNS, row, strict=True))
+        _count(tables, tables["flow_runs"][row[0]], 1)
     for row in ops.task_inserts:
         tables["task_runs"][row[0]] = dict(zip(TASK_RUN_COLUMNS, row, strict=True))
     for table, updates in (("flow_runs", ops.flow_updates), ("task_runs", ops.task_updates)):
@@ -53,11 +71,15 @@ def _apply(tables: Tables, ops: ProjectionPlan) -> None:
             row = tables[table].get(change["id"])
             if row is None:
                 continue  # as an SQL UPDATE of a missing row: nothing happens
+            if table == "flow_runs":
+                _count(tables, row, -1)
             for name in ("state_type", "state_name", "state_message", "state_timestamp", "ended"):
                 row[name] = change[name]
             row["started"] = row["started"] or change["started"]
             row["run_count"] += change["run_inc"]
             row["result"] = change["result"] if change["result"] is not None else row["result"]
+            if table == "flow_runs":
+                _count(tables, row, 1)
     for row in ops.logs:
         tables["logs"][(row[0], row[1])] = dict(zip(LOG_COLUMNS, row, strict=True))
     for row in ops.deployments:
@@ -165,12 +187,11 @@ class MemoryEventStore(EventStore):
         return [self._flow_view(r) for r in rows[:limit]]
 
     async def count_runs_by_hour(self, created_after: str) -> list[RunCount]:
-        counts: Counter[tuple[str, str]] = Counter(
-            (r["created"][:13], r["state_type"])
-            for r in self._tables["flow_runs"].values()
-            if r["created"] >= created_after
-        )
-        return [RunCount(hour, state, n) for (hour, state), n in sorted(counts.items())]
+        return [
+            RunCount(hour, state, row["runs"])
+            for (hour, state), row in sorted(self._tables["run_counts"].items())
+            if hour >= created_after[:13]
+        ]
 
     async def list_task_runs(self, run_id: str) -> list[TaskRunView]:
         rows = [r for r in self._tables["task_runs"].values() if r["flow_run_id"] == run_id]

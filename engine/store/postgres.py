@@ -181,10 +181,12 @@ class PostgresEventStore(EventStore):
 
     @staticmethod
     async def _apply(conn: Any, ops: ProjectionPlan, schema: str) -> None:
+        flow_updates = list(q.bulk_state_update(f"{schema}.flow_runs", ops.flow_updates, True))
+        updated = [update[-1] for update in ops.flow_updates]
         statements = [
             *q.bulk_insert(f"{schema}.flow_runs", FLOW_RUN_COLUMNS, ops.flow_inserts, True),
             *q.bulk_insert(f"{schema}.task_runs", TASK_RUN_COLUMNS, ops.task_inserts, True),
-            *q.bulk_state_update(f"{schema}.flow_runs", ops.flow_updates, True),
+            *q.run_count_changes(schema, ops.flow_inserts, updated, flow_updates, True),
             *q.bulk_state_update(f"{schema}.task_runs", ops.task_updates, True),
             *q.bulk_insert(f"{schema}.logs", LOG_COLUMNS, ops.logs, True),
             *q.deployment_upserts(f"{schema}.deployments", ops.deployments, True),

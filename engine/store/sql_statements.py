@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any
 
 from flowbus.engine.records import EventRecord
+from flowbus.engine.states import StateType
 from flowbus.engine.store.projection import (
     DEPLOYMENT_COLUMNS,
     DOCUMENT_COLUMNS,
@@ -27,6 +28,7 @@ from flowbus.engine.store.projection import (
 )
 from flowbus.engine.store.views import RunFilter
 
+STATE_TYPES = frozenset(t.value for t in StateType)
 EVENT_COLUMNS = ("id", "stream_id", "seq", "type", "occurred", "body")
 
 
@@ -35,7 +37,7 @@ def event_rows(records: Sequence[EventRecord]) -> list[tuple[Any, ...]]:
     return [(r.id, r.stream_id, r.seq, r.type, r.occurred, r.body().decode()) for r in records]
 
 
-PROJECTION_TABLES = ("flow_runs", "task_runs", "logs", "deployments", "documents")
+PROJECTION_TABLES = ("flow_runs", "task_runs", "logs", "deployments", "documents", "run_counts")
 INSERT_COLUMNS = {"flow_runs": FLOW_RUN_COLUMNS, "task_runs": TASK_RUN_COLUMNS, "logs": LOG_COLUMNS}
 
 
@@ -156,7 +158,9 @@ def flow_run_listing(runs: RunFilter, limit: int, numbered: bool = False) -> tup
         return f"${len(params)}" if numbered else "?"
 
     if runs.state is not None:
-        where.append(f"(state_type = {mark(runs.state)} OR state_name = {mark(runs.state)})")
+        # A type (FAILED) or a name (Late) never look alike: one indexed column either way.
+        column = "state_type" if runs.state in STATE_TYPES else "state_name"
+        where.append(f"{column} = {mark(runs.state)}")
     if runs.flow_name is not None:
         where.append(f"flow_name = {mark(runs.flow_name)}")
     if runs.deployment is not None:
@@ -181,14 +185,66 @@ def flow_run_listing(runs: RunFilter, limit: int, numbered: bool = False) -> tup
 
 
 def run_counts_by_hour(created_after: str, numbered: bool = False) -> tuple[str, list[Any]]:
-    """The query for ``EventStore.count_runs_by_hour``: a range scan of the created index.
-    Timestamps are canonical UTC text, so the first 13 characters are the hour."""
+    """The query for ``EventStore.count_runs_by_hour``: the ``run_counts`` projection, one row
+    per hour and state type, so its cost does not depend on how many runs there are. An hour is
+    the first 13 characters of a canonical UTC timestamp; the window starts at an hour's start
+    (the dashboard's), or at the hour ``created_after`` falls in."""
     mark = "$1" if numbered else "?"
     return (
-        "SELECT substr(created, 1, 13) AS hour, state_type, count(*) FROM flow_runs "
-        f"WHERE created >= {mark} GROUP BY hour, state_type ORDER BY hour, state_type",
-        [created_after],
+        f"SELECT hour, state_type, runs FROM run_counts WHERE hour >= {mark} AND runs != 0 "
+        "ORDER BY hour, state_type",
+        [created_after[:13]],
     )
+
+
+_COUNT_UPSERT = "ON CONFLICT (hour, state_type) DO UPDATE SET runs = c.runs + excluded.runs"
+
+
+def run_count_changes(
+    schema: str,
+    inserted: Sequence[Sequence[Any]],
+    updated_ids: Sequence[str],
+    apply_updates: Sequence[tuple[str, list[Any]]],
+    numbered: bool = False,
+) -> Iterator[tuple[str, list[Any]]]:
+    """The ``run_counts`` projection kept with the flow runs: new runs count in their creation
+    hour and state type; a state update moves a run from its old type to its new one (counted
+    out before ``apply_updates``, which are the updates themselves, and in again after)."""
+    hour_at, state_at = FLOW_RUN_COLUMNS.index("created"), FLOW_RUN_COLUMNS.index("state_type")
+    added: dict[tuple[str, str], int] = {}
+    for row in inserted:
+        key = (row[hour_at][:13], row[state_at])
+        added[key] = added.get(key, 0) + 1
+    rows = [(hour, state, n) for (hour, state), n in added.items()]
+    for sql, params in bulk_insert(f"{schema}.run_counts AS c", ("hour", "state_type", "runs"),
+                                   rows, numbered):  # fmt: skip
+        yield f"{sql} {_COUNT_UPSERT}", params
+    if not updated_ids:
+        yield from apply_updates
+        return
+    yield from _count_moves(schema, updated_ids, "-", numbered)
+    yield from apply_updates
+    yield from _count_moves(schema, updated_ids, "", numbered)
+    yield f"DELETE FROM {schema}.run_counts WHERE runs = 0", []
+
+
+def _count_moves(
+    schema: str, ids: Sequence[str], sign: str, numbered: bool
+) -> Iterator[tuple[str, list[Any]]]:
+    size = 500
+    for start in range(0, len(ids), size):
+        chunk = list(ids[start : start + size])
+        params: list[Any]
+        if numbered:
+            where, params = "id = ANY($1::text[])", [chunk]
+        else:
+            where, params = f"id IN ({','.join('?' * len(chunk))})", chunk
+        yield (
+            f"INSERT INTO {schema}.run_counts AS c (hour, state_type, runs) "
+            f"SELECT substr(created, 1, 13), state_type, {sign}count(*) FROM {schema}.flow_runs "
+            f"WHERE {where} GROUP BY substr(created, 1, 13), state_type {_COUNT_UPSERT}",
+            params,
+        )
 
 
 DOCUMENT_SELECT = f"SELECT {', '.join(DOCUMENT_COLUMNS)} FROM documents"

@@ -189,10 +189,12 @@ class SqliteEventStore(EventStore):
         return str(rows[0][0]) if rows else None
 
     async def _apply(self, ops: ProjectionPlan, schema: str) -> None:
+        flow_updates = list(q.bulk_state_update(f"{schema}.flow_runs", ops.flow_updates))
+        updated = [update[-1] for update in ops.flow_updates]
         statements = [
             *q.bulk_insert(f"{schema}.flow_runs", FLOW_RUN_COLUMNS, ops.flow_inserts),
             *q.bulk_insert(f"{schema}.task_runs", TASK_RUN_COLUMNS, ops.task_inserts),
-            *q.bulk_state_update(f"{schema}.flow_runs", ops.flow_updates),
+            *q.run_count_changes(schema, ops.flow_inserts, updated, flow_updates),
             *q.bulk_state_update(f"{schema}.task_runs", ops.task_updates),
             *q.bulk_insert(f"{schema}.logs", LOG_COLUMNS, ops.logs),
             *q.deployment_upserts(f"{schema}.deployments", ops.deployments),

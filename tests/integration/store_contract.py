@@ -293,6 +293,26 @@ class StoreContract:
         assert sum(c.count for c in later) == 2
         assert await store.count_runs_by_hour("2026-11-25T00:00:00+00:00") == []
 
+        # A run whose states arrive in later batches moves from one count to the next.
+        moving = RunBuilder()
+        fields = {k: v for k, v in moving.created().data.items() if k not in ENVELOPE}
+        await store.append([make_record(moving.run_id, 1, "flow_run.created", fields, hours[1])])
+        await store.append([moving.state(Running())])
+        counts = {(c.hour, c.state_type): c.count
+                  for c in await store.count_runs_by_hour(hours[0])}  # fmt: skip
+        assert counts[("2026-11-24T06", "RUNNING")] == 1
+        assert counts[("2026-11-24T06", "PENDING")] == 1
+        await store.append([moving.state(Completed())])
+        counts = {(c.hour, c.state_type): c.count
+                  for c in await store.count_runs_by_hour(hours[0])}  # fmt: skip
+        assert ("2026-11-24T06", "RUNNING") not in counts
+        assert counts[("2026-11-24T06", "COMPLETED")] == 2
+        assert await store.verify_projections() == []
+        await store.rebuild_projections()
+        rebuilt = {(c.hour, c.state_type): c.count
+                   for c in await store.count_runs_by_hour(hours[0])}  # fmt: skip
+        assert rebuilt == counts
+
     async def test_documents_are_saved_replaced_deleted_and_rebuilt(
         self, store: EventStore
     ) -> None:
