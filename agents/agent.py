@@ -373,6 +373,7 @@ class Agent:
             started=self._started,
             hostname=socket.gethostname(),
             pid=os.getpid(),
+            slots=self._slots.holdings() if self._slots is not None else [],
         )
         answer = await self.client.request(subjects.HEARTBEAT, beat.dump(), timeout=5)
         reply = p.decode(p.HeartbeatReply, answer.data)

@@ -633,6 +633,8 @@ class Orchestrator:
     async def heartbeat(self, beat: p.Heartbeat) -> bytes:
         now = time.monotonic()
         self.agents[beat.agent] = _AgentSeen(beat, now)
+        for held in beat.slots:  # after a restart, slots granted before it count again
+            self.slots.adopt(Holding(held.holder, tuple(held.tags), held.run_id, beat.agent))
         lost = []
         async with self.ledger.lock:
             for held in beat.runs:

@@ -18,6 +18,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.engine.concurrency import Release
+from flowbus.engine.settings import env_float
 
 log = structlog.get_logger("flowbus.slots")
 
@@ -26,12 +27,25 @@ class NatsSlots:
     """Slots through the orchestrator, on ``client``'s loop (callable from any thread)."""
 
     def __init__(
-        self, client: Client, loop: asyncio.AbstractEventLoop, agent: str, recheck: float = 30.0
+        self,
+        client: Client,
+        loop: asyncio.AbstractEventLoop,
+        agent: str,
+        recheck: float | None = None,
     ) -> None:
         self.client = client
         self.loop = loop
         self.agent = agent
-        self.recheck = recheck
+        #: ``$FLOWBUS_SLOT_RECHECK_SECONDS``, default 30.
+        self.recheck = recheck or env_float("FLOWBUS_SLOT_RECHECK_SECONDS", 30.0)
+        #: Slots held now, by holder: (flow run, limited tags); the agent's heartbeat says so.
+        self.held: dict[str, tuple[str, list[str]]] = {}
+
+    def holdings(self) -> list[p.HeldSlots]:
+        return [
+            p.HeldSlots(holder=holder, run_id=run_id, tags=tags)
+            for holder, (run_id, tags) in list(self.held.items())
+        ]
 
     async def _on_loop(self, coro: Any) -> Any:
         if asyncio.get_running_loop() is self.loop:
@@ -57,10 +71,13 @@ class NatsSlots:
             while True:
                 reply = await self._ask(request)
                 if reply.granted or not reply.limited:
+                    if reply.limited:
+                        self.held[holder] = (run_id, reply.limited)
                     return bool(reply.limited)
                 log.info("task run waits for a slot", holder=holder, tags=reply.limited)
                 try:
                     await grants.next_msg(timeout=self.recheck)
+                    self.held[holder] = (run_id, reply.limited)
                     return True
                 except NatsTimeoutError:
                     continue  # ask again: a holder that already holds is told so
@@ -84,6 +101,7 @@ class NatsSlots:
             return reply
 
     async def _release(self, holder: str) -> None:
+        self.held.pop(holder, None)
         try:
             await self.client.request(
                 subjects.SLOT_RELEASE, p.SlotRelease(holder=holder).dump(), timeout=5

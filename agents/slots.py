@@ -10,8 +10,12 @@ waiter's inbox, nobody polls.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+#: How long a given-back holder is remembered (longer than a heartbeat takes to arrive).
+FORGET_RELEASED = 120.0
 
 
 @dataclass
@@ -34,6 +38,19 @@ class SlotTable:
     def __init__(self) -> None:
         self.holdings: dict[str, Holding] = {}
         self.waiters: list[Waiter] = []
+        #: Holders given back lately (monotonic time): a heartbeat sent just before a release
+        #: must not make them count again.
+        self._released: dict[str, float] = {}
+
+    def adopt(self, holding: Holding) -> bool:
+        """Count a holding an agent reports that this table does not know (it was granted
+        before the orchestrator restarted); False when it was given back lately."""
+        now = time.monotonic()
+        self._released = {h: t for h, t in self._released.items() if now - t < FORGET_RELEASED}
+        if holding.holder in self.holdings or holding.holder in self._released:
+            return False
+        self.holdings[holding.holder] = holding
+        return True
 
     def active(self, tag: str) -> int:
         return sum(1 for h in self.holdings.values() if tag in h.tags)
@@ -64,6 +81,7 @@ class SlotTable:
         """Give back a holder's slots (or drop it from the waiters); returns the waiters now
         granted, to be told."""
         self.holdings.pop(holder, None)
+        self._released[holder] = time.monotonic()
         self.waiters = [w for w in self.waiters if w.holder != holder]
         return self.grant(limits)
 

@@ -195,6 +195,12 @@ class HeldRun(_Message):
     attempt: int
 
 
+class HeldSlots(_Message):
+    holder: str
+    run_id: str
+    tags: list[str]
+
+
 class Heartbeat(_Message):
     """``flowbus.agent.heartbeat``: an agent is alive and holds these runs (renews leases)."""
 
@@ -205,6 +211,9 @@ class Heartbeat(_Message):
     started: str
     hostname: str = ""
     pid: int = 0
+    #: Tag concurrency slots its task runs hold: an orchestrator that restarted counts them
+    #: again from here.
+    slots: list[HeldSlots] = Field(default_factory=list)
 
 
 class HeartbeatReply(_Message):

@@ -86,6 +86,25 @@ def test_a_killed_agents_slots_come_back(stack: Stack) -> None:
     assert all(h["agent"] != "doomed" for h in limits[0]["holders"])
 
 
+def test_an_orchestrator_restart_forgets_no_slot(stack: Stack) -> None:
+    stack.cli("limit", "set", "db", "2")
+    stack.start_orchestrator()
+    stack.deploy("limited")
+    stack.start_agent("agent-1")
+    run_id = stack.submit_over_http("limited/test", n=6, seconds=4)
+    wait_until(
+        lambda: sum(e.type == "task_run.state" and e.data["state"]["type"] == "RUNNING"
+                    for e in stack.stream(run_id)) >= 2,
+        what="two task runs to hold the slots",
+    )  # fmt: skip
+    stack.orchestrator.kill()  # type: ignore[union-attr]
+    stack.start_orchestrator()  # its table is empty: the agent's heartbeat fills it again
+    assert stack.final_states(run_id, timeout=60)[-1] == "Completed"
+    intervals = task_intervals(stack, [run_id])
+    assert len(intervals) == 6
+    assert most_at_once(intervals) == 2
+
+
 def test_a_sync_flows_tasks_wait_for_slots_too(stack: Stack) -> None:
     stack.cli("limit", "set", "db", "1")
     stack.start_orchestrator()

@@ -58,3 +58,17 @@ def test_a_tag_without_slots_waits_and_a_dead_agents_slots_come_back() -> None:
     assert [w.holder for w in granted] == ["t3"]
     reclaimed, _ = table.release_where(lambda h: h.run_id == "run-3", LIMITS)
     assert [h.holder for h in reclaimed] == ["t3"] and table.active("db") == 0
+
+
+def test_holdings_reported_after_a_restart_count_again_unless_just_given_back() -> None:
+    from flowbus.agents.slots import Holding
+
+    table = SlotTable()  # a restarted orchestrator: empty
+    assert table.adopt(Holding("t1", ("db",), "run-1", "a1"))
+    assert not table.adopt(Holding("t1", ("db",), "run-1", "a1"))  # known already
+    assert table.adopt(Holding("t2", ("db",), "run-1", "a1"))
+    assert not table.acquire(waiter("t3", "db"), LIMITS)  # the two adopted fill the limit
+    assert [w.holder for w in table.release("t1", LIMITS)] == ["t3"]
+    # A heartbeat sent just before t1's release arrives after it: t1 does not count again.
+    assert not table.adopt(Holding("t1", ("db",), "run-1", "a1"))
+    assert table.active("db") == 2
