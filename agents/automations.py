@@ -37,6 +37,7 @@ from flowbus.broker import subjects
 from flowbus.broker.streams import ensure_streams
 from flowbus.engine.automations import (
     AUTOMATION,
+    AUTOMATION_STATUS,
     AbsenceTrigger,
     Automation,
     CallWebhook,
@@ -50,6 +51,7 @@ from flowbus.engine.automations import (
 )
 from flowbus.engine.blocks import Webhook
 from flowbus.engine.deployments import set_schedules_active
+from flowbus.engine.documents import save_document
 from flowbus.engine.errors import SequenceError
 from flowbus.engine.records import make_record
 from flowbus.engine.store import EventStore
@@ -268,14 +270,28 @@ class AutomationEngine:
             return 0
         log.info("automation fired", automation=automation.name, event_id=event["id"])
         context = {"event": event, "automation": {"name": automation.name}}
+        outcomes = []
         for seq, action in enumerate(automation.actions, start=2):
-            outcome = await self._act(automation, action, event, context)
+            outcome = {"action": action.kind, **await self._act(automation, action, event, context)}
+            outcomes.append(outcome)
             record = make_record(stream, seq, "automation.action",
                                  {"automation": automation.name, "event_id": event["id"],
-                                  "action": action.kind, **outcome})  # fmt: skip
+                                  **outcome})  # fmt: skip
             await self.store.append([record])
+        await self._note_firing(automation.name, event, outcomes)
         self.fired += 1
         return 1
+
+    async def _note_firing(
+        self, name: str, event: dict[str, Any], outcomes: list[dict[str, Any]]
+    ) -> None:
+        """The automation's last firing and how many there were (what its page shows)."""
+        earlier = await self.store.get_document(AUTOMATION_STATUS, name)
+        count = int(earlier.body.get("fired", 0)) + 1 if earlier else 1
+        body = {"fired": count, "last_fired": datetime.now(UTC).isoformat(),
+                "last_event": {k: event.get(k) for k in ("id", "type", "resource")},
+                "last_actions": outcomes}  # fmt: skip
+        await save_document(self.store, AUTOMATION_STATUS, name, body)
 
     async def _act(
         self, automation: Automation, action: Any, event: dict[str, Any], context: dict[str, Any]

@@ -150,6 +150,8 @@ class Automation(_Model):
 
 
 AUTOMATION = "automation"
+#: Per automation: how often it fired, and its last firing (kept by the engine).
+AUTOMATION_STATUS = "automation_status"
 
 _WHOLE = re.compile(r"^\{\{\s*([\w.]+)\s*\}\}$")
 _PART = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")

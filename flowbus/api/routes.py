@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from flowbus.cli.run_details import run_detail
 from flowbus.client import Client
-from flowbus.engine.automations import AUTOMATION
+from flowbus.engine.automations import AUTOMATION, AUTOMATION_STATUS
 from flowbus.engine.blocks import BLOCK, BLOCK_TYPE, redacted
 from flowbus.engine.deployments import set_schedules_active
 from flowbus.engine.errors import UsageError
@@ -378,10 +378,13 @@ async def get_variable(request: Request, name: str) -> dict[str, Any]:
 
 @router.get("/automations", tags=["automations"])
 async def list_automations(request: Request) -> list[dict[str, Any]]:
-    """Automations: trigger, actions, whether enabled."""
+    """Automations: trigger, actions, whether enabled, and ``status``: how often it fired and
+    its last firing (event, and each action's outcome, such as the run it started)."""
+    store = _store(request)
+    status = {d.name: d.body for d in await store.list_documents(AUTOMATION_STATUS)}
     return [
-        {**d.body, "updated": d.updated, "version": d.version}
-        for d in await _store(request).list_documents(AUTOMATION)
+        {**d.body, "updated": d.updated, "version": d.version, "status": status.get(d.name)}
+        for d in await store.list_documents(AUTOMATION)
     ]
 
 

@@ -258,3 +258,25 @@ def test_resume_a_paused_run_from_its_page_with_input(stack: Stack, browser_page
     assert httpx.get(f"{stack.api_url}/api/v1/runs/{run_id}").json()["result"] == (
         "'approved: looks right'"
     )
+
+
+def test_an_automation_shows_its_last_firing_and_the_run_it_started(
+    stack: Stack, browser_page: object, tmp_path: Path
+) -> None:
+    from playwright.sync_api import Page, expect
+
+    (tmp_path / "a.yaml").write_text(
+        "name: on-upload\n"
+        "trigger: {kind: event, match: {type: file.uploaded}}\n"
+        "actions: [{kind: run-deployment, deployment: quick/test, parameters: {n: 2}}]\n"
+    )
+    stack.cli("automation", "create", str(tmp_path / "a.yaml"))
+    page: Page = browser_page  # type: ignore[assignment]
+    page.goto(stack.api_url + "/ui/#/automations")
+    row = page.locator("#automations tr[data-automation=on-upload]")
+    expect(row).to_contain_text("never")
+    stack.cli("events", "emit", "file.uploaded", "--id", "upload-77")
+    expect(row).to_contain_text("on file.uploaded upload-77", timeout=20_000)  # no reload
+    row.get_by_role("link").click()
+    expect(page.locator("#triggered-by")).to_contain_text("on-upload")
+    expect(page.locator("h1 .badge")).to_have_text("Completed", timeout=20_000)

@@ -101,6 +101,10 @@ def test_an_uploaded_file_starts_a_deployment_once(stack: Stack, tmp_path: Path)
 
     listed = json.loads(stack.cli("automation", "ls", "--json").stdout)["automations"]
     assert listed[0]["enabled"] is True
+    status = httpx.get(f"{stack.api_url}/api/v1/automations").json()[0]["status"]
+    assert status["fired"] == 2 and status["last_event"]["id"] == "upload-2"
+    assert status["last_actions"][0]["action"] == "run-deployment"
+    assert status["last_actions"][0]["ok"] is True and status["last_actions"][0]["run_id"]
     stack.cli("automation", "pause", "raw-file-to-quick")
     assert httpx.get(f"{stack.api_url}/api/v1/automations").json()[0]["enabled"] is False
     bad = stack.cli("events", "emit", "no spaces allowed", check=False)

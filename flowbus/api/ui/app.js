@@ -681,12 +681,24 @@ function triggerText(t) {
 }
 
 async function automationsPage() {
+  const mine = generation;
+  await drawAutomations();
+  // Firings follow events: a run an automation starts, or a state it reacts to, redraws it.
+  const soon = debounced(() => { if (mine === generation) drawAutomations().catch(() => {}); }, 1000);
+  const stopLive = live(new URLSearchParams([["types", "flow_run.created"], ["types", "flow_run.state"]]), soon);
+  const timer = setInterval(soon, 5000); // custom events are not on this stream
+  closeLive = () => { stopLive(); clearInterval(timer); };
+}
+
+async function drawAutomations() {
+  const mine = generation;
   const automations = await api("/automations");
+  if (mine !== generation) return; // the user has moved on
   show(el("h1", {}, "Automations"),
     el("p", { class: "muted" }, "When events happen, take actions. Create them with ",
       el("code", {}, "flowbus automation create FILE.yaml"), "; a run they start links back here."),
     el("table", { id: "automations" }, el("thead", {}, el("tr", {},
-      ["Automation", "Status", "When", "Then", "Updated"].map((h) => el("th", {}, h)))),
+      ["Automation", "Status", "When", "Then", "Last fired"].map((h) => el("th", {}, h)))),
     el("tbody", {}, automations.length ? automations.map((a) => el("tr", { "data-automation": a.name },
       el("td", {}, el("b", {}, a.name), a.description ? el("div", { class: "muted" }, a.description) : null),
       el("td", {}, a.enabled ? el("span", { class: "badge s-COMPLETED" }, "enabled")
@@ -694,8 +706,20 @@ async function automationsPage() {
       el("td", { class: "mono" }, triggerText(a.trigger)),
       el("td", {}, el("ul", { class: "plain" }, a.actions.map((x) => el("li", { class: "mono" },
         `${x.kind}${x.deployment ? ` ${x.deployment}` : ""}${x.queue ? ` ${x.queue}` : ""}${x.subject ? ` ${x.subject}` : ""}${x.block ? ` ${x.block}` : ""}`)))),
-      el("td", {}, when(a.updated))))
+      el("td", {}, lastFiring(a.status))))
       : el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No automations.")))));
+}
+
+function lastFiring(status) {
+  if (!status) return el("span", { class: "muted" }, "never");
+  const started = status.last_actions.find((x) => x.run_id);
+  const failed = status.last_actions.filter((x) => !x.ok);
+  return el("div", {}, `${when(status.last_fired)} (${status.fired}×)`,
+    el("div", { class: "muted mono" }, `on ${status.last_event.type} ${status.last_event.id}`),
+    started ? el("div", {}, "started ", el("a", { href: `#/runs/${started.run_id}` },
+      started.run_name || shortId(started.run_id))) : null,
+    failed.length ? el("div", { class: "field-error" },
+      failed.map((x) => `${x.action}: ${x.error}`).join("; ")) : null);
 }
 
 // --- routing -------------------------------------------------------------------------------------
