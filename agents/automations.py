@@ -27,7 +27,6 @@ import orjson
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
@@ -82,30 +81,64 @@ class AutomationEngine:
         self._cached: tuple[float, list[Automation]] = (0.0, [])
         #: automation -> times of recent matching events (threshold triggers).
         self._windows: dict[str, deque[float]] = {}
+        self._subscriptions: list[Any] = []
         self.fired = 0
 
     def stop(self) -> None:
         self._stopping.set()
 
-    async def run(self) -> None:
+    async def open(self) -> None:
+        """Subscribe now: from here on no event is missed (the first time, the durable
+        consumers start at now; after that, where they were left)."""
         js = self.client.jetstream()
         await ensure_streams(js)
         self._kv = await js.key_value(subjects.AUTOMATIONS_BUCKET)
-        readers = [
-            asyncio.create_task(self._follow(stream, durable, subject))
-            for stream, (durable, subject) in DURABLES.items()
-        ]
-        readers.append(asyncio.create_task(self._watch_absences()))
+        await self.client.subscribe(subjects.AUTOMATIONS_CHANGED, cb=self._reload)
+        for stream, (durable, subject) in DURABLES.items():
+            config = ConsumerConfig(
+                durable_name=durable,
+                deliver_policy=DeliverPolicy.NEW,  # from when automations first ran here
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=60,
+                max_ack_pending=1000,
+            )
+            # Pushed, one message at a time in order: an event is considered the moment it
+            # is stored (a pull fetch can linger for its whole timeout before it delivers).
+            self._subscriptions.append(
+                await js.subscribe(
+                    subject, durable=durable, stream=stream, config=config,
+                    cb=self._handle, manual_ack=True,
+                )
+            )  # fmt: skip
+
+    async def run(self) -> None:
+        if not self._subscriptions:
+            await self.open()
+        absences = asyncio.create_task(self._watch_absences())
         log.info("automations started")
         try:
             await self._stopping.wait()
         finally:
-            for reader in readers:
-                reader.cancel()
-            await asyncio.gather(*readers, return_exceptions=True)
+            absences.cancel()
+            await asyncio.gather(absences, return_exceptions=True)
+            # The subscriptions end with the connection; unsubscribing would delete the
+            # durable consumers, and with them where the engine was.
+
+    async def _reload(self, message: Msg) -> None:
+        """Read the automations again now, then answer: an event published after the change
+        was announced meets the new definitions."""
+        self._cached = (0.0, [])
+        try:
+            count = len(await self.automations())
+        except Exception as exc:  # the store failed: the next event reads it again
+            log.warning("could not read automations", error=repr(exc))
+            count = -1
+        if message.reply:
+            await message.respond(orjson.dumps({"ok": True, "enabled": count}))
 
     async def automations(self) -> list[Automation]:
-        """Enabled automations, read from the store at most once a second."""
+        """Enabled automations, read from the store at most once a second (at once after a
+        change announced on ``flowbus.api.automations.changed``)."""
         read_at, cached = self._cached
         if time.monotonic() - read_at > AUTOMATIONS_CACHE_SECONDS:
             cached = []
@@ -121,24 +154,6 @@ class AutomationEngine:
         return cached
 
     # --- following events ------------------------------------------------------------------
-
-    async def _follow(self, stream: str, durable: str, subject: str) -> None:
-        js = self.client.jetstream()
-        config = ConsumerConfig(
-            durable_name=durable,
-            deliver_policy=DeliverPolicy.NEW,  # from when automations first ran here
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=60,
-            max_ack_pending=1000,
-        )
-        subscription = await js.pull_subscribe(subject, durable, stream=stream, config=config)
-        while not self._stopping.is_set():
-            try:
-                messages = await subscription.fetch(100, timeout=5)
-            except (TimeoutError, NatsTimeoutError):
-                continue
-            for message in messages:
-                await self._handle(message)
 
     async def _handle(self, message: Msg) -> None:
         try:

@@ -184,6 +184,7 @@ class Orchestrator:
             self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
         if self.settings.automations:
             self.automations = AutomationEngine(self.client, self.store)
+            await self.automations.open()  # its consumers exist before "serving" is said
             self._tasks.append(asyncio.create_task(self.automations.run(), name="automations"))
 
     async def run(self) -> None:

@@ -24,8 +24,8 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from flowbus.broker import BrokerError, subjects
 from flowbus.broker import protocol as p
-from flowbus.broker import subjects
 from flowbus.broker.connection import connect, nats_url
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.events import Event, FlowRunCreated, FlowRunStateChanged, decode_event
@@ -39,6 +39,10 @@ class ClientError(FlowbusError):
         super().__init__(message)
         self.code = code
         self.details = details
+
+
+async def _quiet(error: Exception) -> None:
+    """Connection errors surface as exceptions of the calls they fail (not as log noise)."""
 
 
 class NoOrchestrator(ClientError):
@@ -85,8 +89,19 @@ class Client:
         await self.close()
 
     async def connect(self) -> None:
+        """Connect, or fail at once with a clear error when no NATS server answers (a few
+        quick attempts); once connected, reconnect for ever like the daemons."""
         if self._nc is None:
-            self._nc = await connect(self.url or nats_url(), name="flowbus-client")
+            url = self.url or nats_url()
+            try:
+                self._nc = await connect(
+                    url, name="flowbus-client", max_reconnect_attempts=2, error_cb=_quiet
+                )
+            except BrokerError as exc:
+                raise BrokerError(
+                    f"{exc}; is flowbus up running (or FLOWBUS_NATS_URL set to the cluster)?"
+                ) from exc
+            self._nc.options["max_reconnect_attempts"] = -1
 
     async def close(self) -> None:
         if self._nc is not None:
@@ -265,6 +280,15 @@ class Client:
             subjects.custom_subject(event.type), event.dump(), headers={"Nats-Msg-Id": event.id}
         )
         return event
+
+    async def automations_changed(self) -> bool:
+        """Tell the automation engine to read the automations again; True once it has (False
+        when no engine runs: it reads them when it starts)."""
+        try:
+            await self.nats.request(subjects.AUTOMATIONS_CHANGED, b"", timeout=5)
+        except (NoRespondersError, NatsTimeoutError):
+            return False
+        return True
 
     async def limits(self) -> list[p.LimitInfo]:
         """Tag concurrency limits with the slots held and waited for right now."""

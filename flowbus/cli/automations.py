@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,6 +52,22 @@ def summary(automation: dict[str, Any]) -> str:
     return f"{times}{what} -> {actions}"
 
 
+def announce_change() -> None:
+    """Have a running automation engine read the automations again before this command ends,
+    so an event published afterwards meets them. Without a stack running there is nobody to
+    tell (an engine reads them when it starts)."""
+    from flowbus.client import Client
+
+    async def main() -> None:
+        try:
+            async with Client() as client:
+                await asyncio.wait_for(client.automations_changed(), 6)
+        except Exception:
+            pass
+
+    asyncio.run(main())
+
+
 def _shown(document: DocumentView) -> dict[str, Any]:
     return {**document.body, "updated": document.updated, "version": document.version}
 
@@ -70,6 +87,7 @@ def create(
         ]
 
     saved = with_store(save)
+    announce_change()
     if as_json:
         print_json({"automations": [_shown(d) for d in saved]})
         return
@@ -108,6 +126,7 @@ def _set_enabled(name: str, enabled: bool, as_json: bool) -> None:
     saved = with_store(save)
     if saved is None:
         fail(f"no automation named {name!r}")
+    announce_change()
     if as_json:
         print_json(_shown(saved))
         return
@@ -135,4 +154,5 @@ def remove(name: str) -> None:
 
     if not with_store(delete):
         fail(f"no automation named {name!r}")
+    announce_change()
     console.print(f"automation {name} deleted", markup=False)

@@ -104,6 +104,13 @@ def test_cli_errors_are_clear_and_non_zero(shell: Shell) -> None:
     assert missing.returncode == 1
     assert "no flow run matches 'no-such-run'" in missing.stderr
 
+    shell.env["FLOWBUS_NATS_URL"] = "nats://127.0.0.1:1"  # nothing listens there
+    no_nats = shell.flowbus("queues", "ls", check=False)
+    assert no_nats.returncode == 1
+    assert "cannot connect to NATS at nats://127.0.0.1:1" in no_nats.stderr
+    assert "Traceback" not in no_nats.stderr
+    del shell.env["FLOWBUS_NATS_URL"]
+
     bad_state = shell.flowbus("runs", "ls", "--state", "sleepy", check=False)
     assert bad_state.returncode == 1
     assert "unknown state 'sleepy'" in bad_state.stderr
