@@ -163,6 +163,17 @@ async function runPage(runId) {
              state_timestamp: last.timestamp, behind: true };
   };
   const logs = el("pre", { class: "logs", id: "logs" });
+  // The resume form is kept across renders (state events redraw the page): what the user has
+  // typed into it stays.
+  let resume = null;
+  const resumeForm = () => {
+    if (!run.pause) return (resume = null);
+    if (!resume || resume.dataset.key !== run.pause.pause_key) {
+      resume = resumePanel(run);
+      resume.dataset.key = run.pause.pause_key;
+    }
+    return resume;
+  };
   const render = () => {
     if (mine !== generation) return; // the user has moved on
     const cancellable = !["COMPLETED", "FAILED", "CANCELLED", "CRASHED", "CANCELLING"].includes(run.state_type);
@@ -177,7 +188,7 @@ async function runPage(runId) {
           ` on event ${run.triggered_by.event_type} (${run.triggered_by.event_id})`) : null,
         run.scheduled_time ? el("span", { class: "muted" }, ` scheduled for ${when(run.scheduled_time)}`)
           : null),
-      run.pause ? resumePanel(run) : null,
+      resumeForm(),
       el("div", { class: "grid" },
         el("div", { class: "panel" }, el("h2", {}, "Run"), el("dl", { class: "kv" },
           el("dt", {}, "Flow"), el("dd", {}, run.flow_name),
