@@ -179,11 +179,16 @@ class AutomationEngine:
             return custom.model_dump(mode="json")
         if data.get("type") != "flow_run.state":
             return None
-        run = await self.store.get_flow_run(data["stream_id"])
         state = data["state"]
+        event_type = f"flow-run.{state['name']}"
+        # Every state change of every run comes here: the run is read only when some
+        # automation could want this kind of event.
+        if not any(a.trigger.match.matches_type(event_type) for a in await self.automations()):
+            return None
+        run = await self.store.get_flow_run(data["stream_id"])
         return {
             "id": data["id"],
-            "type": f"flow-run.{state['name']}",
+            "type": event_type,
             "occurred": data["occurred"],
             "resource": data["stream_id"],
             "labels": {

@@ -467,6 +467,9 @@ class Orchestrator:
     def _wake_deployment(self, name: str) -> None:
         """A run of ``name`` ended: its runs held back by the deployment's concurrency limit
         are offered the room, oldest first."""
+        cached = self._deployments.get(name)
+        if cached is None or not cached[1].concurrency_limit:
+            return  # no limit, so nothing is held back (a limited release caches its deployment)
         now = time.time()
         held = sorted(
             (

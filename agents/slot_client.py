@@ -8,10 +8,12 @@ orchestrator may have restarted and forgotten its place); asking again is safe.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import structlog
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
@@ -21,6 +23,9 @@ from flowbus.engine.concurrency import Release
 from flowbus.engine.settings import env_float
 
 log = structlog.get_logger("flowbus.slots")
+#: How long a tag set known to have no limit is taken as such (the orchestrator reads limits
+#: as often: a new limit applies within a second either way).
+UNLIMITED_SECONDS = 1.0
 
 
 class NatsSlots:
@@ -40,6 +45,12 @@ class NatsSlots:
         self.recheck = recheck or env_float("FLOWBUS_SLOT_RECHECK_SECONDS", 30.0)
         #: Slots held now, by holder: (flow run, limited tags); the agent's heartbeat says so.
         self.held: dict[str, tuple[str, list[str]]] = {}
+        #: Tag sets the orchestrator said have no limit, and when (monotonic): most tagged task
+        #: runs need no slot, and should not pay a round trip each to learn it again.
+        self._unlimited: dict[frozenset[str], float] = {}
+        #: One inbox subscription for every grant (``<prefix>.<holder>``), not one per ask.
+        self._inbox = ""
+        self._grants: dict[str, asyncio.Future[None]] = {}
 
     def holdings(self) -> list[p.HeldSlots]:
         return [
@@ -62,31 +73,45 @@ class NatsSlots:
 
         return release
 
+    async def _grant_inbox(self) -> str:
+        if not self._inbox:
+            self._inbox = self.client.new_inbox()
+            await self.client.subscribe(f"{self._inbox}.*", cb=self._on_grant)
+        return self._inbox
+
+    async def _on_grant(self, message: Msg) -> None:
+        waiting = self._grants.get(message.subject.rsplit(".", 1)[-1])
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
+
     async def _acquire(self, tags: list[str], holder: str, run_id: str) -> bool:
-        inbox = self.client.new_inbox()
-        grants = await self.client.subscribe(inbox)
+        key = frozenset(tags)
+        if time.monotonic() - self._unlimited.get(key, -UNLIMITED_SECONDS) < UNLIMITED_SECONDS:
+            return False
+        notify = f"{await self._grant_inbox()}.{holder}"
+        granted = self._grants[holder] = self.loop.create_future()
         request = p.SlotRequest(holder=holder, run_id=run_id, agent=self.agent, tags=tags,
-                                notify=inbox).dump()  # fmt: skip
+                                notify=notify).dump()  # fmt: skip
         try:
             while True:
                 reply = await self._ask(request)
-                if reply.granted or not reply.limited:
-                    if reply.limited:
-                        self.held[holder] = (run_id, reply.limited)
-                    return bool(reply.limited)
-                log.info("task run waits for a slot", holder=holder, tags=reply.limited)
-                try:
-                    await grants.next_msg(timeout=self.recheck)
-                    self.held[holder] = (run_id, reply.limited)
-                    return True
-                except NatsTimeoutError:
-                    continue  # ask again: a holder that already holds is told so
+                if not reply.limited:
+                    self._unlimited[key] = time.monotonic()
+                    return False
+                if not reply.granted:
+                    log.info("task run waits for a slot", holder=holder, tags=reply.limited)
+                    try:
+                        await asyncio.wait_for(asyncio.shield(granted), self.recheck)
+                    except TimeoutError:
+                        continue  # ask again: a holder that already holds is told so
+                self.held[holder] = (run_id, reply.limited)
+                return True
         except BaseException:
             # Cancelled while waiting: the slot, if granted meanwhile, goes back.
             await asyncio.shield(self._release(holder))
             raise
         finally:
-            await grants.unsubscribe()
+            self._grants.pop(holder, None)
 
     async def _ask(self, request: bytes) -> p.SlotReply:
         while True:

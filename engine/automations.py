@@ -38,10 +38,13 @@ class EventPattern(_Model):
     resource: str = "*"
     labels: dict[str, str] = Field(default_factory=dict)
 
+    def matches_type(self, event_type: str) -> bool:
+        return fnmatch.fnmatchcase(event_type, self.type)
+
     def matches(self, event: dict[str, Any]) -> bool:
         labels = event.get("labels") or {}
         return (
-            fnmatch.fnmatchcase(str(event.get("type", "")), self.type)
+            self.matches_type(str(event.get("type", "")))
             and fnmatch.fnmatchcase(str(event.get("resource") or ""), self.resource)
             and all(
                 fnmatch.fnmatchcase(str(labels.get(key, "")), value)

@@ -19,12 +19,12 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr
 
-from flowbus.engine.documents import delete_document, save_document
+from flowbus.engine.documents import delete_document, save_document, using_store
 from flowbus.engine.errors import UsageError
 from flowbus.engine.loops import run_sync
 from flowbus.engine.run_logging import install_print_capture
 from flowbus.engine.secrets import MASK, decrypt, encrypt
-from flowbus.engine.store import DocumentView, EventStore, store_from_url
+from flowbus.engine.store import DocumentView, EventStore
 
 BLOCK = "block"
 BLOCK_TYPE = "block_type"
@@ -56,6 +56,14 @@ def redacted(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "data": data}
 
 
+def shown_block(document: DocumentView) -> dict[str, Any]:
+    """A stored block as the CLI and the API show it, secret fields masked."""
+    body = redacted(document.body)
+    return {"type": body["type"], "name": document.name.split("/", 1)[1], "data": body["data"],
+            "secret_fields": body["secret_fields"], "created": document.created,
+            "updated": document.updated, "version": document.version}  # fmt: skip
+
+
 class Block(BaseModel):
     """Base of every block type; subclasses are registered under ``block_type_name`` (by
     default the class name in kebab case)."""
@@ -82,11 +90,14 @@ class Block(BaseModel):
         """Record this block as ``name`` (a new version if it exists), and its type."""
         _check_name(name)
         kind = type(self)
-        async with _opened(store) as opened:
+        body = {"type": kind.block_type_name, "data": self._stored_data(),
+                "secret_fields": secret_fields(kind)}  # fmt: skip
+
+        async def save(opened: EventStore) -> None:
             await register_type(kind, opened)
-            body = {"type": kind.block_type_name, "data": self._stored_data(),
-                    "secret_fields": secret_fields(kind)}  # fmt: skip
             await save_document(opened, BLOCK, f"{kind.block_type_name}/{name}", body)
+
+        await using_store(store, save)
 
     def save(self, name: str) -> None:
         run_sync(self.asave(name))
@@ -94,8 +105,11 @@ class Block(BaseModel):
     @classmethod
     async def aload(cls, name: str, store: EventStore | None = None) -> Any:
         """The block saved as ``name``, its secrets decrypted (and redacted from run events)."""
-        async with _opened(store) as opened:
-            found = await opened.get_document(BLOCK, f"{cls.block_type_name}/{name}")
+
+        async def read(opened: EventStore) -> DocumentView | None:
+            return await opened.get_document(BLOCK, f"{cls.block_type_name}/{name}")
+
+        found = await using_store(store, read)
         if found is None:
             raise UsageError(f"no {cls.block_type_name} block named {name!r}")
         data = dict(found.body["data"])
@@ -113,23 +127,6 @@ class Block(BaseModel):
 def _check_name(name: str) -> None:
     if not _NAME.fullmatch(name):
         raise UsageError(f"block name {name!r}: use lowercase letters, digits and '-'")
-
-
-class _opened:
-    """The given store, or the configured one opened for the duration."""
-
-    def __init__(self, store: EventStore | None) -> None:
-        self.given = store
-        self.store = store or store_from_url()
-
-    async def __aenter__(self) -> EventStore:
-        if self.given is None:
-            await self.store.open()
-        return self.store
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.given is None:
-            await self.store.close()
 
 
 async def register_type(kind: type[Block], store: EventStore) -> DocumentView:

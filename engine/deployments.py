@@ -116,13 +116,7 @@ async def save_deployment(store: EventStore, spec: DeploymentSpec) -> Deployment
         "concurrency_limit": spec.concurrency_limit,
         "collision": spec.collision,
     }
-    for _ in range(3):  # another process may save the same deployment at the same moment
-        head = await store.head(stream)
-        try:
-            await store.append([make_record(stream, head + 1, "deployment.saved", dict(fields))])
-            break
-        except SequenceError:
-            continue
+    await store.append_next(stream, "deployment.saved", fields)
     saved = await store.get_deployment(spec.name)
     assert saved is not None
     return saved

@@ -8,8 +8,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from flowbus.engine.errors import SequenceError
-from flowbus.engine.records import make_record
 from flowbus.engine.store import DocumentView, EventStore, store_from_url
 
 T = TypeVar("T")
@@ -22,23 +20,10 @@ def document_id(kind: str, name: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"{kind}/{name}"))
 
 
-async def _append(
-    store: EventStore, kind: str, name: str, type_: str, fields: dict[str, Any]
-) -> None:
-    stream = document_id(kind, name)
-    for attempt in range(5):  # another process may write the same document at the same moment
-        head = await store.head(stream)
-        try:
-            await store.append([make_record(stream, head + 1, type_, dict(fields))])
-            return
-        except SequenceError:
-            if attempt == 4:
-                raise
-
-
 async def save_document(store: EventStore, kind: str, name: str, body: Any) -> DocumentView:
     """Record the next version of a document; returns it as now projected."""
-    await _append(store, kind, name, "document.saved", {"kind": kind, "name": name, "body": body})
+    fields = {"kind": kind, "name": name, "body": body}
+    await store.append_next(document_id(kind, name), "document.saved", fields)
     saved = await store.get_document(kind, name)
     assert saved is not None
     return saved
@@ -48,7 +33,8 @@ async def delete_document(store: EventStore, kind: str, name: str) -> bool:
     """Record a document's deletion; False when there was none."""
     if await store.get_document(kind, name) is None:
         return False
-    await _append(store, kind, name, "document.deleted", {"kind": kind, "name": name})
+    fields = {"kind": kind, "name": name}
+    await store.append_next(document_id(kind, name), "document.deleted", fields)
     return True
 
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from flowbus.engine.sinks import close_store_sinks
+
+if TYPE_CHECKING:
+    from tests.integration.stack import Stack
 
 
 @pytest.fixture
@@ -19,3 +23,17 @@ def flowbus_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     monkeypatch.delenv("FLOWBUS_RESULTS_PATH", raising=False)
     yield home
     close_store_sinks()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    """A private nats-server for the test, stopped with every daemon afterwards, even when the
+    test fails. A module that wants daemons started for each test overrides ``stack`` with a
+    fixture that asks for this one and starts them."""
+    from tests.integration.stack import Stack
+
+    stack = Stack(tmp_path)
+    try:
+        yield stack
+    finally:
+        stack.close()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from typing import Any
 
-from flowbus.engine.records import EventRecord
+from flowbus.engine.errors import SequenceError
+from flowbus.engine.records import EventRecord, make_record
 from flowbus.engine.store.views import (
     DeploymentView,
     DocumentView,
@@ -49,6 +51,20 @@ class EventStore(abc.ABC):
         whose ``seq`` is not the next one of its stream (a gap, or a duplicate under another id)
         raises ``SequenceError`` and nothing of the batch is written.
         """
+
+    async def append_next(
+        self, stream_id: str, type_: str, fields: dict[str, Any], attempts: int = 5
+    ) -> None:
+        """Append one event at the end of a stream that another process may be writing at the
+        same moment (a deployment, a document): on a sequence clash, read the head again."""
+        for attempt in range(attempts):
+            head = await self.head(stream_id)
+            try:
+                await self.append([make_record(stream_id, head + 1, type_, dict(fields))])
+                return
+            except SequenceError:
+                if attempt == attempts - 1:
+                    raise
 
     @abc.abstractmethod
     async def head(self, stream_id: str) -> int:

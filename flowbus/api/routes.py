@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, model_validator
 from flowbus.cli.run_details import run_detail
 from flowbus.client import Client
 from flowbus.engine.automations import AUTOMATION, AUTOMATION_STATUS
-from flowbus.engine.blocks import BLOCK, BLOCK_TYPE, redacted
+from flowbus.engine.blocks import BLOCK, BLOCK_TYPE, shown_block
 from flowbus.engine.deployments import set_schedules_active
 from flowbus.engine.errors import UsageError
 from flowbus.engine.schedules import describe_all
@@ -329,17 +329,10 @@ async def resume_schedule(
 # --- blocks and variables -----------------------------------------------------------------------
 
 
-def _block(doc: Any) -> dict[str, Any]:
-    body = redacted(doc.body)
-    return {"type": body["type"], "name": doc.name.split("/", 1)[1], "data": body["data"],
-            "secret_fields": body["secret_fields"], "updated": doc.updated,
-            "version": doc.version}  # fmt: skip
-
-
 @router.get("/blocks", tags=["blocks"])
 async def list_blocks(request: Request) -> list[dict[str, Any]]:
     """Every block, secret fields masked (``********``)."""
-    return [_block(doc) for doc in await _store(request).list_documents(BLOCK)]
+    return [shown_block(doc) for doc in await _store(request).list_documents(BLOCK)]
 
 
 @router.get("/blocks/{type_name}/{name}", tags=["blocks"])
@@ -347,7 +340,7 @@ async def get_block(request: Request, type_name: str, name: str) -> dict[str, An
     found = await _store(request).get_document(BLOCK, f"{type_name}/{name}")
     if found is None:
         raise HTTPException(404, f"no block {type_name}/{name}")
-    return _block(found)
+    return shown_block(found)
 
 
 @router.get("/block-types", tags=["blocks"])

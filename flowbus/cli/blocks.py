@@ -20,10 +20,10 @@ from flowbus.engine.blocks import (
     BLOCK_TYPE,
     Block,
     delete_block,
-    redacted,
     register_built_in,
     register_type,
     save_block_data,
+    shown_block,
 )
 from flowbus.engine.entrypoints import load_object
 from flowbus.engine.errors import FlowbusError
@@ -41,13 +41,6 @@ def _split(ref: str) -> tuple[str, str]:
     if not sep or not type_name or not name:
         fail(f"{ref!r}: name a block as TYPE/NAME (secret/api-key)", code=2)
     return type_name, name
-
-
-def _shown(doc: DocumentView) -> dict[str, Any]:
-    body = redacted(doc.body)
-    return {"type": body["type"], "name": doc.name.split("/", 1)[1], "data": body["data"],
-            "secret_fields": body["secret_fields"], "created": doc.created,
-            "updated": doc.updated, "version": doc.version}  # fmt: skip
 
 
 def _store_call(action: Any) -> Any:
@@ -128,7 +121,7 @@ def block_set(
 
     saved = _store_call(save)
     if as_json:
-        print_json(_shown(saved))
+        print_json(shown_block(saved))
         return
     console.print(f"block {saved.name} (version {saved.version}) saved", markup=False)
 
@@ -143,7 +136,7 @@ def block_ls(
     async def fetch(store: EventStore) -> list[DocumentView]:
         return await store.list_documents(BLOCK)
 
-    blocks = [_shown(b) for b in _store_call(fetch)]
+    blocks = [shown_block(b) for b in _store_call(fetch)]
     blocks = [b for b in blocks if type_name in (None, b["type"])]
     if as_json:
         print_json({"blocks": blocks})
@@ -172,7 +165,7 @@ def block_show(
     found = _store_call(fetch)
     if found is None:
         fail(f"no block {ref}")
-    shown = _shown(found)
+    shown = shown_block(found)
     if as_json:
         print_json(shown)
         return

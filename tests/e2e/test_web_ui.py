@@ -24,17 +24,14 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(tmp_path)
-    try:
-        stack.start_orchestrator()
-        stack.deploy("quick")
-        stack.deploy("sleepy")
-        stack.deploy("fails")
-        stack.start_agent("agent-1")
-        yield stack
-    finally:
-        stack.close()
+def stack(stack: Stack) -> Stack:
+    """The shared stack with an orchestrator, three deployments and an agent."""
+    stack.start_orchestrator()
+    stack.deploy("quick")
+    stack.deploy("sleepy")
+    stack.deploy("fails")
+    stack.start_agent("agent-1")
+    return stack
 
 
 @pytest.fixture

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from flowbus.broker import BrokerError, EmbeddedNatsServer
-from tests.integration.stack import Stack
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +28,3 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNa
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    """A private nats-server for the test; the test starts the daemons it needs. Modules that
-    need another setup define their own ``stack``."""
-    stack = Stack(tmp_path)
-    try:
-        yield stack
-    finally:
-        stack.close()

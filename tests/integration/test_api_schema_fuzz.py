@@ -3,8 +3,6 @@ no 500, and every response matches the schema."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,15 +15,12 @@ from .stack import Stack
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(tmp_path)
-    try:
-        stack.start_orchestrator()
-        stack.deploy("quick")
-        stack.start_agent("agent-1")
-        yield stack
-    finally:
-        stack.close()
+def stack(stack: Stack) -> Stack:
+    """The shared stack with an orchestrator, a deployment and an agent."""
+    stack.start_orchestrator()
+    stack.deploy("quick")
+    stack.start_agent("agent-1")
+    return stack
 
 
 def test_no_server_errors_and_responses_match_the_schema(stack: Stack) -> None:

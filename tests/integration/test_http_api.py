@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -18,13 +18,10 @@ from .stack import Stack, wait_until
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(tmp_path)
-    try:
-        stack.start_orchestrator()
-        yield stack
-    finally:
-        stack.close()
+def stack(stack: Stack) -> Stack:
+    """The shared stack, with an orchestrator."""
+    stack.start_orchestrator()
+    return stack
 
 
 @pytest.fixture

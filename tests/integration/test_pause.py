@@ -5,8 +5,6 @@ with the input; an unresumed pause fails at its timeout; a paused run can be can
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,15 +13,12 @@ from tests.integration.stack import Stack, wait_until
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(tmp_path)
-    try:
-        stack.start_orchestrator()
-        stack.deploy("needs_approval")
-        stack.deploy("quick")
-        yield stack
-    finally:
-        stack.close()
+def stack(stack: Stack) -> Stack:
+    """The shared stack with an orchestrator and the two deployments."""
+    stack.start_orchestrator()
+    stack.deploy("needs_approval")
+    stack.deploy("quick")
+    return stack
 
 
 def test_a_paused_run_frees_its_slot_and_resumes_with_input(stack: Stack) -> None:

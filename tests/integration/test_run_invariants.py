@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import nats
@@ -24,13 +23,10 @@ FINAL = {"Completed", "Failed", "Cancelled", "Crashed"}
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(tmp_path)
-    try:
-        stack.start_orchestrator()
-        yield stack
-    finally:
-        stack.close()
+def stack(stack: Stack) -> Stack:
+    """The shared stack, with an orchestrator."""
+    stack.start_orchestrator()
+    return stack
 
 
 def holder(stack: Stack, run_id: str) -> str:

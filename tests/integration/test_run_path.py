@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import nats
@@ -20,13 +19,10 @@ from .stack import FLOWS_DIR, Stack, wait_until
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(tmp_path)
-    try:
-        stack.start_orchestrator()
-        yield stack
-    finally:
-        stack.close()
+def stack(stack: Stack) -> Stack:
+    """The shared stack, with an orchestrator."""
+    stack.start_orchestrator()
+    return stack
 
 
 async def test_a_submitted_run_completes_with_its_result_and_every_event(stack: Stack) -> None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,12 +17,10 @@ FAST_SCHEDULER = {"FLOWBUS_SCHEDULER_INTERVAL": "0.2", "FLOWBUS_LATE_AFTER_SECON
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(tmp_path, env=FAST_SCHEDULER)
-    try:
-        yield stack
-    finally:
-        stack.close()
+def stack(stack: Stack) -> Stack:
+    """The shared stack, its daemons with a fast scheduler and an early Late."""
+    stack.env.update(FAST_SCHEDULER)
+    return stack
 
 
 def scheduled_runs(stack: Stack, deployment: str) -> list[dict[str, Any]]:
