@@ -114,9 +114,8 @@ class InProcessRun:
             self._fail_early(f"{type(exc).__name__}: {exc}")
             await self._flush()
             return "finished"
-        claimed = ClaimedRun(
-            grant.run_id, grant.name, grant.seq, Pending(), list(grant.tags), dict(grant.resumes)
-        )
+        claimed = ClaimedRun(grant.run_id, grant.name, grant.seq, Pending(), list(grant.tags),
+                             dict(grant.resumes), grant.deployment)  # fmt: skip
         engine = self.engine = FlowRunEngine(flow, parameters, claimed=claimed, sink=self.sink)
         if self._pending_interrupt is not None:
             engine.interrupt(*self._pending_interrupt)

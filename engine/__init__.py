@@ -1,7 +1,7 @@
 """What a run is: flows, tasks, parameters, states and their rules, events, and the store."""
 
 from flowbus.engine.caching import task_input_hash
-from flowbus.engine.context import FlowRun, TaskRun, get_run_context
+from flowbus.engine.context import FlowRun, TaskRun, get_run_context, tags
 from flowbus.engine.errors import (
     FlowbusError,
     MissingResult,
@@ -54,6 +54,7 @@ __all__ = [
     "get_run_context",
     "get_run_logger",
     "pause_flow_run",
+    "tags",
     "task",
     "task_input_hash",
     "unmapped",

@@ -15,12 +15,14 @@ Fields typed ``SecretStr`` are secret: encrypted at rest (``flowbus.engine.secre
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr, model_validator
 
 from flowbus.engine.documents import delete_document, save_document, using_store
-from flowbus.engine.errors import UsageError
+from flowbus.engine.errors import ObjectNotFound, UsageError
 from flowbus.engine.loops import run_sync
 from flowbus.engine.run_logging import install_print_capture
 from flowbus.engine.secrets import MASK, decrypt, encrypt
@@ -99,8 +101,22 @@ class Block(BaseModel):
 
         await using_store(store, save)
 
-    def save(self, name: str) -> None:
-        run_sync(self.asave(name))
+    def save(self, name: str, overwrite: bool = False) -> None:
+        """Record this block as ``name``; an existing one only with ``overwrite=True``
+        (otherwise ``ValueError``, as in Prefect)."""
+        run_sync(self._save_checked(name, overwrite))
+
+    async def _save_checked(self, name: str, overwrite: bool) -> None:
+        async def save(opened: EventStore) -> None:
+            key = f"{type(self).block_type_name}/{name}"
+            if not overwrite and await opened.get_document(BLOCK, key) is not None:
+                raise ValueError(
+                    f"Block document with name {name!r} already exists; "
+                    "use overwrite=True to replace it"
+                )
+            await self.asave(name, opened)
+
+        await using_store(None, save)
 
     @classmethod
     async def aload(cls, name: str, store: EventStore | None = None) -> Any:
@@ -111,7 +127,8 @@ class Block(BaseModel):
 
         found = await using_store(store, read)
         if found is None:
-            raise UsageError(f"no {cls.block_type_name} block named {name!r}")
+            raise ObjectNotFound(f"Unable to find block document named {name!r} for block "
+                                 f"type {cls.block_type_name!r}")  # fmt: skip
         data = dict(found.body["data"])
         for field in found.body.get("secret_fields", []):
             if data.get(field) is not None:
@@ -192,12 +209,35 @@ async def delete_block(store: EventStore, type_name: str, name: str) -> bool:
 
 
 class Secret(Block):
-    """One secret value: ``Secret.load("api-key").get()``."""
+    """One secret value: ``Secret.load("api-key").get()``. A dict or list value is kept as
+    encrypted JSON and ``get()`` gives it back as it was."""
 
     value: SecretStr
+    #: The value is JSON (a dict or a list was given).
+    json_value: bool = False
 
-    def get(self) -> str:
-        return self.value.get_secret_value()
+    @model_validator(mode="before")
+    @classmethod
+    def _structured(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("value"), dict | list):
+            data = {**data, "value": orjson.dumps(data["value"]).decode(), "json_value": True}
+        return data
+
+    def get(self) -> Any:
+        raw = self.value.get_secret_value()
+        return orjson.loads(raw) if self.json_value else raw
+
+
+class String(Block):
+    """A string value."""
+
+    value: str
+
+
+class DateTime(Block):
+    """A date and time (ISO 8601 when given as text)."""
+
+    value: datetime
 
 
 class JSON(Block):
@@ -226,7 +266,7 @@ class NatsConnection(Block):
     token: SecretStr | None = None
 
 
-BUILT_IN = (Secret, JSON, Webhook, NatsConnection)
+BUILT_IN = (Secret, JSON, String, DateTime, Webhook, NatsConnection)
 
 
 async def register_built_in(store: EventStore) -> None:

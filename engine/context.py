@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flowbus.engine.clock import now_iso
+from flowbus.engine.errors import MissingContextError
 from flowbus.engine.ids import event_id, stream_id_prefix
 from flowbus.engine.records import make_record
 from flowbus.engine.secrets import scrub
@@ -68,6 +71,10 @@ class FlowRun:
     parent_task_run_id: str | None = None
     run_count: int = 0
     state: State | None = None
+    #: ``flow/deployment`` of a run an agent took from a queue; None for a run by hand.
+    deployment: str | None = None
+    #: When the run was created or, for a scheduled one, when it was due.
+    expected_start_time: str = field(default_factory=now_iso)
 
 
 @dataclass
@@ -104,6 +111,11 @@ class FlowRunContext:
     resumes: dict[str, Any] | None = None
     pause_count: int = 0
 
+    @classmethod
+    def get(cls) -> FlowRunContext | None:
+        """The current flow run's context, or None outside a flow run."""
+        return flow_run_var.get()
+
     def next_index(self, task_key: str) -> int:
         """A per-task counter that names task runs ``name-0``, ``name-1``, ... in this flow run."""
         with self.counter_lock:
@@ -119,12 +131,48 @@ class TaskRunContext:
     flow_run_context: FlowRunContext
     parameters: dict[str, Any]
     log_prints: bool
+    #: The call's (args, kwargs), bound to ``parameters`` on demand (binding costs per call).
+    arguments: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+
+    def bound_parameters(self) -> dict[str, Any]:
+        """The task run's parameters by name."""
+        if not self.parameters and self.arguments is not None:
+            self.parameters = self.task.parameters.bind(*self.arguments)
+        return self.parameters
+
+    @classmethod
+    def get(cls) -> TaskRunContext | None:
+        """The current task run's context, or None outside a task run."""
+        return task_run_var.get()
 
 
 flow_run_var: ContextVar[FlowRunContext | None] = ContextVar("flowbus_flow_run", default=None)
 task_run_var: ContextVar[TaskRunContext | None] = ContextVar("flowbus_task_run", default=None)
 
 
-def get_run_context() -> FlowRunContext | TaskRunContext | None:
-    """The innermost run context: the task run's inside a task, else the flow run's."""
-    return task_run_var.get() or flow_run_var.get()
+#: Tags added by ``with tags(...)`` to the flow runs and task runs created inside it.
+tags_var: ContextVar[tuple[str, ...]] = ContextVar("flowbus_tags", default=())
+
+
+def get_run_context() -> FlowRunContext | TaskRunContext:
+    """The innermost run context: the task run's inside a task, else the flow run's.
+
+    Raises ``MissingContextError`` outside any flow or task run (as Prefect does).
+    """
+    context = task_run_var.get() or flow_run_var.get()
+    if context is None:
+        raise MissingContextError(
+            "No run context available. You are not in a flow or task run context."
+        )
+    return context
+
+
+@contextmanager
+def tags(*names: str) -> Iterator[set[str]]:
+    """Add tags to every flow run and task run created inside the block (nests)."""
+    current = tags_var.get()
+    token = tags_var.set(tuple(dict.fromkeys([*current, *names])))
+    try:
+        yield set(tags_var.get())
+    finally:
+        tags_var.reset(token)

@@ -58,3 +58,28 @@ class TaskRunTimeout(FlowbusError, TimeoutError):
 
 class UsageError(FlowbusError):
     """The API was used in a way that cannot work, with a hint how to fix it."""
+
+
+class MissingContextError(UsageError):
+    """Code that needs a flow or task run (a run logger, the run context) ran outside one."""
+
+
+class FailedRun(FlowbusError):
+    """The result of a Failed state that carries no exception of its own."""
+
+
+class CrashedRun(FlowbusError):
+    """The result of a Crashed state that carries no exception of its own."""
+
+
+class CancelledRun(FlowbusError):
+    """The result of a Cancelled state that carries no exception of its own."""
+
+
+class ConcurrencySlotAcquisitionError(FlowbusError):
+    """Slots of a global concurrency limit could not be had (missing limit with ``strict=True``,
+    more slots asked than the limit has, or the wait ran past ``timeout_seconds``)."""
+
+
+class ObjectNotFound(UsageError, ValueError):
+    """A named object (a block, a variable, a deployment, an artifact) does not exist."""

@@ -15,6 +15,7 @@ from flowbus.engine.context import (
     FlowRunContext,
     RunStream,
     flow_run_var,
+    tags_var,
     task_run_var,
 )
 from flowbus.engine.errors import TaskRunTimeout, TransitionRejected
@@ -38,7 +39,7 @@ from flowbus.engine.states import (
     State,
     TimedOut,
 )
-from flowbus.engine.task_engine import failure_details, run_hooks
+from flowbus.engine.task_engine import failure_details, returned_state, run_hooks
 from flowbus.engine.transitions import decide
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ class ClaimedRun:
     tags: list[str] = field(default_factory=list)
     #: Inputs of its pauses already resumed (see ``pause_flow_run``).
     resumes: dict[str, Any] = field(default_factory=dict)
+    #: ``flow/deployment`` it was queued for.
+    deployment: str | None = None
 
 
 class FlowRunEngine:
@@ -101,10 +104,11 @@ class FlowRunEngine:
             name=claimed.name if claimed else flow.render_run_name(parameters),
             flow_name=flow.name,
             parameters=parameters,
-            tags=list(claimed.tags) if claimed else list(flow.tags),
+            tags=list(claimed.tags) if claimed else _with_context_tags(flow.tags),
             parent_run_id=parent.flow_run.id if parent else None,
             parent_task_run_id=parent_task.task_run.id if parent_task else None,
             state=claimed.state if claimed else None,
+            deployment=claimed.deployment if claimed else None,
         )
         #: Set by ``interrupt``: the state the run ends in instead of whatever comes next.
         self.interruption: State | None = None
@@ -193,8 +197,8 @@ class FlowRunEngine:
             task_run_var.reset(task_token)
             flow_run_var.reset(flow_token)
             self.context.task_runner.shutdown()
-        hooks = flow.on_completion if state.is_completed() else flow.on_failure
-        if hooks and not state.is_paused():
+        hooks = flow.final_hooks(state)
+        if hooks:
             await run_hooks(hooks, flow, self.flow_run, state)
         level = logging.INFO if state.is_completed() or state.is_paused() else logging.ERROR
         console(level, f"Flow run {self.flow_run.name!r}", f"Finished in state {state!r}")
@@ -207,7 +211,9 @@ class FlowRunEngine:
         for attempt in range(flow.retries + 1):
             self.flow_run.run_count = attempt + 1
             self.context.submitted = []
-            self._set_state(Retrying() if attempt else Running())
+            running = self._set_state(Retrying() if attempt else Running())
+            if flow.on_running_hooks:
+                await run_hooks(flow.on_running_hooks, flow, self.flow_run, running)
             try:
                 result = await call_user_function(
                     flow.fn, flow.is_async, args, kwargs, flow.timeout_seconds
@@ -237,6 +243,10 @@ class FlowRunEngine:
                         await sleep_at_least(delay)
                     continue
                 return self._set_state(failed)
+            if isinstance(result, State):  # the flow returned its final state
+                final = returned_state(result)
+                data = final.data if final.is_completed() else None
+                return self._set_state(final, summarize(data) if final.is_completed() else None)
             return self._set_state(Completed(data=result), summarize(result))
         raise AssertionError("unreachable: the last attempt always returns")
 
@@ -253,7 +263,18 @@ async def _resolve_returned(value: Any) -> Any:
     if isinstance(value, TaskRunFuture):
         return (await value.wait_async()).result()
     if isinstance(value, State):
-        return value.result()
+        return value  # a returned state is the run's final state
     if type(value) in (list, tuple) and any(isinstance(v, TaskRunFuture | State) for v in value):
-        return type(value)([await _resolve_returned(v) for v in value])
+        return type(value)([await _resolve_item(v) for v in value])
     return value
+
+
+def _with_context_tags(tags: list[str]) -> list[str]:
+    extra = tags_var.get()
+    return list(dict.fromkeys([*tags, *extra])) if extra else list(tags)
+
+
+async def _resolve_item(value: Any) -> Any:
+    if isinstance(value, State):
+        return value.result()
+    return await _resolve_returned(value)

@@ -16,6 +16,7 @@ from flowbus.engine.task_runners import ConcurrentTaskRunner, TaskRunner
 
 P = ParamSpec("P")
 R = TypeVar("R")
+Hook = Callable[..., Any]
 
 
 class Flow(Generic[P, R]):
@@ -41,6 +42,9 @@ class Flow(Generic[P, R]):
         tags: Iterable[str] | None = None,
         on_completion: Iterable[Callable[..., Any]] | None = None,
         on_failure: Iterable[Callable[..., Any]] | None = None,
+        on_cancellation: Iterable[Callable[..., Any]] | None = None,
+        on_crashed: Iterable[Callable[..., Any]] | None = None,
+        on_running: Iterable[Callable[..., Any]] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError("@flow needs a function")
@@ -62,8 +66,11 @@ class Flow(Generic[P, R]):
         self.persist_result = persist_result
         self.log_prints = log_prints
         self.tags = list(tags or [])
-        self.on_completion = list(on_completion or [])
-        self.on_failure = list(on_failure or [])
+        self.on_completion_hooks = list(on_completion or [])
+        self.on_failure_hooks = list(on_failure or [])
+        self.on_cancellation_hooks = list(on_cancellation or [])
+        self.on_crashed_hooks = list(on_crashed or [])
+        self.on_running_hooks = list(on_running or [])
         self.is_async = inspect.iscoroutinefunction(fn)
         self.parameters = ParameterSchema(fn, self.name)
         self._options = {
@@ -79,8 +86,12 @@ class Flow(Generic[P, R]):
             "persist_result": persist_result,
             "log_prints": log_prints,
             "tags": tags,
-            "on_completion": on_completion,
-            "on_failure": on_failure,
+            # The lists themselves: hooks added later by decorator carry over to copies.
+            "on_completion": self.on_completion_hooks,
+            "on_failure": self.on_failure_hooks,
+            "on_cancellation": self.on_cancellation_hooks,
+            "on_crashed": self.on_crashed_hooks,
+            "on_running": self.on_running_hooks,
         }
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
@@ -95,6 +106,45 @@ class Flow(Generic[P, R]):
         if unknown:
             raise TypeError(f"unknown flow options: {', '.join(sorted(unknown))}")
         return Flow(self.fn, **{**self._options, **options})
+
+    # -- hooks as decorators: ``@my_flow.on_failure`` -----------------------------------------
+
+    def on_completion(self, fn: Hook) -> Hook:
+        """Add a hook called as ``fn(flow, flow_run, state)`` when a run completes."""
+        self.on_completion_hooks.append(fn)
+        return fn
+
+    def on_failure(self, fn: Hook) -> Hook:
+        """Add a hook called as ``fn(flow, flow_run, state)`` when a run fails."""
+        self.on_failure_hooks.append(fn)
+        return fn
+
+    def on_cancellation(self, fn: Hook) -> Hook:
+        """Add a hook called as ``fn(flow, flow_run, state)`` when a run is cancelled."""
+        self.on_cancellation_hooks.append(fn)
+        return fn
+
+    def on_crashed(self, fn: Hook) -> Hook:
+        """Add a hook called as ``fn(flow, flow_run, state)`` when a run crashes."""
+        self.on_crashed_hooks.append(fn)
+        return fn
+
+    def on_running(self, fn: Hook) -> Hook:
+        """Add a hook called as ``fn(flow, flow_run, state)`` when an attempt starts."""
+        self.on_running_hooks.append(fn)
+        return fn
+
+    def final_hooks(self, state: Any) -> list[Hook]:
+        """The hooks for a run that ended in ``state``."""
+        if state.is_completed():
+            return self.on_completion_hooks
+        if state.is_failed():
+            return self.on_failure_hooks
+        if state.is_crashed():
+            return self.on_crashed_hooks
+        if state.is_cancelled():
+            return self.on_cancellation_hooks
+        return []
 
     def deploy(
         self,
@@ -125,6 +175,21 @@ class Flow(Generic[P, R]):
                 return await save_deployment(store, spec)
 
         return run_sync(save())
+
+    def to_deployment(self, name: str | None = None, **options: Any) -> Any:
+        """A deployment of this flow for ``flowbus.serve(...)``: name, cron, interval, rrule,
+        parameters, tags, description, timezone, queue."""
+        from flowbus.serving import to_deployment
+
+        return to_deployment(self, name, **options)
+
+    def serve(self, name: str | None = None, limit: int = 10, **options: Any) -> None:
+        """Record a deployment of this flow and run its flow runs in this process until
+        Ctrl-C (Prefect's quickest way to deploy). Options as ``to_deployment``: cron,
+        interval, rrule, parameters, tags, description, timezone."""
+        from flowbus.serving import serve
+
+        serve(self.to_deployment(name, **options), limit=limit)
 
     def parameters_schema(self) -> dict[str, Any]:
         """The JSON schema of this flow's parameters."""
@@ -169,7 +234,8 @@ def flow(__fn: Callable[P, R] | None = None, **options: Any) -> Any:
 
     Options (Prefect's names): name, version, description, tags, flow_run_name, retries,
     retry_delay_seconds, timeout_seconds, validate_parameters, persist_result, log_prints,
-    task_runner, on_completion, on_failure.
+    task_runner, on_completion, on_failure, on_cancellation, on_crashed, on_running. Hooks can
+    also be added with decorators: ``@my_flow.on_failure``.
     """
     if __fn is not None:
         return Flow(__fn, **options)

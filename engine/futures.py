@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from asyncio import events as _events
-from collections.abc import Generator, Iterable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Generator, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from flowbus.engine.errors import UsageError
 from flowbus.engine.states import Crashed, Pending, State
@@ -146,14 +147,47 @@ def _split(
     return threaded, looped
 
 
-def wait(futures: Iterable[TaskRunFuture[Any]], timeout: float | None = None) -> None:
-    """Block until every future is done (or ``timeout`` seconds pass)."""
+class DoneAndNotDoneFutures(NamedTuple, Generic[R]):
+    """What ``wait`` returns: the futures done, and those not done when it gave up."""
+
+    done: set[TaskRunFuture[R]]
+    not_done: set[TaskRunFuture[R]]
+
+
+def wait(
+    futures: Iterable[TaskRunFuture[R]], timeout: float | None = None
+) -> DoneAndNotDoneFutures[R]:
+    """Block until every future is done (or ``timeout`` seconds pass); returns (done, not_done)."""
+    futures = list(futures)
     # One waiter for all of them: waking once per future costs a thread switch each.
     threaded, looped = _split(futures)
+    deadline = None if timeout is None else time.monotonic() + timeout
     if threaded:
         concurrent.futures.wait(threaded, timeout)
     for future in looped:
-        future.wait(timeout)
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        future.wait(left)
+    done = {f for f in futures if f.done()}
+    return DoneAndNotDoneFutures(done, {f for f in futures if f not in done})
+
+
+def as_completed(
+    futures: Iterable[TaskRunFuture[R]], timeout: float | None = None
+) -> Iterator[TaskRunFuture[R]]:
+    """Yield the futures as they finish; ``TimeoutError`` if some are not done in ``timeout``."""
+    by_backing: dict[concurrent.futures.Future[State], TaskRunFuture[R]] = {}
+    for future in futures:
+        backing = future._future
+        if not isinstance(backing, concurrent.futures.Future):
+            if backing.get_loop() is _events._get_running_loop():
+                raise UsageError("as_completed() blocks: in an async flow use asyncio.as_completed")
+            backing = _as_concurrent(backing)
+        by_backing[backing] = future
+    try:
+        for finished in concurrent.futures.as_completed(by_backing, timeout):
+            yield by_backing[finished]
+    except concurrent.futures.TimeoutError as exc:
+        raise TimeoutError(f"futures not done after {timeout} s") from exc
 
 
 async def wait_all(futures: Iterable[TaskRunFuture[Any]]) -> None:

@@ -10,12 +10,14 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
 from flowbus.engine.context import FlowRunContext, TaskRunContext, flow_run_var, task_run_var
-from flowbus.engine.errors import UsageError
+from flowbus.engine.errors import MissingContextError
 from flowbus.engine.secrets import known_secrets, redact
 
 _LEVELS = logging.getLevelNamesMapping()
@@ -85,12 +87,15 @@ class _Discard:
 def get_run_logger(name: str = "flowbus.run", **bindings: Any) -> Any:
     """A structlog logger bound to the current run; its lines are stored with the run.
 
-    Raises ``UsageError`` outside a flow or task run.
+    Raises ``MissingContextError`` outside a flow or task run, except inside
+    ``disable_run_logger()``, where it gives a logger that drops every line.
     """
     task_ctx = task_run_var.get()
     flow_ctx = task_ctx.flow_run_context if task_ctx else flow_run_var.get()
     if flow_ctx is None:
-        raise UsageError("get_run_logger() works inside a flow or task run only")
+        if _disabled.get():
+            return _silent_logger()
+        raise MissingContextError("get_run_logger() works inside a flow or task run only")
     import structlog
 
     logger = structlog.wrap_logger(
@@ -103,6 +108,31 @@ def get_run_logger(name: str = "flowbus.run", **bindings: Any) -> Any:
     if task_ctx is not None:
         logger = logger.bind(task_run_id=task_ctx.task_run.id)
     return logger.bind(**bindings) if bindings else logger
+
+
+_disabled: ContextVar[bool] = ContextVar("flowbus_run_logger_disabled", default=False)
+
+
+def _silent_logger() -> logging.Logger:
+    logger = logging.getLogger("flowbus.null")
+    logger.disabled = True
+    return logger
+
+
+@contextmanager
+def disable_run_logger() -> Iterator[None]:
+    """Call a task's or flow's function outside a run (``my_task.fn()`` in a unit test) without
+    ``get_run_logger()`` raising: its lines are dropped."""
+    token = _disabled.set(True)
+    try:
+        yield
+    finally:
+        _disabled.reset(token)
+
+
+def get_logger(name: str | None = None) -> logging.Logger:
+    """A standard-library logger under ``flowbus`` (not tied to a run)."""
+    return logging.getLogger(f"flowbus.{name}" if name else "flowbus")
 
 
 _original_print = builtins.print

@@ -8,7 +8,13 @@ from datetime import datetime
 from typing import Any
 
 from flowbus.engine.clock import canonical, now_iso
-from flowbus.engine.errors import MissingResult, UnfinishedRun
+from flowbus.engine.errors import (
+    CancelledRun,
+    CrashedRun,
+    FailedRun,
+    MissingResult,
+    UnfinishedRun,
+)
 
 
 class StateType(enum.StrEnum):
@@ -127,16 +133,33 @@ class State:
         return self.data is not _NOT_SET
 
     def result(self, raise_on_failure: bool = True) -> Any:
-        """Return the run's result; for a failed, crashed or cancelled state raise its error."""
+        """The run's result. A failed, crashed or cancelled state raises its exception (or
+        ``FailedRun``/``CrashedRun``/``CancelledRun`` with its message when it carries none);
+        with ``raise_on_failure=False`` that exception is returned instead."""
         if not self.is_final():
             raise UnfinishedRun(f"run is {self.name}: it has no result yet")
-        if not self.has_data:
-            raise MissingResult(f"{self.name} state carries no result in this process")
-        if self.type is not StateType.COMPLETED and raise_on_failure:
-            if isinstance(self.data, BaseException):
-                raise self.data
-            raise RuntimeError(self.message or f"run ended {self.name}")
-        return self.data
+        if self.type is StateType.COMPLETED:
+            if not self.has_data:
+                raise MissingResult(f"{self.name} state carries no result in this process")
+            return self.data
+        error = self.exception()
+        if raise_on_failure:
+            raise error
+        return error
+
+    def exception(self) -> BaseException:
+        """The exception a failed, crashed or cancelled state stands for."""
+        if isinstance(self.data, BaseException):
+            return self.data
+        wrapper = _FAILURE_ERRORS.get(self.type, FailedRun)
+        return wrapper(self.message or f"run ended {self.name}")
+
+
+_FAILURE_ERRORS: dict[StateType, type[Exception]] = {
+    StateType.FAILED: FailedRun,
+    StateType.CRASHED: CrashedRun,
+    StateType.CANCELLED: CancelledRun,
+}
 
 
 async def outcome(run: Awaitable[State], return_state: bool) -> Any:
@@ -145,12 +168,15 @@ async def outcome(run: Awaitable[State], return_state: bool) -> Any:
     return state if return_state else state.result()
 
 
-def _factory(type_: StateType, name: str) -> Any:
-    def make(message: str | None = None, data: Any = _NOT_SET, **kwargs: Any) -> State:
-        return State(type_, name, message=message, data=data, **kwargs)
+def _factory(type_: StateType, default_name: str) -> Any:
+    # ``data`` defaults to None as in Prefect: ``return Completed(message="ok")`` has result None.
+    def make(
+        message: str | None = None, data: Any = None, *, name: str | None = None, **kwargs: Any
+    ) -> State:
+        return State(type_, name or default_name, message=message, data=data, **kwargs)
 
-    make.__name__ = name
-    make.__doc__ = f"A {type_.value} state named {name!r}."
+    make.__name__ = default_name
+    make.__doc__ = f"A {type_.value} state named {default_name!r} (or ``name``)."
     return make
 
 

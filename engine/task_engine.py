@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import logging
 import traceback
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flowbus.engine.caching import ResultStore
@@ -34,6 +35,7 @@ from flowbus.engine.states import (
     State,
     TimedOut,
 )
+from flowbus.engine.transactions import Transaction, get_transaction
 from flowbus.engine.transitions import decide
 
 if TYPE_CHECKING:
@@ -115,26 +117,51 @@ class TaskRunEngine:
         args, kwargs, resolution = await resolve_inputs(self.args, self.kwargs, self.wait_for)
         self.upstream = resolution.upstream
         task = self.task
-        if task.cache_key_fn is not None or task.task_run_name is not None:
+        if task.caching or task.task_run_name is not None:
             self.parameters = task.parameters.bind(args, kwargs)
-        cache_key = self._compute_cache_key() if task.cache_key_fn is not None else None
+        cache_key = self._compute_cache_key() if task.caching else None
         self.cache_key = cache_key
         if task.task_run_name is not None:
             self.task_run.name = task.render_run_name(self.parameters or {})
-        self._set_state(Pending(timestamp=self.task_run.created))
 
         if resolution.failures:
+            # As in Prefect 3: the task does not run and stays Pending, named NotReady.
             names = ", ".join(f.task_run_name for f in resolution.failures)
-            error = UpstreamTaskError(f"upstream task run(s) did not complete: {names}")
-            return self._set_state(Failed(message=str(error), data=error))
+            message = f"Upstream task run(s) did not reach a 'COMPLETED' state: {names}"
+            return self._set_state(
+                Pending(message=message, name="NotReady", timestamp=self.task_run.created)
+            )
+        self._set_state(Pending(timestamp=self.task_run.created))
         if cache_key is not None and not task.refresh_cache:
-            hit = ResultStore(task.result_path).read(cache_key)
+            hit = self._results().read(cache_key)
             if hit is not None:
                 return await self._finish(Cached(data=hit.value), hit.value)
-        return await self._attempts(args, kwargs, cache_key)
+        parent = get_transaction()
+        if parent is None and not (task.on_commit_hooks or task.on_rollback_hooks):
+            return await self._attempts(args, kwargs, cache_key, None)
+        # In a transaction (or with its hooks): the result is staged, and written and the
+        # commit hooks called when the transaction commits.
+        txn = Transaction(cache_key, self._results(), expiration=task.cache_expiration,
+                          overwrite=True)  # fmt: skip
+        try:
+            with txn:
+                state = await self._attempts(args, kwargs, cache_key, txn)
+                if not state.is_completed():
+                    raise _RollBack(state)
+        except _RollBack as rolled_back:
+            return rolled_back.state
+        return state
+
+    def _results(self) -> ResultStore:
+        storage = self.task.cache_policy.key_storage
+        return ResultStore(Path(storage).expanduser() if storage else self.task.result_path)
 
     async def _attempts(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], key: str | None
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        key: str | None,
+        txn: Transaction | None,
     ) -> State:
         task_run = self.task_run
         # Tags may be limited: each attempt holds a slot of each (none while it waits to retry).
@@ -146,7 +173,7 @@ class TaskRunEngine:
                 await slots.acquire(task_run.tags, task_run.id, flow_run_id) if slots else None
             )
             try:
-                state, retry = await self._attempt(attempt, args, kwargs, key)
+                state, retry = await self._attempt(attempt, args, kwargs, key, txn)
             finally:
                 if release is not None:
                     await release()
@@ -156,14 +183,21 @@ class TaskRunEngine:
         raise AssertionError("unreachable: the last attempt always returns")
 
     async def _attempt(
-        self, attempt: int, args: tuple[Any, ...], kwargs: dict[str, Any], key: str | None
+        self,
+        attempt: int,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        key: str | None,
+        txn: Transaction | None,
     ) -> tuple[State, bool]:
         """One attempt: its state, and whether it failed and is to be retried."""
         task = self.task
         task_run = self.task_run
-        self._set_state(Retrying() if attempt else Running())
+        running = self._set_state(Retrying() if attempt else Running())
+        if task.on_running_hooks:
+            await run_hooks(task.on_running_hooks, task, task_run, running)
         context = TaskRunContext(task, task_run, self.flow_ctx, self.parameters or {},
-                                 self._log_prints())  # fmt: skip
+                                 self._log_prints(), (args, kwargs))  # fmt: skip
         token = task_run_var.set(context)
         try:
             result = await call_user_function(
@@ -179,10 +213,12 @@ class TaskRunEngine:
             return await self._finish(failed, None), False
         finally:
             task_run_var.reset(token)
-        if key is not None or task.persist_result:
-            ResultStore(task.result_path).write(
-                key or f"task-run-{task_run.id}", result, task.cache_expiration
-            )
+        if isinstance(result, State):  # the task returned a state: it ends in that state
+            return await self._finish(returned_state(result), returned_state(result).data), False
+        if txn is not None:
+            txn.stage(result, task.on_rollback_hooks, task.on_commit_hooks)
+        elif key is not None or task.persist_result:
+            self._results().write(key or f"task-run-{task_run.id}", result, task.cache_expiration)
         return await self._finish(Completed(data=result), result), False
 
     def _failed_state(self, exc: BaseException) -> State:
@@ -224,7 +260,9 @@ class TaskRunEngine:
             detail = f"\n{state.traceback}" if state.traceback else ""
             record_log(logging.ERROR, "flowbus.engine", f"Finished in state {state!r}{detail}")
         self._set_state(state, summarize(result) if state.is_completed() else None)
-        hooks = self.task.on_completion if state.is_completed() else self.task.on_failure
+        hooks = (
+            self.task.on_completion_hooks if state.is_completed() else self.task.on_failure_hooks
+        )
         if hooks:
             await run_hooks(hooks, self.task, self.task_run, state)
         return state
@@ -238,11 +276,31 @@ class TaskRunEngine:
             self.task, self.task_run, self.flow_ctx, self.parameters or {}, False
         )
         try:
-            key = self.task.cache_key_fn(context, self.parameters or {})
+            key = self.task.cache_policy.compute_key(
+                context, self.parameters or {}, self.flow_ctx.flow_run.parameters
+            )
         except Exception as exc:
-            console(logging.WARNING, "flowbus.engine", f"cache_key_fn raised {exc!r}: not caching")
+            console(logging.WARNING, "flowbus.engine", f"cache key raised {exc!r}: not caching")
             return None
-        return None if key is None else str(key)
+        if key is None:
+            why = f"task {self.task.name!r}: its inputs cannot be hashed; not caching"
+            console(logging.WARNING, "flowbus.engine", why)
+        return key
+
+
+class _RollBack(Exception):
+    """Leaves a task run's own transaction so that it rolls back (the run did not complete)."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+
+def returned_state(state: State) -> State:
+    """A state a task or flow returned, as its final state (Prefect's behaviour): a non-final
+    one counts as Failed, a final one is taken as it is."""
+    if state.is_final():
+        return state
+    return Failed(message=f"the run returned a non-final state {state!r}")
 
 
 async def run_hooks(hooks: list[Any], owner: Any, run: Any, state: State) -> None:

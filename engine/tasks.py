@@ -8,7 +8,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from flowbus.engine.context import FlowRunContext, TaskRun, flow_run_var
+from flowbus.engine.cache_policies import (
+    DEFAULT,
+    NO_CACHE,
+    CacheKeyFnPolicy,
+    CachePolicy,
+    is_no_cache,
+)
+from flowbus.engine.context import FlowRunContext, TaskRun, flow_run_var, tags_var
 from flowbus.engine.errors import UsageError
 from flowbus.engine.futures import FutureList, TaskRunFuture
 from flowbus.engine.ids import new_id
@@ -24,8 +31,38 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _hooks(hooks: Iterable[Callable[..., Any]] | None) -> list[Callable[..., Any]]:
+Hook = Callable[..., Any]
+
+
+class NotSet:
+    """The default of options whose absence means something (``cache_policy``)."""
+
+
+def _hooks(hooks: Iterable[Hook] | None) -> list[Hook]:
     return list(hooks or [])
+
+
+def _cache_settings(
+    cache_key_fn: Callable[..., Any] | None,
+    cache_policy: CachePolicy | type[NotSet] | None,
+    persist_result: bool | None,
+) -> tuple[CachePolicy, bool]:
+    """The task's cache policy, and whether it caches at all.
+
+    As in Prefect, caching needs persisted results: ``persist_result=True``, or a policy or
+    ``cache_key_fn`` given explicitly (which turns persistence on); ``persist_result=False``
+    turns caching off whatever the policy.
+    """
+    policy: CachePolicy
+    if cache_key_fn is not None:
+        policy, explicit = CacheKeyFnPolicy(cache_key_fn=cache_key_fn), True
+    elif cache_policy is NotSet or cache_policy is None:
+        policy, explicit = (DEFAULT if cache_policy is NotSet else NO_CACHE), False
+    else:
+        assert isinstance(cache_policy, CachePolicy)
+        policy, explicit = cache_policy, not is_no_cache(cache_policy)
+    persist = explicit if persist_result is None else persist_result
+    return policy, bool(persist) and not is_no_cache(policy)
 
 
 class Task(Generic[P, R]):
@@ -55,9 +92,15 @@ class Task(Generic[P, R]):
         retry_condition_fn: Callable[..., Any] | None = None,
         on_completion: Iterable[Callable[..., Any]] | None = None,
         on_failure: Iterable[Callable[..., Any]] | None = None,
+        cache_policy: CachePolicy | type[NotSet] | None = NotSet,
+        on_commit: Iterable[Callable[..., Any]] | None = None,
+        on_rollback: Iterable[Callable[..., Any]] | None = None,
+        on_running: Iterable[Callable[..., Any]] | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError("@task needs a function")
+        if retry_jitter_factor is not None and retry_jitter_factor < 0:
+            raise ValueError("retry_jitter_factor must be >= 0")
         self.fn = fn
         self.name = name or fn.__name__
         self.description = description or inspect.getdoc(fn)
@@ -72,14 +115,20 @@ class Task(Generic[P, R]):
         self.retry_delay_seconds = retry_delay_seconds
         self.retry_delays = delay_list(retry_delay_seconds, self.retries)
         self.retry_jitter_factor = retry_jitter_factor
+        self.cache_policy, self.caching = _cache_settings(
+            cache_key_fn, cache_policy, persist_result
+        )
         self.persist_result = bool(persist_result)
         self.result_path = Path(result_storage).expanduser() if result_storage else None
         self.timeout_seconds = timeout_seconds
         self.log_prints = log_prints
         self.refresh_cache = bool(refresh_cache)
         self.retry_condition_fn = retry_condition_fn
-        self.on_completion = _hooks(on_completion)
-        self.on_failure = _hooks(on_failure)
+        self.on_completion_hooks = _hooks(on_completion)
+        self.on_failure_hooks = _hooks(on_failure)
+        self.on_commit_hooks = _hooks(on_commit)
+        self.on_rollback_hooks = _hooks(on_rollback)
+        self.on_running_hooks = _hooks(on_running)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.task_key = f"{fn.__module__}.{fn.__qualname__}"
         self.parameters = ParameterSchema(fn, self.name)
@@ -100,8 +149,13 @@ class Task(Generic[P, R]):
             "log_prints": log_prints,
             "refresh_cache": refresh_cache,
             "retry_condition_fn": retry_condition_fn,
-            "on_completion": on_completion,
-            "on_failure": on_failure,
+            # The lists themselves: hooks added later by decorator carry over to copies.
+            "on_completion": self.on_completion_hooks,
+            "on_failure": self.on_failure_hooks,
+            "cache_policy": cache_policy,
+            "on_commit": self.on_commit_hooks,
+            "on_rollback": self.on_rollback_hooks,
+            "on_running": self.on_running_hooks,
         }
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
@@ -121,6 +175,33 @@ class Task(Generic[P, R]):
         assert self.task_run_name is not None
         return render_name(self.task_run_name, parameters, f"task {self.name!r}")
 
+    # -- hooks as decorators: ``@my_task.on_failure`` -----------------------------------------
+
+    def on_completion(self, fn: Hook) -> Hook:
+        """Add a hook called as ``fn(task, task_run, state)`` when a run completes."""
+        self.on_completion_hooks.append(fn)
+        return fn
+
+    def on_failure(self, fn: Hook) -> Hook:
+        """Add a hook called as ``fn(task, task_run, state)`` when a run fails for good."""
+        self.on_failure_hooks.append(fn)
+        return fn
+
+    def on_running(self, fn: Hook) -> Hook:
+        """Add a hook called as ``fn(task, task_run, state)`` when an attempt starts."""
+        self.on_running_hooks.append(fn)
+        return fn
+
+    def on_commit(self, fn: Hook) -> Hook:
+        """Add a hook called as ``fn(transaction)`` when the run's transaction commits."""
+        self.on_commit_hooks.append(fn)
+        return fn
+
+    def on_rollback(self, fn: Hook) -> Hook:
+        """Add a hook called as ``fn(transaction)`` when the run's transaction rolls back."""
+        self.on_rollback_hooks.append(fn)
+        return fn
+
     # -- running ----------------------------------------------------------------------------
 
     def _engine(
@@ -132,12 +213,16 @@ class Task(Generic[P, R]):
         map_index: int | None = None,
     ) -> TaskRunEngine:
         index = flow_ctx.next_index(self.task_key)
+        tags = self.tags
+        extra = tags_var.get()
+        if extra:  # inside ``with tags(...)``
+            tags = list(dict.fromkeys([*tags, *extra]))
         task_run = TaskRun(
             new_id(),
             f"{self.name}-{index}",
             self.task_key,
             flow_ctx.flow_run.id,
-            self.tags,
+            tags,
             map_index,
         )
         return TaskRunEngine(self, task_run, flow_ctx, args, kwargs, wait_for)
@@ -242,7 +327,9 @@ def task(__fn: Callable[P, R] | None = None, **options: Any) -> Any:
     Options (Prefect's names): name, description, tags, version, retries, retry_delay_seconds
     (a number, a list, or ``exponential_backoff(factor)``), retry_jitter_factor,
     retry_condition_fn, timeout_seconds, log_prints, task_run_name, cache_key_fn,
-    cache_expiration, refresh_cache, persist_result, result_storage, on_completion, on_failure.
+    cache_expiration, refresh_cache, cache_policy, persist_result, result_storage,
+    on_completion, on_failure, on_running, on_commit, on_rollback. Hooks can also be added with
+    decorators: ``@my_task.on_failure``.
     """
     if __fn is not None:
         return Task(__fn, **options)

@@ -30,6 +30,7 @@ from flowbus.engine import (
     get_run_context,
     get_run_logger,
     pause_flow_run,
+    tags,
     task,
     task_input_hash,
     unmapped,
@@ -47,9 +48,14 @@ _LAZY = {
     "JSON": "flowbus.engine.blocks",
     "Webhook": "flowbus.engine.blocks",
     "NatsConnection": "flowbus.engine.blocks",
+    "Transaction": "flowbus.engine.transactions",
+    "transaction": "flowbus.engine.transactions",
+    "resume_flow_run": "flowbus.flow_runs",
+    "suspend_flow_run": "flowbus.flow_runs",
+    "serve": "flowbus.serving",
 }
 #: Modules reachable as attributes: ``flowbus.variables.get("region")``.
-_MODULES = {"variables": "flowbus.engine.variables"}
+_MODULES = {"variables": "flowbus.variables", "runtime": "flowbus.runtime"}
 
 
 def __getattr__(name: str) -> object:
@@ -82,6 +88,7 @@ __all__ = [
     "TaskRun",
     "TaskRunFuture",
     "ThreadPoolTaskRunner",
+    "Transaction",
     "UsageError",
     "Webhook",
     "__version__",
@@ -91,8 +98,14 @@ __all__ = [
     "get_run_context",
     "get_run_logger",
     "pause_flow_run",
+    "resume_flow_run",
+    "runtime",
+    "serve",
+    "suspend_flow_run",
+    "tags",
     "task",
     "task_input_hash",
+    "transaction",
     "unmapped",
     "variables",
     "wait",
