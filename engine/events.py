@@ -139,13 +139,42 @@ class LogEmitted(_EventBase):
     message: str
 
 
+ArtifactType = Literal["markdown", "table", "link", "progress", "image"]
+
+
+class ArtifactCreated(_EventBase):
+    """An artifact a run published (``flowbus.artifacts``); ``key`` makes it the latest of a
+    series that ``Artifact.get(key)`` finds."""
+
+    type: Literal["artifact.created"] = "artifact.created"
+    artifact_id: UUID
+    key: str | None = Field(default=None, pattern=r"^[a-z0-9-]+$", max_length=200)
+    artifact_type: ArtifactType
+    data: Any = None
+    description: str | None = None
+    task_run_id: UUID | None = None
+
+
+class ArtifactUpdated(_EventBase):
+    """New data for an artifact (a progress artifact moving on)."""
+
+    type: Literal["artifact.updated"] = "artifact.updated"
+    artifact_id: UUID
+    key: str | None = Field(default=None, pattern=r"^[a-z0-9-]+$", max_length=200)
+    artifact_type: ArtifactType | None = None
+    data: Any = None
+    description: str | None = None
+
+
 Event = Annotated[
     FlowRunCreated
     | FlowRunStateChanged
     | TaskRunCreated
     | TaskRunStateChanged
     | LogEmitted
-    | DeploymentSaved,
+    | DeploymentSaved
+    | ArtifactCreated
+    | ArtifactUpdated,
     Field(discriminator="type"),
 ]
 EVENT_TYPES: tuple[type[_EventBase], ...] = (
@@ -155,6 +184,8 @@ EVENT_TYPES: tuple[type[_EventBase], ...] = (
     TaskRunStateChanged,
     LogEmitted,
     DeploymentSaved,
+    ArtifactCreated,
+    ArtifactUpdated,
 )
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 

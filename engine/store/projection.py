@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from flowbus.engine.artifacts import artifact_document
 from flowbus.engine.clock import canonical
 from flowbus.engine.records import EventRecord
 
@@ -286,7 +287,7 @@ def plan(records: Iterable[EventRecord]) -> ProjectionPlan:
             new_flows[data["stream_id"]] = list(_flow_insert(data))
         elif kind == "deployment.saved":
             _save_deployment(deployments, data)
-        elif kind in ("document.saved", "document.deleted"):
+        else:
             documents.apply(kind, data)
     out.document_deletes, out.documents = documents.deletes, documents.rows()
     out.flow_inserts = [tuple(row) for row in new_flows.values()]
@@ -322,6 +323,11 @@ class _DocumentChanges:
         self.deletes: list[tuple[str, str]] = []
 
     def apply(self, kind: str, data: dict[str, Any]) -> None:
+        """A document event, or a keyed artifact (the latest of its key is a document)."""
+        if kind not in ("document.saved", "document.deleted"):
+            if kind in ("artifact.created", "artifact.updated") and data.get("key"):
+                self.apply_artifact(data)
+            return
         key = (data["kind"], data["name"])
         if kind == "document.deleted":
             self.latest[key] = None
@@ -331,6 +337,14 @@ class _DocumentChanges:
         earlier = self.latest.get(key)
         created = earlier[3] if earlier is not None else data["occurred"]
         self.latest[key] = (*key, _json(data["body"]), created, data["occurred"], data["seq"])
+
+    def apply_artifact(self, data: dict[str, Any]) -> None:
+        """A keyed artifact: the latest of its key becomes the ``artifact`` document."""
+        key = ("artifact", data["key"])
+        earlier = self.latest.get(key)
+        body = artifact_document(data, orjson.loads(earlier[2]) if earlier else None)
+        created = earlier[3] if earlier is not None else data["occurred"]
+        self.latest[key] = (*key, _json(body), created, data["occurred"], data["seq"])
 
     def rows(self) -> list[tuple[Any, ...]]:
         return _without_nul([row for row in self.latest.values() if row is not None])

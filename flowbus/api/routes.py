@@ -14,6 +14,8 @@ from pydantic import BaseModel, Field, model_validator
 
 from flowbus.cli.run_details import run_detail
 from flowbus.client import Client
+from flowbus.engine.artifacts import latest as latest_artifact
+from flowbus.engine.artifacts import run_artifacts
 from flowbus.engine.automations import AUTOMATION, AUTOMATION_STATUS
 from flowbus.engine.blocks import BLOCK, BLOCK_TYPE, shown_block
 from flowbus.engine.deployments import set_schedules_active
@@ -178,6 +180,23 @@ async def get_run(request: Request, run_id: str) -> dict[str, Any]:
     """A run with its parameters, state history, task runs, subflows and error."""
     store = _store(request)
     return await run_detail(store, await _run_or_404(store, run_id))
+
+
+@router.get("/runs/{run_id}/artifacts", tags=["artifacts"])
+async def list_run_artifacts(request: Request, run_id: str) -> list[dict[str, Any]]:
+    """A run's artifacts in creation order, each with its latest data."""
+    store = _store(request)
+    await _run_or_404(store, run_id)
+    return [a.to_dict() for a in run_artifacts(await store.read_stream(run_id))]
+
+
+@router.get("/artifacts/{key}", tags=["artifacts"])
+async def get_artifact(request: Request, key: str) -> dict[str, Any]:
+    """The latest artifact recorded under ``key``."""
+    found = await latest_artifact(_store(request), key)
+    if found is None:
+        raise HTTPException(404, f"no artifact with key {key!r}")
+    return found.to_dict()
 
 
 @router.get("/runs/{run_id}/task-runs", tags=["runs"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from flowbus.cli.common import duration
+from flowbus.engine.artifacts import run_artifacts
 from flowbus.engine.store import EventStore, FlowRunView, StoredEvent
 
 
@@ -56,6 +57,7 @@ async def run_detail(store: EventStore, run: FlowRunView) -> dict[str, Any]:
     detail["scheduled_time"] = created.get("scheduled_time")
     #: The automation and event that started the run, if one did.
     detail["triggered_by"] = created.get("triggered_by")
+    detail["artifacts"] = [artifact.to_dict() for artifact in run_artifacts(events)]
     detail["subflow_runs"] = [
         {"id": s.id, "name": s.name, "flow_name": s.flow_name, "state_name": s.state_name}
         for s in reversed(subflows)

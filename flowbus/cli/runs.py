@@ -165,8 +165,22 @@ def _print_detail(detail: dict[str, Any]) -> None:
         console.print(
             f"subflow: {sub['flow_name']} / {sub['name']} {sub['state_name']} {sub['id']}"
         )
+    if detail["artifacts"]:
+        _print_artifacts(detail["artifacts"])
     if detail["error"]:
         console.print(f"\n[red]{detail['error']}[/]")
+
+
+def _print_artifacts(artifacts: list[dict[str, Any]]) -> None:
+    table = Table(title="\nArtifacts", box=None, header_style="bold", title_justify="left")
+    for column in ("KEY", "TYPE", "DESCRIPTION", "DATA"):
+        table.add_column(column)
+    for artifact in artifacts:
+        data = artifact["data"]
+        shown = f"{data:g}%" if artifact["type"] == "progress" else str(data)
+        table.add_row(artifact["key"] or "-", artifact["type"], artifact["description"] or "",
+                      shown if len(shown) <= 80 else shown[:77] + "...")  # fmt: skip
+    console.print(table)
 
 
 @app.command("logs")

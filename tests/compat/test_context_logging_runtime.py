@@ -116,7 +116,7 @@ def test_runtime_outside_and_inside_runs(monkeypatch: pytest.MonkeyPatch) -> Non
             "name": "attempt-0",
             "run_count": 2,
             "parameters": {"x": 7},
-        },  # fmt: skip
+        },
     }
 
 

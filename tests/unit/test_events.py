@@ -73,6 +73,8 @@ def test_every_event_type_has_a_versioned_model() -> None:
         "task_run.state",
         "log",
         "deployment.saved",
+        "artifact.created",
+        "artifact.updated",
     }
     for model in EVENT_TYPES:
         assert model.model_config.get("frozen") is True

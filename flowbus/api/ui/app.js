@@ -62,7 +62,7 @@ function seconds(value) {
 }
 
 const EVENT_TYPES = ["flow_run.created", "flow_run.state", "task_run.created", "task_run.state",
-  "log", "deployment.saved"];
+  "log", "deployment.saved", "artifact.created", "artifact.updated"];
 
 function live(params, onEvent) {
   // One EventSource; closed when the page changes.
@@ -205,6 +205,7 @@ async function runPage(runId) {
             el("li", {}, badge(s.type, s.name), " ", el("span", { class: "muted" }, when(s.timestamp)),
               s.message ? el("div", { class: "muted" }, s.message) : null))))),
       run.error ? el("div", {}, el("h2", {}, "Error"), el("pre", { class: "error" }, run.error)) : null,
+      artifactsSection(run.artifacts),
       el("h2", {}, `Task runs (${run.task_runs.length})`), gantt(run.task_runs),
       run.subflow_runs.length ? el("div", {}, el("h2", {}, "Subflow runs"), el("ul", {},
         run.subflow_runs.map((s) => el("li", {}, el("a", { href: `#/runs/${s.id}` }, s.name), " ",
@@ -225,7 +226,8 @@ async function runPage(runId) {
     logs.append(`${new Date(line.occurred).toLocaleTimeString()}  ${line.message}\n`);
   });
   const stopStates = live(new URLSearchParams([["run_id", runId], ["types", "flow_run.state"],
-    ["types", "task_run.state"]]), async (event) => {
+    ["types", "task_run.state"], ["types", "artifact.created"], ["types", "artifact.updated"]]),
+  async (event) => {
     if (event.type === "flow_run.state" && event.stream_id === runId) {
       seenStates.push(event.state);
       run = merged(run);

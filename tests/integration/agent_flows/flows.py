@@ -111,3 +111,13 @@ def needs_approval(amount: int = 100, timeout: float = 120) -> str:
 def needs_input(path: str) -> str:
     """A required parameter without a default."""
     return path
+
+
+@flow
+def with_artifacts(rows: int = 2) -> str:
+    from flowbus import runtime
+    from flowbus.artifacts import create_markdown_artifact, create_table_artifact
+
+    create_table_artifact([{"row": i} for i in range(rows)], key="rows-table")
+    create_markdown_artifact(f"# Report\n{rows} rows", key="rows-report", description="summary")
+    return f"{runtime.deployment.name}:{runtime.flow_run.deployment_name}"
