@@ -35,7 +35,6 @@ from flowbus.agents.automations import AutomationEngine
 from flowbus.agents.ledger import RunEntry, RunLedger
 from flowbus.agents.recorder import Recorder
 from flowbus.agents.scheduler import Scheduler
-from flowbus.agents.slots import Holding, SlotTable, Waiter
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.broker.streams import ensure_queue_consumer, ensure_streams
@@ -47,6 +46,7 @@ from flowbus.engine.names import generate_run_name
 from flowbus.engine.records import EventRecord, make_record, state_dict
 from flowbus.engine.schema_model import model_from_schema
 from flowbus.engine.settings import env_float
+from flowbus.engine.slot_table import GLOBAL, GLOBAL_LIMIT, Holding, SlotTable, Waiter
 from flowbus.engine.states import (
     AwaitingRetry,
     Cancelled,
@@ -62,6 +62,7 @@ from flowbus.engine.store import DeploymentView, EventStore
 
 #: Documents of this kind hold a tag's concurrency limit (``flowbus limit set``).
 LIMIT = "limit"
+
 
 log = structlog.get_logger("flowbus.orchestrator")
 
@@ -140,6 +141,7 @@ class Orchestrator:
         self.scheduler: Scheduler | None = None
         self.automations: AutomationEngine | None = None
         self.slots = SlotTable()
+        self._drain_timer: asyncio.TimerHandle | None = None
         self._limited_release = asyncio.Lock()
         #: tag -> (read at, its limit or None), from the store's ``limit`` documents.
         self._limits: dict[str, tuple[float, int | None]] = {}
@@ -638,7 +640,9 @@ class Orchestrator:
         now = time.monotonic()
         self.agents[beat.agent] = _AgentSeen(beat, now)
         for held in beat.slots:  # after a restart, slots granted before it count again
-            self.slots.adopt(Holding(held.holder, tuple(held.tags), held.run_id, beat.agent))
+            self.slots.adopt(
+                Holding(held.holder, tuple(held.tags), held.run_id, beat.agent, held.occupy)
+            )
         lost = []
         async with self.ledger.lock:
             for held in beat.runs:
@@ -713,18 +717,29 @@ class Orchestrator:
     # --- tag concurrency slots ---------------------------------------------------------------
 
     async def _limits_of(self, tags: list[str]) -> dict[str, int]:
-        """The limits of these tags (read from the store at most once a second each)."""
+        """The limits of these keys (read from the store at most once a second each): a tag's
+        ``limit`` document, or a global limit's (``gcl:<name>``; an inactive one limits
+        nothing). A global limit's slot decay goes to the slot table."""
         now = time.monotonic()
         found: dict[str, int] = {}
         for tag in tags:
             cached = self._limits.get(tag)
             if cached is None or now - cached[0] > DEPLOYMENT_CACHE_SECONDS:
-                document = await self.store.get_document(LIMIT, tag)
-                cached = (now, int(document.body["limit"]) if document else None)
+                cached = (now, await self._read_limit(tag))
                 self._limits[tag] = cached
             if cached[1] is not None:
                 found[tag] = cached[1]
         return found
+
+    async def _read_limit(self, key: str) -> int | None:
+        if not key.startswith(GLOBAL):
+            document = await self.store.get_document(LIMIT, key)
+            return int(document.body["limit"]) if document else None
+        document = await self.store.get_document(GLOBAL_LIMIT, key[len(GLOBAL) :])
+        if document is None or not document.body.get("active", True):
+            return None
+        self.slots.decay[key] = float(document.body.get("slot_decay_per_second") or 0.0)
+        return int(document.body["limit"])
 
     def _known_limits(self) -> dict[str, int]:
         return {tag: limit for tag, (_, limit) in self._limits.items() if limit is not None}
@@ -733,11 +748,36 @@ class Orchestrator:
         limits = await self._limits_of(request.tags)
         if not limits:
             return p.SlotReply(granted=True, limited=[]).dump()
-        waiter = Waiter(
-            request.holder, tuple(sorted(limits)), request.run_id, request.agent, request.notify
-        )
+        limited = sorted(limits)
+        too_small = [key for key in limited if limits[key] < request.occupy]
+        no_decay = [k for k in limited if request.decay and not self.slots.decay.get(k)]
+        if too_small or no_decay:
+            return p.SlotReply(granted=False, limited=limited, too_small=too_small,
+                               no_decay=no_decay).dump()  # fmt: skip
+        waiter = Waiter(request.holder, tuple(limited), request.run_id, request.agent,
+                        request.occupy, request.notify, request.decay)  # fmt: skip
         granted = self.slots.acquire(waiter, self._known_limits())
-        return p.SlotReply(granted=granted, limited=sorted(limits)).dump()
+        if not granted:
+            self._arm_drain()
+        return p.SlotReply(granted=granted, limited=limited).dump()
+
+    def _arm_drain(self) -> None:
+        """Grant waiters again when a rate-limited bucket has drained enough for the first:
+        one timer, set for that moment (nothing polls)."""
+        delay = self.slots.next_drain(self._known_limits())
+        if delay is None or self._drain_timer is not None:
+            return
+
+        def fire() -> None:
+            self._drain_timer = None
+            granted = self.slots.grant(self._known_limits())
+            if granted:
+                task = asyncio.get_running_loop().create_task(self._tell(granted))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+            self._arm_drain()
+
+        self._drain_timer = asyncio.get_running_loop().call_later(delay, fire)
 
     async def release_slots(self, request: p.SlotRelease) -> bytes:
         await self._tell(self.slots.release(request.holder, self._known_limits()))

@@ -19,8 +19,9 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
-from flowbus.engine.concurrency import Release
+from flowbus.engine.concurrency import NamedSlots, Release
 from flowbus.engine.settings import env_float
+from flowbus.engine.slot_table import GLOBAL
 
 log = structlog.get_logger("flowbus.slots")
 #: How long a tag set known to have no limit is taken as such (the orchestrator reads limits
@@ -43,8 +44,9 @@ class NatsSlots:
         self.agent = agent
         #: ``$FLOWBUS_SLOT_RECHECK_SECONDS``, default 30.
         self.recheck = recheck or env_float("FLOWBUS_SLOT_RECHECK_SECONDS", 30.0)
-        #: Slots held now, by holder: (flow run, limited tags); the agent's heartbeat says so.
-        self.held: dict[str, tuple[str, list[str]]] = {}
+        #: Slots held now, by holder: (flow run, limited keys, slots of each); the agent's
+        #: heartbeat says so.
+        self.held: dict[str, tuple[str, list[str], int]] = {}
         #: Tag sets the orchestrator said have no limit, and when (monotonic): most tagged task
         #: runs need no slot, and should not pay a round trip each to learn it again.
         self._unlimited: dict[frozenset[str], float] = {}
@@ -54,8 +56,8 @@ class NatsSlots:
 
     def holdings(self) -> list[p.HeldSlots]:
         return [
-            p.HeldSlots(holder=holder, run_id=run_id, tags=tags)
-            for holder, (run_id, tags) in list(self.held.items())
+            p.HeldSlots(holder=holder, run_id=run_id, tags=tags, occupy=occupy)
+            for holder, (run_id, tags, occupy) in list(self.held.items())
         ]
 
     async def _on_loop(self, coro: Any) -> Any:
@@ -64,10 +66,18 @@ class NatsSlots:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
 
     async def acquire(self, tags: list[str], holder: str, run_id: str) -> Release | None:
-        limited: bool = await self._on_loop(self._acquire(tags, holder, run_id))
-        if not limited:
-            return None
+        reply = await self._on_loop(self._acquire(tags, holder, run_id))
+        return self._releaser(holder) if reply.limited else None
 
+    async def acquire_named(self, names: list[str], request: NamedSlots) -> Release | None:
+        """Slots of global limits (``concurrency()``, ``rate_limit()``); see ``NamedSlots``."""
+        keys = [GLOBAL + name for name in names]
+        reply = await self._on_loop(self._acquire(keys, request.holder, request.run_id, request))
+        if not reply.limited or request.decay:
+            return None  # no limit, or a rate limit: its slots decay, nothing to give back
+        return self._releaser(request.holder)
+
+    def _releaser(self, holder: str) -> Release:
         async def release() -> None:
             await self._on_loop(self._release(holder))
 
@@ -84,30 +94,45 @@ class NatsSlots:
         if waiting is not None and not waiting.done():
             waiting.set_result(None)
 
-    async def _acquire(self, tags: list[str], holder: str, run_id: str) -> bool:
+    async def _acquire(
+        self, tags: list[str], holder: str, run_id: str, named: NamedSlots | None = None
+    ) -> p.SlotReply:
+        """Ask until the slots are held; the reply says which keys were limited (none: no slot
+        was needed)."""
         key = frozenset(tags)
-        if time.monotonic() - self._unlimited.get(key, -UNLIMITED_SECONDS) < UNLIMITED_SECONDS:
-            return False
+        unlimited = p.SlotReply(granted=True, limited=[])
+        recent = time.monotonic() - self._unlimited.get(key, -UNLIMITED_SECONDS)
+        if recent < UNLIMITED_SECONDS and (named is None or not named.strict):
+            return unlimited
         notify = f"{await self._grant_inbox()}.{holder}"
         granted = self._grants[holder] = self.loop.create_future()
         request = p.SlotRequest(holder=holder, run_id=run_id, agent=self.agent, tags=tags,
-                                notify=notify).dump()  # fmt: skip
+                                notify=notify, occupy=named.occupy if named else 1,
+                                decay=named.decay if named else False).dump()  # fmt: skip
+        deadline = None if named is None else named.deadline()
         try:
             while True:
                 reply = await self._ask(request)
+                if named is not None:
+                    named.check(reply)
                 if not reply.limited:
                     self._unlimited[key] = time.monotonic()
-                    return False
+                    return unlimited
                 if not reply.granted:
-                    log.info("task run waits for a slot", holder=holder, tags=reply.limited)
+                    log.info("waits for a slot", holder=holder, tags=reply.limited)
                     try:
-                        await asyncio.wait_for(asyncio.shield(granted), self.recheck)
+                        await asyncio.wait_for(
+                            asyncio.shield(granted), _wait(self.recheck, deadline)
+                        )
                     except TimeoutError:
+                        if deadline is not None and time.monotonic() >= deadline:
+                            raise named.timed_out() from None  # type: ignore[union-attr]
                         continue  # ask again: a holder that already holds is told so
-                self.held[holder] = (run_id, reply.limited)
-                return True
+                if not (named and named.decay):
+                    self.held[holder] = (run_id, reply.limited, named.occupy if named else 1)
+                return reply
         except BaseException:
-            # Cancelled while waiting: the slot, if granted meanwhile, goes back.
+            # Cancelled or timed out while waiting: the slot, if granted meanwhile, goes back.
             await asyncio.shield(self._release(holder))
             raise
         finally:
@@ -133,3 +158,10 @@ class NatsSlots:
             )
         except Exception as exc:  # the orchestrator reclaims it when the flow run ends
             log.warning("could not give a slot back", holder=holder, error=repr(exc))
+
+
+def _wait(recheck: float, deadline: float | None) -> float:
+    """How long to wait for a grant before asking again (or giving up at the deadline)."""
+    if deadline is None:
+        return recheck
+    return max(0.0, min(recheck, deadline - time.monotonic()))

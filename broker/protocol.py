@@ -199,6 +199,7 @@ class HeldSlots(_Message):
     holder: str
     run_id: str
     tags: list[str]
+    occupy: int = 1
 
 
 class Heartbeat(_Message):
@@ -298,7 +299,8 @@ class CustomEvent(_Message):
 
 
 class SlotRequest(_Message):
-    """``flowbus.slot.acquire``: a task run wants one slot of each of its tags."""
+    """``flowbus.slot.acquire``: a task run wants one slot of each of its tags, or code in a
+    run wants ``occupy`` slots of global limits (keys ``gcl:<name>``)."""
 
     #: The task run asking (asking again with the same holder is safe).
     holder: str
@@ -307,6 +309,10 @@ class SlotRequest(_Message):
     tags: list[str] = Field(max_length=100)
     #: Where the grant is published if the slots are not free now.
     notify: str
+    #: Slots of each key.
+    occupy: int = Field(default=1, ge=1, le=1_000_000)
+    #: A rate limit: the slots decay at the limit's rate and are never given back.
+    decay: bool = False
 
 
 class SlotReply(_Message):
@@ -315,6 +321,10 @@ class SlotReply(_Message):
     granted: bool
     #: The tags that have a limit (the others need no slot).
     limited: list[str]
+    #: Keys whose limit is below the slots asked for (never granted: nothing was queued).
+    too_small: list[str] = Field(default_factory=list)
+    #: Keys asked for as a rate limit that have no slot decay (nothing was queued).
+    no_decay: list[str] = Field(default_factory=list)
 
 
 class SlotGrant(_Message):

@@ -10,6 +10,7 @@ from flowbus.cli import (
     daemons,
     deployments,
     events,
+    global_limits,
     limits,
     queues,
     runs,
@@ -37,9 +38,22 @@ app.add_typer(schedules.app, name="schedule")
 app.add_typer(blocks.block_app, name="block")
 app.add_typer(blocks.variable_app, name="variable")
 app.add_typer(limits.app, name="limit")
+app.add_typer(global_limits.app, name="gcl")
+app.add_typer(global_limits.app, name="global-concurrency-limit", hidden=True)
 app.add_typer(automations.app, name="automation")
 app.command("backfill")(schedules.backfill)
 app.command("deploy")(deployments.deploy)
+# The commands Prefect's guide teaches, under the same words.
+deployment_app = typer.Typer(help="Prefect's spelling: deployment build ... --apply.",
+                             no_args_is_help=True)  # fmt: skip
+deployment_app.command("build", help="The same as `flowbus deploy` (always applied).")(
+    deployments.deploy
+)
+deployment_app.command("run", help="The same as `flowbus run`.")(submit.run)
+app.add_typer(deployment_app, name="deployment")
+cloud_app = typer.Typer(help="Reaching a team's flowbus server.", no_args_is_help=True)
+cloud_app.command("login")(daemons.cloud_login)
+app.add_typer(cloud_app, name="cloud")
 app.command("run")(submit.run)
 app.add_typer(events.app, name="events")
 app.command("up")(up)

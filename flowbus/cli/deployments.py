@@ -91,9 +91,13 @@ def deploy(
         CollisionChoice, typer.Option(help="A run over the limit: enqueue (waits) or cancel.")
     ] = CollisionChoice.enqueue,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Accepted for Prefect's guide: always applied.")
+    ] = False,
 ) -> None:
     """Record a deployment of a flow: its entrypoint, work queue, default parameters,
     schedules and concurrency limit."""
+    del apply  # a deployment is recorded at once; Prefect's build needed --apply for that
     working_dir = Path.cwd()
     schedules = build_schedules(cron or [], interval or [], rrule or [], timezone, anchor)
     try:

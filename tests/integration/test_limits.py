@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 
@@ -140,3 +141,27 @@ def test_a_deployment_limit_enqueues_or_cancels(stack: Stack) -> None:
     assert most_at_once(spans) == 1  # one at a time, each started when the one before ended
     detail = httpx.get(f"{stack.api_url}/api/v1/deployments/sleepy/one-at-a-time").json()
     assert (detail["concurrency_limit"], detail["collision"]) == (1, "enqueue")
+
+
+def test_a_global_limit_holds_across_agents(stack: Stack, tmp_path: Path) -> None:
+    stack.cli("gcl", "create", "warehouse", "--limit", "2")
+    shown = json.loads(stack.cli("gcl", "inspect", "warehouse", "--json").stdout)
+    assert shown == {"name": "warehouse", "limit": 2, "active": True,
+                     "slot_decay_per_second": 0.0}  # fmt: skip
+    stack.start_orchestrator()
+    stack.deploy("warehouse_load")
+    stack.start_agent("agent-1", "-c", "1")
+    stack.start_agent("agent-2", "-c", "1")
+    probe = tmp_path / "held.txt"
+    runs = [stack.submit_over_http("warehouse-load/test", path=str(probe), n=10)
+            for _ in range(2)]  # fmt: skip
+    for run_id in runs:
+        assert stack.final_states(run_id, timeout=60)[-1] == "Completed"
+    steps = sorted((float(t), int(step)) for t, step in
+                   (line.split() for line in probe.read_text().splitlines()))  # fmt: skip
+    assert len(steps) == 40
+    now = peak = 0
+    for _, step in steps:
+        now += step
+        peak = max(peak, now)
+    assert peak == 2  # never more across the two agents, and both slots were used

@@ -3,7 +3,7 @@ for several tags, and slots of dead agents or finished runs come back."""
 
 from __future__ import annotations
 
-from flowbus.agents.slots import SlotTable, Waiter
+from flowbus.engine.slot_table import SlotTable, Waiter
 
 LIMITS = {"db": 2, "api": 1}
 
@@ -61,7 +61,7 @@ def test_a_tag_without_slots_waits_and_a_dead_agents_slots_come_back() -> None:
 
 
 def test_holdings_reported_after_a_restart_count_again_unless_just_given_back() -> None:
-    from flowbus.agents.slots import Holding
+    from flowbus.engine.slot_table import Holding
 
     table = SlotTable()  # a restarted orchestrator: empty
     assert table.adopt(Holding("t1", ("db",), "run-1", "a1"))
@@ -72,3 +72,35 @@ def test_holdings_reported_after_a_restart_count_again_unless_just_given_back() 
     # A heartbeat sent just before t1's release arrives after it: t1 does not count again.
     assert not table.adopt(Holding("t1", ("db",), "run-1", "a1"))
     assert table.active("db") == 2
+
+
+def test_a_waiter_holds_several_slots_of_a_limit() -> None:
+    table = SlotTable()
+    big = Waiter("big", ("gcl:db",), "run-1", "a1", 3, "_INBOX.big")
+    small = Waiter("small", ("gcl:db",), "run-1", "a1", 2, "_INBOX.small")
+    limits = {"gcl:db": 4}
+    assert table.acquire(big, limits)
+    assert not table.acquire(small, limits)  # 3 + 2 > 4
+    assert table.active("gcl:db") == 3
+    assert [w.holder for w in table.release("big", limits)] == ["small"]
+    assert table.active("gcl:db") == 2
+
+
+def test_rate_limited_slots_drain_at_the_decay_rate() -> None:
+    now = [100.0]
+    table = SlotTable(clock=lambda: now[0])
+    table.decay["gcl:api"] = 2.0  # two slots a second
+    limits = {"gcl:api": 2}
+
+    def rate(holder: str) -> Waiter:
+        return Waiter(holder, ("gcl:api",), "run-1", "a1", 1, holder, decay=True)
+
+    assert table.acquire(rate("r1"), limits) and table.acquire(rate("r2"), limits)
+    assert table.holdings == {}  # a rate limit holds nothing to give back
+    assert not table.acquire(rate("r3"), limits)
+    assert table.next_drain(limits) == 0.5
+    now[0] += 0.5
+    assert [w.holder for w in table.grant(limits)] == ["r3"]
+    assert table.level("gcl:api") == 2.0
+    now[0] += 10
+    assert table.level("gcl:api") == 0.0 and table.next_drain(limits) is None

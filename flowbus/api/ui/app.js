@@ -43,6 +43,11 @@ async function api(path, options = {}) {
   return body;
 }
 
+function deploymentPath(name) {
+  // "flow/deployment name" as URL path segments: a name may hold spaces, "?", "#" or "%".
+  return name.split("/").map(encodeURIComponent).join("/");
+}
+
 function badge(type, name) {
   return el("span", { class: `badge s-${type}`, "data-state": name }, name);
 }
@@ -306,7 +311,7 @@ async function deploymentsPage() {
   show(el("h1", {}, "Deployments"),
     el("table", {}, el("thead", {}, el("tr", {}, ...["Deployment", "Queue", "Schedules", "Entrypoint",
       "Updated"].map((h) => el("th", {}, h)))), el("tbody", {}, deployments.map((d) => el("tr", {},
-      el("td", {}, el("a", { href: `#/deployments/${d.name}` }, d.name)),
+      el("td", {}, el("a", { href: `#/deployments/${deploymentPath(d.name)}` }, d.name)),
       el("td", {}, d.queue), el("td", {}, schedules(d)), el("td", { class: "mono" }, d.entrypoint),
       el("td", {}, when(d.updated)))))));
 }
@@ -357,14 +362,14 @@ function schedulesPanel(d, redraw) {
       el("span", { class: "muted" }, s.next_slot ? ` next ${when(s.next_slot)} ` : " "),
       el("button", { class: "secondary small", onclick: async (event) => {
         event.target.disabled = true;
-        await api(`/deployments/${d.name}/schedules/${s.id}/${s.active ? "pause" : "resume"}`,
+        await api(`/deployments/${deploymentPath(d.name)}/schedules/${s.id}/${s.active ? "pause" : "resume"}`,
           { method: "POST" });
         redraw();
       } }, s.active ? "Pause" : "Resume")))));
 }
 
 async function deploymentPage(name) {
-  const d = await api(`/deployments/${name}`);
+  const d = await api(`/deployments/${deploymentPath(name)}`);
   const schema = d.parameter_schema || {};
   const defs = schema.$defs || {};
   const required = new Set(schema.required || []);
@@ -394,7 +399,7 @@ async function deploymentPage(name) {
       return;
     }
     try {
-      const run = await api(`/deployments/${name}/runs`, { method: "POST", body: JSON.stringify({ parameters }) });
+      const run = await api(`/deployments/${deploymentPath(name)}/runs`, { method: "POST", body: JSON.stringify({ parameters }) });
       location.hash = `#/runs/${run.run_id}`;
     } catch (error) {
       notice.textContent = error.message;
@@ -748,7 +753,7 @@ async function route() {
   try {
     if (parts[0] === "runs" && parts[1]) await runPage(parts[1]);
     else if (parts[0] === "runs") await runsPage(query || "");
-    else if (parts[0] === "deployments" && parts[1]) await deploymentPage(parts.slice(1).join("/"));
+    else if (parts[0] === "deployments" && parts[1]) await deploymentPage(parts.slice(1).map(decodeURIComponent).join("/"));
     else if (parts[0] === "deployments") await deploymentsPage();
     else if (parts[0] === "queues") await queuesPage();
     else if (parts[0] === "events") await eventsPage(query || "");

@@ -121,3 +121,21 @@ def with_artifacts(rows: int = 2) -> str:
     create_table_artifact([{"row": i} for i in range(rows)], key="rows-table")
     create_markdown_artifact(f"# Report\n{rows} rows", key="rows-report", description="summary")
     return f"{runtime.deployment.name}:{runtime.flow_run.deployment_name}"
+
+
+@task
+def guarded(path: str, seconds: float) -> None:
+    """Holds a slot of the global limit "warehouse"; notes when it held it in ``path``."""
+    from flowbus.concurrency.sync import concurrency
+
+    with concurrency("warehouse", occupy=1):
+        with open(path, "a") as out:
+            out.write(f"{time.time()} 1\n")
+        time.sleep(seconds)
+        with open(path, "a") as out:
+            out.write(f"{time.time()} -1\n")
+
+
+@flow
+def warehouse_load(path: str, n: int = 10, seconds: float = 0.05) -> int:
+    return len(guarded.map([path] * n, [seconds] * n).result())

@@ -1,0 +1,65 @@
+"""The commands of the guide Prefect users learn from, with ``prefect`` replaced by ``flowbus``:
+``deployment build ... --apply`` (a name with spaces), ``agent start -q "default"`` and
+``cloud login``."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from .conftest import ROOT, Shell
+from .test_stack_cli import up  # noqa: F401 - the fixture
+from .test_up import Up
+
+
+def test_the_guides_commands_work_with_a_name_with_spaces(
+    up: Up,  # noqa: F811
+    shell: Shell,
+    tmp_path: Path,
+) -> None:
+    saved = shell.flowbus_json("deployment", "build", "examples/etl_pipeline.py:etl_flow",
+                               "-n", "My First Deployment", "-q", "default", "--apply")  # fmt: skip
+    assert saved["name"] == "etl-flow/My First Deployment"
+    out = tmp_path / "iris.csv"
+    source = (ROOT / "examples" / "data" / "iris.csv").resolve()
+    watched = shell.flowbus("run", "etl-flow/My First Deployment", "-p", f"url=file://{source}",
+                            "-p", f"filename={out}", "--watch")  # fmt: skip
+    assert "Completed" in watched.stdout and len(out.read_text().splitlines()) == 151
+    shown = shell.flowbus_json("deployments", "show", "etl-flow/My First Deployment")
+    assert shown["queue"] == "default"
+
+    api = re.search(r"API\s+(http://127\.0\.0\.1:\d+)/api/v1", "\n".join(up.lines))
+    assert api is not None, up.lines
+    path = urllib.parse.quote("etl-flow/My First Deployment")
+    with urllib.request.urlopen(f"{api.group(1)}/api/v1/deployments/{path}", timeout=10) as reply:
+        assert reply.status == 200
+
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "flowbus", "agent", "start", "-q", "default", "--name", "guide"],
+        env=shell.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert agent.stdout is not None
+        deadline = time.monotonic() + 60
+        seen = []
+        while time.monotonic() < deadline:
+            line = agent.stdout.readline()
+            seen.append(line)
+            if "agent guide is serving default" in line or not line:
+                break
+        assert any("agent guide is serving default" in line for line in seen), seen
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=60) == 0
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+
+    login = shell.flowbus("cloud", "login", check=False)
+    assert login.returncode == 2 and "FLOWBUS_NATS_URL" in login.stderr
