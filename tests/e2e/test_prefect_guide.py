@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import signal
 import subprocess
@@ -12,6 +14,8 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from .conftest import ROOT, Shell
 from .test_stack_cli import up  # noqa: F401 - the fixture
@@ -63,3 +67,42 @@ def test_the_guides_commands_work_with_a_name_with_spaces(
 
     login = shell.flowbus("cloud", "login", check=False)
     assert login.returncode == 2 and "FLOWBUS_NATS_URL" in login.stderr
+
+
+def test_flow_serve_with_no_server_starts_one_and_stops_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prefect's quickest deploy on a machine with nothing running: ``flow.serve()`` brings the
+    local stack up around its agent, runs what is submitted, and takes it all down on Ctrl-C."""
+    from flowbus.deployments import run_deployment
+    from tests.integration.stack import FLOWS_DIR
+    from tests.processes import alive
+
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
+    env.update(FLOWBUS_HOME=str(home), PYTHONPATH=str(FLOWS_DIR), NO_COLOR="1")
+    code = "from flows import quick; quick.serve(name='mine')"
+    serving = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=FLOWS_DIR, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert serving.stdout is not None
+        seen = []
+        for line in serving.stdout:
+            seen.append(line)
+            if "flowbus is up here" in line:
+                break
+        assert any("flowbus is up here" in line for line in seen), seen
+        info = json.loads((home / "up.json").read_text())
+        monkeypatch.delenv("FLOWBUS_NATS_URL", raising=False)
+        monkeypatch.setenv("FLOWBUS_HOME", str(home))
+        run = run_deployment("quick/mine", parameters={"n": 2}, timeout=60)
+        assert run.state is not None and run.state.is_completed()
+        serving.send_signal(signal.SIGINT)
+        assert serving.wait(timeout=90) == 0
+        assert not alive(int(info["nats_pid"])) and not (home / "up.json").exists()
+    finally:
+        if serving.poll() is None:
+            serving.kill()
+            serving.wait()

@@ -277,3 +277,21 @@ def test_an_automation_shows_its_last_firing_and_the_run_it_started(
     row.get_by_role("link").click()
     expect(page.locator("#triggered-by")).to_contain_text("on-upload")
     expect(page.locator("h1 .badge")).to_have_text("Completed", timeout=20_000)
+
+
+def test_a_runs_artifacts_are_rendered_on_its_page(stack: Stack, browser_page: object) -> None:
+    from playwright.sync_api import Page, expect
+
+    page: Page = browser_page  # type: ignore[assignment]
+    stack.deploy("with_artifacts")
+    run_id = stack.submit_over_http("with-artifacts/test", rows=3)
+    assert stack.final_states(run_id)[-1] == "Completed"
+    page.goto(f"{stack.api_url}/ui/#/runs/{run_id}")
+    artifacts = page.locator("#artifacts")
+    expect(artifacts.locator("h2")).to_have_text("Artifacts (2)", timeout=15_000)
+    table = artifacts.locator("[data-artifact-type=table] table")
+    expect(table.locator("th")).to_have_text(["row"])
+    expect(table.locator("tbody tr")).to_have_count(3)
+    report = artifacts.locator("[data-artifact-type=markdown] .markdown")
+    expect(report.locator("h3")).to_have_text("Report")  # "# Report" as a heading, not text
+    expect(report.locator("p")).to_have_text("3 rows")
