@@ -227,6 +227,12 @@ class Secret(Block):
         raw = self.value.get_secret_value()
         return orjson.loads(raw) if self.json_value else raw
 
+    def _stored_data(self) -> dict[str, Any]:
+        data = super()._stored_data()
+        if not self.json_value:  # a plain secret is stored (and shown) as it always was
+            del data["json_value"]
+        return data
+
 
 class String(Block):
     """A string value."""

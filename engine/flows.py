@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from flowbus.engine.flow_engine import FlowRunEngine
+from flowbus.engine.hooks import Hook, hook_decorator
 from flowbus.engine.loops import run_sync
 from flowbus.engine.names import generate_run_name, render_name
 from flowbus.engine.parameters import ParameterSchema
@@ -16,7 +17,6 @@ from flowbus.engine.task_runners import ConcurrentTaskRunner, TaskRunner
 
 P = ParamSpec("P")
 R = TypeVar("R")
-Hook = Callable[..., Any]
 
 
 class Flow(Generic[P, R]):
@@ -109,30 +109,15 @@ class Flow(Generic[P, R]):
 
     # -- hooks as decorators: ``@my_flow.on_failure`` -----------------------------------------
 
-    def on_completion(self, fn: Hook) -> Hook:
-        """Add a hook called as ``fn(flow, flow_run, state)`` when a run completes."""
-        self.on_completion_hooks.append(fn)
-        return fn
-
-    def on_failure(self, fn: Hook) -> Hook:
-        """Add a hook called as ``fn(flow, flow_run, state)`` when a run fails."""
-        self.on_failure_hooks.append(fn)
-        return fn
-
-    def on_cancellation(self, fn: Hook) -> Hook:
-        """Add a hook called as ``fn(flow, flow_run, state)`` when a run is cancelled."""
-        self.on_cancellation_hooks.append(fn)
-        return fn
-
-    def on_crashed(self, fn: Hook) -> Hook:
-        """Add a hook called as ``fn(flow, flow_run, state)`` when a run crashes."""
-        self.on_crashed_hooks.append(fn)
-        return fn
-
-    def on_running(self, fn: Hook) -> Hook:
-        """Add a hook called as ``fn(flow, flow_run, state)`` when an attempt starts."""
-        self.on_running_hooks.append(fn)
-        return fn
+    on_completion = hook_decorator(
+        "on_completion", "when a run completes", "(flow, flow_run, state)"
+    )
+    on_failure = hook_decorator("on_failure", "when a run fails", "(flow, flow_run, state)")
+    on_cancellation = hook_decorator(
+        "on_cancellation", "when a run is cancelled", "(flow, flow_run, state)"
+    )
+    on_crashed = hook_decorator("on_crashed", "when a run crashes", "(flow, flow_run, state)")
+    on_running = hook_decorator("on_running", "when an attempt starts", "(flow, flow_run, state)")
 
     def final_hooks(self, state: Any) -> list[Hook]:
         """The hooks for a run that ended in ``state``."""

@@ -18,6 +18,7 @@ from flowbus.engine.cache_policies import (
 from flowbus.engine.context import FlowRunContext, TaskRun, flow_run_var, tags_var
 from flowbus.engine.errors import UsageError
 from flowbus.engine.futures import FutureList, TaskRunFuture
+from flowbus.engine.hooks import Hook, hook_decorator
 from flowbus.engine.ids import new_id
 from flowbus.engine.inputs import unmapped
 from flowbus.engine.loops import run_sync
@@ -29,9 +30,6 @@ from flowbus.engine.task_engine import TaskRunEngine
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-Hook = Callable[..., Any]
 
 
 class NotSet:
@@ -177,30 +175,17 @@ class Task(Generic[P, R]):
 
     # -- hooks as decorators: ``@my_task.on_failure`` -----------------------------------------
 
-    def on_completion(self, fn: Hook) -> Hook:
-        """Add a hook called as ``fn(task, task_run, state)`` when a run completes."""
-        self.on_completion_hooks.append(fn)
-        return fn
-
-    def on_failure(self, fn: Hook) -> Hook:
-        """Add a hook called as ``fn(task, task_run, state)`` when a run fails for good."""
-        self.on_failure_hooks.append(fn)
-        return fn
-
-    def on_running(self, fn: Hook) -> Hook:
-        """Add a hook called as ``fn(task, task_run, state)`` when an attempt starts."""
-        self.on_running_hooks.append(fn)
-        return fn
-
-    def on_commit(self, fn: Hook) -> Hook:
-        """Add a hook called as ``fn(transaction)`` when the run's transaction commits."""
-        self.on_commit_hooks.append(fn)
-        return fn
-
-    def on_rollback(self, fn: Hook) -> Hook:
-        """Add a hook called as ``fn(transaction)`` when the run's transaction rolls back."""
-        self.on_rollback_hooks.append(fn)
-        return fn
+    on_completion = hook_decorator(
+        "on_completion", "when a run completes", "(task, task_run, state)"
+    )
+    on_failure = hook_decorator(
+        "on_failure", "when a run fails for good", "(task, task_run, state)"
+    )
+    on_running = hook_decorator("on_running", "when an attempt starts", "(task, task_run, state)")
+    on_commit = hook_decorator("on_commit", "when the run's transaction commits", "(transaction)")
+    on_rollback = hook_decorator(
+        "on_rollback", "when the run's transaction rolls back", "(transaction)"
+    )
 
     # -- running ----------------------------------------------------------------------------
 

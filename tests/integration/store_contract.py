@@ -339,6 +339,32 @@ class StoreContract:
         await store.rebuild_projections()
         assert (await store.get_document("variable", "region")) == second
 
+    async def test_keyed_artifacts_project_their_latest_as_a_document(
+        self, store: EventStore
+    ) -> None:
+        from flowbus.engine.artifacts import latest
+
+        def artifact(run: RunBuilder, kind: str, artifact_id: str, data: Any) -> EventRecord:
+            fields = {"artifact_id": artifact_id, "key": "daily", "artifact_type": "progress",
+                      "data": data, "description": "load"}  # fmt: skip
+            return run._next(f"artifact.{kind}", fields)
+
+        first, second = RunBuilder(), RunBuilder()
+        one, two = new_id(), new_id()
+        await store.append([first.created(), artifact(first, "created", one, 10)])
+        await store.append([artifact(first, "updated", one, 60)])
+        found = await latest(store, "daily")
+        assert found is not None and (found.id, found.data) == (one, 60)
+        await store.append([second.created(), artifact(second, "created", two, 5),
+                            artifact(second, "updated", two, 100)])  # fmt: skip
+        found = await latest(store, "daily")
+        assert found is not None and (found.id, found.data, found.flow_run_id) == (
+            two, 100, second.run_id
+        )  # fmt: skip
+        assert await store.verify_projections() == []
+        await store.rebuild_projections()
+        assert await latest(store, "daily") == found
+
     async def test_subflows_are_listed_under_their_parent(self, store: EventStore) -> None:
         parent, child = RunBuilder(), RunBuilder("child")
         await store.append([parent.created(), child.created(parent=parent.run_id)])
