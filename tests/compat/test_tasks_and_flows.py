@@ -137,3 +137,25 @@ def test_invalid_parameters_raise_parameter_type_error() -> None:
     with pytest.raises(ParameterTypeError):
         typed("not a number")  # type: ignore[arg-type]
     assert typed("3") == 3  # type: ignore[arg-type]  # coerced, as pydantic does in Prefect
+
+
+def test_to_deployment_takes_prefects_schedule_options(tmp_path: object) -> None:
+    from flowbus.engine.errors import UsageError
+
+    @flow
+    def nightly(day: str = "today") -> str:
+        return day
+
+    spec = nightly.to_deployment("nightly", cron="0 6 * * *", interval=3600,
+                                 parameters={"day": "mon"}, timezone="Europe/Paris")  # fmt: skip
+    assert (spec.name, spec.queue, spec.parameters) == ("nightly/nightly", "serve-nightly",
+                                                        {"day": "mon"})  # fmt: skip
+    assert [type(s.schedule).__name__ for s in spec.schedules] == ["CronSchedule",
+                                                                   "IntervalSchedule"]  # fmt: skip
+
+    @flow
+    def needs(day: str) -> str:
+        return day
+
+    with pytest.raises(UsageError, match="nobody to give it day"):
+        needs.to_deployment("x", cron="0 6 * * *")

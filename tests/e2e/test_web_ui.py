@@ -295,3 +295,17 @@ def test_a_runs_artifacts_are_rendered_on_its_page(stack: Stack, browser_page: o
     report = artifacts.locator("[data-artifact-type=markdown] .markdown")
     expect(report.locator("h3")).to_have_text("Report")  # "# Report" as a heading, not text
     expect(report.locator("p")).to_have_text("3 rows")
+
+
+def test_a_deployment_named_with_spaces_runs_from_its_page(
+    stack: Stack, browser_page: object
+) -> None:
+    from playwright.sync_api import Page, expect
+
+    page: Page = browser_page  # type: ignore[assignment]
+    stack.deploy("quick", name="My First Deployment")
+    page.goto(stack.api_url + "/ui/#/deployments")
+    page.get_by_role("link", name="quick/My First Deployment").click()
+    expect(page.locator("#run-form")).to_be_visible()
+    page.get_by_role("button", name="Run").click()
+    expect(page.locator("h1 .badge")).to_have_text("Completed", timeout=30_000)
