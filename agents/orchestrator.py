@@ -142,6 +142,8 @@ class Orchestrator:
         self.automations: AutomationEngine | None = None
         self.slots = SlotTable()
         self._drain_timer: asyncio.TimerHandle | None = None
+        #: No slot is granted before this (monotonic) time: two heartbeat intervals after the
+        #: start, by when every live agent has reported the slots its task runs hold.
         self._limited_release = asyncio.Lock()
         #: tag -> (read at, its limit or None), from the store's ``limit`` documents.
         self._limits: dict[str, tuple[float, int | None]] = {}
@@ -179,6 +181,10 @@ class Orchestrator:
                 queue=subjects.ORCHESTRATOR_GROUP,
                 cb=self._service(subject, model, handler),
             )
+        # The slots granted before this start are known once every live agent has reported
+        # them in a heartbeat: nothing is granted for two heartbeat intervals.
+        heartbeat = env_float("FLOWBUS_HEARTBEAT_SECONDS", 5.0)
+        self.slots.settled_at = time.monotonic() + 2 * heartbeat + 0.5
         self._tasks.append(asyncio.create_task(self.recorder.run(), name="recorder"))
         self._tasks.append(asyncio.create_task(self._janitor(), name="janitor"))
         if self.settings.scheduler:
@@ -762,8 +768,9 @@ class Orchestrator:
         return p.SlotReply(granted=granted, limited=limited).dump()
 
     def _arm_drain(self) -> None:
-        """Grant waiters again when a rate-limited bucket has drained enough for the first:
-        one timer, set for that moment (nothing polls)."""
+        """Grant waiters again when the table has settled after a start, or when a
+        rate-limited bucket has drained enough for the first: one timer, set for that moment
+        (nothing polls)."""
         delay = self.slots.next_drain(self._known_limits())
         if delay is None or self._drain_timer is not None:
             return

@@ -65,6 +65,9 @@ class SlotTable:
         self.buckets: dict[str, Bucket] = {}
         self.decay: dict[str, float] = {}
         self.clock = clock
+        #: Nothing is granted before this time: a table that starts afresh does not know the
+        #: holdings granted before it until their holders report them (``adopt``).
+        self.settled_at = 0.0
         #: Holders given back lately (monotonic time): a heartbeat sent just before a release
         #: must not make them count again.
         self._released: dict[str, float] = {}
@@ -104,6 +107,10 @@ class SlotTable:
             level = self.level(key)
             self.buckets[key] = Bucket(level + waiter.count, now)
 
+    def settling(self) -> float:
+        """Seconds until the table may grant (0: now); see ``settled_at``."""
+        return max(0.0, self.settled_at - self.clock())
+
     def acquire(self, waiter: Waiter, limits: Mapping[str, int]) -> bool:
         """Grant ``waiter`` its slots now (True), or queue it (False). Asking again with the
         same holder is safe: a holder holds, a waiter keeps its place (with a new inbox)."""
@@ -115,7 +122,7 @@ class SlotTable:
             return False
         # Nobody overtakes a waiter that wants one of the same keys.
         blocked = any(set(w.tags) & set(waiter.tags) for w in self.waiters)
-        if not blocked and self._fits(waiter, limits):
+        if not blocked and not self.settling() and self._fits(waiter, limits):
             self._take(waiter)
             return True
         self.waiters.append(waiter)
@@ -143,6 +150,8 @@ class SlotTable:
     def grant(self, limits: Mapping[str, int]) -> list[Waiter]:
         """Grant waiters, in order, while their slots are free; a waiter that does not fit
         blocks those behind it that want one of its keys."""
+        if self.settling():
+            return []
         granted: list[Waiter] = []
         blocked: set[str] = set()
         remaining: list[Waiter] = []
@@ -157,8 +166,10 @@ class SlotTable:
         return granted
 
     def next_drain(self, limits: Mapping[str, int]) -> float | None:
-        """Seconds until the first waiter on a rate-limited key could fit as its bucket drains
-        (None when no waiter waits on one): when to call ``grant`` again."""
+        """Seconds until ``grant`` could serve the first waiter: when the table has settled, or
+        when a rate-limited bucket has drained enough (None: nothing to wait for)."""
+        if self.waiters and self.settling():
+            return self.settling()
         soonest: float | None = None
         for waiter in self.waiters:
             for key in waiter.tags:

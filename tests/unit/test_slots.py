@@ -3,7 +3,7 @@ for several tags, and slots of dead agents or finished runs come back."""
 
 from __future__ import annotations
 
-from flowbus.engine.slot_table import SlotTable, Waiter
+from flowbus.engine.slot_table import Holding, SlotTable, Waiter
 
 LIMITS = {"db": 2, "api": 1}
 
@@ -61,7 +61,6 @@ def test_a_tag_without_slots_waits_and_a_dead_agents_slots_come_back() -> None:
 
 
 def test_holdings_reported_after_a_restart_count_again_unless_just_given_back() -> None:
-    from flowbus.engine.slot_table import Holding
 
     table = SlotTable()  # a restarted orchestrator: empty
     assert table.adopt(Holding("t1", ("db",), "run-1", "a1"))
@@ -104,3 +103,17 @@ def test_rate_limited_slots_drain_at_the_decay_rate() -> None:
     assert table.level("gcl:api") == 2.0
     now[0] += 10
     assert table.level("gcl:api") == 0.0 and table.next_drain(limits) is None
+
+
+def test_a_table_that_has_not_settled_grants_nothing_until_it_has() -> None:
+    now = [0.0]
+    table = SlotTable(clock=lambda: now[0])
+    table.settled_at = 1.5  # a restarted orchestrator waits for the agents' heartbeats
+    assert not table.acquire(waiter("t1", "db"), LIMITS)
+    table.adopt(Holding("old", ("db",), "run-0", "a1"))  # reported by a heartbeat meanwhile
+    assert table.next_drain(LIMITS) == 1.5
+    assert table.grant(LIMITS) == []
+    now[0] = 2.0
+    assert [w.holder for w in table.grant(LIMITS)] == ["t1"]
+    assert table.active("db") == 2  # the adopted holding counts: no third
+    assert not table.acquire(waiter("t2", "db"), LIMITS)
