@@ -83,3 +83,13 @@ class ConcurrencySlotAcquisitionError(FlowbusError):
 
 class ObjectNotFound(UsageError, ValueError):
     """A named object (a block, a variable, a deployment, an artifact) does not exist."""
+
+
+class VersionConflict(StoreError):
+    """A conditional append found its stream moved on since the version its decision read."""
+
+    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"stream {stream_id}: at version {actual}, not {expected} as read")

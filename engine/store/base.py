@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from flowbus.engine.errors import SequenceError
+from flowbus.engine.errors import SequenceError, VersionConflict
 from flowbus.engine.records import EventRecord, make_record
 from flowbus.engine.store.views import (
     DeploymentView,
@@ -18,6 +18,10 @@ from flowbus.engine.store.views import (
     StoredEvent,
     TaskRunView,
 )
+
+T = TypeVar("T")
+#: What a decision gives: its reply, and the events to append as (type, fields).
+Decision = tuple[T, list[tuple[str, dict[str, Any]]]]
 
 
 class EventStore(abc.ABC):
@@ -51,6 +55,48 @@ class EventStore(abc.ABC):
         whose ``seq`` is not the next one of its stream (a gap, or a duplicate under another id)
         raises ``SequenceError`` and nothing of the batch is written.
         """
+
+    async def append_expecting(
+        self, stream_id: str, version: int, records: Sequence[EventRecord]
+    ) -> int:
+        """Append ``records`` (numbered ``version + 1``, ``version + 2``, ... in ``stream_id``)
+        only if the stream is still at ``version``, as a decision read it; otherwise raise
+        ``VersionConflict`` and write nothing. Returns how many were new (a batch already in
+        the log, same ids at the same places, is a no-op as with ``append``)."""
+        for offset, record in enumerate(records, start=1):
+            if record.stream_id != stream_id or record.seq != version + offset:
+                raise ValueError(f"record {record.id} is not at {stream_id}#{version + offset}")
+        try:
+            return await self.append(records)
+        except SequenceError as exc:
+            raise VersionConflict(stream_id, version, await self.head(stream_id)) from exc
+
+    async def transact(
+        self,
+        stream_id: str,
+        decide: Callable[[list[StoredEvent]], Decision[T]],
+        attempts: int = 10,
+    ) -> T:
+        """Read a stream, ``decide`` on its events, append the events decided only if nothing
+        was appended meanwhile; on a conflict read again and decide again. ``decide`` returns
+        (its reply, [(event type, fields), ...]) and does no I/O of its own, so deciding twice
+        is harmless. No lock is held while it decides."""
+        for _ in range(attempts):
+            events = await self.read_stream(stream_id)
+            version = events[-1].seq if events else 0
+            reply, decided = decide(events)
+            if not decided:
+                return reply
+            records = [
+                make_record(stream_id, version + offset, type_, fields)
+                for offset, (type_, fields) in enumerate(decided, start=1)
+            ]
+            try:
+                await self.append_expecting(stream_id, version, records)
+            except VersionConflict:
+                continue
+            return reply
+        raise VersionConflict(stream_id, version, await self.head(stream_id))
 
     async def append_next(
         self, stream_id: str, type_: str, fields: dict[str, Any], attempts: int = 5

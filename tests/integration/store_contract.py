@@ -365,6 +365,51 @@ class StoreContract:
         await store.rebuild_projections()
         assert await latest(store, "daily") == found
 
+    async def test_a_conditional_append_writes_only_at_the_version_read(
+        self, store: EventStore
+    ) -> None:
+        from flowbus.engine.errors import VersionConflict
+
+        run = RunBuilder()
+        first = [run.created(), run.state(Running())]
+        assert await store.append_expecting(run.run_id, 0, first) == 2
+        assert await store.append_expecting(run.run_id, 0, first) == 0  # the same batch again
+        mine = make_record(run.run_id, 3, "flow_run.state", {"state": state_dict(Completed())})
+        theirs = make_record(run.run_id, 3, "flow_run.state", {"state": state_dict(Failed())})
+        await store.append_expecting(run.run_id, 2, [theirs])
+        with pytest.raises(VersionConflict) as conflict:
+            await store.append_expecting(run.run_id, 2, [mine])
+        assert (conflict.value.expected, conflict.value.actual) == (2, 3)
+        assert [e.id for e in await store.read_stream(run.run_id)][-1] == theirs.id
+        with pytest.raises(ValueError):
+            await store.append_expecting(run.run_id, 3, [mine])  # numbered for version 2
+
+    async def test_transact_decides_again_after_a_conflict(self, store: EventStore) -> None:
+        import asyncio
+
+        stream = new_id()
+        calls: list[int] = []
+
+        def count_up(events: list[Any]) -> tuple[int, list[tuple[str, dict[str, Any]]]]:
+            value = len(events) + 1
+            calls.append(value)
+            return value, [("counter.incremented", {"value": value})]
+
+        async def bump() -> int:
+            return await store.transact(stream, count_up, attempts=200)
+
+        replies = await asyncio.gather(*(bump() for _ in range(20)))
+        assert sorted(replies) == list(range(1, 21))  # none lost, none counted twice
+        values = [e.data["value"] for e in await store.read_stream(stream)]
+        assert values == list(range(1, 21))
+        assert len(calls) >= 20
+
+        def nothing(events: list[Any]) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
+            return "no change", []
+
+        assert await store.transact(stream, nothing) == "no change"
+        assert await store.head(stream) == 20
+
     async def test_subflows_are_listed_under_their_parent(self, store: EventStore) -> None:
         parent, child = RunBuilder(), RunBuilder("child")
         await store.append([parent.created(), child.created(parent=parent.run_id)])
