@@ -33,6 +33,7 @@ from flowbus.agents.execution import ChildProcessRun, FlowCache, InProcessRun, O
 from flowbus.agents.slot_client import NatsSlots
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
+from flowbus.broker.dead_letters import dead_letter
 from flowbus.broker.event_sink import NatsEventSink
 from flowbus.broker.streams import ensure_queue_consumer, ensure_streams
 from flowbus.broker.work_queue import QueueTaker
@@ -335,14 +336,7 @@ class Agent:
 
     async def _dead_letter(self, message: Msg, reason: str) -> None:
         self._count("dead_lettered")
-        log.warning("dead-lettered a run request", subject=message.subject, reason=reason[:500])
-        headers = {"Flowbus-Error": reason[:1000], "Flowbus-Subject": message.subject}
-        try:
-            await self.js.publish(
-                subjects.dead_letter_subject("agent"), message.data[: 512 * 1024], headers=headers
-            )
-        finally:
-            await _quietly(message.term())
+        await dead_letter(self.js, "agent", message, reason, terminate=True)
 
     # --- keeping runs -----------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ from flowbus.agents.recorder import Recorder
 from flowbus.agents.scheduler import Scheduler
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
+from flowbus.broker.dead_letters import dead_letter
 from flowbus.broker.streams import ensure_queue_consumer, ensure_streams
 from flowbus.engine.clock import canonical, now_iso
 from flowbus.engine.deployments import NAMESPACE
@@ -269,15 +270,8 @@ class Orchestrator:
         return dispatch
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
-        headers = {"Flowbus-Error": reason[:1000], "Flowbus-Subject": msg.subject}
-        try:
-            await self.js.publish(
-                subjects.dead_letter_subject("orchestrator"),
-                msg.data[: 512 * 1024],
-                headers=headers,
-            )
-        except Exception as exc:  # dead-lettering is best effort; the reply already says why
-            log.warning("could not dead-letter", error=repr(exc))
+        # A request (core NATS): the reply already says why; the dead letter is for operators.
+        await dead_letter(self.js, "orchestrator", msg, reason, terminate=False)
 
     def _count(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n

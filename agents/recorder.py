@@ -28,6 +28,7 @@ from nats.js.errors import NotFoundError
 
 from flowbus.agents.ledger import RunLedger
 from flowbus.broker import subjects
+from flowbus.broker.dead_letters import dead_letter
 from flowbus.broker.streams import ensure_streams
 from flowbus.engine.errors import SequenceError, StoreError
 from flowbus.engine.events import DecodeError, decode_event
@@ -185,11 +186,7 @@ class Recorder:
             self.counts["recorded"] += len(items)
 
     async def _dead_letter(self, message: Msg, reason: str) -> None:
-        log.warning("dead-lettered a message", subject=message.subject, reason=reason[:500])
         self.counts["dead_lettered"] += 1
-        headers = {"Flowbus-Error": reason[:1000], "Flowbus-Subject": message.subject}
-        payload = message.data[: self.settings.max_message_bytes // 2]
-        await self.client.jetstream().publish(
-            subjects.dead_letter_subject("recorder"), payload, headers=headers
-        )
-        await message.term()
+        limit = self.settings.max_message_bytes // 2
+        await dead_letter(self.client.jetstream(), "recorder", message, reason, terminate=True,
+                          limit=limit)  # fmt: skip
