@@ -30,6 +30,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from flowbus.agents.execution import ChildProcessRun, FlowCache, InProcessRun, Outcome, RunExecution
+from flowbus.agents.settings import AgentEnv, load
 from flowbus.agents.slot_client import NatsSlots
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
@@ -62,12 +63,10 @@ class AgentSettings:
     @classmethod
     def from_env(cls, **given: Any) -> AgentSettings:
         """Settings from arguments, then ``$FLOWBUS_HEARTBEAT_SECONDS`` and
-        ``$FLOWBUS_AGENT_GRACE_SECONDS``."""
-        env = {
-            "heartbeat_seconds": os.environ.get("FLOWBUS_HEARTBEAT_SECONDS"),
-            "grace_seconds": os.environ.get("FLOWBUS_AGENT_GRACE_SECONDS"),
-        }
-        values: dict[str, Any] = {k: float(v) for k, v in env.items() if v}
+        ``$FLOWBUS_AGENT_GRACE_SECONDS`` (validated: a bad value is a ``SettingsError``)."""
+        env = load(AgentEnv)
+        values: dict[str, Any] = {"heartbeat_seconds": env.heartbeat_seconds,
+                                  "grace_seconds": env.agent_grace_seconds}  # fmt: skip
         values.update({k: v for k, v in given.items() if v is not None})
         return cls(**values)
 

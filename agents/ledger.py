@@ -190,9 +190,15 @@ class RunLedger:
             for run in await self.store.list_flow_runs(state=state_type.value, limit=10**9):
                 if run.deployment and run.id not in self.entries:
                     await self._load(run.id)
-        for entry in self.entries.values():
-            entry.lease_until = time.monotonic() + self.lease_seconds  # a grace period
+        self.renew_all()
         return len(self.entries)
+
+    def renew_all(self) -> None:
+        """Give every loaded run a full lease from now: a starting orchestrator has heard no
+        heartbeat yet, and must not take the time it spent starting out of the agents' leases."""
+        until = time.monotonic() + self.lease_seconds
+        for entry in self.entries.values():
+            entry.lease_until = max(entry.lease_until, until)
 
     async def _load(self, run_id: str) -> RunEntry | None:
         entry = fold(await self.store.read_stream(run_id))

@@ -35,6 +35,7 @@ from flowbus.agents.automations import AutomationEngine
 from flowbus.agents.ledger import RunEntry, RunLedger
 from flowbus.agents.recorder import Recorder
 from flowbus.agents.scheduler import Scheduler
+from flowbus.agents.settings import OrchestratorEnv, load
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.broker.dead_letters import dead_letter
@@ -46,7 +47,6 @@ from flowbus.engine.ids import new_id
 from flowbus.engine.names import generate_run_name
 from flowbus.engine.records import EventRecord, make_record, state_dict
 from flowbus.engine.schema_model import model_from_schema
-from flowbus.engine.settings import env_float
 from flowbus.engine.slot_table import GLOBAL, GLOBAL_LIMIT, Holding, SlotTable, Waiter
 from flowbus.engine.states import (
     AwaitingRetry,
@@ -76,10 +76,6 @@ OVERLAPPING = frozenset({S.PENDING, S.RUNNING, S.CANCELLING, S.PAUSED})
 UNLIMITED_IN_FLIGHT = 10_000
 
 
-def _on(name: str) -> bool:
-    return os.environ.get(name, "on").lower() not in ("off", "0", "false")
-
-
 @dataclass(frozen=True)
 class OrchestratorSettings:
     #: A run whose agent has not renewed its lease for this long is Crashed.
@@ -96,17 +92,22 @@ class OrchestratorSettings:
     #: Whether the automation engine runs in this process (``FLOWBUS_AUTOMATIONS=off``: not).
     automations: bool = True
 
+    #: How often agents renew their leases: a restarted orchestrator grants no slot for two.
+    heartbeat_seconds: float = 5.0
+
     @classmethod
     def from_env(cls) -> OrchestratorSettings:
-        """Settings from ``$FLOWBUS_LEASE_SECONDS``, ``$FLOWBUS_LATE_AFTER_SECONDS``,
-        ``$FLOWBUS_JANITOR_INTERVAL`` and ``$FLOWBUS_RUN_ACK_WAIT``."""
+        """Settings from the ``FLOWBUS_*`` variables of ``OrchestratorEnv`` (validated: a bad
+        value is a ``SettingsError`` naming the variable)."""
+        env = load(OrchestratorEnv)
         return cls(
-            lease_seconds=env_float("FLOWBUS_LEASE_SECONDS", cls.lease_seconds),
-            janitor_interval=env_float("FLOWBUS_JANITOR_INTERVAL", cls.janitor_interval),
-            late_after=env_float("FLOWBUS_LATE_AFTER_SECONDS", cls.late_after),
-            run_ack_wait=env_float("FLOWBUS_RUN_ACK_WAIT", cls.run_ack_wait),
-            scheduler=_on("FLOWBUS_SCHEDULER"),
-            automations=_on("FLOWBUS_AUTOMATIONS"),
+            lease_seconds=env.lease_seconds,
+            janitor_interval=env.janitor_interval,
+            late_after=env.late_after_seconds,
+            run_ack_wait=env.run_ack_wait,
+            scheduler=env.scheduler,
+            automations=env.automations,
+            heartbeat_seconds=env.heartbeat_seconds,
         )
 
 
@@ -182,10 +183,11 @@ class Orchestrator:
                 queue=subjects.ORCHESTRATOR_GROUP,
                 cb=self._service(subject, model, handler),
             )
+        # Heartbeats can arrive from now on: the leases of the runs loaded count from here.
+        self.ledger.renew_all()
         # The slots granted before this start are known once every live agent has reported
         # them in a heartbeat: nothing is granted for two heartbeat intervals.
-        heartbeat = env_float("FLOWBUS_HEARTBEAT_SECONDS", 5.0)
-        self.slots.settled_at = time.monotonic() + 2 * heartbeat + 0.5
+        self.slots.settled_at = time.monotonic() + 2 * self.settings.heartbeat_seconds + 0.5
         self._tasks.append(asyncio.create_task(self.recorder.run(), name="recorder"))
         self._tasks.append(asyncio.create_task(self._janitor(), name="janitor"))
         if self.settings.scheduler:

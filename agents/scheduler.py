@@ -23,11 +23,11 @@ from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from flowbus.agents.settings import SchedulerEnv, load
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.broker.streams import ensure_streams
 from flowbus.engine.schedules import DeploymentSchedule
-from flowbus.engine.settings import env_float
 from flowbus.engine.store import DeploymentView, EventStore
 
 log = structlog.get_logger("flowbus.scheduler")
@@ -52,10 +52,9 @@ class SchedulerSettings:
 
     @classmethod
     def from_env(cls) -> SchedulerSettings:
-        return cls(
-            lookahead=env_float("FLOWBUS_SCHEDULER_LOOKAHEAD", cls.lookahead),
-            interval=env_float("FLOWBUS_SCHEDULER_INTERVAL", cls.interval),
-        )
+        """From ``$FLOWBUS_SCHEDULER_LOOKAHEAD`` and ``$FLOWBUS_SCHEDULER_INTERVAL``."""
+        env = load(SchedulerEnv)
+        return cls(lookahead=env.scheduler_lookahead, interval=env.scheduler_interval)
 
 
 def choose_slots(

@@ -17,10 +17,10 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from flowbus.agents.settings import AgentEnv, load
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.engine.concurrency import NamedSlots, Release
-from flowbus.engine.settings import env_float
 from flowbus.engine.slot_table import GLOBAL
 
 log = structlog.get_logger("flowbus.slots")
@@ -43,7 +43,7 @@ class NatsSlots:
         self.loop = loop
         self.agent = agent
         #: ``$FLOWBUS_SLOT_RECHECK_SECONDS``, default 30.
-        self.recheck = recheck or env_float("FLOWBUS_SLOT_RECHECK_SECONDS", 30.0)
+        self.recheck = recheck or load(AgentEnv).slot_recheck_seconds
         #: Slots held now, by holder: (flow run, limited keys, slots of each); the agent's
         #: heartbeat says so.
         self.held: dict[str, tuple[str, list[str], int]] = {}

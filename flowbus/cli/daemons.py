@@ -16,6 +16,13 @@ import typer
 
 from flowbus.agents import Agent, AgentSettings, Orchestrator
 from flowbus.agents.scheduler import Scheduler
+from flowbus.agents.settings import (
+    AgentEnv,
+    OrchestratorEnv,
+    SchedulerEnv,
+    SettingsError,
+    check_environment,
+)
 from flowbus.api.settings import DEFAULT_API_PORT
 from flowbus.broker import connect, nats_url
 from flowbus.cli.common import console, exit_when_threads_end, fail
@@ -34,6 +41,14 @@ def _on_signals(action: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, action)
+
+
+def check_settings(*models: type[Any]) -> None:
+    """Validate the daemon's FLOWBUS_* settings before anything starts (exit 2 when bad)."""
+    try:
+        check_environment(*models)
+    except SettingsError as exc:
+        fail(str(exc), code=2)
 
 
 def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -58,6 +73,7 @@ def server_start(
 ) -> None:
     """Run the orchestrator (submissions, claims and leases, cancels, the recorder) and the
     HTTP API."""
+    check_settings(OrchestratorEnv, SchedulerEnv)
 
     async def main() -> None:
         from flowbus.api.server import ApiServer
@@ -112,6 +128,7 @@ def agent_start(
     """Run an agent: take run requests from work queues and run the flows."""
     if isolation not in ("thread", "process"):
         fail("--isolation must be 'thread' or 'process'")
+    check_settings(AgentEnv)
     settings = AgentSettings.from_env(
         queues=tuple(queue or ["default"]),
         concurrency=concurrency,
@@ -145,6 +162,7 @@ def scheduler_start() -> None:
     """Run a scheduler alone: it makes the runs of deployment schedules ahead of time through
     the orchestrator. Any number may run (each slot's run is made once); the orchestrator runs
     one itself unless FLOWBUS_SCHEDULER=off."""
+    check_settings(SchedulerEnv)
 
     async def main() -> None:
         url = nats_url()

@@ -7,8 +7,10 @@ from typing import Annotated
 import typer
 
 from flowbus.agents import AgentSettings
+from flowbus.agents.settings import AgentEnv, OrchestratorEnv, SchedulerEnv
 from flowbus.api.settings import DEFAULT_API_PORT
 from flowbus.cli.common import console, exit_when_threads_end, fail
+from flowbus.cli.daemons import check_settings
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.loops import new_event_loop
 from flowbus.stack import DEFAULT_PORT, LocalStack, StackInfo, run_until_signalled
@@ -36,6 +38,7 @@ def up(
     the default queue; Ctrl-C stops all (a second Ctrl-C hands running flow runs back)."""
     if isolation not in ("thread", "process"):
         fail("--isolation must be 'thread' or 'process'")
+    check_settings(OrchestratorEnv, SchedulerEnv, AgentEnv)
     agent_settings = (
         AgentSettings.from_env(
             queues=("default",),

@@ -127,3 +127,18 @@ def test_a_bad_store_url_is_a_clear_error(shell: Shell) -> None:
     done = shell.flowbus("runs", "ls", check=False)
     assert done.returncode == 1
     assert "unsupported store URL scheme 'mysql'" in done.stderr
+
+
+def test_a_bad_setting_stops_a_daemon_at_once_naming_the_variable(shell: Shell) -> None:
+    for variable, value, command in [
+        ("FLOWBUS_LEASE_SECONDS", "soon", ("server", "start")),
+        ("FLOWBUS_AGENT_GRACE_SECONDS", "-3", ("agent", "start")),
+        ("FLOWBUS_SQLITE_SYNCHRONOUS", "sometimes", ("up",)),
+    ]:
+        shell.env[variable] = value
+        try:
+            done = shell.flowbus(*command, check=False)
+        finally:
+            del shell.env[variable]
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        assert variable in " ".join(done.stderr.split()), done.stderr
