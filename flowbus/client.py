@@ -30,6 +30,7 @@ from flowbus.broker.connection import connect, nats_url
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.events import Event, FlowRunCreated, FlowRunStateChanged, decode_event
 from flowbus.engine.states import TERMINAL_TYPES, StateType
+from flowbus.waiting import RunWaiters
 
 
 class ClientError(FlowbusError):
@@ -80,6 +81,7 @@ class Client:
         self.url = nats_url
         self.timeout = timeout
         self._nc: NatsClient | None = None
+        self._waiters: RunWaiters | None = None
 
     async def __aenter__(self) -> Client:
         await self.connect()
@@ -104,6 +106,9 @@ class Client:
             self._nc.options["max_reconnect_attempts"] = -1
 
     async def close(self) -> None:
+        if self._waiters is not None:
+            await self._waiters.close()
+            self._waiters = None
         if self._nc is not None:
             await self._nc.close()
             self._nc = None
@@ -160,21 +165,15 @@ class Client:
         return p.decode(p.CancelReply, data).state
 
     async def wait(self, run_id: str, timeout: float | None = None) -> FinalState:  # noqa: ASYNC109
-        """Wait until the run reaches a final state (one it is not queued again from)."""
+        """Wait until the run reaches a final state (one it is not queued again from).
 
-        async def follow() -> FinalState:
-            last: FinalState | None = None
-            stream = self.events(run_id=run_id, types=["flow_run.created", "flow_run.state"])
-            async with contextlib.aclosing(stream) as events:
-                async for event in events:
-                    state = event.state
-                    result = getattr(event, "result", None)
-                    last = FinalState(run_id, state.type, state.name, state.message, result)
-                    if await self.ends_run(event):
-                        return last
-            raise AssertionError("unreachable: the event stream does not end")
-
-        return await asyncio.wait_for(follow(), timeout)
+        Any number of waits share one subscription (``flowbus.waiting``)."""
+        if self._waiters is None:
+            self._waiters = RunWaiters(self.nats.jetstream())
+        event = await asyncio.wait_for(self._waiters.wait(run_id), timeout)
+        state = event.state
+        result = getattr(event, "result", None)
+        return FinalState(run_id, state.type, state.name, state.message, result)
 
     async def ends_run(self, event: Event) -> bool:
         """Whether a state event is its run's last: final, and not Crashed then queued again

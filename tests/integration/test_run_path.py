@@ -281,3 +281,27 @@ async def test_a_queue_limit_holds_across_agents(stack: Stack) -> None:
         for run in runs:
             assert (await client.wait(run.run_id, timeout=60)).completed
     assert most_running_at_once(stack, [r.run_id for r in runs]) == 1
+
+
+async def test_many_waits_share_one_subscription(stack: Stack) -> None:
+    """A service waiting on 60 runs opens one consumer, not 60; a run that finished before its
+    wait began is found at once; a run failing is reported as it ended."""
+    from flowbus.broker import subjects
+
+    deployment = stack.deploy("quick")
+    failing = stack.deploy("fails")
+    stack.start_agent("agent-1", "-c", "20")
+    async with stack.client() as client:
+        js = client.nats.jetstream()
+        early = await client.submit(deployment, {"n": 1})
+        wait_until(lambda: stack.states(early.run_id)[-1:] == ["Completed"], what="a first run")
+        consumers = len(await js.consumers_info(subjects.EVENTS_STREAM))
+        runs = await asyncio.gather(*(client.submit(deployment, {"n": i}) for i in range(60)))
+        bad = await client.submit(failing)
+        finals = await asyncio.gather(
+            *(client.wait(run.run_id, timeout=60) for run in [early, *runs, bad])
+        )
+        assert all(final.completed for final in finals[:-1])
+        assert finals[-1].name == "Failed"
+        assert [final.result for final in finals[1:-1]] == [str(i * (i - 1)) for i in range(60)]
+        assert len(await js.consumers_info(subjects.EVENTS_STREAM)) == consumers + 1
