@@ -177,6 +177,8 @@ class Orchestrator:
             subjects.LIMITS: (None, self.list_limits),
             subjects.RESUME: (p.ResumeRequest, self.resume),
         }
+        settle = 2 * self.settings.heartbeat_seconds + 0.5
+        self.slots.settle_until(time.monotonic() + settle)  # before any slot request comes
         for subject, (model, handler) in services.items():
             await self.client.subscribe(
                 subject,
@@ -187,7 +189,7 @@ class Orchestrator:
         self.ledger.renew_all()
         # The slots granted before this start are known once every live agent has reported
         # them in a heartbeat: nothing is granted for two heartbeat intervals.
-        self.slots.settled_at = time.monotonic() + 2 * self.settings.heartbeat_seconds + 0.5
+        self.slots.settle_until(time.monotonic() + settle)
         self._tasks.append(asyncio.create_task(self.recorder.run(), name="recorder"))
         self._tasks.append(asyncio.create_task(self._janitor(), name="janitor"))
         if self.settings.scheduler:

@@ -68,6 +68,9 @@ class SlotTable:
         #: Nothing is granted before this time: a table that starts afresh does not know the
         #: holdings granted before it until their holders report them (``adopt``).
         self.settled_at = 0.0
+        #: Whether ``grant`` has run since the table settled (the waiters queued while it
+        #: settled are served by that pass).
+        self._swept = True
         #: Holders given back lately (monotonic time): a heartbeat sent just before a release
         #: must not make them count again.
         self._released: dict[str, float] = {}
@@ -106,6 +109,11 @@ class SlotTable:
         for key in waiter.tags:
             level = self.level(key)
             self.buckets[key] = Bucket(level + waiter.count, now)
+
+    def settle_until(self, moment: float) -> None:
+        """Grant nothing before ``moment`` (the clock's time); then serve the waiters."""
+        self.settled_at = moment
+        self._swept = False
 
     def settling(self) -> float:
         """Seconds until the table may grant (0: now); see ``settled_at``."""
@@ -152,6 +160,7 @@ class SlotTable:
         blocks those behind it that want one of its keys."""
         if self.settling():
             return []
+        self._swept = True
         granted: list[Waiter] = []
         blocked: set[str] = set()
         remaining: list[Waiter] = []
@@ -168,8 +177,8 @@ class SlotTable:
     def next_drain(self, limits: Mapping[str, int]) -> float | None:
         """Seconds until ``grant`` could serve the first waiter: when the table has settled, or
         when a rate-limited bucket has drained enough (None: nothing to wait for)."""
-        if self.waiters and self.settling():
-            return self.settling()
+        if self.waiters and (self.settling() or not self._swept):
+            return self.settling()  # 0 when it has just settled: grant at once
         soonest: float | None = None
         for waiter in self.waiters:
             for key in waiter.tags:

@@ -108,7 +108,7 @@ def test_rate_limited_slots_drain_at_the_decay_rate() -> None:
 def test_a_table_that_has_not_settled_grants_nothing_until_it_has() -> None:
     now = [0.0]
     table = SlotTable(clock=lambda: now[0])
-    table.settled_at = 1.5  # a restarted orchestrator waits for the agents' heartbeats
+    table.settle_until(1.5)  # a restarted orchestrator waits for the agents' heartbeats
     assert not table.acquire(waiter("t1", "db"), LIMITS)
     table.adopt(Holding("old", ("db",), "run-0", "a1"))  # reported by a heartbeat meanwhile
     assert table.next_drain(LIMITS) == 1.5
@@ -117,3 +117,19 @@ def test_a_table_that_has_not_settled_grants_nothing_until_it_has() -> None:
     assert [w.holder for w in table.grant(LIMITS)] == ["t1"]
     assert table.active("db") == 2  # the adopted holding counts: no third
     assert not table.acquire(waiter("t2", "db"), LIMITS)
+
+
+def test_a_waiter_queued_as_the_table_settles_is_served_by_one_pass() -> None:
+    """A request that came just before the table settled is not left queued (the race that
+    stalled slot grants): ``next_drain`` asks for one grant pass at once, then for none."""
+    now = [0.0]
+    table = SlotTable(clock=lambda: now[0])
+    table.settle_until(1.0)
+    assert not table.acquire(waiter("t1", "db"), LIMITS)
+    now[0] = 1.0  # settled before anyone armed a timer
+    assert table.next_drain(LIMITS) == 0.0
+    assert [w.holder for w in table.grant(LIMITS)] == ["t1"]
+    assert table.next_drain(LIMITS) is None
+    assert table.acquire(waiter("t2", "db"), LIMITS)
+    assert not table.acquire(waiter("t3", "db"), LIMITS)  # the limit, not the settling
+    assert table.next_drain(LIMITS) is None  # nothing to wait for but a release
