@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -43,6 +42,7 @@ from flowbus.broker.streams import ensure_queue_consumer, ensure_streams
 from flowbus.engine.clock import canonical, now_iso
 from flowbus.engine.deployments import NAMESPACE
 from flowbus.engine.errors import StoreError
+from flowbus.engine.faults import crash_point
 from flowbus.engine.ids import new_id
 from flowbus.engine.names import generate_run_name
 from flowbus.engine.records import EventRecord, make_record, state_dict
@@ -355,8 +355,7 @@ class Orchestrator:
         reply = await self.ledger.transact(run_id, decide)
         entry = self.ledger.entries.get(run_id)
         if entry is not None and not entry.published and entry.seq == 1:
-            if os.environ.get("FLOWBUS_TEST_CRASH_AT") == "after-schedule-write":
-                os._exit(70)  # fault injection for the outbox test: recorded, not published
+            crash_point("after-schedule-write")  # recorded, not published: the outbox test
             if entry.due_at > time.time():
                 self._arm(entry)
             else:
