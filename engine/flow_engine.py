@@ -245,8 +245,9 @@ class FlowRunEngine:
                 return self._set_state(failed)
             if isinstance(result, State):  # the flow returned its final state
                 final = returned_state(result)
-                data = final.data if final.is_completed() else None
-                return self._set_state(final, summarize(data) if final.is_completed() else None)
+                return self._set_state(
+                    final, summarize(final.data) if final.is_completed() else None
+                )
             return self._set_state(Completed(data=result), summarize(result))
         raise AssertionError("unreachable: the last attempt always returns")
 

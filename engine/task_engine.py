@@ -214,7 +214,8 @@ class TaskRunEngine:
         finally:
             task_run_var.reset(token)
         if isinstance(result, State):  # the task returned a state: it ends in that state
-            return await self._finish(returned_state(result), returned_state(result).data), False
+            final = returned_state(result)
+            return await self._finish(final, final.data), False
         if txn is not None:
             txn.stage(result, task.on_rollback_hooks, task.on_commit_hooks)
         elif key is not None or task.persist_result:
