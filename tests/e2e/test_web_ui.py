@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.stack import Stack
+from tests.integration.stack import Stack, wait_until
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -252,8 +252,13 @@ def test_resume_a_paused_run_from_its_page_with_input(stack: Stack, browser_page
     form.get_by_role("button", name="Resume").click()
     expect(page.locator("h1 .badge")).to_have_text("Completed", timeout=20_000)
     expect(page.locator("#resume-form")).to_have_count(0)
-    assert httpx.get(f"{stack.api_url}/api/v1/runs/{run_id}").json()["result"] == (
-        "'approved: looks right'"
+    # The page follows the live events; the store may trail them by a commit.
+    wait_until(
+        lambda: (
+            httpx.get(f"{stack.api_url}/api/v1/runs/{run_id}").json()["result"]
+            == "'approved: looks right'"
+        ),
+        what="the run's result to be recorded",
     )
 
 
