@@ -31,10 +31,12 @@ from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 from pydantic import BaseModel, ValidationError
 
 from flowbus.agents.automations import AutomationEngine
+from flowbus.agents.background import BackgroundTasks
 from flowbus.agents.ledger import RunEntry, RunLedger
 from flowbus.agents.recorder import Recorder
 from flowbus.agents.scheduler import Scheduler
 from flowbus.agents.settings import OrchestratorEnv, load
+from flowbus.agents.slot_service import SlotService
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.broker.dead_letters import dead_letter
@@ -47,7 +49,6 @@ from flowbus.engine.ids import new_id
 from flowbus.engine.names import generate_run_name
 from flowbus.engine.records import EventRecord, make_record, state_dict
 from flowbus.engine.schema_model import model_from_schema
-from flowbus.engine.slot_table import GLOBAL, GLOBAL_LIMIT, Holding, SlotTable, Waiter
 from flowbus.engine.states import (
     AwaitingRetry,
     Cancelled,
@@ -60,10 +61,6 @@ from flowbus.engine.states import (
     StateType,
 )
 from flowbus.engine.store import DeploymentView, EventStore
-
-#: Documents of this kind hold a tag's concurrency limit (``flowbus limit set``).
-LIMIT = "limit"
-
 
 log = structlog.get_logger("flowbus.orchestrator")
 
@@ -139,11 +136,10 @@ class Orchestrator:
         self._deployments: dict[str, tuple[float, DeploymentView]] = {}
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._background: set[asyncio.Task[Any]] = set()
+        self.background = BackgroundTasks()
         self.scheduler: Scheduler | None = None
         self.automations: AutomationEngine | None = None
-        self.slots = SlotTable()
-        self._drain_timer: asyncio.TimerHandle | None = None
+        self.slots = SlotService(client, store, self.background)
         #: No slot is granted before this (monotonic) time: two heartbeat intervals after the
         #: start, by when every live agent has reported the slots its task runs hold.
         self._limited_release = asyncio.Lock()
@@ -172,13 +168,13 @@ class Orchestrator:
             subjects.QUEUES: (None, self.list_queues),
             subjects.QUEUE_UPDATE: (p.QueueUpdate, self.update_queue),
             subjects.AGENTS: (None, self.list_agents),
-            subjects.SLOT_ACQUIRE: (p.SlotRequest, self.acquire_slots),
-            subjects.SLOT_RELEASE: (p.SlotRelease, self.release_slots),
-            subjects.LIMITS: (None, self.list_limits),
+            subjects.SLOT_ACQUIRE: (p.SlotRequest, self.slots.acquire),
+            subjects.SLOT_RELEASE: (p.SlotRelease, self.slots.release),
+            subjects.LIMITS: (None, self.slots.list_limits),
             subjects.RESUME: (p.ResumeRequest, self.resume),
         }
         settle = 2 * self.settings.heartbeat_seconds + 0.5
-        self.slots.settle_until(time.monotonic() + settle)  # before any slot request comes
+        self.slots.settle(settle)  # before any slot request comes
         for subject, (model, handler) in services.items():
             await self.client.subscribe(
                 subject,
@@ -189,7 +185,7 @@ class Orchestrator:
         self.ledger.renew_all()
         # The slots granted before this start are known once every live agent has reported
         # them in a heartbeat: nothing is granted for two heartbeat intervals.
-        self.slots.settle_until(time.monotonic() + settle)
+        self.slots.settle(settle)
         self._tasks.append(asyncio.create_task(self.recorder.run(), name="recorder"))
         self._tasks.append(asyncio.create_task(self._janitor(), name="janitor"))
         if self.settings.scheduler:
@@ -230,8 +226,7 @@ class Orchestrator:
             for task in stuck:
                 log.error("a daemon task did not stop", task=task.get_name())
         self._tasks.clear()
-        if self._background:
-            await asyncio.wait(self._background, timeout=5)
+        await self.background.wait(timeout=5)
         await self.ledger.writer.close()
 
     def _service(
@@ -246,9 +241,7 @@ class Orchestrator:
 
         async def dispatch(msg: Msg) -> None:
             await self._request_slots.acquire()
-            task = asyncio.create_task(serve(msg))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            task = self.background.spawn(serve(msg))
             task.add_done_callback(lambda _: self._request_slots.release())
 
         async def serve(msg: Msg) -> None:
@@ -429,9 +422,7 @@ class Orchestrator:
         self._armed.discard(run_id)
         entry = self.ledger.entries.get(run_id)
         if entry is not None and entry.state is S.SCHEDULED and not entry.published:
-            task = asyncio.get_running_loop().create_task(self._release(entry))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self.background.spawn(self._release(entry))
 
     async def _release(self, entry: RunEntry) -> None:
         """Publish a run whose time has come; a schedule's run first meets its deployment's
@@ -488,9 +479,7 @@ class Orchestrator:
             key=lambda e: e.queued_at,
         )
         for entry in held:
-            task = asyncio.get_running_loop().create_task(self._release(entry))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self.background.spawn(self._release(entry))
 
     async def _slot_refusal(self, entry: RunEntry) -> str | None:
         """Why a schedule's run must not start now, or None. Under the overlap policy
@@ -642,10 +631,7 @@ class Orchestrator:
     async def heartbeat(self, beat: p.Heartbeat) -> bytes:
         now = time.monotonic()
         self.agents[beat.agent] = _AgentSeen(beat, now)
-        for held in beat.slots:  # after a restart, slots granted before it count again
-            self.slots.adopt(
-                Holding(held.holder, tuple(held.tags), held.run_id, beat.agent, held.occupy)
-            )
+        self.slots.adopt(beat.agent, beat.slots)  # after a restart, earlier grants count again
         lost = []
         async with self.ledger.lock:
             for held in beat.runs:
@@ -717,112 +703,10 @@ class Orchestrator:
         ]
         return p.AgentList(agents=agents).dump()
 
-    # --- tag concurrency slots ---------------------------------------------------------------
-
-    async def _limits_of(self, tags: list[str]) -> dict[str, int]:
-        """The limits of these keys (read from the store at most once a second each): a tag's
-        ``limit`` document, or a global limit's (``gcl:<name>``; an inactive one limits
-        nothing). A global limit's slot decay goes to the slot table."""
-        now = time.monotonic()
-        found: dict[str, int] = {}
-        for tag in tags:
-            cached = self._limits.get(tag)
-            if cached is None or now - cached[0] > DEPLOYMENT_CACHE_SECONDS:
-                cached = (now, await self._read_limit(tag))
-                self._limits[tag] = cached
-            if cached[1] is not None:
-                found[tag] = cached[1]
-        return found
-
-    async def _read_limit(self, key: str) -> int | None:
-        if not key.startswith(GLOBAL):
-            document = await self.store.get_document(LIMIT, key)
-            return int(document.body["limit"]) if document else None
-        document = await self.store.get_document(GLOBAL_LIMIT, key[len(GLOBAL) :])
-        if document is None or not document.body.get("active", True):
-            return None
-        self.slots.decay[key] = float(document.body.get("slot_decay_per_second") or 0.0)
-        return int(document.body["limit"])
-
-    def _known_limits(self) -> dict[str, int]:
-        return {tag: limit for tag, (_, limit) in self._limits.items() if limit is not None}
-
-    async def acquire_slots(self, request: p.SlotRequest) -> bytes:
-        limits = await self._limits_of(request.tags)
-        if not limits:
-            return p.SlotReply(granted=True, limited=[]).dump()
-        limited = sorted(limits)
-        too_small = [key for key in limited if limits[key] < request.occupy]
-        no_decay = [k for k in limited if request.decay and not self.slots.decay.get(k)]
-        if too_small or no_decay:
-            return p.SlotReply(granted=False, limited=limited, too_small=too_small,
-                               no_decay=no_decay).dump()  # fmt: skip
-        waiter = Waiter(request.holder, tuple(limited), request.run_id, request.agent,
-                        request.occupy, request.notify, request.decay)  # fmt: skip
-        granted = self.slots.acquire(waiter, self._known_limits())
-        if not granted:
-            self._arm_drain()
-        return p.SlotReply(granted=granted, limited=limited).dump()
-
-    def _arm_drain(self) -> None:
-        """Grant waiters again when the table has settled after a start, or when a
-        rate-limited bucket has drained enough for the first: one timer, set for that moment
-        (nothing polls)."""
-        delay = self.slots.next_drain(self._known_limits())
-        if delay is None or self._drain_timer is not None:
-            return
-
-        def fire() -> None:
-            self._drain_timer = None
-            granted = self.slots.grant(self._known_limits())
-            if granted:
-                task = asyncio.get_running_loop().create_task(self._tell(granted))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
-            self._arm_drain()
-
-        self._drain_timer = asyncio.get_running_loop().call_later(delay, fire)
-
-    async def release_slots(self, request: p.SlotRelease) -> bytes:
-        await self._tell(self.slots.release(request.holder, self._known_limits()))
-        return b'{"ok":true}'
-
-    async def _tell(self, granted: list[Waiter]) -> None:
-        for waiter in granted:
-            await self.client.publish(waiter.notify, p.SlotGrant(holder=waiter.holder).dump())
-
-    def _reclaim_slots(self, gone: Callable[[Holding], bool], why: str) -> None:
-        reclaimed, granted = self.slots.release_where(gone, self._known_limits())
-        for holding in reclaimed:
-            log.info("slots reclaimed", holder=holding.holder, tags=holding.tags, reason=why)
-        if granted:
-            task = asyncio.get_running_loop().create_task(self._tell(granted))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-
     def _run_finished(self, entry: RunEntry) -> None:
         """A run reached a final state: what it held comes back, at once."""
-        if self.slots.holdings or self.slots.waiters:
-            self._reclaim_slots(lambda h: h.run_id == entry.run_id, "its flow run ended")
+        self.slots.reclaim(lambda h: h.run_id == entry.run_id, "its flow run ended")
         self._wake_deployment(entry.deployment)
-
-    async def list_limits(self, _: None) -> bytes:
-        infos = []
-        for document in await self.store.list_documents(LIMIT):
-            tag = document.name
-            holders = [
-                {"holder": h.holder, "run_id": h.run_id, "agent": h.agent}
-                for h in self.slots.holdings.values()
-                if tag in h.tags
-            ]
-            waiting = sum(1 for w in self.slots.waiters if tag in w.tags)
-            infos.append(
-                p.LimitInfo(
-                    tag=tag, limit=int(document.body["limit"]), active=len(holders),
-                    waiting=waiting, holders=holders,
-                )
-            )  # fmt: skip
-        return p.LimitList(limits=infos).dump()
 
     # --- pause and resume ------------------------------------------------------------------
 
@@ -962,8 +846,8 @@ class Orchestrator:
         silent = {
             n for n, a in self.agents.items() if now - a.last_seen > self.settings.lease_seconds
         }
-        if silent and self.slots.holdings:
-            self._reclaim_slots(lambda h: h.agent in silent, "its agent stopped renewing its lease")
+        if silent:
+            self.slots.reclaim(lambda h: h.agent in silent, "its agent stopped renewing its lease")
         for name in [n for n, a in self.agents.items() if now - a.last_seen > 3600]:
             del self.agents[name]
 
@@ -990,9 +874,7 @@ class Orchestrator:
 
     def _announce(self, records: list[EventRecord]) -> None:
         """Publish events the ledger wrote, so subscribers see every state change."""
-        task = asyncio.get_running_loop().create_task(self._publish_recorded(records))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self.background.spawn(self._publish_recorded(records))
 
     async def _publish_recorded(self, records: list[EventRecord]) -> None:
         try:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 FORGET_RELEASED = 120.0
 #: The prefix of a global concurrency limit's key.
 GLOBAL = "gcl:"
+#: Documents of this kind hold a tag's concurrency limit: ``{"limit": 3}`` (``flowbus limit``).
+LIMIT = "limit"
 #: Documents of this kind hold a global concurrency limit: ``{"limit": 5, "active": true,
 #: "slot_decay_per_second": 1.0}`` (``flowbus gcl create``).
 GLOBAL_LIMIT = "global-limit"

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from flowbus.agents.orchestrator import LIMIT
 from flowbus.cli.common import console, fail, print_json, with_client, with_store
 from flowbus.engine.documents import delete_document, save_document
+from flowbus.engine.slot_table import LIMIT
 from flowbus.engine.store import EventStore
 
 app = typer.Typer(help="Tag concurrency limits (task runs with the tag share N slots).",
