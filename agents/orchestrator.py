@@ -27,12 +27,12 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 from pydantic import BaseModel, ValidationError
 
 from flowbus.agents.automations import AutomationEngine
 from flowbus.agents.background import BackgroundTasks
 from flowbus.agents.ledger import RunEntry, RunLedger
+from flowbus.agents.queue_service import QueueService
 from flowbus.agents.recorder import Recorder
 from flowbus.agents.scheduler import Scheduler
 from flowbus.agents.settings import OrchestratorEnv, load
@@ -40,7 +40,7 @@ from flowbus.agents.slot_service import SlotService
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.broker.dead_letters import dead_letter
-from flowbus.broker.streams import ensure_queue_consumer, ensure_streams
+from flowbus.broker.streams import ensure_streams
 from flowbus.engine.clock import canonical, now_iso
 from flowbus.engine.deployments import NAMESPACE
 from flowbus.engine.errors import StoreError
@@ -69,8 +69,6 @@ S = StateType
 DEPLOYMENT_CACHE_SECONDS = 1.0
 #: States in which a deployment's run counts as still running for the overlap policy.
 OVERLAPPING = frozenset({S.PENDING, S.RUNNING, S.CANCELLING, S.PAUSED})
-#: A queue without a concurrency limit still needs an explicit max_ack_pending (see streams.py).
-UNLIMITED_IN_FLIGHT = 10_000
 
 
 @dataclass(frozen=True)
@@ -131,7 +129,10 @@ class Orchestrator:
         self.ledger = RunLedger(store, self.settings.lease_seconds, published=self._announce)
         self.recorder = Recorder(client, store, ledger=self.ledger)
         self.agents: dict[str, _AgentSeen] = {}
-        self._queues_ready: set[str] = set()
+        self.queues = QueueService(
+            self.js, store, self.settings.run_ack_wait,
+            lambda: (q for seen in self.agents.values() for q in seen.heartbeat.queues),
+        )  # fmt: skip
         self._models: dict[tuple[str, int], type[BaseModel]] = {}
         self._deployments: dict[str, tuple[float, DeploymentView]] = {}
         self._stopping = asyncio.Event()
@@ -156,7 +157,7 @@ class Orchestrator:
 
     async def start(self) -> None:
         await ensure_streams(self.js)
-        self._kv = await self.js.key_value(subjects.QUEUES_BUCKET)
+        await self.queues.open()
         loaded = await self.ledger.load()
         log.info("orchestrator starting", unfinished_runs=loaded)
         services: dict[str, tuple[type[p._Message] | None, Handler]] = {
@@ -165,8 +166,8 @@ class Orchestrator:
             subjects.CLAIM: (p.ClaimRequest, self.claim),
             subjects.HEARTBEAT: (p.Heartbeat, self.heartbeat),
             subjects.RELEASE: (p.ReleaseRequest, self.release),
-            subjects.QUEUES: (None, self.list_queues),
-            subjects.QUEUE_UPDATE: (p.QueueUpdate, self.update_queue),
+            subjects.QUEUES: (None, self.queues.list_queues),
+            subjects.QUEUE_UPDATE: (p.QueueUpdate, self.queues.update_queue),
             subjects.AGENTS: (None, self.list_agents),
             subjects.SLOT_ACQUIRE: (p.SlotRequest, self.slots.acquire),
             subjects.SLOT_RELEASE: (p.SlotRelease, self.slots.release),
@@ -392,7 +393,7 @@ class Orchestrator:
     async def _dispatch(self, entry: RunEntry) -> None:
         """Publish the run's request to its queue (the outbox's second half)."""
         try:
-            await self._ensure_queue(entry.queue)
+            await self.queues.ensure(entry.queue)
             request = p.RunRequest(
                 run_id=entry.run_id, deployment=entry.deployment, dispatch=entry.queued_seq
             )
@@ -525,64 +526,6 @@ class Orchestrator:
             await self._dispatch(entry)
 
     # --- queues ---------------------------------------------------------------------------
-
-    async def _queue_settings(self, name: str) -> p.QueueSettings:
-        try:
-            found = await self._kv.get(name)
-        except KeyNotFoundError:
-            found = None
-        if found is None or not found.value:
-            return p.QueueSettings(name=name)
-        return p.QueueSettings.model_validate_json(found.value)
-
-    async def _ensure_queue(self, name: str, force: bool = False) -> p.QueueSettings | None:
-        if name in self._queues_ready and not force:
-            return None
-        settings = await self._queue_settings(name)
-        with contextlib.suppress(Exception):
-            await self._kv.create(name, settings.dump())
-        limit = settings.concurrency_limit or UNLIMITED_IN_FLIGHT
-        await ensure_queue_consumer(self.js, name, limit, self.settings.run_ack_wait)
-        self._queues_ready.add(name)
-        return settings
-
-    async def _queue_info(self, settings: p.QueueSettings) -> p.QueueInfo:
-        try:
-            info = await self.js.consumer_info(
-                subjects.RUNS_STREAM, subjects.queue_consumer(settings.name)
-            )
-            waiting, in_flight = info.num_pending or 0, info.num_ack_pending or 0
-        except NotFoundError:
-            waiting = in_flight = 0
-        return p.QueueInfo(settings=settings, waiting=waiting, in_flight=in_flight)
-
-    async def list_queues(self, _: None) -> bytes:
-        """Every queue a user can act on: those with settings, those deployments name and those
-        agents serve (before their first run, a queue has no settings yet)."""
-        try:
-            names = set(await self._kv.keys())
-        except NoKeysError:
-            names = set()
-        names.update(d.queue for d in await self.store.list_deployments())
-        for seen in self.agents.values():
-            names.update(seen.heartbeat.queues)
-        infos = [await self._queue_info(await self._queue_settings(n)) for n in sorted(names)]
-        return p.QueueList(queues=infos).dump()
-
-    async def update_queue(self, update: p.QueueUpdate) -> bytes:
-        current = await self._queue_settings(update.name)
-        changes: dict[str, Any] = {}
-        if update.priority is not None:
-            changes["priority"] = update.priority
-        if update.paused is not None:
-            changes["paused"] = update.paused
-        if update.concurrency_limit is not None:
-            changes["concurrency_limit"] = update.concurrency_limit or None
-        settings = current.model_copy(update=changes)
-        await self._kv.put(update.name, settings.dump())
-        await self._ensure_queue(update.name, force=True)
-        log.info("queue updated", **settings.model_dump())
-        return (await self._queue_info(settings)).dump()
 
     # --- agents ---------------------------------------------------------------------------
 
