@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -50,6 +52,32 @@ def start(args: list[str], env: dict[str, str], log: Path, ready: str) -> subpro
             raise SystemExit(f"{args} did not start:\n{log.read_text()}")
         time.sleep(0.05)
     return process
+
+
+@contextlib.contextmanager
+def served_deployment(entrypoint: str, concurrency: int, prefix: str) -> Iterator[tuple[str, Path]]:
+    """An embedded nats-server, ``entrypoint`` deployed as ``*/bench``, the orchestrator and one
+    agent as separate processes; yields (NATS URL, working folder) and stops them after."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    env = {**os.environ, "FLOWBUS_HOME": str(root / "home"), "FLOWBUS_LOGGING_LEVEL": "WARNING",
+           "PYTHONPATH": str(BENCH)}  # fmt: skip
+    env.pop("FLOWBUS_STORE_URL", None)
+    with EmbeddedNatsServer(root / "jetstream") as server:
+        env["FLOWBUS_NATS_URL"] = server.url
+        subprocess.run(
+            [sys.executable, "-m", "flowbus", "deploy", entrypoint, "-n", "bench"],
+            env=env, cwd=BENCH, check=True, capture_output=True,
+        )  # fmt: skip
+        orchestrator = start(["server", "start", "--api-port", "-1"], env, root / "orch.log",
+                             "orchestrator is serving")  # fmt: skip
+        agent = start(["agent", "start", "-c", str(concurrency), "-n", "bench"], env,
+                      root / "agent.log", "is serving")  # fmt: skip
+        try:
+            yield server.url, root
+        finally:
+            for process in (agent, orchestrator):
+                process.terminate()
+                process.wait(30)
 
 
 def cpu_seconds(pid: int) -> float:

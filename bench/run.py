@@ -323,10 +323,10 @@ agent's loop without a thread hop for async flows.
 
 `python bench/wait_many.py --runs 300`: one client submits 300 runs of the no-op deployment at
 once, then waits on each (`Client.wait`); the orchestrator and one agent (concurrency 100) as
-separate processes, every event in the SQLite store. Measured 2026-11-30, two runs each,
-interleaved, on the machine of the core figures: 765 and 815 runs/s (submit to wait returned,
-p50 324 and 293 ms) with every wait sharing one subscription, against 646 and 641 runs/s (p50
-397 and 387 ms) with one JetStream consumer created per wait, as before. The target of 1,000
+separate processes, every event in the SQLite store. Measured 2026-11-30, two runs each, on
+the machine of the core figures: 761 and 747 runs/s (submit to wait returned, p50 336 and
+340 ms) with every wait sharing one subscription, against 646 and 641 runs/s (p50 397 and
+387 ms) with one JetStream consumer created per wait, as before. The target of 1,000
 runs/s is not met: the waits now cost little, and what remains is dispatch itself (B4 above,
 761 runs/s with 200 submissions in flight).
 

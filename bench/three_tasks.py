@@ -14,19 +14,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sqlite3
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
-from b4_dispatch import BENCH, percentile, start
+from b4_dispatch import percentile, served_deployment
 
-from flowbus.broker import EmbeddedNatsServer
 from flowbus.client import Client
 
 
@@ -87,28 +82,8 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=200)
     parser.add_argument("--burst", type=int, default=200)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="flowbus-three-"))
-    env = {**os.environ, "FLOWBUS_HOME": str(root / "home"), "FLOWBUS_LOGGING_LEVEL": "WARNING",
-           "PYTHONPATH": str(BENCH)}  # fmt: skip
-    env.pop("FLOWBUS_STORE_URL", None)
-    with EmbeddedNatsServer(root / "jetstream") as server:
-        env["FLOWBUS_NATS_URL"] = server.url
-        subprocess.run(
-            [sys.executable, "-m", "flowbus", "deploy", "b4_flows.py:three_tasks", "-n", "bench"],
-            env=env, cwd=BENCH, check=True, capture_output=True,
-        )  # fmt: skip
-        orchestrator = start(["server", "start", "--api-port", "-1"], env, root / "orch.log",
-                             "orchestrator is serving")  # fmt: skip
-        agent = start(["agent", "start", "-c", "100", "-n", "bench"], env, root / "agent.log",
-                      "is serving")  # fmt: skip
-        try:
-            figures = asyncio.run(
-                load(server.url, args.sequential, args.burst, root / "home" / "flowbus.db")
-            )
-        finally:
-            for process in (agent, orchestrator):
-                process.terminate()
-                process.wait(30)
+    with served_deployment("b4_flows.py:three_tasks", 100, "flowbus-three-") as (url, root):
+        figures = asyncio.run(load(url, args.sequential, args.burst, root / "home" / "flowbus.db"))
     print(json.dumps(figures))
 
 

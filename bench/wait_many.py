@@ -13,16 +13,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-from b4_dispatch import BENCH, percentile, start
+from b4_dispatch import percentile, served_deployment
 
-from flowbus.broker import EmbeddedNatsServer
 from flowbus.client import Client
 
 
@@ -53,26 +47,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=100)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="flowbus-wait-"))
-    env = {**os.environ, "FLOWBUS_HOME": str(root / "home"), "FLOWBUS_LOGGING_LEVEL": "WARNING",
-           "PYTHONPATH": str(BENCH)}  # fmt: skip
-    env.pop("FLOWBUS_STORE_URL", None)
-    with EmbeddedNatsServer(root / "jetstream") as server:
-        env["FLOWBUS_NATS_URL"] = server.url
-        subprocess.run(
-            [sys.executable, "-m", "flowbus", "deploy", "b4_flows.py:noop", "-n", "bench"],
-            env=env, cwd=BENCH, check=True, capture_output=True,
-        )  # fmt: skip
-        orchestrator = start(["server", "start", "--api-port", "-1"], env, root / "orch.log",
-                             "orchestrator is serving")  # fmt: skip
-        agent = start(["agent", "start", "-c", str(args.concurrency), "-n", "bench"], env,
-                      root / "agent.log", "is serving")  # fmt: skip
-        try:
-            figures = asyncio.run(load(server.url, args.runs))
-        finally:
-            for process in (agent, orchestrator):
-                process.terminate()
-                process.wait(30)
+    with served_deployment("b4_flows.py:noop", args.concurrency, "flowbus-wait-") as (url, _):
+        figures = asyncio.run(load(url, args.runs))
     print(json.dumps(figures))
 
 

@@ -18,6 +18,16 @@ DEFAULT_URL = "nats://127.0.0.1:4222"
 def nats_url() -> str:
     """``$FLOWBUS_NATS_URL`` (comma-separated for a cluster), else where a running ``flowbus up``
     says it listens (``$FLOWBUS_HOME/up.json``), else the local default."""
+    return _configured_url() or DEFAULT_URL
+
+
+def nats_configured() -> bool:
+    """Whether there is a flowbus server to reach: ``$FLOWBUS_NATS_URL`` is set, or a
+    ``flowbus up`` runs on this machine (the local default alone does not count)."""
+    return _configured_url() is not None
+
+
+def _configured_url() -> str | None:
     configured = os.environ.get("FLOWBUS_NATS_URL")
     if configured:
         return configured
@@ -28,7 +38,7 @@ def nats_url() -> str:
         os.kill(int(found["pid"]), 0)  # a stack that died without cleaning up does not count
         return str(found["nats_url"])
     except (OSError, ValueError, KeyError, TypeError):
-        return DEFAULT_URL
+        return None
 
 
 def _auth_options() -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from flowbus.engine.errors import ConcurrencySlotAcquisitionError, FlowbusError
 from flowbus.engine.ids import new_id
+from flowbus.engine.slot_table import GLOBAL
 
 #: Gives the slots back.
 Release = Callable[[], Awaitable[None]]
@@ -50,18 +51,18 @@ class NamedSlots:
     def check(self, reply: Any) -> None:
         """Refuse what can never be granted (``reply`` has ``limited``, ``too_small``,
         ``no_decay``), before anything waits."""
-        missing = [n for n in self.names if f"gcl:{n}" not in reply.limited]
+        missing = [n for n in self.names if GLOBAL + n not in reply.limited]
         if self.strict and missing:
             raise ConcurrencySlotAcquisitionError(
                 f"no active concurrency limit named {', '.join(missing)} (strict=True)"
             )
         if reply.too_small:
-            names = ", ".join(k.removeprefix("gcl:") for k in reply.too_small)
+            names = ", ".join(k.removeprefix(GLOBAL) for k in reply.too_small)
             raise ConcurrencySlotAcquisitionError(
                 f"cannot occupy {self.occupy} slots: the limit of {names} is lower"
             )
         if reply.no_decay:
-            names = ", ".join(k.removeprefix("gcl:") for k in reply.no_decay)
+            names = ", ".join(k.removeprefix(GLOBAL) for k in reply.no_decay)
             raise ConcurrencySlotAcquisitionError(
                 f"rate_limit() needs a limit with a slot decay: {names} has none "
                 "(flowbus gcl create NAME --limit N --slot-decay-per-second R)"

@@ -75,19 +75,13 @@ def emit_event(
     wire = p.CustomEvent(id=emitted.id, type=emitted.event, occurred=emitted.occurred,
                          resource=emitted.resource_id, labels=emitted.labels,
                          payload=emitted.payload)  # fmt: skip
-    if _server_configured():
+    from flowbus.broker.connection import nats_configured
+
+    if nats_configured():
         run_sync(_publish(wire))
     else:
         run_sync(_record_locally(wire))
     return emitted
-
-
-def _server_configured() -> bool:
-    import os
-
-    from flowbus.broker.connection import DEFAULT_URL, nats_url
-
-    return bool(os.environ.get("FLOWBUS_NATS_URL")) or nats_url() != DEFAULT_URL
 
 
 async def _publish(wire: Any) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,16 +99,12 @@ async def _serve(deployments: list[DeploymentSpec], limit: int) -> None:
             print(f"serving deployment {saved.name!r} on queue {saved.queue!r}", flush=True)
     queues = tuple(dict.fromkeys(spec.queue for spec in deployments))
     settings = AgentSettings.from_env(queues=queues, concurrency=limit)
-    if _server_to_join():
+    from flowbus.broker.connection import nats_configured
+
+    if nats_configured():
         await _agent_only(settings)
     else:
         await _whole_stack(settings)
-
-
-def _server_to_join() -> bool:
-    from flowbus.broker.connection import DEFAULT_URL, nats_url
-
-    return bool(os.environ.get("FLOWBUS_NATS_URL")) or nats_url() != DEFAULT_URL
 
 
 async def _agent_only(settings: Any) -> None:

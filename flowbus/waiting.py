@@ -2,10 +2,10 @@
 300 JetStream consumers (each costs a round trip to create, and a stream of its own to read).
 
 One ordered consumer follows every run's state events from now on and hands each to the
-waiters of its run. A waiter registers first, then reads its run's last state directly
-(``get_last_msg``: what was published before the subscription existed), then takes what the
-subscription brings; events are told apart by their sequence number, so none is missed and none
-counts twice.
+waiters of its run. A waiter registers first, then reads its run's state events already in the
+stream directly (a few direct gets: what was published before it registered), then takes what
+the subscription brings; events are told apart by the run's sequence numbers, so none is missed
+and none counts twice.
 """
 
 from __future__ import annotations
@@ -72,18 +72,27 @@ class RunWaiters:
         self._subscription = self._task = None
 
     async def _last_state(self, run_id: str) -> RunEvent | None:
-        """The run's latest state event already in the stream, if any."""
-        for kind in ("flow_run.state", "flow_run.created"):
+        """The run's latest state event already in the stream (by the run's own sequence), if
+        any. Not simply the subject's last message: the orchestrator publishes the states it
+        records (Pending, say) after committing them, which can be after the agent's later
+        ones, so the stream's order is not the run's."""
+        latest: RunEvent | None = None
+        position = 0
+        subject = subjects.event_subject(run_id, "flow_run.>")
+        while True:
             try:
-                message = await self.js.get_last_msg(
-                    subjects.EVENTS_STREAM, subjects.event_subject(run_id, kind)
+                message = await self.js.get_msg(
+                    subjects.EVENTS_STREAM, seq=position + 1, subject=subject, next=True
                 )
             except NotFoundError:
+                return latest
+            position = message.seq
+            try:
+                event = decode_event(message.data)
+            except ValueError:
                 continue
-            event = decode_event(message.data)
-            if isinstance(event, RUN_EVENTS):
-                return event
-        return None
+            if isinstance(event, RUN_EVENTS) and (latest is None or event.seq > latest.seq):
+                latest = event
 
     async def wait(self, run_id: str) -> RunEvent:
         """The run's last state event: final, and not a Crashed it was queued again from."""
