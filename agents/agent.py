@@ -19,6 +19,7 @@ import concurrent.futures
 import contextlib
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -347,14 +348,19 @@ class Agent:
                 await _quietly(held.message.in_progress())
 
     async def _heartbeats(self) -> None:
+        """Heartbeat on a steady beat: every orchestrator hears each one, even one the leader
+        does not answer (during an election), so an unanswered heartbeat must not delay the
+        next one beyond its interval."""
+        interval = self.settings.heartbeat_seconds
         while True:
+            started = time.monotonic()
             try:
-                await self._heartbeat()
+                await self._heartbeat(timeout=min(max(interval, 0.5), 5.0))
             except Exception as exc:  # the orchestrator is away: leases are renewed on its return
-                log.warning("heartbeat failed", error=repr(exc))
-            await asyncio.sleep(self.settings.heartbeat_seconds)
+                log.warning("heartbeat not answered", error=repr(exc))
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
-    async def _heartbeat(self) -> None:
+    async def _heartbeat(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - a request's
         beat = p.Heartbeat(
             agent=self.name,
             queues=list(self.settings.queues),
@@ -368,7 +374,7 @@ class Agent:
             pid=os.getpid(),
             slots=self._slots.holdings() if self._slots is not None else [],
         )
-        answer = await self.client.request(subjects.HEARTBEAT, beat.dump(), timeout=5)
+        answer = await self.client.request(subjects.HEARTBEAT, beat.dump(), timeout=timeout)
         reply = p.decode(p.HeartbeatReply, answer.data)
         for run_id in reply.lost:
             held = self.held.get(run_id)

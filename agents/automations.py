@@ -87,6 +87,12 @@ class AutomationEngine:
     def stop(self) -> None:
         self._stopping.set()
 
+    def subscriptions(self) -> list[Any]:
+        """Its subscriptions, for a step-down to end (the durable consumers stay, with where
+        the engine was)."""
+        subscriptions, self._subscriptions = self._subscriptions, []
+        return subscriptions
+
     async def open(self) -> None:
         """Subscribe now: from here on no event is missed (the first time, the durable
         consumers start at now; after that, where they were left)."""

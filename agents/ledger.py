@@ -1,24 +1,32 @@
 """The orchestrator's ledger: every run of a deployment that is not over, and every write to
 their streams.
 
-The store is the truth; the ledger is the orchestrator's in-memory copy of what it needs to
-arbitrate (state, stream head, claim attempt, lease), rebuilt from the log at start. Each decision
-is compare-and-swap: it is taken under the ledger's lock on the run's current version (its stream
-head), its events are appended at ``head + 1``, and a store that already holds another event
-there (``SequenceError``) sends the decision round again on the reloaded run. Decisions about
-many runs share one transaction (``BatchWriter``).
+The store is the truth; the ledger is an orchestrator's copy of what it needs to arbitrate
+(state, stream head, claim attempt, lease). Each decision is compare-and-swap: it is taken under
+the run's own lock on the run's current version (its stream head), its events are appended at
+``head + 1``, and a store that already holds another event there (``SequenceError``) sends the
+decision round again on the reloaded run. Decisions about many runs share one transaction
+(``BatchWriter``); decisions about different runs never wait for each other.
+
+Several orchestrators write the same runs, so a copy can be behind the store. The leader's
+ledger holds every unfinished run (loaded when it is elected) and follows what the others
+commit (``observe``); a follower's reads each run from the store before deciding on it. A
+decision that writes nothing (a refusal, "nothing to do") was taken on a copy that may be behind
+the store, so it is taken again on a fresh read before it is answered: no claim is refused, and
+no agent told it lost a run, because of a stale copy.
 
 Fencing: a claim opens attempt ``n`` of a run; events an agent publishes carry the attempt, and
 the recorder admits them only while attempt ``n`` is the run's open attempt. A crash, a fallback
-cancel or the next claim closes it, so a zombie agent's late events are refused whatever its
-JetStream acks did.
+cancel, a hand-back or the next claim closes it (the event says so: ``closes_attempt``), so a
+zombie agent's late events are refused whatever its JetStream acks did.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -42,6 +50,8 @@ S = StateType
 HELD = frozenset({S.PENDING, S.RUNNING, S.CANCELLING})
 #: A finished run stays in memory this long (late events of its attempt are still admitted).
 KEEP_FINISHED = 600.0
+#: A follower keeps a run it read this long (it reads the store again before each decision).
+KEEP_READ = 30.0
 
 T = TypeVar("T")
 
@@ -83,6 +93,14 @@ class RunEntry:
     pause_key: str | None = None
     pause_deadline: float = 0.0
     pause_input_schema: dict[str, Any] | None = None
+    #: When this copy was read from the store or last changed here (monotonic).
+    touched: float = field(default_factory=time.monotonic)
+    #: Queued by another orchestrator, which published its request (or died first): the
+    #: leader publishes it once more if it is still unclaimed after a grace period.
+    foreign: bool = False
+    #: False while the event that created it is not yet committed: nothing may publish its
+    #: request (another orchestrator, reading the store, would not find the run).
+    committed: bool = True
 
     @property
     def held(self) -> bool:
@@ -147,6 +165,8 @@ def _apply_state(entry: RunEntry, seq: int, data: dict[str, Any], now: float) ->
         entry.open = True
     if entry.state is S.CRASHED:
         entry.crashes += 1
+    if entry.state is S.CRASHED or data.get("closes_attempt") is not None:
+        entry.open = False  # fenced: the attempt's late events are refused
     if entry.state is S.PAUSED:
         entry.pause_key = data.get("pause_key")
         timeout_at = data.get("pause_timeout_at")
@@ -161,6 +181,32 @@ def _apply_state(entry: RunEntry, seq: int, data: dict[str, Any], now: float) ->
         entry.finished_at = now
 
 
+class RunLocks:
+    """One asyncio lock per run, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, run_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(run_id, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[run_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[run_id]
+            if users == 1:
+                del self._locks[run_id]
+            else:
+                self._locks[run_id] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 class RunLedger:
     """Arbitrates claims, leases, cancels and crashes; admits agents' events by attempt."""
 
@@ -173,23 +219,34 @@ class RunLedger:
         self.store = store
         self.lease_seconds = lease_seconds
         self.entries: dict[str, RunEntry] = {}
-        self.lock = asyncio.Lock()
+        self.locks = RunLocks()
         self.writer = BatchWriter(store)
+        #: Whether this ledger holds every unfinished run and follows the others' commits (the
+        #: leader's); a follower's reads each run from the store before deciding on it.
+        self.authoritative = True
         #: Called with the events the ledger wrote, once committed (to publish them).
         self._published = published or (lambda records: None)
         #: Called with an entry the moment it reaches a final state (slots and deployment
         #: limits free up then, pushed rather than found by a sweep).
         self.on_finished: Callable[[RunEntry], None] = lambda entry: None
+        #: Called with a run another orchestrator queued, when the leader learns of it.
+        self.on_foreign: Callable[[RunEntry], None] = lambda entry: None
         self._retries_of: dict[str, int] = {}
+        #: run -> (agent, attempt, when) from the last heartbeat that listed it: a copy read
+        #: or learned later (another orchestrator's claim) keeps the lease that heartbeat gave.
+        self.heard: dict[str, tuple[str, int, float]] = {}
 
     # --- loading ---------------------------------------------------------------------------
 
     async def load(self) -> int:
-        """Load every unfinished run of a deployment from the store; return how many."""
+        """Read every unfinished run of a deployment from the store (replacing what was held);
+        return how many."""
+        self.entries.clear()
         for state_type in (S.SCHEDULED, S.PENDING, S.RUNNING, S.PAUSED, S.CANCELLING):
             for run in await self.store.list_flow_runs(state=state_type.value, limit=10**9):
                 if run.deployment and run.id not in self.entries:
-                    await self._load(run.id)
+                    async with self.locks.hold(run.id):
+                        await self._load(run.id)
         self.renew_all()
         return len(self.entries)
 
@@ -201,19 +258,27 @@ class RunLedger:
             entry.lease_until = max(entry.lease_until, until)
 
     async def _load(self, run_id: str) -> RunEntry | None:
+        previous = self.entries.get(run_id)
         entry = fold(await self.store.read_stream(run_id))
         if entry is not None:
             entry.retries = await self.retries_of(entry.deployment)
             entry.lease_until = time.monotonic() + self.lease_seconds
+            if previous is not None and previous.attempt == entry.attempt:
+                # The same holder: the lease its heartbeats renewed is kept (a read again is
+                # no heartbeat), as is what is known of the request's publication.
+                entry.lease_until = previous.lease_until
+                entry.published = previous.published and previous.queued_seq == entry.queued_seq
+            self.renew_heard(entry)
             self.entries[run_id] = entry
         else:
             self.entries.pop(run_id, None)
         return entry
 
-    async def get(self, run_id: str) -> RunEntry | None:
-        """The run's entry, loaded from the store when it is not in memory (call under lock)."""
+    async def get(self, run_id: str, fresh: bool = False) -> RunEntry | None:
+        """The run's entry (call under the run's lock): the copy in memory when this ledger is
+        authoritative and ``fresh`` is not asked for, else read from the store."""
         entry = self.entries.get(run_id)
-        if entry is None:
+        if entry is None or fresh or not self.authoritative:
             entry = await self._load(run_id)
         return entry
 
@@ -238,20 +303,27 @@ class RunLedger:
     ) -> T:
         """Take ``decision`` on the run's current entry and commit the events it returns.
 
-        ``decision`` runs under the lock and may change the entry (optimistically); if the commit
-        fails the entry is reloaded from the store, and on a sequence conflict the decision is
-        taken again on the reloaded run.
+        ``decision`` runs under the run's lock and may change the entry (optimistically); if the
+        commit fails the entry is reloaded from the store, and on a sequence conflict the
+        decision is taken again on the reloaded run. A decision that writes nothing, taken on
+        a copy held in memory, is taken again on a fresh read (the copy may be behind).
         """
+        fresh = False
         for _ in range(10):
-            async with self.lock:
-                entry = await self.get(run_id)
+            async with self.locks.hold(run_id):
+                cached = self.authoritative and not fresh and run_id in self.entries
+                entry = await self.get(run_id, fresh=fresh)
                 result, records = await decision(entry)
+                if not records and cached:
+                    fresh = True
+                    continue
             if not records:
                 return result
             try:
                 await self.writer.append(records)
             except SequenceError:
                 await self.reload([run_id])
+                fresh = False
                 continue
             except BaseException:
                 await self.reload([run_id])
@@ -261,13 +333,19 @@ class RunLedger:
         raise StoreError(f"run {run_id} kept changing under a decision; try again")
 
     async def reload(self, run_ids: Iterable[str]) -> None:
-        async with self.lock:
-            for run_id in run_ids:
+        for run_id in run_ids:
+            async with self.locks.hold(run_id):
                 self.entries.pop(run_id, None)
                 await self._load(run_id)
 
-    def record_state(self, entry: RunEntry, state: State, **fields: Any) -> EventRecord:
-        """The event moving ``entry`` to ``state`` (checked by the rule table); applied to it."""
+    def record_state(
+        self, entry: RunEntry, state: State, close: bool = False, **fields: Any
+    ) -> EventRecord:
+        """The event moving ``entry`` to ``state`` (checked by the rule table); applied to it.
+        ``close``: the event also fences the run's open attempt (``closes_attempt`` in its data,
+        so a run folded from the store knows it too)."""
+        if close:
+            fields["closes_attempt"] = entry.attempt
         verdict = decide(entry.state, state.type)
         if not verdict:
             raise Refused("illegal", f"run {entry.run_id}: {verdict.reason}")
@@ -276,19 +354,62 @@ class RunLedger:
             entry.run_id, entry.seq + 1, "flow_run.state", data, state.timestamp_iso
         )
         entry.seq += 1
+        entry.touched = time.monotonic()
         self._apply(entry, entry.seq, data, time.monotonic())
         if fields.get("attempt") is not None:
             entry.lease_until = time.monotonic() + self.lease_seconds
         return record
 
+    def renew_heard(self, entry: RunEntry) -> None:
+        """Extend the entry's lease to what the last heartbeat listing its attempt gave."""
+        heard = self.heard.get(entry.run_id)
+        if heard is not None and entry.agent == heard[0] and entry.attempt == heard[1]:
+            entry.lease_until = max(entry.lease_until, heard[2] + self.lease_seconds)
+
     def _apply(self, entry: RunEntry, seq: int, data: dict[str, Any], now: float) -> None:
         was_final = entry.state.is_terminal
         _apply_state(entry, seq, data, now)
+        if data.get("attempt") is not None:
+            entry.lease_until = now + self.lease_seconds
+        if entry.state.is_terminal:
+            self.heard.pop(entry.run_id, None)
         if entry.state.is_terminal and not was_final:
             self.on_finished(entry)
 
     def add(self, entry: RunEntry) -> None:
         self.entries[entry.run_id] = entry
+
+    # --- following the store -----------------------------------------------------------------
+
+    async def observe(self, records: list[EventRecord]) -> None:
+        """Apply runs' events another orchestrator committed (the leader's ledger follows the
+        store through them). A run whose copy is not exactly one event behind is read again."""
+        now = time.monotonic()
+        behind: set[str] = set()
+        for record in records:
+            if not record.type.startswith("flow_run."):
+                continue
+            entry = self.entries.get(record.stream_id)
+            if entry is None and record.type == "flow_run.created":
+                entry = fold([record])
+                if entry is not None:
+                    entry.retries = await self.retries_of(entry.deployment)
+                    entry.foreign = True
+                    self.entries[entry.run_id] = entry
+                    self.on_foreign(entry)
+                continue
+            if entry is None or record.seq <= entry.seq:
+                continue  # not a run of a deployment, or already applied (our own)
+            if record.seq == entry.seq + 1 and record.stream_id not in behind:
+                entry.seq = record.seq
+                if record.type == "flow_run.state":
+                    self._apply(entry, record.seq, record.data, now)
+                    if entry.state is S.SCHEDULED and entry.state_name != "Late":
+                        entry.published, entry.foreign = True, True  # its writer publishes it
+            else:
+                behind.add(record.stream_id)
+        if behind:
+            await self.reload(behind)
 
     # --- the recorder's side -----------------------------------------------------------------
 
@@ -298,41 +419,47 @@ class RunLedger:
         """Which of the recorder's events may be appended: (admitted indexes, fenced ones).
 
         An agent's event (``fence`` = (run, attempt)) is admitted while that attempt is the run's
-        open one. Admitted state events of a ledger run are applied to its entry at once, so a
-        decision taken before their commit already sees them.
+        open one (checked again on a fresh read before an event is refused). Admitted state
+        events of a ledger run are applied to its entry at once, so a decision taken before
+        their commit already sees them.
         """
         admitted: list[int] = []
         fenced: list[tuple[int, str]] = []
         now = time.monotonic()
-        async with self.lock:
-            for index, (record, fence) in enumerate(items):
-                if fence is not None:
-                    run_id, attempt = fence
+        for index, (record, fence) in enumerate(items):
+            if fence is not None:
+                run_id, attempt = fence
+                async with self.locks.hold(run_id):
                     entry = await self.get(run_id)
-                    if entry is None:
-                        fenced.append((index, f"run {run_id} is not a run of a deployment"))
-                        continue
-                    if attempt != entry.attempt or not entry.open:
-                        why = f"attempt {attempt} of run {run_id} no longer holds it"
-                        fenced.append(
-                            (index, f"{why} (open: {entry.attempt if entry.open else '-'})")
-                        )
-                        continue
-                admitted.append(index)
-                entry = self.entries.get(record.stream_id)
-                if entry is not None and record.seq == entry.seq + 1:
-                    entry.seq = record.seq
-                    if record.type == "flow_run.state":
-                        self._apply(entry, record.seq, record.data, now)
-                        if entry.state is S.SCHEDULED:  # handed back: its request was naked
-                            entry.published = True
+                    if entry is not None and not _holds(entry, attempt):
+                        entry = await self.get(run_id, fresh=True)
+                if entry is None:
+                    fenced.append((index, f"run {run_id} is not a run of a deployment"))
+                    continue
+                if not _holds(entry, attempt):
+                    why = f"attempt {attempt} of run {run_id} no longer holds it"
+                    fenced.append((index, f"{why} (open: {entry.attempt if entry.open else '-'})"))
+                    continue
+            admitted.append(index)
+            entry = self.entries.get(record.stream_id)
+            if entry is not None and record.seq == entry.seq + 1:
+                entry.seq = record.seq
+                if record.type == "flow_run.state":
+                    self._apply(entry, record.seq, record.data, now)
+                    if entry.state is S.SCHEDULED:  # handed back: its request was naked
+                        entry.published = True
         return admitted, fenced
 
     def purge(self, now: float) -> None:
-        """Drop runs finished long enough ago."""
+        """Drop runs finished long enough ago (a follower: runs read long enough ago)."""
         for run_id in [
             e.run_id
             for e in self.entries.values()
-            if e.finished_at is not None and now - e.finished_at > KEEP_FINISHED
+            if (e.finished_at is not None and now - e.finished_at > KEEP_FINISHED)
+            or (not self.authoritative and now - e.touched > KEEP_READ)
         ]:
             del self.entries[run_id]
+
+
+def _holds(entry: RunEntry, attempt: int) -> bool:
+    return entry.open and entry.attempt == attempt

@@ -9,6 +9,12 @@ a copy inside its duplicate window, and a claim refuses a copy after it). Killed
 and the publish, the run is dispatched after the restart; a copy never runs twice.
 
 Requests are served in a queue group, as JSON (``broker/protocol.py``, docs/protocol.md).
+
+Any number of orchestrators serve together (``agents/leadership.py``): each answers
+submissions, claims, hand-backs, cancels and resumes; the leader alone runs the recorder, the
+janitor, the scheduler, the automation engine and the slot grants, and releases the runs that
+wait on a deployment's limits or a schedule's time. Heartbeats reach every orchestrator (no
+queue group); the leader answers them.
 """
 
 from __future__ import annotations
@@ -31,6 +37,14 @@ from pydantic import BaseModel, ValidationError
 
 from flowbus.agents.automations import AutomationEngine
 from flowbus.agents.background import BackgroundTasks
+from flowbus.agents.decisions import (
+    Sweep,
+    claim_refusal,
+    held_by,
+    released_by_leader,
+    sweep_actions,
+)
+from flowbus.agents.leadership import Leadership, Term
 from flowbus.agents.ledger import RunEntry, RunLedger
 from flowbus.agents.queue_service import QueueService
 from flowbus.agents.recorder import Recorder
@@ -69,6 +83,9 @@ S = StateType
 DEPLOYMENT_CACHE_SECONDS = 1.0
 #: States in which a deployment's run counts as still running for the overlap policy.
 OVERLAPPING = frozenset({S.PENDING, S.RUNNING, S.CANCELLING, S.PAUSED})
+#: A run another orchestrator queued and still unclaimed after this is published once more by
+#: the leader (its writer may have died between its write and its publish).
+FOREIGN_GRACE_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +106,8 @@ class OrchestratorSettings:
 
     #: How often agents renew their leases: a restarted orchestrator grants no slot for two.
     heartbeat_seconds: float = 5.0
+    #: How long the leader's lease lasts without renewal (a dead leader's successor waits it).
+    leader_lease_seconds: float = 5.0
 
     @classmethod
     def from_env(cls) -> OrchestratorSettings:
@@ -103,6 +122,7 @@ class OrchestratorSettings:
             scheduler=env.scheduler,
             automations=env.automations,
             heartbeat_seconds=env.heartbeat_seconds,
+            leader_lease_seconds=env.leader_lease_seconds,
         )
 
 
@@ -127,7 +147,8 @@ class Orchestrator:
         self.store = store
         self.settings = settings or OrchestratorSettings.from_env()
         self.ledger = RunLedger(store, self.settings.lease_seconds, published=self._announce)
-        self.recorder = Recorder(client, store, ledger=self.ledger)
+        self.ledger.authoritative = False  # until elected
+        self.recorder: Recorder | None = None
         self.agents: dict[str, _AgentSeen] = {}
         self.queues = QueueService(
             self.js, store, self.settings.run_ack_wait,
@@ -137,65 +158,128 @@ class Orchestrator:
         self._deployments: dict[str, tuple[float, DeploymentView]] = {}
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
+        #: The leader's own tasks (recorder, janitor, scheduler, automations), ended on a step-down.
+        self._leader_tasks: list[asyncio.Task[Any]] = []
+        self._leader_subscriptions: list[Any] = []
         self.background = BackgroundTasks()
         self.scheduler: Scheduler | None = None
         self.automations: AutomationEngine | None = None
-        self.slots = SlotService(client, store, self.background)
+        self.slots: SlotService | None = None
+        self.leadership = Leadership(
+            self.js, self.settings.leader_lease_seconds, self._lead, self._step_down
+        )
         #: No slot is granted before this (monotonic) time: two heartbeat intervals after the
         #: start, by when every live agent has reported the slots its task runs hold.
         self._limited_release = asyncio.Lock()
         #: tag -> (read at, its limit or None), from the store's ``limit`` documents.
         self._limits: dict[str, tuple[float, int | None]] = {}
         self.ledger.on_finished = self._run_finished
+        self.ledger.on_foreign = self._adopt
         #: Runs made ahead of time whose release timer is set.
         self._armed: set[str] = set()
         #: Requests answered at once (beyond it, NATS holds them in the subscription's queue).
         self._request_slots = asyncio.Semaphore(2000)
         self.counts: dict[str, int] = {}
+        self._failed: BaseException | None = None
+        #: (agent, run, attempt) the store says the agent no longer holds: named in its next
+        #: heartbeat's answer. Runs being read for that now.
+        self._lost: set[tuple[str, str, int]] = set()
+        self._checking: set[str] = set()
 
     # --- life -----------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Serve requests; lead at once if no other orchestrator does (else stand by)."""
         await ensure_streams(self.js)
         await self.queues.open()
-        loaded = await self.ledger.load()
-        log.info("orchestrator starting", unfinished_runs=loaded)
         services: dict[str, tuple[type[p._Message] | None, Handler]] = {
             subjects.SUBMIT: (p.SubmitRequest, self.submit),
             subjects.CANCEL: (p.CancelRequest, self.cancel),
             subjects.CLAIM: (p.ClaimRequest, self.claim),
-            subjects.HEARTBEAT: (p.Heartbeat, self.heartbeat),
             subjects.RELEASE: (p.ReleaseRequest, self.release),
             subjects.QUEUES: (None, self.queues.list_queues),
             subjects.QUEUE_UPDATE: (p.QueueUpdate, self.queues.update_queue),
             subjects.AGENTS: (None, self.list_agents),
-            subjects.SLOT_ACQUIRE: (p.SlotRequest, self.slots.acquire),
-            subjects.SLOT_RELEASE: (p.SlotRelease, self.slots.release),
-            subjects.LIMITS: (None, self.slots.list_limits),
             subjects.RESUME: (p.ResumeRequest, self.resume),
         }
-        settle = 2 * self.settings.heartbeat_seconds + 0.5
-        self.slots.settle(settle)  # before any slot request comes
         for subject, (model, handler) in services.items():
             await self.client.subscribe(
                 subject,
                 queue=subjects.ORCHESTRATOR_GROUP,
                 cb=self._service(subject, model, handler),
             )
-        # Heartbeats can arrive from now on: the leases of the runs loaded count from here.
-        self.ledger.renew_all()
-        # The slots granted before this start are known once every live agent has reported
-        # them in a heartbeat: nothing is granted for two heartbeat intervals.
-        self.slots.settle(settle)
-        self._tasks.append(asyncio.create_task(self.recorder.run(), name="recorder"))
+        # Every orchestrator hears every heartbeat (who is alive, whose leases); the leader
+        # answers.
+        await self.client.subscribe(
+            subjects.HEARTBEAT, cb=self._service(subjects.HEARTBEAT, p.Heartbeat, self.heartbeat)
+        )
+        await self.leadership.open()
+        await self.leadership.campaign_once()
+        self._tasks.append(asyncio.create_task(self.leadership.run(), name="leadership"))
         self._tasks.append(asyncio.create_task(self._janitor(), name="janitor"))
+        log.info("orchestrator serving", leader=self.leadership.leading,
+                 member=self.leadership.member)  # fmt: skip
+
+    async def _lead(self, term: Term) -> None:
+        """Elected: read every unfinished run, then take up the leader's work."""
+        loaded = await self.ledger.load()
+        self.ledger.authoritative = True
+        log.info("leading", term=term.token, unfinished_runs=loaded)
+        # The slots granted before are known once every live agent has reported them in a
+        # heartbeat: nothing is granted for two heartbeat intervals.
+        self.slots = SlotService(self.client, self.store, self.background)
+        self.slots.settle(2 * self.settings.heartbeat_seconds + 0.5)
+        for subject, (model, handler) in {
+            subjects.SLOT_ACQUIRE: (p.SlotRequest, self.slots.acquire),
+            subjects.SLOT_RELEASE: (p.SlotRelease, self.slots.release),
+            subjects.LIMITS: (None, self.slots.list_limits),
+        }.items():
+            self._leader_subscriptions.append(
+                await self.client.subscribe(
+                    subject, queue=subjects.ORCHESTRATOR_GROUP,
+                    cb=self._service(subject, model, handler),
+                )
+            )  # fmt: skip
+        self.recorder = Recorder(self.client, self.store, ledger=self.ledger)
+        self._leader_tasks.append(asyncio.create_task(self.recorder.run(), name="recorder"))
         if self.settings.scheduler:
             self.scheduler = Scheduler(self.client, self.store)
-            self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
+            self._leader_tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
         if self.settings.automations:
             self.automations = AutomationEngine(self.client, self.store)
-            await self.automations.open()  # its consumers exist before "serving" is said
-            self._tasks.append(asyncio.create_task(self.automations.run(), name="automations"))
+            await self.automations.open()
+            self._leader_tasks.append(
+                asyncio.create_task(self.automations.run(), name="automations")
+            )
+        for task in self._leader_tasks:
+            task.add_done_callback(self._leader_task_ended)
+
+    def _leader_task_ended(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a leader task failed", task=task.get_name(), error=repr(task.exception()))
+            self._failed = task.exception()
+            self._stopping.set()
+
+    async def _step_down(self) -> None:
+        """Deposed (or stopping): end the leader's work; serve on as a follower."""
+        self.ledger.authoritative = False
+        for stoppable in (self.recorder, self.scheduler, self.automations):
+            if stoppable is not None:
+                stoppable.stop()
+        tasks, self._leader_tasks = self._leader_tasks, []
+        for task in tasks:
+            task.remove_done_callback(self._leader_task_ended)
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        subscriptions, self._leader_subscriptions = self._leader_subscriptions, []
+        if self.automations is not None:
+            subscriptions += self.automations.subscriptions()
+        for subscription in subscriptions:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+        self.recorder = self.scheduler = self.automations = self.slots = None
+        self._armed.clear()
 
     async def run(self) -> None:
         """Start, then serve until ``stop()`` (or until a daemon task fails)."""
@@ -203,6 +287,8 @@ class Orchestrator:
         stopping = asyncio.create_task(self._stopping.wait())
         done, _ = await asyncio.wait([*self._tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
         await self.close()
+        if self._failed is not None:
+            raise self._failed
         for task in done:
             if task is not stopping and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
@@ -212,14 +298,16 @@ class Orchestrator:
 
     def stop(self) -> None:
         self._stopping.set()
-        self.recorder.stop()
-        if self.scheduler is not None:
-            self.scheduler.stop()
-        if self.automations is not None:
-            self.automations.stop()
+        self.leadership.stop()
+        for stoppable in (self.recorder, self.scheduler, self.automations):
+            if stoppable is not None:
+                stoppable.stop()
 
     async def close(self) -> None:
-        self.recorder.stop()
+        self.leadership.stop()
+        if self.leadership.term is not None:
+            await self._step_down()
+            await self.leadership.resign()  # another takes over now, not after a lease
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -262,7 +350,7 @@ class Orchestrator:
                 except Exception as exc:  # a bug must not take the daemon down
                     log.exception("request failed", subject=subject)
                     reply = p.error_reply("internal", f"{type(exc).__name__}: {exc}")
-            if msg.reply:
+            if msg.reply and reply:
                 await self.client.publish(msg.reply, reply)
 
         return dispatch
@@ -270,6 +358,11 @@ class Orchestrator:
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
         # A request (core NATS): the reply already says why; the dead letter is for operators.
         await dead_letter(self.js, "orchestrator", msg, reason, terminate=False)
+
+    def _term(self) -> dict[str, int]:
+        """The fencing token written into the leader's own decisions."""
+        term = self.leadership.term
+        return {"leader_term": term.token} if term is not None else {}
 
     def _count(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
@@ -341,6 +434,7 @@ class Orchestrator:
                 retries=await self.ledger.retries_of(deployment.name),
                 due_at=due.timestamp() if due else 0.0,
                 schedule_id=request.schedule_id,
+                committed=False,
             )
             self.ledger.add(entry)
             reply = p.SubmitReply(run_id=run_id, name=name, queue=deployment.queue, created=True)
@@ -348,14 +442,37 @@ class Orchestrator:
 
         reply = await self.ledger.transact(run_id, decide)
         entry = self.ledger.entries.get(run_id)
+        if entry is not None:
+            entry.committed = True
         if entry is not None and not entry.published and entry.seq == 1:
             crash_point("after-schedule-write")  # recorded, not published: the outbox test
-            if entry.due_at > time.time():
-                self._arm(entry)
-            else:
-                await self._release(entry)
+            if self.leadership.leading:
+                if entry.due_at > time.time():
+                    self._arm(entry)
+                else:
+                    await self._release(entry)
+            elif not released_by_leader(entry, deployment, time.time()):
+                await self._dispatch(entry)
+            # else the leader releases it: it follows what this orchestrator wrote
         self._count("submitted")
         return reply
+
+    def _adopt(self, entry: RunEntry) -> None:
+        """The leader learns of a run another orchestrator queued: it releases the runs only
+        a leader may release; the others their writer published."""
+        entry.published = True
+        self.background.spawn(self._adopted(entry))
+
+    async def _adopted(self, entry: RunEntry) -> None:
+        deployment = await self._deployment(entry.deployment)
+        now = time.time()
+        if deployment is None or not released_by_leader(entry, deployment, now):
+            return
+        entry.published, entry.foreign = False, False
+        if entry.due_at > now:
+            self._arm(entry)
+        else:
+            await self._release(entry)
 
     async def _deployment(self, name: str) -> DeploymentView | None:
         """A deployment, read at most once a second: deployments are saved straight into the
@@ -422,7 +539,12 @@ class Orchestrator:
     def _due(self, run_id: str) -> None:
         self._armed.discard(run_id)
         entry = self.ledger.entries.get(run_id)
-        if entry is not None and entry.state is S.SCHEDULED and not entry.published:
+        if (
+            self.leadership.leading
+            and entry is not None
+            and entry.state is S.SCHEDULED
+            and not entry.published
+        ):
             self.background.spawn(self._release(entry))
 
     async def _release(self, entry: RunEntry) -> None:
@@ -474,6 +596,7 @@ class Orchestrator:
                 for e in self.ledger.entries.values()
                 if e.deployment == name
                 and e.state is S.SCHEDULED
+                and e.committed
                 and not e.published
                 and e.due_at <= now
             ),
@@ -539,7 +662,7 @@ class Orchestrator:
             records: list[EventRecord] = []
             if entry.lease_expired(time.monotonic()):
                 records += self._crash(entry, f"agent {entry.agent} stopped renewing its lease")
-            refusal = _claim_refusal(entry)
+            refusal = claim_refusal(entry)
             if refusal is not None:
                 return refusal.dump(), records
             deployment = await self._deployment(entry.deployment)
@@ -572,23 +695,42 @@ class Orchestrator:
         return reply
 
     async def heartbeat(self, beat: p.Heartbeat) -> bytes:
+        """Renew the leases of the runs the agent holds; the leader answers with those it no
+        longer holds. Nothing here waits for the store: a run this orchestrator's copy does not
+        show held by that attempt (another's claim it has not followed yet, say) is read again
+        in the background, and named lost in a later answer only if the store agrees."""
         now = time.monotonic()
         self.agents[beat.agent] = _AgentSeen(beat, now)
-        self.slots.adopt(beat.agent, beat.slots)  # after a restart, earlier grants count again
+        if self.slots is not None:  # after an election, earlier grants count again
+            self.slots.adopt(beat.agent, beat.slots)
+        leading = self.leadership.leading
         lost = []
-        async with self.ledger.lock:
-            for held in beat.runs:
-                entry = self.ledger.entries.get(held.run_id)
-                if (
-                    entry is not None
-                    and entry.open
-                    and entry.agent == beat.agent
-                    and entry.attempt == held.attempt
-                ):
-                    entry.lease_until = now + self.settings.lease_seconds
-                else:
-                    lost.append(held.run_id)
+        for held in beat.runs:
+            self.ledger.heard[held.run_id] = (beat.agent, held.attempt, now)
+            entry = self.ledger.entries.get(held.run_id)
+            if entry is not None and held_by(entry, beat.agent, held.attempt):
+                entry.lease_until = now + self.settings.lease_seconds
+            elif (beat.agent, held.run_id, held.attempt) in self._lost:
+                self._lost.discard((beat.agent, held.run_id, held.attempt))
+                lost.append(held.run_id)
+            elif leading and held.run_id not in self._checking:
+                self._checking.add(held.run_id)
+                self.background.spawn(self._check_holder(beat.agent, held))
+        if not leading:
+            return b""  # the leader answers
         return p.HeartbeatReply(lost=lost, lease_seconds=self.settings.lease_seconds).dump()
+
+    async def _check_holder(self, agent: str, held: p.HeldRun) -> None:
+        """Read a run the leader's copy does not show held by ``agent``'s attempt."""
+        try:
+            async with self.ledger.locks.hold(held.run_id):
+                entry = await self.ledger.get(held.run_id, fresh=True)
+            if entry is None or not held_by(entry, agent, held.attempt):
+                self._lost.add((agent, held.run_id, held.attempt))
+        except Exception as exc:  # the next heartbeat asks again
+            log.warning("could not read a heartbeat's run", run_id=held.run_id, error=repr(exc))
+        finally:
+            self._checking.discard(held.run_id)
 
     async def release(self, request: p.ReleaseRequest) -> bytes:
         async def decide(entry: RunEntry | None) -> tuple[bytes, list[EventRecord]]:
@@ -602,9 +744,8 @@ class Orchestrator:
                 return p.Ok().dump(), []  # no longer that agent's: nothing to give up
             if request.outcome == "crashed":
                 return p.Ok().dump(), self._crash(entry, request.message or "its process died")
-            entry.open = False
             message = request.message or f"handed back by agent {request.agent}"
-            record = self.ledger.record_state(entry, Scheduled(message=message))
+            record = self.ledger.record_state(entry, Scheduled(message=message), close=True)
             entry.published = True  # the agent naks the request: it comes back by itself
             return p.Ok().dump(), [record]
 
@@ -612,20 +753,18 @@ class Orchestrator:
         await self._dispatch_if_queued_again(request.run_id)
         return reply
 
-    def _crash(self, entry: RunEntry, message: str) -> list[EventRecord]:
+    def _crash(self, entry: RunEntry, message: str, **fields: Any) -> list[EventRecord]:
         """Fence the run's attempt and end it Crashed; queue it again if retries are left."""
-        entry.open = False
         if entry.state is S.CANCELLING:  # it was being cancelled when its agent died
-            return [self.ledger.record_state(entry, Cancelled(message=message))]
-        records = [self.ledger.record_state(entry, Crashed(message=message))]
+            cancelled = Cancelled(message=message)
+            return [self.ledger.record_state(entry, cancelled, close=True, **fields)]
+        records = [self.ledger.record_state(entry, Crashed(message=message), close=True, **fields)]
         if entry.crashes <= entry.retries:
             again = f"{message}; queued again (retry {entry.crashes} of {entry.retries})"
             records.append(self.ledger.record_state(entry, AwaitingRetry(message=again)))
             entry.published = False
         self._count("crashed")
-        log.warning(
-            "run crashed", run_id=entry.run_id, reason=message, requeued=not entry.published
-        )
+        log.warning("run crashed", run_id=entry.run_id, reason=message, requeued=len(records) > 1)
         return records
 
     async def list_agents(self, _: None) -> bytes:
@@ -648,8 +787,10 @@ class Orchestrator:
 
     def _run_finished(self, entry: RunEntry) -> None:
         """A run reached a final state: what it held comes back, at once."""
-        self.slots.reclaim(lambda h: h.run_id == entry.run_id, "its flow run ended")
-        self._wake_deployment(entry.deployment)
+        if self.slots is not None:
+            self.slots.reclaim(lambda h: h.run_id == entry.run_id, "its flow run ended")
+        if self.leadership.leading:
+            self._wake_deployment(entry.deployment)
 
     # --- pause and resume ------------------------------------------------------------------
 
@@ -696,7 +837,7 @@ class Orchestrator:
             if entry is None or entry.state is not S.PAUSED or entry.pause_deadline > time.time():
                 return None, []
             message = f"not resumed in time (paused at {entry.pause_key})"
-            return None, [self.ledger.record_state(entry, Failed(message=message))]
+            return None, [self.ledger.record_state(entry, Failed(message=message), **self._term())]
 
         await self.ledger.transact(run_id, decide)
 
@@ -720,8 +861,8 @@ class Orchestrator:
             if entry.held and not entry.lease_expired(time.monotonic()):
                 ask.update(agent=entry.agent, attempt=entry.attempt)
                 return b"", []
-            entry.open = False
-            record = self.ledger.record_state(entry, Cancelled(message="cancelled on request"))
+            cancelled = Cancelled(message="cancelled on request")
+            record = self.ledger.record_state(entry, cancelled, close=True)
             return p.CancelReply(run_id=entry.run_id, state="Cancelled").dump(), [record]
 
         reply = await self.ledger.transact(request.run_id, decide)
@@ -746,9 +887,8 @@ class Orchestrator:
             if entry is None or entry.state.is_terminal or entry.attempt != attempt:
                 state = entry.state_name if entry is not None else "unknown"
                 return p.CancelReply(run_id=run_id, state=state).dump(), []
-            entry.open = False
             message = f"cancelled on request; agent {entry.agent} did not answer"
-            records = [self.ledger.record_state(entry, Cancelling(message=message))]
+            records = [self.ledger.record_state(entry, Cancelling(message=message), close=True)]
             records.append(self.ledger.record_state(entry, Cancelled(message=message)))
             return p.CancelReply(run_id=run_id, state="Cancelled").dump(), records
 
@@ -766,42 +906,72 @@ class Orchestrator:
                 await asyncio.wait_for(self._stopping.wait(), self.settings.janitor_interval)
 
     async def sweep(self) -> None:
-        """Crash runs whose lease expired, publish what is unpublished, mark late runs."""
+        """Crash runs whose lease expired, publish what is unpublished, mark late runs (the
+        leader); forget old copies of runs (a follower)."""
         now, wall = time.monotonic(), time.time()
-        entries = list(self.ledger.entries.values())
-        for entry in entries:
-            if entry.lease_expired(now):
-                await self._expire(entry.run_id)
-            elif entry.state is S.PAUSED and entry.pause_deadline < wall:
-                await self._expire_pause(entry.run_id)
-            elif entry.state is S.SCHEDULED and not entry.published:
-                if entry.due_at > wall:
-                    self._arm(entry)
-                else:
-                    await self._release(entry)
-            if (
-                entry.state is S.SCHEDULED
-                and entry.state_name != "Late"
-                and wall - entry.queued_at > self.settings.late_after
+        if not self.leadership.leading:
+            self.ledger.purge(now)
+            return
+        for entry in list(self.ledger.entries.values()):
+            if not self.leadership.leading:
+                return  # the lease ran out mid-sweep
+            for action in sweep_actions(
+                entry, now, wall, self.settings.late_after, FOREIGN_GRACE_SECONDS
             ):
-                await self._mark_late(entry.run_id)
+                await self._carry_out(action, entry)
         self.ledger.purge(now)
         silent = {
             n for n, a in self.agents.items() if now - a.last_seen > self.settings.lease_seconds
         }
-        if silent:
+        if silent and self.slots is not None:
             self.slots.reclaim(lambda h: h.agent in silent, "its agent stopped renewing its lease")
         for name in [n for n, a in self.agents.items() if now - a.last_seen > 3600]:
             del self.agents[name]
 
+    async def _carry_out(self, action: Sweep, entry: RunEntry) -> None:
+        if action is Sweep.EXPIRE:
+            await self._expire(entry.run_id)
+        elif action is Sweep.EXPIRE_PAUSE:
+            await self._expire_pause(entry.run_id)
+        elif action is Sweep.ARM:
+            self._arm(entry)
+        elif action is Sweep.RELEASE:
+            await self._release(entry)
+        elif action is Sweep.REPUBLISH:
+            entry.foreign = False  # once: its writer may have died before it published
+            await self._dispatch(entry)
+        elif action is Sweep.MARK_LATE:
+            await self._mark_late(entry.run_id)
+
     async def _expire(self, run_id: str) -> None:
         async def decide(entry: RunEntry | None) -> tuple[None, list[EventRecord]]:
+            if entry is not None:
+                self.ledger.renew_heard(entry)
             if entry is None or not entry.lease_expired(time.monotonic()):
                 return None, []
-            return None, self._crash(entry, f"agent {entry.agent} stopped renewing its lease")
+            if await self._ahead_of_store(entry):
+                # Its agent published newer states than the store holds (the recorder is
+                # behind, e.g. just after an election): its agent is not dead, it finished
+                # or moved on. Wait for the recorder instead of crashing a finished run.
+                entry.lease_until = time.monotonic() + self.settings.lease_seconds
+                return None, []
+            message = f"agent {entry.agent} stopped renewing its lease"
+            return None, self._crash(entry, message, **self._term())
 
         await self.ledger.transact(run_id, decide)
         await self._dispatch_if_queued_again(run_id)
+
+    async def _ahead_of_store(self, entry: RunEntry) -> bool:
+        """Whether the events stream holds a state of the run's open attempt that the store
+        does not have yet."""
+        subject = subjects.event_subject(entry.run_id, "flow_run.state")
+        try:
+            last = await self.js.get_last_msg(subjects.EVENTS_STREAM, subject)
+            attempt = int((last.headers or {}).get(subjects.ATTEMPT_HEADER, -1))
+            seq = int(orjson.loads(last.data or b"{}").get("seq", 0))
+        except Exception:  # none there, or NATS away: the store's view stands
+            return False
+        return attempt == entry.attempt and seq > entry.seq
 
     async def _mark_late(self, run_id: str) -> None:
         async def decide(entry: RunEntry | None) -> tuple[None, list[EventRecord]]:
@@ -809,7 +979,7 @@ class Orchestrator:
                 return None, []
             waited = time.time() - entry.queued_at
             message = f"not started {waited:.0f} s after it was queued"
-            return None, [self.ledger.record_state(entry, Late(message=message))]
+            return None, [self.ledger.record_state(entry, Late(message=message), **self._term())]
 
         await self.ledger.transact(run_id, decide)
 
@@ -832,20 +1002,6 @@ class Orchestrator:
             await asyncio.wait_for(asyncio.gather(*futures), 10)
         except Exception as exc:  # they are in the store; only live subscribers miss them
             log.warning("could not publish recorded events", error=repr(exc))
-
-
-def _claim_refusal(entry: RunEntry) -> p.ClaimRefusal | None:
-    if entry.state is S.CANCELLED or entry.state is S.CANCELLING:
-        return p.ClaimRefusal(reason="cancelled", message=f"run is {entry.state_name}")
-    if entry.state.is_terminal:
-        return p.ClaimRefusal(reason="finished", message=f"run is {entry.state_name}")
-    if entry.held:
-        return p.ClaimRefusal(
-            reason="leased", message=f"run is held by agent {entry.agent} (attempt {entry.attempt})"
-        )
-    if entry.state is not S.SCHEDULED:
-        return p.ClaimRefusal(reason="illegal", message=f"run is {entry.state_name}")
-    return None
 
 
 __all__ = ["Orchestrator", "OrchestratorSettings"]

@@ -9,12 +9,14 @@ serving.
 Events an agent publishes for a run it holds carry the run and the claim's attempt in headers;
 they pass through the orchestrator's ledger (``ledger.py``), which refuses (dead-letters as
 "fenced") those of an attempt that no longer holds the run. Events the orchestrator recorded
-itself and published for subscribers are acked without a second write.
+itself and published for subscribers are acked without a second write; the ledger follows
+them, so the leader's copy of each run keeps up with what every orchestrator decides.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
@@ -79,9 +81,21 @@ class Recorder:
             filter_subject=subjects.EVENTS_SUBJECTS,
         )
         try:
-            await js.consumer_info(subjects.EVENTS_STREAM, subjects.RECORDER_CONSUMER)
+            info = await js.consumer_info(subjects.EVENTS_STREAM, subjects.RECORDER_CONSUMER)
         except NotFoundError:
             await js.add_consumer(subjects.EVENTS_STREAM, config)
+        else:
+            if info.num_ack_pending:
+                # Delivered to a recorder that is gone (a leader killed mid-batch): JetStream
+                # would hold them back for the whole ack wait. Start again after the last
+                # event acked in order; what was recorded since is recorded again as a no-op.
+                start = (info.ack_floor.stream_seq if info.ack_floor else 0) or 0
+                log.info("recording again from the consumer's ack floor", after=start,
+                         pending=info.num_ack_pending)  # fmt: skip
+                await js.delete_consumer(subjects.EVENTS_STREAM, subjects.RECORDER_CONSUMER)
+                config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+                config.opt_start_seq = start + 1
+                await js.add_consumer(subjects.EVENTS_STREAM, config)
         return await js.pull_subscribe_bind(
             durable=subjects.RECORDER_CONSUMER, stream=subjects.EVENTS_STREAM
         )
@@ -109,15 +123,22 @@ class Recorder:
     async def handle(self, messages: list[Msg]) -> None:
         """Record one fetched batch; ack, nak or dead-letter every message of it."""
         checked: list[tuple[Msg, EventRecord, Fence]] = []
+        recorded: list[EventRecord] = []
         for message in messages:
             if message.headers and message.headers.get(subjects.RECORDED_HEADER):
-                await message.ack()  # the orchestrator's own event, already in the store
+                # An orchestrator's own decision, already in the store: the ledger follows it
+                # (another orchestrator's claim, say), nothing is written again.
+                with contextlib.suppress(ValueError, KeyError):
+                    recorded.append(EventRecord.from_body(message.data))
+                await message.ack()
                 continue
             problem, record, fence = self._check(message)
             if record is None:
                 await self._dead_letter(message, problem)
             else:
                 checked.append((message, record, fence))
+        if recorded:
+            await self.ledger.observe(recorded)
         if not checked:
             return
         admitted, fenced = await self.ledger.admit([(record, f) for _, record, f in checked])

@@ -117,6 +117,11 @@ class OrchestratorEnv(BaseSettings):
         "`flowbus scheduler start`)",
     )  # fmt: skip
     automations: bool = setting(True, "run the automation engine in the orchestrator's process")
+    leader_lease_seconds: Seconds = setting(
+        5.0, "with several orchestrators, how long the leader's lease lasts unrenewed: a dead "
+        "leader's work (recorder, janitor, scheduler, automations, slots) moves to another "
+        "after this", ge=1,
+    )  # fmt: skip
 
 
 class AgentEnv(BaseSettings):

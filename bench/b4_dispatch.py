@@ -7,7 +7,10 @@ p99; from the submit call to the state's timestamp, one clock); event publicatio
 a subscriber and -> commit in the store (p50); agent idle RSS and orchestrator RSS after the load.
 
     python bench/b4_dispatch.py [--runs 1000] [--concurrency 100] [--sync default|always]
-                                [--in-flight 200]
+                                [--in-flight 200] [--orchestrators 1]
+
+With ``--orchestrators N`` that many ``flowbus server start`` serve the same store together
+(one leads: the recorder is its own; the others answer submissions and claims).
 """
 
 from __future__ import annotations
@@ -68,8 +71,12 @@ def served_deployment(entrypoint: str, concurrency: int, prefix: str) -> Iterato
             [sys.executable, "-m", "flowbus", "deploy", entrypoint, "-n", "bench"],
             env=env, cwd=BENCH, check=True, capture_output=True,
         )  # fmt: skip
-        orchestrator = start(["server", "start", "--api-port", "-1"], env, root / "orch.log",
-                             "orchestrator is serving")  # fmt: skip
+        orchestrator = start(
+            ["server", "start", "--api-port", "-1"],
+            env,
+            root / "orch.log",
+            "orchestrator is serving",
+        )
         agent = start(["agent", "start", "-c", str(concurrency), "-n", "bench"], env,
                       root / "agent.log", "is serving")  # fmt: skip
         try:
@@ -198,6 +205,7 @@ def main() -> None:
     parser.add_argument(
         "--in-flight", type=int, default=200, help="submissions awaiting their reply at once"
     )
+    parser.add_argument("--orchestrators", type=int, default=1)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="flowbus-b4-"))
     print(f"working in {root}", file=sys.stderr)
@@ -214,12 +222,16 @@ def main() -> None:
             [sys.executable, "-m", "flowbus", "deploy", "b4_flows.py:noop", "-n", "bench"],
             env=env, cwd=BENCH, check=True, capture_output=True,
         )  # fmt: skip
-        orchestrator = start(
-            ["server", "start", "--api-port", "0"],
-            env,
-            root / "orch.log",
-            "orchestrator is serving",
-        )
+        orchestrators = [
+            start(
+                ["server", "start", "--api-port", "-1"],
+                env,
+                root / f"orch-{n}.log",
+                "orchestrator is serving",
+            )
+            for n in range(args.orchestrators)
+        ]
+        orchestrator = orchestrators[0]  # the leader: it started first
         agent = start(
             ["agent", "start", "-c", str(args.concurrency), "-n", "bench"],
             env, root / "agent.log", "is serving",
@@ -234,12 +246,13 @@ def main() -> None:
             result["agent_rss_after_mb"] = rss_mb(agent.pid)
             result["orchestrator_rss_after_mb"] = rss_mb(orchestrator.pid)
             result["agent_cpu_s"] = cpu_seconds(agent.pid)
-            result["orchestrator_cpu_s"] = cpu_seconds(orchestrator.pid)
+            result["orchestrator_cpu_s"] = sum(cpu_seconds(o.pid) for o in orchestrators)
+            result["orchestrators"] = args.orchestrators
             result["nats_cpu_s"] = cpu_seconds(server.pid) if server.pid else 0.0
             result["bench_cpu_s"] = time.process_time()
             result["sync"] = args.sync  # type: ignore[assignment]
         finally:
-            for process in (agent, orchestrator):
+            for process in (agent, *orchestrators):
                 process.terminate()
                 process.wait(60)
     print(json.dumps(result))

@@ -83,6 +83,12 @@ class FlowRunStateChanged(_EventBase):
     pause_timeout_at: datetime | None = None
     input_schema: dict[str, Any] | None = None
     resume_input: dict[str, Any] | None = None
+    #: On a decision that fences the run's open attempt (a crash, a hand-back, a cancel
+    #: recorded without the agent): that attempt, whose late events are refused from now on.
+    closes_attempt: int | None = None
+    #: On a decision only the leading orchestrator takes (a lease expiry, Late, a pause's
+    #: timeout): the leader's term, its fencing token.
+    leader_term: int | None = None
 
 
 class TaskRunCreated(_EventBase):

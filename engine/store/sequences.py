@@ -20,8 +20,9 @@ async def check_sequences(
 ) -> tuple[list[EventRecord], dict[str, int]]:
     """The records to append, and the heads of their streams after them.
 
-    ``cached_heads`` are heads known from earlier appends (a stale one is caught by the
-    database's unique key and the append retried); ``load_head`` and ``event_id_at`` ask the
+    ``cached_heads`` are heads known from earlier appends; another process may have appended
+    since, so a record beyond the cached head makes the head be read again, and a record at a
+    place taken meanwhile is caught by the database's unique key (the append is retried); ``load_head`` and ``event_id_at`` ask the
     database. Raises ``SequenceError`` for a gap or a duplicate under another id.
     """
     heads: dict[str, int] = {}
@@ -32,6 +33,10 @@ async def check_sequences(
         head = heads.get(stream)
         if head is None:
             head = cached_heads.get(stream)
+            if head is not None and record.seq > head + 1:
+                # Another process (a second orchestrator) appended since: ask the database.
+                cached_heads.pop(stream, None)
+                head = None
             if head is None:
                 head = await load_head(stream)
         if record.seq == head + 1 and record.id not in seen:

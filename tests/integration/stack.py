@@ -19,7 +19,7 @@ from flowbus.broker import EmbeddedNatsServer
 from flowbus.client import Client
 from flowbus.engine.deployments import build_deployment, save_deployment
 from flowbus.engine.entrypoints import load_flow
-from flowbus.engine.store import SqliteEventStore
+from flowbus.engine.store import EventStore, SqliteEventStore, store_from_url
 from flowbus.engine.store.views import StoredEvent
 
 T = TypeVar("T")
@@ -91,7 +91,13 @@ class Daemon:
 class Stack:
     """A nats-server, an orchestrator and agents started on demand; ``close`` stops them all."""
 
-    def __init__(self, root: Path, env: dict[str, str] | None = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        env: dict[str, str] | None = None,
+        port: int = 0,
+        store_url: str | None = None,
+    ) -> None:
         self.root = root
         self.home = root / "home"
         self.home.mkdir(parents=True, exist_ok=True)
@@ -107,6 +113,9 @@ class Stack:
             **(env or {}),
         }
         self.env.pop("FLOWBUS_STORE_URL", None)
+        self.store_url = store_url
+        if store_url is not None:
+            self.env["FLOWBUS_STORE_URL"] = store_url
         self.daemons: list[Daemon] = []
         self.orchestrator: Daemon | None = None
 
@@ -173,7 +182,9 @@ class Stack:
 
     # --- the store, read as a user would -----------------------------------------------------
 
-    def store(self) -> SqliteEventStore:
+    def store(self) -> EventStore:
+        if self.store_url is not None:
+            return store_from_url(self.store_url)
         return SqliteEventStore(self.home / "flowbus.db")
 
     def deploy(
@@ -182,12 +193,12 @@ class Stack:
         flow = load_flow(f"flows.py:{function}", FLOWS_DIR)
         spec = build_deployment(flow, name, f"flows.py:{function}", FLOWS_DIR, queue, params)
 
-        async def save(store: SqliteEventStore) -> str:
+        async def save(store: EventStore) -> str:
             return (await save_deployment(store, spec)).name
 
         return self.with_store(save)
 
-    def with_store(self, action: Callable[[SqliteEventStore], Awaitable[T]]) -> T:
+    def with_store(self, action: Callable[[EventStore], Awaitable[T]]) -> T:
         async def main() -> T:
             store = self.store()
             await store.open()

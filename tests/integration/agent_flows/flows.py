@@ -29,6 +29,15 @@ def noop() -> None:
     """Nothing at all: for dispatch overhead."""
 
 
+@flow
+def counted(ledger: str) -> None:
+    """Appends its run's id to ``ledger``: one line per execution of the body."""
+    from flowbus import runtime
+
+    with open(ledger, "a") as out:  # O_APPEND: whole lines from any number of processes
+        out.write(f"{runtime.flow_run.id}\n")
+
+
 @flow(retries=1)
 async def sleepy(seconds: float = 1.0, marker: str = "") -> str:
     """Sleeps; with ``marker`` it leaves a file per start (to count executions)."""

@@ -1,0 +1,88 @@
+"""The orchestrator's pure decisions, against tables of runs in every state."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowbus.agents.decisions import Sweep, claim_refusal, held_by, sweep_actions
+from flowbus.agents.ledger import RunEntry
+from flowbus.engine.states import StateType
+
+S = StateType
+NOW, WALL = 1000.0, 1_800_000_000.0
+LATE, GRACE = 15.0, 3.0
+
+
+def entry(state: StateType, name: str | None = None, **fields: object) -> RunEntry:
+    values: dict[str, object] = {
+        "run_id": "r", "name": "n", "deployment": "f/d", "queue": "default", "state": state,
+        "state_name": name or state.value.title(), "seq": 1, "parameters": {}, "tags": [],
+        "queued_at": WALL,
+    }  # fmt: skip
+    values.update(fields)
+    return RunEntry(**values)  # type: ignore[arg-type]
+
+
+HELD = {"agent": "a", "attempt": 1, "open": True}
+
+SWEEPS = [
+    # (entry, expected actions)
+    (entry(S.SCHEDULED), [Sweep.RELEASE]),
+    (entry(S.SCHEDULED, published=True), []),
+    (entry(S.SCHEDULED, due_at=WALL + 60), [Sweep.ARM]),
+    (entry(S.SCHEDULED, committed=False), []),
+    (entry(S.SCHEDULED, published=True, queued_at=WALL - 20), [Sweep.MARK_LATE]),
+    (entry(S.SCHEDULED, "Late", published=True, queued_at=WALL - 20), []),
+    (entry(S.SCHEDULED, published=True, foreign=True, queued_at=WALL - 5), [Sweep.REPUBLISH]),
+    (entry(S.SCHEDULED, published=True, foreign=True, queued_at=WALL - 1), []),
+    (
+        entry(S.SCHEDULED, published=True, foreign=True, queued_at=WALL - 20),
+        [Sweep.REPUBLISH, Sweep.MARK_LATE],
+    ),
+    (entry(S.PENDING, lease_until=NOW + 1, **HELD), []),
+    (entry(S.PENDING, lease_until=NOW - 1, **HELD), [Sweep.EXPIRE]),
+    (entry(S.RUNNING, lease_until=NOW - 1, **HELD), [Sweep.EXPIRE]),
+    (entry(S.CANCELLING, lease_until=NOW - 1, **HELD), [Sweep.EXPIRE]),
+    (entry(S.RUNNING, lease_until=NOW - 1, agent="a", attempt=1, open=False), []),  # fenced
+    (entry(S.PAUSED, pause_deadline=WALL - 1), [Sweep.EXPIRE_PAUSE]),
+    (entry(S.PAUSED, pause_deadline=WALL + 1), []),
+    (entry(S.COMPLETED, lease_until=NOW - 1, **HELD), []),
+    (entry(S.FAILED), []),
+    (entry(S.CRASHED), []),
+    (entry(S.CANCELLED), []),
+]
+
+
+@pytest.mark.parametrize(("run", "expected"), SWEEPS)
+def test_what_the_janitor_does_with_each_run(run: RunEntry, expected: list[Sweep]) -> None:
+    assert sweep_actions(run, NOW, WALL, LATE, GRACE) == expected
+
+
+CLAIMS = [
+    (entry(S.SCHEDULED), None),
+    (entry(S.SCHEDULED, "Late"), None),
+    (entry(S.SCHEDULED, "AwaitingRetry"), None),
+    (entry(S.PENDING, lease_until=NOW + 1e9, **HELD), "leased"),
+    (entry(S.RUNNING, lease_until=NOW + 1e9, **HELD), "leased"),
+    (entry(S.RUNNING, agent="a", attempt=1, open=False), "illegal"),
+    (entry(S.PAUSED), "illegal"),
+    (entry(S.CANCELLING, **HELD), "cancelled"),
+    (entry(S.CANCELLED), "cancelled"),
+    (entry(S.COMPLETED), "finished"),
+    (entry(S.FAILED), "finished"),
+    (entry(S.CRASHED), "finished"),
+]
+
+
+@pytest.mark.parametrize(("run", "reason"), CLAIMS)
+def test_which_claims_are_refused(run: RunEntry, reason: str | None) -> None:
+    refusal = claim_refusal(run)
+    assert (refusal.reason if refusal else None) == reason
+
+
+def test_only_the_open_attempt_of_its_agent_holds_a_run() -> None:
+    run = entry(S.RUNNING, **HELD)
+    assert held_by(run, "a", 1)
+    assert not held_by(run, "b", 1) and not held_by(run, "a", 2)
+    run.open = False
+    assert not held_by(run, "a", 1)
