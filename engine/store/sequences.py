@@ -22,8 +22,9 @@ async def check_sequences(
 
     ``cached_heads`` are heads known from earlier appends; another process may have appended
     since, so a record beyond the cached head makes the head be read again, and a record at a
-    place taken meanwhile is caught by the database's unique key (the append is retried); ``load_head`` and ``event_id_at`` ask the
-    database. Raises ``SequenceError`` for a gap or a duplicate under another id.
+    place taken meanwhile is caught by the database's unique key (the append is retried);
+    ``load_head`` and ``event_id_at`` ask the database. Raises ``SequenceError`` for a gap or a
+    duplicate under another id.
     """
     heads: dict[str, int] = {}
     seen: set[str] = set()

@@ -1,0 +1,206 @@
+"""Claims, heartbeats and leases: an agent claims a run (a new attempt opens, fenced by its
+number), renews its lease by heartbeat, hands it back or reports its process dead; a run whose
+lease runs out is Crashed (and queued again if its flow has retries left)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+import structlog
+
+from flowbus.agents.decisions import (
+    claim_refusal,
+    held_by,
+)
+from flowbus.agents.ledger import RunEntry
+from flowbus.agents.orchestrator_core import AgentSeen, OrchestratorCore
+from flowbus.broker import protocol as p
+from flowbus.broker import subjects
+from flowbus.engine.records import EventRecord
+from flowbus.engine.states import (
+    AwaitingRetry,
+    Cancelled,
+    Crashed,
+    Pending,
+    Scheduled,
+    StateType,
+)
+
+log = structlog.get_logger("flowbus.orchestrator")
+S = StateType
+
+
+class Claims(OrchestratorCore):
+    """Claim, heartbeat, release; crash a run whose holder is gone."""
+
+    async def claim(self, request: p.ClaimRequest) -> bytes:
+        lease = self.settings.lease_seconds
+
+        async def decide(entry: RunEntry | None) -> tuple[bytes, list[EventRecord]]:
+            if entry is None:
+                refusal = p.ClaimRefusal(reason="unknown", message="no such run of a deployment")
+                return refusal.dump(), []
+            records: list[EventRecord] = []
+            if entry.lease_expired(time.monotonic()):
+                records += self._crash(entry, f"agent {entry.agent} stopped renewing its lease")
+            refusal = claim_refusal(entry)
+            if refusal is not None:
+                return refusal.dump(), records
+            deployment = await self._deployment(entry.deployment)
+            if deployment is None:
+                refusal = p.ClaimRefusal(reason="unknown", message="its deployment is gone")
+                return refusal.dump(), records
+            attempt = entry.attempt + 1
+            record = self.ledger.record_state(
+                entry, Pending(), agent=request.agent, attempt=attempt
+            )
+            records.append(record)
+            reply = p.ClaimGrant(
+                run_id=entry.run_id,
+                attempt=attempt,
+                seq=record.seq,
+                name=entry.name,
+                flow_name=deployment.flow_name,
+                deployment=deployment.name,
+                entrypoint=deployment.entrypoint,
+                working_dir=deployment.working_dir,
+                parameters=entry.parameters,
+                tags=entry.tags,
+                lease_seconds=lease,
+                resumes=entry.resumes,
+            )
+            return reply.dump(), records
+
+        reply = await self.ledger.transact(request.run_id, decide)
+        await self._dispatch_if_queued_again(request.run_id)  # its holder's lease had expired
+        return reply
+
+    async def heartbeat(self, beat: p.Heartbeat) -> bytes:
+        """Renew the leases of the runs the agent holds; the leader answers with those it no
+        longer holds. Nothing here waits for the store: a run this orchestrator's copy does not
+        show held by that attempt (another's claim it has not followed yet, say) is read again
+        in the background, and named lost in a later answer only if the store agrees."""
+        now = time.monotonic()
+        self.agents[beat.agent] = AgentSeen(beat, now)
+        if self.slots is not None:  # after an election, earlier grants count again
+            self.slots.adopt(beat.agent, beat.slots)
+        leading = self.leadership.leading
+        lost = []
+        for held in beat.runs:
+            self.ledger.heard[held.run_id] = (beat.agent, held.attempt, now)
+            entry = self.ledger.entries.get(held.run_id)
+            if entry is not None and held_by(entry, beat.agent, held.attempt):
+                entry.lease_until = now + self.settings.lease_seconds
+            elif (beat.agent, held.run_id, held.attempt) in self._lost:
+                self._lost.discard((beat.agent, held.run_id, held.attempt))
+                lost.append(held.run_id)
+            elif leading and held.run_id not in self._checking:
+                self._checking.add(held.run_id)
+                self.background.spawn(self._check_holder(beat.agent, held))
+        if not leading:
+            return b""  # the leader answers
+        return p.HeartbeatReply(lost=lost, lease_seconds=self.settings.lease_seconds).dump()
+
+    async def _check_holder(self, agent: str, held: p.HeldRun) -> None:
+        """Read a run the leader's copy does not show held by ``agent``'s attempt."""
+        try:
+            async with self.ledger.locks.hold(held.run_id):
+                entry = await self.ledger.get(held.run_id, fresh=True)
+            if entry is None or not held_by(entry, agent, held.attempt):
+                self._lost.add((agent, held.run_id, held.attempt))
+        except Exception as exc:  # the next heartbeat asks again
+            log.warning("could not read a heartbeat's run", run_id=held.run_id, error=repr(exc))
+        finally:
+            self._checking.discard(held.run_id)
+
+    async def release(self, request: p.ReleaseRequest) -> bytes:
+        async def decide(entry: RunEntry | None) -> tuple[bytes, list[EventRecord]]:
+            if (
+                entry is None
+                or not entry.open
+                or entry.attempt != request.attempt
+                or entry.agent != request.agent
+                or entry.state.is_terminal
+            ):
+                return p.Ok().dump(), []  # no longer that agent's: nothing to give up
+            if request.outcome == "crashed":
+                return p.Ok().dump(), self._crash(entry, request.message or "its process died")
+            message = request.message or f"handed back by agent {request.agent}"
+            record = self.ledger.record_state(entry, Scheduled(message=message), close=True)
+            entry.published = True  # the agent naks the request: it comes back by itself
+            return p.Ok().dump(), [record]
+
+        reply = await self.ledger.transact(request.run_id, decide)
+        await self._dispatch_if_queued_again(request.run_id)
+        return reply
+
+    def _crash(self, entry: RunEntry, message: str, **fields: Any) -> list[EventRecord]:
+        """Fence the run's attempt and end it Crashed; queue it again if retries are left."""
+        if entry.state is S.CANCELLING:  # it was being cancelled when its agent died
+            cancelled = Cancelled(message=message)
+            return [self.ledger.record_state(entry, cancelled, close=True, **fields)]
+        records = [self.ledger.record_state(entry, Crashed(message=message), close=True, **fields)]
+        if entry.crashes <= entry.retries:
+            again = f"{message}; queued again (retry {entry.crashes} of {entry.retries})"
+            records.append(self.ledger.record_state(entry, AwaitingRetry(message=again)))
+            entry.published = False
+        self._count("crashed")
+        log.warning("run crashed", run_id=entry.run_id, reason=message, requeued=len(records) > 1)
+        return records
+
+    async def list_agents(self, _: None) -> bytes:
+        now = time.monotonic()
+        agents = [
+            p.AgentInfo(
+                name=name,
+                queues=seen.heartbeat.queues,
+                concurrency=seen.heartbeat.concurrency,
+                runs=seen.heartbeat.runs,
+                started=seen.heartbeat.started,
+                last_heartbeat=seen.last_seen_iso,
+                hostname=seen.heartbeat.hostname,
+                pid=seen.heartbeat.pid,
+                alive=now - seen.last_seen < self.settings.lease_seconds,
+            )
+            for name, seen in sorted(self.agents.items())
+        ]
+        return p.AgentList(agents=agents).dump()
+
+    def _run_finished(self, entry: RunEntry) -> None:
+        """A run reached a final state: what it held comes back, at once."""
+        if self.slots is not None:
+            self.slots.reclaim(lambda h: h.run_id == entry.run_id, "its flow run ended")
+        if self.leadership.leading:
+            self._wake_deployment(entry.deployment)
+
+    async def _expire(self, run_id: str) -> None:
+        async def decide(entry: RunEntry | None) -> tuple[None, list[EventRecord]]:
+            if entry is not None:
+                self.ledger.renew_heard(entry)
+            if entry is None or not entry.lease_expired(time.monotonic()):
+                return None, []
+            if await self._ahead_of_store(entry):
+                # Its agent published newer states than the store holds (the recorder is
+                # behind, e.g. just after an election): its agent is not dead, it finished
+                # or moved on. Wait for the recorder instead of crashing a finished run.
+                entry.lease_until = time.monotonic() + self.settings.lease_seconds
+                return None, []
+            message = f"agent {entry.agent} stopped renewing its lease"
+            return None, self._crash(entry, message, **self._term())
+
+        await self.ledger.transact(run_id, decide)
+        await self._dispatch_if_queued_again(run_id)
+
+    async def _ahead_of_store(self, entry: RunEntry) -> bool:
+        """Whether the events stream holds a state of the run's open attempt that the store
+        does not have yet."""
+        subject = subjects.event_subject(entry.run_id, "flow_run.state")
+        try:
+            last = await self.js.get_last_msg(subjects.EVENTS_STREAM, subject)
+            attempt = int((last.headers or {}).get(subjects.ATTEMPT_HEADER, -1))
+            seq = int(orjson.loads(last.data or b"{}").get("seq", 0))
+        except Exception:  # none there, or NATS away: the store's view stands
+            return False
+        return attempt == entry.attempt and seq > entry.seq
