@@ -317,10 +317,14 @@ class Agent:
         elif outcome == "crashed":
             await self._release(held, "crashed", "its flow run process died")
             await _quietly(message.ack())
+        elif outcome == "cancelled":
+            why = "cancelled on request; its flow run process was stopped"
+            await self._release(held, "cancelled", why)
+            await _quietly(message.ack())
         # "lost": another attempt holds the run; its request is not ours to settle
 
     async def _release(
-        self, held: _Held, outcome: Literal["crashed", "handed_back"], why: str
+        self, held: _Held, outcome: Literal["crashed", "handed_back", "cancelled"], why: str
     ) -> None:
         request = p.ReleaseRequest(
             run_id=held.grant.run_id,

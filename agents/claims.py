@@ -22,6 +22,7 @@ from flowbus.engine.records import EventRecord
 from flowbus.engine.states import (
     AwaitingRetry,
     Cancelled,
+    Cancelling,
     Crashed,
     Pending,
     Scheduled,
@@ -127,6 +128,14 @@ class Claims(OrchestratorCore):
                 return p.Ok().dump(), []  # no longer that agent's: nothing to give up
             if request.outcome == "crashed":
                 return p.Ok().dump(), self._crash(entry, request.message or "its process died")
+            if request.outcome == "cancelled":
+                message = request.message or "cancelled on request"
+                records = []
+                if entry.state is not S.CANCELLING:
+                    records.append(self.ledger.record_state(entry, Cancelling(message=message)))
+                cancelled = Cancelled(message=message)
+                records.append(self.ledger.record_state(entry, cancelled, close=True))
+                return p.Ok().dump(), records
             message = request.message or f"handed back by agent {request.agent}"
             record = self.ledger.record_state(entry, Scheduled(message=message), close=True)
             entry.published = True  # the agent naks the request: it comes back by itself

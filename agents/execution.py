@@ -39,7 +39,11 @@ log = structlog.get_logger("flowbus.agent")
 
 #: How a run ended for its agent: over (a final state recorded), handed back to its queue,
 #: lost (another attempt holds it), or crashed (its process died without a final state).
-Outcome = Literal["finished", "handed_back", "lost", "crashed"]
+Outcome = Literal["finished", "handed_back", "lost", "crashed", "cancelled"]
+
+#: How long a child process asked to cancel its run (SIGTERM) has before it is killed: its
+#: flow may be blocked in a call that no exception interrupts (``time.sleep``, a socket read).
+CANCEL_GRACE_SECONDS = 1.0
 
 #: Exit codes of a child process running one flow run.
 EXIT_FINISHED = 0
@@ -235,16 +239,27 @@ class ChildProcessRun:
 
     For code that blocks, leaks or crashes: the child publishes the run's events itself; the
     agent keeps the lease, and signals the child to cancel (SIGTERM), hand back (SIGUSR1) or
-    stop at once (SIGKILL, when the run is lost).
+    stop at once (SIGKILL, when the run is lost). A cancel always ends: a child that has not
+    ended ``cancel_grace`` seconds after its SIGTERM is killed with its whole process group,
+    and the run is ``cancelled`` (the agent has the orchestrator record it).
     """
 
-    def __init__(self, grant: ClaimGrant, nats_url: str, agent: str) -> None:
+    def __init__(
+        self,
+        grant: ClaimGrant,
+        nats_url: str,
+        agent: str,
+        cancel_grace: float = CANCEL_GRACE_SECONDS,
+    ) -> None:
         self.grant = grant
         self.nats_url = nats_url
         self.agent = agent
+        self.cancel_grace = cancel_grace
         self.process: asyncio.subprocess.Process | None = None
         self._handed_back = False
         self._lost = False
+        self._cancelled = False
+        self._kill_timer: asyncio.TimerHandle | None = None
 
     async def run(self) -> Outcome:
         self.process = await asyncio.create_subprocess_exec(
@@ -261,10 +276,16 @@ class ChildProcessRun:
         await self.process.stdin.drain()
         self.process.stdin.close()
         code = await self.process.wait()
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
         if self._lost:
             return "lost"
         if code == EXIT_FINISHED:
             return "finished"
+        if self._cancelled:
+            log.info("flow run process stopped to cancel its run", run_id=self.grant.run_id,
+                     exit_code=code)  # fmt: skip
+            return "cancelled"
         if code == EXIT_HANDED_BACK:
             return "handed_back"
         log.warning("flow run process died", run_id=self.grant.run_id, exit_code=code)
@@ -276,7 +297,17 @@ class ChildProcessRun:
                 os.kill(self.process.pid, sig)
 
     def cancel(self) -> None:
+        self._cancelled = True
         self._signal(signal.SIGTERM)
+        if self._kill_timer is None and self.process is not None:
+            loop = asyncio.get_running_loop()
+            self._kill_timer = loop.call_later(self.cancel_grace, self._kill_group)
+
+    def _kill_group(self) -> None:
+        """The child did not end in its grace: kill it and whatever it started."""
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)  # it leads a session of its own
 
     def hand_back(self, agent: str) -> None:
         self._handed_back = True

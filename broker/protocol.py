@@ -231,8 +231,9 @@ class ReleaseRequest(_Message):
     attempt: int
     agent: str
     #: "crashed": the run's process died (the orchestrator records Crashed and requeues it when
-    #: the flow has retries left); "handed_back": the agent is stopping (queued again as is).
-    outcome: Literal["crashed", "handed_back"]
+    #: the flow has retries left); "handed_back": the agent is stopping (queued again as is);
+    #: "cancelled": the agent stopped the run's process to cancel it (recorded Cancelled).
+    outcome: Literal["crashed", "handed_back", "cancelled"]
     message: str = ""
 
 

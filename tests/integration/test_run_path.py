@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import nats
@@ -143,6 +144,39 @@ async def test_cancel_a_queued_run_and_a_running_one(stack: Stack) -> None:
         "Scheduled", "Pending", "Running", "Cancelling", "Cancelled"
     ]  # fmt: skip
     assert stack.states(queued.run_id) == ["Scheduled", "Cancelled"]
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended while we looked
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+async def test_cancel_stops_a_process_isolated_run_blocked_in_a_call(stack: Stack) -> None:
+    """A flow blocked in time.sleep ignores the cancel it is asked for; its process is killed
+    after a grace and the run recorded Cancelled, once."""
+    blocking = stack.deploy("blocking")
+    agent = stack.start_agent("agent-1", "--isolation", "process")
+    async with stack.client() as client:
+        run = await client.submit(blocking, {"seconds": 300})
+        wait_until(lambda: "Running" in stack.states(run.run_id), 60, "the run to start")
+        assert children_of(agent.pid)  # the run's process
+        started = time.monotonic()
+        assert await client.cancel(run.run_id) == "Cancelling"
+        final = await client.wait(run.run_id, timeout=60)  # not the flow's 300 s
+        took = time.monotonic() - started
+        assert final.name == "Cancelled"
+    states = stack.final_states(run.run_id)
+    assert states[-2:] == ["Cancelling", "Cancelled"] and states.count("Cancelled") == 1, states
+    wait_until(lambda: not children_of(agent.pid), 30, "the run's process to be gone")
+    print(f"a blocked process-isolated run cancelled in {took:.2f} s")
 
 
 async def test_a_missing_entrypoint_fails_the_run_not_the_agent(
