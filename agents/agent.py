@@ -58,6 +58,9 @@ class AgentSettings:
     isolation: Isolation = "thread"
     heartbeat_seconds: float = 5.0
     grace_seconds: float = 30.0
+    #: A cancelled run still blocked this long after the cancel is recorded Cancelled and its
+    #: thread abandoned (``FLOWBUS_CANCEL_DEADLINE_SECONDS``).
+    cancel_deadline_seconds: float = 5.0
     #: How often requests that ring no bell (redeliveries, a freed queue limit) are looked for.
     tick_seconds: float = 1.0
 
@@ -66,8 +69,11 @@ class AgentSettings:
         """Settings from arguments, then ``$FLOWBUS_HEARTBEAT_SECONDS`` and
         ``$FLOWBUS_AGENT_GRACE_SECONDS`` (validated: a bad value is a ``SettingsError``)."""
         env = load(AgentEnv)
-        values: dict[str, Any] = {"heartbeat_seconds": env.heartbeat_seconds,
-                                  "grace_seconds": env.agent_grace_seconds}  # fmt: skip
+        values: dict[str, Any] = {
+            "heartbeat_seconds": env.heartbeat_seconds,
+            "grace_seconds": env.agent_grace_seconds,
+            "cancel_deadline_seconds": env.cancel_deadline_seconds,
+        }
         values.update({k: v for k, v in given.items() if v is not None})
         return cls(**values)
 
@@ -96,6 +102,9 @@ class Agent:
         self.held: dict[str, _Held] = {}
         self.counts: dict[str, int] = {}
         self._reserved = 0  # slots taken by requests still being claimed
+        #: Cancelled runs whose threads are still blocked (see ``InProcessRun.cancel``).
+        self.abandoned: set[str] = set()
+        self._forgetting: set[asyncio.Task[None]] = set()
         self._doorbell = asyncio.Event()
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
@@ -205,7 +214,7 @@ class Agent:
 
     @property
     def free(self) -> int:
-        return self.settings.concurrency - len(self.held) - self._reserved
+        return self.settings.concurrency - len(self.held) - self._reserved - len(self.abandoned)
 
     def _queues_by_priority(self) -> list[str]:
         queues = [
@@ -301,7 +310,9 @@ class Agent:
             execution = ChildProcessRun(reply, self.nats_url, self.name)
         else:
             assert self._sink is not None
-            execution = InProcessRun(reply, self._sink, self._flows, self._threads, self._slots)
+            deadline = self.settings.cancel_deadline_seconds
+            execution = InProcessRun(reply, self._sink, self._flows, self._threads, self._slots,
+                                     cancel_deadline=deadline)  # fmt: skip
         self._count("claimed")
         return _Held(message, reply, execution)
 
@@ -318,7 +329,12 @@ class Agent:
             await self._release(held, "crashed", "its flow run process died")
             await _quietly(message.ack())
         elif outcome == "cancelled":
-            why = "cancelled on request; its flow run process was stopped"
+            if isinstance(held.execution, InProcessRun):
+                deadline = self.settings.cancel_deadline_seconds
+                why = f"cancelled on request; still blocked {deadline:g} s later, thread abandoned"
+                self._abandon(held.grant.run_id, held.execution)
+            else:
+                why = "cancelled on request; its flow run process was stopped"
             await self._release(held, "cancelled", why)
             await _quietly(message.ack())
         # "lost": another attempt holds the run; its request is not ours to settle
@@ -377,6 +393,7 @@ class Agent:
             hostname=socket.gethostname(),
             pid=os.getpid(),
             slots=self._slots.holdings() if self._slots is not None else [],
+            abandoned=sorted(self.abandoned),
         )
         answer = await self.client.request(subjects.HEARTBEAT, beat.dump(), timeout=timeout)
         reply = p.decode(p.HeartbeatReply, answer.data)
@@ -386,6 +403,20 @@ class Agent:
                 log.warning("lost a run to another attempt; stopping it", run_id=run_id)
                 self._count("lost")
                 held.execution.drop()
+
+    def _abandon(self, run_id: str, execution: InProcessRun) -> None:
+        """Count a cancelled run's thread against the concurrency until it returns."""
+        log.warning("a cancelled run is still blocked; its thread is abandoned", run_id=run_id)
+        self.abandoned.add(run_id)
+
+        async def forget() -> None:
+            await execution.thread_ended.wait()
+            self.abandoned.discard(run_id)
+            log.info("an abandoned run's thread returned", run_id=run_id)
+
+        task = asyncio.get_running_loop().create_task(forget())
+        self._forgetting.add(task)
+        task.add_done_callback(self._forgetting.discard)
 
     async def _on_cancel(self, msg: Msg) -> None:
         try:

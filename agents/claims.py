@@ -172,6 +172,7 @@ class Claims(OrchestratorCore):
                 hostname=seen.heartbeat.hostname,
                 pid=seen.heartbeat.pid,
                 alive=now - seen.last_seen < self.settings.lease_seconds,
+                abandoned=seen.heartbeat.abandoned,
             )
             for name, seen in sorted(self.agents.items())
         ]

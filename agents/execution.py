@@ -92,10 +92,15 @@ class InProcessRun:
         flows: FlowCache,
         threads: concurrent.futures.ThreadPoolExecutor | None = None,
         slots: SlotProvider | None = None,
+        cancel_deadline: float = 5.0,
     ) -> None:
         self.grant = grant
         self.slots = slots
         self.threads = threads
+        self.cancel_deadline = cancel_deadline
+        #: Set when the flow's thread returns (at once for an async flow).
+        self.thread_ended = asyncio.Event()
+        self._abandoned = False
         self.sink = _LeaseSink(FencedSink(sink, grant.run_id, grant.attempt))
         self.flows = flows
         self.engine: FlowRunEngine | None = None
@@ -151,6 +156,7 @@ class InProcessRun:
             finally:
                 self._thread_id = None
             loop.call_soon_threadsafe(_settle_future, done, outcome)
+            loop.call_soon_threadsafe(self.thread_ended.set)
 
         context = contextvars.copy_context()  # the slot provider goes along to the thread
         if self.threads is not None:
@@ -161,6 +167,8 @@ class InProcessRun:
         await done
 
     async def _settle(self, engine: FlowRunEngine) -> Outcome:
+        if self._abandoned:
+            return "cancelled"  # the agent records it; the thread's late events are fenced
         if self.sink.lost:
             return "lost"
         state = engine.flow_run.state
@@ -199,7 +207,20 @@ class InProcessRun:
     # --- from outside ----------------------------------------------------------------------
 
     def cancel(self) -> None:
+        """Interrupt the flow (cooperative: at its next bytecode). A sync flow still blocked in
+        a call ``cancel_deadline`` seconds later is given up: the run ends ``cancelled`` now and
+        its thread, abandoned, publishes nothing more."""
         self._interrupt(Cancelled(message="cancelled on request"), Cancelling())
+        if self._thread_id is not None:
+            asyncio.get_running_loop().call_later(self.cancel_deadline, self._give_up)
+
+    def _give_up(self) -> None:
+        done = self._task
+        if self._thread_id is None or done is None or done.done():
+            return  # it ended in time
+        self._abandoned = True
+        self.sink.lost = True  # whatever the thread emits from now on is dropped
+        _settle_future(done, None)
 
     def hand_back(self, agent: str) -> None:
         self._interrupt(Scheduled(message=f"handed back by agent {agent}, which is stopping"))

@@ -134,6 +134,11 @@ class AgentEnv(BaseSettings):
         30.0, "after SIGTERM, how long an agent lets its runs finish before handing them back",
         ge=0,
     )  # fmt: skip
+    cancel_deadline_seconds: Seconds = setting(
+        5.0, "a cancelled run still blocked in a call this long after the cancel is recorded "
+        "Cancelled; its thread is abandoned (and counted against the agent's concurrency "
+        "until it returns)", gt=0,
+    )  # fmt: skip
     slot_recheck_seconds: Seconds = setting(
         30.0, "a task run waiting for a concurrency slot asks again after this", gt=0
     )

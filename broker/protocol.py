@@ -215,6 +215,9 @@ class Heartbeat(_Message):
     #: Tag concurrency slots its task runs hold: an orchestrator that restarted counts them
     #: again from here.
     slots: list[HeldSlots] = Field(default_factory=list)
+    #: Runs cancelled while blocked in a call, whose threads have not returned yet (each takes
+    #: one of the agent's ``concurrency`` until it does).
+    abandoned: list[str] = Field(default_factory=list)
 
 
 class HeartbeatReply(_Message):
@@ -258,6 +261,7 @@ class AgentInfo(_Message):
     hostname: str
     pid: int
     alive: bool
+    abandoned: list[str] = Field(default_factory=list)
 
 
 class AgentList(_Message):

@@ -95,13 +95,14 @@ def agents_ls(as_json: JsonOption = False) -> None:
     if as_json:
         print_json([a.model_dump(mode="json") for a in agents])
         return
-    table = Table("agent", "alive", "queues", "runs", "last heartbeat", "host", "pid")
+    table = Table("agent", "alive", "queues", "runs", "abandoned", "last heartbeat", "host", "pid")
     for agent in agents:
         table.add_row(
             agent.name,
             "[green]yes[/]" if agent.alive else "[red]no[/]",
             ", ".join(agent.queues),
             f"{len(agent.runs)}/{agent.concurrency}",
+            str(len(agent.abandoned)) if agent.abandoned else "",
             short_time(agent.last_heartbeat),
             agent.hostname,
             str(agent.pid),

@@ -179,6 +179,47 @@ async def test_cancel_stops_a_process_isolated_run_blocked_in_a_call(stack: Stac
     print(f"a blocked process-isolated run cancelled in {took:.2f} s")
 
 
+async def test_a_thread_blocked_past_the_cancel_deadline_is_abandoned(tmp_path: Path) -> None:
+    """Thread isolation cannot stop a call; at the deadline the run is recorded Cancelled, its
+    thread is listed abandoned and takes the agent's one slot until it returns."""
+    stack = Stack(tmp_path, env={"FLOWBUS_CANCEL_DEADLINE_SECONDS": "1"})
+    try:
+        stack.start_orchestrator()
+        blocking, quick = stack.deploy("blocking"), stack.deploy("quick")
+        stack.start_agent("agent-1", "--concurrency", "1")
+        async with stack.client() as client:
+            stuck = await client.submit(blocking, {"seconds": 15})
+            wait_until(lambda: "Running" in stack.states(stuck.run_id), 60, "the run to start")
+            assert await client.cancel(stuck.run_id) == "Cancelling"
+            assert (await client.wait(stuck.run_id, timeout=30)).name == "Cancelled"
+
+            async def listed(abandoned: list[str]) -> None:  # by one of the next heartbeats
+                for _ in range(600):
+                    [agent] = await client.agents()
+                    if not agent.runs and agent.abandoned == abandoned:
+                        return
+                    await asyncio.sleep(0.05)
+                raise AssertionError(f"the agent lists {agent.runs}, abandoned {agent.abandoned}")
+
+            await listed([stuck.run_id])
+            after = await client.submit(quick)  # no room until the thread returns
+            assert stack.states(after.run_id) == ["Scheduled"]
+            assert (await client.wait(after.run_id, timeout=60)).completed
+            await listed([])
+        states = stack.final_states(stuck.run_id)
+        assert states[-2:] == ["Cancelling", "Cancelled"] and states.count("Cancelled") == 1, states
+        # Its claim came only after the abandoned thread had returned.
+        claims = {run: next(e.occurred for e in stack.stream(run) if e.data.get("attempt"))
+                  for run in (stuck.run_id, after.run_id)}  # fmt: skip
+        assert claims[after.run_id] > claims[stuck.run_id]
+        assert (
+            "blocked 1 s later, thread abandoned"
+            in stack.stream(stuck.run_id)[-1].data["state"]["message"]
+        )
+    finally:
+        stack.close()
+
+
 async def test_a_missing_entrypoint_fails_the_run_not_the_agent(
     stack: Stack, tmp_path: Path
 ) -> None:
