@@ -146,6 +146,10 @@ class Agent:
                 NatsEventSink, self.nats_url, f"{self.name}-events"
             )
             self._slots = NatsSlots(self.client, asyncio.get_running_loop(), self.name)
+        else:  # the runs' processes fork from a warm server: start it before the first run
+            from flowbus.agents import warm_processes
+
+            await asyncio.to_thread(warm_processes.warm_up)
         await self.client.subscribe(subjects.agent_cancel_subject(self.name), cb=self._on_cancel)
         self._tasks = [
             asyncio.create_task(self._dispatch(), name="dispatch"),

@@ -15,9 +15,9 @@ import ctypes
 import json
 import os
 import signal
-import sys
 import threading
 import time
+from multiprocessing.process import BaseProcess
 from typing import Any, Literal
 
 import structlog
@@ -48,6 +48,8 @@ CANCEL_GRACE_SECONDS = 1.0
 #: Exit codes of a child process running one flow run.
 EXIT_FINISHED = 0
 EXIT_HANDED_BACK = 75
+#: The child gave its run up, blocked past its cancel deadline (the agent records Cancelled).
+EXIT_CANCELLED = 76
 
 
 class _LeaseSink:
@@ -276,27 +278,24 @@ class ChildProcessRun:
         self.nats_url = nats_url
         self.agent = agent
         self.cancel_grace = cancel_grace
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: BaseProcess | None = None
         self._handed_back = False
         self._lost = False
         self._cancelled = False
         self._kill_timer: asyncio.TimerHandle | None = None
 
     async def run(self) -> Outcome:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "flowbus.agents.child",
-            stdin=asyncio.subprocess.PIPE,
-            start_new_session=True,  # Ctrl-C in the agent's terminal is the agent's business
-        )
+        from flowbus.agents import warm_processes
+        from flowbus.agents.child import warm_start
+
         spec = {"grant": self.grant.model_dump(mode="json"), "nats_url": self.nats_url,
                 "agent": self.agent}  # fmt: skip
-        assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(spec).encode())
-        await self.process.stdin.drain()
-        self.process.stdin.close()
-        code = await self.process.wait()
+        # Forked from the warm server; a session of its own (Ctrl-C in the agent's terminal is
+        # the agent's business, and a cancel can kill the run's whole process group).
+        self.process = warm_processes.start(
+            warm_start, (json.dumps(spec),), f"flowbus-run-{self.grant.run_id[:8]}"
+        )
+        code = await warm_processes.wait(self.process)
         if self._kill_timer is not None:
             self._kill_timer.cancel()
         if self._lost:
@@ -309,13 +308,22 @@ class ChildProcessRun:
             return "cancelled"
         if code == EXIT_HANDED_BACK:
             return "handed_back"
+        if code == EXIT_CANCELLED:
+            return "cancelled"
         log.warning("flow run process died", run_id=self.grant.run_id, exit_code=code)
         return "crashed"
 
+    def _running_pid(self) -> int | None:
+        process = self.process
+        if process is None or process.pid is None or process.exitcode is not None:
+            return None
+        return process.pid
+
     def _signal(self, sig: int) -> None:
-        if self.process is not None and self.process.returncode is None:
+        pid = self._running_pid()
+        if pid is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.process.pid, sig)
+                os.kill(pid, sig)
 
     def cancel(self) -> None:
         self._cancelled = True
@@ -326,9 +334,10 @@ class ChildProcessRun:
 
     def _kill_group(self) -> None:
         """The child did not end in its grace: kill it and whatever it started."""
-        if self.process is not None and self.process.returncode is None:
+        pid = self._running_pid()
+        if pid is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGKILL)  # it leads a session of its own
+                os.killpg(pid, signal.SIGKILL)  # it leads a session of its own
 
     def hand_back(self, agent: str) -> None:
         self._handed_back = True

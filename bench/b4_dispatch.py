@@ -58,7 +58,9 @@ def start(args: list[str], env: dict[str, str], log: Path, ready: str) -> subpro
 
 
 @contextlib.contextmanager
-def served_deployment(entrypoint: str, concurrency: int, prefix: str) -> Iterator[tuple[str, Path]]:
+def served_deployment(
+    entrypoint: str, concurrency: int, prefix: str, agent_args: tuple[str, ...] = ()
+) -> Iterator[tuple[str, Path]]:
     """An embedded nats-server, ``entrypoint`` deployed as ``*/bench``, the orchestrator and one
     agent as separate processes; yields (NATS URL, working folder) and stops them after."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
@@ -77,8 +79,8 @@ def served_deployment(entrypoint: str, concurrency: int, prefix: str) -> Iterato
             root / "orch.log",
             "orchestrator is serving",
         )
-        agent = start(["agent", "start", "-c", str(concurrency), "-n", "bench"], env,
-                      root / "agent.log", "is serving")  # fmt: skip
+        agent = start(["agent", "start", "-c", str(concurrency), "-n", "bench", *agent_args],
+                      env, root / "agent.log", "is serving")  # fmt: skip
         try:
             yield server.url, root
         finally:
