@@ -151,8 +151,9 @@ class Claims(OrchestratorCore):
             cancelled = Cancelled(message=message)
             return [self.ledger.record_state(entry, cancelled, close=True, **fields)]
         records = [self.ledger.record_state(entry, Crashed(message=message), close=True, **fields)]
-        if entry.crashes <= entry.retries:
-            again = f"{message}; queued again (retry {entry.crashes} of {entry.retries})"
+        if entry.crashes <= entry.crash_retries:
+            budget = entry.crash_retries
+            again = f"{message}; recovering: queued again (crash {entry.crashes} of {budget})"
             records.append(self.ledger.record_state(entry, AwaitingRetry(message=again)))
             entry.published = False
         self._count("crashed")

@@ -80,7 +80,8 @@ class RunEntry:
     #: Whether events of ``attempt`` are admitted (closed by a crash or a fallback cancel).
     open: bool = False
     lease_until: float = 0.0
-    retries: int = 0
+    #: Its deployment's crash-recovery budget (``crash_retries``).
+    crash_retries: int = 0
     crashes: int = 0
     finished_at: float | None = None
     #: Epoch seconds before which its request is not published (a schedule's slot); 0: at once.
@@ -231,7 +232,7 @@ class RunLedger:
         self.on_finished: Callable[[RunEntry], None] = lambda entry: None
         #: Called with a run another orchestrator queued, when the leader learns of it.
         self.on_foreign: Callable[[RunEntry], None] = lambda entry: None
-        self._retries_of: dict[str, int] = {}
+        self._crash_retries_of: dict[str, int] = {}
         #: run -> (agent, attempt, when) from the last heartbeat that listed it: a copy read
         #: or learned later (another orchestrator's claim) keeps the lease that heartbeat gave.
         self.heard: dict[str, tuple[str, int, float]] = {}
@@ -261,7 +262,7 @@ class RunLedger:
         previous = self.entries.get(run_id)
         entry = fold(await self.store.read_stream(run_id))
         if entry is not None:
-            entry.retries = await self.retries_of(entry.deployment)
+            entry.crash_retries = await self.crash_retries_of(entry.deployment)
             entry.lease_until = time.monotonic() + self.lease_seconds
             if previous is not None and previous.attempt == entry.attempt:
                 # The same holder: the lease its heartbeats renewed is kept (a read again is
@@ -282,19 +283,21 @@ class RunLedger:
             entry = await self._load(run_id)
         return entry
 
-    async def retries_of(self, deployment: str) -> int:
-        """The retries of a deployment's flow: how often a crashed run of it is queued again."""
-        retries = self._retries_of.get(deployment)
-        if retries is None:
-            from flowbus.engine.deployments import deployment_id
+    async def crash_retries_of(self, deployment: str) -> int:
+        """A deployment's crash-recovery budget: how often a run of it whose agent or process
+        died is queued again before it ends Crashed."""
+        budget = self._crash_retries_of.get(deployment)
+        if budget is None:
+            from flowbus.engine.deployments import DEFAULT_CRASH_RETRIES, deployment_id
 
             events = await self.store.read_stream(deployment_id(deployment))
-            retries = int(events[-1].data.get("retries", 0)) if events else 0
-            self._retries_of[deployment] = retries
-        return retries
+            saved = events[-1].data.get("crash_retries") if events else None
+            budget = DEFAULT_CRASH_RETRIES if saved is None else int(saved)
+            self._crash_retries_of[deployment] = budget
+        return budget
 
     def forget_deployment(self, deployment: str) -> None:
-        self._retries_of.pop(deployment, None)
+        self._crash_retries_of.pop(deployment, None)
 
     # --- decisions ---------------------------------------------------------------------------
 
@@ -393,7 +396,7 @@ class RunLedger:
             if entry is None and record.type == "flow_run.created":
                 entry = fold([record])
                 if entry is not None:
-                    entry.retries = await self.retries_of(entry.deployment)
+                    entry.crash_retries = await self.crash_retries_of(entry.deployment)
                     entry.foreign = True
                     self.entries[entry.run_id] = entry
                     self.on_foreign(entry)

@@ -114,7 +114,7 @@ class Submissions(OrchestratorCore):
                 parameters=parameters,
                 tags=fields["tags"],
                 queued_at=due.timestamp() if due else time.time(),
-                retries=await self.ledger.retries_of(deployment.name),
+                crash_retries=await self.ledger.crash_retries_of(deployment.name),
                 due_at=due.timestamp() if due else 0.0,
                 schedule_id=request.schedule_id,
                 committed=False,

@@ -33,6 +33,10 @@ def deployment_id(name: str) -> str:
     return str(uuid.uuid5(NAMESPACE, name))
 
 
+#: A deployment's crash-recovery budget unless it says otherwise (``--crash-retries``).
+DEFAULT_CRASH_RETRIES = 3
+
+
 @dataclass(frozen=True)
 class DeploymentSpec:
     """What ``save_deployment`` records."""
@@ -47,6 +51,9 @@ class DeploymentSpec:
     tags: list[str] = field(default_factory=list)
     description: str | None = None
     retries: int = 0
+    #: How often a run whose agent or process died is queued again before it ends Crashed
+    #: (apart from the flow's own retries; 0: a crash is final, as in Prefect).
+    crash_retries: int = DEFAULT_CRASH_RETRIES
     schedules: list[DeploymentSchedule] = field(default_factory=list)
     catchup: CatchUp = "latest"
     overlap: Overlap = "allow"
@@ -67,10 +74,13 @@ def build_deployment(
     parameters: dict[str, Any] | None = None,
     tags: list[str] | None = None,
     description: str | None = None,
+    crash_retries: int = DEFAULT_CRASH_RETRIES,
 ) -> DeploymentSpec:
     """Check a deployment of ``flow`` and its default parameters; nothing is recorded yet."""
     if not name or "/" in name:
         raise UsageError(f"deployment name {name!r} must be non-empty and without '/'")
+    if crash_retries < 0:
+        raise UsageError(f"crash retries must be 0 or more, not {crash_retries}")
     if not _QUEUE.fullmatch(queue):
         raise UsageError(f"queue name {queue!r} may hold only letters, digits, '-' and '_'")
     defaults = flow.parameters.validate_partial(parameters or {})
@@ -92,6 +102,7 @@ def build_deployment(
         tags=list(tags or []),
         description=description or flow.description,
         retries=flow.retries,
+        crash_retries=crash_retries,
     )
 
 
@@ -110,6 +121,7 @@ async def save_deployment(store: EventStore, spec: DeploymentSpec) -> Deployment
         "tags": spec.tags,
         "description": spec.description,
         "retries": spec.retries,
+        "crash_retries": spec.crash_retries,
         "schedules": [s.model_dump(mode="json") for s in spec.schedules],
         "catchup": spec.catchup,
         "overlap": spec.overlap,

@@ -124,8 +124,10 @@ class DeploymentSaved(_EventBase):
     parameter_schema: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
     description: str | None = None
-    #: The flow's retries: how often a run whose agent died is queued again.
+    #: The flow's own retries (applied by the engine to a run that fails).
     retries: int = 0
+    #: How often a run whose agent or process died is queued again before it ends Crashed.
+    crash_retries: int = 3
     schedules: list[DeploymentSchedule] = Field(default_factory=list)
     #: After downtime, which missed slots get a run.
     catchup: CatchUp = "latest"

@@ -90,6 +90,14 @@ def deploy(
     collision: Annotated[
         CollisionChoice, typer.Option(help="A run over the limit: enqueue (waits) or cancel.")
     ] = CollisionChoice.enqueue,
+    crash_retries: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="How often a run whose agent or process died is queued again before it ends "
+            "Crashed (apart from the flow's retries; 0: a crash is final).",
+        ),
+    ] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
     apply: Annotated[
         bool, typer.Option("--apply", help="Accepted for Prefect's guide: always applied.")
@@ -103,8 +111,9 @@ def deploy(
     try:
         flow = load_flow(entrypoint, working_dir)
         spec = build_deployment(
-            flow, name, entrypoint, working_dir, queue, parse_params(param or []), tag, description
-        )
+            flow, name, entrypoint, working_dir, queue, parse_params(param or []), tag,
+            description, crash_retries=crash_retries,
+        )  # fmt: skip
     except FlowbusError as exc:
         fail(str(exc))
     missing = sorted(set(spec.parameter_schema.get("required", [])) - set(spec.parameters))

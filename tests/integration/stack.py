@@ -188,10 +188,16 @@ class Stack:
         return SqliteEventStore(self.home / "flowbus.db")
 
     def deploy(
-        self, function: str, name: str = "test", queue: str = "default", **params: Any
+        self,
+        function: str,
+        name: str = "test",
+        queue: str = "default",
+        crash_retries: int = 3,
+        **params: Any,
     ) -> str:
         flow = load_flow(f"flows.py:{function}", FLOWS_DIR)
-        spec = build_deployment(flow, name, f"flows.py:{function}", FLOWS_DIR, queue, params)
+        spec = build_deployment(flow, name, f"flows.py:{function}", FLOWS_DIR, queue, params,
+                                crash_retries=crash_retries)  # fmt: skip
 
         async def save(store: EventStore) -> str:
             return (await save_deployment(store, spec)).name

@@ -67,7 +67,7 @@ def test_200_tasks_under_a_limit_of_3_across_2_agents(stack: Stack) -> None:
 def test_a_killed_agents_slots_come_back(stack: Stack) -> None:
     stack.cli("limit", "set", "db", "2")
     stack.start_orchestrator()
-    stack.deploy("limited")
+    stack.deploy("limited", crash_retries=0)  # a crash is final: the run is not taken over
     doomed = stack.start_agent("doomed")
     stuck = stack.submit_over_http("limited/test", n=2, seconds=60)
     wait_until(
@@ -77,10 +77,10 @@ def test_a_killed_agents_slots_come_back(stack: Stack) -> None:
     )  # fmt: skip
     doomed.kill()
     stack.start_agent("survivor")
-    # The lease runs out (2 s here): the slots come back, and the run is taken over.
+    # The lease runs out (2 s here): the slots come back, and another run takes them.
     quick = stack.submit_over_http("limited/test", n=4, seconds=0.05)
     assert stack.final_states(quick, timeout=30)[-1] == "Completed"
-    assert stack.final_states(stuck, timeout=30)[-1] == "Crashed"  # no retries: it stays so
+    assert stack.final_states(stuck, timeout=30)[-1] == "Crashed"  # no crash budget: it stays so
     limits = json.loads(stack.cli("limit", "ls", "--json").stdout)["limits"]
     holders = {h["run_id"] for h in limits[0]["holders"]}
     assert quick not in holders

@@ -80,6 +80,29 @@ async def test_kill_9_an_agent_mid_run_another_finishes_it_once(stack: Stack) ->
     assert [(a.name, a.runs) for a in survivors] == [(holder(stack, run.run_id), [])]
 
 
+@pytest.mark.parametrize("crash_retries", [3, 0])
+async def test_a_run_whose_agent_died_is_recovered_within_its_budget(
+    stack: Stack, crash_retries: int
+) -> None:
+    """A flow without retries of its own: the deployment's crash budget queues the run again
+    when its agent is killed -9 (3, the default), or lets it end Crashed (0, as in Prefect)."""
+    deployment = stack.deploy("sleepy_once", f"budget-{crash_retries}", crash_retries=crash_retries)
+    agents = {name: stack.start_agent(name) for name in ("agent-a", "agent-b")}
+    async with stack.client() as client:
+        run = await client.submit(deployment, {"seconds": 3})
+        wait_until(lambda: running(stack, run.run_id), what="the run to start")
+        agents[holder(stack, run.run_id)].signal(signal.SIGKILL)
+        final = await client.wait(run.run_id, timeout=60)
+    states = stack.final_states(run.run_id)
+    if crash_retries:
+        assert final.completed
+        assert states == ["Scheduled", "Pending", "Running", "Crashed", "AwaitingRetry",
+                          "Pending", "Running", "Completed"]  # fmt: skip
+    else:
+        assert final.name == "Crashed"
+        assert states == ["Scheduled", "Pending", "Running", "Crashed"]
+
+
 async def test_a_zombie_agents_late_events_and_ack_are_fenced_off(stack: Stack) -> None:
     deployment = stack.deploy("sleepy")
     agents = {name: stack.start_agent(name) for name in ("agent-a", "agent-b")}

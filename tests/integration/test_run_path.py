@@ -269,7 +269,9 @@ async def test_a_sync_flow_runs_in_its_own_thread_and_others_go_on(stack: Stack)
 
 
 async def test_process_isolation_runs_flows_and_reports_a_dead_child(stack: Stack) -> None:
-    quick, dies = stack.deploy("quick"), stack.deploy("dies")
+    """A run whose process dies is recovered within its deployment's crash budget (here 1),
+    then ends Crashed."""
+    quick, dies = stack.deploy("quick"), stack.deploy("dies", crash_retries=1)
     stack.start_agent("agent-1", "--isolation", "process")
     async with stack.client() as client:
         fine = await client.submit(quick, {"n": 5})
@@ -278,6 +280,11 @@ async def test_process_isolation_runs_flows_and_reports_a_dead_child(stack: Stac
         final = await client.wait(dead.run_id, timeout=60)
         assert final.name == "Crashed"
         assert "process died" in (final.message or "")
+    events = stack.stream(dead.run_id)
+    assert sum(1 for e in events if e.data.get("attempt")) == 2  # the first and one recovery
+    states = [e.data["state"] for e in events if e.type == "flow_run.state"]
+    [recovery] = [s for s in states if s["name"] == "AwaitingRetry"]
+    assert "recovering: queued again (crash 1 of 1)" in recovery["message"]
 
 
 async def test_queue_priority_pause_and_limit(stack: Stack) -> None:

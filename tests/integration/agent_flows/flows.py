@@ -38,6 +38,13 @@ def counted(ledger: str) -> None:
         out.write(f"{runtime.flow_run.id}\n")
 
 
+@flow
+async def sleepy_once(seconds: float = 1.0) -> str:
+    """Sleeps, with no retries of its own (crash recovery is the deployment's)."""
+    await asyncio.sleep(seconds)
+    return f"slept {seconds}"
+
+
 @flow(retries=1)
 async def sleepy(seconds: float = 1.0, marker: str = "") -> str:
     """Sleeps; with ``marker`` it leaves a file per start (to count executions)."""
