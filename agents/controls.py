@@ -19,6 +19,7 @@ from flowbus.broker import subjects
 from flowbus.engine.records import EventRecord
 from flowbus.engine.schema_model import model_from_schema
 from flowbus.engine.states import (
+    AwaitingRetry,
     Cancelled,
     Cancelling,
     Failed,
@@ -27,6 +28,8 @@ from flowbus.engine.states import (
 )
 
 log = structlog.get_logger("flowbus.orchestrator")
+#: The final states a run can be retried from (TimedOut is a Failed state).
+RETRYABLE = frozenset({StateType.FAILED, StateType.CRASHED, StateType.CANCELLED})
 S = StateType
 
 
@@ -79,6 +82,30 @@ class Controls(OrchestratorCore):
             return None, [self.ledger.record_state(entry, Failed(message=message), **self._term())]
 
         await self.ledger.transact(run_id, decide)
+
+    async def retry(self, request: p.RetryRequest) -> bytes:
+        """Queue a Failed, Crashed, Cancelled or TimedOut run again as a new attempt."""
+
+        async def decide(entry: RunEntry | None) -> tuple[bytes, list[EventRecord]]:
+            if entry is None:
+                view = await self.store.get_flow_run(request.run_id)
+                if view is None:
+                    return p.error_reply("not_found", f"no run {request.run_id}"), []
+                return p.error_reply("not_retryable", "only runs of deployments can be retried"), []
+            if entry.state not in RETRYABLE:
+                return p.error_reply(
+                    "not_retryable",
+                    f"run {entry.name} is {entry.state_name}: only a Failed, Crashed, Cancelled "
+                    "or TimedOut run can be retried",
+                ), []
+            again = AwaitingRetry(message=f"retried on request (it was {entry.state_name})")
+            record = self.ledger.record_state(entry, again, retried=True)
+            entry.published = False
+            return p.ResumeReply(run_id=entry.run_id, state=again.name).dump(), [record]
+
+        reply = await self.ledger.transact(request.run_id, decide)
+        await self._dispatch_if_queued_again(request.run_id)
+        return reply
 
     async def cancel(self, request: p.CancelRequest) -> bytes:
         ask: dict[str, Any] = {}

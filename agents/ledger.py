@@ -164,6 +164,8 @@ def _apply_state(entry: RunEntry, seq: int, data: dict[str, Any], now: float) ->
         entry.attempt = data["attempt"]
         entry.agent = data.get("agent")
         entry.open = True
+    if data.get("retried"):  # queued again on request: its crash budget starts over
+        entry.crashes = 0
     if entry.state is S.CRASHED:
         entry.crashes += 1
     if entry.state is S.CRASHED or data.get("closes_attempt") is not None:
@@ -178,8 +180,7 @@ def _apply_state(entry: RunEntry, seq: int, data: dict[str, Any], now: float) ->
     if entry.state is S.SCHEDULED and entry.state_name != "Late":
         entry.queued_seq = seq
         entry.queued_at = _epoch(state["timestamp"])
-    if entry.state.is_terminal:
-        entry.finished_at = now
+    entry.finished_at = now if entry.state.is_terminal else None
 
 
 class RunLocks:

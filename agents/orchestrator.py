@@ -105,6 +105,7 @@ class Orchestrator(Submissions, Claims, Controls, Janitor):
             subjects.QUEUE_UPDATE: (p.QueueUpdate, self.queues.update_queue),
             subjects.AGENTS: (None, self.list_agents),
             subjects.RESUME: (p.ResumeRequest, self.resume),
+            subjects.RETRY: (p.RetryRequest, self.retry),
         }
         for subject, (model, handler) in services.items():
             await self.client.subscribe(

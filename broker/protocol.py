@@ -285,6 +285,13 @@ class ResumeReply(_Message):
     state: str
 
 
+class RetryRequest(_Message):
+    """``flowbus.api.retry``: queue a Failed, Crashed, Cancelled or TimedOut run of a deployment
+    again, as a new attempt of the same run (its crash budget starts over)."""
+
+    run_id: str
+
+
 # --- custom events ----------------------------------------------------------------------------
 
 

@@ -47,6 +47,8 @@ SLOT_ACQUIRE = "flowbus.slot.acquire"
 SLOT_RELEASE = "flowbus.slot.release"
 LIMITS = "flowbus.api.limits"
 RESUME = "flowbus.api.resume"
+#: Queue a Failed, Crashed, Cancelled or TimedOut run again, as a new attempt of the same run.
+RETRY = "flowbus.api.retry"
 #: Automations were saved or removed: the engine reads them again before it answers.
 AUTOMATIONS_CHANGED = "flowbus.api.automations.changed"
 #: The queue group every orchestrator subscribes in, so each request is answered once.

@@ -86,6 +86,8 @@ class FlowRunStateChanged(_EventBase):
     #: On a decision that fences the run's open attempt (a crash, a hand-back, a cancel
     #: recorded without the agent): that attempt, whose late events are refused from now on.
     closes_attempt: int | None = None
+    #: On a retry asked for (``flowbus runs retry``): the run is queued again as a new attempt.
+    retried: bool | None = None
     #: On a decision only the leading orchestrator takes (a lease expiry, Late, a pause's
     #: timeout): the leader's term, its fencing token.
     leader_term: int | None = None

@@ -35,7 +35,8 @@ ALLOWED: dict[StateType | None, frozenset[StateType]] = {
     S.COMPLETED: frozenset(),
     # A failed or crashed run may be queued again (AwaitingRetry) by a retry or a re-run.
     S.FAILED: frozenset({S.SCHEDULED}),
-    S.CANCELLED: frozenset(),
+    # A cancelled one only by a retry asked for (``flowbus runs retry``).
+    S.CANCELLED: frozenset({S.SCHEDULED}),
     S.CRASHED: frozenset({S.SCHEDULED}),
 }
 

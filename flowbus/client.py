@@ -257,6 +257,13 @@ class Client:
         request = p.ResumeRequest(run_id=run_id, input=input)
         return p.decode(p.ResumeReply, await self._request(subjects.RESUME, request.dump())).state
 
+    async def retry(self, run_id: str) -> str:
+        """Queue a Failed, Crashed, Cancelled or TimedOut run of a deployment again, as a new
+        attempt of the same run (a ``ClientError`` with code ``not_retryable`` otherwise).
+        Returns its state: AwaitingRetry."""
+        request = p.RetryRequest(run_id=run_id)
+        return p.decode(p.ResumeReply, await self._request(subjects.RETRY, request.dump())).state
+
     async def emit(
         self,
         event_type: str,

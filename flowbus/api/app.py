@@ -35,6 +35,7 @@ CLIENT_ERROR_STATUS = {
     "invalid_parameters": 422,
     "not_cancellable": 409,
     "not_paused": 409,
+    "not_retryable": 409,
     "invalid_input": 422,
     "no_orchestrator": 503,
     "unavailable": 503,

@@ -45,7 +45,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         400: "A request the orchestrator refused as malformed.",
         401: "No valid bearer token (when the server has one).",
         404: "No such run, deployment or path.",
-        409: "The run cannot be cancelled, or resumed (it is not Paused).",
+        409: "The run cannot be cancelled, resumed (it is not Paused) or retried.",
         422: "Invalid query, body or flow parameters.",
         502: "The orchestrator answered unexpectedly.",
         503: "No orchestrator, or the store is unavailable.",
@@ -253,6 +253,13 @@ async def resume_run(request: Request, run_id: str, body: ResumeBody) -> dict[st
     """Resume a Paused run: queued again, its pause returns the input (422 when invalid)."""
     await _run_or_404(_store(request), run_id)
     return {"run_id": run_id, "state": await _client(request).resume(run_id, body.input)}
+
+
+@router.post("/runs/{run_id}/retry", tags=["runs"])
+async def retry_run(request: Request, run_id: str) -> dict[str, str]:
+    """Queue a Failed, Crashed, Cancelled or TimedOut run again, as a new attempt."""
+    await _run_or_404(_store(request), run_id)
+    return {"run_id": run_id, "state": await _client(request).retry(run_id)}
 
 
 # --- deployments --------------------------------------------------------------------------------

@@ -269,3 +269,25 @@ def resume_run(
         print_json({"run_id": run_id, "state": state})
     else:
         console.print(f"run {run_id}: {state}")
+
+
+@app.command("retry")
+def retry_run(
+    run_ref: Annotated[str, typer.Argument(help="Run id (or a unique prefix of it).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
+) -> None:
+    """Queue a Failed, Crashed, Cancelled or TimedOut run again, as a new attempt of the same
+    run (its crash budget starts over)."""
+    from flowbus.cli.common import with_client
+    from flowbus.client import Client
+
+    run_id = run_ref if len(run_ref) == 36 else with_store(lambda s: resolve_run(s, run_ref)).id
+
+    async def main(client: Client) -> str:
+        return await client.retry(run_id)
+
+    state = with_client(main)
+    if as_json:
+        print_json({"run_id": run_id, "state": state})
+    else:
+        console.print(f"run {run_id}: {state}")

@@ -233,6 +233,33 @@ async def test_a_thread_blocked_past_the_cancel_deadline_is_abandoned(tmp_path: 
         stack.close()
 
 
+async def test_a_failed_run_retried_on_request_runs_again(stack: Stack, tmp_path: Path) -> None:
+    """``flowbus runs retry`` (and the API's POST .../retry) queue a Failed run again as a new
+    attempt of the same run; a run that is not over is refused."""
+    deployment = stack.deploy("fails_first")
+    stack.start_agent("agent-1")
+    async with stack.client() as client:
+        run = await client.submit(deployment, {"marker": str(tmp_path / "marker")})
+        assert (await client.wait(run.run_id, timeout=60)).name == "Failed"
+        stack.final_states(run.run_id)
+        retried = stack.cli("runs", "retry", run.run_id[:8], "--json")
+        assert json.loads(retried.stdout) == {"run_id": run.run_id, "state": "AwaitingRetry"}
+        final = await client.wait(run.run_id, timeout=60)
+        assert final.completed and final.result == "'second time lucky'"
+        with pytest.raises(ClientError) as refused:
+            await client.retry(run.run_id)
+        assert refused.value.code == "not_retryable"
+    import httpx
+
+    response = httpx.post(f"{stack.api_url}/api/v1/runs/{run.run_id}/retry")
+    assert response.status_code == 409 and "Completed" in response.text, response.text
+    states = stack.final_states(run.run_id)
+    assert states == ["Scheduled", "Pending", "Running", "Failed", "AwaitingRetry", "Pending",
+                      "Running", "Completed"]  # fmt: skip
+    attempts = [e.data["attempt"] for e in stack.stream(run.run_id) if e.data.get("attempt")]
+    assert attempts == [1, 2]
+
+
 async def test_a_missing_entrypoint_fails_the_run_not_the_agent(
     stack: Stack, tmp_path: Path
 ) -> None:

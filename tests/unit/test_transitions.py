@@ -22,7 +22,7 @@ EXPECTED_ALLOWED = {
     S.CANCELLING: {S.CANCELLED, S.FAILED, S.CRASHED},
     S.COMPLETED: set(),
     S.FAILED: {S.SCHEDULED},
-    S.CANCELLED: set(),
+    S.CANCELLED: {S.SCHEDULED},  # a retry asked for (flowbus runs retry)
     S.CRASHED: {S.SCHEDULED},
 }
 

@@ -39,6 +39,15 @@ def counted(ledger: str) -> None:
 
 
 @flow
+def fails_first(marker: str) -> str:
+    """Fails the first time (leaving ``marker``), succeeds after: a run worth retrying."""
+    if not Path(marker).exists():
+        Path(marker).touch()
+        raise RuntimeError("the first attempt fails")
+    return "second time lucky"
+
+
+@flow
 async def sleepy_once(seconds: float = 1.0) -> str:
     """Sleeps, with no retries of its own (crash recovery is the deployment's)."""
     await asyncio.sleep(seconds)
