@@ -1,6 +1,6 @@
 """Claims, heartbeats and leases: an agent claims a run (a new attempt opens, fenced by its
 number), renews its lease by heartbeat, hands it back or reports its process dead; a run whose
-lease runs out is Crashed (and queued again if its flow has retries left)."""
+lease runs out is Crashed (and queued again within its deployment's crash budget)."""
 
 from __future__ import annotations
 

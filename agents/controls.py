@@ -1,6 +1,7 @@
 """Cancel and pause: a cancel asks the run's holder to stop it (or records it at once when
 nobody holds it, or its holder does not answer); a resume queues a Paused run again with the
-validated input its pause waits for; a pause that times out fails the run."""
+validated input its pause waits for; a pause that times out fails the run; a retry queues a
+Failed, Crashed, Cancelled or TimedOut run again as a new attempt."""
 
 from __future__ import annotations
 

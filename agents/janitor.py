@@ -61,6 +61,8 @@ class Janitor(OrchestratorCore):
         silent = {
             n for n, a in self.agents.items() if now - a.last_seen > self.settings.lease_seconds
         }
+        if silent:  # lost runs they will not ask about again
+            self._lost.difference_update({lost for lost in self._lost if lost[0] in silent})
         if silent and self.slots is not None:
             self.slots.reclaim(lambda h: h.agent in silent, "its agent stopped renewing its lease")
         for name in [n for n, a in self.agents.items() if now - a.last_seen > 3600]:

@@ -455,7 +455,11 @@ class RunLedger:
         return admitted, fenced
 
     def purge(self, now: float) -> None:
-        """Drop runs finished long enough ago (a follower: runs read long enough ago)."""
+        """Drop runs finished long enough ago (a follower: runs read long enough ago), and what
+        heartbeats said of runs no heartbeat has listed for as long."""
+        for run_id in [run for run, (_, _, heard_at) in self.heard.items()
+                       if now - heard_at > KEEP_FINISHED]:  # fmt: skip
+            del self.heard[run_id]
         for run_id in [
             e.run_id
             for e in self.entries.values()

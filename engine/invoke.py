@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import ctypes
 import functools
@@ -30,9 +31,17 @@ def _start_thread(fn: Callable[[], Any]) -> tuple[concurrent.futures.Future[Any]
     def main() -> None:
         ident.append(threading.get_ident())
         try:
-            future.set_result(context.run(fn))
+            result = context.run(fn)
         except BaseException as exc:
-            future.set_exception(exc)
+            outcome: tuple[Any, BaseException | None] = (None, exc)
+        else:
+            outcome = (result, None)
+        # The caller may have stopped waiting (the timeout cancelled the future): say nothing.
+        with contextlib.suppress(concurrent.futures.InvalidStateError):
+            if outcome[1] is None:
+                future.set_result(outcome[0])
+            else:
+                future.set_exception(outcome[1])
 
     threading.Thread(target=main, name="flowbus-timed", daemon=True).start()
     return future, ident
