@@ -219,16 +219,12 @@ def cancel_run(
     from flowbus.cli.common import with_client
     from flowbus.client import Client
 
-    run_id = run_ref if len(run_ref) == 36 else with_store(lambda s: resolve_run(s, run_ref)).id
+    run_id = _run_id(run_ref)
 
     async def main(client: Client) -> str:
         return await client.cancel(run_id)
 
-    state = with_client(main)
-    if as_json:
-        print_json({"run_id": run_id, "state": state})
-    else:
-        console.print(f"run {run_id}: {state}")
+    _print_state(run_id, with_client(main), as_json)
 
 
 @app.command("resume")
@@ -249,7 +245,7 @@ def resume_run(
     from flowbus.cli.deployments import parse_params
     from flowbus.client import Client
 
-    run_id = run_ref if len(run_ref) == 36 else with_store(lambda s: resolve_run(s, run_ref)).id
+    run_id = _run_id(run_ref)
     given: dict[str, Any] | None = None
     if input_json is not None:
         try:
@@ -264,11 +260,7 @@ def resume_run(
     async def main(client: Client) -> str:
         return await client.resume(run_id, given)
 
-    state = with_client(main)
-    if as_json:
-        print_json({"run_id": run_id, "state": state})
-    else:
-        console.print(f"run {run_id}: {state}")
+    _print_state(run_id, with_client(main), as_json)
 
 
 @app.command("retry")
@@ -281,12 +273,21 @@ def retry_run(
     from flowbus.cli.common import with_client
     from flowbus.client import Client
 
-    run_id = run_ref if len(run_ref) == 36 else with_store(lambda s: resolve_run(s, run_ref)).id
+    run_id = _run_id(run_ref)
 
     async def main(client: Client) -> str:
         return await client.retry(run_id)
 
-    state = with_client(main)
+    _print_state(run_id, with_client(main), as_json)
+
+
+def _run_id(run_ref: str) -> str:
+    """A full run id as given, or the run a unique prefix names."""
+    return run_ref if len(run_ref) == 36 else with_store(lambda s: resolve_run(s, run_ref)).id
+
+
+def _print_state(run_id: str, state: str, as_json: bool) -> None:
+    """What an orchestrator request about a run answered: the run's state."""
     if as_json:
         print_json({"run_id": run_id, "state": state})
     else:
