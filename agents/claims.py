@@ -19,6 +19,7 @@ from flowbus.agents.orchestrator_core import AgentSeen, OrchestratorCore
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.engine.records import EventRecord
+from flowbus.engine.replay import replay_entries
 from flowbus.engine.states import (
     AwaitingRetry,
     Cancelled,
@@ -33,8 +34,27 @@ log = structlog.get_logger("flowbus.orchestrator")
 S = StateType
 
 
+#: How much of replay entries one reply carries (NATS refuses messages over 1 MiB by default).
+REPLAY_PAGE_BYTES = 512 * 1024
+
+
 class Claims(OrchestratorCore):
     """Claim, heartbeat, release; crash a run whose holder is gone."""
+
+    async def replay(self, request: p.ReplayRequest) -> bytes:
+        """The task runs earlier attempts of a run completed (read from the store: any
+        orchestrator answers alike), a page at a time."""
+        entries = replay_entries(await self.store.read_stream(request.run_id))
+        page: list[dict[str, Any]] = []
+        size = 0
+        for entry in entries[request.offset :]:
+            item = entry.to_dict()
+            size += len(orjson.dumps(item))
+            if page and size > REPLAY_PAGE_BYTES:
+                break
+            page.append(item)
+        more = request.offset + len(page) < len(entries)
+        return p.ReplayReply(entries=page, more=more).dump()
 
     async def claim(self, request: p.ClaimRequest) -> bytes:
         lease = self.settings.lease_seconds

@@ -21,7 +21,10 @@ from multiprocessing.process import BaseProcess
 from typing import Any, Literal
 
 import structlog
+from nats.errors import Error as NatsError
 
+from flowbus.broker import protocol as p
+from flowbus.broker import subjects
 from flowbus.broker.errors import BrokerError
 from flowbus.broker.event_sink import FencedSink, NatsEventSink
 from flowbus.broker.protocol import ClaimGrant
@@ -33,6 +36,7 @@ from flowbus.engine.flow_engine import ClaimedRun, FlowRunEngine
 from flowbus.engine.flows import Flow
 from flowbus.engine.loops import run_sync
 from flowbus.engine.records import EventRecord, state_dict
+from flowbus.engine.replay import ReplayEntry
 from flowbus.engine.states import Cancelled, Cancelling, Crashed, Failed, Pending, Scheduled
 
 log = structlog.get_logger("flowbus.agent")
@@ -104,6 +108,7 @@ class InProcessRun:
         self.thread_ended = asyncio.Event()
         self._abandoned = False
         self.sink = _LeaseSink(FencedSink(sink, grant.run_id, grant.attempt))
+        self.nats = sink
         self.flows = flows
         self.engine: FlowRunEngine | None = None
         self._task: asyncio.Future[Any] | None = None
@@ -125,8 +130,10 @@ class InProcessRun:
             self._fail_early(f"{type(exc).__name__}: {exc}")
             await self._flush()
             return "finished"
+        replay = await fetch_replay(self.nats, grant) if grant.attempt > 1 else []
         claimed = ClaimedRun(grant.run_id, grant.name, grant.seq, Pending(), list(grant.tags),
-                             dict(grant.resumes), grant.deployment)  # fmt: skip
+                             dict(grant.resumes), grant.deployment, grant.attempt,
+                             replay)  # fmt: skip
         engine = self.engine = FlowRunEngine(flow, parameters, claimed=claimed, sink=self.sink)
         if self._pending_interrupt is not None:
             engine.interrupt(*self._pending_interrupt)
@@ -246,6 +253,35 @@ class InProcessRun:
             )
         elif self._task is not None:
             self._task.cancel()
+
+
+async def fetch_replay(sink: NatsEventSink, grant: ClaimGrant) -> list[ReplayEntry]:
+    """The task runs earlier attempts of the run completed, which this attempt replays. If no
+    orchestrator answers, the run goes on without them: its tasks run again (at-least-once),
+    which is what a run without replay does anyway."""
+    request = p.ReplayRequest(run_id=grant.run_id)
+    entries: list[ReplayEntry] = []
+    try:
+        while True:
+            reply = await _on_loop(
+                sink.loop, sink.client.request(subjects.REPLAY, request.dump(), timeout=10)
+            )
+            page = p.ReplayReply.model_validate_json(reply.data)
+            entries += [ReplayEntry.from_dict(item) for item in page.entries]
+            if not page.more:
+                return entries
+            request = p.ReplayRequest(run_id=grant.run_id, offset=len(entries))
+    except (NatsError, TimeoutError, ValueError) as exc:
+        log.warning("replay table not read; the run's tasks run again", run_id=grant.run_id,
+                    error=repr(exc) or type(exc).__name__)  # fmt: skip
+        return []
+
+
+async def _on_loop(loop: asyncio.AbstractEventLoop, coro: Any) -> Any:
+    """Await ``coro`` on ``loop`` (a NATS client's), from whichever loop runs this."""
+    if asyncio.get_running_loop() is loop:
+        return await coro
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
 
 
 def _settle_future(future: asyncio.Future[None], error: BaseException | None) -> None:

@@ -106,6 +106,8 @@ class Orchestrator(Submissions, Claims, Controls, Janitor):
             subjects.AGENTS: (None, self.list_agents),
             subjects.RESUME: (p.ResumeRequest, self.resume),
             subjects.RETRY: (p.RetryRequest, self.retry),
+            subjects.REPLAY: (p.ReplayRequest, self.replay),
+            subjects.RECORDED: (p.RecordedRequest, self.recorded),
         }
         for subject, (model, handler) in services.items():
             await self.client.subscribe(

@@ -1,9 +1,11 @@
 """B1: a flow calling a no-op task N times in sequence. Prints one JSON line.
 
 Apart from the import line this file runs unchanged under Prefect (``from prefect import ...``).
+With ``BENCH_PERSIST_RESULT=1`` every task's result is recorded, as for a deployed run.
 """
 
 import json
+import os
 import sys
 import time
 
@@ -19,6 +21,10 @@ def noop():
 def sequential(n: int):
     for _ in range(n):
         noop()
+
+
+if os.environ.get("BENCH_PERSIST_RESULT"):
+    sequential = sequential.with_options(persist_result=True)
 
 
 if __name__ == "__main__":

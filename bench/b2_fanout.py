@@ -1,9 +1,11 @@
 """B2: ``noop.map(range(N))`` then wait for all. Prints one JSON line.
 
 Apart from the import line this file runs unchanged under Prefect (``from prefect import ...``).
+With ``BENCH_PERSIST_RESULT=1`` every task's result is recorded, as for a deployed run.
 """
 
 import json
+import os
 import sys
 import time
 
@@ -19,6 +21,10 @@ def noop(x):
 def fanout(n: int):
     futures = noop.map(range(n))
     futures.wait()
+
+
+if os.environ.get("BENCH_PERSIST_RESULT"):
+    fanout = fanout.with_options(persist_result=True)
 
 
 if __name__ == "__main__":

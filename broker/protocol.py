@@ -292,6 +292,38 @@ class RetryRequest(_Message):
     run_id: str
 
 
+class RecordedRequest(_Message):
+    """``flowbus.api.recorded``: answer once the store holds the run's events up to ``seq``
+    (or after ``wait`` seconds, with the head it has then)."""
+
+    run_id: str
+    seq: int = Field(ge=1)
+    wait: float = Field(default=10.0, ge=0, le=60)
+
+
+class RecordedReply(_Message):
+    ok: Literal[True] = True
+    #: The last sequence number the store holds for the run.
+    head: int
+    recorded: bool
+
+
+class ReplayRequest(_Message):
+    """``flowbus.agent.replay``: the task runs a run's earlier attempts completed, from the
+    ``offset``-th on (a large run's table comes in pages)."""
+
+    run_id: str
+    offset: int = Field(default=0, ge=0)
+
+
+class ReplayReply(_Message):
+    """A page of replay entries (``flowbus.engine.replay.ReplayEntry`` as dicts); ``more`` says
+    whether to ask again from ``offset + len(entries)``."""
+
+    entries: list[dict[str, Any]]
+    more: bool = False
+
+
 # --- custom events ----------------------------------------------------------------------------
 
 

@@ -42,6 +42,8 @@ AGENTS = "flowbus.api.agents"
 CLAIM = "flowbus.agent.claim"
 HEARTBEAT = "flowbus.agent.heartbeat"
 RELEASE = "flowbus.agent.release"
+#: The completed task runs of a run's earlier attempts, which its new attempt replays.
+REPLAY = "flowbus.agent.replay"
 #: Tag concurrency slots: a task run asks for them, gives them back; the live counts.
 SLOT_ACQUIRE = "flowbus.slot.acquire"
 SLOT_RELEASE = "flowbus.slot.release"
@@ -49,6 +51,8 @@ LIMITS = "flowbus.api.limits"
 RESUME = "flowbus.api.resume"
 #: Queue a Failed, Crashed, Cancelled or TimedOut run again, as a new attempt of the same run.
 RETRY = "flowbus.api.retry"
+#: Answered once the store holds a run's events up to a sequence number (``Client.wait``).
+RECORDED = "flowbus.api.recorded"
 #: Automations were saved or removed: the engine reads them again before it answers.
 AUTOMATIONS_CHANGED = "flowbus.api.automations.changed"
 #: The queue group every orchestrator subscribes in, so each request is answered once.

@@ -20,6 +20,7 @@ from flowbus.engine.states import State
 if TYPE_CHECKING:
     from flowbus.engine.flows import Flow
     from flowbus.engine.futures import TaskRunFuture
+    from flowbus.engine.replay import ReplayTable
     from flowbus.engine.task_runners import TaskRunner
     from flowbus.engine.tasks import Task
 
@@ -94,6 +95,8 @@ class TaskRun:
     run_count: int = 0
     state: State | None = None
     created: str = field(default_factory=now_iso)
+    #: The n-th call of its task in the flow body's current try (its identity for replay).
+    position: int = 0
 
 
 @dataclass
@@ -110,18 +113,29 @@ class FlowRunContext:
     #: (which cannot be paused: nobody would take it up again).
     resumes: dict[str, Any] | None = None
     pause_count: int = 0
+    #: Whether task results are recorded with their events (deployed runs, and runs by hand
+    #: that opt in), and the completed task runs a call may replay (see ``replay``).
+    record_results: bool = False
+    replay: ReplayTable | None = None
+    #: The claim's attempt of a deployed run (0 for a run by hand).
+    attempt: int = 0
+    #: Calls of each task in the current try of the flow body (reset when it is retried).
+    positions: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def get(cls) -> FlowRunContext | None:
         """The current flow run's context, or None outside a flow run."""
         return flow_run_var.get()
 
-    def next_index(self, task_key: str) -> int:
-        """A per-task counter that names task runs ``name-0``, ``name-1``, ... in this flow run."""
+    def next_index(self, task_key: str) -> tuple[int, int]:
+        """A per-task counter that names task runs ``name-0``, ``name-1``, ... in this flow run,
+        and the call's position in the current try (its identity for replay)."""
         with self.counter_lock:
             index = self.name_counters.get(task_key, 0)
             self.name_counters[task_key] = index + 1
-            return index
+            position = self.positions.get(task_key, 0)
+            self.positions[task_key] = position + 1
+            return index, position
 
 
 @dataclass

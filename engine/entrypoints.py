@@ -8,6 +8,7 @@ whoever loads it.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -35,7 +36,9 @@ def split_entrypoint(entrypoint: str) -> tuple[str, str]:
 
 
 def _import_file(path: Path) -> Any:
-    module_name = f"flowbus_entrypoint_{abs(hash(str(path)))}"
+    # The same name in every process (``hash()`` of a str is not): task keys, input hashes
+    # and pickled results that refer to the module's classes must agree across agents.
+    module_name = f"flowbus_entrypoint_{hashlib.sha256(str(path).encode()).hexdigest()[:16]}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise EntrypointError(f"{path} cannot be imported as Python code")

@@ -72,7 +72,10 @@ class FlowRunCreated(_EventBase):
 class FlowRunStateChanged(_EventBase):
     type: Literal["flow_run.state"] = "flow_run.state"
     state: StatePayload
+    #: A short human-readable summary of the result (a repr).
     result: str | None = None
+    #: On Completed: the result itself, ``{"json": V}`` or ``{"ref": URL, ...}`` (``results``).
+    output: dict[str, Any] | None = None
     #: On a claim (Pending, written by the orchestrator): the agent that holds the run and the
     #: attempt number its lease fences with.
     agent: str | None = None
@@ -102,6 +105,10 @@ class TaskRunCreated(_EventBase):
     map_index: int | None = None
     cache_key: str | None = None
     upstream: list[UUID] = Field(default_factory=list)
+    #: Its identity for replay (in a run that records results): the n-th call of its task in
+    #: the flow body's try, and the hash of its inputs (None when they cannot be hashed).
+    position: int | None = None
+    input_hash: str | None = None
     state: StatePayload
 
 
@@ -109,7 +116,14 @@ class TaskRunStateChanged(_EventBase):
     type: Literal["task_run.state"] = "task_run.state"
     task_run_id: UUID
     state: StatePayload
+    #: A short human-readable summary of the result (a repr).
     result: str | None = None
+    #: On Completed, in a run that records results: the result itself (see ``results``).
+    output: dict[str, Any] | None = None
+    #: On a replayed task run (Completed, named Replayed): the task run whose result it
+    #: returned, and the attempt of the flow run that ran it.
+    replay_of: UUID | None = None
+    replayed_from: int | None = None
 
 
 class DeploymentSaved(_EventBase):

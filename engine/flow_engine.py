@@ -24,6 +24,8 @@ from flowbus.engine.ids import new_id
 from flowbus.engine.invoke import call_user_function
 from flowbus.engine.pause import FlowRunPaused
 from flowbus.engine.records import json_safe, state_dict, summarize
+from flowbus.engine.replay import ReplayEntry, ReplayTable
+from flowbus.engine.results import inline_output, stored_output
 from flowbus.engine.retries import next_delay, sleep_at_least
 from flowbus.engine.run_logging import console, install_print_capture
 from flowbus.engine.sinks import EventSink, current_sink
@@ -76,6 +78,9 @@ class ClaimedRun:
     resumes: dict[str, Any] = field(default_factory=dict)
     #: ``flow/deployment`` it was queued for.
     deployment: str | None = None
+    #: The claim's attempt, and the task runs earlier attempts completed (replayed, not run).
+    attempt: int = 0
+    replay: list[ReplayEntry] = field(default_factory=list)
 
 
 class FlowRunEngine:
@@ -124,6 +129,17 @@ class FlowRunEngine:
             flow, self.flow_run, self.stream, flow.task_runner.duplicate(), log_prints
         )
         self.context.resumes = dict(claimed.resumes) if claimed else None
+        # A deployed run records its results, so an attempt after this one can replay them; a
+        # subflow does as its parent does; a run by hand does with ``persist_result=True``.
+        recording = (
+            claimed is not None
+            or (parent is not None and parent.record_results)
+            or bool(flow.persist_result)
+        )
+        if recording:
+            self.context.record_results = True
+            self.context.replay = ReplayTable(claimed.replay if claimed else ())
+            self.context.attempt = claimed.attempt if claimed else parent.attempt if parent else 0
 
     def interrupt(self, final: State, announce: State | None = None) -> bool:
         """Make ``final`` the run's last state (after ``announce``, e.g. Cancelling).
@@ -211,6 +227,7 @@ class FlowRunEngine:
         for attempt in range(flow.retries + 1):
             self.flow_run.run_count = attempt + 1
             self.context.submitted = []
+            self.context.positions = {}  # call positions count from 0 in each try
             running = self._set_state(Retrying() if attempt else Running())
             if flow.on_running_hooks:
                 await run_hooks(flow.on_running_hooks, flow, self.flow_run, running)
@@ -243,13 +260,26 @@ class FlowRunEngine:
                         await sleep_at_least(delay)
                     continue
                 return self._set_state(failed)
-            if isinstance(result, State):  # the flow returned its final state
-                final = returned_state(result)
-                return self._set_state(
-                    final, summarize(final.data) if final.is_completed() else None
-                )
-            return self._set_state(Completed(data=result), summarize(result))
+            final = returned_state(result) if isinstance(result, State) else Completed(data=result)
+            if not final.is_completed():  # the flow returned a final state that is not success
+                return self._set_state(final)
+            recorded = await self._output(final.data)
+            fields: dict[str, Any] | None = {"output": recorded} if recorded is not None else None
+            return self._set_state(final, summarize(final.data), fields)
         raise AssertionError("unreachable: the last attempt always returns")
+
+    async def _output(self, result: Any) -> dict[str, Any] | None:
+        """The run's result as recorded with Completed: inline JSON always when it fits; a run
+        that records results (deployed) stores any other result too."""
+        output = inline_output(result)
+        if output is not None or not self.context.record_results:
+            return output
+        key = f"{self.flow_run.id}/flow-run"
+        try:
+            return await asyncio.to_thread(stored_output, result, key)
+        except Exception as exc:
+            console(logging.WARNING, "flowbus.engine", f"flow run result not stored: {exc!r}")
+            return None
 
     async def _settle(self, result: Any) -> Any:
         """Wait for every submitted task run; resolve futures and states the flow returned."""

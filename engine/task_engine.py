@@ -14,13 +14,15 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowbus.engine.caching import ResultStore
+from flowbus.engine.caching import ResultStore, stable_hash
 from flowbus.engine.concurrency import slot_provider_var
 from flowbus.engine.context import FlowRunContext, TaskRun, TaskRunContext, task_run_var
 from flowbus.engine.errors import FlowbusError, TaskRunTimeout, TransitionRejected
 from flowbus.engine.inputs import resolve_inputs
 from flowbus.engine.invoke import call_user_function
 from flowbus.engine.records import state_dict, summarize
+from flowbus.engine.replay import REPLAYED, ReplayEntry
+from flowbus.engine.results import ResultMissing, decode_output, inline_output, stored_output
 from flowbus.engine.retries import next_delay, sleep_at_least
 from flowbus.engine.run_logging import console, record_log
 from flowbus.engine.states import (
@@ -59,6 +61,7 @@ class TaskRunEngine:
         "args",
         "cache_key",
         "flow_ctx",
+        "input_hash",
         "kwargs",
         "parameters",
         "task",
@@ -85,10 +88,13 @@ class TaskRunEngine:
         self.parameters: dict[str, Any] | None = None
         self.cache_key: str | None = None
         self.upstream: list[str] = []
+        self.input_hash: str | None = None
 
     # -- events -------------------------------------------------------------------------------
 
-    def _set_state(self, state: State, result: str | None = None) -> State:
+    def _set_state(
+        self, state: State, result: str | None = None, extra: dict[str, Any] | None = None
+    ) -> State:
         current = self.task_run.state
         verdict = decide(current.type if current else None, state.type)
         if not verdict:
@@ -105,9 +111,13 @@ class TaskRunEngine:
                 cache_key=self.cache_key,
                 upstream=self.upstream,
             )
+            if self.flow_ctx.record_results:
+                fields.update(position=self.task_run.position, input_hash=self.input_hash)
             self.flow_ctx.stream.emit("task_run.created", fields, state.timestamp_iso)
         else:
             fields["result"] = result
+            if extra:
+                fields.update(extra)
             self.flow_ctx.stream.emit("task_run.state", fields, state.timestamp_iso)
         return state
 
@@ -117,8 +127,11 @@ class TaskRunEngine:
         args, kwargs, resolution = await resolve_inputs(self.args, self.kwargs, self.wait_for)
         self.upstream = resolution.upstream
         task = self.task
-        if task.caching or task.task_run_name is not None:
+        recording = self.flow_ctx.record_results
+        if task.caching or task.task_run_name is not None or recording:
             self.parameters = task.parameters.bind(args, kwargs)
+        if recording:
+            self.input_hash = stable_hash(task.task_key, self.parameters)
         cache_key = self._compute_cache_key() if task.caching else None
         self.cache_key = cache_key
         if task.task_run_name is not None:
@@ -132,6 +145,9 @@ class TaskRunEngine:
                 Pending(message=message, name="NotReady", timestamp=self.task_run.created)
             )
         self._set_state(Pending(timestamp=self.task_run.created))
+        replayed = await self._replay()
+        if replayed is not None:
+            return replayed
         if cache_key is not None and not task.refresh_cache:
             hit = self._results().read(cache_key)
             if hit is not None:
@@ -151,6 +167,45 @@ class TaskRunEngine:
         except _RollBack as rolled_back:
             return rolled_back.state
         return state
+
+    async def _replay(self) -> State | None:
+        """Completed with the result an earlier attempt recorded for this call, if it has one
+        that can be read (else None: the task runs)."""
+        table = self.flow_ctx.replay
+        task = self.task
+        if table is None or not task.replay or task.refresh_cache or get_transaction():
+            return None
+        entry = table.match(task.task_key, self.task_run.position, self.input_hash)
+        if entry is None:
+            return None
+        try:
+            if "ref" in entry.output:
+                value = await asyncio.to_thread(decode_output, entry.output)
+            else:
+                value = decode_output(entry.output)
+        except ResultMissing as exc:
+            record_log(logging.WARNING, "flowbus.engine", f"{exc}; running the task again")
+            return None
+        message = f"replayed from attempt {entry.attempt} (task run {entry.task_run_id})"
+        state = Completed(message=message, data=value, name=REPLAYED)
+        extra = {"output": entry.output, "replay_of": entry.task_run_id,
+                 "replayed_from": entry.attempt}  # fmt: skip
+        return self._set_state(state, summarize(value), extra)
+
+    async def _output(self, result: Any) -> dict[str, Any] | None:
+        """The ``output`` to record with a Completed state, when the run records results."""
+        if not self.flow_ctx.record_results:
+            return None
+        output = inline_output(result)
+        if output is None:  # large or not JSON: to result storage, off the event loop
+            key = f"{self.flow_ctx.flow_run.id}/{self.task_run.id}"
+            try:
+                output = await asyncio.to_thread(stored_output, result, key)
+            except Exception as exc:  # unpicklable, storage unreachable, disk full
+                why = f"result of {self.task_run.name} not recorded ({exc!r}): it runs again " \
+                      "if the flow run executes again"  # fmt: skip
+                record_log(logging.WARNING, "flowbus.engine", why)
+        return output
 
     def _results(self) -> ResultStore:
         storage = self.task.cache_policy.key_storage
@@ -260,13 +315,26 @@ class TaskRunEngine:
         if state.is_failed():
             detail = f"\n{state.traceback}" if state.traceback else ""
             record_log(logging.ERROR, "flowbus.engine", f"Finished in state {state!r}{detail}")
-        self._set_state(state, summarize(result) if state.is_completed() else None)
+        if state.is_completed():
+            output = await self._output(result)
+            if output is not None:
+                table = self.flow_ctx.replay
+                if table is not None:  # a retry of the flow body replays it too
+                    table.add(self._entry(output))
+            self._set_state(state, summarize(result), {"output": output} if output else None)
+        else:
+            self._set_state(state)
         hooks = (
             self.task.on_completion_hooks if state.is_completed() else self.task.on_failure_hooks
         )
         if hooks:
             await run_hooks(hooks, self.task, self.task_run, state)
         return state
+
+    def _entry(self, output: dict[str, Any]) -> ReplayEntry:
+        task_run = self.task_run
+        return ReplayEntry(self.task.task_key, task_run.position, self.input_hash, output,
+                           self.flow_ctx.attempt, task_run.id, task_run.name)  # fmt: skip
 
     def _log_prints(self) -> bool:
         own = self.task.log_prints

@@ -94,6 +94,7 @@ class Task(Generic[P, R]):
         on_commit: Iterable[Callable[..., Any]] | None = None,
         on_rollback: Iterable[Callable[..., Any]] | None = None,
         on_running: Iterable[Callable[..., Any]] | None = None,
+        replay: bool = True,
     ) -> None:
         if not callable(fn):
             raise TypeError("@task needs a function")
@@ -121,6 +122,9 @@ class Task(Generic[P, R]):
         self.timeout_seconds = timeout_seconds
         self.log_prints = log_prints
         self.refresh_cache = bool(refresh_cache)
+        #: False: a run that executes again runs this task again rather than replay its
+        #: recorded result (for a task whose effect must happen on every attempt).
+        self.replay = bool(replay)
         self.retry_condition_fn = retry_condition_fn
         self.on_completion_hooks = _hooks(on_completion)
         self.on_failure_hooks = _hooks(on_failure)
@@ -154,6 +158,7 @@ class Task(Generic[P, R]):
             "on_commit": self.on_commit_hooks,
             "on_rollback": self.on_rollback_hooks,
             "on_running": self.on_running_hooks,
+            "replay": replay,
         }
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", self.name)
@@ -197,7 +202,7 @@ class Task(Generic[P, R]):
         wait_for: list[Any] | None,
         map_index: int | None = None,
     ) -> TaskRunEngine:
-        index = flow_ctx.next_index(self.task_key)
+        index, position = flow_ctx.next_index(self.task_key)
         tags = self.tags
         extra = tags_var.get()
         if extra:  # inside ``with tags(...)``
@@ -209,6 +214,7 @@ class Task(Generic[P, R]):
             flow_ctx.flow_run.id,
             tags,
             map_index,
+            position=position,
         )
         return TaskRunEngine(self, task_run, flow_ctx, args, kwargs, wait_for)
 
@@ -314,7 +320,9 @@ def task(__fn: Callable[P, R] | None = None, **options: Any) -> Any:
     retry_condition_fn, timeout_seconds, log_prints, task_run_name, cache_key_fn,
     cache_expiration, refresh_cache, cache_policy, persist_result, result_storage,
     on_completion, on_failure, on_running, on_commit, on_rollback. Hooks can also be added with
-    decorators: ``@my_task.on_failure``.
+    decorators: ``@my_task.on_failure``. flowbus adds ``replay`` (default True): False makes a
+    flow run that executes again (a crash, a retry, a resume) run the task again rather than
+    return the result it recorded before.
     """
     if __fn is not None:
         return Task(__fn, **options)

@@ -29,8 +29,9 @@ from flowbus.broker import protocol as p
 from flowbus.broker.connection import connect, nats_url
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.events import Event, FlowRunCreated, FlowRunStateChanged, decode_event
+from flowbus.engine.results import ResultMissing, decode_output
 from flowbus.engine.states import TERMINAL_TYPES, StateType
-from flowbus.waiting import RunWaiters
+from flowbus.waiting import RunWaiters, last_state
 
 
 class ClientError(FlowbusError):
@@ -165,15 +166,50 @@ class Client:
         return p.decode(p.CancelReply, data).state
 
     async def wait(self, run_id: str, timeout: float | None = None) -> FinalState:  # noqa: ASYNC109
-        """Wait until the run reaches a final state (one it is not queued again from).
+        """Wait until the run reaches a final state (one it is not queued again from) and the
+        store holds it, so a read of the run right after (``runs show``, the API) agrees.
 
         Any number of waits share one subscription (``flowbus.waiting``)."""
         if self._waiters is None:
             self._waiters = RunWaiters(self.nats.jetstream())
-        event = await asyncio.wait_for(self._waiters.wait(run_id), timeout)
+        event = await asyncio.wait_for(self._until_recorded(run_id), timeout)
         state = event.state
         result = getattr(event, "result", None)
         return FinalState(run_id, state.type, state.name, state.message, result)
+
+    async def _until_recorded(self, run_id: str) -> Any:
+        assert self._waiters is not None
+        event = await self._waiters.wait(run_id)
+        # Each ask waits well inside the client's request timeout; asked again until recorded.
+        request = p.RecordedRequest(run_id=run_id, seq=event.seq, wait=self.timeout / 2)
+        while True:
+            try:
+                reply = p.decode(p.RecordedReply, await self._request(subjects.RECORDED,
+                                                                     request.dump()))  # fmt: skip
+            except NoOrchestrator:
+                return event  # nobody records (yet): the event is all there is to go by
+            if reply.recorded:
+                return event
+
+    async def result(self, run_id: str) -> Any:
+        """The value a Completed run's flow returned: the JSON its Completed event carries, or,
+        for a result that is not JSON, the exact value read from result storage (which must be
+        reachable from here: ``FLOWBUS_RESULT_STORAGE`` shared between hosts).
+
+        ``ClientError`` "not_found" (no such run on the events stream), "not_completed", or
+        "result_unavailable" (stored, and not readable from here)."""
+        event = await last_state(self.nats.jetstream(), run_id)
+        if event is None:
+            raise ClientError("not_found", f"no run {run_id} on the events stream")
+        if event.state.type is not StateType.COMPLETED:
+            raise ClientError("not_completed", f"run {run_id} is {event.state.name}: no result")
+        output = getattr(event, "output", None)
+        if output is None:
+            return None
+        try:
+            return await asyncio.to_thread(decode_output, output)
+        except ResultMissing as exc:
+            raise ClientError("result_unavailable", str(exc)) from exc
 
     async def ends_run(self, event: Event) -> bool:
         """Whether a state event is its run's last: final, and not Crashed then queued again

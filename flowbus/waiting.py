@@ -72,27 +72,7 @@ class RunWaiters:
         self._subscription = self._task = None
 
     async def _last_state(self, run_id: str) -> RunEvent | None:
-        """The run's latest state event already in the stream (by the run's own sequence), if
-        any. Not simply the subject's last message: the orchestrator publishes the states it
-        records (Pending, say) after committing them, which can be after the agent's later
-        ones, so the stream's order is not the run's."""
-        latest: RunEvent | None = None
-        position = 0
-        subject = subjects.event_subject(run_id, "flow_run.>")
-        while True:
-            try:
-                message = await self.js.get_msg(
-                    subjects.EVENTS_STREAM, seq=position + 1, subject=subject, next=True
-                )
-            except NotFoundError:
-                return latest
-            position = message.seq
-            try:
-                event = decode_event(message.data)
-            except ValueError:
-                continue
-            if isinstance(event, RUN_EVENTS) and (latest is None or event.seq > latest.seq):
-                latest = event
+        return await last_state(self.js, run_id)
 
     async def wait(self, run_id: str) -> RunEvent:
         """The run's last state event: final, and not a Crashed it was queued again from."""
@@ -120,6 +100,30 @@ class RunWaiters:
                 del self._queues[run_id]
 
 
+async def last_state(js: Any, run_id: str) -> RunEvent | None:
+    """The run's latest state event already in the stream (by the run's own sequence), if
+    any. Not simply the subject's last message: the orchestrator publishes the states it
+    records (Pending, say) after committing them, which can be after the agent's later
+    ones, so the stream's order is not the run's."""
+    latest: RunEvent | None = None
+    position = 0
+    subject = subjects.event_subject(run_id, "flow_run.>")
+    while True:
+        try:
+            message = await js.get_msg(
+                subjects.EVENTS_STREAM, seq=position + 1, subject=subject, next=True
+            )
+        except NotFoundError:
+            return latest
+        position = message.seq
+        try:
+            event = decode_event(message.data)
+        except ValueError:
+            continue
+        if isinstance(event, RUN_EVENTS) and (latest is None or event.seq > latest.seq):
+            latest = event
+
+
 async def _next(queue: asyncio.Queue[RunEvent], after: int, timeout: float | None) -> Any:  # noqa: ASYNC109
     """The next event of the run after sequence ``after`` (None past ``timeout``)."""
     while True:
@@ -131,4 +135,4 @@ async def _next(queue: asyncio.Queue[RunEvent], after: int, timeout: float | Non
             return event
 
 
-__all__ = ["Event", "RunWaiters"]
+__all__ = ["Event", "RunWaiters", "last_state"]

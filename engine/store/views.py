@@ -37,6 +37,16 @@ class FlowRunView(_View):
     run_count: int
     result: str | None
 
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON: the short repr of the result is ``result_summary`` (a run's detail adds the
+        result itself as ``result``)."""
+        return _summary_renamed(_View.to_dict(self))
+
+
+def _summary_renamed(data: dict[str, Any]) -> dict[str, Any]:
+    data["result_summary"] = data.pop("result")
+    return data
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class TaskRunView(_View):
@@ -57,6 +67,9 @@ class TaskRunView(_View):
     ended: str | None
     run_count: int
     result: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _summary_renamed(_View.to_dict(self))
 
     @property
     def retries(self) -> int:

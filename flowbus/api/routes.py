@@ -12,8 +12,8 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, model_validator
 
-from flowbus.cli.run_details import run_detail
-from flowbus.client import Client
+from flowbus.cli.run_details import run_detail, run_result
+from flowbus.client import Client, ClientError
 from flowbus.engine.artifacts import latest as latest_artifact
 from flowbus.engine.artifacts import run_artifacts
 from flowbus.engine.automations import AUTOMATION, AUTOMATION_STATUS
@@ -180,6 +180,18 @@ async def get_run(request: Request, run_id: str) -> dict[str, Any]:
     """A run with its parameters, state history, task runs, subflows and error."""
     store = _store(request)
     return await run_detail(store, await _run_or_404(store, run_id))
+
+
+@router.get("/runs/{run_id}/result", tags=["runs"])
+async def get_run_result(request: Request, run_id: str) -> dict[str, Any]:
+    """A Completed run's result: ``result`` is the JSON value its flow returned; when the
+    result is not JSON, ``result_ref`` is where the exact value is stored and ``result`` a JSON
+    rendering of it, if it has one. 409 ``not_completed`` for a run that is not Completed."""
+    store = _store(request)
+    run = await _run_or_404(store, run_id)
+    if run.state_type != StateType.COMPLETED:
+        raise ClientError("not_completed", f"run {run.name} is {run.state_name}: no result")
+    return run_result(run, await store.read_stream(run_id))
 
 
 @router.get("/runs/{run_id}/artifacts", tags=["artifacts"])

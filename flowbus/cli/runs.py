@@ -19,7 +19,8 @@ from flowbus.cli.common import (
     styled_state,
     with_store,
 )
-from flowbus.cli.run_details import run_detail
+from flowbus.cli.run_details import run_detail, run_result
+from flowbus.engine.results import ResultMissing, ResultStorage
 from flowbus.engine.states import STATE_NAMES, StateType
 from flowbus.engine.store import EventStore
 from flowbus.stats import run_activity
@@ -140,7 +141,10 @@ def _print_detail(detail: dict[str, Any]) -> None:
         console.print(f"parameters: {detail['parameters']}")
     if detail["parent_run_id"]:
         console.print(f"parent run: {detail['parent_run_id']}")
-    console.print(f"duration: {format_seconds(detail['duration_seconds'])}\n")
+    console.print(f"duration: {format_seconds(detail['duration_seconds'])}")
+    if detail["result_summary"] is not None:
+        console.print(f"result: {detail['result_summary']}")
+    console.print()
     history = Table(title="State history", box=None, header_style="bold", title_justify="left")
     for column in ("TIME", "STATE", "MESSAGE"):
         history.add_column(column)
@@ -150,10 +154,11 @@ def _print_detail(detail: dict[str, Any]) -> None:
         )
     console.print(history)
     tasks = Table(title="\nTask runs", box=None, header_style="bold", title_justify="left")
-    for column in ("NAME", "STATE", "RETRIES", "DURATION", "MESSAGE"):
+    for column in ("ATTEMPT", "NAME", "STATE", "RETRIES", "DURATION", "MESSAGE"):
         tasks.add_column(column)
     for task_run in detail["task_runs"]:
         tasks.add_row(
+            str(task_run["attempt"] or "-"),
             task_run["name"],
             styled_state(task_run["state_type"], task_run["state_name"]),
             str(task_run["retries"]),
@@ -181,6 +186,32 @@ def _print_artifacts(artifacts: list[dict[str, Any]]) -> None:
         table.add_row(artifact["key"] or "-", artifact["type"], artifact["description"] or "",
                       shown if len(shown) <= 80 else shown[:77] + "...")  # fmt: skip
     console.print(table)
+
+
+@app.command("result")
+def run_result_command(
+    run_id: Annotated[str, typer.Argument(help="Flow run id (or a unique prefix).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
+) -> None:
+    """Print a Completed run's result: its JSON value (or, for a result that is not JSON, the
+    value read from result storage); ``--json`` prints where it is stored and its summary too."""
+
+    async def fetch(store: EventStore) -> dict[str, Any]:
+        run = await resolve_run(store, run_id)
+        if run.state_type != StateType.COMPLETED:
+            fail(f"run {run.name} is {run.state_name}: it has no result")
+        return run_result(run, await store.read_stream(run.id))
+
+    found = with_store(fetch)
+    if as_json:
+        print_json(found)
+    elif found["result_ref"] is None:
+        print_json(found["result"])
+    else:
+        try:
+            console.print(repr(ResultStorage.read(found["result_ref"])), highlight=False)
+        except ResultMissing as exc:
+            fail(str(exc))
 
 
 @app.command("logs")

@@ -56,7 +56,7 @@ def test_runs_ls_show_logs_json(shell: Shell, tmp_path: Path) -> None:
         "started",
         "ended",
         "run_count",
-        "result",
+        "result_summary",
         "tags",
     }
     assert [r["id"] for r in shell.flowbus_json("runs", "ls", "--state", "failed")["runs"]] == [

@@ -79,7 +79,7 @@ def test_etl_example_retries_past_two_503s(
     [run] = shell.flowbus_json("runs", "ls", "--flow", "etl-flow")["runs"]
     assert run["state_name"] == "Completed"
     assert run["parameters"] == {"url": flaky_source.url, "filename": str(out)}
-    assert run["result"] == "150"
+    assert run["result_summary"] == "150"
 
     detail = shell.flowbus_json("runs", "show", run["id"])
     tasks = {t["task_key"].rsplit(".", 1)[-1]: t for t in detail["task_runs"]}

@@ -256,7 +256,7 @@ def test_resume_a_paused_run_from_its_page_with_input(stack: Stack, browser_page
     wait_until(
         lambda: (
             httpx.get(f"{stack.api_url}/api/v1/runs/{run_id}").json()["result"]
-            == "'approved: looks right'"
+            == "approved: looks right"
         ),
         what="the run's result to be recorded",
     )
@@ -314,3 +314,56 @@ def test_a_deployment_named_with_spaces_runs_from_its_page(
     expect(page.locator("#run-form")).to_be_visible()
     page.get_by_role("button", name="Run").click()
     expect(page.locator("h1 .badge")).to_have_text("Completed", timeout=30_000)
+
+
+def test_a_runs_page_shows_its_attempts_as_the_api_does(
+    stack: Stack, browser_page: object, tmp_path: Path
+) -> None:
+    """A run that crashed (its agent killed -9 in its third task), was recovered, then failed
+    and was retried from its page: the live page lists the states the API lists, in order, each
+    attempt marked, and the task runs that replayed marked as such."""
+    import signal
+
+    from playwright.sync_api import Page, expect
+
+    page: Page = browser_page  # type: ignore[assignment]
+    ledger, hang, fail = tmp_path / "ledger", tmp_path / "hang", tmp_path / "fail"
+    stack.deploy("three_steps", crash_retries=1)
+    doomed = stack.start_agent("agent-doomed")
+    run_id = stack.submit_over_http(
+        "three-steps/test", ledger=str(ledger), marker=str(hang), action="hang"
+    )
+    page.goto(f"{stack.api_url}/ui/#/runs/{run_id}")
+    wait_until(lambda: hang.exists(), what="the third task to hang")
+    claims = [e.data["agent"] for e in stack.stream(run_id) if e.data.get("attempt")]
+    if claims[-1] == "agent-doomed":
+        doomed.signal(signal.SIGKILL)
+    else:  # the fixture's agent took it: kill that one, the doomed one takes over
+        [agent] = [d for d in stack.daemons if d.name == "agent-1"]
+        agent.signal(signal.SIGKILL)
+    expect(page.locator("h1 .badge")).to_have_text("Completed", timeout=60_000)
+
+    def same_as_api() -> None:
+        wait_until(lambda: stack.states(run_id)[-1:] == ["Completed"], what="the store")
+        api = httpx.get(f"{stack.api_url}/api/v1/runs/{run_id}").json()
+        names = [h["name"] for h in api["state_history"]]
+        expect(page.locator("#states li .badge")).to_have_text(names, timeout=20_000)
+        attempts = [f"attempt {h['attempt']}" for h in api["state_history"] if "attempt" in h]
+        expect(page.locator("#states .attempt")).to_have_text(attempts)
+        replayed = sum(1 for t in api["task_runs"] if t["replay_of"])
+        expect(page.locator(".gantt .replayed")).to_have_count(replayed)
+
+    same_as_api()
+    assert stack.states(run_id).count("Crashed") == 1
+    # Now make it fail, and retry it from its page: a new attempt, its first tasks replayed.
+    fail_run = stack.submit_over_http(
+        "three-steps/test", ledger=str(ledger), marker=str(fail), action="fail"
+    )
+    page.goto(f"{stack.api_url}/ui/#/runs/{fail_run}")
+    expect(page.locator("h1 .badge")).to_have_text("Failed", timeout=60_000)
+    page.get_by_role("button", name="Retry run").click()
+    expect(page.locator("h1 .badge")).to_have_text("Completed", timeout=60_000)
+    run_id = fail_run
+    same_as_api()
+    expect(page.locator(".gantt .replayed")).to_have_count(2)
+    expect(page.locator("#states .attempt")).to_have_text(["attempt 1", "attempt 2"])

@@ -44,7 +44,7 @@ async def test_submit_watch_and_read_a_run_over_http(stack: Stack, api: httpx.As
     wait_until(lambda: stack.states(run_id)[-1:] == ["Completed"], 30, "the run")
 
     run = (await api.get(f"/runs/{run_id}")).json()
-    assert run["state_name"] == "Completed" and run["result"] == "6"
+    assert run["state_name"] == "Completed" and run["result"] == 6 and run["result_summary"] == "6"
     assert [s["name"] for s in run["state_history"]] == [
         "Scheduled", "Pending", "Running", "Completed"
     ]  # fmt: skip

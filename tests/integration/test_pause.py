@@ -46,7 +46,7 @@ def test_a_paused_run_frees_its_slot_and_resumes_with_input(stack: Stack) -> Non
     states = stack.final_states(paused)
     assert states[-1] == "Completed"
     assert states.count("Paused") == 1 and states.count("Running") == 2
-    assert httpx.get(api).json()["result"] == "'approved: ok by ops'"
+    assert httpx.get(api).json()["result"] == "approved: ok by ops"
     again = httpx.post(f"{api}/resume", json={"input": {"approved": True}})
     assert again.status_code == 409 and again.json()["error"]["code"] == "not_paused"
 

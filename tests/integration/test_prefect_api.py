@@ -45,7 +45,7 @@ def test_artifacts_of_a_deployed_run_in_the_api_and_the_cli(stack: Stack) -> Non
     shown = json.loads(stack.cli("runs", "show", run_id, "--json").stdout)
     assert shown["artifacts"][0]["data"] == [{"row": 0}, {"row": 1}, {"row": 2}]
     assert "rows-report" in stack.cli("runs", "show", run_id).stdout
-    assert shown["result"] == "'test:with-artifacts/test'"  # runtime.deployment in the run
+    assert shown["result"] == "test:with-artifacts/test"  # runtime.deployment in the run
 
 
 def test_run_deployment_waits_or_returns_at_once(stack: Stack) -> None:

@@ -285,7 +285,8 @@ async def test_sigterm_lets_short_runs_finish_and_hands_long_ones_back(stack: St
                    "both runs to start")  # fmt: skip
         assert leaving.stop() == 0
         assert stack.states(short.run_id)[-1] == "Completed"
-        assert stack.states(long.run_id)[-1] == "Scheduled"  # handed back, not crashed
+        # Handed back, not crashed (the agent's last event may reach the store after it exits).
+        wait_until(lambda: stack.states(long.run_id)[-1] == "Scheduled", 30, "the hand-back")
         stack.start_agent("agent-b")
         final = await client.wait(long.run_id, timeout=60)
     assert final.completed and holder(stack, long.run_id) == "agent-b"
@@ -304,4 +305,4 @@ async def test_a_second_sigterm_hands_runs_back_at_once(stack: Stack) -> None:
         await asyncio.sleep(0.5)
         leaving.signal(signal.SIGTERM)
         assert leaving.process.wait(10) == 0
-    assert stack.states(run.run_id)[-1] == "Scheduled"
+    wait_until(lambda: stack.states(run.run_id)[-1] == "Scheduled", 30, "the hand-back")

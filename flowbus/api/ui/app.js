@@ -154,15 +154,15 @@ async function runsPage(query) {
 async function runPage(runId) {
   const mine = generation;
   let run = await api(`/runs/${runId}`);
-  // State events seen live: the store can trail them by a commit, so they are merged into
-  // whatever it returns until it has them all.
-  const seenStates = [];
+  // State events seen live: the store can trail them by a commit, so those after the last one
+  // it returned (by the run's own sequence numbers, never by time or name) are added to it
+  // until it has them all.
+  const seenStates = new Map();
   const merged = (view) => {
-    const have = new Set(view.state_history.map((h) => h.timestamp + h.name));
-    const extra = seenStates.filter((h) => !have.has(h.timestamp + h.name));
+    const top = Math.max(0, ...view.state_history.map((h) => h.seq));
+    const extra = [...seenStates.values()].filter((h) => h.seq > top);
     if (!extra.length) return view;
-    const history = [...view.state_history, ...extra]
-      .sort((a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp));
+    const history = [...view.state_history, ...extra].sort((a, b) => a.seq - b.seq);
     const last = history[history.length - 1];
     return { ...view, state_history: history, state_type: last.type, state_name: last.name,
              state_timestamp: last.timestamp, behind: true };
@@ -182,11 +182,15 @@ async function runPage(runId) {
   const render = () => {
     if (mine !== generation) return; // the user has moved on
     const cancellable = !["COMPLETED", "FAILED", "CANCELLED", "CRASHED", "CANCELLING"].includes(run.state_type);
+    const retryable = ["FAILED", "CANCELLED", "CRASHED"].includes(run.state_type) && !run.behind;
     show(
       el("h1", {}, `${run.name} `, badge(run.state_type, run.state_name)),
       el("p", {},
         cancellable && run.deployment
           ? el("button", { class: "danger", id: "cancel", onclick: cancel }, "Cancel run") : null,
+        retryable && run.deployment
+          ? el("button", { id: "retry", onclick: retry,
+              title: "Run it again as a new attempt: its completed tasks replay" }, "Retry run") : null,
         run.parent_run_id ? el("a", { href: `#/runs/${run.parent_run_id}` }, " ↑ parent run") : null,
         run.triggered_by ? el("span", { class: "muted", id: "triggered-by" },
           ` started by automation `, el("a", { href: "#/automations" }, run.triggered_by.automation),
@@ -201,13 +205,15 @@ async function runPage(runId) {
           el("dt", {}, "Id"), el("dd", { class: "mono" }, run.id),
           el("dt", {}, "Started"), el("dd", {}, when(run.started)),
           el("dt", {}, "Duration"), el("dd", {}, seconds(run.duration_seconds)),
-          el("dt", {}, "Result"), el("dd", { class: "mono" }, run.result ?? "–"),
+          el("dt", {}, "Result"), el("dd", { class: "mono" }, run.result_summary ?? "–"),
           el("dt", {}, "Tags"), el("dd", {}, run.tags.join(", ") || "–"))),
         el("div", { class: "panel" }, el("h2", {}, "Parameters"),
           el("pre", { class: "mono" }, JSON.stringify(run.parameters, null, 2))),
         el("div", { class: "panel" }, el("h2", {}, "States"),
           el("ul", { class: "timeline", id: "states" }, run.state_history.map((s) =>
-            el("li", {}, badge(s.type, s.name), " ", el("span", { class: "muted" }, when(s.timestamp)),
+            el("li", { "data-seq": s.seq },
+              s.attempt ? el("div", { class: "attempt" }, `attempt ${s.attempt}`) : null,
+              badge(s.type, s.name), " ", el("span", { class: "muted" }, when(s.timestamp)),
               s.message ? el("div", { class: "muted" }, s.message) : null))))),
       run.error ? el("div", {}, el("h2", {}, "Error"), el("pre", { class: "error" }, run.error)) : null,
       artifactsSection(run.artifacts),
@@ -223,6 +229,11 @@ async function runPage(runId) {
     await api(`/runs/${runId}/cancel`, { method: "POST" });
   }
 
+  async function retry() {
+    document.getElementById("retry").disabled = true;
+    await api(`/runs/${runId}/retry`, { method: "POST" });
+  }
+
   render();
   // Logs from the first line, then live; state changes re-read the run.
   const stream = new EventSource(`${API}/runs/${runId}/logs/stream`);
@@ -234,7 +245,7 @@ async function runPage(runId) {
     ["types", "task_run.state"], ["types", "artifact.created"], ["types", "artifact.updated"]]),
   async (event) => {
     if (event.type === "flow_run.state" && event.stream_id === runId) {
-      seenStates.push(event.state);
+      seenStates.set(event.seq, { ...event.state, seq: event.seq, attempt: event.attempt ?? undefined });
       run = merged(run);
       render();
     }
@@ -294,7 +305,11 @@ function gantt(taskRuns) {
   const span = Math.max(1, Math.max(...ends) - first);
   return el("div", { class: "panel gantt" }, taskRuns.map((t, i) =>
     el("div", { class: "row" },
-      el("span", {}, t.name, " ", badge(t.state_type, t.state_name)),
+      el("span", {}, t.attempt ? el("span", { class: "muted" }, `#${t.attempt} `) : null, t.name, " ",
+        badge(t.state_type, t.state_name),
+        t.replay_of ? el("span", { class: "muted replayed",
+          title: `result of task run ${t.replay_of.task_run_id}` },
+          ` replayed from attempt ${t.replay_of.attempt}`) : null),
       el("div", { class: "track" }, el("div", {
         class: `bar s-${t.state_type}`,
         style: `left:${((starts[i] - first) / span) * 100}%;width:${((ends[i] - starts[i]) / span) * 100}%`,

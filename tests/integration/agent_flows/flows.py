@@ -164,3 +164,34 @@ def guarded(path: str, seconds: float) -> None:
 @flow
 def warehouse_load(path: str, n: int = 10, seconds: float = 0.05) -> int:
     return len(guarded.map([path] * n, [seconds] * n).result())
+
+
+@task
+def step(ledger: str, name: str, marker: str = "", action: str = "") -> str | tuple[str, str]:
+    """Appends ``name`` to ``ledger`` (one line per execution of its body). With ``marker``:
+    the first execution (which leaves the marker) fails, or hangs for ten minutes."""
+    with open(ledger, "a") as out:
+        out.write(f"{name}\n")
+    if marker and not Path(marker).exists():
+        Path(marker).touch()
+        if action == "fail":
+            raise RuntimeError(f"{name} fails the first time")
+        if action == "hang":
+            time.sleep(600)
+    if name == "second":  # not JSON: its result goes to result storage
+        return (name, "done")
+    return f"{name} done"
+
+
+@flow
+def three_steps(ledger: str, marker: str = "", action: str = "") -> list[object]:
+    """Three tasks in a row; the third may fail or hang the first time (see ``step``)."""
+    return [step(ledger, "first"), step(ledger, "second"), step(ledger, "third", marker, action)]
+
+
+@flow
+def step_pause_step(ledger: str) -> str:
+    """A task, a pause, a task: the resumed run replays the first."""
+    first = step(ledger, "first")
+    pause_flow_run(timeout=120)
+    return f"{first}, then {step(ledger, 'after the pause')}"
