@@ -40,6 +40,7 @@ from flowbus.agents.submissions import Submissions
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.broker.dead_letters import dead_letter
+from flowbus.broker.errors import BrokerError
 from flowbus.broker.streams import ensure_streams
 from flowbus.engine.errors import StoreError
 from flowbus.engine.store import DeploymentView, EventStore
@@ -224,6 +225,11 @@ class Orchestrator(Submissions, Claims, Controls, Janitor):
         self._tasks.clear()
         await self.background.wait(timeout=5)
         await self.ledger.writer.close()
+        if self._announcer is not None:  # what it recorded last reaches subscribers too
+            try:
+                await asyncio.wait_for(self._announcer.pump.flush_async(), 5)
+            except (BrokerError, TimeoutError) as exc:
+                log.warning("recorded events not all published at stop", error=str(exc))
 
     def _service(
         self, subject: str, model: type[p._Message] | None, handler: Handler

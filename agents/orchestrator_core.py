@@ -30,6 +30,7 @@ from flowbus.agents.settings import OrchestratorEnv, load
 from flowbus.agents.slot_service import SlotService
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
+from flowbus.broker.event_sink import EventPublisher
 from flowbus.engine.clock import now_iso
 from flowbus.engine.records import EventRecord
 from flowbus.engine.states import StateType
@@ -116,6 +117,8 @@ class OrchestratorCore:
     #: heartbeat's answer; and the runs being read for that now.
     _lost: set[tuple[str, str, int]]
     _checking: set[str]
+    #: Publishes the events the ledger wrote (made on first use, on the serving loop).
+    _announcer: EventPublisher | None = None
 
     def _term(self) -> dict[str, int]:
         """The fencing token written into the leader's own decisions."""
@@ -138,22 +141,13 @@ class OrchestratorCore:
         return deployment
 
     def _announce(self, records: list[EventRecord]) -> None:
-        """Publish events the ledger wrote, so subscribers see every state change."""
-        self.background.spawn(self._publish_recorded(records))
-
-    async def _publish_recorded(self, records: list[EventRecord]) -> None:
-        try:
-            futures = [
-                await self.js.publish_async(
-                    subjects.event_subject(record.stream_id, record.type),
-                    record.body(),
-                    headers={"Nats-Msg-Id": record.id, subjects.RECORDED_HEADER: "1"},
-                )
-                for record in records
-            ]
-            await asyncio.wait_for(asyncio.gather(*futures), 10)
-        except Exception as exc:  # they are in the store; only live subscribers miss them
-            log.warning("could not publish recorded events", error=repr(exc))
+        """Publish events the ledger wrote (once committed), so subscribers see every state
+        change: through a NATS restart too, the publisher retrying until they are acked."""
+        if self._announcer is None:
+            self._announcer = EventPublisher(self.client, asyncio.get_running_loop(),
+                                             {subjects.RECORDED_HEADER: "1"})  # fmt: skip
+        for record in records:
+            self._announcer.submit(record)
 
     # --- what one concern calls on another (defined in their modules) ----------------------
 

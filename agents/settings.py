@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flowbus.engine.errors import FlowbusError
@@ -72,6 +72,12 @@ class CommonSettings(BaseSettings):
         "persisted and cached task results and committed transactions "
         "(unset: `$FLOWBUS_HOME/results`)",
     )
+    result_storage: str | None = setting(
+        None,
+        "an fsspec URL or path for the results of deployed runs that are not small JSON "
+        "(unset: `$FLOWBUS_HOME/results/runs`); agents on several hosts need a shared one "
+        "(`s3://...`, with its fsspec driver installed)",
+    )
     sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA", "OFF"] = setting(
         "FULL", "`FULL` fsyncs each group commit; `NORMAL` survives crashes, not power loss"
     )
@@ -123,6 +129,32 @@ class OrchestratorEnv(BaseSettings):
         "after this", ge=1,
     )  # fmt: skip
 
+    @model_validator(mode="after")
+    def _timing_contract(self) -> OrchestratorEnv:
+        """Timers that only work together: refused at start rather than losing runs later."""
+        problems = timing_problems(self.lease_seconds, self.heartbeat_seconds,
+                                   self.janitor_interval)  # fmt: skip
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def timing_problems(lease: float, heartbeat: float, janitor: float) -> list[str]:
+    """What breaks the contract between a lease, the heartbeats that renew it and the sweep
+    that expires it (a pure function, tested on its own)."""
+    problems = []
+    if lease < 2 * heartbeat:
+        problems.append(
+            f"FLOWBUS_LEASE_SECONDS={lease:g} must be at least twice FLOWBUS_HEARTBEAT_SECONDS="
+            f"{heartbeat:g}: one late heartbeat would crash healthy runs"
+        )
+    if janitor >= lease:
+        problems.append(
+            f"FLOWBUS_JANITOR_INTERVAL={janitor:g} must be below FLOWBUS_LEASE_SECONDS="
+            f"{lease:g}: expired leases would wait a whole sweep"
+        )
+    return problems
+
 
 class AgentEnv(BaseSettings):
     """Read by ``flowbus agent start`` (and the agent of ``flowbus up``)."""
@@ -169,7 +201,10 @@ def load(model: type[S], **given: Any) -> S:
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_url=False):
-            field = str(error["loc"][0]) if error["loc"] else "?"
+            if not error["loc"]:  # a rule across several variables: its message names them
+                problems.append(error["msg"].removeprefix("Value error, "))
+                continue
+            field = str(error["loc"][0])
             problems.append(f"FLOWBUS_{field.upper()}={error.get('input')!r}: {error['msg']}")
         raise SettingsError("bad setting: " + "; ".join(problems)) from exc
 

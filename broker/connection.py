@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import os
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import nats
+import structlog
 from nats.aio.client import Client
 
 from flowbus.broker.errors import BrokerError
+
+log = structlog.get_logger("flowbus.nats")
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
@@ -60,13 +64,51 @@ def _auth_options() -> dict[str, Any]:
     return options
 
 
+class ConnectionLog:
+    """One structured log line per disconnect and per reconnect of a connection.
+
+    nats-py's default error callback logs a traceback for every failed attempt to reconnect
+    (one each half second while a server restarts); a daemon's log should say what happened
+    once. ``on_reconnect`` callbacks run on the connection's loop after each reconnect.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.down = False
+        self.on_reconnect: list[Callable[[], None]] = []
+
+    async def error(self, exc: Exception) -> None:
+        if not self.down:  # while down, every failed attempt would say the same again
+            log.warning("NATS connection error", connection=self.name,
+                        error=str(exc) or type(exc).__name__)  # fmt: skip
+
+    async def disconnected(self) -> None:
+        if not self.down:
+            self.down = True
+            log.warning("disconnected from NATS; reconnecting", connection=self.name)
+
+    async def reconnected(self) -> None:
+        self.down = False
+        log.info("reconnected to NATS", connection=self.name)
+        for callback in self.on_reconnect:
+            callback()
+
+
+def connection_log(client: Client) -> ConnectionLog | None:
+    """The log of a connection ``connect`` made (where to add an ``on_reconnect``)."""
+    found: ConnectionLog | None = getattr(client, "_flowbus_connection_log", None)
+    return found
+
+
 async def connect(url: str | None = None, name: str = "flowbus", **options: Any) -> Client:
     """A NATS connection that reconnects for ever (daemons must outlive a server restart).
 
     nats-py gives up after 60 attempts by default and buffers plain publishes while
     disconnected; flowbus sends everything that matters through JetStream, which acks.
+    Disconnects and reconnects are logged once each (``ConnectionLog``).
     """
     servers = [part.strip() for part in (url or nats_url()).split(",") if part.strip()]
+    events = ConnectionLog(name)
     settings: dict[str, Any] = {
         "servers": servers,
         "name": name,
@@ -74,10 +116,15 @@ async def connect(url: str | None = None, name: str = "flowbus", **options: Any)
         "reconnect_time_wait": 0.5,
         "connect_timeout": 5,
         "allow_reconnect": True,
+        "error_cb": events.error,
+        "disconnected_cb": events.disconnected,
+        "reconnected_cb": events.reconnected,
         **_auth_options(),
         **options,
     }
     try:
-        return await nats.connect(**settings)
+        client = await nats.connect(**settings)
+        client._flowbus_connection_log = events  # type: ignore[attr-defined]
+        return client
     except Exception as exc:
         raise BrokerError(f"cannot connect to NATS at {', '.join(servers)}: {exc!r}") from exc

@@ -13,11 +13,12 @@ holds the run, so a zombie agent's late events are refused.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from nats.aio.client import Client
 
 from flowbus.broker import subjects
-from flowbus.broker.connection import connect
+from flowbus.broker.connection import connect, connection_log
 from flowbus.broker.errors import BrokerError
 from flowbus.engine.loops import BackgroundLoop
 from flowbus.engine.pump import Pump
@@ -28,33 +29,79 @@ ACK_TIMEOUT = 10.0
 _Item = tuple[EventRecord, dict[str, str] | None]
 
 
+class EventPublisher:
+    """Publishes events to JetStream in batches on ``client``'s loop, retrying until they are
+    acknowledged: a batch whose publish fails (the server restarting, say) is published again
+    shortly, and at once when the connection comes back, rather than after the ack timeout."""
+
+    def __init__(
+        self,
+        client: Client,
+        loop: asyncio.AbstractEventLoop,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self._js = client.jetstream()
+        #: Headers every event carries (besides its message id and any fence of its own).
+        self._headers = headers or {}
+        self.pump = Pump(self._publish, loop)
+        self.pump.error_type = BrokerError
+        self.pump.done_as = "published"
+        # Events whose publish failed are published again soon, not only at the next emit:
+        # a run's final events must reach JetStream even when the run emits nothing after.
+        self.pump.retry_after = 0.2
+        #: Set on the loop when the connection comes back: a batch waiting for its acks then
+        #: will not get them (they were due on the old connection).
+        self._reconnected = asyncio.Event()
+        events = connection_log(client)
+        if events is not None:
+            events.on_reconnect.append(self._reconnected.set)
+
+    async def _publish(self, batch: list[_Item]) -> None:
+        # publish_async pipelines the batch (it waits itself once too many are in flight);
+        # its futures have no timeout of their own. A reconnect while the acks are awaited
+        # ends the wait at once: the batch is published again (its message ids dedupe).
+        self._reconnected.clear()
+        futures = []
+        for record, fence in batch:
+            headers = {"Nats-Msg-Id": record.id, **self._headers}
+            if fence:
+                headers.update(fence)
+            subject = subjects.event_subject(record.stream_id, record.type)
+            futures.append(await self._js.publish_async(subject, record.body(), headers=headers))
+        acks: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*futures))
+        reconnect: asyncio.Future[Any] = asyncio.ensure_future(self._reconnected.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {acks, reconnect}, timeout=ACK_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            reconnect.cancel()
+        if acks in done:
+            acks.result()
+            return
+        acks.cancel()
+        acks.add_done_callback(_retrieve)  # its children end cancelled: nothing to report
+        if reconnect in done:
+            raise BrokerError(f"reconnected while {len(batch)} events awaited their acks")
+        raise BrokerError(f"no JetStream ack within {ACK_TIMEOUT:g} s for {len(batch)} events")
+
+    def submit(self, record: EventRecord, fence: dict[str, str] | None = None) -> None:
+        self.pump.submit((record, fence))
+
+
 class NatsEventSink:
     """Publishes run events to JetStream from any thread, in batches, on its own loop."""
 
     def __init__(self, url: str | None = None, name: str = "flowbus-events") -> None:
         self._loop = BackgroundLoop(f"{name}-loop")
         self.client: Client = self._loop.call(connect(url, name=name))
-        self._js = self.client.jetstream()
-        self._pump = Pump(self._publish, self._loop.loop)
-        self._pump.error_type = BrokerError
-        self._pump.done_as = "published"
+        self._publisher = EventPublisher(self.client, self._loop.loop)
+        self._pump = self._publisher.pump
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         """The loop ``client`` lives on."""
         return self._loop.loop
-
-    async def _publish(self, batch: list[_Item]) -> None:
-        # publish_async pipelines the batch (it waits itself once too many are in flight);
-        # its futures have no timeout of their own, hence the wait_for.
-        futures = []
-        for record, fence in batch:
-            headers = {"Nats-Msg-Id": record.id}
-            if fence:
-                headers.update(fence)
-            subject = subjects.event_subject(record.stream_id, record.type)
-            futures.append(await self._js.publish_async(subject, record.body(), headers=headers))
-        await asyncio.wait_for(asyncio.gather(*futures), ACK_TIMEOUT)
 
     def emit(self, record: EventRecord) -> None:
         self._pump.submit((record, None))
@@ -76,6 +123,11 @@ class NatsEventSink:
         finally:
             self._loop.call(self.client.drain())
             self._loop.stop()
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class FencedSink:

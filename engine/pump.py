@@ -52,6 +52,9 @@ class Pump:
     error_type: type[Exception] = StoreError
     #: How the messages say what delivery means ("recorded", "published").
     done_as = "delivered"
+    #: After a failed delivery, seconds until it is tried again by itself (None: only at the
+    #: next submit or flush).
+    retry_after: float | None = None
 
     def __init__(self, deliver: Deliver, loop: asyncio.AbstractEventLoop) -> None:
         self._deliver = deliver
@@ -103,9 +106,16 @@ class Pump:
             swept.append(self._queue.popleft())
         held = records + [item for item in swept if not isinstance(item, _FlushMarker)]
         self._queue.extendleft(reversed(held))  # in order, ahead of anything appended since
-        log.error("%d events not %s yet: %s", len(held), self.done_as, exc)
+        log.error("%d events not %s yet: %s", len(held), self.done_as, str(exc) or repr(exc))
+        if self.retry_after is not None:
+            self._loop.call_later(self.retry_after, self._retry)
         for marker in markers + [item for item in swept if isinstance(item, _FlushMarker)]:
             marker.finish(exc)
+
+    def _retry(self) -> None:
+        if self._queue and not self._draining:
+            self._draining = True
+            self._start_drain()
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until every event submitted before the call is delivered."""

@@ -1,0 +1,95 @@
+"""The agents' event sink across a nats-server crash: events in flight when the server dies are
+published again once the connection is back (their message ids dedupe), instead of waiting out
+the whole ack timeout; the daemon's log says so in one line, with a reason."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import time
+from pathlib import Path
+
+import nats
+import pytest
+
+from flowbus.broker import EmbeddedNatsServer
+from flowbus.broker.errors import BrokerError
+from flowbus.broker.event_sink import NatsEventSink
+from flowbus.broker.streams import ensure_streams
+from flowbus.engine.context import RunStream
+from flowbus.engine.ids import new_id
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def stream_count(url: str, run_id: str) -> int:
+    client = await nats.connect(url)
+    try:
+        js = client.jetstream()
+        info = await js.stream_info("FLOWBUS_EVENTS", subjects_filter=f"flowbus.event.{run_id}.>")
+        return sum((info.state.subjects or {}).values())
+    finally:
+        await client.close()
+
+
+async def prepare(url: str) -> None:
+    client = await nats.connect(url)
+    try:
+        await ensure_streams(client.jetstream())
+    finally:
+        await client.close()
+
+
+def flush_until_published(sink: NatsEventSink, patience: float = 120) -> None:
+    """As an agent does: a flush that fails meanwhile (the batch went with the server) is
+    asked again."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            sink.flush(30)
+            return
+        except BrokerError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_a_batch_lost_with_the_server_is_published_again_on_reconnect(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = EmbeddedNatsServer(tmp_path / "js", port=free_port(), sync="always").start()
+    sink: NatsEventSink | None = None
+    try:
+        asyncio.run(prepare(server.url))
+        sink = NatsEventSink(server.url, name="test-sink")
+        run_id = new_id()
+        stream = RunStream(run_id, sink)
+        stream.emit("log", {"task_run_id": None, "level": 20, "logger": "t", "message": "one"})
+        sink.flush(30)
+        # A frozen server takes the next batch into its socket and never answers; then it dies.
+        assert server.process is not None
+        server.process.send_signal(signal.SIGSTOP)
+        for n in range(3):
+            stream.emit("log", {"task_run_id": None, "level": 20, "logger": "t",
+                                "message": f"lost {n}"})  # fmt: skip
+        caplog.set_level(logging.ERROR, logger="flowbus.engine")
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait()
+        server.stop()
+        server.start()  # the same port: the sink reconnects by itself
+        flush_until_published(sink)
+        assert asyncio.run(stream_count(server.url, run_id)) == 4  # each once
+        reasons = [r.getMessage() for r in caplog.records if "not published yet" in r.getMessage()]
+        # Published again because the connection came back, not after the ack timeout.
+        assert reasons and all("reconnected while 3 events" in r for r in reasons), reasons
+    finally:
+        if sink is not None:
+            sink.close()
+        server.stop()
