@@ -30,7 +30,8 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
-from flowbus.agents.execution import ChildProcessRun, FlowCache, InProcessRun, Outcome, RunExecution
+from flowbus.agents.execution import ChildProcessRun, InProcessRun, Outcome, RunExecution
+from flowbus.agents.flow_code import FlowCache
 from flowbus.agents.settings import AgentEnv, load
 from flowbus.agents.slot_client import NatsSlots
 from flowbus.broker import protocol as p

@@ -23,9 +23,9 @@ from flowbus.agents.execution import (
     EXIT_CANCELLED,
     EXIT_FINISHED,
     EXIT_HANDED_BACK,
-    FlowCache,
     InProcessRun,
 )
+from flowbus.agents.flow_code import FlowCache
 from flowbus.agents.slot_client import NatsSlots
 from flowbus.broker.event_sink import NatsEventSink
 from flowbus.broker.protocol import ClaimGrant

@@ -19,7 +19,7 @@ from flowbus.agents.orchestrator_core import AgentSeen, OrchestratorCore
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.engine.records import EventRecord
-from flowbus.engine.replay import replay_entries
+from flowbus.engine.replay import replay_entries, subflow_entry
 from flowbus.engine.states import (
     AwaitingRetry,
     Cancelled,
@@ -45,6 +45,11 @@ class Claims(OrchestratorCore):
         """The task runs earlier attempts of a run completed (read from the store: any
         orchestrator answers alike), a page at a time."""
         entries = replay_entries(await self.store.read_stream(request.run_id))
+        for child in await self.store.list_flow_runs(parent_run_id=request.run_id, limit=10**6):
+            if child.state_type == S.COMPLETED:  # a subflow its earlier attempts completed
+                found = subflow_entry(child.id, await self.store.read_stream(child.id))
+                if found is not None:
+                    entries.append(found)
         page: list[dict[str, Any]] = []
         size = 0
         for entry in entries[request.offset :]:

@@ -109,6 +109,11 @@ class Controls(OrchestratorCore):
         await self._dispatch_if_queued_again(request.run_id)
         return reply
 
+    async def list_deployments(self, _: object = None) -> bytes:
+        """Every deployment, with its parameters' JSON schema (read from the store)."""
+        deployments = await self.store.list_deployments()
+        return p.DeploymentList(deployments=[d.to_dict() for d in deployments]).dump()
+
     async def recorded(self, request: p.RecordedRequest) -> bytes:
         """Answer once the store holds the run's events up to ``request.seq``: a client that
         saw a final state on the events stream reads the same from the store after this."""

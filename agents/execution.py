@@ -23,6 +23,7 @@ from typing import Any, Literal
 import structlog
 from nats.errors import Error as NatsError
 
+from flowbus.agents.flow_code import FlowCache
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.broker.errors import BrokerError
@@ -30,10 +31,9 @@ from flowbus.broker.event_sink import FencedSink, NatsEventSink
 from flowbus.broker.protocol import ClaimGrant
 from flowbus.engine.concurrency import SlotProvider, slot_provider_var
 from flowbus.engine.context import RunStream
-from flowbus.engine.entrypoints import EntrypointError, load_flow
+from flowbus.engine.entrypoints import EntrypointError
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.flow_engine import ClaimedRun, FlowRunEngine
-from flowbus.engine.flows import Flow
 from flowbus.engine.loops import run_sync
 from flowbus.engine.records import EventRecord, state_dict
 from flowbus.engine.replay import ReplayEntry
@@ -74,20 +74,6 @@ class _LeaseSink:
         await self.base.flush_async()
 
 
-class FlowCache:
-    """Flows loaded by entrypoint, so a deployment's module is imported once per process."""
-
-    def __init__(self) -> None:
-        self._flows: dict[tuple[str, str], Flow[..., Any]] = {}
-
-    def load(self, entrypoint: str, working_dir: str) -> Flow[..., Any]:
-        key = (entrypoint, working_dir)
-        flow = self._flows.get(key)
-        if flow is None:
-            flow = self._flows[key] = load_flow(entrypoint, working_dir)
-        return flow
-
-
 class InProcessRun:
     """A claimed run executed here: async flows on the agent's loop, sync ones in a thread."""
 
@@ -118,7 +104,8 @@ class InProcessRun:
     async def run(self) -> Outcome:
         grant = self.grant
         try:
-            flow = self.flows.load(grant.entrypoint, grant.working_dir)
+            loaded = self.flows.load(grant.entrypoint, grant.working_dir)
+            flow = loaded.flow
             parameters = grant.parameters
             if flow.should_validate_parameters:
                 parameters = flow.parameters.validate(parameters)
@@ -133,7 +120,7 @@ class InProcessRun:
         replay = await fetch_replay(self.nats, grant) if grant.attempt > 1 else []
         claimed = ClaimedRun(grant.run_id, grant.name, grant.seq, Pending(), list(grant.tags),
                              dict(grant.resumes), grant.deployment, grant.attempt,
-                             replay)  # fmt: skip
+                             replay, loaded.code_hash)  # fmt: skip
         engine = self.engine = FlowRunEngine(flow, parameters, claimed=claimed, sink=self.sink)
         if self._pending_interrupt is not None:
             engine.interrupt(*self._pending_interrupt)

@@ -105,6 +105,7 @@ class Orchestrator(Submissions, Claims, Controls, Janitor):
             subjects.QUEUES: (None, self.queues.list_queues),
             subjects.QUEUE_UPDATE: (p.QueueUpdate, self.queues.update_queue),
             subjects.AGENTS: (None, self.list_agents),
+            subjects.DEPLOYMENTS: (None, self.list_deployments),
             subjects.RESUME: (p.ResumeRequest, self.resume),
             subjects.RETRY: (p.RetryRequest, self.retry),
             subjects.REPLAY: (p.ReplayRequest, self.replay),

@@ -100,4 +100,5 @@ class QueueService:
         await self._kv.put(update.name, settings.dump())
         await self.ensure(update.name, force=True)
         log.info("queue updated", **settings.model_dump())
-        return (await self._info(settings)).dump()
+        info = await self._info(settings)
+        return p.QueueUpdated(**info.model_dump()).dump()

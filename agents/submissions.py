@@ -83,7 +83,7 @@ class Submissions(OrchestratorCore):
 
         async def decide(entry: RunEntry | None) -> tuple[bytes, list[EventRecord]]:
             if entry is not None or await self.store.head(run_id) > 0:
-                return await self._existing_submission(run_id, entry), []
+                return await self._existing_submission(run_id, entry, parameters), []
             state = Scheduled(message=f"for {canonical(due)}" if due else None)
             name = generate_run_name()
             fields = {
@@ -166,16 +166,27 @@ class Submissions(OrchestratorCore):
         validated = model.model_validate({**deployment.parameters, **given})
         return validated.model_dump(mode="json")
 
-    async def _existing_submission(self, run_id: str, entry: RunEntry | None) -> bytes:
+    async def _existing_submission(
+        self, run_id: str, entry: RunEntry | None, parameters: dict[str, Any]
+    ) -> bytes:
+        """The run an idempotency key already made; a conflict if it was made with other
+        parameters (the same key must mean the same request)."""
+        view = await self.store.get_flow_run(run_id) if entry is None else None
         if entry is not None:
-            name, queue = entry.name, entry.queue
+            name, queue, given = entry.name, entry.queue, entry.parameters
         else:
-            view = await self.store.get_flow_run(run_id)
             name = view.name if view else run_id
+            given = view.parameters if view else parameters
             queue = ""
             if view is not None and view.deployment:
                 deployment = await self.store.get_deployment(view.deployment)
                 queue = deployment.queue if deployment else ""
+        if given != parameters:
+            return p.error_reply(
+                "idempotency_conflict",
+                f"the idempotency key already made run {run_id} ({name}) with other parameters",
+                {"run_id": run_id, "parameters": given},
+            )
         return p.SubmitReply(run_id=run_id, name=name, queue=queue, created=False).dump()
 
     async def _dispatch(self, entry: RunEntry) -> None:

@@ -76,13 +76,21 @@ class ConnectionLog:
         self.name = name
         self.down = False
         self.on_reconnect: list[Callable[[], None]] = []
+        #: The connection, once made: a close asked for is not news.
+        self.client: Client | None = None
+
+    def _closing(self) -> bool:
+        client = self.client
+        return client is not None and (client.is_closed or client.is_draining)
 
     async def error(self, exc: Exception) -> None:
-        if not self.down:  # while down, every failed attempt would say the same again
+        if not self.down and not self._closing():  # while down, each attempt says the same
             log.warning("NATS connection error", connection=self.name,
                         error=str(exc) or type(exc).__name__)  # fmt: skip
 
     async def disconnected(self) -> None:
+        if self._closing():
+            return
         if not self.down:
             self.down = True
             log.warning("disconnected from NATS; reconnecting", connection=self.name)
@@ -124,6 +132,7 @@ async def connect(url: str | None = None, name: str = "flowbus", **options: Any)
     }
     try:
         client = await nats.connect(**settings)
+        events.client = client
         client._flowbus_connection_log = events  # type: ignore[attr-defined]
         return client
     except Exception as exc:

@@ -147,6 +147,20 @@ class QueueInfo(_Message):
     in_flight: int
 
 
+class QueueUpdated(QueueInfo):
+    """The reply to ``flowbus.api.queue.update``: the queue as it is now."""
+
+    ok: Literal[True] = True
+
+
+class DeploymentList(_Message):
+    """The reply to ``flowbus.api.deployments``: every deployment as ``flowbus deployments ls
+    --json`` shows it (its ``parameter_schema`` is what a submission is validated against)."""
+
+    ok: Literal[True] = True
+    deployments: list[dict[str, Any]]
+
+
 class QueueList(_Message):
     ok: Literal[True] = True
     queues: list[QueueInfo]

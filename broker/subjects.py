@@ -38,6 +38,8 @@ CANCEL = "flowbus.api.cancel"
 QUEUES = "flowbus.api.queues"
 QUEUE_UPDATE = "flowbus.api.queue.update"
 AGENTS = "flowbus.api.agents"
+#: Every deployment with its parameters' JSON schema (deployments are saved into the store).
+DEPLOYMENTS = "flowbus.api.deployments"
 #: Requests from agents to the orchestrator.
 CLAIM = "flowbus.agent.claim"
 HEARTBEAT = "flowbus.agent.heartbeat"

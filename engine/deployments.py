@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from flowbus.engine.entrypoints import code_hash, entrypoint_file
 from flowbus.engine.errors import ParameterValidationError, SequenceError, UsageError
 from flowbus.engine.flows import Flow
 from flowbus.engine.records import make_record
@@ -59,6 +60,8 @@ class DeploymentSpec:
     overlap: Overlap = "allow"
     concurrency_limit: int | None = None
     collision: str = "enqueue"
+    #: The SHA-256 of the entrypoint's file when it was deployed (None if not found).
+    entrypoint_hash: str | None = None
 
     @property
     def name(self) -> str:
@@ -103,7 +106,13 @@ def build_deployment(
         description=description or flow.description,
         retries=flow.retries,
         crash_retries=crash_retries,
+        entrypoint_hash=_hash_of(entrypoint, working_dir),
     )
+
+
+def _hash_of(entrypoint: str, working_dir: str | Path) -> str | None:
+    path = entrypoint_file(entrypoint, working_dir)
+    return code_hash(path) if path is not None else None
 
 
 async def save_deployment(store: EventStore, spec: DeploymentSpec) -> DeploymentView:
@@ -127,6 +136,7 @@ async def save_deployment(store: EventStore, spec: DeploymentSpec) -> Deployment
         "overlap": spec.overlap,
         "concurrency_limit": spec.concurrency_limit,
         "collision": spec.collision,
+        "entrypoint_hash": spec.entrypoint_hash,
     }
     await store.append_next(stream, "deployment.saved", fields)
     saved = await store.get_deployment(spec.name)

@@ -65,6 +65,34 @@ def _import_failure(where: str, exc: BaseException) -> EntrypointError:
     return EntrypointError(f"importing {where} failed: {detail}")
 
 
+def entrypoint_file(entrypoint: str, working_dir: str | Path | None = None) -> Path | None:
+    """The source file an entrypoint's code is in (None when it cannot be found)."""
+    where, _ = split_entrypoint(entrypoint)
+    base = Path(working_dir) if working_dir is not None else Path.cwd()
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        path = (base / where).resolve()
+        return path if path.is_file() else None
+    spec = None
+    folder = str(base.resolve())
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
+    try:
+        spec = importlib.util.find_spec(where)
+    except (ImportError, ValueError):
+        return None
+    finally:
+        if added:
+            sys.path.remove(folder)
+    origin = spec.origin if spec is not None else None
+    return Path(origin) if origin and origin.endswith(".py") else None
+
+
+def code_hash(path: Path) -> str:
+    """The SHA-256 of a source file's bytes (what a deployment and a run record)."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def load_flow(entrypoint: str, working_dir: str | Path | None = None) -> Flow[..., Any]:
     """The flow an entrypoint names; a file path is relative to ``working_dir`` (default: cwd)."""
     target = load_object(entrypoint, working_dir)

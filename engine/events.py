@@ -66,6 +66,11 @@ class FlowRunCreated(_EventBase):
     schedule_id: int | None = None
     #: The automation and event that started the run, if one did.
     triggered_by: dict[str, str] | None = None
+    #: A subflow's identity for replay in a run that records results: the n-th call of its
+    #: flow in the parent's try, the hash of its parameters, and the parent's attempt.
+    position: int | None = None
+    input_hash: str | None = None
+    parent_attempt: int | None = None
     state: StatePayload
 
 
@@ -91,6 +96,13 @@ class FlowRunStateChanged(_EventBase):
     closes_attempt: int | None = None
     #: On a retry asked for (``flowbus runs retry``): the run is queued again as a new attempt.
     retried: bool | None = None
+    #: On the first Running of an attempt of a deployed run: the SHA-256 of the entrypoint's
+    #: file as the agent loaded it (the code that ran).
+    code_hash: str | None = None
+    #: On a replayed subflow run (Completed, named Replayed): the subflow run whose result it
+    #: returned, and the parent's attempt that ran it.
+    replay_of: UUID | None = None
+    replayed_from: int | None = None
     #: On a decision only the leading orchestrator takes (a lease expiry, Late, a pause's
     #: timeout): the leader's term, its fencing token.
     leader_term: int | None = None
@@ -153,6 +165,8 @@ class DeploymentSaved(_EventBase):
     concurrency_limit: int | None = Field(default=None, ge=1)
     #: A run over the limit waits its turn (enqueue) or is cancelled at once (cancel).
     collision: Literal["enqueue", "cancel"] = "enqueue"
+    #: The SHA-256 of the entrypoint's file when it was deployed.
+    entrypoint_hash: str | None = None
 
 
 class LogEmitted(_EventBase):

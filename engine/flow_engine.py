@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from flowbus.engine.caching import stable_hash
 from flowbus.engine.clock import canonical
 from flowbus.engine.context import (
     FlowRun,
@@ -24,8 +25,8 @@ from flowbus.engine.ids import new_id
 from flowbus.engine.invoke import call_user_function
 from flowbus.engine.pause import FlowRunPaused
 from flowbus.engine.records import json_safe, state_dict, summarize
-from flowbus.engine.replay import ReplayEntry, ReplayTable
-from flowbus.engine.results import inline_output, stored_output
+from flowbus.engine.replay import REPLAYED, SUBFLOW, ReplayEntry, ReplayTable
+from flowbus.engine.results import ResultMissing, decode_output, inline_output, stored_output
 from flowbus.engine.retries import next_delay, sleep_at_least
 from flowbus.engine.run_logging import console, install_print_capture
 from flowbus.engine.sinks import EventSink, current_sink
@@ -81,6 +82,8 @@ class ClaimedRun:
     #: The claim's attempt, and the task runs earlier attempts completed (replayed, not run).
     attempt: int = 0
     replay: list[ReplayEntry] = field(default_factory=list)
+    #: The SHA-256 of the entrypoint's file as loaded: recorded with the attempt's Running.
+    code_hash: str | None = None
 
 
 class FlowRunEngine:
@@ -115,6 +118,7 @@ class FlowRunEngine:
             state=claimed.state if claimed else None,
             deployment=claimed.deployment if claimed else None,
         )
+        self.code_hash = claimed.code_hash if claimed else None
         #: Set by ``interrupt``: the state the run ends in instead of whatever comes next.
         self.interruption: State | None = None
         # Held while a state is decided and emitted: an interrupt from another thread must not
@@ -140,6 +144,13 @@ class FlowRunEngine:
             self.context.record_results = True
             self.context.replay = ReplayTable(claimed.replay if claimed else ())
             self.context.attempt = claimed.attempt if claimed else parent.attempt if parent else 0
+        #: A subflow's identity in its parent's replay table (when the parent records results).
+        self.parent = parent
+        self.identity: dict[str, Any] | None = None
+        if parent is not None and parent.record_results:
+            _, position = parent.next_index(SUBFLOW + flow.name)
+            self.identity = {"position": position, "parent_attempt": parent.attempt,
+                             "input_hash": stable_hash(flow.name, parameters)}  # fmt: skip
 
     def interrupt(self, final: State, announce: State | None = None) -> bool:
         """Make ``final`` the run's last state (after ``announce``, e.g. Cancelling).
@@ -187,6 +198,7 @@ class FlowRunEngine:
                     "parent_run_id": run.parent_run_id,
                     "parent_task_run_id": run.parent_task_run_id,
                     "deployment": None,
+                    **(self.identity or {}),
                     "state": state_dict(state),
                 },
                 state.timestamp_iso,
@@ -200,6 +212,10 @@ class FlowRunEngine:
         flow = self.flow
         if self.flow_run.state is None:
             self._set_state(Pending())
+            replayed = await self._replay()
+            if replayed is not None:
+                await make_durable(self.sink)
+                return replayed
         console(
             logging.INFO,
             f"Flow run {self.flow_run.name!r}",
@@ -228,7 +244,8 @@ class FlowRunEngine:
             self.flow_run.run_count = attempt + 1
             self.context.submitted = []
             self.context.positions = {}  # call positions count from 0 in each try
-            running = self._set_state(Retrying() if attempt else Running())
+            code = {"code_hash": self.code_hash} if self.code_hash and not attempt else None
+            running = self._set_state(Retrying() if attempt else Running(), None, code)
             if flow.on_running_hooks:
                 await run_hooks(flow.on_running_hooks, flow, self.flow_run, running)
             try:
@@ -265,8 +282,41 @@ class FlowRunEngine:
                 return self._set_state(final)
             recorded = await self._output(final.data)
             fields: dict[str, Any] | None = {"output": recorded} if recorded is not None else None
+            if recorded is not None:
+                self._remember(recorded)
             return self._set_state(final, summarize(final.data), fields)
         raise AssertionError("unreachable: the last attempt always returns")
+
+    async def _replay(self) -> State | None:
+        """A subflow whose call completed in an earlier attempt of its parent: Completed with
+        that result, named Replayed, without running (None: it runs)."""
+        parent, identity = self.parent, self.identity
+        table = parent.replay if parent is not None else None
+        if table is None or identity is None:
+            return None
+        key = SUBFLOW + self.flow.name
+        entry = table.match(key, identity["position"], identity["input_hash"])
+        if entry is None:
+            return None
+        try:
+            value = await asyncio.to_thread(decode_output, entry.output)
+        except ResultMissing as exc:
+            console(logging.WARNING, "flowbus.engine", f"{exc}; running the subflow again")
+            return None
+        message = f"replayed from attempt {entry.attempt} (flow run {entry.task_run_id})"
+        extra = {"output": entry.output, "replay_of": entry.task_run_id,
+                 "replayed_from": entry.attempt}  # fmt: skip
+        state = Completed(message=message, data=value, name=REPLAYED)
+        return self._set_state(state, summarize(value), extra)
+
+    def _remember(self, output: dict[str, Any]) -> None:
+        """A subflow that completed: its parent's retry (in this process) replays it."""
+        parent, identity = self.parent, self.identity
+        if parent is None or identity is None or parent.replay is None:
+            return
+        parent.replay.add(ReplayEntry(SUBFLOW + self.flow.name, identity["position"],
+                                      identity["input_hash"], output, parent.attempt,
+                                      self.flow_run.id, self.flow_run.name))  # fmt: skip
 
     async def _output(self, result: Any) -> dict[str, Any] | None:
         """The run's result as recorded with Completed: inline JSON always when it fits; a run

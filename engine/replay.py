@@ -113,3 +113,32 @@ def replay_entries(events: Iterable[_Event]) -> list[ReplayEntry]:
                 )
             )
     return list(table)
+
+
+#: The prefix of a subflow's key in a replay table (tasks use their task keys).
+SUBFLOW = "flow:"
+
+
+def subflow_entry(run_id: str, events: Iterable[_Event]) -> ReplayEntry | None:
+    """The replay entry a completed subflow run's stream gives its parent, if any."""
+    created: dict[str, Any] | None = None
+    output: dict[str, Any] | None = None
+    origin: dict[str, Any] = {}
+    for event in events:
+        data = event.data
+        if event.type == "flow_run.created":
+            created = data
+        elif event.type == "flow_run.state" and data["state"]["type"] == "COMPLETED":
+            output = data.get("output")
+            origin = data
+    if created is None or created.get("position") is None or output is None:
+        return None
+    return ReplayEntry(
+        task_key=SUBFLOW + created["flow_name"],
+        position=created["position"],
+        input_hash=created.get("input_hash"),
+        output=output,
+        attempt=origin.get("replayed_from") or created.get("parent_attempt") or 0,
+        task_run_id=origin.get("replay_of") or run_id,
+        name=created["name"],
+    )

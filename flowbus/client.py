@@ -282,7 +282,12 @@ class Client:
     async def update_queue(self, name: str, **changes: Any) -> p.QueueInfo:
         """Change a queue's ``priority``, ``concurrency_limit`` (0: none) or ``paused``."""
         update = p.QueueUpdate(name=name, **changes)
-        return p.decode(p.QueueInfo, await self._request(subjects.QUEUE_UPDATE, update.dump()))
+        return p.decode(p.QueueUpdated, await self._request(subjects.QUEUE_UPDATE, update.dump()))
+
+    async def deployments(self) -> list[dict[str, Any]]:
+        """Every deployment, with its parameters' JSON schema."""
+        data = await self._request(subjects.DEPLOYMENTS, b"")
+        return p.decode(p.DeploymentList, data).deployments
 
     async def agents(self) -> list[p.AgentInfo]:
         return p.decode(p.AgentList, await self._request(subjects.AGENTS, b"")).agents

@@ -37,6 +37,7 @@ CLIENT_ERROR_STATUS = {
     "not_paused": 409,
     "not_retryable": 409,
     "not_completed": 409,
+    "idempotency_conflict": 409,
     "invalid_input": 422,
     "no_orchestrator": 503,
     "unavailable": 503,

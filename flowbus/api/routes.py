@@ -286,10 +286,14 @@ async def list_deployments(request: Request) -> list[dict[str, Any]]:
 async def get_deployment(request: Request, flow_name: str, name: str) -> dict[str, Any]:
     """A deployment with its parameters' JSON schema (what a run form is built from) and its
     schedules (``schedule_details`` adds each one's summary and next slot)."""
-    deployment = await _store(request).get_deployment(f"{flow_name}/{name}")
+    store = _store(request)
+    deployment = await store.get_deployment(f"{flow_name}/{name}")
     if deployment is None:
         raise HTTPException(404, f"no deployment {flow_name}/{name}")
-    return {**deployment.to_dict(), "schedule_details": describe_all(deployment)}
+    saved = [e for e in await store.read_stream(deployment.id) if e.type == "deployment.saved"]
+    entrypoint_hash = saved[-1].data.get("entrypoint_hash") if saved else None
+    return {**deployment.to_dict(), "schedule_details": describe_all(deployment),
+            "entrypoint_hash": entrypoint_hash}  # fmt: skip
 
 
 class RunRequestBody(BaseModel):

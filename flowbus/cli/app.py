@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from flowbus.cli import (
@@ -68,4 +70,8 @@ def version() -> None:
 
 
 def main() -> None:
+    # Log lines go to stderr: stdout is for what a command prints (``--json`` is parsed).
+    import structlog
+
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     app()

@@ -23,6 +23,8 @@ def _history_entry(event: StoredEvent) -> dict[str, Any]:
     }
     if event.data.get("attempt") is not None:  # a claim: attempt n of the run starts here
         entry["attempt"] = event.data["attempt"]
+    if event.data.get("code_hash"):  # the code the attempt ran (its entrypoint's SHA-256)
+        entry["code_hash"] = event.data["code_hash"]
     return entry
 
 
@@ -102,6 +104,9 @@ async def run_detail(store: EventStore, run: FlowRunView) -> dict[str, Any]:
     result = run_result(run, events)
     detail["result"] = result["result"]
     detail["result_ref"] = result["result_ref"]
+    hashes = [h["code_hash"] for h in flow_history if "code_hash" in h]
+    #: The SHA-256 of the entrypoint's file the latest attempt ran (None for a run by hand).
+    detail["code_hash"] = hashes[-1] if hashes else None
     detail["duration_seconds"] = duration(run.started, run.ended)
     detail["state_history"] = flow_history
     detail["error"] = last_error if run.state_type in ("FAILED", "CRASHED") else None

@@ -144,6 +144,8 @@ def _print_detail(detail: dict[str, Any]) -> None:
     console.print(f"duration: {format_seconds(detail['duration_seconds'])}")
     if detail["result_summary"] is not None:
         console.print(f"result: {detail['result_summary']}")
+    if detail["code_hash"]:
+        console.print(f"code: sha256 {detail['code_hash'][:12]}")
     console.print()
     history = Table(title="State history", box=None, header_style="bold", title_justify="left")
     for column in ("TIME", "STATE", "MESSAGE"):

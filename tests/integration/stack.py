@@ -193,10 +193,12 @@ class Stack:
         name: str = "test",
         queue: str = "default",
         crash_retries: int = 3,
+        folder: Path = FLOWS_DIR,
+        file: str = "flows.py",
         **params: Any,
     ) -> str:
-        flow = load_flow(f"flows.py:{function}", FLOWS_DIR)
-        spec = build_deployment(flow, name, f"flows.py:{function}", FLOWS_DIR, queue, params,
+        flow = load_flow(f"{file}:{function}", folder)
+        spec = build_deployment(flow, name, f"{file}:{function}", folder, queue, params,
                                 crash_retries=crash_retries)  # fmt: skip
 
         async def save(store: EventStore) -> str:

@@ -183,3 +183,20 @@ async def test_results_as_json_over_nats_the_api_and_the_cli(stack: Stack, tmp_p
     answer = httpx.get(f"{api}/{run.run_id}/result")
     assert answer.status_code == 409 and answer.json()["error"]["code"] == "not_completed"
     assert stack.cli("runs", "result", run.run_id, check=False).returncode != 0
+
+
+async def test_a_subflow_completed_before_the_crash_replays(stack: Stack, tmp_path: Path) -> None:
+    ledger, marker = tmp_path / "ledger", tmp_path / "marker"
+    deployment = stack.deploy("with_subflow")
+    agents = {name: stack.start_agent(name) for name in ("agent-a", "agent-b")}
+    async with stack.client() as client:
+        run = await client.submit(deployment, {"ledger": str(ledger), "marker": str(marker)})
+        wait_until(lambda: executions(ledger)["after"] == 1, what="the task after the subflow")
+        claims = [e.data["agent"] for e in stack.stream(run.run_id) if e.data.get("attempt")]
+        agents[claims[-1]].signal(signal.SIGKILL)
+        final = await client.wait(run.run_id, timeout=90)
+        assert final.completed, final
+        assert await client.result(run.run_id) == "3 rows, after done"
+    assert executions(ledger) == {"inner": 1, "after": 2}
+    subflows = stack.with_store(lambda s: s.list_flow_runs(parent_run_id=run.run_id))
+    assert sorted(s.state_name for s in subflows) == ["Completed", "Replayed"]

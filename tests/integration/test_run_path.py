@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from pathlib import Path
 
 import nats
@@ -83,6 +84,18 @@ async def test_one_idempotency_key_gives_one_run(stack: Stack) -> None:
         other = await client.submit(deployment, {"n": 1}, idempotency_key="2026-11-25")
         assert first.run_id == second.run_id == third.run_id != other.run_id
         assert sorted([first.created, second.created, third.created]) == [False, False, True]
+        # The same key with other parameters is another request: refused, not merged.
+        with pytest.raises(ClientError) as conflict:
+            await client.submit(deployment, {"n": 2}, idempotency_key="2026-11-24")
+        assert conflict.value.code == "idempotency_conflict"
+        assert conflict.value.details["run_id"] == first.run_id
+        # The run id is UUIDv5 of "<deployment>\0<key>" in the documented namespace.
+        expected = uuid.uuid5(uuid.UUID("6f1c2d0e-5b7a-4c1e-9a57-6c6f77627573"),
+                              f"{deployment}\x00" + "2026-11-24")  # fmt: skip
+        assert first.run_id == str(expected)
+        # Deployments with their parameter schemas, for services in other languages.
+        [listed] = await client.deployments()
+        assert listed["name"] == deployment and "n" in listed["parameter_schema"]["properties"]
         queues = await client.queues()
     assert queues[0].waiting == 2  # one request per run, not per submission
     assert len(stack.with_store(lambda s: s.list_flow_runs())) == 2
@@ -121,6 +134,13 @@ async def test_the_wire_protocol_alone_drives_a_run(stack: Stack) -> None:
         bad = await nc.request("flowbus.api.submit", b'{"deployment": 3}', timeout=10)
         error = json.loads(bad.data)
         assert error["ok"] is False and error["error"]["code"] == "bad_request"
+
+        # Every reply says whether it is one: a queue update's too.
+        update = {"name": "default", "priority": 5}
+        reply = await nc.request("flowbus.api.queue.update", json.dumps(update).encode(), 10)
+        assert json.loads(reply.data)["ok"] is True
+        reply = await nc.request("flowbus.api.deployments", b"", timeout=10)
+        assert [d["name"] for d in json.loads(reply.data)["deployments"]] == [deployment]
     finally:
         await nc.close()
 

@@ -131,3 +131,29 @@ def test_a_flow_retry_replays_the_tasks_that_completed(tmp_path: Path) -> None:
     ]  # fmt: skip
     [flow_completed] = [d for d in recorded.of_type("flow_run.state") if d.get("output")]
     assert flow_completed["output"] == {"json": ["ONE", "side effect", "TWO"]}
+
+
+def test_a_flow_retry_replays_a_subflow_that_completed() -> None:
+    bodies: list[str] = []
+
+    @flow
+    def child(n: int) -> int:
+        bodies.append("child")
+        return n * 2
+
+    @flow(retries=1, persist_result=True)
+    def parent() -> int:
+        doubled = child(21)
+        if bodies.count("child") == 1 and "failed" not in bodies:
+            bodies.append("failed")
+            raise RuntimeError("fails after its subflow, once")
+        return doubled
+
+    result, recorded = capture(parent)
+    assert result == 42
+    assert bodies == ["child", "failed"]  # the retry replayed the subflow
+    children = [d for d in recorded.of_type("flow_run.created") if d["parent_run_id"]]
+    assert [d["position"] for d in children] == [0, 0]
+    last = [d["state"]["name"] for d in recorded.of_type("flow_run.state")
+            if d["stream_id"] == children[1]["stream_id"]]  # fmt: skip
+    assert last == ["Replayed"]

@@ -206,6 +206,8 @@ async function runPage(runId) {
           el("dt", {}, "Started"), el("dd", {}, when(run.started)),
           el("dt", {}, "Duration"), el("dd", {}, seconds(run.duration_seconds)),
           el("dt", {}, "Result"), el("dd", { class: "mono" }, run.result_summary ?? "–"),
+          el("dt", {}, "Code"), el("dd", { class: "mono", id: "code-hash", title: run.code_hash || "" },
+            run.code_hash ? `sha256 ${run.code_hash.slice(0, 12)}` : "–"),
           el("dt", {}, "Tags"), el("dd", {}, run.tags.join(", ") || "–"))),
         el("div", { class: "panel" }, el("h2", {}, "Parameters"),
           el("pre", { class: "mono" }, JSON.stringify(run.parameters, null, 2))),

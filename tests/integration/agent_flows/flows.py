@@ -195,3 +195,41 @@ def step_pause_step(ledger: str) -> str:
     first = step(ledger, "first")
     pause_flow_run(timeout=120)
     return f"{first}, then {step(ledger, 'after the pause')}"
+
+
+def note(ledger: str, what: str) -> None:
+    """Append ``<run id> <what>`` to ``ledger``: one line per execution of a body."""
+    from flowbus import runtime
+
+    with open(ledger, "a") as out:  # O_APPEND: whole lines from any number of processes
+        out.write(f"{runtime.flow_run.id} {what}\n")
+
+
+@task
+def chaos_step(ledger: str, name: str, pause: float) -> int:
+    note(ledger, name)
+    time.sleep(pause)
+    return 1
+
+
+@flow
+def chaos_steps(ledger: str, pause: float = 0.05) -> int:
+    """Three tasks in a row, then the body's end: each execution leaves a line in ``ledger``."""
+    total = sum(chaos_step(ledger, name, pause) for name in ("a", "b", "c"))
+    note(ledger, "end")
+    return total
+
+
+@flow
+def inner(ledger: str) -> dict[str, int]:
+    """A subflow: one line in ``ledger`` per execution of its body."""
+    with open(ledger, "a") as out:
+        out.write("inner\n")
+    return {"rows": 3}
+
+
+@flow
+def with_subflow(ledger: str, marker: str, action: str = "hang") -> str:
+    """A subflow, then a task that hangs (or fails) the first time."""
+    rows = inner(ledger)["rows"]
+    return f"{rows} rows, {step(ledger, 'after', marker, action)}"
