@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import structlog
 
+from flowbus.agents import telemetry
 from flowbus.agents.decisions import (
     claim_refusal,
     held_by,
@@ -212,21 +213,22 @@ class Claims(OrchestratorCore):
             self._wake_deployment(entry.deployment)
 
     async def _expire(self, run_id: str) -> None:
-        async def decide(entry: RunEntry | None) -> tuple[None, list[EventRecord]]:
+        async def decide(entry: RunEntry | None) -> tuple[bool, list[EventRecord]]:
             if entry is not None:
                 self.ledger.renew_heard(entry)
             if entry is None or not entry.lease_expired(time.monotonic()):
-                return None, []
+                return False, []
             if await self._ahead_of_store(entry):
                 # Its agent published newer states than the store holds (the recorder is
                 # behind, e.g. just after an election): its agent is not dead, it finished
                 # or moved on. Wait for the recorder instead of crashing a finished run.
                 entry.lease_until = time.monotonic() + self.settings.lease_seconds
-                return None, []
+                return False, []
             message = f"agent {entry.agent} stopped renewing its lease"
-            return None, self._crash(entry, message, **self._term())
+            return True, self._crash(entry, message, **self._term())
 
-        await self.ledger.transact(run_id, decide)
+        if await self.ledger.transact(run_id, decide):
+            telemetry.LEASE_EXPIRIES.inc()
         await self._dispatch_if_queued_again(run_id)
 
     async def _ahead_of_store(self, entry: RunEntry) -> bool:

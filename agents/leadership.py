@@ -37,6 +37,13 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from flowbus.broker.streams import (
+    configured_replicas,
+    ensure_bucket,
+    known_servers,
+    replicas_for,
+)
+
 log = structlog.get_logger("flowbus.leadership")
 
 BUCKET = "flowbus_leader"
@@ -94,9 +101,10 @@ class Leadership:
         )
 
     async def open(self) -> None:
-        self._kv = await self.js.create_key_value(
-            KeyValueConfig(bucket=BUCKET, history=1, ttl=self.lease_seconds)
-        )
+        replicas = replicas_for(known_servers(self.js._nc), configured_replicas())
+        config = KeyValueConfig(bucket=BUCKET, history=1, ttl=self.lease_seconds,
+                                replicas=replicas)  # fmt: skip
+        self._kv = await ensure_bucket(self.js, config)
 
     async def campaign_once(self) -> None:
         """One round: take the lease if it is free, renew it if it is ours; notice its loss."""

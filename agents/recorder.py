@@ -28,6 +28,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from flowbus.agents import telemetry
 from flowbus.agents.ledger import RunLedger
 from flowbus.broker import subjects
 from flowbus.broker.dead_letters import dead_letter
@@ -120,6 +121,10 @@ class Recorder:
     def stop(self) -> None:
         self._stopping.set()
 
+    def _queued_at(self, run_id: str) -> float | None:
+        entry = self.ledger.entries.get(run_id)
+        return entry.queued_at if entry is not None else None
+
     async def handle(self, messages: list[Msg]) -> None:
         """Record one fetched batch; ack, nak or dead-letter every message of it."""
         checked: list[tuple[Msg, EventRecord, Fence]] = []
@@ -150,6 +155,7 @@ class Recorder:
             return
         try:
             await self.ledger.writer.append([record for _, record in good])
+            telemetry.recorded((record for _, record in good), self._queued_at)
         except SequenceError:
             await self._by_run(good)
             return

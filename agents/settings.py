@@ -57,6 +57,12 @@ class CommonSettings(BaseSettings):
         "NATS for every daemon and client (comma-separated for a cluster); unset: a running "
         "`flowbus up`, else `nats://127.0.0.1:4222`",
     )
+    nats_replicas: int | None = setting(
+        None,
+        "replicas of flowbus's JetStream streams and buckets (unset: 3 when the NATS system "
+        "has at least 3 servers, else 1); an existing stream is updated in place",
+        ge=1, le=5,
+    )  # fmt: skip
     nats_user: str | None = setting(None, "NATS user (with `FLOWBUS_NATS_PASSWORD`)")
     nats_password: str | None = setting(None, "NATS password")
     nats_token: str | None = setting(None, "NATS token")

@@ -124,6 +124,10 @@ async def connect(url: str | None = None, name: str = "flowbus", **options: Any)
         "reconnect_time_wait": 0.5,
         "connect_timeout": 5,
         "allow_reconnect": True,
+        # A server whose link died without a word is given up after two unanswered pings
+        # (about 10 s; nats-py's default is 2 minutes) and another node of the cluster used.
+        "ping_interval": 5,
+        "max_outstanding_pings": 2,
         "error_cb": events.error,
         "disconnected_cb": events.disconnected,
         "reconnected_cb": events.reconnected,

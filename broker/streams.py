@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from nats.aio.client import Client
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -13,11 +22,13 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.client import JetStreamContext
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
+from nats.js.kv import KeyValue
 
 from flowbus.broker import subjects
 
 DAY = 24 * 3600
+T = TypeVar("T")
 
 
 def stream_configs(replicas: int = 1) -> list[StreamConfig]:
@@ -65,18 +76,91 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
     ]
 
 
-async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
-    """Create the streams and buckets, or bring an existing one's settings up to date."""
+def configured_replicas() -> int | None:
+    """``$FLOWBUS_NATS_REPLICAS`` (validated at a daemon's start), or None when unset."""
+    value = os.environ.get("FLOWBUS_NATS_REPLICAS")
+    return int(value) if value else None
+
+
+def replicas_for(known_servers: int, configured: int | None = None) -> int:
+    """The replicas of flowbus's streams: as configured, else 3 on a cluster of at least 3
+    servers, else 1 (a pure function of what the connection learnt)."""
+    if configured is not None:
+        return configured
+    return 3 if known_servers >= 3 else 1
+
+
+def known_servers(client: Client) -> int:
+    """How many servers the connection knows of: the one it is connected to and those the
+    cluster announced (INFO ``connect_urls``)."""
+    info = getattr(client, "_server_info", None) or {}
+    urls = set(info.get("connect_urls") or [])
+    current = client.connected_url
+    if current is not None:
+        urls.add(f"{current.hostname}:{current.port}")
+    return max(len(urls), 1)
+
+
+async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> None:
+    """Create the streams and buckets, or bring an existing one's settings (its replicas
+    included) up to date."""
+    if replicas is None:
+        replicas = replicas_for(known_servers(js._nc), configured_replicas())
+    admin = _admin(js)
     for config in stream_configs(replicas):
-        try:
-            await js.add_stream(config)
-        except BadRequestError:
-            await js.update_stream(config)
-    await js.create_key_value(
-        KeyValueConfig(bucket=subjects.QUEUES_BUCKET, history=5, replicas=replicas)
-    )
+        await _patiently(functools.partial(_ensure_stream, admin, config))
+    await ensure_bucket(js, KeyValueConfig(bucket=subjects.QUEUES_BUCKET, history=5,
+                                           replicas=replicas))  # fmt: skip
     for bucket in (subjects.SCHEDULES_BUCKET, subjects.AUTOMATIONS_BUCKET):
-        await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, replicas=replicas))
+        await ensure_bucket(js, KeyValueConfig(bucket=bucket, history=1, replicas=replicas))
+
+
+#: How long stream administration may take: a cluster electing its leaders, or moving a
+#: stream to more replicas, answers slowly (nats-py's default is 5 s).
+ADMIN_TIMEOUT = 20.0
+ADMIN_PATIENCE = 120.0
+
+
+def _admin(js: JetStreamContext) -> JetStreamContext:
+    return js._nc.jetstream(timeout=ADMIN_TIMEOUT)
+
+
+async def _patiently(action: Callable[[], Awaitable[T]]) -> T:
+    """``action``, asked again while JetStream does not answer in time (a cluster electing a
+    stream's leader, say); a refusal is not retried."""
+    deadline = time.monotonic() + ADMIN_PATIENCE
+    while True:
+        try:
+            return await action()
+        except (NatsTimeoutError, TimeoutError, ServiceUnavailableError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1.0)
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    try:
+        await js.add_stream(config)
+    except BadRequestError:  # it exists: its settings (replicas included) are updated
+        await js.update_stream(config)
+
+
+async def ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
+    """A key-value bucket, created, or its replicas brought to ``config``'s in place."""
+    admin = _admin(js)
+
+    async def ensure() -> KeyValue:
+        try:
+            return await admin.create_key_value(config)
+        except BadRequestError:  # it exists with other settings: its stream is updated
+            info = await admin.stream_info(f"KV_{config.bucket}")
+            current = info.config
+            if current.num_replicas != config.replicas:
+                current.num_replicas = config.replicas
+                await admin.update_stream(current)
+            return await js.key_value(config.bucket)
+
+    return await _patiently(ensure)
 
 
 async def ensure_queue_consumer(

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from flowbus.api import routes
+from flowbus.api import metrics, routes
 from flowbus.api.auth import guard, log_in, login_page
 from flowbus.client import Client, ClientError
 from flowbus.engine.errors import FlowbusError
@@ -101,6 +101,7 @@ def create_app(store: EventStore, client: Client, token: str | None = None) -> F
         return JSONResponse(error_body("internal", f"{type(exc).__name__}: {exc}"), 500)
 
     app.include_router(routes.router, prefix="/api/v1")
+    app.include_router(metrics.router)  # /metrics, /healthz, /readyz
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:

@@ -36,7 +36,9 @@ def guard(request: Request, token: str) -> Response | None:
     """The answer to a request that may not pass: 401 JSON for the API, the login page for
     the UI; None when it may."""
     path = request.url.path
-    if path.startswith("/api/") and not authorized(request, token):
+    # /healthz and /readyz stay open for probes (they tell nothing); /metrics needs the token.
+    guarded = path.startswith("/api/") or path == "/metrics"
+    if guarded and not authorized(request, token):
         body = {"error": {"code": "unauthorized", "message": "a valid bearer token is required",
                           "details": None}}  # fmt: skip
         return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})

@@ -147,6 +147,11 @@ async def test_a_token_guards_every_request(tmp_path: Path) -> None:
             assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "unauthorized"
             right = await api.get("/runs", headers={"Authorization": "Bearer s3cret"})
             assert right.status_code == 200
+        async with httpx.AsyncClient(base_url=stack.api_url) as ops:
+            assert (await ops.get("/metrics")).status_code == 401  # scraped with the token
+            scraped = await ops.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+            assert "flowbus_flow_runs" in scraped.text
+            assert (await ops.get("/healthz")).status_code == 200  # probes need no token
     finally:
         stack.close()
 

@@ -1,0 +1,89 @@
+"""flowbus across five hosts (network namespaces), started from deploy/'s files, while hosts
+fail: every process of the host leading the events stream killed -9, one host's link down for
+15 s, an orchestrator killed -9. Every acknowledged run completes exactly once, no flow body
+runs again once its completion is recorded, and the store verifies. The longest gaps in
+accepted submissions and in completions seen by a subscriber are measured and printed."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .cluster import NODES, Cluster
+
+RUNS = 400
+RATE = 8.0  # submissions per second: the faults fall among them
+
+
+def faults(cluster: Cluster, log: list[str], errors: list[BaseException]) -> None:
+    """The faults, in order, a few seconds apart; each failed host comes back as its units
+    would restart it."""
+    try:
+        time.sleep(8)
+        leader = cluster.script("leader.py", "FLOWBUS_EVENTS")["leader"]
+        host = leader.removeprefix("nats-")
+        log.append(f"killed every process of {host} (leader of FLOWBUS_EVENTS)")
+        cluster.hosts[host].kill_all()
+        time.sleep(5)
+        cluster.start_host(host)
+        time.sleep(8)
+        cut = next(n for n in NODES if n != host)
+        log.append(f"link of {cut} down for 15 s")
+        cluster.hosts[cut].link(up=False)
+        time.sleep(15)
+        cluster.hosts[cut].link(up=True)
+        time.sleep(5)
+        victim = next(n for n in NODES if n not in (host, cut))
+        log.append(f"orchestrator of {victim} killed -9")
+        cluster.orchestrators[victim].kill()
+        time.sleep(2)
+        cluster.start_orchestrator(victim)
+    except BaseException as exc:  # the test reports it
+        errors.append(exc)
+
+
+@pytest.mark.timeout(900)
+def test_every_run_completes_once_while_hosts_fail(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.start()
+    cluster.client("deploy", "flows.py:chaos_steps", "-n", "cluster")
+    replicas = cluster.script("leader.py", "FLOWBUS_RUNS")["replicas"]
+    assert replicas == 3  # three JetStream servers: three replicas, by default
+    ledger = tmp_path / "ledger.txt"
+    log: list[str] = []
+    errors: list[BaseException] = []
+    injector = threading.Thread(target=faults, args=(cluster, log, errors), daemon=True)
+    injector.start()
+    report: dict[str, Any] = cluster.script(
+        "submitter.py", "chaos-steps/cluster", str(RUNS), str(RATE), str(ledger), timeout=700
+    )
+    injector.join(120)
+    assert not errors, errors
+    accepted = report["accepted"]
+    assert len(accepted) == RUNS
+    assert set(report["states"].values()) == {"Completed"}, Counter(report["states"].values())
+
+    ids = tmp_path / "ids.json"
+    ids.write_text(json.dumps(list(accepted)))
+    verified = cluster.script("verify.py", str(ids))
+    assert verified["problems"] == []
+    executions: dict[str, Counter[str]] = {run: Counter() for run in accepted}
+    for line in ledger.read_text().splitlines():
+        run, what = line.split()
+        executions[run][what] += 1
+    for run, seen in verified["runs"].items():
+        states = seen["states"]
+        assert states.count("Completed") == 1 and states[-1] == "Completed", (run, states)
+        # A body's end runs at most once per attempt: none after the completion was recorded.
+        assert 1 <= executions[run]["end"] <= seen["attempts"], (run, executions[run], states)
+    cluster.client("store", "verify")
+    print(
+        f"\nfaults: {log}\nlongest gap in accepted submissions: "
+        f"{report['longest_gap_accepted']:.2f} s; in completions seen: "
+        f"{report['longest_gap_ended']:.2f} s"
+    )

@@ -1,0 +1,178 @@
+"""The files in deploy/: parsed, checked against their schemas where a validator exists (the
+compose specification, Kubernetes' own schemas), and checked for what flowbus relies on. The
+NATS configuration is checked by nats-server itself; the cluster tests run the daemons with the
+systemd units' command lines."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from flowbus.broker import subjects
+from flowbus.broker.server import find_nats_server
+from tests.cluster.tls import TestCA
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+BIN = Path(sys.executable).parent
+
+
+def unit(name: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(DEPLOY / "systemd" / name)
+    return parser
+
+
+def test_the_nats_configuration_is_valid_for_nats_server(tmp_path: Path) -> None:
+    env = {**os.environ, **nats_env(tmp_path, 1)}
+    conf = str(DEPLOY / "nats" / "nats-server.conf")
+    checked = subprocess.run([find_nats_server(), "-c", conf, "-t"], env=env,
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def nats_env(tmp_path: Path, node: int) -> dict[str, str]:
+    """The environment nats-server.conf reads, for node ``node`` on loopback ports."""
+    authority = TestCA(tmp_path / "tls")
+    cert, key = authority.issue(f"nats-{node}", ["127.0.0.1"])
+    return {
+        "NATS_NAME": f"nats-{node}",
+        "NATS_LISTEN": f"127.0.0.1:{14220 + node}",
+        "NATS_CLUSTER_LISTEN": f"127.0.0.1:{16220 + node}",
+        "NATS_MONITOR": f"127.0.0.1:{18220 + node}",
+        **{f"NATS_ROUTE_{n}": f"nats-route://127.0.0.1:{16220 + n}" for n in (1, 2, 3)},
+        "NATS_STORE_DIR": str(tmp_path / f"js-{node}"),
+        "NATS_TLS_CERT": str(cert),
+        "NATS_TLS_KEY": str(key),
+        "NATS_TLS_CA": str(authority.ca),
+        "FLOWBUS_NATS_PASSWORD": "secret",
+        "NATS_SYS_PASSWORD": "secret",
+    }
+
+
+def test_the_flowbus_user_may_use_every_bucket_flowbus_makes() -> None:
+    text = (DEPLOY / "nats" / "nats-server.conf").read_text()
+    buckets = [subjects.QUEUES_BUCKET, subjects.SCHEDULES_BUCKET, subjects.AUTOMATIONS_BUCKET,
+               "flowbus_leader"]  # fmt: skip
+    for bucket in buckets:
+        assert text.count(f'"$KV.{bucket}.>"') == 2, bucket  # publish and subscribe
+    values = (DEPLOY / "kubernetes" / "nats-values.yaml").read_text()
+    for bucket in buckets:
+        assert values.count(f'"$KV.{bucket}.>"') == 2, bucket
+
+
+@pytest.mark.parametrize(
+    ("name", "command"),
+    [
+        ("flowbus-server.service", ["server", "start"]),
+        ("flowbus-agent@.service", ["agent", "start"]),
+        ("flowbus-scheduler.service", ["scheduler", "start"]),
+    ],
+)
+def test_the_units_start_flowbus_daemons_that_restart(name: str, command: list[str]) -> None:
+    service = unit(name)["Service"]
+    argv = shlex.split(service["ExecStart"])
+    assert argv[0] == "/opt/flowbus/bin/flowbus" and argv[1:3] == command
+    assert service["Restart"] == "always"
+    assert service["EnvironmentFile"] == "/etc/flowbus/flowbus.env"
+    assert service["NoNewPrivileges"] == "yes"
+    # Every option the unit passes is one the command takes.
+    shown = subprocess.run([str(BIN / "flowbus"), *command, "--help"], capture_output=True,
+                           text=True, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    for option in (a for a in argv[3:] if a.startswith("--")):
+        assert option in shown.stdout, (option, shown.stdout)
+
+
+def test_the_env_example_names_only_known_settings() -> None:
+    from flowbus.agents.settings import MODELS
+
+    known = {f"FLOWBUS_{n.upper()}" for m in MODELS for n in m.model_fields}
+    known |= {"FLOWBUS_API_HOST", "FLOWBUS_API_PORT", "FLOWBUS_AGENT_CONCURRENCY"}  # the units'
+    lines = (DEPLOY / "systemd" / "flowbus.env.example").read_text().splitlines()
+    names = {line.split("=", 1)[0] for line in lines if line and not line.startswith("#")}
+    assert names <= known, names - known
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())
+    return loaded
+
+
+def test_compose_matches_the_compose_specification() -> None:
+    checker = shutil.which("check-jsonschema", path=str(BIN))
+    assert checker is not None, "check-jsonschema is a dev dependency"
+    checked = subprocess.run(
+        [checker, "--builtin-schema", "vendor.compose-spec", str(DEPLOY / "compose/compose.yaml")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_compose_runs_three_nats_nodes_postgres_two_orchestrators_two_agents() -> None:
+    services = compose()["services"]
+    nats = [s for s in services if s.startswith("nats-")]
+    assert len(nats) == 3
+    for name in nats:
+        volumes = services[name]["volumes"]
+        assert "../nats/nats-server.conf:/etc/nats/nats-server.conf:ro" in volumes
+        assert services[name]["environment"]["NATS_NAME"] == name
+    assert services["postgres"]["image"].startswith("postgres:")
+    commands = [services[s]["command"][1:3] for s in services if "command" in services[s]]
+    assert commands.count(["server", "start"]) == 2
+    assert commands.count(["agent", "start"]) == 2
+    env = services["orchestrator-1"]["environment"]
+    assert env["FLOWBUS_STORE_URL"].startswith("postgresql://")
+    assert env["FLOWBUS_NATS_URL"].count("tls://") == 3
+
+
+def kubernetes_documents() -> list[dict[str, Any]]:
+    documents = []
+    for path in sorted((DEPLOY / "kubernetes").glob("*.yaml")):
+        if path.name in ("kustomization.yaml", "nats-values.yaml"):
+            continue
+        documents += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return documents
+
+
+def test_kubernetes_resources_match_kubernetes_schemas() -> None:
+    import kubernetes_validate  # type: ignore[import-untyped]
+
+    checked = 0
+    for document in kubernetes_documents():
+        if document["apiVersion"].startswith("keda.sh/"):
+            continue  # a custom resource: checked below for what it relies on
+        kubernetes_validate.validate(document, "1.30", strict=True)
+        checked += 1
+    assert checked >= 7
+
+
+def test_kubernetes_runs_two_orchestrators_with_probes_and_scales_agents_on_depth() -> None:
+    by_name = {(d["kind"], d["metadata"]["name"]): d for d in kubernetes_documents()}
+    orchestrator = by_name["Deployment", "flowbus-orchestrator"]
+    assert orchestrator["spec"]["replicas"] == 2
+    container = orchestrator["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert {"secretRef": {"name": "flowbus"}} in container["envFrom"]
+    scaled = by_name["Deployment", "flowbus-agent-default"]
+    budget = by_name["PodDisruptionBudget", "flowbus-orchestrator"]
+    assert budget["spec"]["minAvailable"] == 1
+    trigger = next(d for d in kubernetes_documents() if d["kind"] == "ScaledObject")
+    assert trigger["spec"]["scaleTargetRef"]["name"] == scaled["metadata"]["name"]
+    metadata = trigger["spec"]["triggers"][0]["metadata"]
+    assert trigger["spec"]["triggers"][0]["type"] == "nats-jetstream"
+    assert metadata["stream"] == subjects.RUNS_STREAM
+    assert metadata["consumer"] == subjects.queue_consumer("default")
+    kustomization = yaml.safe_load((DEPLOY / "kubernetes" / "kustomization.yaml").read_text())
+    listed = {path for path in kustomization["resources"]}
+    on_disk = {p.name for p in (DEPLOY / "kubernetes").glob("*.yaml")}
+    assert listed == on_disk - {"kustomization.yaml", "nats-values.yaml"}
