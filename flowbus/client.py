@@ -76,9 +76,24 @@ class FinalState:
 
 
 class Client:
-    """A connection to flowbus over NATS (``$FLOWBUS_NATS_URL``, or a running ``flowbus up``)."""
+    """A connection to flowbus over NATS (``$FLOWBUS_NATS_URL``, or a running ``flowbus up``),
+    or, given ``api_url`` (and ``api_token``), over a server's HTTP API: the same methods for
+    a machine that reaches the team's server but not its NATS (``flowbus.http_transport``)."""
 
-    def __init__(self, nats_url: str | None = None, timeout: float = 10.0) -> None:
+    def __new__(cls, *args: Any, api_url: str | None = None, **options: Any) -> Client:
+        if api_url is not None and cls is Client:
+            from flowbus.http_transport import HttpClient
+
+            return object.__new__(HttpClient)
+        return object.__new__(cls)
+
+    def __init__(
+        self,
+        nats_url: str | None = None,
+        timeout: float = 10.0,
+        api_url: str | None = None,
+        api_token: str | None = None,
+    ) -> None:
         self.url = nats_url
         self.timeout = timeout
         self._nc: NatsClient | None = None

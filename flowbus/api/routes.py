@@ -126,11 +126,21 @@ async def list_runs(
     created_before: datetime | None = None,
     limit: Limit = 50,
     cursor: Cursor = None,
+    parent: Annotated[str | None, Query(description="Subflow runs of this run.")] = None,
+    id_prefix: Annotated[
+        str | None, Query(pattern=r"^[0-9a-f-]{1,36}$", description="Runs whose id starts so.")
+    ] = None,
 ) -> RunPage:
-    """Flow runs, newest first; filters combine."""
-    runs = await _store(request).list_flow_runs(
+    """Flow runs, newest first; filters combine (``id_prefix`` alone: the runs whose id starts
+    with it, at most ``limit``)."""
+    store = _store(request)
+    if id_prefix is not None:
+        found = await store.find_flow_runs(id_prefix, limit=limit)
+        return RunPage(runs=[r.to_dict() for r in found], next_cursor=None)
+    runs = await store.list_flow_runs(
         state=_state_filter(state),
         flow_name=flow,
+        parent_run_id=parent,
         limit=limit + 1,
         deployment=deployment,
         tag=tag,
@@ -180,6 +190,19 @@ async def get_run(request: Request, run_id: str) -> dict[str, Any]:
     """A run with its parameters, state history, task runs, subflows and error."""
     store = _store(request)
     return await run_detail(store, await _run_or_404(store, run_id))
+
+
+@router.get("/runs/{run_id}/events", tags=["runs"])
+async def list_run_events(
+    request: Request,
+    run_id: str,
+    after: Annotated[int, Query(ge=0, description="The seq of the last event read.")] = 0,
+) -> list[dict[str, Any]]:
+    """The run's recorded events in order (its stream in the store: states, task runs, logs,
+    artifacts), after ``after``."""
+    store = _store(request)
+    await _run_or_404(store, run_id)
+    return [event.to_dict() for event in await store.read_stream(run_id, after_seq=after)]
 
 
 @router.get("/runs/{run_id}/result", tags=["runs"])

@@ -14,6 +14,7 @@ from flowbus.cli import (
     events,
     global_limits,
     limits,
+    profiles,
     queues,
     runs,
     schedules,
@@ -54,8 +55,10 @@ deployment_app.command("build", help="The same as `flowbus deploy` (always appli
 deployment_app.command("run", help="The same as `flowbus run`.")(submit.run)
 app.add_typer(deployment_app, name="deployment")
 cloud_app = typer.Typer(help="Reaching a team's flowbus server.", no_args_is_help=True)
-cloud_app.command("login")(daemons.cloud_login)
+cloud_app.command("login", help="The same as `flowbus login`.")(profiles.login)
 app.add_typer(cloud_app, name="cloud")
+app.command("login")(profiles.login)
+app.add_typer(profiles.app, name="profile")
 app.command("run")(submit.run)
 app.add_typer(events.app, name="events")
 app.command("up")(up)

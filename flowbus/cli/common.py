@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import orjson
 import typer
@@ -34,10 +34,12 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def with_store(action: Callable[[EventStore], Awaitable[T]]) -> T:
-    """Open the configured store, run ``action`` on it, close it; store errors exit cleanly."""
+    """Open the configured store, run ``action`` on it, close it; store errors exit cleanly.
+    With a profile (or ``FLOWBUS_API_URL``) the store is read through the server's HTTP API."""
+    from flowbus.client import ClientError
 
     async def main() -> T:
-        store = store_from_url()
+        store = _store()
         await store.open()
         try:
             return await action(store)
@@ -46,8 +48,26 @@ def with_store(action: Callable[[EventStore], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
+    except ClientError as exc:  # the server's refusal, through its API
+        fail(str(exc))
     except FlowbusError as exc:
         fail(str(exc))
+
+
+def _store() -> EventStore:
+    from flowbus.api_store import ApiStore
+    from flowbus.profiles import active_api
+
+    api = active_api()
+    return cast(EventStore, ApiStore(api)) if api is not None else store_from_url()
+
+
+def client_options() -> dict[str, Any]:
+    """How the CLI's ``flowbus.Client`` reaches flowbus: the active profile's API, or NATS."""
+    from flowbus.profiles import active_api
+
+    api = active_api()
+    return {"api_url": api.url, "api_token": api.token} if api is not None else {}
 
 
 def print_json(value: Any) -> None:
@@ -110,7 +130,7 @@ def with_client(action: Callable[[Client], Awaitable[T]]) -> T:
     from flowbus.client import Client, ClientError
 
     async def main() -> T:
-        async with Client() as client:
+        async with Client(**client_options()) as client:
             return await action(client)
 
     try:

@@ -180,19 +180,3 @@ def scheduler_start() -> None:
         console.print("scheduler stopped", markup=False)
 
     _run(main)
-
-
-def cloud_login(
-    url: Annotated[str | None, typer.Argument(help="The team server's API URL.")] = None,
-    key: Annotated[str | None, typer.Option("--key", "-k", help="An API token.")] = None,
-) -> None:
-    """Log in to a team's flowbus server (not yet: see the message)."""
-    del url, key
-    typer.echo(
-        "flowbus has no hosted cloud, and saved server profiles are not there yet.\n"
-        "Today: run `flowbus up` (or `flowbus server start`) where the team's runs are, and on\n"
-        "each machine point the CLI, agents and flows at it with FLOWBUS_NATS_URL=nats://HOST:4222\n"
-        "(and FLOWBUS_STORE_URL for the store); the UI is at http://HOST:4200/.",
-        err=True,
-    )
-    raise typer.Exit(2)

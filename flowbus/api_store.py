@@ -1,0 +1,119 @@
+"""The store's reads over a server's HTTP API: what the CLI's reading commands use when a
+profile or ``FLOWBUS_API_URL`` names a server (``runs ls``, ``runs show``, ``runs logs``,
+``runs result``, ``deployments ls``...), so they need no store file.
+
+It answers the read methods of ``EventStore`` the CLI calls, with the same view objects; what
+the API does not serve raises ``FlowbusError`` saying so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from flowbus.engine.errors import FlowbusError
+from flowbus.engine.store.views import (
+    DeploymentView,
+    FlowRunView,
+    LogLine,
+    StoredEvent,
+    TaskRunView,
+)
+from flowbus.http_transport import HttpTransport, deployment_path
+from flowbus.profiles import Api
+
+#: The largest page the API serves.
+PAGE = 500
+
+
+def _view(kind: type[Any], data: dict[str, Any]) -> Any:
+    """A view from the API's JSON of it (``result_summary`` is the views' ``result``)."""
+    names = {f.name for f in dataclasses.fields(kind)}
+    values = {key: value for key, value in data.items() if key in names}
+    if "result" in names:
+        values["result"] = data.get("result_summary")
+    return kind(**values)
+
+
+class ApiStore:
+    """Read-only, over ``/api/v1``; open and close as a store."""
+
+    def __init__(self, api: Api, timeout: float = 30.0) -> None:
+        self.api = api
+        self.http = HttpTransport(api, timeout)
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    async def _get(self, path: str, **params: Any) -> Any:
+        query = {key: value for key, value in params.items() if value is not None}
+        return await self.http.request("GET", path, params=query)
+
+    async def get_flow_run(self, run_id: str) -> FlowRunView | None:
+        from flowbus.client import ClientError
+
+        try:
+            return _view(FlowRunView, await self._get(f"/runs/{run_id}"))
+        except ClientError as exc:
+            if exc.code == "not_found":
+                return None
+            raise
+
+    async def find_flow_runs(self, prefix: str, limit: int = 2) -> list[FlowRunView]:
+        page = await self._get("/runs", id_prefix=prefix, limit=limit)
+        return [_view(FlowRunView, run) for run in page["runs"]]
+
+    async def list_flow_runs(
+        self,
+        state: str | None = None,
+        flow_name: str | None = None,
+        limit: int = 50,
+        parent_run_id: str | None = None,
+        **filters: Any,
+    ) -> list[FlowRunView]:
+        runs: list[FlowRunView] = []
+        cursor = None
+        while len(runs) < limit:
+            page = await self._get(
+                "/runs", state=state, flow=flow_name, parent=parent_run_id,
+                deployment=filters.get("deployment"), tag=filters.get("tag"),
+                limit=min(limit - len(runs), PAGE), cursor=cursor,
+            )  # fmt: skip
+            runs += [_view(FlowRunView, run) for run in page["runs"]]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+        return runs
+
+    async def read_stream(self, stream_id: str, after_seq: int = 0) -> list[StoredEvent]:
+        events = await self._get(f"/runs/{stream_id}/events", after=after_seq)
+        return [StoredEvent(**event) for event in events]
+
+    async def list_task_runs(self, run_id: str) -> list[TaskRunView]:
+        return [_view(TaskRunView, t) for t in await self._get(f"/runs/{run_id}/task-runs")]
+
+    async def get_logs(self, run_id: str, after_seq: int = 0, limit: int = 1000) -> list[LogLine]:
+        page = await self._get(f"/runs/{run_id}/logs", after=after_seq, limit=min(limit, 1000))
+        return [_view(LogLine, line) for line in page["logs"]]
+
+    async def list_deployments(self) -> list[DeploymentView]:
+        return [_view(DeploymentView, d) for d in await self._get("/deployments")]
+
+    async def get_deployment(self, name: str) -> DeploymentView | None:
+        from flowbus.client import ClientError
+
+        try:
+            return _view(DeploymentView, await self._get(f"/deployments/{deployment_path(name)}"))
+        except ClientError as exc:
+            if exc.code == "not_found":
+                return None
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        raise FlowbusError(
+            f"this command needs the store ({name}), which {self.api.url} does not serve over "
+            "its HTTP API yet: run it where the store is, or without a profile"
+        )

@@ -1,0 +1,106 @@
+"""A team's server reached remotely: `flowbus login`, then the CLI and `flowbus.Client` go
+through the server's HTTP API from a "laptop" that has neither the store nor NATS."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flowbus.client import Client, ClientError
+
+from .stack import FLOWS_DIR, Stack, wait_until
+
+TOKEN = "team-token"
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Stack:
+    server = Stack(tmp_path / "server", env={"FLOWBUS_API_TOKEN": TOKEN})
+    server.start_orchestrator()
+    server.start_agent("agent-1")
+    yield server  # type: ignore[misc]
+    server.close()
+
+
+def laptop(tmp_path: Path) -> dict[str, str]:
+    """A machine with no store and no NATS: a home of its own, NATS pointed at nothing."""
+    home = tmp_path / "laptop"
+    home.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWBUS_")}
+    return {**env, "FLOWBUS_HOME": str(home), "FLOWBUS_NATS_URL": "nats://127.0.0.1:1",
+            "NO_COLOR": "1", "COLUMNS": "200"}  # fmt: skip
+
+
+def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "flowbus", *args], env=env, cwd=FLOWS_DIR,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    if check and done.returncode != 0:
+        raise AssertionError(f"flowbus {' '.join(args)}: {done.stdout}{done.stderr}")
+    return done
+
+
+def test_the_cli_works_through_the_api_with_a_profile(stack: Stack, tmp_path: Path) -> None:
+    env = laptop(tmp_path)
+    quick = stack.deploy("quick")
+    refused = cli(env, "login", stack.api_url, "--token", "wrong", check=False)
+    assert refused.returncode != 0 and "refused the token" in refused.stderr
+    cli(env, "login", stack.api_url, "--token", TOKEN, "--name", "team")
+    saved = Path(env["FLOWBUS_HOME"]) / "profiles.toml"
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    listed = json.loads(cli(env, "profile", "ls", "--json").stdout)
+    profile = {"name": "team", "url": stack.api_url, "token": True}
+    assert listed == {"current": "team", "profiles": [profile]}
+
+    submitted = json.loads(cli(env, "run", quick, "-p", "n=3", "--watch", "--json").stdout)
+    run_id = submitted["run_id"]
+    assert submitted["state"] == "Completed"
+    [listed_run] = json.loads(cli(env, "runs", "ls", "--json").stdout)["runs"]
+    assert listed_run["id"] == run_id
+    shown = json.loads(cli(env, "runs", "show", run_id[:8], "--json").stdout)
+    assert shown["result"] == 6 and len(shown["task_runs"]) == 3
+    assert "adding 3 doubles" in cli(env, "runs", "logs", run_id).stdout
+    assert json.loads(cli(env, "runs", "result", run_id).stdout) == 6
+    deployments = json.loads(cli(env, "deployments", "ls", "--json").stdout)["deployments"]
+    assert [d["name"] for d in deployments] == [quick]
+    queues = json.loads(cli(env, "queues", "ls", "--json").stdout)
+    assert [q["settings"]["name"] for q in queues] == ["default"]
+    agents = json.loads(cli(env, "agents", "ls", "--json").stdout)
+    assert [a["name"] for a in agents] == ["agent-1"]
+
+    failing = stack.deploy("fails")
+    failed = json.loads(cli(env, "run", failing, "--watch", "--json", check=False).stdout)
+    assert failed["state"] == "Failed"
+    retried = json.loads(cli(env, "runs", "retry", failed["run_id"], "--json").stdout)
+    assert retried["state"] == "AwaitingRetry"
+    refusal = cli(env, "run", quick, "-p", "n=lots", check=False)
+    assert refusal.returncode == 2 and "n" in refusal.stderr
+    # Nothing was made locally: the laptop has no store.
+    assert not (Path(env["FLOWBUS_HOME"]) / "flowbus.db").exists()
+
+    cli(env, "profile", "rm", "team")
+    local = cli(env, "runs", "ls", "--json", check=False)  # no profile: the local store again
+    assert json.loads(local.stdout)["runs"] == []
+
+
+async def test_the_client_over_http(stack: Stack, tmp_path: Path) -> None:
+    quick = stack.deploy("quick")
+    async with Client(api_url=stack.api_url, api_token=TOKEN) as client:
+        run = await client.submit(quick, {"n": 4})
+        final = await client.wait(run.run_id, timeout=60)
+        assert final.completed and final.result == "12"
+        assert await client.result(run.run_id) == 12
+        assert [q.settings.name for q in await client.queues()] == ["default"]
+        with pytest.raises(ClientError) as unknown:
+            await client.submit("nope/nothing", {})
+        assert unknown.value.code == "unknown_deployment"
+    async with Client(api_url=stack.api_url, api_token="wrong") as client:
+        with pytest.raises(ClientError) as refused:
+            await client.submit(quick, {})
+        assert refused.value.code == "unauthorized"
+    wait_until(lambda: stack.states(run.run_id)[-1:] == ["Completed"], what="the store")
