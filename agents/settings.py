@@ -101,6 +101,18 @@ class CommonSettings(BaseSettings):
         "the bearer token every HTTP API request must carry; without it the API binds "
         "127.0.0.1 only",
     )
+    api_tls_cert: Path | None = setting(
+        None, "a certificate (PEM, its chain after it): the API serves HTTPS (with the key)"
+    )
+    api_tls_key: Path | None = setting(None, "the certificate's private key (PEM)")
+    api_tls_ca: Path | None = setting(
+        None, "the CA the CLI and the client verify an HTTPS server with (unset: the system's)"
+    )
+    api_url: str | None = setting(
+        None,
+        "a team server's URL: the CLI and `flowbus.Client` go through its HTTP API "
+        "(overrides the profile `flowbus login` saved)",
+    )
 
 
 class OrchestratorEnv(BaseSettings):

@@ -8,6 +8,7 @@ and this raises ``ClientError`` with them, as the NATS client does.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
@@ -30,6 +31,11 @@ POLL_FIRST, POLL_MAX = 0.1, 1.0
 CRASH_SETTLE_SECONDS = 1.0
 
 
+def tls_verify() -> str | bool:
+    """How an HTTPS server is verified: ``$FLOWBUS_API_TLS_CA``, else the system's CAs."""
+    return os.environ.get("FLOWBUS_API_TLS_CA") or True
+
+
 def deployment_path(deployment: str) -> str:
     flow, _, name = deployment.partition("/")
     return f"{quote(flow, safe='')}/{quote(name, safe='')}"
@@ -42,7 +48,7 @@ class HttpTransport:
         self.api = api
         headers = {"Authorization": f"Bearer {api.token}"} if api.token else {}
         self.http = httpx.AsyncClient(base_url=f"{api.url}/api/v1", headers=headers,
-                                      timeout=timeout)  # fmt: skip
+                                      timeout=timeout, verify=tls_verify())  # fmt: skip
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 
 import structlog
 import uvicorn
 
-from flowbus.api.settings import api_token
+from flowbus.api.settings import api_tls, api_token
 from flowbus.client import Client
 from flowbus.engine.errors import UsageError
 from flowbus.engine.store import EventStore
@@ -33,6 +34,11 @@ class ApiServer:
                 f"the API may listen on {host} only with $FLOWBUS_API_TOKEN set; "
                 "without a token it binds 127.0.0.1"
             )
+        self.tls = api_tls()
+        if self.tls is not None:
+            for path in self.tls:
+                if not os.path.isfile(path):
+                    raise UsageError(f"the API's TLS file {path} does not exist")
         self.store = store
         self.nats_url = nats_url
         self.host = host
@@ -43,7 +49,7 @@ class ApiServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     async def start(self) -> None:
         from flowbus.api.app import create_app
@@ -66,7 +72,9 @@ class ApiServer:
                 "(choose another --api-port; 0 takes a free one)"
             ) from exc
         self.port = sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        cert, key = self.tls if self.tls else (None, None)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
+                                ssl_certfile=cert, ssl_keyfile=key)  # fmt: skip
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="api")
         while not self._server.started:

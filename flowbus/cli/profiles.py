@@ -11,6 +11,7 @@ from rich.table import Table
 from flowbus import profiles
 from flowbus.cli.common import console, fail, print_json
 from flowbus.engine.errors import UsageError
+from flowbus.http_transport import tls_verify
 
 app = typer.Typer(help="Saved servers: the CLI goes through the current one's HTTP API.",
                   no_args_is_help=True)  # fmt: skip
@@ -30,7 +31,7 @@ def login(
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     probe = f"{url.rstrip('/')}/api/v1/runs?limit=1"
     try:
-        answer = httpx.get(probe, headers=headers, timeout=10)
+        answer = httpx.get(probe, headers=headers, timeout=10, verify=tls_verify())
     except httpx.HTTPError as exc:
         fail(f"cannot reach {url}: {exc}")
     if answer.status_code == 401:

@@ -137,7 +137,7 @@ class Stack:
     def api_url(self) -> str:
         """Where the orchestrator's HTTP API listens (it prints it)."""
         assert self.orchestrator is not None
-        found = re.search(r"API at (http://\S+)/api/v1", self.orchestrator.output())
+        found = re.search(r"API at (https?://\S+)/api/v1", self.orchestrator.output())
         assert found is not None, self.orchestrator.output()
         return found.group(1)
 

@@ -104,3 +104,26 @@ async def test_the_client_over_http(stack: Stack, tmp_path: Path) -> None:
             await client.submit(quick, {})
         assert refused.value.code == "unauthorized"
     wait_until(lambda: stack.states(run.run_id)[-1:] == ["Completed"], what="the store")
+
+
+async def test_the_api_over_https_with_a_ca_the_test_made(tmp_path: Path) -> None:
+    from tests.cluster.tls import TestCA
+
+    authority = TestCA(tmp_path / "tls")
+    cert, key = authority.issue("api", ["127.0.0.1"])
+    tls = {"FLOWBUS_API_TLS_CERT": str(cert), "FLOWBUS_API_TLS_KEY": str(key)}
+    server = Stack(tmp_path / "server", env={"FLOWBUS_API_TOKEN": TOKEN, **tls})
+    try:
+        server.start_orchestrator()
+        server.start_agent("agent-1")
+        quick = server.deploy("quick")
+        url = server.api_url
+        assert url.startswith("https://")
+        env = {**laptop(tmp_path), "FLOWBUS_API_URL": url, "FLOWBUS_API_TOKEN": TOKEN}
+        unverified = cli(env, "runs", "ls", check=False)  # the system's CAs do not know it
+        assert unverified.returncode != 0 and "certificate" in unverified.stderr.lower()
+        env["FLOWBUS_API_TLS_CA"] = str(authority.ca)
+        submitted = json.loads(cli(env, "run", quick, "-p", "n=2", "--watch", "--json").stdout)
+        assert submitted["state"] == "Completed"
+    finally:
+        server.close()
