@@ -28,7 +28,7 @@ format: $(READY)
 	$(BIN)/ruff check --fix $(CODE) tests bench examples
 
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=10
 
 bench: $(READY)
 	$(BIN)/python bench/run.py

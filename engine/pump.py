@@ -113,7 +113,7 @@ class Pump:
             marker.finish(exc)
 
     def _retry(self) -> None:
-        if self._queue and not self._draining:
+        if self.retry_after is not None and self._queue and not self._draining:
             self._draining = True
             self._start_drain()
 
@@ -149,6 +149,23 @@ class Pump:
         if marker.error is not None:
             message = f"events could not be {self.done_as}: {marker.error}"
             raise self.error_type(message) from marker.error
+
+    @property
+    def draining(self) -> bool:
+        """Whether a delivery is under way (its items are out of the queue meanwhile)."""
+        return self._draining
+
+    def take_backlog(self) -> list[Any]:
+        """Take the items not delivered yet away from the pump (on its loop, between
+        deliveries: ``draining`` false, ``retry_after`` None); flushes waiting are answered."""
+        items: list[Any] = []
+        while self._queue:
+            item = self._queue.popleft()
+            if isinstance(item, _FlushMarker):
+                item.finish()
+            else:
+                items.append(item)
+        return items
 
     @property
     def backlog(self) -> int:

@@ -10,7 +10,7 @@ import atexit
 import contextvars
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Protocol
 
@@ -73,6 +73,17 @@ class StoreSink:
         store_loop.call(self.store.close())
 
 
+#: Makes the sink of top-level runs outside ``use_sink`` when it returns one (the server of a
+#: profile: ``flowbus.profiles.remote_sink``); None from it means the local store.
+_default_factory: Callable[[], EventSink | None] | None = None
+
+
+def set_default_sink_factory(factory: Callable[[], EventSink | None] | None) -> None:
+    """Where runs by hand record when no ``use_sink`` applies (see ``current_sink``)."""
+    global _default_factory
+    _default_factory = factory
+
+
 _sinks: dict[str, StoreSink] = {}
 _sinks_lock = threading.Lock()
 _override: contextvars.ContextVar[EventSink | None] = contextvars.ContextVar(
@@ -81,10 +92,15 @@ _override: contextvars.ContextVar[EventSink | None] = contextvars.ContextVar(
 
 
 def current_sink() -> EventSink:
-    """The sink for a new top-level run: the one set by ``use_sink``, else the local store."""
+    """The sink for a new top-level run: the one set by ``use_sink``, else a profile's server
+    (``set_default_sink_factory``), else the local store."""
     override = _override.get()
     if override is not None:
         return override
+    if _default_factory is not None:
+        remote = _default_factory()
+        if remote is not None:
+            return remote
     url = settings.store_url()
     sink = _sinks.get(url)
     if sink is None:

@@ -36,6 +36,11 @@ from flowbus.engine import (
     unmapped,
     wait,
 )
+from flowbus.engine.sinks import set_default_sink_factory as _set_default_sink_factory
+from flowbus.profiles import remote_sink as _remote_sink
+
+# Runs by hand on a machine with a profile (``flowbus login``) report to that server.
+_set_default_sink_factory(_remote_sink)
 
 __version__ = "0.1.0"
 

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 from flowbus.engine import settings
 from flowbus.engine.errors import UsageError
+from flowbus.engine.sinks import EventSink
 
 
 @dataclass(frozen=True)
@@ -108,3 +109,25 @@ def active_api() -> Api | None:
         return Api(_check_url(url), os.environ.get("FLOWBUS_API_TOKEN") or None)
     current, profiles = load_profiles()
     return profiles[current] if current else None
+
+
+#: The sink of each server runs by hand report to (one per process).
+_remote_sinks: dict[str, EventSink] = {}
+
+
+def remote_sink() -> EventSink | None:
+    """The sink of a run by hand: the active profile's server (``flowbus.remote_sink``), or
+    None to record to the local store (no profile)."""
+    api = active_api()
+    if api is None:
+        return None
+    sink = _remote_sinks.get(api.url)
+    if sink is None:
+        import atexit
+
+        from flowbus.remote_sink import HttpEventSink
+
+        made = HttpEventSink(api)
+        atexit.register(made.close)
+        sink = _remote_sinks[api.url] = made
+    return sink

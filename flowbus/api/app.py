@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from flowbus.api import metrics, routes
+from flowbus.api import ingest, metrics, routes
 from flowbus.api.auth import guard, log_in, login_page
 from flowbus.client import Client, ClientError
 from flowbus.engine.errors import FlowbusError
@@ -38,6 +38,8 @@ CLIENT_ERROR_STATUS = {
     "not_retryable": 409,
     "not_completed": 409,
     "idempotency_conflict": 409,
+    "sequence_gap": 409,
+    "forbidden": 403,
     "invalid_input": 422,
     "no_orchestrator": 503,
     "unavailable": 503,
@@ -101,6 +103,7 @@ def create_app(store: EventStore, client: Client, token: str | None = None) -> F
         return JSONResponse(error_body("internal", f"{type(exc).__name__}: {exc}"), 500)
 
     app.include_router(routes.router, prefix="/api/v1")
+    app.include_router(ingest.router, prefix="/api/v1")  # runs by hand on other machines
     app.include_router(metrics.router)  # /metrics, /healthz, /readyz
 
     @app.get("/", include_in_schema=False)

@@ -1,0 +1,92 @@
+"""``POST /api/v1/events``: the events of runs by hand on machines that report to this server
+(a profile, ``flowbus.remote_sink``). They are recorded in the store and published to the
+server's subscribers, as the recorder does for agents' events.
+
+Only runs by hand: an event of a deployment's run is refused (those are arbitrated by the
+orchestrators, fenced by attempt; a token holder must not bypass that). Each event is taken
+once (by its id), so a client may send a batch again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import structlog
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from flowbus.broker import subjects
+from flowbus.client import Client, ClientError
+from flowbus.engine.errors import SequenceError
+from flowbus.engine.events import DecodeError, decode_event
+from flowbus.engine.records import EventRecord
+from flowbus.engine.store import EventStore
+
+log = structlog.get_logger("flowbus.api")
+router = APIRouter()
+#: What a run by hand records.
+RUN_EVENT_TYPES = frozenset({"flow_run.created", "flow_run.state", "task_run.created",
+                             "task_run.state", "log", "artifact.created",
+                             "artifact.updated"})  # fmt: skip
+
+
+class EventBatch(BaseModel):
+    events: list[dict[str, Any]] = Field(max_length=1000)
+
+
+def _records(batch: EventBatch) -> list[EventRecord]:
+    records = []
+    for data in batch.events:
+        body = orjson.dumps(data)
+        try:
+            event = decode_event(body)
+        except DecodeError as exc:
+            raise ClientError("bad_request", str(exc)) from exc
+        if event.type not in RUN_EVENT_TYPES:
+            raise ClientError("bad_request", f"{event.type} is not an event of a run")
+        records.append(EventRecord.from_body(body))
+    return records
+
+
+async def _refuse_deployed_runs(store: EventStore, records: list[EventRecord]) -> None:
+    created = {r.stream_id: r.data for r in records if r.type == "flow_run.created"}
+    for stream_id in {record.stream_id for record in records}:
+        if stream_id in created:
+            deployed = bool(created[stream_id].get("deployment"))
+        else:
+            run = await store.get_flow_run(stream_id)
+            if run is None:
+                continue  # its start is in a batch not sent yet: the store refuses the gap
+            deployed = run.deployment is not None
+        if deployed:
+            raise ClientError("forbidden", f"run {stream_id} is a deployment's: agents report it")
+
+
+@router.post("/events", tags=["events"])
+async def record_events(request: Request, batch: EventBatch) -> dict[str, int]:
+    """Record events of runs by hand (in each run's order: a gap is a 409 ``sequence_gap``,
+    to be sent again once the events before have been); every event once."""
+    store: EventStore = request.app.state.store
+    records = _records(batch)
+    await _refuse_deployed_runs(store, records)
+    try:
+        written = await store.append(records)
+    except SequenceError as exc:
+        raise ClientError("sequence_gap", str(exc)) from exc
+    await _publish(request.app.state.client, records)
+    return {"recorded": written, "received": len(records)}
+
+
+async def _publish(client: Client, records: list[EventRecord]) -> None:
+    """Live subscribers (the UI) see them too; the store already has them, so a failure here
+    loses nothing."""
+    try:
+        js = client.nats.jetstream()
+        for record in records:
+            await js.publish(
+                subjects.event_subject(record.stream_id, record.type), record.body(),
+                headers={"Nats-Msg-Id": record.id, subjects.RECORDED_HEADER: "1"}, timeout=5,
+            )  # fmt: skip
+    except Exception as exc:
+        log.warning("events recorded but not published", error=str(exc) or repr(exc))
