@@ -41,6 +41,7 @@ CLIENT_ERROR_STATUS = {
     "sequence_gap": 409,
     "forbidden": 403,
     "invalid_input": 422,
+    "invalid_events": 422,
     "no_orchestrator": 503,
     "unavailable": 503,
     "timeout": 504,

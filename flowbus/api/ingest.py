@@ -16,6 +16,7 @@ import structlog
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from flowbus.api.routes import _ERRORS, ErrorBody
 from flowbus.broker import subjects
 from flowbus.client import Client, ClientError
 from flowbus.engine.errors import SequenceError
@@ -24,7 +25,15 @@ from flowbus.engine.records import EventRecord
 from flowbus.engine.store import EventStore
 
 log = structlog.get_logger("flowbus.api")
-router = APIRouter()
+_OWN_ERRORS = {
+    403: "An event of a deployment's run (its agents report those).",
+    409: "A gap in a run's order: send the events before it first.",
+    422: "Not valid flowbus events of a run.",
+}
+router = APIRouter(responses={
+    **_ERRORS,
+    **{status: {"model": ErrorBody, "description": text} for status, text in _OWN_ERRORS.items()},
+})  # fmt: skip
 #: What a run by hand records.
 RUN_EVENT_TYPES = frozenset({"flow_run.created", "flow_run.state", "task_run.created",
                              "task_run.state", "log", "artifact.created",
@@ -38,13 +47,13 @@ class EventBatch(BaseModel):
 def _records(batch: EventBatch) -> list[EventRecord]:
     records = []
     for data in batch.events:
-        body = orjson.dumps(data)
         try:
+            body = orjson.dumps(data)  # a lone surrogate or a 65-bit integer is no event
             event = decode_event(body)
-        except DecodeError as exc:
-            raise ClientError("bad_request", str(exc)) from exc
+        except (DecodeError, orjson.JSONEncodeError) as exc:
+            raise ClientError("invalid_events", str(exc)) from exc
         if event.type not in RUN_EVENT_TYPES:
-            raise ClientError("bad_request", f"{event.type} is not an event of a run")
+            raise ClientError("invalid_events", f"{event.type} is not an event of a run")
         records.append(EventRecord.from_body(body))
     return records
 

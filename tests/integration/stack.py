@@ -247,3 +247,45 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30, what: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+async def submit_paced(
+    client: Client,
+    deployment: str,
+    parameters: dict[str, Any],
+    count: int,
+    batch: int,
+    pause: float,
+    key: str,
+    attempts: int = 60,
+) -> set[str]:
+    """Submit ``count`` runs, ``batch`` at a time with ``pause`` seconds between batches (so
+    faults fall among them), each with the idempotency key ``<key>-<n>``; a submission that
+    fails (its orchestrator died, the server restarts) is sent again with the same key."""
+    from flowbus.client import ClientError
+
+    async def one(number: int) -> str:
+        for _ in range(attempts):
+            try:
+                submitted = await client.submit(deployment, parameters,
+                                                idempotency_key=f"{key}-{number}")  # fmt: skip
+                return submitted.run_id
+            except ClientError:
+                await asyncio.sleep(0.5)
+        raise AssertionError(f"run {number} could not be submitted")
+
+    ids: list[str] = []
+    for start in range(0, count, batch):
+        ids += await asyncio.gather(*(one(n) for n in range(start, min(start + batch, count))))
+        await asyncio.sleep(pause)
+    return set(ids)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (for a server restarted on the same port)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

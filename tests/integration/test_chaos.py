@@ -7,29 +7,18 @@ ledger file, so executions are counted, not inferred from states."""
 
 from __future__ import annotations
 
-import asyncio
 import random
-import socket
 import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from flowbus.client import Client, ClientError
-
-from .stack import Daemon, Stack, wait_until
+from .stack import Daemon, Stack, free_port, submit_paced, wait_until
 
 RUNS = 300
 #: Leases long enough that two busy cores do not crash healthy runs; faults do it instead.
 TIMERS = {"FLOWBUS_LEASE_SECONDS": "4", "FLOWBUS_HEARTBEAT_SECONDS": "0.5"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Chaos:
@@ -77,26 +66,6 @@ class Chaos:
             self.error = exc
 
 
-async def submit_all(client: Client, deployment: str, ledger: Path) -> set[str]:
-    async def one(number: int) -> str:
-        for _ in range(120):  # through an orchestrator's or the server's restart
-            try:
-                parameters = {"ledger": str(ledger), "pause": 0.3}  # runs of about a second
-                submitted = await client.submit(
-                    deployment, parameters, idempotency_key=f"chaos-{number}"
-                )
-                return submitted.run_id
-            except ClientError:
-                await asyncio.sleep(0.5)
-        raise AssertionError(f"run {number} could not be submitted")
-
-    ids: list[str] = []
-    for start in range(0, RUNS, 20):  # paced over about 20 s, so faults fall among them
-        ids += await asyncio.gather(*(one(n) for n in range(start, start + 20)))
-        await asyncio.sleep(1)
-    return set(ids)
-
-
 @pytest.mark.timeout(600)
 async def test_runs_survive_random_kills_and_restarts(tmp_path: Path) -> None:
     stack = Stack(tmp_path, env=TIMERS, port=free_port())
@@ -108,7 +77,10 @@ async def test_runs_survive_random_kills_and_restarts(tmp_path: Path) -> None:
         with Chaos(stack, agents, every=2.5) as chaos:
             async with stack.client() as client:
                 client.timeout = 5
-                ids = await submit_all(client, deployment, ledger)
+                # Runs of about a second, paced over about 15 s, so faults fall among them.
+                parameters = {"ledger": str(ledger), "pause": 0.3}
+                ids = await submit_paced(client, deployment, parameters, RUNS, 20, 1.0, "chaos",
+                                         attempts=120)  # fmt: skip
 
             def completed() -> int:
                 views = stack.with_store(lambda s: s.list_flow_runs(state="COMPLETED",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 import time
 from pathlib import Path
 
@@ -21,12 +20,7 @@ from flowbus.broker.streams import ensure_streams
 from flowbus.engine.context import RunStream
 from flowbus.engine.ids import new_id
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+from .stack import free_port
 
 
 async def stream_count(url: str, run_id: str) -> int:

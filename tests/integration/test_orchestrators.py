@@ -8,7 +8,6 @@ run's id to a file, so the test counts executions of flow bodies, not just recor
 
 from __future__ import annotations
 
-import asyncio
 import random
 import subprocess
 import sys
@@ -20,9 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from flowbus.client import Client, ClientError
 from tests.integration.postgres import fresh_schema
-from tests.integration.stack import Daemon, Stack, wait_until
+from tests.integration.stack import Daemon, Stack, submit_paced, wait_until
 
 RUNS = 1000
 #: A dead leader's work moves on after this (short, so the test sees many elections). Agents'
@@ -72,28 +70,6 @@ class Killer:
             self.error = exc
 
 
-async def submit_all(client: Client, deployment: str, ledger: Path) -> set[str]:
-    """Submit RUNS runs, 25 at a time; a submission whose orchestrator died is sent again
-    (same key)."""
-
-    async def one(number: int) -> str:
-        for _ in range(30):
-            try:
-                submitted = await client.submit(
-                    deployment, parameters={"ledger": str(ledger)}, idempotency_key=f"run-{number}"
-                )
-                return submitted.run_id
-            except ClientError:
-                await asyncio.sleep(0.5)
-        raise AssertionError(f"run {number} could not be submitted")
-
-    ids: list[str] = []
-    for start in range(0, RUNS, 25):  # paced over about 20 s, so kills fall among them
-        ids += await asyncio.gather(*(one(n) for n in range(start, start + 25)))
-        await asyncio.sleep(0.5)
-    return set(ids)
-
-
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_three_orchestrators_one_killed_every_few_seconds(
@@ -110,7 +86,9 @@ async def test_three_orchestrators_one_killed_every_few_seconds(
             with Killer(stack, orchestrators, every=2.0) as killer:
                 async with stack.client() as client:
                     client.timeout = 5
-                    ids = await submit_all(client, deployment, ledger)
+                    # Paced over about 20 s, so kills fall among them.
+                    ids = await submit_paced(client, deployment, {"ledger": str(ledger)}, RUNS,
+                                             25, 0.5, "run", attempts=30)  # fmt: skip
                 assert len(ids) == RUNS
 
                 def completed() -> int:
