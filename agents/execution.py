@@ -38,6 +38,7 @@ from flowbus.engine.loops import run_sync
 from flowbus.engine.records import EventRecord, state_dict
 from flowbus.engine.replay import ReplayEntry
 from flowbus.engine.states import Cancelled, Cancelling, Crashed, Failed, Pending, Scheduled
+from flowbus.engine.tracing import traced
 
 log = structlog.get_logger("flowbus.agent")
 
@@ -121,7 +122,9 @@ class InProcessRun:
         claimed = ClaimedRun(grant.run_id, grant.name, grant.seq, Pending(), list(grant.tags),
                              dict(grant.resumes), grant.deployment, grant.attempt,
                              replay, loaded.code_hash)  # fmt: skip
-        engine = self.engine = FlowRunEngine(flow, parameters, claimed=claimed, sink=self.sink)
+        # Traced when OpenTelemetry is configured: the run's span starts at its claim.
+        sink = traced(self.sink, {grant.run_id: (grant.name, grant.flow_name, grant.deployment)})
+        engine = self.engine = FlowRunEngine(flow, parameters, claimed=claimed, sink=sink)
         if self._pending_interrupt is not None:
             engine.interrupt(*self._pending_interrupt)
         slot_provider_var.set(self.slots)  # this run's task (and its threads) see it

@@ -26,7 +26,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from flowbus.agents import telemetry
 from flowbus.agents.ledger import RunLedger
@@ -42,6 +42,13 @@ log = structlog.get_logger("flowbus.recorder")
 
 #: The (run, attempt) an agent's event is published under, if any.
 Fence = tuple[str, int] | None
+
+
+async def _unsubscribe(subscription: JetStreamContext.PullSubscription | None) -> None:
+    """Undo a subscription (a closed connection has nothing to undo)."""
+    if subscription is not None:
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()
 
 
 @dataclass(frozen=True)
@@ -102,21 +109,37 @@ class Recorder:
         )
 
     async def run(self) -> None:
-        """Record until stopped; connection trouble is waited out with a backoff."""
-        subscription = await self._subscription()
+        """Record until stopped; connection trouble is waited out with a backoff. The
+        subscription is undone at the end, so a later term of this orchestrator binds again."""
+        subscription: JetStreamContext.PullSubscription | None = await self._subscription()
         backoff = 0.1
-        while not self._stopping.is_set():
-            try:
-                messages = await subscription.fetch(self.settings.batch_size, timeout=1.0)
-            except (TimeoutError, NatsTimeoutError):
-                continue
-            except Exception as exc:  # a leader election, a reconnect: wait, do not spin
-                log.warning("fetch failed; retrying", error=repr(exc), wait=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            backoff = 0.1
-            await self.handle(messages)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    if subscription is None:
+                        subscription = await self._subscription()
+                    messages = await subscription.fetch(self.settings.batch_size, timeout=1.0)
+                except (TimeoutError, NatsTimeoutError):
+                    continue
+                except (ServiceUnavailableError, NotFoundError) as exc:
+                    # The consumer is gone (the leader before this one, stepping down late,
+                    # deleted it to record again from its ack floor): bind to it anew.
+                    log.warning("the recorder's consumer is gone; binding again",
+                                error=repr(exc), wait=backoff)  # fmt: skip
+                    await _unsubscribe(subscription)
+                    subscription = None
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                except Exception as exc:  # a leader election, a reconnect: wait, do not spin
+                    log.warning("fetch failed; retrying", error=repr(exc), wait=backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                backoff = 0.1
+                await self.handle(messages)
+        finally:
+            await _unsubscribe(subscription)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -84,6 +84,15 @@ def set_default_sink_factory(factory: Callable[[], EventSink | None] | None) -> 
     _default_factory = factory
 
 
+#: Wraps the sink of each new top-level run outside ``use_sink`` (tracing, ``engine.tracing``).
+_wrapper: Callable[[EventSink], EventSink] | None = None
+
+
+def set_sink_wrapper(wrapper: Callable[[EventSink], EventSink] | None) -> None:
+    global _wrapper
+    _wrapper = wrapper
+
+
 _sinks: dict[str, StoreSink] = {}
 _sinks_lock = threading.Lock()
 _override: contextvars.ContextVar[EventSink | None] = contextvars.ContextVar(
@@ -97,6 +106,11 @@ def current_sink() -> EventSink:
     override = _override.get()
     if override is not None:
         return override
+    sink = _default_sink()
+    return _wrapper(sink) if _wrapper is not None else sink
+
+
+def _default_sink() -> EventSink:
     if _default_factory is not None:
         remote = _default_factory()
         if remote is not None:

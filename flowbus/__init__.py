@@ -37,10 +37,14 @@ from flowbus.engine import (
     wait,
 )
 from flowbus.engine.sinks import set_default_sink_factory as _set_default_sink_factory
+from flowbus.engine.sinks import set_sink_wrapper as _set_sink_wrapper
+from flowbus.engine.tracing import traced as _traced
 from flowbus.profiles import remote_sink as _remote_sink
 
-# Runs by hand on a machine with a profile (``flowbus login``) report to that server.
+# Runs by hand on a machine with a profile (``flowbus login``) report to that server, and are
+# traced when OpenTelemetry is configured (``OTEL_EXPORTER_OTLP_ENDPOINT``).
 _set_default_sink_factory(_remote_sink)
+_set_sink_wrapper(_traced)
 
 __version__ = "0.1.0"
 

@@ -112,6 +112,15 @@ class ApiStore:
                 return None
             raise
 
+    async def append_next(
+        self, stream_id: str, type_: str, fields: dict[str, Any], attempts: int = 5
+    ) -> None:
+        """A deployment saved through the server (``flowbus deploy`` with a profile); the
+        server records it as the next version (other writes are not served over HTTP)."""
+        if type_ != "deployment.saved":
+            raise FlowbusError(f"{type_} events cannot be recorded through {self.api.url}")
+        await self.http.request("POST", "/deployments", json=fields)
+
     def __getattr__(self, name: str) -> Any:
         raise FlowbusError(
             f"this command needs the store ({name}), which {self.api.url} does not serve over "

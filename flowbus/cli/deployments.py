@@ -98,6 +98,14 @@ def deploy(
             "Crashed (apart from the flow's retries; 0: a crash is final).",
         ),
     ] = 3,
+    working_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--working-dir",
+            help="The folder agents run the flow from (default: this "
+            "one); the flow's code must be there on their hosts.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
     apply: Annotated[
         bool, typer.Option("--apply", help="Accepted for Prefect's guide: always applied.")
@@ -106,12 +114,12 @@ def deploy(
     """Record a deployment of a flow: its entrypoint, work queue, default parameters,
     schedules and concurrency limit."""
     del apply  # a deployment is recorded at once; Prefect's build needed --apply for that
-    working_dir = Path.cwd()
+    here = Path.cwd()
     schedules = build_schedules(cron or [], interval or [], rrule or [], timezone, anchor)
     try:
-        flow = load_flow(entrypoint, working_dir)
+        flow = load_flow(entrypoint, here)
         spec = build_deployment(
-            flow, name, entrypoint, working_dir, queue, parse_params(param or []), tag,
+            flow, name, entrypoint, here, queue, parse_params(param or []), tag,
             description, crash_retries=crash_retries,
         )  # fmt: skip
     except FlowbusError as exc:
@@ -125,6 +133,7 @@ def deploy(
         )
     spec = dataclasses.replace(
         spec,
+        working_dir=str(working_dir) if working_dir is not None else spec.working_dir,
         schedules=schedules,
         catchup=catchup.value,
         overlap=overlap.value,

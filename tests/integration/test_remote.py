@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from flowbus.client import Client, ClientError
@@ -72,6 +73,16 @@ def test_the_cli_works_through_the_api_with_a_profile(stack: Stack, tmp_path: Pa
     assert [q["settings"]["name"] for q in queues] == ["default"]
     agents = json.loads(cli(env, "agents", "ls", "--json").stdout)
     assert [a["name"] for a in agents] == ["agent-1"]
+
+    # Deploying from the laptop: the flow is loaded and checked here, recorded on the server.
+    deployed = json.loads(cli(env, "deploy", "flows.py:quick", "-n", "remote", "-p", "n=2",
+                              "--json").stdout)  # fmt: skip
+    assert deployed["name"] == "quick/remote" and deployed["parameters"] == {"n": 2}
+    shown = httpx.get(f"{stack.api_url}/api/v1/deployments/quick/remote",
+                      headers={"Authorization": f"Bearer {TOKEN}"}).json()  # fmt: skip
+    assert shown["entrypoint_hash"] is not None
+    remote = json.loads(cli(env, "run", "quick/remote", "--watch", "--json").stdout)
+    assert remote["state"] == "Completed"
 
     failing = stack.deploy("fails")
     failed = json.loads(cli(env, "run", failing, "--watch", "--json", check=False).stdout)
