@@ -145,9 +145,10 @@ class TaskRunEngine:
                 Pending(message=message, name="NotReady", timestamp=self.task_run.created)
             )
         self._set_state(Pending(timestamp=self.task_run.created))
-        replayed = await self._replay()
-        if replayed is not None:
-            return replayed
+        if self.flow_ctx.replay is not None:  # not awaited at all in a run that records nothing
+            replayed = await self._replay()
+            if replayed is not None:
+                return replayed
         if cache_key is not None and not task.refresh_cache:
             hit = self._results().read(cache_key)
             if hit is not None:
@@ -193,9 +194,7 @@ class TaskRunEngine:
         return self._set_state(state, summarize(value), extra)
 
     async def _output(self, result: Any) -> dict[str, Any] | None:
-        """The ``output`` to record with a Completed state, when the run records results."""
-        if not self.flow_ctx.record_results:
-            return None
+        """The ``output`` to record with a Completed state (in a run that records results)."""
         output = inline_output(result)
         if output is None:  # large or not JSON: to result storage, off the event loop
             key = f"{self.flow_ctx.flow_run.id}/{self.task_run.id}"
@@ -316,7 +315,7 @@ class TaskRunEngine:
             detail = f"\n{state.traceback}" if state.traceback else ""
             record_log(logging.ERROR, "flowbus.engine", f"Finished in state {state!r}{detail}")
         if state.is_completed():
-            output = await self._output(result)
+            output = await self._output(result) if self.flow_ctx.record_results else None
             if output is not None:
                 table = self.flow_ctx.replay
                 if table is not None:  # a retry of the flow body replays it too
