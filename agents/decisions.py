@@ -47,6 +47,29 @@ def sweep_actions(
     return actions
 
 
+def audit_due(believed: int, held: int) -> bool:
+    """Whether a queue's requests must be read: the leader believes ``believed`` of its runs are
+    Scheduled with their request published, and the queue's stream holds ``held`` requests.
+    Requests of runs under way or copies only add to ``held``: fewer means one went missing."""
+    return held < believed
+
+
+def lost_requests(
+    believed: list[RunEntry], present: set[str], wall: float, grace: float
+) -> list[RunEntry]:
+    """The runs of ``believed`` (Scheduled, their request published) whose request is not among
+    the ``present`` run ids, queued more than ``grace`` seconds before epoch ``wall`` (a
+    request published just now may not have reached the stream yet)."""
+    return [
+        entry
+        for entry in believed
+        if entry.run_id not in present
+        and entry.state is S.SCHEDULED
+        and entry.published
+        and wall - entry.queued_at > grace
+    ]
+
+
 def released_by_leader(entry: RunEntry, deployment: DeploymentView, now: float) -> bool:
     """Whether a new run's request is published by the leader rather than by the orchestrator
     that recorded it: a run due later (a timer), a schedule's run (its overlap policy) and a

@@ -1,7 +1,8 @@
 """The janitor: every ``janitor_interval`` the leader looks at each run it follows and does what
 ``decisions.sweep_actions`` says (crash an expired lease, fail a timed-out pause, publish or
-arm an unpublished run, publish once more a run another orchestrator queued, mark a run Late);
-a follower only forgets old copies of runs."""
+arm an unpublished run, publish once more a run another orchestrator queued, mark a run Late,
+and now and then check that every published request is still in its queue); a follower only
+forgets old copies of runs."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from flowbus.agents.decisions import (
     sweep_actions,
 )
 from flowbus.agents.ledger import RunEntry
-from flowbus.agents.orchestrator_core import OrchestratorCore
+from flowbus.agents.queue_audit import QueueAudit
 from flowbus.engine.records import EventRecord
 from flowbus.engine.states import (
     Late,
@@ -31,7 +32,7 @@ S = StateType
 FOREIGN_GRACE_SECONDS = 3.0
 
 
-class Janitor(OrchestratorCore):
+class Janitor(QueueAudit):
     """The leader's periodic sweep."""
 
     async def _janitor(self) -> None:
@@ -58,6 +59,7 @@ class Janitor(OrchestratorCore):
             ):
                 await self._carry_out(action, entry)
         self.ledger.purge(now)
+        self._audit_if_due(now)
         silent = {
             n for n, a in self.agents.items() if now - a.last_seen > self.settings.lease_seconds
         }
@@ -78,7 +80,9 @@ class Janitor(OrchestratorCore):
         elif action is Sweep.RELEASE:
             await self._release(entry)
         elif action is Sweep.REPUBLISH:
-            entry.foreign = False  # once: its writer may have died before it published
+            # Once: its writer may have died before it published. Not known to be published
+            # until this publish is acked: a failed one is released again by the next sweep.
+            entry.foreign, entry.published = False, False
             await self._dispatch(entry)
         elif action is Sweep.MARK_LATE:
             await self._mark_late(entry.run_id)

@@ -270,6 +270,7 @@ class RunLedger:
                 # no heartbeat), as is what is known of the request's publication.
                 entry.lease_until = previous.lease_until
                 entry.published = previous.published and previous.queued_seq == entry.queued_seq
+                entry.foreign = previous.foreign and entry.published
             self.renew_heard(entry)
             self.entries[run_id] = entry
         else:

@@ -53,6 +53,8 @@ class OrchestratorSettings:
     late_after: float = 15.0
     #: JetStream redelivers a run request its agent neither acked nor kept alive after this.
     run_ack_wait: float = 30.0
+    #: How often the leader checks that each published request is still in its queue.
+    queue_audit_interval: float = 10.0
     #: Whether the scheduler runs in this process (``FLOWBUS_SCHEDULER=off`` leaves it to a
     #: ``flowbus scheduler start`` elsewhere).
     scheduler: bool = True
@@ -73,6 +75,7 @@ class OrchestratorSettings:
             janitor_interval=env.janitor_interval,
             late_after=env.late_after_seconds,
             run_ack_wait=env.run_ack_wait,
+            queue_audit_interval=env.queue_audit_interval,
             scheduler=env.scheduler,
             automations=env.automations,
             heartbeat_seconds=env.heartbeat_seconds,
@@ -154,7 +157,7 @@ class OrchestratorCore:
     async def cancel(self, request: p.CancelRequest) -> bytes:
         raise NotImplementedError
 
-    async def _dispatch(self, entry: RunEntry) -> None:
+    async def _dispatch(self, entry: RunEntry, msg_id: str | None = None) -> None:
         raise NotImplementedError
 
     async def _dispatch_if_queued_again(self, run_id: str) -> None:

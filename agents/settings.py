@@ -136,6 +136,10 @@ class OrchestratorEnv(BaseSettings):
         30.0, "JetStream redelivers a run request its agent neither acked nor kept alive "
         "after this", gt=0,
     )  # fmt: skip
+    queue_audit_interval: Seconds = setting(
+        10.0, "how often the leader checks that every queued run's request is still in its "
+        "queue (one stream query per queue; a missing one is published again)", gt=0,
+    )  # fmt: skip
     scheduler: bool = setting(
         True, "run the scheduler in the orchestrator's process (`off`: leave it to "
         "`flowbus scheduler start`)",

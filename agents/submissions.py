@@ -189,8 +189,10 @@ class Submissions(OrchestratorCore):
             )
         return p.SubmitReply(run_id=run_id, name=name, queue=queue, created=False).dump()
 
-    async def _dispatch(self, entry: RunEntry) -> None:
-        """Publish the run's request to its queue (the outbox's second half)."""
+    async def _dispatch(self, entry: RunEntry, msg_id: str | None = None) -> None:
+        """Publish the run's request to its queue (the outbox's second half). Its message id
+        (``msg_id``, by default ``<run>:<seq of the event that queued it>``) lets JetStream drop
+        a copy; the queue audit gives a fresh one to a request JetStream lost."""
         try:
             await self.queues.ensure(entry.queue)
             request = p.RunRequest(
@@ -200,7 +202,7 @@ class Submissions(OrchestratorCore):
                 subjects.run_subject(entry.queue),
                 request.dump(),
                 timeout=5,
-                headers={"Nats-Msg-Id": f"{entry.run_id}:{entry.queued_seq}"},
+                headers={"Nats-Msg-Id": msg_id or f"{entry.run_id}:{entry.queued_seq}"},
             )
         except Exception as exc:  # the janitor publishes it again
             log.warning("could not publish a run request", run_id=entry.run_id, error=repr(exc))

@@ -30,3 +30,11 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             made.close()
         else:
             network.close()
+        print_log_tails(network.logs)
+
+
+def print_log_tails(logs: Path, lines: int = 25) -> None:
+    """The end of every daemon's log: pytest shows it when the test failed."""
+    for log in sorted(logs.glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        print(f"--- {log.name}", *tail, sep="\n")

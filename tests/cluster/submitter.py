@@ -17,8 +17,14 @@ import time
 from datetime import UTC, datetime
 
 from flowbus.client import Client, ClientError
+from flowbus.waiting import last_state
 
 RETRYABLE = (ClientError, TimeoutError, OSError)
+#: How long after the last submission every run must have ended and been recorded: far more
+#: than the faults need; past it the stuck runs are reported, not waited on.
+FOLLOW_SECONDS = 240
+#: How long one submission is sent again before it is reported as never accepted.
+SUBMIT_SECONDS = 120
 
 
 class Service:
@@ -29,19 +35,25 @@ class Service:
         self.accepted: dict[str, float] = {}
         self.ended: dict[str, float] = {}
         self.states: dict[str, str] = {}
+        self.stuck: dict[str, str] = {}
+        self.refused: dict[int, str] = {}
         self.client = Client(timeout=5)
 
     def now(self) -> float:
         return time.monotonic() - self.start
 
     async def submit(self, number: int) -> None:
+        deadline = time.monotonic() + SUBMIT_SECONDS
         while True:
             try:
                 run = await self.client.submit(self.deployment, {"ledger": self.ledger},
                                                idempotency_key=f"cluster-{number}")  # fmt: skip
                 self.accepted[run.run_id] = self.now()
                 return
-            except RETRYABLE:
+            except RETRYABLE as exc:
+                if time.monotonic() > deadline:
+                    self.refused[number] = repr(exc)
+                    return
                 await asyncio.sleep(0.2)
 
     async def watch(self) -> None:
@@ -55,14 +67,25 @@ class Service:
             except Exception:  # the stream's leader moved, say: follow again
                 await asyncio.sleep(0.5)
 
-    async def follow(self, run_id: str) -> None:
-        while True:
+    async def follow(self, run_id: str, deadline: float) -> None:
+        """Until the run's final state is recorded, or the deadline: then what the events
+        stream and the store say of it, so a stuck run is reported rather than waited on."""
+        while time.monotonic() < deadline:
             try:
-                final = await self.client.wait(run_id, timeout=60)
+                final = await self.client.wait(run_id, timeout=30)
                 self.states[run_id] = final.name
                 return
             except RETRYABLE:
                 await asyncio.sleep(0.5)
+        self.stuck[run_id] = await self.diagnose(run_id)
+
+    async def diagnose(self, run_id: str) -> str:
+        try:
+            event = await last_state(self.client.nats.jetstream(), run_id)
+            seen = "nothing" if event is None else f"{event.state.name} (seq {event.seq})"
+        except Exception as exc:  # the report says so
+            seen = f"unreadable: {exc!r}"
+        return f"last state on the events stream: {seen}"
 
     async def run(self, count: int, rate: float) -> None:
         await self.client.connect()
@@ -72,7 +95,8 @@ class Service:
             submissions.append(asyncio.create_task(self.submit(number)))
             await asyncio.sleep(1 / rate)
         await asyncio.gather(*submissions)
-        await asyncio.gather(*(self.follow(run_id) for run_id in list(self.accepted)))
+        deadline = time.monotonic() + FOLLOW_SECONDS
+        await asyncio.gather(*(self.follow(run_id, deadline) for run_id in list(self.accepted)))
         deadline = time.monotonic() + 30
         while set(self.accepted) - set(self.ended) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)  # the last completions on the stream
@@ -92,6 +116,8 @@ if __name__ == "__main__":
         "accepted": service.accepted,
         "ended": service.ended,
         "states": service.states,
+        "stuck": service.stuck,
+        "refused": service.refused,
         "longest_gap_accepted": longest_gap(list(service.accepted.values())),
         "longest_gap_ended": longest_gap(list(service.ended.values())),
     }

@@ -65,6 +65,8 @@ def test_every_run_completes_once_while_hosts_fail(cluster: Cluster, tmp_path: P
     injector.join(120)
     assert not errors, errors
     accepted = report["accepted"]
+    assert report["refused"] == {}, f"submissions never accepted: {report['refused']}; {log}"
+    assert report["stuck"] == {}, f"runs that did not end: {report['stuck']}; {log}"
     assert len(accepted) == RUNS
     assert set(report["states"].values()) == {"Completed"}, Counter(report["states"].values())
 

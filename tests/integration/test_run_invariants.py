@@ -4,6 +4,7 @@ no acknowledged run is lost, none runs to completion twice, bad input never cras
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import nats
 import pytest
+from nats.js.errors import NotFoundError
 
-from flowbus.broker import EmbeddedNatsServer
+from flowbus.broker import EmbeddedNatsServer, subjects
 from flowbus.client import ClientError
 
 from .stack import Stack, wait_until
@@ -306,3 +308,36 @@ async def test_a_second_sigterm_hands_runs_back_at_once(stack: Stack) -> None:
         leaving.signal(signal.SIGTERM)
         assert leaving.process.wait(10) == 0
     wait_until(lambda: stack.states(run.run_id)[-1] == "Scheduled", 30, "the hand-back")
+
+
+async def test_a_request_lost_from_its_queue_is_published_again(stack: Stack) -> None:
+    """A run Scheduled with its request published, the request then gone from the queue (as
+    when JetStream acks a publish as a duplicate of a message it lost): the leader's queue
+    audit finds it missing and publishes it again, under a fresh message id (the old one
+    would be dropped as a duplicate), and the run completes once."""
+    stack.close()
+    stack = Stack(stack.root / "audit", env={"FLOWBUS_QUEUE_AUDIT_INTERVAL": "1"})
+    try:
+        orchestrator = stack.start_orchestrator()
+        deployment = stack.deploy("quick")
+        async with stack.client() as client:
+            run = await client.submit(deployment)
+            js = client.nats.jetstream()
+            subject = subjects.run_subject("default")
+            message = None
+            for _ in range(100):
+                with contextlib.suppress(NotFoundError):
+                    message = await js.get_msg(subjects.RUNS_STREAM, subject=subject,
+                                               seq=1, next=True)  # fmt: skip
+                    break
+                await asyncio.sleep(0.1)
+            assert message is not None and run.run_id.encode() in message.data
+            await js.delete_msg(subjects.RUNS_STREAM, message.seq)
+            orchestrator.wait_for("publishing it again", timeout=60)
+            stack.start_agent("agent-1")
+            final = await client.wait(run.run_id, timeout=60)
+        assert final.completed
+        states = [s for s in stack.final_states(run.run_id) if s != "Late"]
+        assert states == ["Scheduled", "Pending", "Running", "Completed"]
+    finally:
+        stack.close()

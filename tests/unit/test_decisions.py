@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from flowbus.agents.decisions import Sweep, claim_refusal, held_by, sweep_actions
+from flowbus.agents.decisions import (
+    Sweep,
+    audit_due,
+    claim_refusal,
+    held_by,
+    lost_requests,
+    sweep_actions,
+)
 from flowbus.agents.ledger import RunEntry
 from flowbus.engine.states import StateType
 
@@ -56,6 +63,28 @@ SWEEPS = [
 @pytest.mark.parametrize(("run", "expected"), SWEEPS)
 def test_what_the_janitor_does_with_each_run(run: RunEntry, expected: list[Sweep]) -> None:
     assert sweep_actions(run, NOW, WALL, LATE, GRACE) == expected
+
+
+def test_a_queue_is_read_only_when_it_holds_fewer_requests_than_believed() -> None:
+    assert audit_due(believed=3, held=2)
+    assert not audit_due(believed=3, held=3)
+    assert not audit_due(believed=3, held=5)  # copies, and requests of runs under way
+    assert not audit_due(believed=0, held=0)
+
+
+def test_the_lost_requests_are_those_published_a_while_ago_and_not_in_the_queue() -> None:
+    def queued(
+        run_id: str, ago: float, state: StateType = S.SCHEDULED, **fields: object
+    ) -> RunEntry:
+        return entry(state, run_id=run_id, queued_at=WALL - ago, **{"published": True, **fields})
+
+    there, lost, recent = queued("there", 30), queued("lost", 30), queued("recent", 2)
+    late = queued("late", 60, state_name="Late")
+    claimed = queued("claimed", 30, state=S.PENDING)  # taken while the queue was read
+    unpublished = queued("unpublished", 30, published=False)  # the sweep releases it
+    believed = [there, lost, recent, late, claimed, unpublished]
+    found = lost_requests(believed, {"there"}, WALL, grace=10)
+    assert [e.run_id for e in found] == ["lost", "late"]
 
 
 CLAIMS = [
