@@ -2,18 +2,22 @@
 profile or ``FLOWBUS_API_URL`` names a server (``runs ls``, ``runs show``, ``runs logs``,
 ``runs result``, ``deployments ls``...), so they need no store file.
 
-It answers the read methods of ``EventStore`` the CLI calls, with the same view objects; what
-the API does not serve raises ``FlowbusError`` saying so.
+It answers the read methods of ``EventStore`` the CLI calls, with the same view objects, and
+the writes the CLI makes: a deployment, documents (variables, limits, automations, block
+types) and blocks (whose secrets the server encrypts); what the API does not serve raises
+``FlowbusError`` saying so.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
+from urllib.parse import quote
 
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.store.views import (
     DeploymentView,
+    DocumentView,
     FlowRunView,
     LogLine,
     StoredEvent,
@@ -36,7 +40,7 @@ def _view(kind: type[Any], data: dict[str, Any]) -> Any:
 
 
 class ApiStore:
-    """Read-only, over ``/api/v1``; open and close as a store."""
+    """A store over ``/api/v1``; open and close as a store."""
 
     def __init__(self, api: Api, timeout: float = 30.0) -> None:
         self.api = api
@@ -112,17 +116,53 @@ class ApiStore:
                 return None
             raise
 
+    async def run_activity(self, hours: int, failures: int = 10) -> dict[str, Any]:
+        """``flowbus.stats.run_activity``, as the server counts it."""
+        result: dict[str, Any] = await self._get("/stats/runs", hours=hours, failures=failures)
+        return result
+
+    async def get_document(self, kind: str, name: str) -> DocumentView | None:
+        from flowbus.client import ClientError
+
+        try:
+            return _view(DocumentView, await self._get(_document_path(kind, name)))
+        except ClientError as exc:
+            if exc.code == "not_found":
+                return None
+            raise
+
+    async def list_documents(self, kind: str) -> list[DocumentView]:
+        return [_view(DocumentView, d) for d in await self._get(f"/documents/{quote(kind)}")]
+
+    async def save_block(self, type_name: str, name: str, data: dict[str, Any]) -> DocumentView:
+        """A block saved from its plain fields: the server checks them against its type and
+        encrypts the secret fields with its own key."""
+        await self.http.request("PUT", f"/blocks/{quote(type_name)}/{quote(name)}", json=data)
+        found = await self.get_document("block", f"{type_name}/{name}")
+        assert found is not None
+        return found
+
     async def append_next(
         self, stream_id: str, type_: str, fields: dict[str, Any], attempts: int = 5
     ) -> None:
-        """A deployment saved through the server (``flowbus deploy`` with a profile); the
-        server records it as the next version (other writes are not served over HTTP)."""
-        if type_ != "deployment.saved":
+        """The writes the CLI makes, recorded by the server as their next version: a
+        deployment (``flowbus deploy``), a document saved or deleted."""
+        if type_ == "deployment.saved":
+            await self.http.request("POST", "/deployments", json=fields)
+        elif type_ == "document.saved":
+            path = _document_path(fields["kind"], fields["name"])
+            await self.http.request("PUT", path, json={"body": fields["body"]})
+        elif type_ == "document.deleted":
+            await self.http.request("DELETE", _document_path(fields["kind"], fields["name"]))
+        else:
             raise FlowbusError(f"{type_} events cannot be recorded through {self.api.url}")
-        await self.http.request("POST", "/deployments", json=fields)
 
     def __getattr__(self, name: str) -> Any:
         raise FlowbusError(
             f"this command needs the store ({name}), which {self.api.url} does not serve over "
             "its HTTP API yet: run it where the store is, or without a profile"
         )
+
+
+def _document_path(kind: str, name: str) -> str:
+    return f"/documents/{quote(kind)}/{quote(name, safe='/')}"

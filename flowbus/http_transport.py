@@ -152,11 +152,18 @@ class HttpTransport:
         found: list[dict[str, Any]] = await self.request("GET", "/deployments")
         return found
 
+    async def limits(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = await self.request("GET", "/limits")
+        return found
+
+    async def emit(self, body: dict[str, Any]) -> dict[str, Any]:
+        published: dict[str, Any] = await self.request("POST", "/custom-events", json=body)
+        return published
+
 
 class HttpClient(Client):
     """``flowbus.Client(api_url=...)``: the client's methods over the HTTP API. What the API
-    does not offer (custom events, limits, queue settings other than pause) raises
-    ``ClientError`` "not_over_http"."""
+    does not offer (queue settings other than pause) raises ``ClientError`` "not_over_http"."""
 
     def __init__(
         self,
@@ -249,10 +256,20 @@ class HttpClient(Client):
         return await self.transport.deployments()
 
     async def limits(self) -> list[p.LimitInfo]:
-        raise ClientError("not_over_http", "limits are not served over HTTP yet")
+        return [p.LimitInfo.model_validate(limit) for limit in await self.transport.limits()]
 
-    async def emit(self, *args: Any, **kwargs: Any) -> Any:
-        raise ClientError("not_over_http", "custom events are published over NATS only")
+    async def emit(
+        self,
+        event_type: str,
+        resource: str | None = None,
+        labels: dict[str, str] | None = None,
+        payload: dict[str, Any] | None = None,
+        event_id: str | None = None,
+    ) -> p.CustomEvent:
+        """Publish an event of your own through the server (``POST /custom-events``)."""
+        body = {"type": event_type, "resource": resource, "labels": labels or {},
+                "payload": payload or {}, "id": event_id}  # fmt: skip
+        return p.CustomEvent.model_validate(await self.transport.emit(body))
 
     async def automations_changed(self) -> bool:
         return False  # the server's own orchestrators read automations again

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from flowbus.api import deployments_write, ingest, metrics, routes
+from flowbus.api import deployments_write, documents_write, ingest, metrics, routes
 from flowbus.api.auth import guard, log_in, login_page
 from flowbus.client import Client, ClientError
 from flowbus.engine.errors import FlowbusError
@@ -43,6 +43,7 @@ CLIENT_ERROR_STATUS = {
     "invalid_input": 422,
     "invalid_events": 422,
     "invalid_deployment": 422,
+    "invalid_document": 422,
     "no_orchestrator": 503,
     "unavailable": 503,
     "timeout": 504,
@@ -107,6 +108,7 @@ def create_app(store: EventStore, client: Client, token: str | None = None) -> F
     app.include_router(routes.router, prefix="/api/v1")
     app.include_router(ingest.router, prefix="/api/v1")  # runs by hand on other machines
     app.include_router(deployments_write.router, prefix="/api/v1")  # `flowbus deploy` remotely
+    app.include_router(documents_write.router, prefix="/api/v1")  # the CLI's writes, remotely
     app.include_router(metrics.router)  # /metrics, /healthz, /readyz
 
     @app.get("/", include_in_schema=False)

@@ -11,7 +11,14 @@ import yaml
 from pydantic import ValidationError
 from rich.table import Table
 
-from flowbus.cli.common import console, fail, print_json, short_time, with_store
+from flowbus.cli.common import (
+    client_options,
+    console,
+    fail,
+    print_json,
+    short_time,
+    with_store,
+)
 from flowbus.engine.automations import AUTOMATION, Automation
 from flowbus.engine.documents import delete_document, save_document
 from flowbus.engine.store import DocumentView, EventStore
@@ -60,7 +67,7 @@ def announce_change() -> None:
 
     async def main() -> None:
         try:
-            async with Client() as client:
+            async with Client(**client_options()) as client:
                 await asyncio.wait_for(client.automations_changed(), 6)
         except Exception:
             pass

@@ -13,6 +13,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
+from flowbus.api_store import ApiStore
 from flowbus.cli.common import console, fail, print_json, short_time, with_store
 from flowbus.cli.deployments import parse_params
 from flowbus.engine.blocks import (
@@ -116,6 +117,8 @@ def block_set(
     data.update(parse_params(values or []))
 
     async def save(store: EventStore) -> DocumentView:
+        if isinstance(store, ApiStore):  # the server encrypts the secrets with its key
+            return await store.save_block(type_name, name, data)
         await register_built_in(store)
         return await save_block_data(store, type_name, name, data)
 

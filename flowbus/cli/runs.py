@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from flowbus.api_store import ApiStore
 from flowbus.cli.common import (
     console,
     duration,
@@ -95,6 +96,8 @@ def run_stats(
     """Runs created per hour lately, by current state, and the latest failures."""
 
     async def fetch(store: EventStore) -> dict[str, Any]:
+        if isinstance(store, ApiStore):  # counted by the server
+            return await store.run_activity(hours)
         return await run_activity(store, hours)
 
     activity = with_store(fetch)

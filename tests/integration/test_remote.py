@@ -138,3 +138,60 @@ async def test_the_api_over_https_with_a_ca_the_test_made(tmp_path: Path) -> Non
         assert submitted["state"] == "Completed"
     finally:
         server.close()
+
+
+def test_configuration_and_events_through_the_api(stack: Stack, tmp_path: Path) -> None:
+    """Variables, blocks (their secrets encrypted by the server, with its key), tag and global
+    limits, automations, custom events and run statistics, from a laptop with a profile."""
+    env = laptop(tmp_path)
+    cli(env, "login", stack.api_url, "--token", TOKEN)
+    quick = stack.deploy("quick")
+
+    cli(env, "variable", "set", "batch", '{"size": 3}')
+    assert json.loads(cli(env, "variable", "get", "batch", "--json").stdout)["value"] == {"size": 3}
+    cli(env, "block", "set", "secret/db", "value=hunter2")
+    shown = json.loads(cli(env, "block", "show", "secret/db", "--json").stdout)
+    assert "hunter2" not in json.dumps(shown)
+    stored = stack.with_store(lambda s: s.get_document("block", "secret/db"))
+    assert stored is not None and "hunter2" not in json.dumps(stored.body)  # encrypted there
+    assert not (Path(env["FLOWBUS_HOME"]) / "secret.key").exists()  # no key on the laptop
+    bad = cli(env, "block", "set", "secret/db", "nothing=1", check=False)
+    assert bad.returncode != 0 and "value" in bad.stderr
+
+    cli(env, "limit", "set", "database", "2")
+    limits = json.loads(cli(env, "limit", "ls", "--json").stdout)
+    assert [(row["tag"], row["limit"]) for row in limits["limits"]] == [("database", 2)]
+    cli(env, "gcl", "create", "api", "--limit", "5")
+    assert json.loads(cli(env, "gcl", "inspect", "api", "--json").stdout)["limit"] == 5
+
+    (tmp_path / "raw.yaml").write_text(RAW_TO_QUICK)
+    cli(env, "automation", "create", str(tmp_path / "raw.yaml"))
+    assert cli(env, "automation", "ls").stdout.count("raw-file-to-quick") == 1
+    emitted = cli(env, "events", "emit", "file.uploaded", "-l", "bucket=raw",
+                  "--payload", '{"rows": 4}', "--json").stdout  # fmt: skip
+    assert json.loads(emitted)["type"] == "file.uploaded"
+    wait_until(lambda: len(stack.with_store(lambda s: s.list_flow_runs(deployment=quick))) == 1,
+               what="the automation's run")  # fmt: skip
+    stats = json.loads(cli(env, "runs", "stats", "--json").stdout)
+    assert sum(stats["totals"].values()) >= 1
+
+    cli(env, "automation", "rm", "raw-file-to-quick")
+    cli(env, "limit", "rm", "database")
+    cli(env, "gcl", "delete", "api")
+    cli(env, "variable", "rm", "batch")
+    cli(env, "block", "rm", "secret/db")
+    for kind in ("automation", "limit", "global-limit", "variable", "block"):
+        assert stack.with_store(lambda s, kind=kind: s.list_documents(kind)) == []
+    assert not (Path(env["FLOWBUS_HOME"]) / "flowbus.db").exists()
+
+
+RAW_TO_QUICK = """
+name: raw-file-to-quick
+trigger:
+  kind: event
+  match: {type: file.uploaded, labels: {bucket: raw}}
+actions:
+  - kind: run-deployment
+    deployment: quick/test
+    parameters: {n: "{{ event.payload.rows }}"}
+"""
