@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 READY  := $(VENV)/.ready
 CODE   := engine broker agents flowbus
+# Test files run in this many processes at once (most tests wait on daemons, not the CPU).
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint format bench clean
 
@@ -28,7 +30,7 @@ format: $(READY)
 	$(BIN)/ruff check --fix $(CODE) tests bench examples
 
 test: lint
-	$(BIN)/python -m pytest -q --durations=10
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=10
 
 bench: $(READY)
 	$(BIN)/python bench/run.py
