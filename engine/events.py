@@ -136,6 +136,9 @@ class TaskRunStateChanged(_EventBase):
     #: returned, and the attempt of the flow run that ran it.
     replay_of: UUID | None = None
     replayed_from: int | None = None
+    #: The worker that ran the call this state follows, with a distributed task runner
+    #: (``tcp://10.0.0.7:40105 (host-7)``).
+    worker: str | None = None
 
 
 class DeploymentSaved(_EventBase):

@@ -68,6 +68,7 @@ class TaskRunEngine:
         "task_run",
         "upstream",
         "wait_for",
+        "worker",
     )
 
     def __init__(
@@ -89,6 +90,8 @@ class TaskRunEngine:
         self.cache_key: str | None = None
         self.upstream: list[str] = []
         self.input_hash: str | None = None
+        #: Where a remote runner ran the last call (recorded on the state that follows it).
+        self.worker: str | None = None
 
     # -- events -------------------------------------------------------------------------------
 
@@ -118,6 +121,8 @@ class TaskRunEngine:
             fields["result"] = result
             if extra:
                 fields.update(extra)
+            if self.worker is not None:
+                fields["worker"], self.worker = self.worker, None
             self.flow_ctx.stream.emit("task_run.state", fields, state.timestamp_iso)
         return state
 
@@ -254,9 +259,12 @@ class TaskRunEngine:
                                  self._log_prints(), (args, kwargs))  # fmt: skip
         token = task_run_var.set(context)
         try:
-            result = await call_user_function(
-                task.fn, task.is_async, args, kwargs, task.timeout_seconds
-            )
+            if self.flow_ctx.task_runner.remote:
+                result = await self._call_remotely(args, kwargs)
+            else:
+                result = await call_user_function(
+                    task.fn, task.is_async, args, kwargs, task.timeout_seconds
+                )
         except (asyncio.CancelledError, KeyboardInterrupt, SystemExit) as exc:
             self._set_state(Crashed(message=f"interrupted: {type(exc).__name__}"))
             raise
@@ -275,6 +283,24 @@ class TaskRunEngine:
         elif key is not None or task.persist_result:
             self._results().write(key or f"task-run-{task_run.id}", result, task.cache_expiration)
         return await self._finish(Completed(data=result), result), False
+
+    async def _call_remotely(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The task's function called by a remote runner (``engine/remote_calls.py``): what it
+        logged there is recorded here, and its exception raised here."""
+        from flowbus.engine.remote_calls import RemoteCall, localized_traceback, raise_outcome
+
+        task, flow_ctx = self.task, self.flow_ctx
+        call = RemoteCall(
+            task.fn, task.is_async, tuple(args), dict(kwargs), flow_ctx.flow_run,
+            self.task_run, task, self.parameters or {}, self._log_prints(),
+        )  # fmt: skip
+        outcome = await flow_ctx.task_runner.call(call, task.timeout_seconds)
+        for type_, fields, occurred in outcome.events:
+            flow_ctx.stream.emit(type_, fields, occurred)
+        self.worker = outcome.worker
+        if outcome.traceback is not None:
+            outcome.traceback = localized_traceback(outcome.traceback, task.fn)
+        return raise_outcome(outcome)
 
     def _failed_state(self, exc: BaseException) -> State:
         message, tb = failure_details(exc)

@@ -15,10 +15,13 @@ import threading
 import time
 from asyncio import events as _events
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowbus.engine.loops import background, run_sync
 from flowbus.engine.states import State
+
+if TYPE_CHECKING:
+    from flowbus.engine.remote_calls import RemoteCall, RemoteOutcome
 
 TaskCoroutine = Coroutine[Any, Any, State]
 
@@ -117,6 +120,14 @@ def _submit_many_to_pool(
 
 class TaskRunner(abc.ABC):
     """Where ``.submit()`` and ``.map()`` run their task runs; one instance per flow run."""
+
+    #: Whether task runs' functions run elsewhere (a cluster): the engine then hands each call
+    #: to ``call`` and keeps the rest of the run (states, retries, results) in the flow.
+    remote: bool = False
+
+    async def call(self, call: RemoteCall, timeout: float | None) -> RemoteOutcome:  # noqa: ASYNC109
+        """Run one call of a task's function where this runner runs them (remote runners)."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def submit(

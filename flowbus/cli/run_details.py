@@ -60,6 +60,7 @@ def _task_run_items(
     outputs: dict[str, dict[str, Any]] = {}
     replays: dict[str, dict[str, Any]] = {}
     attempts: dict[str, int] = {}
+    workers: dict[str, str] = {}
     attempt = 0
     for event in events:
         data = event.data
@@ -71,6 +72,8 @@ def _task_run_items(
             attempts.setdefault(task_run_id, attempt)
             if data.get("output") is not None:
                 outputs[task_run_id] = data["output"]
+            if data.get("worker"):
+                workers[task_run_id] = data["worker"]
             if data.get("replay_of") is not None:
                 replays[task_run_id] = {"task_run_id": data["replay_of"],
                                         "attempt": data.get("replayed_from")}  # fmt: skip
@@ -85,6 +88,8 @@ def _task_run_items(
         #: task run, the task run (and attempt) whose result it returned.
         item["attempt"] = attempts.get(task_run.id, 0)
         item["replay_of"] = replays.get(task_run.id)
+        #: The Dask or Ray worker that ran its last call (None: the flow's own process).
+        item["worker"] = workers.get(task_run.id)
         items.append(item)
     return items
 
