@@ -100,7 +100,9 @@ class DaskTaskRunner(RemoteTaskRunner):
 
     def _send(self, call: RemoteCall) -> Any:
         pickled_by_value(call.fn, cloudpickle)
-        key = f"{call.task_run.name}-{uuid.uuid4().hex}"  # each attempt a task of its own
+        # One task group per task (not per task run: the scheduler keeps every group it saw),
+        # each attempt a key of its own.
+        key = f"{call.task.name}-{uuid.uuid4().hex}"
         return self._client.submit(call_remotely, call, pure=False, key=key)
 
     async def _cancel(self, sent: Any) -> None:

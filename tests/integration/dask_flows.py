@@ -108,3 +108,16 @@ def on_the_agents_cluster(n: int = 6) -> dict[str, object]:
     task runs hold a slot of the tag's limit each, wherever they run."""
     total = sum(f.result() for f in double.map(range(n)))
     return {"total": total, "spans": [f.result() for f in one_at_a_time.map(range(4))]}
+
+
+@task(cache_key_fn=lambda context, parameters: f"square-{parameters['x']}")
+def cached_square(x: int, marker: str) -> int:
+    """Leaves a line in ``marker`` each time it really runs."""
+    with open(marker, "a") as out:
+        out.write("ran\n")
+    return x * x
+
+
+@flow
+def cached_twice(marker: str) -> list[int]:
+    return [cached_square(3, marker), cached_square(3, marker)]

@@ -7,11 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,75 +17,21 @@ import pytest
 from flowbus.engine.store import EventStore, store_from_url
 
 from . import dask_flows
-from .stack import Stack, wait_until
+from .stack import Stack
 
 pytest.importorskip("distributed", reason="Dask is in the dev extras: pip install -e '.[dev]'")
 
 from flowbus.task_runners import DaskTaskRunner
-
-DASK = Path(sys.executable).parent / "dask"
-
-
-class DaskCluster:
-    """A scheduler and workers started as processes; ``close`` stops them by PID."""
-
-    def __init__(self, root: Path, workers: int = 2) -> None:
-        self.root = root
-        self.processes: list[subprocess.Popen[bytes]] = []
-        try:
-            self._start_all(workers)
-        except BaseException:
-            self.close()
-            raise
-
-    def _start_all(self, workers: int) -> None:
-        root = self.root
-        scheduler_file = root / "scheduler.json"
-        self._start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", "0",
-                    "--no-dashboard", "--scheduler-file", str(scheduler_file))  # fmt: skip
-        wait_until(scheduler_file.exists, timeout=60, what="the Dask scheduler")
-        self.address: str = json.loads(scheduler_file.read_text())["address"]
-        self.worker_addresses: list[str] = []
-        for number in range(workers):
-            self._start(f"worker-{number}", "worker", self.address, "--host", "127.0.0.1",
-                        "--nthreads", "2", "--no-dashboard", "--nworkers", "1")  # fmt: skip
-        self.worker_addresses = asyncio.run(self._wait_for_workers(workers))
-
-    def _start(self, name: str, *args: str) -> None:
-        log = (self.root / f"{name}.log").open("wb")
-        env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
-        self.processes.append(subprocess.Popen([str(DASK), *args], stdout=log,
-                                               stderr=subprocess.STDOUT, env=env))  # fmt: skip
-
-    async def _wait_for_workers(self, count: int) -> list[str]:
-        from distributed import Client
-
-        async with Client(self.address, asynchronous=True) as client:
-            await client.wait_for_workers(count, timeout=120)
-            return sorted(client.scheduler_info()["workers"])
-
-    def close(self) -> None:
-        for process in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+from flowbus.testing.dask import DaskProcesses
 
 
 @pytest.fixture(scope="module")
-def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
-    cluster = DaskCluster(tmp_path_factory.mktemp("dask"))
-    try:
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskProcesses]:
+    with DaskProcesses(tmp_path_factory.mktemp("dask"), workers=2) as cluster:
         yield cluster
-    finally:
-        cluster.close()
 
 
-def on(cluster: DaskCluster, flow: Any, **options: Any) -> Any:
+def on(cluster: DaskProcesses, flow: Any, **options: Any) -> Any:
     return flow.with_options(task_runner=DaskTaskRunner(address=cluster.address, **options))
 
 
@@ -124,7 +65,7 @@ def workers_of(events: list[Any]) -> dict[str, str]:
 
 
 def test_submit_map_unmapped_futures_and_wait_for(
-    dask_cluster: DaskCluster, flowbus_home: Path
+    dask_cluster: DaskProcesses, flowbus_home: Path
 ) -> None:
     result = on(dask_cluster, dask_flows.fan_out)(n=10)
     assert result == {
@@ -144,7 +85,7 @@ def test_submit_map_unmapped_futures_and_wait_for(
 
 
 def test_logs_prints_and_retries_reach_the_run(
-    dask_cluster: DaskCluster, flowbus_home: Path, tmp_path: Path
+    dask_cluster: DaskProcesses, flowbus_home: Path, tmp_path: Path
 ) -> None:
     flow = on(dask_cluster, dask_flows.logs_and_retries)
     assert flow(str(tmp_path / "marker")) == {"chatty": "HELLO", "flaky": "second time lucky"}
@@ -160,7 +101,7 @@ def test_logs_prints_and_retries_reach_the_run(
 
 
 def test_exceptions_and_tracebacks_reach_the_flow(
-    dask_cluster: DaskCluster, flowbus_home: Path
+    dask_cluster: DaskProcesses, flowbus_home: Path
 ) -> None:
     with pytest.raises(ValueError, match="bad value on a worker") as raised:
         on(dask_cluster, dask_flows.failures)("value")
@@ -177,7 +118,7 @@ def test_exceptions_and_tracebacks_reach_the_flow(
 
 
 def test_an_exception_that_does_not_pickle_still_fails_the_task(
-    dask_cluster: DaskCluster, flowbus_home: Path
+    dask_cluster: DaskProcesses, flowbus_home: Path
 ) -> None:
     from flowbus.engine.remote_calls import RemoteTaskError
 
@@ -186,7 +127,7 @@ def test_an_exception_that_does_not_pickle_still_fails_the_task(
 
 
 def test_a_task_past_its_timeout_is_timed_out(
-    dask_cluster: DaskCluster, flowbus_home: Path
+    dask_cluster: DaskProcesses, flowbus_home: Path
 ) -> None:
     state = on(dask_cluster, dask_flows.times_out)(return_state=True)
     assert state.is_failed()
@@ -216,7 +157,9 @@ def test_a_temporary_local_cluster_is_made_and_shut_down(flowbus_home: Path) -> 
         time.sleep(0.2)
 
 
-def test_a_deployed_run_uses_its_agents_cluster(dask_cluster: DaskCluster, tmp_path: Path) -> None:
+def test_a_deployed_run_uses_its_agents_cluster(
+    dask_cluster: DaskProcesses, tmp_path: Path
+) -> None:
     stack = Stack(tmp_path, env={"FLOWBUS_DASK_ADDRESS": dask_cluster.address})
     try:
         stack.start_orchestrator()
@@ -242,8 +185,23 @@ def test_a_deployed_run_uses_its_agents_cluster(dask_cluster: DaskCluster, tmp_p
         spans = sorted(outcome["spans"])
         for (_, end), (start, _) in itertools.pairwise(spans):
             assert start >= end - 0.01  # one at a time, though four worker threads were free
-        workers = workers_of(stack.stream(run_id))
+        events = stack.stream(run_id)
+        workers = workers_of(events)
         assert len(workers) == 10
+        # Durable results, as for any deployed run: each task run's Completed holds its output.
+        completed = [e for e in events if e.type == "task_run.state"
+                     and e.data["state"]["type"] == "COMPLETED"]  # fmt: skip
+        assert len(completed) == 10 and all(e.data.get("output") for e in completed)
         assert {w.split(" ")[0] for w in workers.values()} <= set(dask_cluster.worker_addresses)
     finally:
         stack.close()
+
+
+def test_a_cached_result_is_not_computed_again_on_the_cluster(
+    dask_cluster: DaskProcesses, flowbus_home: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran.txt"
+    assert on(dask_cluster, dask_flows.cached_twice)(str(marker)) == [9, 9]
+    assert marker.read_text() == "ran\n"  # the second call was Cached, in the flow
+    _, task_runs, _ = the_run("cached-twice")
+    assert sorted(t.state_name for t in task_runs) == ["Cached", "Completed"]

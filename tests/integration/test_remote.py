@@ -16,6 +16,7 @@ import pytest
 from flowbus.client import Client, ClientError
 
 from .stack import FLOWS_DIR, Stack, wait_until
+from .test_automations import RAW_TO_ETL
 
 TOKEN = "team-token"
 
@@ -164,7 +165,7 @@ def test_configuration_and_events_through_the_api(stack: Stack, tmp_path: Path) 
     cli(env, "gcl", "create", "api", "--limit", "5")
     assert json.loads(cli(env, "gcl", "inspect", "api", "--json").stdout)["limit"] == 5
 
-    (tmp_path / "raw.yaml").write_text(RAW_TO_QUICK)
+    (tmp_path / "raw.yaml").write_text(RAW_TO_ETL)
     cli(env, "automation", "create", str(tmp_path / "raw.yaml"))
     assert cli(env, "automation", "ls").stdout.count("raw-file-to-quick") == 1
     emitted = cli(env, "events", "emit", "file.uploaded", "-l", "bucket=raw",
@@ -184,14 +185,3 @@ def test_configuration_and_events_through_the_api(stack: Stack, tmp_path: Path) 
         assert stack.with_store(lambda s, kind=kind: s.list_documents(kind)) == []
     assert not (Path(env["FLOWBUS_HOME"]) / "flowbus.db").exists()
 
-
-RAW_TO_QUICK = """
-name: raw-file-to-quick
-trigger:
-  kind: event
-  match: {type: file.uploaded, labels: {bucket: raw}}
-actions:
-  - kind: run-deployment
-    deployment: quick/test
-    parameters: {n: "{{ event.payload.rows }}"}
-"""
