@@ -121,3 +121,14 @@ def cached_square(x: int, marker: str) -> int:
 @flow
 def cached_twice(marker: str) -> list[int]:
     return [cached_square(3, marker), cached_square(3, marker)]
+
+
+@task
+def pause_then_double(x: int, seconds: float) -> int:
+    time.sleep(seconds)
+    return 2 * x
+
+
+@flow
+def slow_map(n: int = 12, seconds: float = 0.5) -> list[int]:
+    return [f.result() for f in pause_then_double.map(range(n), unmapped(seconds))]

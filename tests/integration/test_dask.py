@@ -205,3 +205,36 @@ def test_a_cached_result_is_not_computed_again_on_the_cluster(
     assert marker.read_text() == "ran\n"  # the second call was Cached, in the flow
     _, task_runs, _ = the_run("cached-twice")
     assert sorted(t.state_name for t in task_runs) == ["Cached", "Completed"]
+
+
+def test_a_worker_killed_mid_map_loses_no_task_run(flowbus_home: Path, tmp_path: Path) -> None:
+    """kill -9 of one of two workers while a map runs on both: Dask runs the lost worker's
+    calls again on the other, and every task run completes once, recorded on the survivor."""
+    import threading
+
+    with DaskProcesses(tmp_path, workers=2, threads=2) as cluster:
+        victim = cluster.processes[1]  # worker-0 (processes[0] is the scheduler)
+
+        def kill_when_busy() -> None:
+            time.sleep(1.0)  # the map is under way on both workers
+            victim.kill()
+
+        killer = threading.Thread(target=kill_when_busy)
+        killer.start()
+        result = on(cluster, dask_flows.slow_map)(n=16, seconds=0.5)
+        killer.join()
+        assert result == [2 * i for i in range(16)]
+        _, task_runs, events = the_run("slow-map")
+        assert len(task_runs) == 16 and {t.state_name for t in task_runs} == {"Completed"}
+        assert all(t.run_count == 1 for t in task_runs)  # no task run retried: Dask re-ran it
+        [survivor] = set(cluster.worker_addresses) - {_address_of_worker_0(cluster)}
+        ran_on = {w.split(" ")[0] for w in workers_of(events).values()}
+        assert survivor in ran_on and ran_on <= set(cluster.worker_addresses)
+
+
+def _address_of_worker_0(cluster: DaskProcesses) -> str:
+    """The address worker-0 announced in its log."""
+    for line in (cluster.root / "worker-0.log").read_text().splitlines():
+        if "Start worker at:" in line:
+            return line.split("Start worker at:")[1].strip()
+    raise AssertionError("worker-0 did not say where it listens")

@@ -184,4 +184,3 @@ def test_configuration_and_events_through_the_api(stack: Stack, tmp_path: Path) 
     for kind in ("automation", "limit", "global-limit", "variable", "block"):
         assert stack.with_store(lambda s, kind=kind: s.list_documents(kind)) == []
     assert not (Path(env["FLOWBUS_HOME"]) / "flowbus.db").exists()
-
