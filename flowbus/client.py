@@ -338,6 +338,9 @@ class Client:
             labels=labels or {},
             payload=payload or {},
         )
+        return await self._publish_custom(event)
+
+    async def _publish_custom(self, event: p.CustomEvent) -> p.CustomEvent:
         await self.nats.jetstream().publish(
             subjects.custom_subject(event.type), event.dump(), headers={"Nats-Msg-Id": event.id}
         )

@@ -258,17 +258,9 @@ class HttpClient(Client):
     async def limits(self) -> list[p.LimitInfo]:
         return [p.LimitInfo.model_validate(limit) for limit in await self.transport.limits()]
 
-    async def emit(
-        self,
-        event_type: str,
-        resource: str | None = None,
-        labels: dict[str, str] | None = None,
-        payload: dict[str, Any] | None = None,
-        event_id: str | None = None,
-    ) -> p.CustomEvent:
-        """Publish an event of your own through the server (``POST /custom-events``)."""
-        body = {"type": event_type, "resource": resource, "labels": labels or {},
-                "payload": payload or {}, "id": event_id}  # fmt: skip
+    async def _publish_custom(self, event: p.CustomEvent) -> p.CustomEvent:
+        """A custom event published by the server (``POST /custom-events``)."""
+        body = event.model_dump(mode="json", exclude={"occurred"})
         return p.CustomEvent.model_validate(await self.transport.emit(body))
 
     async def automations_changed(self) -> bool:
