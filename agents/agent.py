@@ -291,6 +291,10 @@ class Agent:
         except p.ProtocolError as exc:
             await self._dead_letter(message, str(exc))
             return None
+        if request.run_id in self.held:
+            # Another delivery of a request this agent is running (its ack wait ran out): the
+            # run is ours already, and a claim could be answered with our own grant again.
+            return None
         claim = p.ClaimRequest(
             run_id=request.run_id, agent=self.name, delivery=message.metadata.num_delivered
         )

@@ -13,12 +13,14 @@ import structlog
 from flowbus.agents import telemetry
 from flowbus.agents.decisions import (
     claim_refusal,
+    grant_again,
     held_by,
 )
 from flowbus.agents.ledger import RunEntry
 from flowbus.agents.orchestrator_core import AgentSeen, OrchestratorCore
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
+from flowbus.engine.faults import crash_point
 from flowbus.engine.records import EventRecord
 from flowbus.engine.replay import replay_entries, subflow_entry
 from flowbus.engine.states import (
@@ -30,6 +32,7 @@ from flowbus.engine.states import (
     Scheduled,
     StateType,
 )
+from flowbus.engine.store import DeploymentView
 
 log = structlog.get_logger("flowbus.orchestrator")
 S = StateType
@@ -63,8 +66,6 @@ class Claims(OrchestratorCore):
         return p.ReplayReply(entries=page, more=more).dump()
 
     async def claim(self, request: p.ClaimRequest) -> bytes:
-        lease = self.settings.lease_seconds
-
         async def decide(entry: RunEntry | None) -> tuple[bytes, list[EventRecord]]:
             if entry is None:
                 refusal = p.ClaimRefusal(reason="unknown", message="no such run of a deployment")
@@ -72,6 +73,10 @@ class Claims(OrchestratorCore):
             records: list[EventRecord] = []
             if entry.lease_expired(time.monotonic()):
                 records += self._crash(entry, f"agent {entry.agent} stopped renewing its lease")
+            elif grant_again(entry, request.agent):
+                deployment = await self._deployment(entry.deployment)
+                if deployment is not None:  # the claim's Pending is the run's last event
+                    return self._grant(entry, entry.attempt, entry.seq, deployment).dump(), []
             refusal = claim_refusal(entry)
             if refusal is not None:
                 return refusal.dump(), records
@@ -84,25 +89,31 @@ class Claims(OrchestratorCore):
                 entry, Pending(), agent=request.agent, attempt=attempt
             )
             records.append(record)
-            reply = p.ClaimGrant(
-                run_id=entry.run_id,
-                attempt=attempt,
-                seq=record.seq,
-                name=entry.name,
-                flow_name=deployment.flow_name,
-                deployment=deployment.name,
-                entrypoint=deployment.entrypoint,
-                working_dir=deployment.working_dir,
-                parameters=entry.parameters,
-                tags=entry.tags,
-                lease_seconds=lease,
-                resumes=entry.resumes,
-            )
-            return reply.dump(), records
+            return self._grant(entry, attempt, record.seq, deployment).dump(), records
 
         reply = await self.ledger.transact(request.run_id, decide)
+        if not reply.startswith(b'{"ok":false'):
+            crash_point("after-claim-write")  # recorded, not answered: the lost-reply test
         await self._dispatch_if_queued_again(request.run_id)  # its holder's lease had expired
         return reply
+
+    def _grant(
+        self, entry: RunEntry, attempt: int, seq: int, deployment: DeploymentView
+    ) -> p.ClaimGrant:
+        return p.ClaimGrant(
+            run_id=entry.run_id,
+            attempt=attempt,
+            seq=seq,
+            name=entry.name,
+            flow_name=deployment.flow_name,
+            deployment=deployment.name,
+            entrypoint=deployment.entrypoint,
+            working_dir=deployment.working_dir,
+            parameters=entry.parameters,
+            tags=entry.tags,
+            lease_seconds=self.settings.lease_seconds,
+            resumes=entry.resumes,
+        )
 
     async def heartbeat(self, beat: p.Heartbeat) -> bytes:
         """Renew the leases of the runs the agent holds; the leader answers with those it no

@@ -82,6 +82,14 @@ def held_by(entry: RunEntry, agent: str, attempt: int) -> bool:
     return entry.open and entry.agent == agent and entry.attempt == attempt
 
 
+def grant_again(entry: RunEntry, agent: str) -> bool:
+    """Whether ``agent``'s claim is answered with the grant it was already given: the run is
+    held by that agent, still Pending (its attempt has not started), so the agent asks again
+    because the first answer never reached it (its orchestrator died after recording the
+    claim, or answered too late). An agent never claims a run it is running."""
+    return entry.held and entry.agent == agent and entry.state is S.PENDING
+
+
 def claim_refusal(entry: RunEntry) -> p.ClaimRefusal | None:
     """Why a claim of the run is refused now, or None when it may be granted."""
     if entry.state is S.CANCELLED or entry.state is S.CANCELLING:

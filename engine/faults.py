@@ -6,6 +6,8 @@ Without the variable every crash point is a no-op. The points:
 
 - ``after-schedule-write``: the orchestrator has recorded a submitted run but not yet published
   its run request (the outbox must publish it after a restart).
+- ``after-claim-write``: the orchestrator has recorded a claim but not answered it (the agent,
+  asking again, must get the same grant).
 """
 
 from __future__ import annotations

@@ -195,6 +195,30 @@ async def test_orchestrator_killed_between_its_write_and_its_publish(tmp_path: P
         stack.close()
 
 
+async def test_a_claim_whose_answer_was_lost_is_granted_again(tmp_path: Path) -> None:
+    """The orchestrator records a claim and dies before answering it: the agent, its request
+    redelivered, claims again and gets the same grant. The run starts then, without waiting
+    for its lease to run out and without a Crashed state."""
+    stack = Stack(tmp_path, env={"FLOWBUS_LEASE_SECONDS": "60"})
+    try:
+        crashing = stack.start_orchestrator({"FLOWBUS_TEST_CRASH_AT": "after-claim-write"})
+        deployment = stack.deploy("quick")
+        async with stack.client() as client:
+            run = await client.submit(deployment)
+        stack.start_agent("agent-1")
+        assert crashing.process.wait(30) == 70  # the claim is recorded, its answer never sent
+        wait_until(lambda: stack.states(run.run_id)[-1:] == ["Pending"], what="the claim")
+        stack.start_orchestrator()
+        async with stack.client() as client:
+            final = await client.wait(run.run_id, timeout=60)
+        assert final.completed
+        assert stack.final_states(run.run_id) == ["Scheduled", "Pending", "Running", "Completed"]
+        claims = [e for e in stack.stream(run.run_id) if e.data.get("attempt")]
+        assert [e.data["attempt"] for e in claims] == [1]
+    finally:
+        stack.close()
+
+
 async def test_two_agents_500_runs_each_completed_exactly_once(stack: Stack) -> None:
     deployment = stack.deploy("noop")
     for name in ("agent-a", "agent-b"):

@@ -8,6 +8,7 @@ from flowbus.agents.decisions import (
     Sweep,
     audit_due,
     claim_refusal,
+    grant_again,
     held_by,
     lost_requests,
     sweep_actions,
@@ -115,3 +116,12 @@ def test_only_the_open_attempt_of_its_agent_holds_a_run() -> None:
     assert not held_by(run, "b", 1) and not held_by(run, "a", 2)
     run.open = False
     assert not held_by(run, "a", 1)
+
+
+def test_a_claim_is_granted_again_only_to_its_holder_before_its_attempt_starts() -> None:
+    pending = entry(S.PENDING, **HELD)
+    assert grant_again(pending, "a")  # the first answer never reached agent a
+    assert not grant_again(pending, "b")  # another agent: refused, as held
+    assert not grant_again(entry(S.RUNNING, **HELD), "a")  # started: never again
+    assert not grant_again(entry(S.PENDING, agent="a", attempt=1, open=False), "a")  # fenced
+    assert not grant_again(entry(S.SCHEDULED), "a")
