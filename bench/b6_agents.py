@@ -66,19 +66,28 @@ def measure(agents: int, runs: int, concurrency: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=600)
-    parser.add_argument("--concurrency", type=int, default=10)
-    parser.add_argument("--agents", type=int, nargs="+", default=[1, 2, 4])
-    args = parser.parse_args()
+    args = arguments()
     figures = {}
     for agents in args.agents:
         figures[agents] = measure(agents, args.runs, args.concurrency)
         print(json.dumps({"agents": agents, "runs_per_second": round(figures[agents], 1)}))
-    base = figures[args.agents[0]]
-    print("| agents | completed runs/s | relative to one agent |\n|---|---|---|")
-    for agents, rate in figures.items():
-        print(f"| {agents} | {rate:,.1f} | {rate / base:.2f} |")
+    print_table("agents", figures)
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=600)
+    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--agents", type=int, nargs="+", default=[1, 2, 4])
+    return parser.parse_args()
+
+
+def print_table(what: str, figures: dict[int, float]) -> None:
+    """Completed runs/s per count, and relative to the first count, as a markdown table."""
+    base = next(iter(figures.values()))
+    print(f"| {what} | completed runs/s | relative to the first |\n|---|---|---|")
+    for count, rate in figures.items():
+        print(f"| {count} | {rate:,.1f} | {rate / base:.2f} |")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ boundary adds is a network hop on every request.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -21,7 +20,9 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(BENCH), str(REPO)]
+
+from b6_agents import arguments, print_table  # noqa: E402
 
 from flowbus.broker.server import find_nats_server  # noqa: E402
 from tests.cluster.netns import Host, Network, Process, skip_reason  # noqa: E402
@@ -34,11 +35,7 @@ def flowbus(host: Host, name: str, args: list[str], env: dict[str, str], ready: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=600)
-    parser.add_argument("--concurrency", type=int, default=10)
-    parser.add_argument("--agents", type=int, nargs="+", default=[1, 2, 4])
-    args = parser.parse_args()
+    args = arguments()
     reason = skip_reason()
     if reason is not None:
         raise SystemExit(f"cannot make hosts here: {reason}")
@@ -75,10 +72,7 @@ def main() -> None:
             print(json.dumps({"agent_hosts": count, "runs_per_second": round(rates[-1], 1)}))
             for agent in agents:
                 agent.stop()
-    base = figures[args.agents[0]]
-    print("| agent hosts | completed runs/s | relative to one |\n|---|---|---|")
-    for count, rate in figures.items():
-        print(f"| {count} | {rate:,.1f} | {rate / base:.2f} |")
+    print_table("agent hosts", figures)
 
 
 if __name__ == "__main__":
