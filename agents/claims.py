@@ -33,6 +33,7 @@ from flowbus.engine.states import (
     StateType,
 )
 from flowbus.engine.store import DeploymentView
+from flowbus.waiting import last_state
 
 log = structlog.get_logger("flowbus.orchestrator")
 S = StateType
@@ -73,7 +74,7 @@ class Claims(OrchestratorCore):
             records: list[EventRecord] = []
             if entry.lease_expired(time.monotonic()):
                 records += self._crash(entry, f"agent {entry.agent} stopped renewing its lease")
-            elif grant_again(entry, request.agent):
+            elif grant_again(entry, request.agent) and not await self._started(entry):
                 deployment = await self._deployment(entry.deployment)
                 if deployment is not None:  # the claim's Pending is the run's last event
                     return self._grant(entry, entry.attempt, entry.seq, deployment).dump(), []
@@ -96,6 +97,15 @@ class Claims(OrchestratorCore):
             crash_point("after-claim-write")  # recorded, not answered: the lost-reply test
         await self._dispatch_if_queued_again(request.run_id)  # its holder's lease had expired
         return reply
+
+    async def _started(self, entry: RunEntry) -> bool:
+        """Whether the events stream holds a state of the run after its claim: the attempt has
+        started (perhaps ended), though the store may not show it yet. Unreadable: started."""
+        try:
+            latest = await last_state(self.js, entry.run_id)
+        except Exception:  # the stream cannot say: never grant a run again on a guess
+            return True
+        return latest is not None and latest.seq > entry.seq
 
     def _grant(
         self, entry: RunEntry, attempt: int, seq: int, deployment: DeploymentView

@@ -86,7 +86,9 @@ def grant_again(entry: RunEntry, agent: str) -> bool:
     """Whether ``agent``'s claim is answered with the grant it was already given: the run is
     held by that agent, still Pending (its attempt has not started), so the agent asks again
     because the first answer never reached it (its orchestrator died after recording the
-    claim, or answered too late). An agent never claims a run it is running."""
+    claim, or answered too late). An agent never claims a run it is running, and the claims
+    service grants again only while the events stream holds no state after the claim (the
+    store may lag: a run the agent has finished can still look Pending there)."""
     return entry.held and entry.agent == agent and entry.state is S.PENDING
 
 
