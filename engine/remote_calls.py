@@ -36,7 +36,7 @@ from flowbus.engine.context import (
     flow_run_var,
     task_run_var,
 )
-from flowbus.engine.records import EventRecord
+from flowbus.engine.sinks import ListSink
 
 #: What an event carries besides its fields (made again when the flow's stream records it).
 ENVELOPE = frozenset({"schema_version", "id", "stream_id", "seq", "occurred", "type"})
@@ -85,16 +85,6 @@ class RemoteTaskError(Exception):
     """A task's exception that could not be sent back as itself (it does not pickle)."""
 
 
-class _Kept:
-    """A sink that keeps what the call records, to be sent back with its outcome."""
-
-    def __init__(self) -> None:
-        self.records: list[EventRecord] = []
-
-    def emit(self, record: EventRecord) -> None:
-        self.records.append(record)
-
-
 def worker_name() -> str:
     """The worker's address (as Dask's scheduler knows it) or Ray node, and its host."""
     host = socket.gethostname()
@@ -116,8 +106,8 @@ def call_remotely(call: RemoteCall) -> RemoteOutcome:
     from flowbus.engine.task_runners import ConcurrentTaskRunner
 
     install_print_capture()
-    kept = _Kept()
-    stream = RunStream(call.flow_run.id, cast(Any, kept))
+    kept = ListSink()  # what the call records, sent back with its outcome
+    stream = RunStream(call.flow_run.id, kept)
     flow_ctx = FlowRunContext(cast(Any, None), call.flow_run, stream, ConcurrentTaskRunner(),
                               call.log_prints)  # fmt: skip
     task_ctx = TaskRunContext(call.task, call.task_run, flow_ctx, call.parameters,

@@ -35,7 +35,8 @@ class EventSink(Protocol):
 
 
 class ListSink:
-    """Keeps events in a list: for unit tests of engine logic."""
+    """Keeps events in a list: for unit tests of engine logic, and for a task's call on a
+    remote worker (``engine/remote_calls.py``), whose events travel back with its outcome."""
 
     def __init__(self) -> None:
         self.records: list[EventRecord] = []

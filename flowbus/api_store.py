@@ -137,10 +137,9 @@ class ApiStore:
     async def save_block(self, type_name: str, name: str, data: dict[str, Any]) -> DocumentView:
         """A block saved from its plain fields: the server checks them against its type and
         encrypts the secret fields with its own key."""
-        await self.http.request("PUT", f"/blocks/{quote(type_name)}/{quote(name)}", json=data)
-        found = await self.get_document("block", f"{type_name}/{name}")
-        assert found is not None
-        return found
+        path = f"/blocks/{quote(type_name)}/{quote(name)}"
+        view: DocumentView = _view(DocumentView, await self.http.request("PUT", path, json=data))
+        return view
 
     async def append_next(
         self, stream_id: str, type_: str, fields: dict[str, Any], attempts: int = 5

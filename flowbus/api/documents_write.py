@@ -10,7 +10,6 @@ publishes an event of one's own, as ``flowbus events emit`` does over NATS."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +23,7 @@ from flowbus.engine.blocks import BLOCK, BLOCK_TYPE, register_built_in, save_blo
 from flowbus.engine.documents import delete_document, save_document
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.slot_table import GLOBAL_LIMIT, LIMIT
-from flowbus.engine.store import DocumentView, EventStore
+from flowbus.engine.store import EventStore
 from flowbus.engine.variables import VARIABLE, check_name
 
 router = APIRouter(responses=_ERRORS)
@@ -96,10 +95,6 @@ def _kind(kind: str, kinds: set[str] | dict[str, Any]) -> None:
         raise HTTPException(404, f"no document kind {kind!r} here (kinds: {sorted(kinds)})")
 
 
-def shown(document: DocumentView) -> dict[str, Any]:
-    return dataclasses.asdict(document)
-
-
 async def _changed(request: Request, kind: str) -> None:
     """An automation changed: the running engine reads them again before the reply."""
     if kind == AUTOMATION:
@@ -111,7 +106,7 @@ async def _changed(request: Request, kind: str) -> None:
 async def list_documents(request: Request, kind: str) -> list[dict[str, Any]]:
     """Every document of a kind (blocks as stored: secret fields encrypted)."""
     _kind(kind, READABLE)
-    return [shown(d) for d in await _store(request).list_documents(kind)]
+    return [d.to_dict() for d in await _store(request).list_documents(kind)]
 
 
 @router.get("/documents/{kind}/{name:path}", tags=["documents"])
@@ -120,7 +115,7 @@ async def get_document(request: Request, kind: str, name: str) -> dict[str, Any]
     found = await _store(request).get_document(kind, name)
     if found is None:
         raise HTTPException(404, f"no {kind} named {name}")
-    return shown(found)
+    return found.to_dict()
 
 
 @router.put("/documents/{kind}/{name:path}", tags=["documents"])
@@ -135,7 +130,7 @@ async def put_document(
         raise ClientError("invalid_document", f"not a valid {kind}: {exc}") from exc
     saved = await save_document(_store(request), kind, name, body)
     await _changed(request, kind)
-    return shown(saved)
+    return saved.to_dict()
 
 
 @router.delete("/documents/{kind}/{name:path}", tags=["documents"])
@@ -151,14 +146,15 @@ async def remove_document(request: Request, kind: str, name: str) -> dict[str, A
 async def put_block(
     request: Request, type_name: str, name: str, fields: dict[str, Any]
 ) -> dict[str, Any]:
-    """Save a block from its plain fields: checked by its type, secrets encrypted here."""
+    """Save a block from its plain fields: checked by its type, secrets encrypted here; the
+    block as stored (secret fields encrypted)."""
     store = _store(request)
     await register_built_in(store)
     try:
         saved = await save_block_data(store, type_name, name, fields)
     except (FlowbusError, ValueError) as exc:  # ValueError: pydantic's ValidationError
         raise ClientError("invalid_document", str(exc)) from exc
-    return {"name": saved.name, "version": saved.version}
+    return saved.to_dict()
 
 
 @router.post("/custom-events", status_code=201, tags=["events"])

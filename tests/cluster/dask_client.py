@@ -12,7 +12,8 @@ import sys
 
 from distributed import Client
 
-from flowbus.engine.store import store_from_url
+from flowbus.engine.documents import using_store
+from flowbus.engine.store import EventStore
 from flowbus.task_runners import DaskTaskRunner
 from tests.integration import dask_flows
 
@@ -22,14 +23,9 @@ async def wait_for_workers(address: str, count: int) -> None:
         await client.wait_for_workers(count, timeout=120)
 
 
-async def workers_recorded() -> list[str]:
-    store = store_from_url()
-    await store.open()
-    try:
-        [run] = await store.list_flow_runs()
-        events = await store.read_stream(run.id)
-    finally:
-        await store.close()
+async def workers_recorded(store: EventStore) -> list[str]:
+    [run] = await store.list_flow_runs()
+    events = await store.read_stream(run.id)
     return [e.data["worker"] for e in events if e.type == "task_run.state" and e.data.get("worker")]
 
 
@@ -38,4 +34,5 @@ if __name__ == "__main__":
     asyncio.run(wait_for_workers(address, count))
     flow = dask_flows.fan_out.with_options(task_runner=DaskTaskRunner(address=address))
     result = flow(n=20)
-    print(json.dumps({"result": result, "workers": asyncio.run(workers_recorded())}))
+    workers = asyncio.run(using_store(None, workers_recorded))
+    print(json.dumps({"result": result, "workers": workers}))

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from flowbus.engine.store import EventStore, store_from_url
+from flowbus.engine.documents import using_store
+from flowbus.engine.store import EventStore
 
 from . import dask_flows
 from .stack import Stack
@@ -36,15 +37,8 @@ def on(cluster: DaskProcesses, flow: Any, **options: Any) -> Any:
 
 
 def stored(action: Any) -> Any:
-    async def main() -> Any:
-        store: EventStore = store_from_url()
-        await store.open()
-        try:
-            return await action(store)
-        finally:
-            await store.close()
-
-    return asyncio.run(main())
+    """``action`` on the configured store, opened for the call."""
+    return asyncio.run(using_store(None, action))
 
 
 def the_run(flow_name: str) -> Any:
