@@ -311,6 +311,11 @@ class Agent:
                 await self._dead_letter(message, f"claim refused: {reply.message}")
             elif reply.reason == "unavailable":
                 await _quietly(message.nak(delay=1))
+            elif reply.reason == "starting":
+                # Its holder may never have heard its grant and need this request back.
+                log.info("run granted to an agent that has not started it; putting it back",
+                         run_id=request.run_id, detail=reply.message)  # fmt: skip
+                await _quietly(message.nak(delay=1))
             else:
                 await _quietly(message.ack())  # finished, cancelled, or held by a live agent
             return None

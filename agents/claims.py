@@ -11,11 +11,7 @@ import orjson
 import structlog
 
 from flowbus.agents import telemetry
-from flowbus.agents.decisions import (
-    claim_refusal,
-    grant_again,
-    held_by,
-)
+from flowbus.agents.decisions import awaits_start, claim_refusal, grant_again, held_by
 from flowbus.agents.ledger import RunEntry
 from flowbus.agents.orchestrator_core import AgentSeen, OrchestratorCore
 from flowbus.broker import protocol as p
@@ -72,13 +68,16 @@ class Claims(OrchestratorCore):
                 refusal = p.ClaimRefusal(reason="unknown", message="no such run of a deployment")
                 return refusal.dump(), []
             records: list[EventRecord] = []
+            unstarted = False
             if entry.lease_expired(time.monotonic()):
                 records += self._crash(entry, f"agent {entry.agent} stopped renewing its lease")
-            elif grant_again(entry, request.agent) and not await self._started(entry):
-                deployment = await self._deployment(entry.deployment)
-                if deployment is not None:  # the claim's Pending is the run's last event
-                    return self._grant(entry, entry.attempt, entry.seq, deployment).dump(), []
-            refusal = claim_refusal(entry)
+            elif awaits_start(entry):
+                unstarted = not await self._started(entry)
+                if unstarted and grant_again(entry, request.agent):
+                    deployment = await self._deployment(entry.deployment)
+                    if deployment is not None:  # the claim's Pending is the run's last event
+                        return self._grant(entry, entry.attempt, entry.seq, deployment).dump(), []
+            refusal = claim_refusal(entry, unstarted)
             if refusal is not None:
                 return refusal.dump(), records
             deployment = await self._deployment(entry.deployment)

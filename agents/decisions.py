@@ -82,22 +82,39 @@ def held_by(entry: RunEntry, agent: str, attempt: int) -> bool:
     return entry.open and entry.agent == agent and entry.attempt == attempt
 
 
+def awaits_start(entry: RunEntry) -> bool:
+    """Whether the run is granted to an agent and still Pending: its attempt may not have
+    started, and the agent may not even know it holds the run (the grant's answer was lost).
+    The claims service asks the events stream whether a later state exists before it relies
+    on this (the store may lag: a run the agent has finished can still look Pending there)."""
+    return entry.held and entry.state is S.PENDING
+
+
 def grant_again(entry: RunEntry, agent: str) -> bool:
-    """Whether ``agent``'s claim is answered with the grant it was already given: the run is
-    held by that agent, still Pending (its attempt has not started), so the agent asks again
-    because the first answer never reached it (its orchestrator died after recording the
-    claim, or answered too late). An agent never claims a run it is running, and the claims
-    service grants again only while the events stream holds no state after the claim (the
-    store may lag: a run the agent has finished can still look Pending there)."""
-    return entry.held and entry.agent == agent and entry.state is S.PENDING
+    """Whether ``agent``'s claim is answered with the grant it was already given: the run
+    awaits its start by that very agent, which asks again because the first answer never
+    reached it (its orchestrator died after recording the claim, or answered too late). An
+    agent never claims a run it is running."""
+    return awaits_start(entry) and entry.agent == agent
 
 
-def claim_refusal(entry: RunEntry) -> p.ClaimRefusal | None:
-    """Why a claim of the run is refused now, or None when it may be granted."""
+def claim_refusal(entry: RunEntry, unstarted: bool = False) -> p.ClaimRefusal | None:
+    """Why a claim of the run is refused now, or None when it may be granted.
+
+    ``unstarted``: the run awaits its start by another agent, and the events stream holds no
+    state after the claim. That agent may never have heard its grant, and then needs this
+    very request back to claim again: the refusal "starting" tells the claimant to put the
+    request back (nak it) rather than ack it away."""
     if entry.state is S.CANCELLED or entry.state is S.CANCELLING:
         return p.ClaimRefusal(reason="cancelled", message=f"run is {entry.state_name}")
     if entry.state.is_terminal:
         return p.ClaimRefusal(reason="finished", message=f"run is {entry.state_name}")
+    if entry.held and unstarted:
+        return p.ClaimRefusal(
+            reason="starting",
+            message=f"run is granted to agent {entry.agent} (attempt {entry.attempt}), "
+            "which has not started it",
+        )
     if entry.held:
         return p.ClaimRefusal(
             reason="leased", message=f"run is held by agent {entry.agent} (attempt {entry.attempt})"

@@ -199,7 +199,8 @@ class ClaimGrant(_Message):
 
 class ClaimRefusal(_Message):
     ok: Literal[False] = False
-    #: "finished", "cancelled", "leased" (a live agent holds it), "unknown".
+    #: "finished", "cancelled", "leased" (a live agent holds it), "starting" (granted to
+    #: another agent that has not started it: put the request back), "unknown", "illegal".
     reason: str
     message: str
 

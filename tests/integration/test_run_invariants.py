@@ -219,6 +219,38 @@ async def test_a_claim_whose_answer_was_lost_is_granted_again(tmp_path: Path) ->
         stack.close()
 
 
+async def test_a_run_whose_holder_never_heard_its_grant_is_not_taken_from_it(
+    tmp_path: Path,
+) -> None:
+    """The claim of agent-1 is recorded and never answered; the request comes back to
+    agent-2 first, which is refused "starting" and puts it back instead of acking it away.
+    agent-1 gets it then and is granted its claim again: no lease runs out, nothing Crashes.
+    (The queue audit, which would publish a lost request again, is kept out of the way.)"""
+    env = {"FLOWBUS_LEASE_SECONDS": "120", "FLOWBUS_QUEUE_AUDIT_INTERVAL": "600"}
+    stack = Stack(tmp_path, env=env)
+    try:
+        crashing = stack.start_orchestrator({"FLOWBUS_TEST_CRASH_AT": "after-claim-write"})
+        deployment = stack.deploy("quick")
+        async with stack.client() as client:
+            run = await client.submit(deployment)
+        first = stack.start_agent("agent-1")
+        assert crashing.process.wait(30) == 70  # the claim is recorded, its answer never sent
+        wait_until(lambda: stack.states(run.run_id)[-1:] == ["Pending"], what="the claim")
+        first.kill()  # the request goes back to the queue when its ack wait runs out
+        stack.start_orchestrator()
+        other = stack.start_agent("agent-2")
+        other.wait_for("has not started it; putting it back", 60)
+        stack.start_agent("agent-1")
+        async with stack.client() as client:
+            final = await client.wait(run.run_id, timeout=90)
+        assert final.completed
+        assert stack.final_states(run.run_id) == ["Scheduled", "Pending", "Running", "Completed"]
+        claims = [e.data for e in stack.stream(run.run_id) if e.data.get("attempt")]
+        assert [(c["agent"], c["attempt"]) for c in claims] == [("agent-1", 1)]
+    finally:
+        stack.close()
+
+
 async def test_two_agents_500_runs_each_completed_exactly_once(stack: Stack) -> None:
     deployment = stack.deploy("noop")
     for name in ("agent-a", "agent-b"):

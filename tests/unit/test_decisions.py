@@ -7,6 +7,7 @@ import pytest
 from flowbus.agents.decisions import (
     Sweep,
     audit_due,
+    awaits_start,
     claim_refusal,
     grant_again,
     held_by,
@@ -125,3 +126,15 @@ def test_a_claim_is_granted_again_only_to_its_holder_before_its_attempt_starts()
     assert not grant_again(entry(S.RUNNING, **HELD), "a")  # started: never again
     assert not grant_again(entry(S.PENDING, agent="a", attempt=1, open=False), "a")  # fenced
     assert not grant_again(entry(S.SCHEDULED), "a")
+
+
+def test_another_agent_puts_back_a_run_whose_holder_has_not_started_it() -> None:
+    """Refused "starting", not "leased": its holder may need the request back, so the
+    claimant naks it rather than acking it away."""
+    pending = entry(S.PENDING, **HELD)
+    assert awaits_start(pending)
+    assert claim_refusal(pending, unstarted=True).reason == "starting"  # type: ignore[union-attr]
+    # The events stream holds a later state: started (the store lags), so "leased".
+    assert claim_refusal(pending, unstarted=False).reason == "leased"  # type: ignore[union-attr]
+    assert not awaits_start(entry(S.RUNNING, **HELD))
+    assert not awaits_start(entry(S.PENDING, agent="a", attempt=1, open=False))
