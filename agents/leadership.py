@@ -110,17 +110,15 @@ class Leadership:
         """One round: take the lease if it is free, renew it if it is ours; notice its loss."""
         assert self._kv is not None
         sent_at = time.monotonic()
-        value = self.member.encode()
         try:
             if self.term is None:
-                revision = await self._kv.create(KEY, value)
+                revision = await self._kv.create(KEY, self.member.encode())
                 self._revision, self._renewed_at = revision, sent_at
                 self.term = Term(self.member, revision)
                 log.info("elected leader", member=self.member, term=revision)
-                await self._elected(self.term)
+                await self._take_up(self.term)
             else:
-                self._revision = await self._kv.update(KEY, value, last=self._revision)
-                self._renewed_at = sent_at
+                await self._renew()
         except KeyWrongLastSequenceError:
             if self.term is not None:  # another took the key: our lease had run out
                 await self._step_down("another orchestrator holds the lease")
@@ -128,6 +126,42 @@ class Leadership:
             log.warning("leader lease not reached", error=repr(exc))
         if self.term is not None and not self.leading:
             await self._step_down("the lease ran out before it could be renewed")
+
+    async def _renew(self) -> None:
+        assert self._kv is not None
+        sent_at = time.monotonic()
+        self._revision = await self._kv.update(KEY, self.member.encode(), last=self._revision)
+        self._renewed_at = sent_at
+
+    async def _take_up(self, term: Term) -> None:
+        """The leader's work begins (``elected``), the lease renewed meanwhile: reading every
+        unfinished run can outlast a lease on a busy store, and a leader that lost its lease
+        while starting would step down at once, again and again, with nothing ever recorded.
+        If starting fails, the lead is given up at once, for another (or a later round)."""
+        renewing = asyncio.create_task(self._renew_while_starting(), name="leader-renewal")
+        try:
+            await self._elected(term)
+        except Exception as exc:
+            log.error("could not take up the lead; giving it up", error=repr(exc))
+            try:
+                if self.term is not None:
+                    await self._step_down(f"taking up the lead failed: {exc!r}")
+            finally:
+                await self._give_up()
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await renewing
+
+    async def _renew_while_starting(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 4)
+            try:
+                await self._renew()
+            except KeyWrongLastSequenceError:
+                return  # lost: the round after the start steps down
+            except Exception as exc:
+                log.warning("leader lease not reached while starting", error=repr(exc))
 
     async def _step_down(self, why: str) -> None:
         assert self.term is not None
@@ -150,9 +184,14 @@ class Leadership:
         if self.term is None or self._kv is None:
             return
         self.term, self._renewed_at = None, None
-        with contextlib.suppress(Exception):
-            await self._kv.delete(KEY, last=self._revision)
+        await self._give_up()
         log.info("resigned the lead", member=self.member)
+
+    async def _give_up(self) -> None:
+        """Delete the lease's key, if it is still the one this process wrote last."""
+        if self._kv is not None:
+            with contextlib.suppress(Exception):
+                await self._kv.delete(KEY, last=self._revision)
 
 
 __all__ = ["Leadership", "Term", "still_leading"]

@@ -111,7 +111,9 @@ class Recorder:
     async def run(self) -> None:
         """Record until stopped; connection trouble is waited out with a backoff. The
         subscription is undone at the end, so a later term of this orchestrator binds again."""
-        subscription: JetStreamContext.PullSubscription | None = await self._subscription()
+        # Bound inside the loop: a leader elected while JetStream elects its own leaders
+        # waits for the consumer rather than failing (and leaving nothing recorded).
+        subscription: JetStreamContext.PullSubscription | None = None
         backoff = 0.1
         try:
             while not self._stopping.is_set():
