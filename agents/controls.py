@@ -5,7 +5,6 @@ Failed, Crashed, Cancelled or TimedOut run again as a new attempt."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -117,14 +116,8 @@ class Controls(OrchestratorCore):
     async def recorded(self, request: p.RecordedRequest) -> bytes:
         """Answer once the store holds the run's events up to ``request.seq``: a client that
         saw a final state on the events stream reads the same from the store after this."""
-        deadline = time.monotonic() + request.wait
-        pause = 0.005
-        while True:
-            head = await self.store.head(request.run_id)
-            if head >= request.seq or time.monotonic() >= deadline:
-                return p.RecordedReply(head=head, recorded=head >= request.seq).dump()
-            await asyncio.sleep(pause)  # the recorder commits in batches: milliseconds
-            pause = min(pause * 2, 0.05)
+        head = await self.recorded_waits.wait(request.run_id, request.seq, request.wait)
+        return p.RecordedReply(head=head, recorded=head >= request.seq).dump()
 
     async def cancel(self, request: p.CancelRequest) -> bytes:
         ask: dict[str, Any] = {}

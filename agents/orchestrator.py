@@ -33,6 +33,7 @@ from flowbus.agents.leadership import Leadership, Term
 from flowbus.agents.ledger import RunLedger
 from flowbus.agents.orchestrator_core import AgentSeen, OrchestratorSettings
 from flowbus.agents.queue_service import QueueService
+from flowbus.agents.recorded_waits import RecordedWaits
 from flowbus.agents.recorder import Recorder
 from flowbus.agents.scheduler import Scheduler
 from flowbus.agents.slot_service import SlotService
@@ -62,6 +63,8 @@ class Orchestrator(Submissions, Claims, Controls, Janitor):
         self.settings = settings or OrchestratorSettings.from_env()
         self.ledger = RunLedger(store, self.settings.lease_seconds, published=self._announce)
         self.ledger.authoritative = False  # until elected
+        self.recorded_waits = RecordedWaits(store)
+        self.ledger.writer.on_commit = self.recorded_waits.committed
         self.recorder: Recorder | None = None
         self.agents: dict[str, AgentSeen] = {}
         self.queues = QueueService(
@@ -225,6 +228,7 @@ class Orchestrator(Submissions, Claims, Controls, Janitor):
                 log.error("a daemon task did not stop", task=task.get_name())
         self._tasks.clear()
         await self.background.wait(timeout=5)
+        await self.recorded_waits.close()
         await self.ledger.writer.close()
         if self._announcer is not None:  # what it recorded last reaches subscribers too
             try:

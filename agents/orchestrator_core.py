@@ -24,6 +24,7 @@ from flowbus.agents.background import BackgroundTasks
 from flowbus.agents.leadership import Leadership
 from flowbus.agents.ledger import RunEntry, RunLedger
 from flowbus.agents.queue_service import QueueService
+from flowbus.agents.recorded_waits import RecordedWaits
 from flowbus.agents.recorder import Recorder
 from flowbus.agents.scheduler import Scheduler
 from flowbus.agents.settings import OrchestratorEnv, load
@@ -104,6 +105,7 @@ class OrchestratorCore:
     background: BackgroundTasks
     queues: QueueService
     recorder: Recorder | None
+    recorded_waits: RecordedWaits
     scheduler: Scheduler | None
     automations: AutomationEngine | None
     slots: SlotService | None

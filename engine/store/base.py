@@ -116,6 +116,11 @@ class EventStore(abc.ABC):
     async def head(self, stream_id: str) -> int:
         """The last sequence number recorded in a stream (0 when it has none)."""
 
+    async def heads(self, stream_ids: Sequence[str]) -> dict[str, int]:
+        """The last sequence number of each of many streams (0 for one with none), in as few
+        reads as the backend allows: many waiters are answered with one query."""
+        return {stream_id: await self.head(stream_id) for stream_id in stream_ids}
+
     @abc.abstractmethod
     async def read_stream(self, stream_id: str, after_seq: int = 0) -> list[StoredEvent]:
         """A stream's events (a flow run's, say) in sequence order."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from flowbus.engine.errors import StoreError
 from flowbus.engine.records import EventRecord
@@ -27,6 +27,8 @@ class BatchWriter:
         self._waiting: list[_Group] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: Called with the records of each commit, before their callers resume.
+        self.on_commit: Callable[[list[EventRecord]], None] = lambda records: None
 
     async def append(self, records: Sequence[EventRecord]) -> None:
         """Commit ``records`` (in order, atomically); raises what the store raised for them."""
@@ -52,8 +54,9 @@ class BatchWriter:
                 await self._commit(batch)
 
     async def _commit(self, batch: list[_Group]) -> None:
+        records = [record for group, _ in batch for record in group]
         try:
-            await self.store.append([record for records, _ in batch for record in records])
+            await self.store.append(records)
         except StoreError as exc:
             if len(batch) == 1:
                 _fail(batch, exc)
@@ -64,6 +67,7 @@ class BatchWriter:
         except BaseException as exc:  # every waiter must hear of it
             _fail(batch, exc)
             return
+        self.on_commit(records)
         for _, future in batch:
             if not future.done():
                 future.set_result(None)
@@ -76,6 +80,7 @@ class BatchWriter:
             if not future.done():
                 future.set_exception(exc)
             return
+        self.on_commit(records)
         if not future.done():
             future.set_result(None)
 

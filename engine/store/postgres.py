@@ -210,6 +210,16 @@ class PostgresEventStore(EventStore):
         rows = await self._fetch("SELECT max(seq) FROM events WHERE stream_id = $1", stream_id)
         return int(rows[0][0] or 0)
 
+    async def heads(self, stream_ids: Sequence[str]) -> dict[str, int]:
+        found = {stream_id: 0 for stream_id in stream_ids}
+        rows = await self._fetch(
+            "SELECT stream_id, max(seq) FROM events WHERE stream_id = ANY($1::text[]) "
+            "GROUP BY stream_id",
+            list(found),
+        )
+        found.update({row[0]: int(row[1]) for row in rows})
+        return found
+
     @staticmethod
     def _stored(row: Any) -> StoredEvent:
         return StoredEvent(

@@ -208,6 +208,16 @@ class SqliteEventStore(EventStore):
     async def head(self, stream_id: str) -> int:
         return await self._load_head(stream_id)
 
+    async def heads(self, stream_ids: Sequence[str]) -> dict[str, int]:
+        found = {stream_id: 0 for stream_id in stream_ids}
+        wanted = list(found)
+        for start in range(0, len(wanted), 500):  # SQLite's bound parameters are limited
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT stream_id, max(seq) FROM events WHERE stream_id IN ({marks}) GROUP BY 1"
+            found.update({row[0]: int(row[1]) for row in await self._fetch(sql, chunk)})
+        return found
+
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
             return list(await self.db.execute_fetchall(sql, params))

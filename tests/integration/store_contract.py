@@ -130,6 +130,15 @@ class StoreContract:
         assert stored[0].data["flow_name"] == "etl"
         assert await store.head(run.run_id) == len(events)
 
+    async def test_the_heads_of_many_streams_in_one_read(self, store: EventStore) -> None:
+        runs = [RunBuilder() for _ in range(3)]
+        await store.append([runs[0].created(), runs[0].state(Running()), runs[1].created()])
+        ids = [run.run_id for run in runs]
+        assert await store.heads(ids) == {ids[0]: 2, ids[1]: 1, ids[2]: 0}
+        assert await store.heads([]) == {}
+        many = [f"stream-{n}" for n in range(1200)]  # more than one read's worth of names
+        assert set((await store.heads([*many, ids[0]])).values()) == {0, 2}
+
     async def test_global_positions_increase_across_runs(self, store: EventStore) -> None:
         a, b = RunBuilder(), RunBuilder()
         await store.append([a.created(), b.created(), a.state(Running())])
