@@ -234,6 +234,22 @@ class Cluster:
         output = self.hosts["client"].run(argv, self.daemon_env("client"), timeout)
         return json.loads(output.strip().splitlines()[-1])
 
+    def orchestrator_excerpts(self, count: int = 30) -> list[str]:
+        """The orchestrators' warnings, errors and changes of leader: the last of each kind
+        (ids and numbers aside) with how often it came, in time order."""
+        pattern = re.compile(r"\[(warning|error)|elected|leading|stepping|resigned")
+        kinds: dict[str, tuple[str, int]] = {}
+        for log in sorted(self.network.logs.glob("*-orchestrator-*.log")):
+            host = log.name.split("-")[0]
+            for line in log.read_text(errors="replace").splitlines():
+                if line[:4].isdigit() and pattern.search(line):
+                    text = f"{line[11:19]} {host} {' '.join(line[20:].split())[:200]}"
+                    kind = re.sub(r"[0-9a-f-]{36}|\d+", "#", text[9:])[:90]
+                    latest, seen = kinds.get(kind, ("", 0))
+                    kinds[kind] = (max(text, latest), seen + 1)
+        lines = sorted(f"{text} (x{n})" if n > 1 else text for text, n in kinds.values())
+        return lines[-count:]
+
     def close(self) -> None:
         self.network.close()
         if self._pgdata is not None:

@@ -16,6 +16,8 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from flowbus.broker import protocol as p
+from flowbus.broker import subjects
 from flowbus.client import Client, ClientError
 from flowbus.waiting import last_state
 
@@ -80,12 +82,19 @@ class Service:
         self.stuck[run_id] = await self.diagnose(run_id)
 
     async def diagnose(self, run_id: str) -> str:
+        """What the events stream and the store hold of a run that did not end."""
         try:
             event = await last_state(self.client.nats.jetstream(), run_id)
             seen = "nothing" if event is None else f"{event.state.name} (seq {event.seq})"
         except Exception as exc:  # the report says so
             seen = f"unreadable: {exc!r}"
-        return f"last state on the events stream: {seen}"
+        ask = p.RecordedRequest(run_id=run_id, seq=10**9, wait=1.0)  # never reached: the head
+        try:
+            answer = await self.client.nats.request(subjects.RECORDED, ask.dump(), timeout=5)
+            head: object = p.decode(p.RecordedReply, answer.data).head
+        except Exception as exc:
+            head = f"unreadable: {exc!r}"
+        return f"events stream: {seen}, store: seq {head}"
 
     async def run(self, count: int, rate: float) -> None:
         await self.client.connect()
