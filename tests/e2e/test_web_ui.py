@@ -25,7 +25,10 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def stack(stack: Stack) -> Stack:
-    """The shared stack with an orchestrator, three deployments and an agent."""
+    """The shared stack with an orchestrator, three deployments and an agent. Its agent never
+    dies here, so its lease is longer than the stack's 2 s: a browser and a busy machine can
+    delay a heartbeat past that, and a run crashed and run again is not what these tests show."""
+    stack.env["FLOWBUS_LEASE_SECONDS"] = "10"
     stack.start_orchestrator()
     stack.deploy("quick")
     stack.deploy("sleepy")
