@@ -672,10 +672,16 @@ async function eventsPage(query) {
     const run = event.type === "deployment.saved" ? el("span", { class: "muted" }, "–")
       : el("a", { class: names.has(event.stream_id) ? "" : "mono", href: `#/runs/${event.stream_id}` },
         names.get(event.stream_id) || shortId(event.stream_id));
-    tbody.prepend(el("tr", { "data-type": event.type },
+    const at = Date.parse(event.occurred);
+    const row = el("tr", { "data-type": event.type, "data-at": String(at) },
       el("td", { class: "muted nowrap" }, new Date(event.occurred).toLocaleTimeString()),
       el("td", { class: "mono" }, event.type), el("td", { class: "nowrap" }, run),
-      el("td", {}, eventSummary(event))));
+      el("td", {}, eventSummary(event)));
+    // Newest first by when it happened, not by arrival: an orchestrator publishes a state it
+    // recorded (a claim's Pending) after its commit, which can be after the agent's later ones.
+    let after = tbody.firstElementChild;
+    while (after && Number(after.dataset.at) > at) after = after.nextElementSibling;
+    tbody.insertBefore(row, after);
     while (tbody.childElementCount > 500) tbody.lastElementChild.remove(); // the page stays light
   });
 }
