@@ -138,24 +138,32 @@ class Leadership:
         unfinished run can outlast a lease on a busy store, and a leader that lost its lease
         while starting would step down at once, again and again, with nothing ever recorded.
         If starting fails, the lead is given up at once, for another (or a later round)."""
-        renewing = asyncio.create_task(self._renew_while_starting(), name="leader-renewal")
+        started = asyncio.Event()
+        renewing = asyncio.create_task(self._renew_until(started), name="leader-renewal")
+        failure: Exception | None = None
         try:
             await self._elected(term)
         except Exception as exc:
-            log.error("could not take up the lead; giving it up", error=repr(exc))
+            failure = exc
+        finally:
+            # Not cancelled: a renewal cut off after it was sent would leave the revision
+            # unknown here, and the next renewal would fail as if another held the lease.
+            started.set()
+            with contextlib.suppress(Exception):
+                await renewing
+        if failure is not None:
+            log.error("could not take up the lead; giving it up", error=repr(failure))
             try:
                 if self.term is not None:
-                    await self._step_down(f"taking up the lead failed: {exc!r}")
+                    await self._step_down(f"taking up the lead failed: {failure!r}")
             finally:
                 await self._give_up()
-        finally:
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await renewing
 
-    async def _renew_while_starting(self) -> None:
+    async def _renew_until(self, started: asyncio.Event) -> None:
         while True:
-            await asyncio.sleep(self.lease_seconds / 4)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(started.wait(), self.lease_seconds / 4)
+                return
             try:
                 await self._renew()
             except KeyWrongLastSequenceError:

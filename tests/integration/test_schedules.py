@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -71,7 +72,12 @@ def test_two_schedulers_and_a_restart_make_one_run_per_slot(stack: Stack) -> Non
         # Every run that ended completed once, from its slot's Scheduled.
         if run["state"] == "Completed":
             assert run["states"][0] == "Scheduled" and run["states"].count("Completed") == 1
-    assert len([r for r in runs if r["state"] in ("Scheduled", "Late")]) <= 10  # made ahead, capped
+    # Made ahead, capped: the slots still to come (ones past due may wait for a busy agent).
+    now = datetime.now(UTC)
+    ahead = [
+        r for r in runs if r["state"] == "Scheduled" and datetime.fromisoformat(r["slot"]) > now
+    ]
+    assert len(ahead) <= 10, ahead
 
 
 def test_catch_up_policies_after_downtime_and_late_runs(stack: Stack) -> None:
