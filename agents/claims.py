@@ -65,8 +65,8 @@ class Claims(OrchestratorCore):
     async def claim(self, request: p.ClaimRequest) -> bytes:
         async def decide(entry: RunEntry | None) -> tuple[bytes, list[EventRecord]]:
             if entry is None:
-                refusal = p.ClaimRefusal(reason="unknown", message="no such run of a deployment")
-                return refusal.dump(), []
+                unknown = p.ClaimRefusal(reason="unknown", message="no such run of a deployment")
+                return unknown.dump(), []
             records: list[EventRecord] = []
             unstarted = False
             if entry.lease_expired(time.monotonic()):
@@ -82,8 +82,8 @@ class Claims(OrchestratorCore):
                 return refusal.dump(), records
             deployment = await self._deployment(entry.deployment)
             if deployment is None:
-                refusal = p.ClaimRefusal(reason="unknown", message="its deployment is gone")
-                return refusal.dump(), records
+                gone = p.ClaimRefusal(reason="unknown", message="its deployment is gone")
+                return gone.dump(), records
             attempt = entry.attempt + 1
             record = self.ledger.record_state(
                 entry, Pending(), agent=request.agent, attempt=attempt

@@ -66,8 +66,10 @@ class Controls(OrchestratorCore):
                 return p.error_reply(
                     "invalid_input", f"the pause of run {entry.name} takes no input"
                 ), []
-            fields = {"pause_key": entry.pause_key, "resume_input": given}
-            record = self.ledger.record_state(entry, Scheduled(message="resumed"), **fields)
+            resumed = Scheduled(message="resumed")
+            record = self.ledger.record_state(
+                entry, resumed, pause_key=entry.pause_key, resume_input=given
+            )
             entry.published = False
             return p.ResumeReply(run_id=entry.run_id, state="Scheduled").dump(), [record]
 

@@ -141,11 +141,12 @@ class Orchestrator(Submissions, Claims, Controls, Janitor):
         # heartbeat: nothing is granted for two heartbeat intervals.
         self.slots = SlotService(self.client, self.store, self.background)
         self.slots.settle(2 * self.settings.heartbeat_seconds + 0.5)
-        for subject, (model, handler) in {
+        leader_services: dict[str, tuple[type[p._Message] | None, Handler]] = {
             subjects.SLOT_ACQUIRE: (p.SlotRequest, self.slots.acquire),
             subjects.SLOT_RELEASE: (p.SlotRelease, self.slots.release),
             subjects.LIMITS: (None, self.slots.list_limits),
-        }.items():
+        }
+        for subject, (model, handler) in leader_services.items():
             self._leader_subscriptions.append(
                 await self.client.subscribe(
                     subject, queue=subjects.ORCHESTRATOR_GROUP,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from nats.aio.client import Client
@@ -125,7 +126,7 @@ class OrchestratorCore:
     #: Publishes the events the ledger wrote (made on first use, on the serving loop).
     _announcer: EventPublisher | None = None
 
-    def _term(self) -> dict[str, int]:
+    def _term(self) -> dict[str, Any]:
         """The fencing token written into the leader's own decisions."""
         term = self.leadership.term
         return {"leader_term": term.token} if term is not None else {}

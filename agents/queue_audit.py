@@ -90,9 +90,9 @@ class QueueAudit(OrchestratorCore):
                 )
             except NotFoundError:
                 break
-            seq = message.seq
+            seq = message.seq or seq + 1
             try:
-                present.add(p.decode(p.RunRequest, message.data).run_id)
+                present.add(p.decode(p.RunRequest, message.data or b"").run_id)
             except p.ProtocolError:
                 continue  # not a request: an agent dead-letters it
         return present

@@ -86,12 +86,13 @@ class Submissions(OrchestratorCore):
                 return await self._existing_submission(run_id, entry, parameters), []
             state = Scheduled(message=f"for {canonical(due)}" if due else None)
             name = generate_run_name()
+            tags = list(dict.fromkeys([*deployment.tags, *request.tags]))
             fields = {
                 "flow_name": deployment.flow_name,
                 "name": name,
                 "flow_version": None,
                 "parameters": parameters,
-                "tags": list(dict.fromkeys([*deployment.tags, *request.tags])),
+                "tags": tags,
                 "parent_run_id": None,
                 "parent_task_run_id": None,
                 "deployment": deployment.name,
@@ -112,7 +113,7 @@ class Submissions(OrchestratorCore):
                 state_name=state.name,
                 seq=1,
                 parameters=parameters,
-                tags=fields["tags"],
+                tags=tags,
                 queued_at=due.timestamp() if due else time.time(),
                 crash_retries=await self.ledger.crash_retries_of(deployment.name),
                 due_at=due.timestamp() if due else 0.0,

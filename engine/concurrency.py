@@ -14,7 +14,7 @@ outside any run) they are kept by the process itself, from the limits recorded i
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,7 +24,7 @@ from flowbus.engine.ids import new_id
 from flowbus.engine.slot_table import GLOBAL
 
 #: Gives the slots back.
-Release = Callable[[], Awaitable[None]]
+Release = Callable[[], Coroutine[Any, Any, None]]
 
 
 class AcquireConcurrencySlotTimeoutError(ConcurrencySlotAcquisitionError, TimeoutError):

@@ -119,7 +119,8 @@ class ParameterSchema:
         try:
             model = self.model.model_validate(parameters)
         except ValidationError as exc:
-            raise ParameterValidationError(self.owner, exc.errors(include_url=False)) from exc
+            errors = [dict(error) for error in exc.errors(include_url=False)]
+            raise ParameterValidationError(self.owner, errors) from exc
         fields = type(model).model_fields
         return {str(field.alias): getattr(model, name) for name, field in fields.items()}
 

@@ -10,7 +10,7 @@ test pins that every builder's output validates against its model.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -20,7 +20,7 @@ from flowbus.engine.states import State
 
 _JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
 #: The version of the event schema this code writes (``schema_version`` of every event).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 
 @dataclass(slots=True)

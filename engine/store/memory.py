@@ -68,18 +68,20 @@ def _apply(tables: Tables, ops: ProjectionPlan) -> None:
     for table, updates in (("flow_runs", ops.flow_updates), ("task_runs", ops.task_updates)):
         for params in updates:
             change = dict(zip(STATE_UPDATE_FIELDS, params, strict=True))
-            row = tables[table].get(change["id"])
-            if row is None:
+            current = tables[table].get(change["id"])
+            if current is None:
                 continue  # as an SQL UPDATE of a missing row: nothing happens
             if table == "flow_runs":
-                _count(tables, row, -1)
+                _count(tables, current, -1)
             for name in ("state_type", "state_name", "state_message", "state_timestamp", "ended"):
-                row[name] = change[name]
-            row["started"] = row["started"] or change["started"]
-            row["run_count"] += change["run_inc"]
-            row["result"] = change["result"] if change["result"] is not None else row["result"]
+                current[name] = change[name]
+            current["started"] = current["started"] or change["started"]
+            current["run_count"] += change["run_inc"]
+            current["result"] = (
+                change["result"] if change["result"] is not None else current["result"]
+            )
             if table == "flow_runs":
-                _count(tables, row, 1)
+                _count(tables, current, 1)
     for row in ops.logs:
         tables["logs"][(row[0], row[1])] = dict(zip(LOG_COLUMNS, row, strict=True))
     for row in ops.deployments:
