@@ -30,9 +30,11 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import KeyNotFoundError, NotFoundError
 
-from flowbus.agents.execution import ChildProcessRun, InProcessRun, Outcome, RunExecution
+from flowbus.agents.decisions.agent import AGENT_FAILED, Settle, after_refusal, after_run
+from flowbus.agents.execution import ChildProcessRun, InProcessRun, RunExecution
 from flowbus.agents.flow_code import FlowCache
-from flowbus.agents.settings import AgentEnv, load
+from flowbus.agents.lifecycle import Daemon, Loop
+from flowbus.agents.settings import AgentEnv, default_of, load
 from flowbus.agents.slot_client import NatsSlots
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
@@ -57,11 +59,11 @@ class AgentSettings:
     concurrency: int = 10
     name: str = field(default_factory=default_agent_name)
     isolation: Isolation = "thread"
-    heartbeat_seconds: float = 5.0
-    grace_seconds: float = 30.0
+    heartbeat_seconds: float = default_of(AgentEnv, "heartbeat_seconds")
+    grace_seconds: float = default_of(AgentEnv, "agent_grace_seconds")
     #: A cancelled run still blocked this long after the cancel is recorded Cancelled and its
     #: thread abandoned (``FLOWBUS_CANCEL_DEADLINE_SECONDS``).
-    cancel_deadline_seconds: float = 5.0
+    cancel_deadline_seconds: float = default_of(AgentEnv, "cancel_deadline_seconds")
     #: How often requests that ring no bell (redeliveries, a freed queue limit) are looked for.
     tick_seconds: float = 1.0
 
@@ -89,12 +91,15 @@ class _Held:
     task: asyncio.Task[Any] | None = None
 
 
-class Agent:
+class Agent(Daemon):
     """Run flow runs from work queues until ``stop()``."""
+
+    name = "agent"
 
     def __init__(self, client: Client, settings: AgentSettings, nats_url: str) -> None:
         if settings.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        super().__init__()
         self.client = client
         self.js = client.jetstream()
         self.settings = settings
@@ -107,11 +112,9 @@ class Agent:
         self.abandoned: set[str] = set()
         self._forgetting: set[asyncio.Task[None]] = set()
         self._doorbell = asyncio.Event()
-        self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._takers: dict[str, QueueTaker] = {}
         self._queue_settings: dict[str, p.QueueSettings] = {}
-        self._tasks: list[asyncio.Task[Any]] = []
         self._runs: set[asyncio.Task[Any]] = set()
         self._flows = FlowCache()
         #: Threads for sync flows: reused, so a busy agent does not make (and keep the memory
@@ -127,7 +130,7 @@ class Agent:
 
     # --- life -------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def open(self) -> None:
         await ensure_streams(self.js)
         self._kv = await self.js.key_value(subjects.QUEUES_BUCKET)
         for queue in self.settings.queues:
@@ -152,12 +155,6 @@ class Agent:
 
             await asyncio.to_thread(warm_processes.warm_up)
         await self.client.subscribe(subjects.agent_cancel_subject(self.name), cb=self._on_cancel)
-        self._tasks = [
-            asyncio.create_task(self._dispatch(), name="dispatch"),
-            asyncio.create_task(self._heartbeats(), name="heartbeats"),
-            asyncio.create_task(self._keep_alive(), name="keep-alive"),
-            asyncio.create_task(self._watch_queues(), name="queue-settings"),
-        ]
         log.info(
             "agent started",
             agent=self.name,
@@ -166,23 +163,24 @@ class Agent:
             isolation=self.settings.isolation,
         )
 
-    async def run(self) -> None:
-        await self.start()
-        await self.wait_stopped()
-
-    async def wait_stopped(self) -> None:
-        """Until ``stop()``; then drain (or hand back) and shut down."""
-        await self._stopping.wait()
-        await self._shut_down()
+    def loops(self) -> dict[str, Loop]:
+        return {
+            "dispatch": self._dispatch,
+            "heartbeats": self._heartbeats,
+            "keep-alive": self._keep_alive,
+            "queue-settings": self._watch_queues,
+        }
 
     def stop(self) -> None:
         """First call: drain gracefully; a second call: hand back what is left at once."""
-        if self._stopping.is_set():
+        if self.stopping:
             self._hurry.set()
-        self._stopping.set()
+        super().stop()
         self._doorbell.set()
 
-    async def _shut_down(self) -> None:
+    async def drain(self) -> None:
+        """Stop taking; let the runs finish for a grace period (heartbeats go on meanwhile),
+        then hand the rest back."""
         for taker in self._takers.values():
             await taker.stop()
         if self.held:
@@ -202,9 +200,8 @@ class Agent:
                 held.execution.hand_back(self.name)
             if self._runs:
                 await asyncio.wait(self._runs, timeout=30)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def close(self) -> None:
         if self._watcher is not None:
             await _quietly(self._watcher.stop())
         self._threads.shutdown(wait=False)
@@ -237,11 +234,11 @@ class Agent:
         )
 
     async def _dispatch(self) -> None:
-        while not self._stopping.is_set():
+        while not self.stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._doorbell.wait(), self.settings.tick_seconds)
             self._doorbell.clear()
-            if self._stopping.is_set():
+            if self.stopping:
                 return
             try:
                 await self._take_work()
@@ -251,7 +248,7 @@ class Agent:
 
     async def _take_work(self) -> None:
         for queue in self._queues_by_priority():
-            while self.free > 0 and not self._stopping.is_set():
+            while self.free > 0 and not self.stopping:
                 messages = await self._takers[queue].take(self.free)
                 if not messages:
                     break
@@ -276,11 +273,13 @@ class Agent:
         self.held[run_id] = held
         try:
             outcome = await held.execution.run()
-            await self._conclude(held, outcome)
+            self._count(outcome)
+            isolation = self.settings.isolation
+            deadline = self.settings.cancel_deadline_seconds
+            await self._settle(held, after_run(outcome, isolation, self.name, deadline))
         except Exception:
             log.exception("running a flow run failed", run_id=run_id)
-            await self._release(held, "crashed", "the agent failed to run it")
-            await _quietly(message.ack())
+            await self._settle(held, AGENT_FAILED)
         finally:
             self.held.pop(run_id, None)
             self._doorbell.set()
@@ -302,22 +301,18 @@ class Agent:
             answer = await self.client.request(subjects.CLAIM, claim.dump(), timeout=5)
         except (NoRespondersError, NatsTimeoutError, TimeoutError) as exc:
             log.warning("no orchestrator answered a claim", run_id=request.run_id, error=repr(exc))
-            await _quietly(message.nak(delay=1))
-            return None
-        reply = _parse_claim_reply(answer.data)
+            reply: p.ClaimGrant | p.ClaimRefusal = p.ClaimRefusal(
+                reason="unavailable", message="no orchestrator answered"
+            )
+        else:
+            reply = _parse_claim_reply(answer.data)
         if isinstance(reply, p.ClaimRefusal):
             self._count(f"refused_{reply.reason}")
-            if reply.reason == "unknown":
-                await self._dead_letter(message, f"claim refused: {reply.message}")
-            elif reply.reason == "unavailable":
-                await _quietly(message.nak(delay=1))
-            elif reply.reason == "starting":
+            if reply.reason == "starting":
                 # Its holder may never have heard its grant and need this request back.
                 log.info("run granted to an agent that has not started it; putting it back",
                          run_id=request.run_id, detail=reply.message)  # fmt: skip
-                await _quietly(message.nak(delay=1))
-            else:
-                await _quietly(message.ack())  # finished, cancelled, or held by a live agent
+            await self._settle_message(message, after_refusal(reply))
             return None
         execution: RunExecution
         if self.settings.isolation == "process":
@@ -330,28 +325,22 @@ class Agent:
         self._count("claimed")
         return _Held(message, reply, execution)
 
-    async def _conclude(self, held: _Held, outcome: Outcome) -> None:
-        self._count(outcome)
-        message = held.message
-        if outcome == "finished":
-            await _quietly(message.ack())  # its final state is published (JetStream acked it)
-        elif outcome == "handed_back":
-            if isinstance(held.execution, ChildProcessRun):
-                await self._release(held, "handed_back", f"handed back by agent {self.name}")
-            await _quietly(message.nak())
-        elif outcome == "crashed":
-            await self._release(held, "crashed", "its flow run process died")
+    async def _settle(self, held: _Held, settle: Settle) -> None:
+        """A held run's end: the orchestrator told first (a release), then the message."""
+        if settle.abandon and isinstance(held.execution, InProcessRun):
+            self._abandon(held.grant.run_id, held.execution)
+        if settle.release is not None:
+            await self._release(held, settle.release, settle.why)
+        await self._settle_message(held.message, settle)
+
+    async def _settle_message(self, message: Msg, settle: Settle) -> None:
+        if settle.message == "ack":
             await _quietly(message.ack())
-        elif outcome == "cancelled":
-            if isinstance(held.execution, InProcessRun):
-                deadline = self.settings.cancel_deadline_seconds
-                why = f"cancelled on request; still blocked {deadline:g} s later, thread abandoned"
-                self._abandon(held.grant.run_id, held.execution)
-            else:
-                why = "cancelled on request; its flow run process was stopped"
-            await self._release(held, "cancelled", why)
-            await _quietly(message.ack())
-        # "lost": another attempt holds the run; its request is not ours to settle
+        elif settle.message == "nak":
+            await _quietly(message.nak(delay=settle.delay) if settle.delay else message.nak())
+        elif settle.message == "dead_letter":
+            await self._dead_letter(message, settle.reason)
+        # "leave": another attempt holds the run; its request is not ours to settle
 
     async def _release(
         self, held: _Held, outcome: Literal["crashed", "handed_back", "cancelled"], why: str

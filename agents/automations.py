@@ -14,7 +14,6 @@ seen (kept in the ``flowbus_automations`` KV bucket, so a restart does not forge
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 import urllib.request
@@ -31,6 +30,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from flowbus.agents.lifecycle import Daemon, Loop
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.broker.streams import ensure_streams
@@ -49,9 +49,12 @@ from flowbus.engine.automations import (
     render,
 )
 from flowbus.engine.blocks import Webhook
+from flowbus.engine.clock import canonical
 from flowbus.engine.deployments import set_schedules_active
 from flowbus.engine.documents import save_document
 from flowbus.engine.errors import SequenceError
+from flowbus.engine.event_types import EventType
+from flowbus.engine.events import FlowRunStateChanged, decode_event
 from flowbus.engine.records import make_record
 from flowbus.engine.store import EventStore
 
@@ -70,22 +73,21 @@ def firing_id(automation: str, event_id: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"{automation}/{event_id}"))
 
 
-class AutomationEngine:
+class AutomationEngine(Daemon):
     """Fire automations on the events they match until ``stop()``."""
 
+    name = "automations"
+
     def __init__(self, client: Client, store: EventStore) -> None:
+        super().__init__()
         self.client = client
         self.store = store
-        self._stopping = asyncio.Event()
         self._kv: KeyValue | None = None
         self._cached: tuple[float, list[Automation]] = (0.0, [])
         #: automation -> times of recent matching events (threshold triggers).
         self._windows: dict[str, deque[float]] = {}
         self._subscriptions: list[Any] = []
         self.fired = 0
-
-    def stop(self) -> None:
-        self._stopping.set()
 
     def subscriptions(self) -> list[Any]:
         """Its subscriptions, for a step-down to end (the durable consumers stay, with where
@@ -116,19 +118,12 @@ class AutomationEngine:
                     cb=self._handle, manual_ack=True,
                 )
             )  # fmt: skip
-
-    async def run(self) -> None:
-        if not self._subscriptions:
-            await self.open()
-        absences = asyncio.create_task(self._watch_absences())
         log.info("automations started")
-        try:
-            await self._stopping.wait()
-        finally:
-            absences.cancel()
-            await asyncio.gather(absences, return_exceptions=True)
-            # The subscriptions end with the connection; unsubscribing would delete the
-            # durable consumers, and with them where the engine was.
+
+    def loops(self) -> dict[str, Loop]:
+        # The subscriptions end with the connection (or a step-down: ``subscriptions``);
+        # unsubscribing here would delete the durable consumers, and where the engine was.
+        return {"absences": self._watch_absences}
 
     async def _reload(self, message: Msg) -> None:
         """Read the automations again now, then answer: an event published after the change
@@ -179,31 +174,32 @@ class AutomationEngine:
 
     async def _normalize(self, message: Msg) -> dict[str, Any] | None:
         """The event as automations see it (see ``flowbus.engine.automations``)."""
-        data = orjson.loads(message.data)
         if message.subject.startswith("flowbus.custom."):
-            custom = p.CustomEvent.model_validate(data)
+            custom = p.CustomEvent.model_validate_json(message.data)
             return custom.model_dump(mode="json")
-        if data.get("type") != "flow_run.state":
+        event = decode_event(message.data)
+        if not isinstance(event, FlowRunStateChanged):
             return None
-        state = data["state"]
-        event_type = f"flow-run.{state['name']}"
+        state = event.state
+        event_type = f"flow-run.{state.name}"
         # Every state change of every run comes here: the run is read only when some
         # automation could want this kind of event.
         if not any(a.trigger.match.matches_type(event_type) for a in await self.automations()):
             return None
-        run = await self.store.get_flow_run(data["stream_id"])
+        run_id = str(event.stream_id)
+        run = await self.store.get_flow_run(run_id)
         return {
-            "id": data["id"],
+            "id": str(event.id),
             "type": event_type,
-            "occurred": data["occurred"],
-            "resource": data["stream_id"],
+            "occurred": canonical(event.occurred),
+            "resource": run_id,
             "labels": {
                 "flow": run.flow_name if run else "",
                 "deployment": (run.deployment or "") if run else "",
                 "run_name": run.name if run else "",
-                "state_type": state["type"],
+                "state_type": state.type.value,
             },
-            "payload": {"message": state.get("message")},
+            "payload": {"message": state.message},
         }
 
     async def consider(self, event: dict[str, Any]) -> int:
@@ -250,7 +246,7 @@ class AutomationEngine:
     async def _watch_absences(self) -> None:
         """At each slot of an absence trigger, fire if nothing matched within its window."""
         checked: dict[str, datetime] = {}
-        while not self._stopping.is_set():
+        while not self.stopping:
             now = datetime.now(UTC)
             for automation in await self.automations():
                 trigger = automation.trigger
@@ -261,8 +257,7 @@ class AutomationEngine:
                 checked[automation.name] = now
                 for slot in slots[-1:]:  # after downtime, the latest slot only
                     await self._check_absence(automation, trigger, slot)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), 1.0)
+            await self.until_stopped(1.0)
 
     async def _check_absence(
         self, automation: Automation, trigger: AbsenceTrigger, slot: datetime
@@ -288,7 +283,7 @@ class AutomationEngine:
     async def fire(self, automation: Automation, event: dict[str, Any]) -> int:
         """Take the automation's actions for ``event`` once: 1 if it fired now, 0 if it had."""
         stream = firing_id(automation.name, str(event["id"]))
-        fired = make_record(stream, 1, "automation.fired",
+        fired = make_record(stream, 1, EventType.AUTOMATION_FIRED,
                             {"automation": automation.name, "event": event})  # fmt: skip
         try:
             await self.store.append([fired])
@@ -300,7 +295,7 @@ class AutomationEngine:
         for seq, action in enumerate(automation.actions, start=2):
             outcome = {"action": action.kind, **await self._act(automation, action, event, context)}
             outcomes.append(outcome)
-            record = make_record(stream, seq, "automation.action",
+            record = make_record(stream, seq, EventType.AUTOMATION_ACTION,
                                  {"automation": automation.name, "event_id": event["id"],
                                   **outcome})  # fmt: skip
             await self.store.append([record])

@@ -18,11 +18,12 @@ import signal
 import threading
 import time
 from multiprocessing.process import BaseProcess
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from nats.errors import Error as NatsError
 
+from flowbus.agents.decisions.agent import Outcome
 from flowbus.agents.flow_code import FlowCache
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
@@ -33,6 +34,7 @@ from flowbus.engine.concurrency import SlotProvider, slot_provider_var
 from flowbus.engine.context import RunStream
 from flowbus.engine.entrypoints import EntrypointError
 from flowbus.engine.errors import FlowbusError
+from flowbus.engine.event_types import EventType
 from flowbus.engine.flow_engine import ClaimedRun, FlowRunEngine
 from flowbus.engine.loops import run_sync
 from flowbus.engine.records import EventRecord, state_dict
@@ -42,9 +44,6 @@ from flowbus.engine.tracing import traced
 
 log = structlog.get_logger("flowbus.agent")
 
-#: How a run ended for its agent: over (a final state recorded), handed back to its queue,
-#: lost (another attempt holds it), or crashed (its process died without a final state).
-Outcome = Literal["finished", "handed_back", "lost", "crashed", "cancelled"]
 
 #: How long a child process asked to cancel its run (SIGTERM) has before it is killed: its
 #: flow may be blocked in a call that no exception interrupts (``time.sleep``, a socket read).
@@ -200,7 +199,7 @@ class InProcessRun:
         """The run cannot start (entrypoint, parameters): record it Failed."""
         stream = RunStream(self.grant.run_id, self.sink, self.grant.seq)
         failed = Failed(message=message)
-        stream.emit("flow_run.state", {"state": state_dict(failed), "result": None})
+        stream.emit(EventType.FLOW_RUN_STATE, {"state": state_dict(failed), "result": None})
         log.warning("flow run failed before starting", run_id=self.grant.run_id, error=message)
 
     # --- from outside ----------------------------------------------------------------------

@@ -75,7 +75,7 @@ class QueueService:
             waiting = in_flight = 0
         return p.QueueInfo(settings=settings, waiting=waiting, in_flight=in_flight)
 
-    async def list_queues(self, _: None) -> bytes:
+    async def list_queues(self, _: None) -> p.QueueList:
         """Every queue a user can act on: those with settings, those deployments name and those
         agents serve (before their first run, a queue has no settings yet)."""
         try:
@@ -85,9 +85,9 @@ class QueueService:
         names.update(d.queue for d in await self.store.list_deployments())
         names.update(self.served())
         infos = [await self._info(await self.settings(n)) for n in sorted(names)]
-        return p.QueueList(queues=infos).dump()
+        return p.QueueList(queues=infos)
 
-    async def update_queue(self, update: p.QueueUpdate) -> bytes:
+    async def update_queue(self, update: p.QueueUpdate) -> p.QueueUpdated:
         current = await self.settings(update.name)
         changes: dict[str, Any] = {}
         if update.priority is not None:
@@ -101,4 +101,4 @@ class QueueService:
         await self.ensure(update.name, force=True)
         log.info("queue updated", **settings.model_dump())
         info = await self._info(settings)
-        return p.QueueUpdated(**info.model_dump()).dump()
+        return p.QueueUpdated(**info.model_dump())

@@ -20,6 +20,7 @@ import contextlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+import orjson
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -30,11 +31,12 @@ from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from flowbus.agents import telemetry
 from flowbus.agents.ledger import RunLedger
+from flowbus.agents.lifecycle import Daemon, Loop
 from flowbus.broker import subjects
 from flowbus.broker.dead_letters import dead_letter
 from flowbus.broker.streams import ensure_streams
 from flowbus.engine.errors import SequenceError, StoreError
-from flowbus.engine.events import DecodeError, decode_event
+from flowbus.engine.events import DecodeError, parse_wire_event
 from flowbus.engine.records import EventRecord
 from flowbus.engine.store import EventStore
 
@@ -60,8 +62,12 @@ class RecorderSettings:
     retry_delay: float = 1.0
 
 
-class Recorder:
+class Recorder(Daemon):
     """Consume the events stream into ``store`` until ``stop()`` is called."""
+
+    name = "recorder"
+    #: A batch being recorded at ``stop()`` is committed and acked before the loop ends.
+    grace = 10.0
 
     def __init__(
         self,
@@ -70,12 +76,12 @@ class Recorder:
         settings: RecorderSettings | None = None,
         ledger: RunLedger | None = None,
     ) -> None:
+        super().__init__()
         self.client = client
         self.store = store
         self.settings = settings or RecorderSettings()
         self.ledger = ledger or RunLedger(store)
         self.counts: Counter[str] = Counter()
-        self._stopping = asyncio.Event()
 
     async def _subscription(self) -> JetStreamContext.PullSubscription:
         js = self.client.jetstream()
@@ -108,7 +114,10 @@ class Recorder:
             durable=subjects.RECORDER_CONSUMER, stream=subjects.EVENTS_STREAM
         )
 
-    async def run(self) -> None:
+    def loops(self) -> dict[str, Loop]:
+        return {"record": self._record}
+
+    async def _record(self) -> None:
         """Record until stopped; connection trouble is waited out with a backoff. The
         subscription is undone at the end, so a later term of this orchestrator binds again."""
         # Bound inside the loop: a leader elected while JetStream elects its own leaders
@@ -116,7 +125,7 @@ class Recorder:
         subscription: JetStreamContext.PullSubscription | None = None
         backoff = 0.1
         try:
-            while not self._stopping.is_set():
+            while not self.stopping:
                 try:
                     if subscription is None:
                         subscription = await self._subscription()
@@ -142,9 +151,6 @@ class Recorder:
                 await self.handle(messages)
         finally:
             await _unsubscribe(subscription)
-
-    def stop(self) -> None:
-        self._stopping.set()
 
     def _queued_at(self, run_id: str) -> float | None:
         entry = self.ledger.entries.get(run_id)
@@ -199,8 +205,9 @@ class Recorder:
         if len(message.data) > self.settings.max_message_bytes:
             return f"oversized: {len(message.data)} bytes", None, None
         try:
-            event = decode_event(message.data)
-        except DecodeError as exc:
+            data = orjson.loads(message.data)
+            event = parse_wire_event(data)
+        except (orjson.JSONDecodeError, DecodeError) as exc:
             return f"malformed: {exc}", None, None
         expected = subjects.event_subject(str(event.stream_id), event.type)
         if message.subject != expected:
@@ -213,7 +220,7 @@ class Recorder:
                 fence = (headers[subjects.RUN_HEADER], int(headers[subjects.ATTEMPT_HEADER]))
             except (KeyError, ValueError):
                 return "malformed fencing headers", None, None
-        return "", EventRecord.from_body(message.data), fence
+        return "", EventRecord.from_data(data, model=event), fence
 
     async def _by_run(self, good: list[tuple[Msg, EventRecord]]) -> None:
         """A batch with a sequence problem: record stream by stream, so one cannot block others."""

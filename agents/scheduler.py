@@ -13,8 +13,6 @@ orchestrator then applies the overlap policy and publishes them (see ``Orchestra
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,7 +21,8 @@ from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from flowbus.agents.settings import SchedulerEnv, load
+from flowbus.agents.lifecycle import Daemon, Loop
+from flowbus.agents.settings import SchedulerEnv, default_of, load
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.broker.streams import ensure_streams
@@ -44,11 +43,11 @@ def slot_key(schedule_id: int, slot: datetime) -> str:
 @dataclass(frozen=True)
 class SchedulerSettings:
     #: How far ahead runs are made (seconds).
-    lookahead: float = 300.0
+    lookahead: float = default_of(SchedulerEnv, "scheduler_lookahead")
     #: Runs made ahead at most, per schedule.
     max_ahead: int = 10
     #: How often deployments are read again for new or changed schedules (seconds).
-    interval: float = 5.0
+    interval: float = default_of(SchedulerEnv, "scheduler_interval")
 
     @classmethod
     def from_env(cls) -> SchedulerSettings:
@@ -94,34 +93,39 @@ def choose_slots(
     return missed + ahead, max(cursor, horizon)
 
 
-class Scheduler:
+class Scheduler(Daemon):
     """Make the runs of every active schedule ahead of time until ``stop()``."""
+
+    name = "scheduler"
+    #: A pass under way at ``stop()`` ends (each of its runs is made once anyway).
+    grace = 5.0
 
     def __init__(
         self, client: Client, store: EventStore, settings: SchedulerSettings | None = None
     ) -> None:
+        super().__init__()
         self.client = client
         self.store = store
         self.settings = settings or SchedulerSettings.from_env()
-        self._stopping = asyncio.Event()
         self._kv: KeyValue | None = None
         self.made = 0
 
-    def stop(self) -> None:
-        self._stopping.set()
-
-    async def run(self) -> None:
+    async def open(self) -> None:
         js = self.client.jetstream()
         await ensure_streams(js)
         self._kv = await js.key_value(subjects.SCHEDULES_BUCKET)
         log.info("scheduler started", lookahead=self.settings.lookahead)
-        while not self._stopping.is_set():
+
+    def loops(self) -> dict[str, Loop]:
+        return {"passes": self._passes}
+
+    async def _passes(self) -> None:
+        while not self.stopping:
             try:
                 await self.tick(datetime.now(UTC))
             except Exception:  # the next pass tries again; nothing is lost meanwhile
                 log.exception("scheduler pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.settings.interval)
+            await self.until_stopped(self.settings.interval)
 
     async def tick(self, now: datetime) -> int:
         """One pass over every deployment's schedules; returns the runs asked for."""

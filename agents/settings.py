@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar, cast
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flowbus.engine import settings as engine_settings
 from flowbus.engine.errors import FlowbusError
 
 S = TypeVar("S", bound=BaseSettings)
@@ -43,7 +44,7 @@ class CommonSettings(BaseSettings):
     model_config = _CONFIG
 
     home: Path = setting(
-        Path.home() / ".flowbus",
+        engine_settings.DEFAULT_HOME,
         "holds `flowbus.db` (the store), `results/`, `nats/` (the embedded server's JetStream)",
     )
     store_url: str | None = setting(
@@ -85,10 +86,11 @@ class CommonSettings(BaseSettings):
         "(`s3://...`, with its fsspec driver installed)",
     )
     sqlite_synchronous: Literal["FULL", "NORMAL", "EXTRA", "OFF"] = setting(
-        "FULL", "`FULL` fsyncs each group commit; `NORMAL` survives crashes, not power loss"
+        engine_settings.DEFAULT_SQLITE_SYNCHRONOUS,
+        "`FULL` fsyncs each group commit; `NORMAL` survives crashes, not power loss",
     )
     logging_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = setting(
-        "INFO", "the lowest run-log level shown and recorded"
+        engine_settings.DEFAULT_LOGGING_LEVEL, "the lowest run-log level shown and recorded"
     )
     secret_key: str | None = setting(
         None,
@@ -213,6 +215,12 @@ class SchedulerEnv(BaseSettings):
 
 
 MODELS: tuple[type[BaseSettings], ...] = (CommonSettings, OrchestratorEnv, AgentEnv, SchedulerEnv)
+
+
+def default_of(model: type[BaseSettings], name: str) -> Any:
+    """The default of one of ``model``'s variables: the settings dataclasses of the daemons
+    take their defaults from here, so each is written once."""
+    return model.model_fields[name].default
 
 
 def load(model: type[S], **given: Any) -> S:

@@ -70,28 +70,28 @@ class SlotService:
 
     # --- requests ----------------------------------------------------------------------------
 
-    async def acquire(self, request: p.SlotRequest) -> bytes:
+    async def acquire(self, request: p.SlotRequest) -> p.SlotReply:
         limits = await self.limits_of(request.tags)
         if not limits:
-            return p.SlotReply(granted=True, limited=[]).dump()
+            return p.SlotReply(granted=True, limited=[])
         limited = sorted(limits)
         too_small = [key for key in limited if limits[key] < request.occupy]
         no_decay = [k for k in limited if request.decay and not self.table.decay.get(k)]
         if too_small or no_decay:
             return p.SlotReply(granted=False, limited=limited, too_small=too_small,
-                               no_decay=no_decay).dump()  # fmt: skip
+                               no_decay=no_decay)  # fmt: skip
         waiter = Waiter(request.holder, tuple(limited), request.run_id, request.agent,
                         request.occupy, request.notify, request.decay)  # fmt: skip
         granted = self.table.acquire(waiter, self.known_limits())
         if not granted:
             self._arm_drain()
-        return p.SlotReply(granted=granted, limited=limited).dump()
+        return p.SlotReply(granted=granted, limited=limited)
 
-    async def release(self, request: p.SlotRelease) -> bytes:
+    async def release(self, request: p.SlotRelease) -> p.Ok:
         await self._tell(self.table.release(request.holder, self.known_limits()))
-        return p.Ok().dump()
+        return p.Ok()
 
-    async def list_limits(self, _: None) -> bytes:
+    async def list_limits(self, _: None) -> p.LimitList:
         """Tag limits with their live holders and waiters."""
         infos = []
         for document in await self.store.list_documents(LIMIT):
@@ -108,7 +108,7 @@ class SlotService:
                     waiting=waiting, holders=holders,
                 )
             )  # fmt: skip
-        return p.LimitList(limits=infos).dump()
+        return p.LimitList(limits=infos)
 
     # --- what the rest of the orchestrator tells it --------------------------------------------
 

@@ -8,10 +8,11 @@ commits; the janitor counts the leases it expires. A rate in Prometheus gives pe
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
 
 from prometheus_client import Counter, Histogram
 
+from flowbus.engine.event_types import RUN_EVENT_TYPES, EventType
+from flowbus.engine.events import FlowRunStateChanged
 from flowbus.engine.records import EventRecord
 
 EVENTS_RECORDED = Counter(
@@ -24,9 +25,6 @@ START_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
 )
 LEASE_EXPIRIES = Counter("flowbus_lease_expiries", "Runs crashed because their lease ran out")
-#: The event types counted by name (others count as "other": the label set stays small).
-_TYPES = frozenset({"flow_run.created", "flow_run.state", "task_run.created", "task_run.state",
-                    "log", "artifact.created", "artifact.updated"})  # fmt: skip
 
 
 def recorded(records: Iterable[EventRecord], queued_at: Callable[[str], float | None]) -> None:
@@ -34,14 +32,17 @@ def recorded(records: Iterable[EventRecord], queued_at: Callable[[str], float | 
     seconds), for the start latency of a run that started."""
     counts: dict[str, int] = {}
     for record in records:
-        kind = record.type if record.type in _TYPES else "other"
+        # The event types of a run are counted by name, others as "other" (few labels).
+        kind = record.type if record.type in RUN_EVENT_TYPES else "other"
         counts[kind] = counts.get(kind, 0) + 1
-        if kind == "flow_run.state" and record.data["state"]["name"] == "Running":
+        if kind != EventType.FLOW_RUN_STATE:
+            continue
+        event = record.typed()
+        if isinstance(event, FlowRunStateChanged) and event.state.name == "Running":
             since = queued_at(record.stream_id)
             if since is not None:
-                started = datetime.fromisoformat(record.data["state"]["timestamp"]).timestamp()
-                START_LATENCY.observe(max(started - since, 0.0))
+                START_LATENCY.observe(max(event.state.timestamp.timestamp() - since, 0.0))
     for kind, count in counts.items():
         EVENTS_RECORDED.labels(kind).inc(count)
-    if "task_run.created" in counts:
-        TASK_RUNS_RECORDED.inc(counts["task_run.created"])
+    if EventType.TASK_RUN_CREATED in counts:
+        TASK_RUNS_RECORDED.inc(counts[EventType.TASK_RUN_CREATED])

@@ -7,6 +7,7 @@ Replies are ``{"ok": true, ...}`` or ``{"ok": false, "error": {"code", "message"
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal, TypeVar
 
 import orjson
@@ -104,8 +105,23 @@ def decode_reply(model: type[M], data: bytes) -> M | ErrorReply:
     return decode(model, data)
 
 
+def error(code: str, message: str, details: Any = None) -> ErrorReply:
+    """A refusal: ``{"ok": false, "error": {"code", "message", "details"}}``."""
+    return ErrorReply(error=ErrorDetail(code=code, message=message, details=details))
+
+
 def error_reply(code: str, message: str, details: Any = None) -> bytes:
-    return ErrorReply(error=ErrorDetail(code=code, message=message, details=details)).dump()
+    """``error`` as the bytes of a reply."""
+    return error(code, message, details).dump()
+
+
+def validation_details(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """What a refusal's ``details`` say of invalid input (pydantic's ``exc.errors()``): each
+    error's location, message and type, without the input itself."""
+    return [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in errors
+    ]
 
 
 # --- work queues ----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowbus.engine.context import flow_run_var, task_run_var
 from flowbus.engine.errors import MissingContextError
+from flowbus.engine.event_types import EventType
 from flowbus.engine.records import json_safe
 
 if TYPE_CHECKING:  # the store's projection uses ``artifact_document``: no import at run time
@@ -73,7 +74,7 @@ def publish(
         "description": description,
         "task_run_id": task_ctx.task_run.id if task_ctx else None,
     }
-    flow_ctx.stream.emit("artifact.created", fields)
+    flow_ctx.stream.emit(EventType.ARTIFACT_CREATED, fields)
     with _created_lock:
         _created[artifact_id] = (key, artifact_type, description)
     return artifact_id
@@ -88,14 +89,14 @@ def update(artifact_id: str, data: Any, description: str | None = None) -> str:
     key, kind, first_description = _created.get(str(artifact_id), (None, None, None))
     fields = {"artifact_id": str(artifact_id), "key": key, "artifact_type": kind,
               "data": json_safe(data), "description": description or first_description}  # fmt: skip
-    flow_ctx.stream.emit("artifact.updated", fields)
+    flow_ctx.stream.emit(EventType.ARTIFACT_UPDATED, fields)
     return str(artifact_id)
 
 
 def artifact_document(data: dict[str, Any], earlier: dict[str, Any] | None) -> dict[str, Any]:
     """The ``artifact`` document body an artifact event leaves (pure: used by the projection)."""
     body = dict(earlier or {})
-    if data["type"] == "artifact.created" or body.get("id") != data["artifact_id"]:
+    if data["type"] == EventType.ARTIFACT_CREATED or body.get("id") != data["artifact_id"]:
         body = {"id": data["artifact_id"], "type": data.get("artifact_type"),
                 "description": None, "flow_run_id": data["stream_id"],
                 "task_run_id": data.get("task_run_id"), "created": data["occurred"]}  # fmt: skip
@@ -113,7 +114,7 @@ def run_artifacts(events: list[StoredEvent]) -> list[ArtifactView]:
     """A run's artifacts in creation order, each with its latest data, from its events."""
     bodies: dict[str, dict[str, Any]] = {}
     for event in events:
-        if event.type in ("artifact.created", "artifact.updated"):
+        if event.type in (EventType.ARTIFACT_CREATED, EventType.ARTIFACT_UPDATED):
             data = event.data
             bodies[data["artifact_id"]] = artifact_document(data, bodies.get(data["artifact_id"]))
     return [_view(body) for body in bodies.values()]

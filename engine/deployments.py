@@ -15,6 +15,7 @@ import orjson
 
 from flowbus.engine.entrypoints import code_hash, entrypoint_file
 from flowbus.engine.errors import ParameterValidationError, SequenceError, UsageError
+from flowbus.engine.event_types import EventType
 from flowbus.engine.flows import Flow
 from flowbus.engine.records import make_record
 from flowbus.engine.schedules import CatchUp, DeploymentSchedule, Overlap
@@ -138,7 +139,7 @@ async def save_deployment(store: EventStore, spec: DeploymentSpec) -> Deployment
         "collision": spec.collision,
         "entrypoint_hash": spec.entrypoint_hash,
     }
-    await store.append_next(stream, "deployment.saved", fields)
+    await store.append_next(stream, EventType.DEPLOYMENT_SAVED, fields)
     saved = await store.get_deployment(spec.name)
     assert saved is not None
     return saved

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from flowbus.engine.event_types import EventType
 from flowbus.engine.store import DocumentView, EventStore, store_from_url
 
 T = TypeVar("T")
@@ -23,7 +24,7 @@ def document_id(kind: str, name: str) -> str:
 async def save_document(store: EventStore, kind: str, name: str, body: Any) -> DocumentView:
     """Record the next version of a document; returns it as now projected."""
     fields = {"kind": kind, "name": name, "body": body}
-    await store.append_next(document_id(kind, name), "document.saved", fields)
+    await store.append_next(document_id(kind, name), EventType.DOCUMENT_SAVED, fields)
     saved = await store.get_document(kind, name)
     assert saved is not None
     return saved
@@ -34,7 +35,7 @@ async def delete_document(store: EventStore, kind: str, name: str) -> bool:
     if await store.get_document(kind, name) is None:
         return False
     fields = {"kind": kind, "name": name}
-    await store.append_next(document_id(kind, name), "document.deleted", fields)
+    await store.append_next(document_id(kind, name), EventType.DOCUMENT_DELETED, fields)
     return True
 
 

@@ -9,6 +9,7 @@ same event twice is a no-op.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -207,7 +208,66 @@ class ArtifactUpdated(_EventBase):
     description: str | None = None
 
 
-Event = Annotated[
+class DocumentSaved(_EventBase):
+    """A document's new version (``documents.py``): a variable, a block, a limit, an
+    automation, ...; one stream per (kind, name)."""
+
+    type: Literal["document.saved"] = "document.saved"
+    kind: str
+    name: str
+    body: Any = None
+
+
+class DocumentDeleted(_EventBase):
+    type: Literal["document.deleted"] = "document.deleted"
+    kind: str
+    name: str
+
+
+class AutomationFired(_EventBase):
+    """The first event of a firing's stream (one per automation and triggering event),
+    written before any of its actions: an event delivered again fires nothing twice."""
+
+    type: Literal["automation.fired"] = "automation.fired"
+    automation: str
+    #: The triggering event as automations see it (``engine/automations.py``).
+    event: dict[str, Any]
+
+
+class AutomationAction(_EventBase):
+    """What one action of a firing did (``ok``), or why it failed (``error``)."""
+
+    type: Literal["automation.action"] = "automation.action"
+    automation: str
+    event_id: str
+    action: str
+    ok: bool
+    error: str | None = None
+    #: What the action acted on, by kind: the run it started or cancelled, the queue it
+    #: paused, the deployment whose schedule it paused, the webhook's answer, the subject.
+    run_id: str | None = None
+    run_name: str | None = None
+    state: str | None = None
+    queue: str | None = None
+    deployment: str | None = None
+    status: int | None = None
+    url: str | None = None
+    subject: str | None = None
+
+
+class CustomEventRecorded(_EventBase):
+    """A custom event (``emit_event`` with no server) recorded in the local store; its
+    stream id is also its event id."""
+
+    type: Literal["custom.event"] = "custom.event"
+    event_type: str
+    resource: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+#: What may arrive on the events stream (agents, runs by hand, the API's ingest).
+WireEvent = (
     FlowRunCreated
     | FlowRunStateChanged
     | TaskRunCreated
@@ -215,9 +275,21 @@ Event = Annotated[
     | LogEmitted
     | DeploymentSaved
     | ArtifactCreated
-    | ArtifactUpdated,
+    | ArtifactUpdated
+)
+Event = Annotated[WireEvent, Field(discriminator="type")]
+#: Every event the store holds.
+StoredEventModel = Annotated[
+    WireEvent
+    | DocumentSaved
+    | DocumentDeleted
+    | AutomationFired
+    | AutomationAction
+    | CustomEventRecorded,
     Field(discriminator="type"),
 ]
+#: The state events of a flow run (its creation is its first state).
+FlowRunStateEvent = FlowRunCreated | FlowRunStateChanged
 EVENT_TYPES: tuple[type[_EventBase], ...] = (
     FlowRunCreated,
     FlowRunStateChanged,
@@ -227,14 +299,37 @@ EVENT_TYPES: tuple[type[_EventBase], ...] = (
     DeploymentSaved,
     ArtifactCreated,
     ArtifactUpdated,
+    DocumentSaved,
+    DocumentDeleted,
+    AutomationFired,
+    AutomationAction,
+    CustomEventRecorded,
 )
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+_STORED: TypeAdapter[StoredEventModel] = TypeAdapter(StoredEventModel)
 
 
 def decode_event(data: bytes | str) -> Event:
-    """Parse and validate one event from JSON; any problem raises ``DecodeError``."""
+    """Parse and validate one event from the wire (JSON); any problem raises ``DecodeError``."""
     try:
         return _ADAPTER.validate_json(data)
+    except ValidationError as exc:
+        raise DecodeError(f"not a valid flowbus event: {exc}") from exc
+
+
+def parse_wire_event(data: Mapping[str, Any]) -> Event:
+    """``decode_event`` for an event already parsed from JSON."""
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise DecodeError(f"not a valid flowbus event: {exc}") from exc
+
+
+def parse_event(data: Mapping[str, Any]) -> StoredEventModel:
+    """The typed model of any stored event's body (``EventRecord.data``, ``StoredEvent.data``);
+    raises ``DecodeError`` for a body that is none of them."""
+    try:
+        return _STORED.validate_python(data)
     except ValidationError as exc:
         raise DecodeError(f"not a valid flowbus event: {exc}") from exc
 

@@ -20,6 +20,7 @@ from flowbus.engine.context import (
     task_run_var,
 )
 from flowbus.engine.errors import TaskRunTimeout, TransitionRejected
+from flowbus.engine.event_types import EventType
 from flowbus.engine.futures import TaskRunFuture, wait_all
 from flowbus.engine.ids import new_id
 from flowbus.engine.invoke import call_user_function
@@ -188,7 +189,7 @@ class FlowRunEngine:
         run = self.flow_run
         if current is None:
             self.stream.emit(
-                "flow_run.created",
+                EventType.FLOW_RUN_CREATED,
                 {
                     "flow_name": run.flow_name,
                     "name": run.name,
@@ -205,7 +206,7 @@ class FlowRunEngine:
             )
         else:
             fields = {"state": state_dict(state), "result": result, **(extra or {})}
-            self.stream.emit("flow_run.state", fields, state.timestamp_iso)
+            self.stream.emit(EventType.FLOW_RUN_STATE, fields, state.timestamp_iso)
         return state
 
     async def run(self) -> State:

@@ -10,13 +10,16 @@ test pins that every builder's output validates against its model.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
 from flowbus.engine.clock import canonical, now_iso
 from flowbus.engine.ids import new_id
 from flowbus.engine.states import State
+
+if TYPE_CHECKING:
+    from flowbus.engine.events import StoredEventModel
 
 _JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
 #: The version of the event schema this code writes (``schema_version`` of every event).
@@ -34,14 +37,36 @@ class EventRecord:
     occurred: str
     data: dict[str, Any]
     position: int | None = field(default=None)
+    #: The event's validated model, once someone needed it (``typed``); the recorder keeps
+    #: the one it validated the event with.
+    model: StoredEventModel | None = field(default=None, repr=False, compare=False)
 
     def body(self) -> bytes:
         return orjson.dumps(self.data, option=_JSON_OPTIONS)
 
+    def typed(self) -> StoredEventModel:
+        """The event as its model (``flowbus.engine.events``), validated once and kept:
+        typed access for the readers that are not on the engine's hot path."""
+        if self.model is None:
+            from flowbus.engine.events import parse_event
+
+            self.model = parse_event(self.data)
+        return self.model
+
     @classmethod
     def from_body(cls, body: bytes | str, position: int | None = None) -> EventRecord:
         """A record from event JSON, its timestamps made canonical (see ``clock``)."""
-        data = orjson.loads(body)
+        return cls.from_data(orjson.loads(body), position)
+
+    @classmethod
+    def from_data(
+        cls,
+        data: dict[str, Any],
+        position: int | None = None,
+        model: StoredEventModel | None = None,
+    ) -> EventRecord:
+        """A record from an event's parsed JSON (its timestamps made canonical in place), with
+        its model when the caller validated it already."""
         data["occurred"] = canonical(data["occurred"])
         state = data.get("state")
         if state is not None:
@@ -54,6 +79,7 @@ class EventRecord:
             data["occurred"],
             data,
             position,
+            model,
         )
 
 

@@ -15,7 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+from uuid import UUID
+
+from flowbus.engine.event_types import FLOW_RUN_STATES, EventType
+from flowbus.engine.states import StateType
+
+if TYPE_CHECKING:
+    from flowbus.engine.events import StoredEventModel
 
 #: The name of the Completed state of a task run that was replayed rather than run.
 REPLAYED = "Replayed"
@@ -75,41 +82,51 @@ class ReplayTable:
 
 
 class _Event(Protocol):
+    """A stored event (``StoredEvent``, ``EventRecord``): its type, and its model on demand."""
+
     @property
     def type(self) -> str: ...
-    @property
-    def data(self) -> dict[str, Any]: ...
+    def typed(self) -> StoredEventModel: ...
+
+
+#: The events a replay table is folded from (the others of a run's stream are skipped unread).
+_FOLDED = frozenset(
+    {EventType.FLOW_RUN_STATE, EventType.TASK_RUN_CREATED, EventType.TASK_RUN_STATE}
+)
 
 
 def replay_entries(events: Iterable[_Event]) -> list[ReplayEntry]:
     """Every task run of a flow run's stream that completed with a recorded output, the latest
     for each identity, in the order they completed."""
+    from flowbus.engine.events import FlowRunStateChanged, TaskRunCreated, TaskRunStateChanged
+
     attempt = 0
-    created: dict[str, dict[str, Any]] = {}
+    created: dict[UUID, TaskRunCreated] = {}
     table = ReplayTable()
-    for event in events:
-        data = event.data
-        kind = event.type
-        if kind == "flow_run.state":
-            if data.get("attempt") is not None:
-                attempt = data["attempt"]
-        elif kind == "task_run.created":
-            if data.get("position") is not None:
-                created[data["task_run_id"]] = data
-        elif kind == "task_run.state":
-            output = data.get("output")
-            origin = created.get(data["task_run_id"])
-            if output is None or origin is None or data["state"]["type"] != "COMPLETED":
+    for stored in events:
+        if stored.type not in _FOLDED:
+            continue
+        event = stored.typed()
+        if isinstance(event, FlowRunStateChanged):
+            if event.attempt is not None:
+                attempt = event.attempt
+        elif isinstance(event, TaskRunCreated):
+            if event.position is not None:
+                created[event.task_run_id] = event
+        elif isinstance(event, TaskRunStateChanged):
+            origin = created.get(event.task_run_id)
+            completed = event.state.type is StateType.COMPLETED
+            if event.output is None or origin is None or origin.position is None or not completed:
                 continue
             table.add(
                 ReplayEntry(
-                    task_key=origin["task_key"],
-                    position=origin["position"],
-                    input_hash=origin.get("input_hash"),
-                    output=output,
-                    attempt=data.get("replayed_from") or attempt,
-                    task_run_id=data.get("replay_of") or data["task_run_id"],
-                    name=origin["name"],
+                    task_key=origin.task_key,
+                    position=origin.position,
+                    input_hash=origin.input_hash,
+                    output=event.output,
+                    attempt=event.replayed_from or attempt,
+                    task_run_id=str(event.replay_of or event.task_run_id),
+                    name=origin.name,
                 )
             )
     return list(table)
@@ -121,24 +138,28 @@ SUBFLOW = "flow:"
 
 def subflow_entry(run_id: str, events: Iterable[_Event]) -> ReplayEntry | None:
     """The replay entry a completed subflow run's stream gives its parent, if any."""
-    created: dict[str, Any] | None = None
-    output: dict[str, Any] | None = None
-    origin: dict[str, Any] = {}
-    for event in events:
-        data = event.data
-        if event.type == "flow_run.created":
-            created = data
-        elif event.type == "flow_run.state" and data["state"]["type"] == "COMPLETED":
-            output = data.get("output")
-            origin = data
-    if created is None or created.get("position") is None or output is None:
+    from flowbus.engine.events import FlowRunCreated, FlowRunStateChanged
+
+    created: FlowRunCreated | None = None
+    completed: FlowRunStateChanged | None = None
+    for stored in events:
+        if stored.type not in FLOW_RUN_STATES:
+            continue
+        event = stored.typed()
+        if isinstance(event, FlowRunCreated):
+            created = event
+        elif isinstance(event, FlowRunStateChanged) and event.state.type is StateType.COMPLETED:
+            completed = event
+    if created is None or created.position is None or completed is None:
+        return None
+    if completed.output is None:
         return None
     return ReplayEntry(
-        task_key=SUBFLOW + created["flow_name"],
-        position=created["position"],
-        input_hash=created.get("input_hash"),
-        output=output,
-        attempt=origin.get("replayed_from") or created.get("parent_attempt") or 0,
-        task_run_id=origin.get("replay_of") or run_id,
-        name=created["name"],
+        task_key=SUBFLOW + created.flow_name,
+        position=created.position,
+        input_hash=created.input_hash,
+        output=completed.output,
+        attempt=completed.replayed_from or created.parent_attempt or 0,
+        task_run_id=str(completed.replay_of or run_id),
+        name=created.name,
     )

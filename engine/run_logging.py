@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import builtins
 import logging
-import os
 import sys
 import threading
 from collections.abc import Iterator, MutableMapping
@@ -16,8 +15,10 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
+from flowbus.engine import settings
 from flowbus.engine.context import FlowRunContext, TaskRunContext, flow_run_var, task_run_var
 from flowbus.engine.errors import MissingContextError
+from flowbus.engine.event_types import EventType
 from flowbus.engine.secrets import known_secrets, redact
 
 _LEVELS = logging.getLevelNamesMapping()
@@ -25,7 +26,7 @@ _LEVELS = logging.getLevelNamesMapping()
 
 def console_level() -> int:
     """``$FLOWBUS_LOGGING_LEVEL`` (default INFO): the lowest level shown and recorded."""
-    return _LEVELS.get(os.environ.get("FLOWBUS_LOGGING_LEVEL", "INFO").upper(), logging.INFO)
+    return _LEVELS.get(settings.logging_level(), logging.INFO)
 
 
 def console(level: int, who: str, message: str) -> None:
@@ -51,7 +52,7 @@ def record_log(level: int, logger: str, message: str) -> None:
         console(level, logger, message)
         return
     flow_ctx.stream.emit(
-        "log",
+        EventType.LOG,
         {
             "task_run_id": task_ctx.task_run.id if task_ctx else None,
             "level": level,

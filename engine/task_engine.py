@@ -18,6 +18,7 @@ from flowbus.engine.caching import ResultStore, stable_hash
 from flowbus.engine.concurrency import slot_provider_var
 from flowbus.engine.context import FlowRunContext, TaskRun, TaskRunContext, task_run_var
 from flowbus.engine.errors import FlowbusError, TaskRunTimeout, TransitionRejected
+from flowbus.engine.event_types import EventType
 from flowbus.engine.inputs import resolve_inputs
 from flowbus.engine.invoke import call_user_function
 from flowbus.engine.records import state_dict, summarize
@@ -116,14 +117,14 @@ class TaskRunEngine:
             )
             if self.flow_ctx.record_results:
                 fields.update(position=self.task_run.position, input_hash=self.input_hash)
-            self.flow_ctx.stream.emit("task_run.created", fields, state.timestamp_iso)
+            self.flow_ctx.stream.emit(EventType.TASK_RUN_CREATED, fields, state.timestamp_iso)
         else:
             fields["result"] = result
             if extra:
                 fields.update(extra)
             if self.worker is not None:
                 fields["worker"], self.worker = self.worker, None
-            self.flow_ctx.stream.emit("task_run.state", fields, state.timestamp_iso)
+            self.flow_ctx.stream.emit(EventType.TASK_RUN_STATE, fields, state.timestamp_iso)
         return state
 
     # -- the run ------------------------------------------------------------------------------

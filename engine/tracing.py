@@ -16,17 +16,30 @@ from __future__ import annotations
 import os
 import threading
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
+from flowbus.engine.event_types import FLOW_RUN_STATES, TASK_RUN_STATES
 from flowbus.engine.records import EventRecord
 from flowbus.engine.sinks import EventSink
+from flowbus.engine.states import StateType
+from flowbus.engine.states import StateType as S
+
+if TYPE_CHECKING:  # the models (pydantic) load with the first traced run, not with flowbus
+    from flowbus.engine.events import StatePayload
 
 #: States after which a run's span ends (a Paused run continues in a span of its next attempt).
-_ENDS = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED", "PAUSED"})
+_ENDS = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.CRASHED, S.PAUSED})
+#: The events spans are made of (the others pass by unread).
+_STATE_EVENTS = FLOW_RUN_STATES | TASK_RUN_STATES
 
 
-def _nanos(iso: str) -> int:
-    return int(datetime.fromisoformat(iso).timestamp() * 1_000_000_000)
+def _nanos(when: datetime) -> int:
+    return int(when.timestamp() * 1_000_000_000)
+
+
+def _key(run_id: UUID | None) -> str | None:
+    return str(run_id) if run_id is not None else None
 
 
 class TracingSink:
@@ -67,54 +80,63 @@ class TracingSink:
             self.inner.flush()
 
     def _observe(self, record: EventRecord) -> None:
-        data = record.data
-        if record.type == "flow_run.created":
-            parent = data.get("parent_task_run_id") or data.get("parent_run_id")
+        if record.type not in _STATE_EVENTS:
+            return
+        from flowbus.engine.events import (
+            FlowRunCreated,
+            FlowRunStateChanged,
+            TaskRunCreated,
+            TaskRunStateChanged,
+        )
+
+        event = record.typed()
+        run_id = record.stream_id
+        if isinstance(event, FlowRunCreated):
+            parent = event.parent_task_run_id or event.parent_run_id
             attributes = {
-                "flowbus.flow_run.id": record.stream_id,
-                "flowbus.flow": data["flow_name"],
-                "flowbus.deployment": data.get("deployment") or "",
+                "flowbus.flow_run.id": run_id,
+                "flowbus.flow": event.flow_name,
+                "flowbus.deployment": event.deployment or "",
             }
-            self._start(record.stream_id, f"flow run {data['name']}", parent, data, attributes)
-        elif record.type == "task_run.created":
-            attributes = {"flowbus.task_run.id": data["task_run_id"],
-                          "flowbus.task": data["task_key"],
-                          "flowbus.flow_run.id": record.stream_id}  # fmt: skip
-            self._start(data["task_run_id"], f"task run {data['name']}", record.stream_id, data,
-                        attributes)  # fmt: skip
-        elif record.type == "flow_run.state" and record.stream_id in self.claimed:
-            name, flow, deployment = self.claimed.pop(record.stream_id)
-            attributes = {"flowbus.flow_run.id": record.stream_id, "flowbus.flow": flow,
+            self._start(run_id, f"flow run {event.name}", _key(parent), event.state, attributes)
+        elif isinstance(event, TaskRunCreated):
+            task_run_id = str(event.task_run_id)
+            attributes = {"flowbus.task_run.id": task_run_id, "flowbus.task": event.task_key,
+                          "flowbus.flow_run.id": run_id}  # fmt: skip
+            self._start(task_run_id, f"task run {event.name}", run_id, event.state, attributes)
+        elif isinstance(event, FlowRunStateChanged) and run_id in self.claimed:
+            name, flow, deployment = self.claimed.pop(run_id)
+            attributes = {"flowbus.flow_run.id": run_id, "flowbus.flow": flow,
                           "flowbus.deployment": deployment or ""}  # fmt: skip
-            self._start(record.stream_id, f"flow run {name}", None, data, attributes)
-        elif record.type in ("flow_run.state", "task_run.state"):
-            key = data.get("task_run_id") or record.stream_id
-            self._state(key, data["state"])
+            self._start(run_id, f"flow run {name}", None, event.state, attributes)
+        elif isinstance(event, FlowRunStateChanged):
+            self._state(run_id, event.state)
+        elif isinstance(event, TaskRunStateChanged):
+            self._state(str(event.task_run_id), event.state)
 
     def _start(
-        self, key: str, name: str, parent: str | None, data: dict[str, Any], attributes: Any
+        self, key: str, name: str, parent: str | None, state: StatePayload, attributes: Any
     ) -> None:
         from opentelemetry import trace
 
         parent_span = self._spans.get(parent) if parent else None
         context = trace.set_span_in_context(parent_span) if parent_span is not None else None
-        state = data["state"]
         span = self.tracer.start_span(name, context=context, attributes=attributes,
-                                      start_time=_nanos(state["timestamp"]))  # fmt: skip
+                                      start_time=_nanos(state.timestamp))  # fmt: skip
         self._spans[key] = span
         self._state(key, state)
 
-    def _state(self, key: str, state: dict[str, Any]) -> None:
+    def _state(self, key: str, state: StatePayload) -> None:
         span = self._spans.get(key)
         if span is None:
             return
-        when = _nanos(state["timestamp"])
-        span.add_event(state["name"], {"message": state.get("message") or ""}, timestamp=when)
-        if state["type"] in _ENDS:
-            if state["type"] in ("FAILED", "CRASHED"):
+        when = _nanos(state.timestamp)
+        span.add_event(state.name, {"message": state.message or ""}, timestamp=when)
+        if state.type in _ENDS:
+            if state.type in (StateType.FAILED, StateType.CRASHED):
                 from opentelemetry.trace import Status, StatusCode
 
-                span.set_status(Status(StatusCode.ERROR, state.get("message") or state["name"]))
+                span.set_status(Status(StatusCode.ERROR, state.message or state.name))
             span.end(end_time=when)
             del self._spans[key]
 

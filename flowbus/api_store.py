@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from flowbus.engine.errors import FlowbusError
+from flowbus.engine.event_types import EventType
 from flowbus.engine.store.views import (
     DeploymentView,
     DocumentView,
@@ -146,12 +147,12 @@ class ApiStore:
     ) -> None:
         """The writes the CLI makes, recorded by the server as their next version: a
         deployment (``flowbus deploy``), a document saved or deleted."""
-        if type_ == "deployment.saved":
+        if type_ == EventType.DEPLOYMENT_SAVED:
             await self.http.request("POST", "/deployments", json=fields)
-        elif type_ == "document.saved":
+        elif type_ == EventType.DOCUMENT_SAVED:
             path = _document_path(fields["kind"], fields["name"])
             await self.http.request("PUT", path, json={"body": fields["body"]})
-        elif type_ == "document.deleted":
+        elif type_ == EventType.DOCUMENT_DELETED:
             await self.http.request("DELETE", _document_path(fields["kind"], fields["name"]))
         else:
             raise FlowbusError(f"{type_} events cannot be recorded through {self.api.url}")

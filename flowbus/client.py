@@ -28,6 +28,7 @@ from flowbus.broker import BrokerError, subjects
 from flowbus.broker import protocol as p
 from flowbus.broker.connection import connect, nats_url
 from flowbus.engine.errors import FlowbusError
+from flowbus.engine.event_types import EventType
 from flowbus.engine.events import Event, FlowRunCreated, FlowRunStateChanged, decode_event
 from flowbus.engine.results import ResultMissing, decode_output
 from flowbus.engine.states import TERMINAL_TYPES, StateType
@@ -241,7 +242,7 @@ class Client:
         """The run's next state event after ``after_seq``, if one comes within ``timeout``."""
 
         async def first() -> Event | None:
-            stream = self.events(run_id=run_id, types=["flow_run.state"])
+            stream = self.events(run_id=run_id, types=[EventType.FLOW_RUN_STATE])
             async with contextlib.aclosing(stream) as events:
                 async for event in events:
                     if event.seq > after_seq:

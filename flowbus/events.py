@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from flowbus.engine.event_types import EventType
 from flowbus.engine.loops import run_sync
 
 #: The keys of a resource dict that give its id (Prefect's, then flowbus's own).
@@ -106,7 +107,7 @@ async def _record_locally(wire: Any) -> None:
     fields["event_type"] = fields.pop("type")
     fields.pop("id", None)
     occurred = canonical(fields.pop("occurred"))
-    record = make_record(stream, 1, "custom.event", fields, occurred, event_id=stream)
+    record = make_record(stream, 1, EventType.CUSTOM_EVENT, fields, occurred, event_id=stream)
     async with store_from_url() as store:
         await store.append([record])
 

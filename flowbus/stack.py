@@ -129,7 +129,7 @@ class LocalStack:
 
     async def _until_stopped(self) -> None:
         assert self.orchestrator is not None
-        await self.orchestrator.wait_stopped()
+        await self.orchestrator.wait()
 
     async def stop(self) -> None:
         """Stop the agent (its runs finish or are handed back), then the orchestrator, close
@@ -150,7 +150,7 @@ class LocalStack:
             await _bounded("agent connection close", self.agent.client.close(), 5)
         if self.orchestrator is not None:
             self.orchestrator.stop()
-            await _bounded("orchestrator close", self.orchestrator.close(), 20)
+            await _bounded("orchestrator stop", self.orchestrator.wait(), 20)
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=10)
             for task in pending:
@@ -172,6 +172,8 @@ async def _bounded(step: str, operation: Awaitable[object], limit: float) -> Non
         await asyncio.wait_for(operation, limit)
     except TimeoutError:
         log.error("a step of stopping overran its time limit; going on", step=step, limit=limit)
+    except Exception as exc:  # a daemon that failed: stopping goes on (its run reported it)
+        log.error("a step of stopping failed; going on", step=step, error=repr(exc))
 
 
 async def run_until_signalled(stack: LocalStack, started: Callable[[StackInfo], None]) -> None:

@@ -16,9 +16,9 @@ from collections import defaultdict
 from typing import Any, TypeAlias
 
 from nats.js.api import ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 
 from flowbus.broker import subjects
+from flowbus.broker.run_states import newest_state
 from flowbus.engine.events import Event, FlowRunCreated, FlowRunStateChanged, decode_event
 from flowbus.engine.states import TERMINAL_TYPES, StateType
 
@@ -101,27 +101,9 @@ class RunWaiters:
 
 
 async def last_state(js: Any, run_id: str) -> RunEvent | None:
-    """The run's latest state event already in the stream (by the run's own sequence), if
-    any. Not simply the subject's last message: the orchestrator publishes the states it
-    records (Pending, say) after committing them, which can be after the agent's later
-    ones, so the stream's order is not the run's."""
-    latest: RunEvent | None = None
-    position = 0
-    subject = subjects.event_subject(run_id, "flow_run.>")
-    while True:
-        try:
-            message = await js.get_msg(
-                subjects.EVENTS_STREAM, seq=position + 1, subject=subject, next=True
-            )
-        except NotFoundError:
-            return latest
-        position = message.seq
-        try:
-            event = decode_event(message.data)
-        except ValueError:
-            continue
-        if isinstance(event, RUN_EVENTS) and (latest is None or event.seq > latest.seq):
-            latest = event
+    """The run's latest state event already in the stream (by the run's own sequence)."""
+    newest = await newest_state(js, run_id)
+    return newest.event if newest is not None else None
 
 
 async def _next(queue: asyncio.Queue[RunEvent], after: int, timeout: float | None) -> Any:  # noqa: ASYNC109

@@ -15,6 +15,7 @@ import orjson
 
 from flowbus.engine.artifacts import artifact_document
 from flowbus.engine.clock import canonical
+from flowbus.engine.event_types import EventType
 from flowbus.engine.records import EventRecord
 
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
@@ -257,15 +258,15 @@ def plan(records: Iterable[EventRecord]) -> ProjectionPlan:
     for record in records:
         data = record.data
         kind = record.type
-        if kind == "task_run.state":
+        if kind == EventType.TASK_RUN_STATE:
             row = new_tasks.get(data["task_run_id"])
             if row is None:
                 out.task_updates.append(_state_update(data["task_run_id"], data))
             else:
                 _fold(row, data)
-        elif kind == "task_run.created":
+        elif kind == EventType.TASK_RUN_CREATED:
             new_tasks[data["task_run_id"]] = list(_task_insert(data))
-        elif kind == "log":
+        elif kind == EventType.LOG:
             out.logs.append(
                 (
                     data["stream_id"],
@@ -277,15 +278,15 @@ def plan(records: Iterable[EventRecord]) -> ProjectionPlan:
                     data["message"],
                 )
             )
-        elif kind == "flow_run.state":
+        elif kind == EventType.FLOW_RUN_STATE:
             row = new_flows.get(data["stream_id"])
             if row is None:
                 out.flow_updates.append(_state_update(data["stream_id"], data))
             else:
                 _fold(row, data)
-        elif kind == "flow_run.created":
+        elif kind == EventType.FLOW_RUN_CREATED:
             new_flows[data["stream_id"]] = list(_flow_insert(data))
-        elif kind == "deployment.saved":
+        elif kind == EventType.DEPLOYMENT_SAVED:
             _save_deployment(deployments, data)
         else:
             documents.apply(kind, data)
@@ -324,12 +325,12 @@ class _DocumentChanges:
 
     def apply(self, kind: str, data: dict[str, Any]) -> None:
         """A document event, or a keyed artifact (the latest of its key is a document)."""
-        if kind not in ("document.saved", "document.deleted"):
-            if kind in ("artifact.created", "artifact.updated") and data.get("key"):
+        if kind not in (EventType.DOCUMENT_SAVED, EventType.DOCUMENT_DELETED):
+            if kind in (EventType.ARTIFACT_CREATED, EventType.ARTIFACT_UPDATED) and data.get("key"):
                 self.apply_artifact(data)
             return
         key = (data["kind"], data["name"])
-        if kind == "document.deleted":
+        if kind == EventType.DOCUMENT_DELETED:
             self.latest[key] = None
             if key not in self.deletes:
                 self.deletes.append(key)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flowbus.engine.events import StoredEventModel
 
 
 class _View:
@@ -145,6 +148,12 @@ class StoredEvent(_View):
     type: str
     occurred: str
     data: dict[str, Any]
+
+    def typed(self) -> StoredEventModel:
+        """The event as its model (``flowbus.engine.events``): typed access for its readers."""
+        from flowbus.engine.events import parse_event
+
+        return parse_event(self.data)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

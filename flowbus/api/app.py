@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowbus.api import deployments_write, documents_write, ingest, metrics, routes
 from flowbus.api.auth import guard, log_in, login_page
+from flowbus.broker.protocol import validation_details
 from flowbus.client import Client, ClientError
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.store import EventStore
@@ -80,10 +81,7 @@ def create_app(store: EventStore, client: Client, token: str | None = None) -> F
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-            for e in exc.errors()
-        ]
+        details = validation_details(exc.errors())
         return JSONResponse(error_body("invalid_request", "the request is invalid", details), 422)
 
     @app.exception_handler(StarletteHTTPException)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from flowbus.api.routes import _ERRORS
 from flowbus.client import ClientError
 from flowbus.engine.deployments import deployment_id
+from flowbus.engine.event_types import EventType
 from flowbus.engine.events import DeploymentSaved
 from flowbus.engine.ids import new_id
 from flowbus.engine.store import EventStore
@@ -18,7 +19,7 @@ from flowbus.engine.store import EventStore
 router = APIRouter(responses=_ERRORS)
 #: The envelope a body stands in for: made here, not given.
 _ENVELOPE = {"schema_version": 1, "seq": 1, "occurred": "2000-01-01T00:00:00Z",
-             "type": "deployment.saved"}  # fmt: skip
+             "type": EventType.DEPLOYMENT_SAVED}  # fmt: skip
 
 
 def validated(fields: dict[str, Any]) -> dict[str, Any]:
@@ -38,7 +39,7 @@ async def save_deployment(request: Request, body: dict[str, Any]) -> dict[str, A
     """Record a deployment (a new version when it exists); the deployment as recorded."""
     store: EventStore = request.app.state.store
     fields = validated(body)
-    await store.append_next(deployment_id(fields["name"]), "deployment.saved", fields)
+    await store.append_next(deployment_id(fields["name"]), EventType.DEPLOYMENT_SAVED, fields)
     saved = await store.get_deployment(fields["name"])
     assert saved is not None
     return saved.to_dict()

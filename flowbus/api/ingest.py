@@ -20,7 +20,8 @@ from flowbus.api.routes import _ERRORS, ErrorBody
 from flowbus.broker import subjects
 from flowbus.client import Client, ClientError
 from flowbus.engine.errors import SequenceError
-from flowbus.engine.events import DecodeError, decode_event
+from flowbus.engine.event_types import RUN_EVENT_TYPES
+from flowbus.engine.events import DecodeError, FlowRunCreated, decode_event
 from flowbus.engine.records import EventRecord
 from flowbus.engine.store import EventStore
 
@@ -34,10 +35,6 @@ router = APIRouter(responses={
     **_ERRORS,
     **{status: {"model": ErrorBody, "description": text} for status, text in _OWN_ERRORS.items()},
 })  # fmt: skip
-#: What a run by hand records.
-RUN_EVENT_TYPES = frozenset({"flow_run.created", "flow_run.state", "task_run.created",
-                             "task_run.state", "log", "artifact.created",
-                             "artifact.updated"})  # fmt: skip
 
 
 class EventBatch(BaseModel):
@@ -54,15 +51,17 @@ def _records(batch: EventBatch) -> list[EventRecord]:
             raise ClientError("invalid_events", str(exc)) from exc
         if event.type not in RUN_EVENT_TYPES:
             raise ClientError("invalid_events", f"{event.type} is not an event of a run")
-        records.append(EventRecord.from_body(body))
+        records.append(EventRecord.from_data(orjson.loads(body), model=event))
     return records
 
 
 async def _refuse_deployed_runs(store: EventStore, records: list[EventRecord]) -> None:
-    created = {r.stream_id: r.data for r in records if r.type == "flow_run.created"}
+    created = {
+        r.stream_id: event for r in records if isinstance(event := r.typed(), FlowRunCreated)
+    }
     for stream_id in {record.stream_id for record in records}:
         if stream_id in created:
-            deployed = bool(created[stream_id].get("deployment"))
+            deployed = bool(created[stream_id].deployment)
         else:
             run = await store.get_flow_run(stream_id)
             if run is None:

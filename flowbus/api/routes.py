@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, model_validator
 
-from flowbus.cli.run_details import run_detail, run_result
+from flowbus.cli.run_details import run_detail, stored_run_result
 from flowbus.client import Client, ClientError
 from flowbus.engine.artifacts import latest as latest_artifact
 from flowbus.engine.artifacts import run_artifacts
@@ -20,6 +20,8 @@ from flowbus.engine.automations import AUTOMATION, AUTOMATION_STATUS
 from flowbus.engine.blocks import BLOCK, BLOCK_TYPE, shown_block
 from flowbus.engine.deployments import set_schedules_active
 from flowbus.engine.errors import UsageError
+from flowbus.engine.event_types import EventType
+from flowbus.engine.events import DeploymentSaved
 from flowbus.engine.schedules import describe_all
 from flowbus.engine.states import StateType
 from flowbus.engine.store import EventStore
@@ -214,7 +216,7 @@ async def get_run_result(request: Request, run_id: str) -> dict[str, Any]:
     run = await _run_or_404(store, run_id)
     if run.state_type != StateType.COMPLETED:
         raise ClientError("not_completed", f"run {run.name} is {run.state_name}: no result")
-    return run_result(run, await store.read_stream(run_id))
+    return await stored_run_result(store, run)
 
 
 @router.get("/runs/{run_id}/artifacts", tags=["artifacts"])
@@ -313,8 +315,12 @@ async def get_deployment(request: Request, flow_name: str, name: str) -> dict[st
     deployment = await store.get_deployment(f"{flow_name}/{name}")
     if deployment is None:
         raise HTTPException(404, f"no deployment {flow_name}/{name}")
-    saved = [e for e in await store.read_stream(deployment.id) if e.type == "deployment.saved"]
-    entrypoint_hash = saved[-1].data.get("entrypoint_hash") if saved else None
+    saved = [
+        event
+        for stored in await store.read_stream(deployment.id)
+        if isinstance(event := stored.typed(), DeploymentSaved)
+    ]
+    entrypoint_hash = saved[-1].entrypoint_hash if saved else None
     return {**deployment.to_dict(), "schedule_details": describe_all(deployment),
             "entrypoint_hash": entrypoint_hash}  # fmt: skip
 
@@ -497,7 +503,8 @@ async def stream_logs(request: Request, run_id: str) -> StreamingResponse:
     """A run's log lines, from its first, as they are written (server-sent events)."""
     await _run_or_404(_store(request), run_id)
     return StreamingResponse(
-        _sse(request, _client(request), run_id, ["log"], None), media_type="text/event-stream"
+        _sse(request, _client(request), run_id, [EventType.LOG], None),
+        media_type="text/event-stream",
     )
 
 

@@ -8,6 +8,7 @@ an agent hand its runs back at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
@@ -94,13 +95,15 @@ def server_start(
                 await api.start()
                 console.print(f"API at {api.url}/api/v1", markup=False)
             console.print(f"orchestrator is serving on {url}; store {store.url}", markup=False)
-            await orchestrator.wait_stopped()
+            await orchestrator.wait()
         finally:
             if api is not None:
                 await api.stop()
             if api_store is not None:
                 await api_store.close()
-            await orchestrator.close()
+            orchestrator.stop()
+            with contextlib.suppress(Exception):  # a failure was raised by the wait above
+                await orchestrator.wait()
             await client.close()
             await store.close()
         console.print("orchestrator stopped", markup=False)
@@ -149,7 +152,7 @@ def agent_start(
                 f"({settings.concurrency} at once, isolation {settings.isolation})",
                 markup=False,
             )
-            await agent.wait_stopped()
+            await agent.wait()
         finally:
             await client.close()
         console.print(f"agent {settings.name} stopped", markup=False)

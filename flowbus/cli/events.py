@@ -13,15 +13,31 @@ from pydantic import ValidationError
 from flowbus.broker.protocol import CustomEvent
 from flowbus.cli.common import console, fail, short_time, with_client
 from flowbus.client import Client
-from flowbus.engine.events import Event
+from flowbus.engine.clock import canonical
+from flowbus.engine.events import (
+    DeploymentSaved,
+    Event,
+    FlowRunCreated,
+    FlowRunStateChanged,
+    LogEmitted,
+    TaskRunCreated,
+    TaskRunStateChanged,
+)
 
 
 def describe(event: Event) -> str:
     """One readable line for an event."""
-    data = event.model_dump(mode="json")
-    state = data.get("state")
-    what = f"{state['name']}" if state else data.get("message") or data.get("name") or ""
-    return f"{short_time(data['occurred'])}  {event.type:<17} {str(event.stream_id)[:13]}  {what}"
+    what = ""
+    if isinstance(
+        event, FlowRunCreated | FlowRunStateChanged | TaskRunCreated | TaskRunStateChanged
+    ):
+        what = event.state.name
+    elif isinstance(event, LogEmitted):
+        what = event.message
+    elif isinstance(event, DeploymentSaved):
+        what = event.name
+    when = short_time(canonical(event.occurred))
+    return f"{when}  {event.type:<17} {str(event.stream_id)[:13]}  {what}"
 
 
 app = typer.Typer(

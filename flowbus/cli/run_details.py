@@ -3,37 +3,58 @@ the current state of the run and its task runs, the event log for their state hi
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flowbus.cli.common import duration
 from flowbus.engine.artifacts import run_artifacts
+from flowbus.engine.clock import canonical
+from flowbus.engine.event_types import FLOW_RUN_STATES, TASK_RUN_STATES, EventType
+from flowbus.engine.events import (
+    FlowRunCreated,
+    FlowRunStateChanged,
+    FlowRunStateEvent,
+    StoredEventModel,
+    TaskRunCreated,
+    TaskRunStateChanged,
+)
 from flowbus.engine.results import output_json
 from flowbus.engine.store import EventStore, FlowRunView, StoredEvent, TaskRunView
 
+TaskRunEvent = TaskRunCreated | TaskRunStateChanged
+#: What a task run's history is made of: its states, and the claims that open attempts.
+_TASK_HISTORY = TASK_RUN_STATES | {EventType.FLOW_RUN_STATE}
 
-def _history_entry(event: StoredEvent) -> dict[str, Any]:
-    state = event.data["state"]
-    entry = {
-        "type": state["type"],
-        "name": state["name"],
-        "timestamp": state["timestamp"],
-        "message": state.get("message"),
+
+def _iso(when: datetime | None) -> str | None:
+    return canonical(when) if when is not None else None
+
+
+def _history_entry(event: FlowRunStateEvent | TaskRunEvent, seq: int) -> dict[str, Any]:
+    state = event.state
+    entry: dict[str, Any] = {
+        "type": state.type.value,
+        "name": state.name,
+        "timestamp": canonical(state.timestamp),
+        "message": state.message,
         #: The event's place in the run's stream: live events merge with the history by it.
-        "seq": event.seq,
+        "seq": seq,
     }
-    if event.data.get("attempt") is not None:  # a claim: attempt n of the run starts here
-        entry["attempt"] = event.data["attempt"]
-    if event.data.get("code_hash"):  # the code the attempt ran (its entrypoint's SHA-256)
-        entry["code_hash"] = event.data["code_hash"]
+    if isinstance(event, FlowRunStateChanged):
+        if event.attempt is not None:  # a claim: attempt n of the run starts here
+            entry["attempt"] = event.attempt
+        if event.code_hash:  # the code the attempt ran (its entrypoint's SHA-256)
+            entry["code_hash"] = event.code_hash
     return entry
 
 
-def run_result(run: FlowRunView, events: list[StoredEvent]) -> dict[str, Any]:
+def run_result(run: FlowRunView, events: list[StoredEventModel]) -> dict[str, Any]:
     """A run's result as ``GET /runs/{id}/result`` and ``runs result --json`` give it: the JSON
     value its Completed event recorded (None when it has none); when the result is not JSON,
     ``result_ref`` says where the exact value is stored (and ``result``, if not None, is a JSON
     rendering of it); and the short repr."""
-    output = _last_output(events, "flow_run.state")
+    outputs = [e.output for e in events if isinstance(e, FlowRunStateChanged) and e.output]
+    output = outputs[-1] if outputs else None
     return {
         "run_id": run.id,
         "state_type": run.state_type,
@@ -44,12 +65,13 @@ def run_result(run: FlowRunView, events: list[StoredEvent]) -> dict[str, Any]:
     }
 
 
-def _last_output(events: list[StoredEvent], kind: str) -> dict[str, Any] | None:
-    for event in reversed(events):
-        if event.type == kind and event.data.get("output") is not None:
-            output: dict[str, Any] = event.data["output"]
-            return output
-    return None
+async def stored_run_result(store: EventStore, run: FlowRunView) -> dict[str, Any]:
+    """``run_result`` of a run read from ``store``."""
+    return run_result(run, _typed(await store.read_stream(run.id), FLOW_RUN_STATES))
+
+
+def _typed(events: list[StoredEvent], types: frozenset[str]) -> list[StoredEventModel]:
+    return [event.typed() for event in events if event.type in types]
 
 
 def _task_run_items(
@@ -62,21 +84,26 @@ def _task_run_items(
     attempts: dict[str, int] = {}
     workers: dict[str, str] = {}
     attempt = 0
-    for event in events:
-        data = event.data
-        if event.type == "flow_run.state" and data.get("attempt") is not None:
-            attempt = data["attempt"]
-        elif event.type in ("task_run.created", "task_run.state"):
-            task_run_id = data["task_run_id"]
-            history.setdefault(task_run_id, []).append(_history_entry(event))
-            attempts.setdefault(task_run_id, attempt)
-            if data.get("output") is not None:
-                outputs[task_run_id] = data["output"]
-            if data.get("worker"):
-                workers[task_run_id] = data["worker"]
-            if data.get("replay_of") is not None:
-                replays[task_run_id] = {"task_run_id": data["replay_of"],
-                                        "attempt": data.get("replayed_from")}  # fmt: skip
+    for stored in events:
+        if stored.type not in _TASK_HISTORY:
+            continue
+        event = stored.typed()
+        if isinstance(event, FlowRunStateChanged):
+            attempt = event.attempt if event.attempt is not None else attempt
+            continue
+        if not isinstance(event, TaskRunCreated | TaskRunStateChanged):
+            continue
+        task_run_id = str(event.task_run_id)
+        history.setdefault(task_run_id, []).append(_history_entry(event, stored.seq))
+        attempts.setdefault(task_run_id, attempt)
+        if isinstance(event, TaskRunStateChanged):
+            if event.output is not None:
+                outputs[task_run_id] = event.output
+            if event.worker:
+                workers[task_run_id] = event.worker
+            if event.replay_of is not None:
+                replays[task_run_id] = {"task_run_id": str(event.replay_of),
+                                        "attempt": event.replayed_from}  # fmt: skip
     items = []
     for task_run in task_runs:
         item = task_run.to_dict()
@@ -99,14 +126,17 @@ async def run_detail(store: EventStore, run: FlowRunView) -> dict[str, Any]:
     events = await store.read_stream(run.id)
     flow_history: list[dict[str, Any]] = []
     last_error: str | None = None
-    for event in events:
-        if event.type in ("flow_run.created", "flow_run.state"):
-            flow_history.append(_history_entry(event))
-            last_error = event.data["state"].get("traceback") or last_error
+    states: list[FlowRunStateEvent] = []
+    for stored in events:
+        event = stored.typed() if stored.type in FLOW_RUN_STATES else None
+        if isinstance(event, FlowRunCreated | FlowRunStateChanged):
+            states.append(event)
+            flow_history.append(_history_entry(event, stored.seq))
+            last_error = event.state.traceback or last_error
     task_runs = _task_run_items(await store.list_task_runs(run.id), events)
     subflows = await store.list_flow_runs(parent_run_id=run.id, limit=1000)
     detail = run.to_dict()
-    result = run_result(run, events)
+    result = run_result(run, list(states))
     detail["result"] = result["result"]
     detail["result_ref"] = result["result_ref"]
     hashes = [h["code_hash"] for h in flow_history if "code_hash" in h]
@@ -116,18 +146,21 @@ async def run_detail(store: EventStore, run: FlowRunView) -> dict[str, Any]:
     detail["state_history"] = flow_history
     detail["error"] = last_error if run.state_type in ("FAILED", "CRASHED") else None
     detail["task_runs"] = task_runs
-    created = events[0].data if events and events[0].type == "flow_run.created" else {}
-    paused = [e.data for e in events if e.type == "flow_run.state" and "pause_key" in e.data]
-    last = paused[-1] if paused else {}
+    created = states[0] if states and isinstance(states[0], FlowRunCreated) else None
+    paused = [e for e in states if isinstance(e, FlowRunStateChanged) and e.pause_key]
     #: While Paused: which pause, until when, and the JSON schema of the input it waits for.
     detail["pause"] = (
-        {k: last.get(k) for k in ("pause_key", "pause_timeout_at", "input_schema")}
-        if run.state_type == "PAUSED" and last
+        {
+            "pause_key": paused[-1].pause_key,
+            "pause_timeout_at": _iso(paused[-1].pause_timeout_at),
+            "input_schema": paused[-1].input_schema,
+        }
+        if run.state_type == "PAUSED" and paused
         else None
     )
-    detail["scheduled_time"] = created.get("scheduled_time")
+    detail["scheduled_time"] = _iso(created.scheduled_time) if created else None
     #: The automation and event that started the run, if one did.
-    detail["triggered_by"] = created.get("triggered_by")
+    detail["triggered_by"] = created.triggered_by if created else None
     detail["artifacts"] = [artifact.to_dict() for artifact in run_artifacts(events)]
     detail["subflow_runs"] = [
         {"id": s.id, "name": s.name, "flow_name": s.flow_name, "state_name": s.state_name}

@@ -20,7 +20,7 @@ from flowbus.cli.common import (
     styled_state,
     with_store,
 )
-from flowbus.cli.run_details import run_detail, run_result
+from flowbus.cli.run_details import run_detail, stored_run_result
 from flowbus.engine.results import ResultMissing, ResultStorage
 from flowbus.engine.states import STATE_NAMES, StateType
 from flowbus.engine.store import EventStore
@@ -205,7 +205,7 @@ def run_result_command(
         run = await resolve_run(store, run_id)
         if run.state_type != StateType.COMPLETED:
             fail(f"run {run.name} is {run.state_name}: it has no result")
-        return run_result(run, await store.read_stream(run.id))
+        return await stored_run_result(store, run)
 
     found = with_store(fetch)
     if as_json:

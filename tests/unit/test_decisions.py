@@ -14,7 +14,7 @@ from flowbus.agents.decisions import (
     lost_requests,
     sweep_actions,
 )
-from flowbus.agents.ledger import RunEntry
+from flowbus.agents.run_entry import RunEntry
 from flowbus.engine.states import StateType
 
 S = StateType
@@ -37,15 +37,15 @@ HELD = {"agent": "a", "attempt": 1, "open": True}
 SWEEPS = [
     # (entry, expected actions)
     (entry(S.SCHEDULED), [Sweep.RELEASE]),
-    (entry(S.SCHEDULED, published=True), []),
+    (entry(S.SCHEDULED, published_seq=1), []),
     (entry(S.SCHEDULED, due_at=WALL + 60), [Sweep.ARM]),
     (entry(S.SCHEDULED, committed=False), []),
-    (entry(S.SCHEDULED, published=True, queued_at=WALL - 20), [Sweep.MARK_LATE]),
-    (entry(S.SCHEDULED, "Late", published=True, queued_at=WALL - 20), []),
-    (entry(S.SCHEDULED, published=True, foreign=True, queued_at=WALL - 5), [Sweep.REPUBLISH]),
-    (entry(S.SCHEDULED, published=True, foreign=True, queued_at=WALL - 1), []),
+    (entry(S.SCHEDULED, published_seq=1, queued_at=WALL - 20), [Sweep.MARK_LATE]),
+    (entry(S.SCHEDULED, "Late", published_seq=1, queued_at=WALL - 20), []),
+    (entry(S.SCHEDULED, published_seq=1, foreign=True, queued_at=WALL - 5), [Sweep.REPUBLISH]),
+    (entry(S.SCHEDULED, published_seq=1, foreign=True, queued_at=WALL - 1), []),
     (
-        entry(S.SCHEDULED, published=True, foreign=True, queued_at=WALL - 20),
+        entry(S.SCHEDULED, published_seq=1, foreign=True, queued_at=WALL - 20),
         [Sweep.REPUBLISH, Sweep.MARK_LATE],
     ),
     (entry(S.PENDING, lease_until=NOW + 1, **HELD), []),
@@ -78,12 +78,12 @@ def test_the_lost_requests_are_those_published_a_while_ago_and_not_in_the_queue(
     def queued(
         run_id: str, ago: float, state: StateType = S.SCHEDULED, **fields: object
     ) -> RunEntry:
-        return entry(state, run_id=run_id, queued_at=WALL - ago, **{"published": True, **fields})
+        return entry(state, run_id=run_id, queued_at=WALL - ago, **{"published_seq": 1, **fields})
 
     there, lost, recent = queued("there", 30), queued("lost", 30), queued("recent", 2)
     late = queued("late", 60, state_name="Late")
     claimed = queued("claimed", 30, state=S.PENDING)  # taken while the queue was read
-    unpublished = queued("unpublished", 30, published=False)  # the sweep releases it
+    unpublished = queued("unpublished", 30, published_seq=0)  # the sweep releases it
     believed = [there, lost, recent, late, claimed, unpublished]
     found = lost_requests(believed, {"there"}, WALL, grace=10)
     assert [e.run_id for e in found] == ["lost", "late"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flowbus import flow, get_run_logger, task
+from flowbus.engine.event_types import EventType
 from flowbus.engine.events import EVENT_TYPES, DecodeError, decode_event
 from flowbus.engine.records import EventRecord
 from flowbus.engine.sinks import ListSink, use_sink
@@ -66,16 +67,9 @@ def test_each_run_has_its_own_gapless_sequence() -> None:
 
 
 def test_every_event_type_has_a_versioned_model() -> None:
-    assert {model.model_fields["type"].default for model in EVENT_TYPES} == {
-        "flow_run.created",
-        "flow_run.state",
-        "task_run.created",
-        "task_run.state",
-        "log",
-        "deployment.saved",
-        "artifact.created",
-        "artifact.updated",
-    }
+    names = {value for key, value in vars(EventType).items() if key.isupper()}
+    assert len(names) == 13
+    assert {model.model_fields["type"].default for model in EVENT_TYPES} == names
     for model in EVENT_TYPES:
         assert model.model_config.get("frozen") is True
         assert model.model_config.get("extra") == "forbid"

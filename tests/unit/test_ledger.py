@@ -1,15 +1,24 @@
-"""The orchestrator's ledger: claims open fenced attempts, decisions are compare-and-swap."""
+"""The orchestrator's ledger: claims open fenced attempts, decisions are compare-and-swap, facts
+a decision asks for are read outside the run's lock (the memory store: logic only)."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
-from flowbus.agents.ledger import Refused, RunEntry, RunLedger, fold
+from flowbus.agents.decisions.claims import decide_claim
+from flowbus.agents.decisions.model import Change, Decision, Facts, NeedFacts, Now, StreamHead
+from flowbus.agents.ledger import RunLedger
+from flowbus.agents.run_entry import RunEntry, fold
+from flowbus.broker import protocol as p
+from flowbus.engine.errors import TransitionRejected
 from flowbus.engine.records import EventRecord, make_record, state_dict
-from flowbus.engine.states import Completed, Crashed, Pending, Running, Scheduled, StateType
+from flowbus.engine.states import Completed, Crashed, Running, Scheduled, StateType
 from flowbus.engine.store import MemoryEventStore
+
+from .decision_tables import deployment
 
 RUN = "01a20000-0000-7000-8000-000000000001"
 
@@ -38,13 +47,21 @@ async def ledger() -> RunLedger:
     return ledger
 
 
-async def claim(ledger: RunLedger, agent: str) -> int:
-    async def decide(entry: RunEntry | None) -> tuple[int, list[EventRecord]]:
-        assert entry is not None
-        attempt = entry.attempt + 1
-        return attempt, [ledger.record_state(entry, Pending(), agent=agent, attempt=attempt)]
+FACTS = Facts(deployment=deployment(), stream_head=None)
 
-    return await ledger.transact(RUN, decide)
+
+async def claim(ledger: RunLedger, agent: str) -> int:
+    request = p.ClaimRequest(run_id=RUN, agent=agent)
+    verdict, _, _ = await ledger.take(
+        RUN, lambda entry, facts, now: decide_claim(entry, request, facts, now, 5.0), facts=FACTS
+    )
+    assert isinstance(verdict.reply, p.ClaimGrant), verdict.reply
+    return verdict.reply.attempt
+
+
+def record(*changes: Change) -> Any:
+    """A decision that records ``changes`` whatever the run is."""
+    return lambda entry, facts, now: Decision(None, changes)
 
 
 async def test_a_claim_opens_an_attempt_whose_events_alone_are_admitted(ledger: RunLedger) -> None:
@@ -56,6 +73,7 @@ async def test_a_claim_opens_an_attempt_whose_events_alone_are_admitted(ledger: 
         1,
         True,
     )
+    assert not entry.lease_expired(time.monotonic())  # the claim's lease starts
     running = agent_state(3, Running())
     admitted, fenced = await ledger.admit(
         [(running, (RUN, 1)), (agent_state(3, Running()), (RUN, 2))]
@@ -66,24 +84,20 @@ async def test_a_claim_opens_an_attempt_whose_events_alone_are_admitted(ledger: 
 
 async def test_a_crash_closes_the_attempt_and_a_new_claim_supersedes_it(ledger: RunLedger) -> None:
     await claim(ledger, "a")
-
-    async def crash(entry: RunEntry | None) -> tuple[None, list[EventRecord]]:
-        assert entry is not None
-        entry.open = False
-        return None, [ledger.record_state(entry, Crashed(message="lease expired"))]
-
-    await ledger.transact(RUN, crash)
+    await ledger.take(RUN, record(Change(Crashed(message="lease expired"), close=True)))
     late = agent_state(3, Completed())
     assert (await ledger.admit([(late, (RUN, 1))]))[0] == []  # the zombie's Completed: fenced
     entry = ledger.entries[RUN]
     assert entry.crashes == 1 and not entry.held
+    events = await ledger.store.read_stream(RUN)
+    assert events[-1].data["closes_attempt"] == 1  # a run folded from the store knows it too
 
 
 async def test_the_rule_table_refuses_an_illegal_decision(ledger: RunLedger) -> None:
-    entry = ledger.entries[RUN]
-    with pytest.raises(Refused):
-        ledger.record_state(entry, Completed())  # Scheduled -> Completed skips the run
-    assert entry.seq == 1
+    with pytest.raises(TransitionRejected):
+        await ledger.take(RUN, record(Change(Completed())))  # Scheduled -> Completed skips
+    assert ledger.entries[RUN].seq == 1
+    assert len(await ledger.store.read_stream(RUN)) == 1
 
 
 async def test_a_decision_on_a_stale_head_is_taken_again(ledger: RunLedger) -> None:
@@ -93,6 +107,23 @@ async def test_a_decision_on_a_stale_head_is_taken_again(ledger: RunLedger) -> N
     assert await claim(ledger, "a") == 1
     events = await ledger.store.read_stream(RUN)
     assert [e.seq for e in events] == [1, 2, 3] and events[2].data["agent"] == "a"
+
+
+async def test_facts_a_decision_asks_for_are_read_outside_the_lock(ledger: RunLedger) -> None:
+    asked: list[NeedFacts] = []
+
+    async def gather(need: NeedFacts, run_id: str, entry: Any, facts: Facts) -> Facts:
+        assert not ledger.locks._locks, "facts are read with no run's lock held"
+        asked.append(need)
+        return facts.with_(stream_head=StreamHead(9, 1))
+
+    def decide(entry: RunEntry | None, facts: Facts, now: Now) -> Any:
+        if facts.stream_head is None:
+            return NeedFacts(stream_head=True)
+        return Decision(facts.stream_head.seq)
+
+    verdict, _, records = await ledger.take(RUN, decide, gather, Facts(stream_head=None))
+    assert verdict.reply == 9 and records == [] and asked == [NeedFacts(stream_head=True)]
 
 
 async def test_leases_expire_and_fold_rebuilds_an_entry(ledger: RunLedger) -> None:

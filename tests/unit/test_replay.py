@@ -4,6 +4,7 @@ how a result is encoded) and an in-process flow retry that replays completed tas
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +27,25 @@ from .engine_helpers import capture
 STATE = {"type": "COMPLETED", "name": "Completed", "timestamp": "2026-11-30T00:00:00Z"}
 
 
+RUN = "01a20000-0000-7000-8000-0000000000aa"
+
+
+def tid(name: str) -> str:
+    """A task run's id, named by a letter in the tables below."""
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, name))
+
+
 def event(kind: str, **data: Any) -> Any:
-    return make_record("run", 1, kind, data)
+    return make_record(RUN, 1, kind, data)
 
 
 def created(task_run_id: str, position: int, input_hash: str | None = "h") -> Any:
-    return event("task_run.created", task_run_id=task_run_id, task_key="m.step", name="step",
-                 position=position, input_hash=input_hash, state=STATE)  # fmt: skip
+    return event("task_run.created", task_run_id=tid(task_run_id), task_key="m.step",
+                 name="step", position=position, input_hash=input_hash, state=STATE)  # fmt: skip
 
 
 def completed(task_run_id: str, value: Any, **extra: Any) -> Any:
-    return event("task_run.state", task_run_id=task_run_id, state=STATE,
+    return event("task_run.state", task_run_id=tid(task_run_id), state=STATE,
                  output={"json": value}, **extra)  # fmt: skip
 
 
@@ -45,14 +54,14 @@ def test_the_latest_completion_of_each_identity_is_replayable() -> None:
     entries = replay_entries([
         event("flow_run.state", state=STATE, attempt=1),
         created("a", 0), completed("a", 1),
-        created("b", 1), event("task_run.state", task_run_id="b", state=failed),
+        created("b", 1), event("task_run.state", task_run_id=tid("b"), state=failed),
         event("flow_run.state", state=STATE, attempt=2),
-        created("c", 0), completed("c", 1, replay_of="a", replayed_from=1),
+        created("c", 0), completed("c", 1, replay_of=tid("a"), replayed_from=1),
         created("d", 1), completed("d", 2),
     ])  # fmt: skip
     assert [(e.position, e.output, e.attempt, e.task_run_id) for e in entries] == [
-        (0, {"json": 1}, 1, "a"),  # replayed in attempt 2: still attempt 1's result
-        (1, {"json": 2}, 2, "d"),
+        (0, {"json": 1}, 1, tid("a")),  # replayed in attempt 2: still attempt 1's result
+        (1, {"json": 2}, 2, tid("d")),
     ]
 
 

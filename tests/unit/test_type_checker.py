@@ -39,12 +39,16 @@ def test_a_cross_package_type_error_fails_the_type_checker(tmp_path: Path) -> No
     )  # fmt: skip
     out = done.stdout
     assert done.returncode == 1, out + done.stderr
-    lines = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith(str(probe))]
-    assert any("flowbus.agents.ledger.RunEntry" in line for line in lines), out
-    assert any("StateType" in line and "int" in line for line in lines), out
-    assert any('Argument 1 to "grant_again"' in line for line in lines), out
-    assert any('Argument "agent" to "grant_again"' in line for line in lines), out
-    assert any('"ClaimGrant"' in line for line in lines), out
+    # mypy may answer from its cache for a probe it checked before, under that one's path.
+    said = "\n".join(line for line in out.splitlines() if "cross_package_probe.py:" in line)
+    for expected in (
+        'Revealed type is "def (entry: flowbus.agents.run_entry.RunEntry, agent: str) -> bool"',
+        'Incompatible types in assignment (expression has type "StateType", variable has type',
+        'Argument 1 to "grant_again" has incompatible type "str"; expected "RunEntry"',
+        'Argument "agent" to "grant_again" has incompatible type "int"; expected "str"',
+        'Argument "run_id" to "ClaimGrant" has incompatible type "int"; expected "str"',
+    ):
+        assert expected in said, out
 
 
 def test_the_package_links_point_at_the_top_level_folders() -> None:

@@ -24,7 +24,7 @@ class FakeStream:
     async def get_msg(self, stream: str, seq: int, subject: str, next: bool) -> Any:
         for position, body in enumerate(self.bodies, start=1):
             if position >= seq:
-                return SimpleNamespace(seq=position, data=body)
+                return SimpleNamespace(seq=position, data=body, headers=None)
         raise NotFoundError
 
 

@@ -10,7 +10,8 @@ requests it holds for each queue; only when it holds fewer than the runs the lea
 published there does it read the queue's requests (one direct get each), and it publishes
 again, under a fresh message id, the request of every such run queued more than an interval
 ago that is not there (a request published just now may still be on its way). A copy of a
-request that did exist is harmless: a claim refuses it.
+request that did exist is harmless: a claim refuses it. The decisions are
+``decisions.sweeps``'.
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ from __future__ import annotations
 import itertools
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 import structlog
+from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from flowbus.agents.decisions import audit_due, lost_requests
-from flowbus.agents.ledger import RunEntry
-from flowbus.agents.orchestrator_core import OrchestratorCore
+from flowbus.agents.background import BackgroundTasks
+from flowbus.agents.decisions.sweeps import audit_due, lost_requests
+from flowbus.agents.ledger import RunLedger
+from flowbus.agents.orchestrator.outbox import Outbox
+from flowbus.agents.run_entry import RunEntry
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.engine.states import StateType
@@ -37,15 +42,30 @@ SCAN_LIMIT = 200_000
 _fresh_ids = itertools.count(1)
 
 
-class QueueAudit(OrchestratorCore):
+class QueueAudit:
     """The leader's check that every published request is still in its queue."""
 
-    _audited_at: float = 0.0
-    _auditing: bool = False
+    def __init__(
+        self,
+        js: JetStreamContext,
+        ledger: RunLedger,
+        outbox: Outbox,
+        background: BackgroundTasks,
+        leading: Callable[[], bool],
+        interval: float,
+    ) -> None:
+        self.js = js
+        self.ledger = ledger
+        self.outbox = outbox
+        self.background = background
+        self.leading = leading
+        self.interval = interval
+        self._audited_at = 0.0
+        self._auditing = False
 
-    def _audit_if_due(self, now: float) -> None:
+    def start_if_due(self, now: float) -> None:
         """Start an audit in the background when one is due (the sweep does not wait on it)."""
-        if self._auditing or now - self._audited_at < self.settings.queue_audit_interval:
+        if self._auditing or now - self._audited_at < self.interval:
             return
         self._audited_at, self._auditing = now, True
         self.background.spawn(self._audit())
@@ -57,7 +77,7 @@ class QueueAudit(OrchestratorCore):
                 if entry.state is StateType.SCHEDULED and entry.published and entry.queue:
                     by_queue[entry.queue].append(entry)
             for queue, believed in by_queue.items():
-                if not self.leadership.leading:
+                if not self.leading():
                     return
                 await self._audit_queue(queue, believed)
         except Exception as exc:  # the next audit tries again
@@ -72,12 +92,11 @@ class QueueAudit(OrchestratorCore):
         if not audit_due(len(believed), held):
             return
         present = await self._requests_in(subject)
-        grace = self.settings.queue_audit_interval
-        for entry in lost_requests(believed, present, time.time(), grace):
+        for entry in lost_requests(believed, present, time.time(), self.interval):
             log.warning("a published run request is not in its queue; publishing it again",
                         run_id=entry.run_id, queue=queue)  # fmt: skip
             msg_id = f"{entry.run_id}:{entry.queued_seq}:audit-{next(_fresh_ids)}"
-            await self._dispatch(entry, msg_id=msg_id)
+            await self.outbox.publish(entry, msg_id=msg_id)
 
     async def _requests_in(self, subject: str) -> set[str]:
         """The run ids of the requests the stream holds on ``subject``."""

@@ -1,0 +1,64 @@
+"""Deployments as the orchestrator reads them: from the store at most once a second (a
+``flowbus deploy`` takes effect within a second), with the parameter model each version's
+submissions are validated against."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from pydantic import BaseModel
+
+from flowbus.agents.ledger import RunLedger
+from flowbus.engine.schema_model import model_from_schema
+from flowbus.engine.store import DeploymentView, EventStore
+
+#: How long a deployment read from the store is used before it is read again.
+CACHE_SECONDS = 1.0
+
+
+class Deployments:
+    """The deployments the orchestrator decides with (a cache over the store)."""
+
+    def __init__(self, store: EventStore, ledger: RunLedger) -> None:
+        self.store = store
+        self.ledger = ledger
+        self._read: dict[str, tuple[float, DeploymentView]] = {}
+        self._models: dict[tuple[str, int], type[BaseModel]] = {}
+
+    async def get(self, name: str) -> DeploymentView | None:
+        """A deployment, read at most once a second."""
+        now = time.monotonic()
+        cached = self._read.get(name)
+        if cached is not None and now - cached[0] < CACHE_SECONDS:
+            return cached[1]
+        deployment = await self.store.get_deployment(name)
+        if deployment is not None:
+            self._read[name] = (now, deployment)
+        return deployment
+
+    def cached(self, name: str) -> DeploymentView | None:
+        """The deployment as last read, without reading it (None if never read)."""
+        found = self._read.get(name)
+        return found[1] if found is not None else None
+
+    async def names(self) -> list[str]:
+        return sorted(d.name for d in await self.store.list_deployments())
+
+    def validate(self, deployment: DeploymentView, given: dict[str, Any]) -> dict[str, Any]:
+        """A submission's parameters, validated and coerced by the deployment's schema (its
+        defaults filled in), as JSON; raises pydantic's ``ValidationError``, or orjson's
+        ``JSONEncodeError`` for a value an event cannot hold (a 65-bit integer)."""
+        key = (deployment.name, deployment.version)
+        model = self._models.get(key)
+        if model is None:
+            model = self._models[key] = model_from_schema(deployment.parameter_schema)
+            self.ledger.forget_deployment(deployment.name)  # a redeploy may change retries
+        validated = model.model_validate({**deployment.parameters, **given})
+        parameters = validated.model_dump(mode="json")
+        orjson.dumps(parameters)
+        return parameters
+
+
+__all__ = ["Deployments"]

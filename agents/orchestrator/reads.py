@@ -1,0 +1,59 @@
+"""The orchestrator's answers that only read: the replay table of a run (``flowbus.agent.replay``),
+whether a run is recorded yet (``flowbus.api.recorded``) and the deployments
+(``flowbus.api.deployments``). Any orchestrator answers alike: they read the store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from flowbus.agents.recorded_waits import RecordedWaits
+from flowbus.broker import protocol as p
+from flowbus.engine.replay import replay_entries, subflow_entry
+from flowbus.engine.states import StateType
+from flowbus.engine.store import EventStore
+
+#: How much of replay entries one reply carries (NATS refuses messages over 1 MiB by default).
+REPLAY_PAGE_BYTES = 512 * 1024
+
+
+class Reads:
+    """Answers the requests that read the store."""
+
+    def __init__(self, store: EventStore, recorded_waits: RecordedWaits) -> None:
+        self.store = store
+        self.recorded_waits = recorded_waits
+
+    async def replay(self, request: p.ReplayRequest) -> p.ReplayReply:
+        """The task runs earlier attempts of a run completed, a page at a time."""
+        entries = replay_entries(await self.store.read_stream(request.run_id))
+        for child in await self.store.list_flow_runs(parent_run_id=request.run_id, limit=10**6):
+            if child.state_type == StateType.COMPLETED:  # a subflow its earlier attempts completed
+                found = subflow_entry(child.id, await self.store.read_stream(child.id))
+                if found is not None:
+                    entries.append(found)
+        page: list[dict[str, Any]] = []
+        size = 0
+        for entry in entries[request.offset :]:
+            item = entry.to_dict()
+            size += len(orjson.dumps(item))
+            if page and size > REPLAY_PAGE_BYTES:
+                break
+            page.append(item)
+        more = request.offset + len(page) < len(entries)
+        return p.ReplayReply(entries=page, more=more)
+
+    async def recorded(self, request: p.RecordedRequest) -> p.RecordedReply:
+        """Answer once the store holds the run's events up to ``request.seq``: a client that
+        saw a final state on the events stream reads the same from the store after this."""
+        head = await self.recorded_waits.wait(request.run_id, request.seq, request.wait)
+        return p.RecordedReply(head=head, recorded=head >= request.seq)
+
+    async def list_deployments(self, _: None) -> p.DeploymentList:
+        """Every deployment, with its parameters' JSON schema."""
+        deployments = await self.store.list_deployments()
+        return p.DeploymentList(deployments=[d.to_dict() for d in deployments])
+
+
+__all__ = ["Reads"]
