@@ -7,7 +7,7 @@ events of (automation, triggering event): its first event is written before any 
 event redelivered after a restart finds it and fires nothing twice. A run an automation starts
 carries the automation and the event in its ``triggered_by``.
 
-Absence triggers are checked at their cron slots against the last time a matching event was
+Absence triggers are checked at their cron occurrences against the last time a matching event was
 seen (kept in the ``flowbus_automations`` KV bucket, so a restart does not forget it).
 """
 
@@ -244,7 +244,7 @@ class AutomationEngine(Daemon):
         return datetime.fromisoformat(entry.value.decode()) if entry.value else None
 
     async def _watch_absences(self) -> None:
-        """At each slot of an absence trigger, fire if nothing matched within its window."""
+        """At each occurrence of an absence trigger, fire if nothing matched within its window."""
         checked: dict[str, datetime] = {}
         while not self.stopping:
             now = datetime.now(UTC)
@@ -253,22 +253,22 @@ class AutomationEngine(Daemon):
                 if not isinstance(trigger, AbsenceTrigger):
                     continue
                 since = checked.setdefault(automation.name, now)
-                slots = list(trigger.schedule().slots(since, now))
+                due = list(trigger.schedule().occurrences(since, now))
                 checked[automation.name] = now
-                for slot in slots[-1:]:  # after downtime, the latest slot only
-                    await self._check_absence(automation, trigger, slot)
+                for occurrence in due[-1:]:  # after downtime, the latest only
+                    await self._check_absence(automation, trigger, occurrence)
             await self.until_stopped(1.0)
 
     async def _check_absence(
-        self, automation: Automation, trigger: AbsenceTrigger, slot: datetime
+        self, automation: Automation, trigger: AbsenceTrigger, occurrence: datetime
     ) -> None:
         seen = await self._last_seen(automation.name)
-        if seen is not None and slot - seen <= timedelta(seconds=trigger.within):
+        if seen is not None and occurrence - seen <= timedelta(seconds=trigger.within):
             return
         event = {
-            "id": f"absence/{slot.isoformat()}",
+            "id": f"absence/{occurrence.isoformat()}",
             "type": "automation.absence",
-            "occurred": slot.isoformat(),
+            "occurred": occurrence.isoformat(),
             "resource": automation.name,
             "labels": {"expected": trigger.match.type},
             "payload": {

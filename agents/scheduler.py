@@ -1,14 +1,17 @@
 """The scheduler: makes the runs of deployment schedules ahead of time, through ``submit``.
 
-Every slot's run has a deterministic idempotency key (``schedule/<id>/<slot>``), so the
-orchestrator makes it once however many schedulers ask, and however often one restarts. A
-cursor per schedule (in the ``flowbus_schedules`` KV bucket) says up to when slots were handled;
-after downtime, the slots between the cursor and now are the missed ones, and the deployment's
+A schedule's occurrences are the times its rule gives (cron, interval, RRULE); a concurrency
+"slot" is something else (tag and global limits). Every occurrence's run has a deterministic
+idempotency key (``schedule/<id>/<occurrence>``), so the orchestrator makes it once however
+many schedulers ask, and however often one restarts. A cursor per schedule (in the
+``flowbus_schedules`` KV bucket) says up to when occurrences were handled; after downtime,
+the occurrences between the cursor and now are the missed ones, and the deployment's
 catch-up policy picks which of them still get a run (all, the latest, none). A paused schedule
 moves its cursor along without making runs, so resuming it does not catch up on the pause.
 
-Runs are made up to ``lookahead`` seconds ahead and wait Scheduled until their slot; the
-orchestrator then applies the overlap policy and publishes them (see ``Orchestrator._release``).
+Runs are made up to ``lookahead`` seconds ahead and wait Scheduled until their occurrence;
+the orchestrator's leader then applies the overlap policy and publishes them
+(``agents/orchestrator/releases.py``).
 """
 
 from __future__ import annotations
@@ -31,13 +34,13 @@ from flowbus.engine.store import DeploymentView, EventStore
 
 log = structlog.get_logger("flowbus.scheduler")
 
-#: Missed slots made at most, per schedule and pass, under the catch-up policy ``all``.
+#: Missed occurrences made at most, per schedule and pass, under the catch-up policy ``all``.
 MAX_CATCH_UP = 1000
 
 
-def slot_key(schedule_id: int, slot: datetime) -> str:
-    """The idempotency key of a schedule's slot: the same run for the same slot, always."""
-    return f"schedule/{schedule_id}/{slot.astimezone(UTC).isoformat()}"
+def occurrence_key(schedule_id: int, occurrence: datetime) -> str:
+    """The idempotency key of a schedule's occurrence: the same run for it, always."""
+    return f"schedule/{schedule_id}/{occurrence.astimezone(UTC).isoformat()}"
 
 
 @dataclass(frozen=True)
@@ -56,40 +59,40 @@ class SchedulerSettings:
         return cls(lookahead=env.scheduler_lookahead, interval=env.scheduler_interval)
 
 
-def choose_slots(
+def choose_occurrences(
     schedule: DeploymentSchedule,
     catchup: str,
     cursor: datetime,
     now: datetime,
     settings: SchedulerSettings,
 ) -> tuple[list[datetime], datetime]:
-    """The slots to make runs for, and the new cursor (every slot up to it is handled).
+    """The occurrences to make runs for, and the new cursor (every occurrence up to it is handled).
 
-    Slots in (cursor, now] were missed; the catch-up policy keeps all, the latest or none of
-    them. Slots in (now, now + lookahead] come next, at most ``max_ahead`` of them."""
+    Occurrences in (cursor, now] were missed; the catch-up policy keeps all, the latest or none of
+    them. Occurrences in (now, now + lookahead] come next, at most ``max_ahead`` of them."""
     horizon = now + timedelta(seconds=settings.lookahead)
     if not schedule.active:
         return [], max(cursor, horizon)
     rule = schedule.schedule
     missed: list[datetime] = []
     if cursor < now:
-        for slot in rule.slots(cursor, now):
-            missed.append(slot)
+        for occurrence in rule.occurrences(cursor, now):
+            missed.append(occurrence)
             if catchup == "all" and len(missed) >= MAX_CATCH_UP:
                 break
     if catchup == "latest":
         missed = missed[-1:]
     elif catchup == "none":
         missed = []
-    # Runs already made for slots still to come count against max_ahead.
-    waiting = sum(1 for _ in rule.slots(now, cursor)) if cursor > now else 0
+    # Runs already made for occurrences still to come count against max_ahead.
+    waiting = sum(1 for _ in rule.occurrences(now, cursor)) if cursor > now else 0
     ahead: list[datetime] = []
     if waiting >= settings.max_ahead:
         return missed, cursor
-    for slot in rule.slots(max(cursor, now), horizon):
-        ahead.append(slot)
+    for occurrence in rule.occurrences(max(cursor, now), horizon):
+        ahead.append(occurrence)
         if waiting + len(ahead) >= settings.max_ahead:
-            return missed + ahead, slot  # the rest when these have started
+            return missed + ahead, occurrence  # the rest when these have started
     return missed + ahead, max(cursor, horizon)
 
 
@@ -141,13 +144,15 @@ class Scheduler(Daemon):
     ) -> int:
         key = f"{deployment.id}.{schedule.id}"
         cursor = await self._cursor(key) or datetime.fromisoformat(deployment.updated)
-        slots, next_cursor = choose_slots(schedule, deployment.catchup, cursor, now, self.settings)
-        for slot in slots:
-            await self._submit(deployment, schedule, slot)
+        occurrences, next_cursor = choose_occurrences(
+            schedule, deployment.catchup, cursor, now, self.settings
+        )
+        for occurrence in occurrences:
+            await self._submit(deployment, schedule, occurrence)
         if next_cursor != cursor:
             assert self._kv is not None
             await self._kv.put(key, next_cursor.isoformat().encode())
-        return len(slots)
+        return len(occurrences)
 
     async def _cursor(self, key: str) -> datetime | None:
         assert self._kv is not None
@@ -158,12 +163,12 @@ class Scheduler(Daemon):
         return datetime.fromisoformat(entry.value.decode()) if entry.value else None
 
     async def _submit(
-        self, deployment: DeploymentView, schedule: DeploymentSchedule, slot: datetime
+        self, deployment: DeploymentView, schedule: DeploymentSchedule, occurrence: datetime
     ) -> None:
         request = p.SubmitRequest(
             deployment=deployment.name,
-            idempotency_key=slot_key(schedule.id, slot),
-            scheduled_time=slot,
+            idempotency_key=occurrence_key(schedule.id, occurrence),
+            scheduled_time=occurrence,
             schedule_id=schedule.id,
             tags=["scheduled"],
         )
@@ -173,13 +178,13 @@ class Scheduler(Daemon):
             log.warning(
                 "scheduled run refused",
                 deployment=deployment.name,
-                slot=slot.isoformat(),
+                occurrence=occurrence.isoformat(),
                 error=answer.error.message,
             )
             return
         if answer.created:
             self.made += 1
             log.info(
-                "scheduled run made", deployment=deployment.name, slot=slot.isoformat(),
+                "scheduled run made", deployment=deployment.name, occurrence=occurrence.isoformat(),
                 run_id=answer.run_id,
             )  # fmt: skip

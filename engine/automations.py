@@ -63,7 +63,7 @@ class EventTrigger(_Model):
 
 
 class AbsenceTrigger(_Model):
-    """Fires at each ``cron`` slot when no matching event arrived in the ``within`` seconds
+    """Fires at each ``cron`` occurrence when no matching event arrived in the ``within`` seconds
     before it ("etl-flow/daily did not complete by 07:00": cron ``0 7 * * *``, within 86400,
     match type ``flow-run.Completed``, labels deployment ``etl-flow/daily``)."""
 

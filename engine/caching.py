@@ -55,8 +55,10 @@ class CachedResult:
     expires: datetime | None
 
 
-class ResultStore:
-    """Results pickled to files, one per key, written atomically so readers never see half."""
+class CacheStore:
+    """Cached task results (cache policies, ``persist_result``, transactions) pickled to
+    files, one per cache key, written atomically so readers never see half. Not to be
+    confused with ``results.OutputStorage``, where deployed runs record their task outputs."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or settings.results_path()

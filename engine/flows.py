@@ -164,7 +164,7 @@ class Flow(Generic[P, R]):
     def to_deployment(self, name: str | None = None, **options: Any) -> Any:
         """A deployment of this flow for ``flowbus.serve(...)``: name, cron, interval, rrule,
         parameters, tags, description, timezone, queue."""
-        from flowbus.serving import to_deployment
+        from flowbus._serving import to_deployment
 
         return to_deployment(self, name, **options)
 
@@ -172,7 +172,7 @@ class Flow(Generic[P, R]):
         """Record a deployment of this flow and run its flow runs in this process until
         Ctrl-C (Prefect's quickest way to deploy). Options as ``to_deployment``: cron,
         interval, rrule, parameters, tags, description, timezone."""
-        from flowbus.serving import serve
+        from flowbus._serving import serve
 
         serve(self.to_deployment(name, **options), limit=limit)
 

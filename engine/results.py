@@ -64,8 +64,10 @@ def storage_url() -> str:
 
 
 @dataclass(frozen=True)
-class ResultStorage:
-    """Run results by key under one fsspec URL; a write is whole or absent for readers."""
+class OutputStorage:
+    """The outputs of deployed runs' task and flow runs (the ``ref`` of an event's
+    ``output``), by key under one fsspec URL; a write is whole or absent for readers. Not to be
+    confused with ``caching.CacheStore``, which holds results by cache key."""
 
     url: str
 
@@ -106,9 +108,9 @@ def inline_output(value: Any) -> dict[str, Any] | None:
     return None
 
 
-def stored_output(value: Any, key: str, storage: ResultStorage | None = None) -> dict[str, Any]:
+def stored_output(value: Any, key: str, storage: OutputStorage | None = None) -> dict[str, Any]:
     """Write ``value`` to result storage; the ``output`` that refers to it (blocking I/O)."""
-    ref = (storage or ResultStorage(storage_url())).write(key, value)
+    ref = (storage or OutputStorage(storage_url())).write(key, value)
     output: dict[str, Any] = {"ref": ref, "serializer": "cloudpickle"}
     rendering = json_rendering(value)
     if rendering is not None:
@@ -116,7 +118,7 @@ def stored_output(value: Any, key: str, storage: ResultStorage | None = None) ->
     return output
 
 
-def encode_output(value: Any, key: str, storage: ResultStorage | None = None) -> dict[str, Any]:
+def encode_output(value: Any, key: str, storage: OutputStorage | None = None) -> dict[str, Any]:
     """The ``output`` recorded for a result (see the module's docstring)."""
     return inline_output(value) or stored_output(value, key, storage)
 
@@ -134,7 +136,7 @@ def decode_output(output: dict[str, Any]) -> Any:
     """The result an ``output`` records; ``ResultMissing`` when it cannot be had."""
     ref = output.get("ref")
     if ref is not None:
-        return ResultStorage.read(ref)
+        return OutputStorage.read(ref)
     if "json" in output:
         return output["json"]
     raise ResultMissing(f"an output with neither json nor ref: {sorted(output)}")

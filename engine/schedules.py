@@ -1,7 +1,7 @@
 """Schedules: when a deployment runs by itself. Cron (with a time zone), interval (with an
-anchor) and RRULE (RFC 5545), each a pydantic model that lists its slots in a window.
+anchor) and RRULE (RFC 5545), each a pydantic model that lists its occurrences in a window.
 
-Time zones and daylight saving time: cron and RRULE slots are wall-clock times in the
+Time zones and daylight saving time: cron and RRULE occurrences are wall-clock times in the
 schedule's zone. A wall-clock time that does not exist (the hour skipped in spring) fires at
 the same distance past the jump (02:30 becomes 03:30); a time that happens twice (the hour
 repeated in autumn) fires once, the first time. An interval of whole days keeps its wall-clock
@@ -37,16 +37,18 @@ def _to_utc(local: datetime, zone: ZoneInfo) -> datetime:
     return local.replace(tzinfo=zone, fold=0).astimezone(UTC)
 
 
-def _increasing(slots: Iterator[datetime], start: datetime, end: datetime) -> Iterator[datetime]:
-    """Slots in (start, end], strictly increasing (a skipped wall-clock time moved past the jump
-    can meet a real one)."""
+def _increasing(
+    occurrences: Iterator[datetime], start: datetime, end: datetime
+) -> Iterator[datetime]:
+    """Occurrences in (start, end], strictly increasing (a skipped wall-clock time moved past
+    the jump can meet a real one)."""
     last = start
-    for slot in slots:
-        if slot > end:
+    for occurrence in occurrences:
+        if occurrence > end:
             return
-        if slot > last:
-            last = slot
-            yield slot
+        if occurrence > last:
+            last = occurrence
+            yield occurrence
 
 
 class _Schedule(BaseModel):
@@ -64,13 +66,13 @@ class _Schedule(BaseModel):
     def zone(self) -> ZoneInfo:
         return _zone(self.timezone)
 
-    def slots(self, start: datetime, end: datetime) -> Iterator[datetime]:
-        """The slots after ``start`` up to and including ``end`` (aware datetimes), in UTC."""
+    def occurrences(self, start: datetime, end: datetime) -> Iterator[datetime]:
+        """The occurrences after ``start`` up to and including ``end`` (aware datetimes), in UTC."""
         raise NotImplementedError  # pragma: no cover - every kind defines it
 
-    def next_slot(self, after: datetime) -> datetime | None:
-        """The first slot after ``after`` within ten years, or None."""
-        return next(self.slots(after, after + timedelta(days=3660)), None)
+    def next_occurrence(self, after: datetime) -> datetime | None:
+        """The first occurrence after ``after`` within ten years, or None."""
+        return next(self.occurrences(after, after + timedelta(days=3660)), None)
 
 
 class CronSchedule(_Schedule):
@@ -86,7 +88,7 @@ class CronSchedule(_Schedule):
             raise ValueError(f"not a cron expression of five fields: {value!r}")
         return value
 
-    def slots(self, start: datetime, end: datetime) -> Iterator[datetime]:
+    def occurrences(self, start: datetime, end: datetime) -> Iterator[datetime]:
         zone = self.zone
         # Iterate naive wall-clock times: each happens once, whatever the offsets do.
         local_start = start.astimezone(zone).replace(tzinfo=None) - timedelta(hours=3)
@@ -114,7 +116,7 @@ class IntervalSchedule(_Schedule):
             return self.anchor.replace(tzinfo=self.zone)
         return self.anchor
 
-    def slots(self, start: datetime, end: datetime) -> Iterator[datetime]:
+    def occurrences(self, start: datetime, end: datetime) -> Iterator[datetime]:
         anchor = self._anchor()
         if self.interval % DAY == 0:
             yield from _increasing(self._whole_days(anchor, start), start, end)
@@ -122,12 +124,12 @@ class IntervalSchedule(_Schedule):
         step = timedelta(seconds=self.interval)
         # The first multiple of the interval after start, counted from the anchor.
         count = max(0, int((start - anchor) / step) + 1) if start >= anchor else 0
-        slot = anchor + count * step
-        while slot <= start:
-            slot += step
-        while slot <= end:
-            yield slot.astimezone(UTC)
-            slot += step
+        occurrence = anchor + count * step
+        while occurrence <= start:
+            occurrence += step
+        while occurrence <= end:
+            yield occurrence.astimezone(UTC)
+            occurrence += step
 
     def _whole_days(self, anchor: datetime, start: datetime) -> Iterator[datetime]:
         zone, days = self.zone, int(self.interval // DAY)
@@ -166,7 +168,7 @@ class RRuleSchedule(_Schedule):
             raise ValueError("give DTSTART without a zone: the schedule's timezone applies")
         return value
 
-    def slots(self, start: datetime, end: datetime) -> Iterator[datetime]:
+    def occurrences(self, start: datetime, end: datetime) -> Iterator[datetime]:
         zone, rules = self.zone, _rules(self.rrule)
         cursor = (start - timedelta(hours=3)).astimezone(zone).replace(tzinfo=None)
 
@@ -196,20 +198,20 @@ class DeploymentSchedule(BaseModel):
     active: bool = True
 
 
-#: After downtime: run every missed slot, only the latest, or none.
+#: After downtime: run every missed occurrence, only the latest, or none.
 CatchUp = Literal["all", "latest", "none"]
-#: When a slot comes while the deployment's previous run still runs.
+#: When an occurrence comes while the deployment's previous run still runs.
 Overlap = Literal["allow", "skip", "cancel"]
 
 
 def describe_all(deployment: Any) -> list[dict[str, Any]]:
     """A deployment's schedules as the CLI and the API show them: the definition, a summary
-    and the next slot (None while paused)."""
+    and the next occurrence (None while paused)."""
     now = datetime.now(UTC)
     shown = []
     for raw in deployment.schedules:
         schedule = DeploymentSchedule.model_validate(raw)
-        upcoming = schedule.schedule.next_slot(now) if schedule.active else None
+        upcoming = schedule.schedule.next_occurrence(now) if schedule.active else None
         shown.append({
             "id": schedule.id,
             "active": schedule.active,

@@ -75,7 +75,7 @@ class StoreSink:
 
 
 #: Makes the sink of top-level runs outside ``use_sink`` when it returns one (the server of a
-#: profile: ``flowbus.profiles.remote_sink``); None from it means the local store.
+#: profile: ``flowbus.remote.reporting.remote_sink``); None from it means the local store.
 _default_factory: Callable[[], EventSink | None] | None = None
 
 

@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowbus.engine.caching import ResultStore, stable_hash
+from flowbus.engine.caching import CacheStore, stable_hash
 from flowbus.engine.concurrency import slot_provider_var
 from flowbus.engine.context import FlowRunContext, TaskRun, TaskRunContext, task_run_var
 from flowbus.engine.errors import FlowbusError, TaskRunTimeout, TransitionRejected
@@ -212,9 +212,9 @@ class TaskRunEngine:
                 record_log(logging.WARNING, "flowbus.engine", why)
         return output
 
-    def _results(self) -> ResultStore:
+    def _results(self) -> CacheStore:
         storage = self.task.cache_policy.key_storage
-        return ResultStore(Path(storage).expanduser() if storage else self.task.result_path)
+        return CacheStore(Path(storage).expanduser() if storage else self.task.result_path)
 
     async def _attempts(
         self,

@@ -25,7 +25,7 @@ from contextvars import ContextVar, Token
 from datetime import timedelta
 from typing import Any
 
-from flowbus.engine.caching import ResultStore
+from flowbus.engine.caching import CacheStore
 from flowbus.engine.run_logging import record_log
 
 
@@ -67,7 +67,7 @@ class Transaction:
     def __init__(
         self,
         key: str | None = None,
-        store: ResultStore | None = None,
+        store: CacheStore | None = None,
         commit_mode: CommitMode | None = None,
         isolation_level: IsolationLevel | None = None,
         overwrite: bool = False,
@@ -97,9 +97,9 @@ class Transaction:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def _store(self) -> ResultStore:
+    def _store(self) -> CacheStore:
         if self.store is None:
-            self.store = ResultStore()
+            self.store = CacheStore()
         return self.store
 
     def is_committed(self) -> bool:
@@ -249,7 +249,7 @@ def get_transaction() -> Transaction | None:
 @contextmanager
 def transaction(
     key: str | None = None,
-    store: ResultStore | None = None,
+    store: CacheStore | None = None,
     commit_mode: CommitMode | None = None,
     isolation_level: IsolationLevel | None = None,
     overwrite: bool = False,

@@ -39,7 +39,7 @@ from flowbus.engine import (
 from flowbus.engine.sinks import set_default_sink_factory as _set_default_sink_factory
 from flowbus.engine.sinks import set_sink_wrapper as _set_sink_wrapper
 from flowbus.engine.tracing import traced as _traced
-from flowbus.profiles import remote_sink as _remote_sink
+from flowbus.remote.reporting import remote_sink as _remote_sink
 
 # Runs by hand on a machine with a profile (``flowbus login``) report to that server, and are
 # traced when OpenTelemetry is configured (``OTEL_EXPORTER_OTLP_ENDPOINT``).
@@ -61,7 +61,7 @@ _LAZY = {
     "transaction": "flowbus.engine.transactions",
     "resume_flow_run": "flowbus.flow_runs",
     "suspend_flow_run": "flowbus.flow_runs",
-    "serve": "flowbus.serving",
+    "serve": "flowbus._serving",
 }
 #: Modules reachable as attributes: ``flowbus.variables.get("region")``.
 _MODULES = {"variables": "flowbus.variables", "runtime": "flowbus.runtime"}

@@ -17,72 +17,25 @@ from flowbus.engine.artifacts import artifact_document
 from flowbus.engine.clock import canonical
 from flowbus.engine.event_types import EventType
 from flowbus.engine.records import EventRecord
+from flowbus.engine.store.views import (
+    DeploymentView,
+    DocumentView,
+    FlowRunView,
+    LogLine,
+    TaskRunView,
+    columns_of,
+)
 
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
 
-FLOW_RUN_COLUMNS = (
-    "id",
-    "flow_name",
-    "name",
-    "flow_version",
-    "deployment",
-    "parent_run_id",
-    "parent_task_run_id",
-    "parameters",
-    "tags",
-    "state_type",
-    "state_name",
-    "state_message",
-    "state_timestamp",
-    "created",
-    "started",
-    "ended",
-    "run_count",
-    "result",
-)
-TASK_RUN_COLUMNS = (
-    "id",
-    "flow_run_id",
-    "task_key",
-    "name",
-    "tags",
-    "map_index",
-    "cache_key",
-    "upstream",
-    "state_type",
-    "state_name",
-    "state_message",
-    "state_timestamp",
-    "created",
-    "started",
-    "ended",
-    "run_count",
-    "result",
-)
-DEPLOYMENT_COLUMNS = (
-    "id",
-    "name",
-    "flow_name",
-    "deployment_name",
-    "entrypoint",
-    "working_dir",
-    "queue",
-    "parameters",
-    "parameter_schema",
-    "tags",
-    "description",
-    "created",
-    "updated",
-    "version",
-    "schedules",
-    "catchup",
-    "overlap",
-    "concurrency_limit",
-    "collision",
-)
+# The tables' columns, written once: the read models' fields (``views.py``). The SQL
+# migrations of both backends are checked against them (tests/integration/test_store_schema.py).
+FLOW_RUN_COLUMNS = columns_of(FlowRunView)
+TASK_RUN_COLUMNS = columns_of(TaskRunView)
+DEPLOYMENT_COLUMNS = columns_of(DeploymentView)
 #: Named configuration recorded as events: variables, blocks, block types, limits, automations.
-DOCUMENT_COLUMNS = ("kind", "name", "body", "created", "updated", "version")
-LOG_COLUMNS = ("run_id", "seq", "task_run_id", "timestamp", "level", "logger", "message")
+DOCUMENT_COLUMNS = columns_of(DocumentView)
+LOG_COLUMNS = columns_of(LogLine)
 #: The order of a state update's parameters (the row id comes last).
 STATE_UPDATE_FIELDS = (
     "state_type",

@@ -11,6 +11,11 @@ if TYPE_CHECKING:
     from flowbus.engine.events import StoredEventModel
 
 
+def columns_of(view: type[_View]) -> tuple[str, ...]:
+    """The columns of a view's table, in order: its fields (the one place they are written)."""
+    return tuple(field.name for field in dataclasses.fields(view))  # type: ignore[arg-type]
+
+
 class _View:
     """Rows read from the store's own tables: plain frozen dataclasses (no validation needed,
     and no pydantic on the path that records a local run)."""

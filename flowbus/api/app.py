@@ -18,8 +18,22 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from flowbus.api import deployments_write, documents_write, ingest, metrics, routes
+from flowbus.api import (
+    agents,
+    artifacts,
+    automations,
+    blocks,
+    deployments,
+    documents,
+    events,
+    metrics,
+    queues,
+    runs,
+    schedules,
+    variables,
+)
 from flowbus.api.auth import guard, log_in, login_page
+from flowbus.api.common import error_body
 from flowbus.broker.protocol import validation_details
 from flowbus.client import Client, ClientError
 from flowbus.engine.errors import FlowbusError
@@ -49,10 +63,6 @@ CLIENT_ERROR_STATUS = {
     "unavailable": 503,
     "timeout": 504,
 }
-
-
-def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details}}
 
 
 def create_app(store: EventStore, client: Client, token: str | None = None) -> FastAPI:
@@ -103,10 +113,9 @@ def create_app(store: EventStore, client: Client, token: str | None = None) -> F
         log.exception("API request failed", error=repr(exc))
         return JSONResponse(error_body("internal", f"{type(exc).__name__}: {exc}"), 500)
 
-    app.include_router(routes.router, prefix="/api/v1")
-    app.include_router(ingest.router, prefix="/api/v1")  # runs by hand on other machines
-    app.include_router(deployments_write.router, prefix="/api/v1")  # `flowbus deploy` remotely
-    app.include_router(documents_write.router, prefix="/api/v1")  # the CLI's writes, remotely
+    for resource in (runs, artifacts, deployments, schedules, blocks, variables, automations,
+                     documents, queues, agents, events):  # fmt: skip
+        app.include_router(resource.router, prefix="/api/v1")
     app.include_router(metrics.router)  # /metrics, /healthz, /readyz
 
     @app.get("/", include_in_schema=False)

@@ -13,7 +13,6 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from flowbus.api_store import ApiStore
 from flowbus.cli.common import console, fail, print_json, short_time, with_store
 from flowbus.cli.deployments import parse_params
 from flowbus.engine.blocks import (
@@ -30,6 +29,7 @@ from flowbus.engine.entrypoints import load_object
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.store import DocumentView, EventStore
 from flowbus.engine.variables import VARIABLE, aget, aset, aunset
+from flowbus.remote.store import ApiStore
 
 block_app = typer.Typer(help="Blocks: typed configuration, with encrypted secrets.",
                         no_args_is_help=True)  # fmt: skip

@@ -55,8 +55,8 @@ def with_store(action: Callable[[EventStore], Awaitable[T]]) -> T:
 
 
 def _store() -> EventStore:
-    from flowbus.api_store import ApiStore
-    from flowbus.profiles import active_api
+    from flowbus.remote.profiles import active_api
+    from flowbus.remote.store import ApiStore
 
     api = active_api()
     return cast(EventStore, ApiStore(api)) if api is not None else store_from_url()
@@ -64,7 +64,7 @@ def _store() -> EventStore:
 
 def client_options() -> dict[str, Any]:
     """How the CLI's ``flowbus.Client`` reaches flowbus: the active profile's API, or NATS."""
-    from flowbus.profiles import active_api
+    from flowbus.remote.profiles import active_api
 
     api = active_api()
     return {"api_url": api.url, "api_token": api.token} if api is not None else {}
@@ -85,13 +85,6 @@ async def resolve_run(store: EventStore, run_ref: str) -> FlowRunView:
     if len(matches) > 1:
         fail(f"{run_ref!r} matches several flow runs; give more of the id")
     return matches[0]
-
-
-def duration(start: str | None, end: str | None) -> float | None:
-    """Seconds between two ISO timestamps, or None when either is missing."""
-    if not start or not end:
-        return None
-    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 6)
 
 
 def short_time(value: str | None) -> str:

@@ -153,7 +153,7 @@ def deploy(
         f"{saved.entrypoint}"
     )
     for schedule in schedules:
-        upcoming = schedule.schedule.next_slot(datetime.now(UTC))
+        upcoming = schedule.schedule.next_occurrence(datetime.now(UTC))
         shown = short_time(upcoming.isoformat()) if upcoming else "-"
         console.print(f"  schedule {schedule.id}: {schedule.schedule}; next {shown}", markup=False)
 

@@ -8,10 +8,10 @@ import httpx
 import typer
 from rich.table import Table
 
-from flowbus import profiles
 from flowbus.cli.common import console, fail, print_json
 from flowbus.engine.errors import UsageError
-from flowbus.http_transport import tls_verify
+from flowbus.remote import profiles
+from flowbus.remote.profiles import tls_verify
 
 app = typer.Typer(help="Saved servers: the CLI goes through the current one's HTTP API.",
                   no_args_is_help=True)  # fmt: skip

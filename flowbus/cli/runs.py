@@ -8,10 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from flowbus.api_store import ApiStore
 from flowbus.cli.common import (
     console,
-    duration,
     fail,
     format_seconds,
     print_json,
@@ -20,11 +18,12 @@ from flowbus.cli.common import (
     styled_state,
     with_store,
 )
-from flowbus.cli.run_details import run_detail, stored_run_result
-from flowbus.engine.results import ResultMissing, ResultStorage
+from flowbus.engine.results import OutputStorage, ResultMissing
 from flowbus.engine.states import STATE_NAMES, StateType
 from flowbus.engine.store import EventStore
-from flowbus.stats import run_activity
+from flowbus.remote.store import ApiStore
+from flowbus.views.run_detail import duration, run_detail, stored_run_result
+from flowbus.views.stats import run_activity
 
 app = typer.Typer(help="Inspect flow runs.", no_args_is_help=True)
 
@@ -214,7 +213,7 @@ def run_result_command(
         print_json(found["result"])
     else:
         try:
-            console.print(repr(ResultStorage.read(found["result_ref"])), highlight=False)
+            console.print(repr(OutputStorage.read(found["result_ref"])), highlight=False)
         except ResultMissing as exc:
             fail(str(exc))
 

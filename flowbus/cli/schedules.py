@@ -1,5 +1,5 @@
 """``flowbus schedule`` and ``flowbus backfill``: a deployment's schedules, paused and resumed,
-and runs for the slots of a past window. ``flowbus deploy`` takes the schedule options."""
+and runs for the occurrences of a past window. ``flowbus deploy`` takes the schedule options."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from flowbus.agents.scheduler import slot_key
+from flowbus.agents.scheduler import occurrence_key
 from flowbus.cli.common import console, fail, print_json, short_time, with_client, with_store
 from flowbus.engine.deployments import set_schedules_active
 from flowbus.engine.errors import FlowbusError
@@ -53,7 +53,7 @@ def list_schedules(
     deployment: Annotated[str | None, typer.Argument(help="Only this deployment.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the schedules of every deployment (or one), with their next slot."""
+    """List the schedules of every deployment (or one), with their next occurrence."""
 
     async def fetch(store: EventStore) -> list[DeploymentView]:
         if deployment is None:
@@ -102,14 +102,14 @@ def _set_active(deployment: str, schedule_id: int | None, active: bool, as_json:
 
 @app.command("pause")
 def pause(deployment: str, schedule: ScheduleOption = None, as_json: JsonOption = False) -> None:
-    """Pause a deployment's schedules (or one): no runs are made for their slots, and runs made
-    ahead of time for them are cancelled when their slot comes."""
+    """Pause a deployment's schedules (or one): no runs are made for their occurrences, and runs
+    made ahead of time for them are cancelled when their occurrence comes."""
     _set_active(deployment, schedule, False, as_json)
 
 
 @app.command("resume")
 def resume(deployment: str, schedule: ScheduleOption = None, as_json: JsonOption = False) -> None:
-    """Resume paused schedules; the slots of the pause are not caught up."""
+    """Resume paused schedules; the occurrences of the pause are not caught up."""
     _set_active(deployment, schedule, True, as_json)
 
 
@@ -128,8 +128,9 @@ def backfill(
     schedule: ScheduleOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Queue a run for every slot of a deployment's schedules in a past window. A slot that
-    already has a run (made by the scheduler or an earlier backfill) keeps it."""
+    """Queue a run for every occurrence of a deployment's schedules in a past window. An
+    occurrence that already has a run (made by the scheduler or an earlier backfill) keeps
+    it."""
     since, until = _moment(start, "--start"), _moment(end, "--end")
     if until < since:
         fail("--end is before --start", code=2)
@@ -144,31 +145,37 @@ def backfill(
     chosen = [s for s in chosen if schedule in (None, s.id)]
     if not chosen:
         fail(f"{deployment} has no schedule{f' {schedule}' if schedule else 's'}", code=2)
-    # The window's start is included: slots() lists those after its first argument.
+    # The window's start is included: occurrences() lists those after its first argument.
     before = since - timedelta(microseconds=1)
-    slots = sorted((slot, s.id) for s in chosen for slot in s.schedule.slots(before, until))
-    if len(slots) > 10_000:
-        fail(f"{len(slots)} slots in that window; backfill at most 10,000 at once", code=2)
+    occurrences = sorted(
+        (occurrence, s.id) for s in chosen for occurrence in s.schedule.occurrences(before, until)
+    )
+    if len(occurrences) > 10_000:
+        fail(
+            f"{len(occurrences)} occurrences in that window; backfill at most 10,000 at once",
+            code=2,
+        )
 
     async def submit_all(client: Any) -> list[dict[str, Any]]:
         made = []
-        for slot, schedule_id in slots:
+        for occurrence, schedule_id in occurrences:
             run = await client.submit(
-                found.name, idempotency_key=slot_key(schedule_id, slot), scheduled_time=slot,
+                found.name, idempotency_key=occurrence_key(schedule_id, occurrence),
+                scheduled_time=occurrence,
                 tags=["backfill"],
             )  # fmt: skip
             made.append(
-                {"slot": slot.isoformat(), "schedule_id": schedule_id, "run_id": run.run_id,
+                {"slot": occurrence.isoformat(), "schedule_id": schedule_id, "run_id": run.run_id,
                  "name": run.name, "created": run.created}
             )  # fmt: skip
         return made
 
-    runs = with_client(submit_all) if slots else []
+    runs = with_client(submit_all) if occurrences else []
     if as_json:
         print_json({"deployment": found.name, "runs": runs})
         return
     created = sum(1 for r in runs if r["created"])
     console.print(
-        f"{found.name}: {len(runs)} slots from {since.isoformat()} to {until.isoformat()}; "
+        f"{found.name}: {len(runs)} occurrences from {since.isoformat()} to {until.isoformat()}; "
         f"{created} runs queued, {len(runs) - created} already had one"
     )

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from flowbus._stack import DEFAULT_PORT, LocalStack, StackInfo, run_until_signalled
 from flowbus.agents import AgentSettings
 from flowbus.agents.settings import AgentEnv, OrchestratorEnv, SchedulerEnv
 from flowbus.api.settings import DEFAULT_API_PORT
@@ -13,7 +14,6 @@ from flowbus.cli.common import console, exit_when_threads_end, fail
 from flowbus.cli.daemons import check_settings
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.loops import new_event_loop
-from flowbus.stack import DEFAULT_PORT, LocalStack, StackInfo, run_until_signalled
 
 
 def up(

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.client import Client, ClientError
-from flowbus.waiting import last_state
+from flowbus.client.waiting import last_state
 
 RETRYABLE = (ClientError, TimeoutError, OSError)
 #: How long after the last submission every run must have ended and been recorded: far more

@@ -17,9 +17,9 @@ from flowbus.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from flowbus.cli.run_details import run_detail
 from flowbus.engine.store import store_from_url
 from flowbus.exceptions import MissingContextError
+from flowbus.views.run_detail import run_detail
 
 
 @task

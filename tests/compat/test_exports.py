@@ -6,8 +6,11 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+import flowbus
 
 MIRRORED = {
     "flowbus.states": ["AwaitingRetry", "Cached", "Cancelled", "Cancelling", "Completed",
@@ -65,6 +68,27 @@ def test_mirrored_module_exports(module_name: str) -> None:
     assert sorted(module.__all__) == sorted(MIRRORED[module_name])
     for name in module.__all__:
         assert hasattr(module, name), f"{module_name}.{name}"
+
+
+#: flowbus's own packages (not Prefect's modules): the server's faces, the client, the reads
+#: both show, and the links to the engine, broker and agents folders.
+OWN_PACKAGES = {"agents", "api", "broker", "cli", "client", "engine", "remote", "views"}
+
+
+def test_prefects_modules_are_told_apart_from_flowbus_own_at_a_glance() -> None:
+    """Every top-level module of flowbus/ is one mirrored from Prefect (its import line ported
+    by changing ``prefect`` to ``flowbus``), private (a leading underscore), or a package of
+    flowbus's own."""
+    root = Path(flowbus.__file__).parent
+    mirrored = {name.split(".")[1] for name in MIRRORED}
+    for path in sorted(root.iterdir()):
+        name = path.stem
+        if name.startswith("_") or path.suffix not in ("", ".py") or path.name == "ui":
+            continue
+        if path.is_dir() and not (path / "__init__.py").exists():
+            continue
+        assert name in mirrored | OWN_PACKAGES, f"flowbus/{path.name}: Prefect's, or private?"
+    assert not mirrored & OWN_PACKAGES
 
 
 def test_prefects_top_level_names() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from flowbus import task_input_hash
-from flowbus.engine.caching import ResultStore, stable_hash
+from flowbus.engine.caching import CacheStore, stable_hash
 
 
 def context(task_key: str) -> SimpleNamespace:
@@ -39,7 +39,7 @@ def test_unpicklable_inputs_mean_no_key() -> None:
 
 
 def test_result_store_round_trip_and_expiry(tmp_path: Path) -> None:
-    store = ResultStore(tmp_path)
+    store = CacheStore(tmp_path)
     store.write("k", {"rows": 3}, timedelta(seconds=60))
     hit = store.read("k")
     assert hit is not None and hit.value == {"rows": 3}
@@ -49,6 +49,6 @@ def test_result_store_round_trip_and_expiry(tmp_path: Path) -> None:
 
 
 def test_result_store_ignores_a_corrupt_file(tmp_path: Path) -> None:
-    store = ResultStore(tmp_path)
+    store = CacheStore(tmp_path)
     (tmp_path / "bad").write_bytes(b"not a pickle")
     assert store.read("bad") is None

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flowbus import profiles
 from flowbus.engine.errors import UsageError
+from flowbus.remote import profiles
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,8 @@ from flowbus.engine.records import make_record
 from flowbus.engine.replay import ReplayEntry, ReplayTable, replay_entries
 from flowbus.engine.results import (
     INLINE_LIMIT,
+    OutputStorage,
     ResultMissing,
-    ResultStorage,
     decode_output,
     encode_output,
     is_exact_json,
@@ -94,7 +94,7 @@ def test_only_values_json_gives_back_unchanged_are_inline(value: Any, exact: boo
 
 
 def test_results_that_are_not_json_or_too_large_go_to_storage(tmp_path: Path) -> None:
-    storage = ResultStorage(str(tmp_path / "results"))
+    storage = OutputStorage(str(tmp_path / "results"))
     assert encode_output([1, "two"], "run/a", storage) == {"json": [1, "two"]}
     when = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
     output = encode_output({"at": when}, "run/b", storage)

@@ -9,10 +9,10 @@ from typing import Any
 
 from nats.js.errors import NotFoundError
 
+from flowbus.client.waiting import RunWaiters
 from flowbus.engine.ids import new_id
 from flowbus.engine.records import make_record, state_dict
 from flowbus.engine.states import Completed, Pending, Running, Scheduled
-from flowbus.waiting import RunWaiters
 
 
 class FakeStream:

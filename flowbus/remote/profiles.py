@@ -16,7 +16,6 @@ from urllib.parse import urlparse
 
 from flowbus.engine import settings
 from flowbus.engine.errors import UsageError
-from flowbus.engine.sinks import EventSink
 
 
 @dataclass(frozen=True)
@@ -101,6 +100,11 @@ def remove(name: str) -> None:
     save_profiles(None if current == name else current, profiles)
 
 
+def tls_verify() -> str | bool:
+    """How an HTTPS server is verified: ``$FLOWBUS_API_TLS_CA``, else the system's CAs."""
+    return os.environ.get("FLOWBUS_API_TLS_CA") or True
+
+
 def active_api() -> Api | None:
     """The server to go through: ``FLOWBUS_API_URL`` (and ``FLOWBUS_API_TOKEN``), else the
     current profile; None: work locally (the store, NATS)."""
@@ -109,25 +113,3 @@ def active_api() -> Api | None:
         return Api(_check_url(url), os.environ.get("FLOWBUS_API_TOKEN") or None)
     current, profiles = load_profiles()
     return profiles[current] if current else None
-
-
-#: The sink of each server runs by hand report to (one per process).
-_remote_sinks: dict[str, EventSink] = {}
-
-
-def remote_sink() -> EventSink | None:
-    """The sink of a run by hand: the active profile's server (``flowbus.remote_sink``), or
-    None to record to the local store (no profile)."""
-    api = active_api()
-    if api is None:
-        return None
-    sink = _remote_sinks.get(api.url)
-    if sink is None:
-        import atexit
-
-        from flowbus.remote_sink import HttpEventSink
-
-        made = HttpEventSink(api)
-        atexit.register(made.close)
-        sink = _remote_sinks[api.url] = made
-    return sink

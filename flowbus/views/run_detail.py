@@ -1,12 +1,12 @@
-"""The detail of one flow run (``flowbus runs show``) assembled from the store: projections for
-the current state of the run and its task runs, the event log for their state histories."""
+"""The detail of one flow run (``flowbus runs show``, ``GET /api/v1/runs/{id}``) assembled from
+the store: projections for the current state of the run and its task runs, the event log for
+their state histories."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from flowbus.cli.common import duration
 from flowbus.engine.artifacts import run_artifacts
 from flowbus.engine.clock import canonical
 from flowbus.engine.event_types import FLOW_RUN_STATES, TASK_RUN_STATES, EventType
@@ -28,6 +28,13 @@ _TASK_HISTORY = TASK_RUN_STATES | {EventType.FLOW_RUN_STATE}
 
 def _iso(when: datetime | None) -> str | None:
     return canonical(when) if when is not None else None
+
+
+def duration(start: str | None, end: str | None) -> float | None:
+    """Seconds between two ISO timestamps, or None when either is missing."""
+    if not start or not end:
+        return None
+    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 6)
 
 
 def _history_entry(event: FlowRunStateEvent | TaskRunEvent, seq: int) -> dict[str, Any]:

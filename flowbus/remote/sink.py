@@ -34,8 +34,7 @@ from flowbus.engine.errors import FlowbusError
 from flowbus.engine.loops import store_loop
 from flowbus.engine.pump import Pump
 from flowbus.engine.records import EventRecord
-from flowbus.http_transport import tls_verify
-from flowbus.profiles import Api
+from flowbus.remote.profiles import Api, tls_verify
 
 log = logging.getLogger("flowbus.engine")
 #: Events per request (the server takes up to 1,000).

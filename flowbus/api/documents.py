@@ -1,12 +1,7 @@
-"""What the CLI writes through the server when it has a profile: documents (variables, tag and
-global concurrency limits, automations, block types), blocks and custom events.
-
-``/api/v1/documents/{kind}[/{name}]`` reads, saves (``PUT``, a new version) and deletes a
-document of a writable kind, each body checked by its kind's model (a 422 otherwise). Blocks
-are saved with ``PUT /api/v1/blocks/{type}/{name}`` from their plain fields: the server checks
-them against the type's schema and encrypts the secret fields with its own key (the agents
-share it), so a secret never needs the key on a laptop. ``POST /api/v1/custom-events``
-publishes an event of one's own, as ``flowbus events emit`` does over NATS."""
+"""Documents: named configuration of the kinds the CLI writes through the server when it has a
+profile (variables, tag and global concurrency limits, automations, block types).
+``/documents/{kind}[/{name}]`` reads, saves (``PUT``, a new version) and deletes one, each body
+checked by its kind's model (a 422 otherwise)."""
 
 from __future__ import annotations
 
@@ -16,17 +11,16 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flowbus.api.routes import _ERRORS
-from flowbus.client import Client, ClientError
+from flowbus.api.common import ERRORS, client_of, store_of
+from flowbus.client import ClientError
 from flowbus.engine.automations import AUTOMATION, Automation
-from flowbus.engine.blocks import BLOCK, BLOCK_TYPE, register_built_in, save_block_data
+from flowbus.engine.blocks import BLOCK, BLOCK_TYPE
 from flowbus.engine.documents import delete_document, save_document
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.slot_table import GLOBAL_LIMIT, LIMIT
-from flowbus.engine.store import EventStore
 from flowbus.engine.variables import VARIABLE, check_name
 
-router = APIRouter(responses=_ERRORS)
+router = APIRouter(responses=ERRORS)
 
 
 class _Strict(BaseModel):
@@ -85,11 +79,6 @@ WRITABLE: dict[str, Callable[[str, Any], Any]] = {
 READABLE = {*WRITABLE, BLOCK}
 
 
-def _store(request: Request) -> EventStore:
-    store: EventStore = request.app.state.store
-    return store
-
-
 def _kind(kind: str, kinds: set[str] | dict[str, Any]) -> None:
     if kind not in kinds:
         raise HTTPException(404, f"no document kind {kind!r} here (kinds: {sorted(kinds)})")
@@ -98,21 +87,20 @@ def _kind(kind: str, kinds: set[str] | dict[str, Any]) -> None:
 async def _changed(request: Request, kind: str) -> None:
     """An automation changed: the running engine reads them again before the reply."""
     if kind == AUTOMATION:
-        client: Client = request.app.state.client
-        await client.automations_changed()
+        await client_of(request).automations_changed()
 
 
 @router.get("/documents/{kind}", tags=["documents"])
 async def list_documents(request: Request, kind: str) -> list[dict[str, Any]]:
     """Every document of a kind (blocks as stored: secret fields encrypted)."""
     _kind(kind, READABLE)
-    return [d.to_dict() for d in await _store(request).list_documents(kind)]
+    return [d.to_dict() for d in await store_of(request).list_documents(kind)]
 
 
 @router.get("/documents/{kind}/{name:path}", tags=["documents"])
 async def get_document(request: Request, kind: str, name: str) -> dict[str, Any]:
     _kind(kind, READABLE)
-    found = await _store(request).get_document(kind, name)
+    found = await store_of(request).get_document(kind, name)
     if found is None:
         raise HTTPException(404, f"no {kind} named {name}")
     return found.to_dict()
@@ -128,7 +116,7 @@ async def put_document(
         body = WRITABLE[kind](name, document.body)
     except (ValidationError, ValueError, FlowbusError) as exc:
         raise ClientError("invalid_document", f"not a valid {kind}: {exc}") from exc
-    saved = await save_document(_store(request), kind, name, body)
+    saved = await save_document(store_of(request), kind, name, body)
     await _changed(request, kind)
     return saved.to_dict()
 
@@ -136,40 +124,10 @@ async def put_document(
 @router.delete("/documents/{kind}/{name:path}", tags=["documents"])
 async def remove_document(request: Request, kind: str, name: str) -> dict[str, Any]:
     _kind(kind, READABLE)
-    if not await delete_document(_store(request), kind, name):
+    if not await delete_document(store_of(request), kind, name):
         raise HTTPException(404, f"no {kind} named {name}")
     await _changed(request, kind)
     return {"kind": kind, "name": name, "deleted": True}
-
-
-@router.put("/blocks/{type_name}/{name}", tags=["blocks"])
-async def put_block(
-    request: Request, type_name: str, name: str, fields: dict[str, Any]
-) -> dict[str, Any]:
-    """Save a block from its plain fields: checked by its type, secrets encrypted here; the
-    block as stored (secret fields encrypted)."""
-    store = _store(request)
-    await register_built_in(store)
-    try:
-        saved = await save_block_data(store, type_name, name, fields)
-    except (FlowbusError, ValueError) as exc:  # ValueError: pydantic's ValidationError
-        raise ClientError("invalid_document", str(exc)) from exc
-    return saved.to_dict()
-
-
-@router.post("/custom-events", status_code=201, tags=["events"])
-async def emit_event(request: Request, event: dict[str, Any]) -> dict[str, Any]:
-    """Publish an event of one's own (``type``, ``resource``, ``labels``, ``payload``,
-    optional ``id``: the same id twice is one event) for automations to react to."""
-    client: Client = request.app.state.client
-    try:
-        published = await client.emit(
-            event.get("type", ""), event.get("resource"), event.get("labels") or {},
-            event.get("payload") or {}, event.get("id"),
-        )  # fmt: skip
-    except ValidationError as exc:
-        raise ClientError("invalid_events", f"not a valid event: {exc}") from exc
-    return published.model_dump(mode="json")
 
 
 __all__ = ["router"]

@@ -1,7 +1,8 @@
-"""``POST /api/v1/events``: the events of runs by hand on machines that report to this server
-(a profile, ``flowbus.remote_sink``). They are recorded in the store and published to the
-server's subscribers, as the recorder does for agents' events.
+"""Events: the live feed (server-sent events), the events of runs by hand on machines that
+report to this server (``POST /events``), and custom events (``POST /custom-events``).
 
+Runs by hand (a profile, ``flowbus.remote.sink``) send their events here; they are recorded in
+the store and published to the server's subscribers, as the recorder does for agents' events.
 Only runs by hand: an event of a deployment's run is refused (those are arbitrated by the
 orchestrators, fenced by attempt; a token holder must not bypass that). Each event is taken
 once (by its id), so a client may send a batch again.
@@ -9,14 +10,16 @@ once (by its id), so a client may send a batch again.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
 import orjson
 import structlog
-from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field, ValidationError
 
-from flowbus.api.routes import _ERRORS, ErrorBody
+from flowbus.api.common import ERRORS, ErrorBody, client_of, server_sent_events, store_of
 from flowbus.broker import subjects
 from flowbus.client import Client, ClientError
 from flowbus.engine.errors import SequenceError
@@ -32,7 +35,7 @@ _OWN_ERRORS = {
     422: "Not valid flowbus events of a run.",
 }
 router = APIRouter(responses={
-    **_ERRORS,
+    **ERRORS,
     **{status: {"model": ErrorBody, "description": text} for status, text in _OWN_ERRORS.items()},
 })  # fmt: skip
 
@@ -75,14 +78,14 @@ async def _refuse_deployed_runs(store: EventStore, records: list[EventRecord]) -
 async def record_events(request: Request, batch: EventBatch) -> dict[str, int]:
     """Record events of runs by hand (in each run's order: a gap is a 409 ``sequence_gap``,
     to be sent again once the events before have been); every event once."""
-    store: EventStore = request.app.state.store
+    store = store_of(request)
     records = _records(batch)
     await _refuse_deployed_runs(store, records)
     try:
         written = await store.append(records)
     except SequenceError as exc:
         raise ClientError("sequence_gap", str(exc)) from exc
-    await _publish(request.app.state.client, records)
+    await _publish(client_of(request), records)
     return {"recorded": written, "received": len(records)}
 
 
@@ -98,3 +101,35 @@ async def _publish(client: Client, records: list[EventRecord]) -> None:
             )  # fmt: skip
     except Exception as exc:
         log.warning("events recorded but not published", error=str(exc) or repr(exc))
+
+
+@router.get("/events/stream", tags=["events"])
+async def stream_events(
+    request: Request,
+    run_id: str | None = None,
+    types: Annotated[list[str] | None, Query(description="Event types to send.")] = None,
+    since: datetime | None = None,
+) -> StreamingResponse:
+    """Server-sent events: a run's events from its start (``run_id``), or every event from
+    ``since`` or from now. Each SSE message has the event's id, type and JSON."""
+    return StreamingResponse(
+        server_sent_events(request, client_of(request), run_id, types, since),
+        media_type="text/event-stream",
+    )
+
+
+@router.post("/custom-events", status_code=201, tags=["events"])
+async def emit_event(request: Request, event: dict[str, Any]) -> dict[str, Any]:
+    """Publish an event of one's own (``type``, ``resource``, ``labels``, ``payload``,
+    optional ``id``: the same id twice is one event) for automations to react to."""
+    try:
+        published = await client_of(request).emit(
+            event.get("type", ""), event.get("resource"), event.get("labels") or {},
+            event.get("payload") or {}, event.get("id"),
+        )  # fmt: skip
+    except ValidationError as exc:
+        raise ClientError("invalid_events", f"not a valid event: {exc}") from exc
+    return published.model_dump(mode="json")
+
+
+__all__ = ["router"]

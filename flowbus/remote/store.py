@@ -14,6 +14,7 @@ import dataclasses
 from typing import Any
 from urllib.parse import quote
 
+from flowbus.client.http_transport import HttpTransport, deployment_path
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.event_types import EventType
 from flowbus.engine.store.views import (
@@ -24,8 +25,7 @@ from flowbus.engine.store.views import (
     StoredEvent,
     TaskRunView,
 )
-from flowbus.http_transport import HttpTransport, deployment_path
-from flowbus.profiles import Api
+from flowbus.remote.profiles import Api
 
 #: The largest page the API serves.
 PAGE = 500

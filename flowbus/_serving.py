@@ -129,7 +129,7 @@ async def _agent_only(settings: Any) -> None:
 
 
 async def _whole_stack(settings: Any) -> None:
-    from flowbus.stack import DEFAULT_PORT, LocalStack, StackInfo, run_until_signalled
+    from flowbus._stack import DEFAULT_PORT, LocalStack, StackInfo, run_until_signalled
 
     def started(info: StackInfo) -> None:
         print(f"flowbus is up here (NATS {info.nats_url}, UI {info.api_url or '-'}); "
