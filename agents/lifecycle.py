@@ -26,6 +26,8 @@ import structlog
 log = structlog.get_logger("flowbus.daemon")
 
 Loop = Callable[[], Coroutine[Any, Any, None]]
+#: A loop still running this long after it was cancelled is cancelled again.
+CANCEL_AGAIN_SECONDS = 1.0
 
 
 class Daemon:
@@ -124,8 +126,7 @@ class Daemon:
                 await self.drain()
                 if running and self.grace:
                     await asyncio.wait(running, timeout=self.grace)
-                for task in running:
-                    task.cancel()
+                await _cancel(running)
         except BaseExceptionGroup as group_error:
             failure = _first_failure(group_error)
             log.error("a daemon's loop failed", daemon=self.name, error=repr(failure))
@@ -135,6 +136,23 @@ class Daemon:
             await self.close()
         if self._failure is not None:
             raise self._failure
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the loops and wait for them to end, cancelling again any still running a second
+    later: a cancel can be swallowed (Python 3.11's ``asyncio.wait_for`` returns its result
+    when it completes just as it is cancelled, as nats-py's request does), and a loop that
+    swallowed it would run for ever, holding its daemon's stop."""
+    for task in tasks:
+        task.cancel()
+    pending = [task for task in tasks if not task.done()]
+    while pending:
+        _, still = await asyncio.wait(pending, timeout=CANCEL_AGAIN_SECONDS)
+        pending = list(still)
+        for task in pending:
+            log.warning("a loop did not end when cancelled; cancelling it again",
+                        loop=task.get_name())  # fmt: skip
+            task.cancel()
 
 
 def _first_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
