@@ -78,6 +78,61 @@ def test_run_a_deployment_from_its_form_and_watch_it_complete(
     expect(page.locator("tbody tr .badge")).to_have_text("Completed")
 
 
+def _publish_again(nats_url: str, run_id: str, state_type: str) -> None:
+    """Publish a copy of one of the run's state events on the events stream again, as a late
+    publication puts an older state after newer ones (the store already holds it: only
+    subscribers see the copy)."""
+    import asyncio
+    import concurrent.futures
+
+    import nats
+    import orjson
+
+    from flowbus.broker import subjects
+
+    async def main() -> None:
+        connection = await nats.connect(nats_url)
+        try:
+            js = connection.jetstream()
+            subject = subjects.event_subject(run_id, "flow_run.state")
+            sub = await js.subscribe(subject, ordered_consumer=True)
+            while True:
+                message = await sub.next_msg(timeout=10)
+                if orjson.loads(message.data)["state"]["type"] == state_type:
+                    break
+            # Without its message id: the stream would drop the copy as a duplicate.
+            headers = {k: v for k, v in (message.headers or {}).items() if k != "Nats-Msg-Id"}
+            await js.publish(subject, message.data, headers=headers)
+        finally:
+            await connection.close()
+
+    # In a thread of its own: Playwright's sync API keeps a loop running in this one.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, main()).result()
+
+
+def test_the_runs_list_keeps_a_runs_newest_state_when_an_older_one_arrives_late(
+    stack: Stack, browser_page: object
+) -> None:
+    """Events reach the stream in publication order, which is not always the run's order (the
+    orchestrator publishes Pending after it answers the claim, the agent Running at once): the
+    list shows the state with the highest sequence number it has seen."""
+    from playwright.sync_api import Page, expect
+
+    page: Page = browser_page  # type: ignore[assignment]
+    first = stack.submit_over_http("quick/test", n=1)
+    stack.final_states(first)
+    page.goto(stack.api_url + "/ui/#/runs")
+    expect(page.locator(f"tr[data-run='{first}'] .badge")).to_have_text("Completed")
+
+    _publish_again(stack.url, first, "PENDING")
+    # Events reach the page in stream order: once the next run's row is shown, the late copy
+    # has been seen too.
+    second = stack.submit_over_http("quick/test", n=2)
+    expect(page.locator(f"tr[data-run='{second}']")).to_be_visible(timeout=30_000)
+    expect(page.locator(f"tr[data-run='{first}'] .badge")).to_have_text("Completed")
+
+
 def test_cancel_a_long_run_from_its_page(stack: Stack, browser_page: object) -> None:
     from playwright.sync_api import Page, expect
 

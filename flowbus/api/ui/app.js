@@ -101,8 +101,22 @@ async function runsPage(query) {
   const more = el("button", { class: "secondary", onclick: () => load(more.dataset.cursor) }, "Older runs");
   const rows = new Map();
 
+  // The stream holds events in publication order, which is not always the run's own order (the
+  // orchestrator publishes Pending after it answers the claim; the agent publishes Running at
+  // once), and the replay from `since` repeats states the list already shows. A row takes a
+  // state only if it is newer: a higher sequence number than any seen, and, before the first,
+  // not older than the state the store returned.
+  function isNewer(tr, event) {
+    const seen = Number(tr.dataset.seq || 0);
+    const newer = seen
+      ? event.seq > seen
+      : Date.parse(event.state.timestamp) >= Date.parse(tr.dataset.stateTime);
+    if (newer) tr.dataset.seq = event.seq;
+    return newer;
+  }
+
   function row(run) {
-    const tr = el("tr", { "data-run": run.id },
+    const tr = el("tr", { "data-run": run.id, "data-state-time": run.state_timestamp },
       el("td", {}, el("a", { href: `#/runs/${run.id}` }, run.name)),
       el("td", {}, run.flow_name),
       el("td", {}, run.deployment || el("span", { class: "muted" }, "local")),
@@ -141,7 +155,9 @@ async function runsPage(query) {
     async (event) => {
       const known = rows.get(event.stream_id);
       if (known) {
-        known.querySelector(".state").replaceChildren(badge(event.state.type, event.state.name));
+        if (event.type === "flow_run.state" && isNewer(known, event)) {
+          known.querySelector(".state").replaceChildren(badge(event.state.type, event.state.name));
+        }
       } else if (event.type === "flow_run.created" && !filters.toString()) {
         const run = await api(`/runs/${event.stream_id}`).catch(() => null);
         if (run && mine === generation && !rows.has(run.id)) tbody.prepend(row(run));
