@@ -4,6 +4,7 @@ requests wait on, made the first time a run goes to the queue."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -39,6 +40,8 @@ class QueueService:
         self.served = served
         self._kv: Any = None
         self._ready: set[str] = set()
+        #: The queue consumers being made now: a burst of runs to a new queue waits on one.
+        self._making: dict[str, asyncio.Future[p.QueueSettings]] = {}
 
     async def open(self) -> None:
         self._kv = await self.js.key_value(subjects.QUEUES_BUCKET)
@@ -54,9 +57,19 @@ class QueueService:
 
     async def ensure(self, name: str, force: bool = False) -> p.QueueSettings | None:
         """Make sure the queue's consumer exists (with its limit); once per queue unless
-        ``force`` (its settings changed)."""
+        ``force`` (its settings changed). Callers that arrive while it is being made wait for
+        that one making rather than each asking the server again."""
         if name in self._ready and not force:
             return None
+        making = self._making.get(name)
+        if making is None or force:
+            making = asyncio.ensure_future(self._make(name))
+            self._making[name] = making
+            making.add_done_callback(lambda done: self._made(name, done))
+        # Shielded: a caller that gives up does not cancel the making the others wait on.
+        return await asyncio.shield(making)
+
+    async def _make(self, name: str) -> p.QueueSettings:
         settings = await self.settings(name)
         with contextlib.suppress(Exception):  # another orchestrator made it first: the same
             await self._kv.create(name, settings.dump())
@@ -64,6 +77,13 @@ class QueueService:
         await ensure_queue_consumer(self.js, name, limit, self.ack_wait)
         self._ready.add(name)
         return settings
+
+    def _made(self, name: str, done: asyncio.Future[p.QueueSettings]) -> None:
+        if self._making.get(name) is done:
+            del self._making[name]
+        if not done.cancelled() and done.exception() is not None:
+            # Every waiter got the error; the next run to the queue tries again.
+            log.warning("queue consumer not made", queue=name, error=str(done.exception()))
 
     async def _info(self, settings: p.QueueSettings) -> p.QueueInfo:
         try:
