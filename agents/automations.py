@@ -177,14 +177,17 @@ class AutomationEngine(Daemon):
         if message.subject.startswith("flowbus.custom."):
             custom = p.CustomEvent.model_validate_json(message.data)
             return custom.model_dump(mode="json")
+        # Every state change of every run comes here: it is read only when there are
+        # automations, and the run only when one of them could want this kind of event.
+        automations = await self.automations()
+        if not automations:
+            return None
         event = decode_event(message.data)
         if not isinstance(event, FlowRunStateChanged):
             return None
         state = event.state
         event_type = f"flow-run.{state.name}"
-        # Every state change of every run comes here: the run is read only when some
-        # automation could want this kind of event.
-        if not any(a.trigger.match.matches_type(event_type) for a in await self.automations()):
+        if not any(a.trigger.match.matches_type(event_type) for a in automations):
             return None
         run_id = str(event.stream_id)
         run = await self.store.get_flow_run(run_id)

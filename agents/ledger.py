@@ -200,6 +200,7 @@ class RunLedger:
         decide: Decide[R],
         gather: Gather | None = None,
         facts: Facts | None = None,
+        new: bool = False,
     ) -> tuple[Decision[R], RunEntry | None, list[EventRecord]]:
         """Take ``decide`` on the run and commit what it records: (the decision, the run's
         entry after it, the events committed).
@@ -209,7 +210,8 @@ class RunLedger:
         to the entry at once (a decision taken before their commit already sees them); if
         the commit fails the run is read again from the store, and on a sequence conflict
         the decision is taken again. A decision that writes nothing, taken on a copy held in
-        memory, is taken again on a fresh read (the copy may be behind the store).
+        memory, is taken again on a fresh read (the copy may be behind the store). ``new``: the
+        run's id was just drawn at random, so the store holds nothing of it yet (not read).
         """
         facts = facts or Facts()
         fresh = False
@@ -217,7 +219,12 @@ class RunLedger:
         for _ in range(MAX_ROUNDS):
             async with self.locks.hold(run_id):
                 cached = self.authoritative and not fresh and run_id in self.entries
-                entry = reuse if reuse is not None else await self.get(run_id, fresh=fresh)
+                if reuse is not None:
+                    entry = reuse
+                elif new and run_id not in self.entries:
+                    entry = None
+                else:
+                    entry = await self.get(run_id, fresh=fresh)
                 reuse = None
                 verdict = decide(entry, facts, now())
                 if isinstance(verdict, NeedFacts):

@@ -190,7 +190,8 @@ def fold(events: Iterable[_Stored]) -> RunEntry | None:
 
 
 def created_record(run: NewRun) -> EventRecord:
-    """The ``flow_run.created`` event of a run a submission makes (its model validated)."""
+    """The ``flow_run.created`` event of a run a submission makes. Its model is parsed only when
+    asked for: the decision tests check every record a decision makes against it."""
     fields = {
         "flow_name": run.flow_name,
         "name": run.name,
@@ -209,12 +210,12 @@ def created_record(run: NewRun) -> EventRecord:
     }
     record = make_record(run.run_id, 1, EventType.FLOW_RUN_CREATED, fields,
                          run.state.timestamp_iso)  # fmt: skip
-    record.typed()
     return record
 
 
 def change_record(entry: RunEntry, change: Change) -> EventRecord:
-    """The event of ``change``: the run's next (``entry.seq + 1``), its model validated."""
+    """The event of ``change``: the run's next (``entry.seq + 1``). Its model is parsed only
+    when asked for: the decision tests check every record a decision makes against it."""
     fields: dict[str, Any] = {"state": state_dict(change.state), "result": None}
     if change.agent is not None:
         fields["agent"] = change.agent
@@ -231,7 +232,6 @@ def change_record(entry: RunEntry, change: Change) -> EventRecord:
         fields["leader_term"] = change.leader_term
     record = make_record(entry.run_id, entry.seq + 1, EventType.FLOW_RUN_STATE, fields,
                          change.state.timestamp_iso)  # fmt: skip
-    record.typed()  # validated now: a decision never records what its model refuses
     return record
 
 

@@ -163,7 +163,7 @@ def decide_claim(
             if facts.deployment is not None:  # the claim's Pending is the run's last event
                 again = grant(entry, entry.attempt, entry.seq, facts.deployment, lease_seconds)
                 return Decision(again)
-    run = after(entry, changes, now.mono)
+    run = after(entry, changes, now.mono) if changes else entry
     refusal = claim_refusal(run, unstarted)
     if refusal is None and facts.deployment is UNREAD:
         return NeedFacts(deployment=True)

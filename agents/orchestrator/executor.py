@@ -71,10 +71,11 @@ class Executor:
         self.releases: Releaser | None = None
 
     async def decide(
-        self, run_id: str, decide: Decide[R], facts: Facts | None = None
+        self, run_id: str, decide: Decide[R], facts: Facts | None = None, new: bool = False
     ) -> tuple[Decision[R], RunEntry | None]:
-        """Take the decision and commit its changes; its effects are left to ``carry_out``."""
-        verdict, entry, _ = await self.ledger.take(run_id, decide, self.gather, facts)
+        """Take the decision and commit its changes; its effects are left to ``carry_out``.
+        ``new``: a run id just drawn at random (nothing to read of it)."""
+        verdict, entry, _ = await self.ledger.take(run_id, decide, self.gather, facts, new)
         return verdict, entry
 
     async def take(

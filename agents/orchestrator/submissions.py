@@ -65,6 +65,7 @@ class Submissions:
             run_id,
             lambda entry, facts, at: decide_submit(entry, request, run, facts, at),
             Facts(deployment=deployment),
+            new=request.idempotency_key is None,
         )
         if entry is not None and not entry.published and entry.seq == 1:
             crash_point("after-schedule-write")  # recorded, not published: the outbox test

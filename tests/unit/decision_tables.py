@@ -72,6 +72,8 @@ def states(run: RunEntry, changes: tuple[Change, ...]) -> list[str]:
         record = apply_change(simulated, change, NOW.mono)
         event = decode_event(record.body())  # as a subscriber reads it off the stream
         assert isinstance(event, FlowRunStateChanged)
+        assert record.typed() == event  # what the ledger folds is what subscribers read
+        assert record.typed().model_fields_set == event.model_fields_set
         assert event.seq == record.seq == simulated.seq
         names.append(event.state.name)
     assert after(run, changes, NOW.mono) == simulated  # what the decision itself foresaw

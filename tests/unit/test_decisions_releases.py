@@ -59,14 +59,18 @@ def test_a_submission_makes_a_scheduled_run_whose_event_is_valid() -> None:
     record = created_record(verdict.create)
     event = decode_event(record.body())  # as any subscriber reads it
     assert isinstance(event, FlowRunCreated) and event.state.name == "Scheduled"
+    assert record.typed() == event  # the model the ledger builds its entry from
     run = entry_from_created(event)
     assert run is not None and run.queued_seq == 1 and not run.published
 
 
 def test_a_run_for_later_carries_its_time_and_schedule() -> None:
-    verdict = decided(submitted(None, scheduled_time=LATER, schedule_id=4, idempotency_key="k"))
+    verdict = decided(submitted(None, FACTS.with_(view=None), scheduled_time=LATER,
+                                schedule_id=4, idempotency_key="k"))  # fmt: skip
     assert verdict.create is not None
-    run = entry_from_created(created_record(verdict.create).typed())  # type: ignore[arg-type]
+    record = created_record(verdict.create)
+    assert record.typed() == decode_event(record.body())
+    run = entry_from_created(record.typed())  # type: ignore[arg-type]
     assert run is not None
     assert (run.due_at, run.schedule_id) == (LATER.timestamp(), 4)
     assert verdict.create.state.message == f"for {LATER.isoformat(timespec='microseconds')}"
