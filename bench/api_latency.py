@@ -16,12 +16,12 @@ import random
 import socket
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import uvicorn
+from scratch import scratch_folder
 
 from flowbus.api.app import create_app
 from flowbus.client import Client
@@ -101,7 +101,7 @@ async def measure(base: str, paths: list[str], requests: int) -> dict[str, float
 
 
 async def main_async(runs: int, requests: int) -> dict[str, object]:
-    folder = Path(tempfile.mkdtemp(prefix="flowbus-api-bench-"))
+    folder = scratch_folder("flowbus-api-bench-")
     store = SqliteEventStore(folder / "flowbus.db", synchronous="NORMAL")
     await store.open()
     try:

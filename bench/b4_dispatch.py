@@ -24,11 +24,12 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+
+from scratch import scratch_folder
 
 from flowbus.broker import EmbeddedNatsServer
 from flowbus.client import Client
@@ -63,7 +64,7 @@ def served_deployment(
 ) -> Iterator[tuple[str, Path]]:
     """An embedded nats-server, ``entrypoint`` deployed as ``*/bench``, the orchestrator and one
     agent as separate processes; yields (NATS URL, working folder) and stops them after."""
-    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root = scratch_folder(prefix)
     env = {**os.environ, "FLOWBUS_HOME": str(root / "home"), "FLOWBUS_LOGGING_LEVEL": "WARNING",
            "PYTHONPATH": str(BENCH)}  # fmt: skip
     env.pop("FLOWBUS_STORE_URL", None)
@@ -209,7 +210,7 @@ def main() -> None:
     )
     parser.add_argument("--orchestrators", type=int, default=1)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="flowbus-b4-"))
+    root = scratch_folder("flowbus-b4-")
     print(f"working in {root}", file=sys.stderr)
     env = {
         **os.environ,

@@ -19,11 +19,10 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from b4_dispatch import BENCH, start
+from scratch import scratch_folder
 
 from flowbus.broker import EmbeddedNatsServer
 from flowbus.client import Client
@@ -41,7 +40,7 @@ async def load(url: str, deployment: str, runs: int) -> float:
 
 
 def measure(agents: int, runs: int, concurrency: int) -> float:
-    root = Path(tempfile.mkdtemp(prefix="flowbus-b6-"))
+    root = scratch_folder("flowbus-b6-")
     env = {**os.environ, "FLOWBUS_HOME": str(root / "home"), "FLOWBUS_LOGGING_LEVEL": "WARNING",
            "PYTHONPATH": str(BENCH)}  # fmt: skip
     env.pop("FLOWBUS_STORE_URL", None)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -23,6 +22,7 @@ REPO = BENCH.parent
 sys.path[:0] = [str(BENCH), str(REPO)]
 
 from b6_agents import arguments, print_table  # noqa: E402
+from scratch import scratch_folder  # noqa: E402
 
 from flowbus.broker.server import find_nats_server  # noqa: E402
 from tests.cluster.netns import Host, Network, Process, skip_reason  # noqa: E402
@@ -39,7 +39,7 @@ def main() -> None:
     reason = skip_reason()
     if reason is not None:
         raise SystemExit(f"cannot make hosts here: {reason}")
-    root = Path(tempfile.mkdtemp(prefix="flowbus-b6-hosts-"))
+    root = scratch_folder("flowbus-b6-hosts-")
     with Network(root, subnet=78) as network:
         server = network.add_host("server")
         client = network.add_host("client")

@@ -22,9 +22,10 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from scratch import scratch_folder
 
 CLIENT = r"""
 import json, sys, time
@@ -110,7 +111,7 @@ def main() -> None:
     systems = ["flowbus", "prefect"] if args.python else ["flowbus"]
     if args.systems:
         systems = args.systems.split(",")
-    root = Path(tempfile.mkdtemp(prefix="flowbus-b8-"))
+    root = scratch_folder("flowbus-b8-")
     os.environ["FLOWBUS_HOME"] = str(root / "flowbus")
     server = start_prefect_server(python, root) if "prefect" in systems else None
     # The cluster from the chosen environment (its dask), as DaskProcesses starts it.

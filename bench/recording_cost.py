@@ -13,14 +13,15 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from scratch import scratch_folder
 
 HERE = Path(__file__).parent
 
 
 def measure(script: str, n: str, record: bool) -> dict[str, float]:
-    env = {**os.environ, "FLOWBUS_HOME": tempfile.mkdtemp(prefix="flowbus-bench-")}
+    env = {**os.environ, "FLOWBUS_HOME": str(scratch_folder("flowbus-bench-"))}
     if record:
         env["BENCH_PERSIST_RESULT"] = "1"
     done = subprocess.run([sys.executable, str(HERE / script), n], env=env, check=True,

@@ -13,17 +13,18 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from scratch import scratch_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
 def fresh_env() -> dict[str, str]:
-    env = {**os.environ, "FLOWBUS_HOME": tempfile.mkdtemp(prefix="flowbus-bench-")}
+    env = {**os.environ, "FLOWBUS_HOME": str(scratch_folder("flowbus-bench-"))}
     env["FLOWBUS_LOGGING_LEVEL"] = "WARNING"  # console lines are not what is measured
     env.pop("FLOWBUS_STORE_URL", None)
     return env
