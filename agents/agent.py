@@ -18,6 +18,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import os
+import random
 import socket
 import time
 from dataclasses import dataclass, field
@@ -312,7 +313,7 @@ class Agent(Daemon):
                 # Its holder may never have heard its grant and need this request back.
                 log.info("run granted to an agent that has not started it; putting it back",
                          run_id=request.run_id, detail=reply.message)  # fmt: skip
-            await self._settle_message(message, after_refusal(reply))
+            await self._settle_message(message, after_refusal(reply, random.random()))
             return None
         execution: RunExecution
         if self.settings.isolation == "process":

@@ -40,14 +40,20 @@ class Settle:
     abandon: bool = False
 
 
-def after_refusal(refusal: p.ClaimRefusal) -> Settle:
+def after_refusal(refusal: p.ClaimRefusal, jitter: float = 0.0) -> Settle:
     """A claim refused: the request is dead-lettered when its run cannot exist, put back when
     the answer may change (no orchestrator could decide; the run's holder has not started it
     and may need this very request), else acked away (finished, cancelled, held by a live
-    agent)."""
+    agent).
+
+    A request put back for its holder comes back after ``RETRY_DELAY`` stretched by ``jitter``
+    (0 to 1, drawn by the caller): without it, the agent that put it back looks again exactly
+    when it returns, one tick later, and takes it every time before the holder can."""
     if refusal.reason == "unknown":
         return Settle("dead_letter", reason=f"claim refused: {refusal.message}")
-    if refusal.reason in ("unavailable", "starting"):
+    if refusal.reason == "starting":
+        return Settle("nak", delay=RETRY_DELAY * (1 + jitter))
+    if refusal.reason == "unavailable":
         return Settle("nak", delay=RETRY_DELAY)
     return Settle("ack")
 

@@ -26,6 +26,14 @@ def test_after_a_refused_claim(reason: str, settle: Settle) -> None:
     assert after_refusal(p.ClaimRefusal(reason=reason, message="gone")) == settle
 
 
+def test_a_request_put_back_for_its_holder_returns_at_a_jittered_time() -> None:
+    """Not in step with the agent that put it back (which looks again each tick)."""
+    starting = p.ClaimRefusal(reason="starting", message="granted to agent-1")
+    assert after_refusal(starting, 0.5) == Settle("nak", delay=1.5)
+    unavailable = p.ClaimRefusal(reason="unavailable", message="no leader")
+    assert after_refusal(unavailable, 0.5) == Settle("nak", delay=1.0)
+
+
 RUN_ENDS: list[tuple[Any, Any, str, Any, bool]] = [
     # (outcome, isolation, message, release, abandoned)
     ("finished", "thread", "ack", None, False),
