@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import pickle
 from dataclasses import dataclass
@@ -13,6 +14,9 @@ from typing import Any, Protocol
 import orjson
 
 from flowbus.engine import settings
+from flowbus.engine.sealing import UnsealError, seal, unseal
+
+logger = logging.getLogger(__name__)
 
 
 class _HasTaskKey(Protocol):
@@ -57,8 +61,10 @@ class CachedResult:
 
 class CacheStore:
     """Cached task results (cache policies, ``persist_result``, transactions) pickled to
-    files, one per cache key, written atomically so readers never see half. Not to be
-    confused with ``results.OutputStorage``, where deployed runs record their task outputs."""
+    files, one per cache key, written atomically so readers never see half. Each file is
+    sealed (``sealing.py``): one that is not, or whose seal no result key here made, is a
+    miss and is never unpickled. Not to be confused with ``results.OutputStorage``, where
+    deployed runs record their task outputs."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or settings.results_path()
@@ -71,7 +77,11 @@ class CacheStore:
         """The stored result for ``key``, or None when absent, expired or unreadable."""
         try:
             with open(self._file(key), "rb") as handle:
-                record = pickle.load(handle)
+                payload = unseal(handle.read(), what=f"cached result {key!r}")
+            record = pickle.loads(payload)
+        except UnsealError as exc:
+            logger.warning("%s: treated as a cache miss", exc)
+            return None
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
             return None
         if not isinstance(record, CachedResult):
@@ -89,7 +99,7 @@ class CacheStore:
         fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as handle:
-                pickle.dump(record, handle, protocol=5)
+                handle.write(seal(pickle.dumps(record, protocol=5)))
             os.replace(tmp, self._file(key))
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -13,12 +13,17 @@ A run's ``output`` (on its Completed event) is one of:
 Result storage is a URL for fsspec (``FLOWBUS_RESULT_STORAGE``): a local path by default,
 ``s3://bucket/prefix``, ``gs://...`` or a shared file system when agents on several hosts must
 read each other's results.
+
+A ``ref`` comes from an event, so it is not trusted: it is read only when it lies under the
+configured result storage, and its bytes are unpickled only when sealed with a result key
+(``sealing.py``). Anything else is refused (``ResultRefused``) and never unpickled.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import posixpath
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +32,7 @@ import orjson
 
 from flowbus.engine import settings
 from flowbus.engine.errors import FlowbusError
+from flowbus.engine.sealing import NoResultKey, UnsealError, seal, unseal
 
 #: The largest JSON text kept in an event; a larger result goes to result storage.
 INLINE_LIMIT = 64 * 1024
@@ -37,6 +43,14 @@ _RENDER_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY | orjson.
 
 class ResultMissing(FlowbusError):
     """A recorded result that cannot be read back (its file is gone, or unreadable)."""
+
+
+class ResultRefused(ResultMissing):
+    """A ``ref`` outside result storage, or bytes flowbus cannot prove it wrote: not read."""
+
+
+class ResultUncheckable(ResultRefused):
+    """Sealed bytes this process has no result key to check (its JSON rendering may help)."""
 
 
 def is_exact_json(value: Any, depth: int = 0) -> bool:
@@ -74,11 +88,26 @@ class OutputStorage:
     def location(self, key: str) -> str:
         return f"{self.url.rstrip('/')}/{key}"
 
+    def holds(self, ref: str) -> bool:
+        """Whether ``ref`` names a file under this storage (same file system, and a path below
+        its root once ``..`` and ``.`` are resolved)."""
+        import fsspec
+
+        try:
+            root_fs, root = fsspec.core.url_to_fs(self.url)
+            ref_fs, path = fsspec.core.url_to_fs(ref)
+        except (ValueError, ImportError, OSError):
+            return False
+        if root_fs.protocol != ref_fs.protocol or "\x00" in path:
+            return False
+        root, path = posixpath.normpath(root), posixpath.normpath(path)
+        return path.startswith(root.rstrip("/") + "/")
+
     def write(self, key: str, value: Any) -> str:
-        """Store ``value`` under ``key``; return the URL it can be read back from."""
+        """Store ``value`` under ``key``, sealed; return the URL it can be read back from."""
         import fsspec  # imported on first use: most results are small JSON
 
-        blob = cloudpickle.dumps(value, protocol=5)
+        blob = seal(cloudpickle.dumps(value, protocol=5))
         target = self.location(key)
         fs, path = fsspec.core.url_to_fs(target)
         parent = path.rsplit("/", 1)[0]
@@ -89,16 +118,36 @@ class OutputStorage:
         fs.mv(staging, path)  # a rename on a file system; object stores have no half objects
         return target
 
-    @staticmethod
-    def read(ref: str) -> Any:
-        """The value stored at ``ref``; ``ResultMissing`` if it cannot be read."""
+    def read(self, ref: str) -> Any:
+        """The value stored at ``ref``: ``ResultRefused`` when ``ref`` is not under this storage
+        or its bytes are not sealed by a result key here (nothing is unpickled then),
+        ``ResultMissing`` when it cannot be read."""
         import fsspec
 
+        if not self.holds(ref):
+            raise ResultRefused(
+                f"result at {ref} is outside result storage {self.url}: refused, not read"
+            )
         try:
             with fsspec.open(ref, "rb") as handle:
-                return cloudpickle.loads(handle.read())
+                blob = handle.read()
         except Exception as exc:
             raise ResultMissing(f"result at {ref} cannot be read: {exc!r}") from exc
+        try:
+            payload = unseal(blob, what=f"result at {ref}")
+        except NoResultKey as exc:
+            raise ResultUncheckable(str(exc)) from exc
+        except UnsealError as exc:
+            raise ResultRefused(str(exc)) from exc
+        try:
+            return cloudpickle.loads(payload)
+        except Exception as exc:  # sealed by us, and still unreadable here (a missing module)
+            raise ResultMissing(f"result at {ref} cannot be unpickled: {exc!r}") from exc
+
+
+def read_output(ref: str) -> Any:
+    """The value at ``ref`` in the configured result storage (see ``OutputStorage.read``)."""
+    return OutputStorage(storage_url()).read(ref)
 
 
 def inline_output(value: Any) -> dict[str, Any] | None:
@@ -136,7 +185,7 @@ def decode_output(output: dict[str, Any]) -> Any:
     """The result an ``output`` records; ``ResultMissing`` when it cannot be had."""
     ref = output.get("ref")
     if ref is not None:
-        return OutputStorage.read(ref)
+        return read_output(ref)
     if "json" in output:
         return output["json"]
     raise ResultMissing(f"an output with neither json nor ref: {sorted(output)}")

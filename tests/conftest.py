@@ -26,13 +26,17 @@ def flowbus_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
+def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     """A private nats-server for the test, stopped with every daemon afterwards, even when the
     test fails. A module that wants daemons started for each test overrides ``stack`` with a
-    fixture that asks for this one and starts them."""
+    fixture that asks for this one and starts them.
+
+    The test reads results as a client on the stack's machine does: from its result storage,
+    checked with its result key."""
     from tests.integration.stack import Stack
 
     stack = Stack(tmp_path)
+    stack.share_results(monkeypatch)
     try:
         yield stack
     finally:

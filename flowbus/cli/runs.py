@@ -10,6 +10,7 @@ from rich.table import Table
 
 from flowbus.cli.common import (
     console,
+    err_console,
     fail,
     format_seconds,
     print_json,
@@ -18,7 +19,7 @@ from flowbus.cli.common import (
     styled_state,
     with_store,
 )
-from flowbus.engine.results import OutputStorage, ResultMissing
+from flowbus.engine.results import ResultMissing, ResultUncheckable, read_output
 from flowbus.engine.states import STATE_NAMES, StateType
 from flowbus.engine.store import EventStore
 from flowbus.remote.store import ApiStore
@@ -213,7 +214,12 @@ def run_result_command(
         print_json(found["result"])
     else:
         try:
-            console.print(repr(OutputStorage.read(found["result_ref"])), highlight=False)
+            console.print(repr(read_output(found["result_ref"])), highlight=False)
+        except ResultUncheckable as exc:
+            if found["result"] is None:
+                fail(str(exc))
+            err_console.print(f"{exc}; its JSON rendering:")
+            print_json(found["result"])
         except ResultMissing as exc:
             fail(str(exc))
 

@@ -20,7 +20,7 @@ import httpx
 from flowbus.broker import protocol as p
 from flowbus.client.model import ClientError, FinalState, SubmittedRun
 from flowbus.engine.events import Event, decode_event
-from flowbus.engine.results import OutputStorage, ResultMissing
+from flowbus.engine.results import ResultMissing, read_output
 from flowbus.engine.states import StateType
 from flowbus.remote.profiles import Api, tls_verify
 
@@ -133,7 +133,7 @@ class HttpTransport:
         if found["result_ref"] is None:
             return found["result"]
         try:
-            return await asyncio.to_thread(OutputStorage.read, found["result_ref"])
+            return await asyncio.to_thread(read_output, found["result_ref"])
         except ResultMissing as exc:
             raise ClientError("result_unavailable", str(exc)) from exc
 

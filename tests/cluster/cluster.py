@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from flowbus.broker.server import find_nats_server
+from flowbus.engine.keys import new_key
 from tests.integration.stack import FLOWS_DIR
 
 from .netns import Host, Network, Process
@@ -89,6 +90,10 @@ class Cluster:
             "FLOWBUS_NATS_TLS_CA": str(self.ca.ca),
             "FLOWBUS_STORE_URL": self.store_url,
             "FLOWBUS_RESULT_STORAGE": str(root / "results"),  # a shared file system
+            # Shared by the hosts, as a deployment shares them: results sealed on one host are
+            # read on another, and any orchestrator checks the attempt keys of any claim.
+            "FLOWBUS_RESULT_KEYS": new_key(),
+            "FLOWBUS_FENCE_KEYS": new_key(),
             "FLOWBUS_API_TOKEN": API_TOKEN,
             "FLOWBUS_API_PORT": "4200",
             "FLOWBUS_AGENT_CONCURRENCY": "25",

@@ -19,6 +19,7 @@ from flowbus.broker import EmbeddedNatsServer
 from flowbus.client import Client
 from flowbus.engine.deployments import build_deployment, save_deployment
 from flowbus.engine.entrypoints import load_flow
+from flowbus.engine.sealing import new_key
 from flowbus.engine.store import EventStore, SqliteEventStore, store_from_url
 from flowbus.engine.store.views import StoredEvent
 
@@ -109,6 +110,8 @@ class Stack:
             "FLOWBUS_NATS_URL": self.server.url,
             "NO_COLOR": "1",
             "PYTHONPATH": str(FLOWS_DIR),
+            "FLOWBUS_RESULT_STORAGE": str(self.home / "results" / "runs"),
+            "FLOWBUS_RESULT_KEYS": new_key(),
             **FAST,
             **(env or {}),
         }
@@ -218,6 +221,12 @@ class Stack:
         # In a thread of its own: callers are often async tests with a loop running.
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             return pool.submit(asyncio.run, main()).result()
+
+    def share_results(self, monkeypatch: Any) -> None:
+        """Read results in the test's own process as a client on the stack's machine does:
+        from its result storage, checked with its result key."""
+        for name in ("FLOWBUS_RESULT_STORAGE", "FLOWBUS_RESULT_KEYS"):
+            monkeypatch.setenv(name, self.env[name])
 
     def stream(self, run_id: str) -> list[StoredEvent]:
         return self.with_store(lambda s: s.read_stream(run_id))

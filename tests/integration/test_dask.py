@@ -152,9 +152,10 @@ def test_a_temporary_local_cluster_is_made_and_shut_down(flowbus_home: Path) -> 
 
 
 def test_a_deployed_run_uses_its_agents_cluster(
-    dask_cluster: DaskProcesses, tmp_path: Path
+    dask_cluster: DaskProcesses, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stack = Stack(tmp_path, env={"FLOWBUS_DASK_ADDRESS": dask_cluster.address})
+    stack.share_results(monkeypatch)
     try:
         stack.start_orchestrator()
         assert stack.cli("limit", "set", "db", "1").returncode == 0

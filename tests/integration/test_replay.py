@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from flowbus.client import ClientError
-from flowbus.engine.results import OutputStorage
+from flowbus.engine.results import read_output
 
 from .stack import Stack, wait_until
 
@@ -77,7 +77,7 @@ async def test_an_agent_killed_in_the_third_task_the_run_resumes_there(
     # The second task's result is a tuple: not JSON, so it is in result storage, read back.
     second = replayed[1]["output"]
     assert second["json"] == ["second", "done"]
-    assert OutputStorage.read(second["ref"]) == ("second", "done")
+    assert read_output(second["ref"]) == ("second", "done")
     last = [e.data for e in stack.stream(run.run_id) if e.type == "flow_run.state"][-1]
     assert last["output"]["json"] == ["first done", ["second", "done"], "third done"]
     assert stack.with_store(lambda s: s.verify_projections()) == []

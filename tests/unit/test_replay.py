@@ -93,7 +93,10 @@ def test_only_values_json_gives_back_unchanged_are_inline(value: Any, exact: boo
     assert is_exact_json(value) is exact
 
 
-def test_results_that_are_not_json_or_too_large_go_to_storage(tmp_path: Path) -> None:
+def test_results_that_are_not_json_or_too_large_go_to_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLOWBUS_RESULT_STORAGE", str(tmp_path / "results"))
     storage = OutputStorage(str(tmp_path / "results"))
     assert encode_output([1, "two"], "run/a", storage) == {"json": [1, "two"]}
     when = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
