@@ -93,7 +93,7 @@ class InProcessRun:
         #: Set when the flow's thread returns (at once for an async flow).
         self.thread_ended = asyncio.Event()
         self._abandoned = False
-        self.sink = _LeaseSink(FencedSink(sink, grant.run_id, grant.attempt))
+        self.sink = _LeaseSink(FencedSink(sink, grant.run_id, grant.attempt, grant.attempt_key))
         self.nats = sink
         self.flows = flows
         self.engine: FlowRunEngine | None = None

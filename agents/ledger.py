@@ -328,7 +328,11 @@ class RunLedger:
 
     async def observe(self, records: list[EventRecord]) -> None:
         """Apply runs' events another orchestrator committed (the leader's ledger follows the
-        store through them). A run whose copy is not exactly one event behind is read again."""
+        store through them). A run whose copy is not exactly one event behind is read again.
+
+        They come off the events stream, where anyone who may publish can put them: one is
+        applied only when the store holds that very event (our own are skipped before that,
+        being applied already)."""
         now = time.monotonic()
         behind: set[str] = set()
         for record in records:
@@ -336,10 +340,13 @@ class RunLedger:
                 continue
             entry = self.entries.get(record.stream_id)
             if entry is None and record.type == EventType.FLOW_RUN_CREATED:
-                await self._adopt(record)
+                if await self._stored(record):
+                    await self._adopt(record)
                 continue
             if entry is None or record.seq <= entry.seq:
                 continue  # not a run of a deployment, or already applied (our own)
+            if not await self._stored(record):
+                continue
             if record.seq == entry.seq + 1 and record.stream_id not in behind:
                 self._follow(entry, record, now)
                 if entry.state is S.SCHEDULED and entry.state_name != "Late":
@@ -349,6 +356,15 @@ class RunLedger:
                 behind.add(record.stream_id)
         if behind:
             await self.reload(behind)
+
+    async def _stored(self, record: EventRecord) -> bool:
+        """Whether the store holds ``record`` itself (its id at its place in its stream)."""
+        held = await self.store.read_stream(record.stream_id, after_seq=record.seq - 1)
+        if held and held[0].seq == record.seq and held[0].id == record.id:
+            return True
+        log.warning("an event said to be recorded is not in the store: ignored",
+                    run_id=record.stream_id, seq=record.seq, event_id=record.id)  # fmt: skip
+        return False
 
     async def _adopt(self, record: EventRecord) -> None:
         created = record.typed()

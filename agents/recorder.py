@@ -8,9 +8,12 @@ serving.
 
 Events an agent publishes for a run it holds carry the run and the claim's attempt in headers;
 they pass through the orchestrator's ledger (``ledger.py``), which refuses (dead-letters as
-"fenced") those of an attempt that no longer holds the run. Events the orchestrator recorded
-itself and published for subscribers are acked without a second write; the ledger follows
-them, so the leader's copy of each run keeps up with what every orchestrator decides.
+"fenced") those of an attempt that no longer holds the run. An event of a deployment's run (or
+a subflow under one) without a fence, and an event of a store-only type (a deployment, a
+document, an automation's), was not published by a run's holder: it is refused the same way
+(``fenced_streams.py``). Events the orchestrator recorded itself and published for subscribers
+are acked without a second write; the ledger follows those the store really holds, so the
+leader's copy of each run keeps up with what every orchestrator decides.
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from flowbus.agents import telemetry
+from flowbus.agents.fenced_streams import FencedStreams, store_only
 from flowbus.agents.ledger import RunLedger
 from flowbus.agents.lifecycle import Daemon, Loop
 from flowbus.broker import subjects
 from flowbus.broker.dead_letters import dead_letter
+from flowbus.broker.fencing import FenceChecker
 from flowbus.broker.streams import ensure_streams
 from flowbus.engine.errors import SequenceError, StoreError
 from flowbus.engine.events import DecodeError, decode_event
@@ -75,12 +80,16 @@ class Recorder(Daemon):
         store: EventStore,
         settings: RecorderSettings | None = None,
         ledger: RunLedger | None = None,
+        fences: FenceChecker | None = None,
     ) -> None:
         super().__init__()
         self.client = client
         self.store = store
         self.settings = settings or RecorderSettings()
         self.ledger = ledger or RunLedger(store)
+        self.fenced_streams = FencedStreams(store)
+        #: Checks that a fenced event was published by the agent granted its attempt.
+        self.fences = fences or FenceChecker()
         self.counts: Counter[str] = Counter()
 
     async def _subscription(self) -> JetStreamContext.PullSubscription:
@@ -158,21 +167,7 @@ class Recorder(Daemon):
 
     async def handle(self, messages: list[Msg]) -> None:
         """Record one fetched batch; ack, nak or dead-letter every message of it."""
-        checked: list[tuple[Msg, EventRecord, Fence]] = []
-        recorded: list[EventRecord] = []
-        for message in messages:
-            if message.headers and message.headers.get(subjects.RECORDED_HEADER):
-                # An orchestrator's own decision, already in the store: the ledger follows it
-                # (another orchestrator's claim, say), nothing is written again.
-                with contextlib.suppress(ValueError, KeyError):
-                    recorded.append(EventRecord.from_body(message.data))
-                await message.ack()
-                continue
-            problem, record, fence = self._check(message)
-            if record is None:
-                await self._dead_letter(message, problem)
-            else:
-                checked.append((message, record, fence))
+        checked, recorded = await self._sort(messages)
         if recorded:
             await self.ledger.observe(recorded)
         if not checked:
@@ -201,6 +196,31 @@ class Recorder(Daemon):
             await message.ack()
         self.counts["recorded"] += len(good)
 
+    async def _sort(
+        self, messages: list[Msg]
+    ) -> tuple[list[tuple[Msg, EventRecord, Fence]], list[EventRecord]]:
+        """(events to record, events the store already holds); the rest are dead-lettered."""
+        checked: list[tuple[Msg, EventRecord, Fence]] = []
+        recorded: list[EventRecord] = []
+        for message in messages:
+            if message.headers and message.headers.get(subjects.RECORDED_HEADER):
+                # An orchestrator's own decision, already in the store: the ledger follows it
+                # (another orchestrator's claim, say), nothing is written again.
+                with contextlib.suppress(ValueError, KeyError):
+                    recorded.append(EventRecord.from_body(message.data))
+                await message.ack()
+                continue
+            problem, record, fence = self._check(message)
+            if record is not None and fence is None and await self.fenced_streams.required(record):
+                self.counts["fenced"] += 1
+                problem = f"unfenced: run {record.stream_id} is run by a deployment's agent"
+                record = None
+            if record is None:
+                await self._dead_letter(message, problem)
+            else:
+                checked.append((message, record, fence))
+        return checked, recorded
+
     def _check(self, message: Msg) -> tuple[str, EventRecord | None, Fence]:
         if len(message.data) > self.settings.max_message_bytes:
             return f"oversized: {len(message.data)} bytes", None, None
@@ -210,6 +230,12 @@ class Recorder(Daemon):
             event = decode_event(message.data)
         except DecodeError as exc:
             return f"malformed: {exc}", None, None
+        if store_only(event.type):
+            return (
+                f"store-only: {event.type} is written by flowbus itself, not recorded",
+                None,
+                None,
+            )
         expected = subjects.event_subject(str(event.stream_id), event.type)
         if message.subject != expected:
             problem = f"subject {message.subject!r} does not match the event ({expected!r})"
@@ -221,6 +247,9 @@ class Recorder(Daemon):
                 fence = (headers[subjects.RUN_HEADER], int(headers[subjects.ATTEMPT_HEADER]))
             except (KeyError, ValueError):
                 return "malformed fencing headers", None, None
+            forged = self.fences.problem(*fence, message.data, headers)
+            if forged:
+                return f"fenced: {forged}", None, None
         return "", EventRecord.from_data(orjson.loads(message.data), model=event), fence
 
     async def _by_run(self, good: list[tuple[Msg, EventRecord]]) -> None:

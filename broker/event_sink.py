@@ -13,6 +13,7 @@ holds the run, so a zombie agent's late events are refused.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.client import Client
@@ -20,13 +21,14 @@ from nats.aio.client import Client
 from flowbus.broker import subjects
 from flowbus.broker.connection import connect, connection_log
 from flowbus.broker.errors import BrokerError
+from flowbus.broker.fencing import fence_headers
 from flowbus.engine.loops import BackgroundLoop
 from flowbus.engine.pump import Pump
 from flowbus.engine.records import EventRecord
 
 ACK_TIMEOUT = 10.0
 
-_Item = tuple[EventRecord, dict[str, str] | None]
+_Item = tuple[EventRecord, "Fence | None"]
 
 
 class EventPublisher:
@@ -64,10 +66,11 @@ class EventPublisher:
         futures = []
         for record, fence in batch:
             headers = {"Nats-Msg-Id": record.id, **self._headers}
-            if fence:
-                headers.update(fence)
+            body = record.body()
+            if fence is not None:
+                headers.update(fence.headers(body))
             subject = subjects.event_subject(record.stream_id, record.type)
-            futures.append(await self._js.publish_async(subject, record.body(), headers=headers))
+            futures.append(await self._js.publish_async(subject, body, headers=headers))
         acks: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*futures))
         reconnect: asyncio.Future[Any] = asyncio.ensure_future(self._reconnected.wait())
         try:
@@ -85,7 +88,7 @@ class EventPublisher:
             raise BrokerError(f"reconnected while {len(batch)} events awaited their acks")
         raise BrokerError(f"no JetStream ack within {ACK_TIMEOUT:g} s for {len(batch)} events")
 
-    def submit(self, record: EventRecord, fence: dict[str, str] | None = None) -> None:
+    def submit(self, record: EventRecord, fence: Fence | None = None) -> None:
         self.pump.submit((record, fence))
 
 
@@ -106,7 +109,7 @@ class NatsEventSink:
     def emit(self, record: EventRecord) -> None:
         self._pump.submit((record, None))
 
-    def emit_fenced(self, record: EventRecord, fence: dict[str, str]) -> None:
+    def emit_fenced(self, record: EventRecord, fence: Fence) -> None:
         self._pump.submit((record, fence))
 
     def flush(self, timeout: float | None = None) -> None:
@@ -130,12 +133,27 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-class FencedSink:
-    """The sink of one claimed run: its events carry the run and the claim's attempt."""
+@dataclass(frozen=True)
+class Fence:
+    """A claimed run's attempt, as its events carry it (``broker/fencing.py``)."""
 
-    def __init__(self, base: NatsEventSink, run_id: str, attempt: int) -> None:
+    run_id: str
+    attempt: int
+    key: str | None = field(default=None, repr=False)
+
+    def headers(self, body: bytes) -> dict[str, str]:
+        return fence_headers(self.run_id, self.attempt, self.key, body)
+
+
+class FencedSink:
+    """The sink of one claimed run: its events carry the run, the claim's attempt and a MAC
+    under the attempt's key."""
+
+    def __init__(
+        self, base: NatsEventSink, run_id: str, attempt: int, key: str | None = None
+    ) -> None:
         self.base = base
-        self.fence = {subjects.RUN_HEADER: run_id, subjects.ATTEMPT_HEADER: str(attempt)}
+        self.fence = Fence(run_id, attempt, key)
 
     def emit(self, record: EventRecord) -> None:
         self.base.emit_fenced(record, self.fence)

@@ -211,6 +211,9 @@ class ClaimGrant(_Message):
     lease_seconds: float
     #: Inputs of the run's pauses already resumed, by pause key (``pause_flow_run``).
     resumes: dict[str, Any] = Field(default_factory=dict)
+    #: The attempt's secret: the agent signs each event of the run with it
+    #: (``Flowbus-Fence-Mac``, ``broker/fencing.py``). Never logged, never passed on.
+    attempt_key: str | None = Field(default=None, repr=False)
 
 
 class ClaimRefusal(_Message):

@@ -24,6 +24,7 @@ from flowbus.agents.orchestrator.executor import Executor
 from flowbus.agents.run_entry import held_by
 from flowbus.agents.slot_service import SlotService
 from flowbus.broker import protocol as p
+from flowbus.broker.fencing import FenceChecker
 from flowbus.engine.faults import crash_point
 
 log = structlog.get_logger("flowbus.orchestrator")
@@ -42,8 +43,11 @@ class Claims:
         leading: Callable[[], bool],
         slots: Callable[[], SlotService | None],
         lease_seconds: float,
+        fences: FenceChecker,
     ) -> None:
         self.executor = executor
+        #: Grants each claim's attempt key (its agent signs the run's events with it).
+        self.fences = fences
         self.ledger = ledger
         self.deployments = deployments
         self.agents = agents
@@ -62,10 +66,13 @@ class Claims:
             lambda entry, facts, now: decide_claim(entry, request, facts, now, self.lease_seconds),
             Facts(deployment=deployment),
         )
-        if isinstance(verdict.reply, p.ClaimGrant):
+        reply = verdict.reply
+        if isinstance(reply, p.ClaimGrant):
             crash_point("after-claim-write")  # recorded, not answered: the lost-reply test
+            key = self.fences.grant(reply.run_id, reply.attempt)
+            reply = reply.model_copy(update={"attempt_key": key})
         await self.executor.carry_out(verdict, entry)
-        return verdict.reply
+        return reply
 
     async def release(self, request: p.ReleaseRequest) -> p.Ok:
         verdict, _ = await self.executor.take(

@@ -51,6 +51,7 @@ from flowbus.agents.slot_service import SlotService
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.broker.dead_letters import dead_letter
+from flowbus.broker.fencing import FenceChecker
 from flowbus.broker.streams import ensure_streams
 from flowbus.engine.errors import StoreError
 from flowbus.engine.store import EventStore
@@ -100,8 +101,10 @@ class Orchestrator(Daemon):
                                  self.background, leading, self.controls.cancel_run)  # fmt: skip
         executor.releases = self.releases
         self.submissions = Submissions(executor, ledger, self.deployments, leading, self.counts)
+        self.fences = FenceChecker()
         self.claims = Claims(executor, ledger, self.deployments, self.agents, self.background,
-                             leading, self._slots, settings.lease_seconds)  # fmt: skip
+                             leading, self._slots, settings.lease_seconds,
+                             self.fences)  # fmt: skip
         self.reads = Reads(store, self.recorded_waits)
         self.audit = QueueAudit(self.js, ledger, self.outbox, self.background, leading,
                                 settings.queue_audit_interval)  # fmt: skip
@@ -199,7 +202,7 @@ class Orchestrator(Daemon):
         self.ledger.authoritative = True
         log.info("leading", term=term.token, unfinished_runs=loaded)
         work = LeaderWork(self.client, self.store, self.ledger, self.settings, self.background,
-                          self.subscribe)  # fmt: skip
+                          self.subscribe, self.fences)  # fmt: skip
         self.leader = work
         await work.start()
         waiting = asyncio.ensure_future(work.wait())

@@ -21,6 +21,7 @@ from flowbus.agents.scheduler import Scheduler
 from flowbus.agents.slot_service import SlotService
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
+from flowbus.broker.fencing import FenceChecker
 from flowbus.engine.store import EventStore
 
 #: How long the leader's parts have to stop at a step-down.
@@ -44,10 +45,11 @@ class LeaderWork(Daemon):
         settings: OrchestratorSettings,
         background: BackgroundTasks,
         subscribe: Subscribe,
+        fences: FenceChecker,
     ) -> None:
         super().__init__()
         self.slots = SlotService(client, store, background)
-        self.recorder = Recorder(client, store, ledger=ledger)
+        self.recorder = Recorder(client, store, ledger=ledger, fences=fences)
         self.scheduler = Scheduler(client, store) if settings.scheduler else None
         self.automations = AutomationEngine(client, store) if settings.automations else None
         self.settings = settings
