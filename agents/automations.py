@@ -58,6 +58,9 @@ from flowbus.engine.events import FlowRunStateChanged, decode_event
 from flowbus.engine.records import make_record
 from flowbus.engine.store import EventStore
 
+#: The label a publish action's custom event carries: the automation that published it.
+PUBLISHED_BY = "flowbus.automation"
+
 log = structlog.get_logger("flowbus.automations")
 
 #: Firing streams are UUIDv5 of "<automation>/<event id>" in this namespace.
@@ -212,6 +215,8 @@ class AutomationEngine(Daemon):
             trigger = automation.trigger
             if not trigger.match.matches(event):
                 continue
+            if event.get("labels", {}).get(PUBLISHED_BY) == automation.name:
+                continue  # its own publish action: an automation does not trigger itself
             if isinstance(trigger, AbsenceTrigger):
                 await self._seen(automation.name)
                 continue
@@ -362,10 +367,30 @@ class AutomationEngine(Daemon):
         if isinstance(action, CallWebhook):
             return await self._call_webhook(action, context)
         if isinstance(action, PublishNats):
-            payload = render(action.payload, context)
-            await self.client.publish(action.subject, orjson.dumps(payload))
-            return {"subject": action.subject}
+            return await self._publish(automation, action, event, context)
         raise TypeError(f"unknown action {action!r}")
+
+    async def _publish(
+        self, automation: Automation, action: PublishNats, event: dict[str, Any],
+        context: dict[str, Any],
+    ) -> dict[str, Any]:  # fmt: skip
+        """A custom event on the action's ``flowbus.custom.*`` subject: the rendered payload
+        (a dict as it is, anything else as ``{"value": ...}``), the triggering event's resource,
+        and who published it. Other automations may trigger on it; the same one does not."""
+        payload = render(action.payload, context)
+        event_type = action.subject.removeprefix(subjects.custom_subject(""))
+        custom = p.CustomEvent(
+            id=f"{automation.name}/{event['id']}/{event_type}",
+            type=event_type,
+            occurred=datetime.now(UTC),
+            resource=event.get("resource"),
+            labels={PUBLISHED_BY: automation.name},
+            payload=payload if isinstance(payload, dict) else {"value": payload},
+        )
+        await self.client.jetstream().publish(
+            action.subject, custom.dump(), headers={"Nats-Msg-Id": custom.id}
+        )
+        return {"subject": action.subject, "event_id": custom.id}
 
     async def _request(self, subject: str, data: bytes, model: type[Any]) -> Any:
         answer = await self.client.request(subject, data, timeout=10)

@@ -117,8 +117,12 @@ class CallWebhook(_Model):
 
 
 class PublishNats(_Model):
+    """Publish ``payload`` on a custom-event subject. Only ``flowbus.custom.*`` subjects: an
+    automation acts with the orchestrator's credential, which may publish where a person who
+    writes automations may not (runs' events, requests that agents act on)."""
+
     kind: Literal["publish"] = "publish"
-    subject: str
+    subject: str = Field(pattern=r"^flowbus\.custom(\.[A-Za-z0-9_-]+)+$")
     payload: JsonValue = Field(default_factory=lambda: "{{ event }}")
 
 

@@ -173,7 +173,9 @@ async def save_block_data(
         names = [d.name for d in await store.list_documents(BLOCK_TYPE)]
         raise UsageError(f"no block type {type_name!r} (registered: {', '.join(names) or 'none'})")
     secrets = kind.body["secret_fields"]
-    cls = _REGISTRY.get(type_name) or _importable(kind.body.get("class", ""))
+    # Only a class this process defined already: the type document's "class" is data anyone
+    # with the API may write, and importing the module it names would run that module.
+    cls = _REGISTRY.get(type_name)
     if cls is not None:  # the class itself: every validator of it applies
         checked = cls.model_validate(data)._stored_data()
     else:  # a type registered from a file this process cannot import: its JSON schema
@@ -185,20 +187,6 @@ async def save_block_data(
                 checked[field] = encrypt(str(data[field]))
     body = {"type": type_name, "data": checked, "secret_fields": secrets}
     return await save_document(store, BLOCK, f"{type_name}/{name}", body)
-
-
-def _importable(path: str) -> type[Block] | None:
-    """The block class at ``module:Qualified.name``, when this process can import it."""
-    import importlib
-
-    module_name, _, qualname = path.partition(":")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            target = getattr(target, part)
-    except Exception:  # any failure means: not importable here, use the schema
-        return None
-    return target if isinstance(target, type) and issubclass(target, Block) else None
 
 
 async def delete_block(store: EventStore, type_name: str, name: str) -> bool:

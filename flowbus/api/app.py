@@ -32,8 +32,9 @@ from flowbus.api import (
     schedules,
     variables,
 )
-from flowbus.api.auth import guard, log_in, login_page
+from flowbus.api.auth import add_login, guard
 from flowbus.api.common import error_body
+from flowbus.api.doors import Doors, max_body_bytes
 from flowbus.broker.protocol import validation_details
 from flowbus.client import Client, ClientError
 from flowbus.engine.errors import FlowbusError
@@ -81,13 +82,10 @@ def create_app(store: EventStore, client: Client, token: str | None = None) -> F
         refused = guard(request, token) if token is not None else None
         return refused if refused is not None else await call_next(request)
 
-    @app.get("/login", include_in_schema=False)
-    async def login_form() -> Any:
-        return login_page() if token is not None else RedirectResponse("/ui/")
+    # Added last, so it runs first: sizes, hosts and origins before anything reads the body.
+    app.add_middleware(Doors, open_api=token is None, max_body=max_body_bytes())
 
-    @app.post("/login", include_in_schema=False)
-    async def login(request: Request) -> Any:
-        return await log_in(request, token) if token is not None else RedirectResponse("/ui/")
+    add_login(app, token)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -13,8 +13,10 @@ import hmac
 import html
 from urllib.parse import parse_qs
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from flowbus.api.doors import LoginLimiter
 
 SESSION_COOKIE = "flowbus_session"
 
@@ -73,3 +75,25 @@ async def log_in(request: Request, token: str) -> HTMLResponse | RedirectRespons
         SESSION_COOKIE, session_value(token), httponly=True, samesite="strict", path="/"
     )
     return response
+
+
+def add_login(app: FastAPI, token: str | None) -> None:
+    """``/login``: the form, and the post that sets the session (a few failed tries per client
+    address a minute, then 429). Without a token both lead to the UI."""
+    logins = LoginLimiter()
+
+    @app.get("/login", include_in_schema=False)
+    async def login_form() -> Response:
+        return login_page() if token is not None else RedirectResponse("/ui/")
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request) -> Response:
+        if token is None:
+            return RedirectResponse("/ui/")
+        address = request.client.host if request.client else "unknown"
+        if logins.blocked(address):
+            return login_page("Too many failed tries: wait a minute.", status=429)
+        answer = await log_in(request, token)
+        if answer.status_code == 401:
+            logins.failed(address)
+        return answer

@@ -39,7 +39,7 @@ ON_FAILURES = """
 - name: failure-alert
   trigger: {kind: event, match: {type: flow-run.Failed, labels: {deployment: fails/test}}}
   actions:
-    - {kind: publish, subject: alerts.failed, payload: {run: "{{ event.resource }}",
+    - {kind: publish, subject: flowbus.custom.alerts.failed, payload: {run: "{{ event.resource }}",
        why: "{{ event.payload.message }}"}}
     - {kind: webhook, block: ops}
 - name: two-failures-pause
@@ -138,14 +138,18 @@ def test_failures_publish_call_a_webhook_and_pause_a_queue(stack: Stack, tmp_pat
 
         async def fail_twice() -> list[dict[str, Any]]:
             client = await nats.connect(stack.url)
-            alerts = await client.subscribe("alerts.failed")
+            alerts = await client.subscribe("flowbus.custom.alerts.failed")
             await client.flush()  # the server knows the subscription before any run fails
             runs = []
             for reason in ("disk full", "bad row 7"):
                 response = httpx.post(f"{stack.api_url}/api/v1/deployments/fails/test/runs",
                                       json={"parameters": {"reason": reason}})  # fmt: skip
                 runs.append(response.json()["run_id"])
+            # A custom event: the rendered payload in it, and the automation that published it.
             got = [json.loads((await alerts.next_msg(timeout=20)).data) for _ in runs]
+            assert {a["labels"]["flowbus.automation"] for a in got} == {"failure-alert"}
+            assert {a["type"] for a in got} == {"alerts.failed"}
+            got = [a["payload"] for a in got]
             await client.close()
             return got
 
@@ -185,13 +189,15 @@ def test_an_absence_fires_once_per_slot(stack: Stack, tmp_path: Path) -> None:
                                      cron="0 7 * * *", within=3600)  # fmt: skip
             automation = Automation(
                 name="etl-late", trigger=trigger,
-                actions=[PublishNats(subject="alerts.late", payload="{{ event.type }}")],
+                actions=[PublishNats(subject="flowbus.custom.alerts.late",
+                                     payload="{{ event.type }}")],
             )  # fmt: skip
-            alerts = await client.subscribe("alerts.late")
+            alerts = await client.subscribe("flowbus.custom.alerts.late")
             await client.flush()
             slot = datetime(2026, 11, 24, 7, tzinfo=UTC)
             await engine._check_absence(automation, trigger, slot)
-            assert (await alerts.next_msg(timeout=5)).data == b'"automation.absence"'
+            alert = json.loads((await alerts.next_msg(timeout=5)).data)
+            assert alert["payload"] == {"value": "automation.absence"}
             await engine._check_absence(automation, trigger, slot)  # the same slot: no
             await engine._seen("etl-late")  # a completion just now
             await engine._check_absence(automation, trigger, datetime.now(UTC))
