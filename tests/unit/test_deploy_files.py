@@ -94,9 +94,11 @@ def test_the_units_start_flowbus_daemons_that_restart(name: str, command: list[s
 
 def test_the_env_example_names_only_known_settings() -> None:
     from flowbus.agents.settings import MODELS
+    from flowbus.engine.keys import FENCE_KEYS, RESULT_KEYS
 
     known = {f"FLOWBUS_{n.upper()}" for m in MODELS for n in m.model_fields}
     known |= {"FLOWBUS_API_HOST", "FLOWBUS_API_PORT", "FLOWBUS_AGENT_CONCURRENCY"}  # the units'
+    known |= {RESULT_KEYS.variable, FENCE_KEYS.variable}  # keys, read by engine/keys.py
     lines = (DEPLOY / "systemd" / "flowbus.env.example").read_text().splitlines()
     names = {line.split("=", 1)[0] for line in lines if line and not line.startswith("#")}
     assert names <= known, names - known
