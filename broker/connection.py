@@ -56,6 +56,13 @@ def _auth_options() -> dict[str, Any]:
         options["token"] = env["FLOWBUS_NATS_TOKEN"]
     if env.get("FLOWBUS_NATS_CREDS"):
         options["user_credentials"] = env["FLOWBUS_NATS_CREDS"]
+        from pathlib import Path
+
+        from flowbus.broker.nats_auth import own_inbox
+
+        prefix = own_inbox(Path(env["FLOWBUS_NATS_CREDS"]))
+        if prefix is not None:  # a user of flowbus auth: it may read its own inbox only
+            options["inbox_prefix"] = prefix
     if env.get("FLOWBUS_NATS_TLS_CA") or env.get("FLOWBUS_NATS_TLS_CERT"):
         context = ssl.create_default_context(cafile=env.get("FLOWBUS_NATS_TLS_CA") or None)
         if env.get("FLOWBUS_NATS_TLS_CERT"):

@@ -92,6 +92,7 @@ class EmbeddedNatsServer:
         sync: str = "default",
         fallback_to_free_port: bool = False,
         start_timeout: float = 15.0,
+        auth_config: Path | None = None,
     ) -> None:
         if sync not in SYNC_MODES:
             raise ValueError(f"sync must be one of {SYNC_MODES}, not {sync!r}")
@@ -100,6 +101,8 @@ class EmbeddedNatsServer:
         self.sync = sync
         self.fallback_to_free_port = fallback_to_free_port
         self.start_timeout = start_timeout
+        #: ``auth.conf`` of ``flowbus auth init``: the server then admits its users only.
+        self.auth_config = auth_config
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self._run_dir: Path | None = None
@@ -127,6 +130,8 @@ class EmbeddedNatsServer:
         if self.sync == "always":
             lines.append("  sync_interval: always")
         lines.append("}")
+        if self.auth_config is not None:
+            lines.append(self.auth_config.read_text())
         return "\n".join(lines) + "\n"
 
     def start(self) -> EmbeddedNatsServer:

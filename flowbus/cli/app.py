@@ -7,6 +7,7 @@ import sys
 import typer
 
 from flowbus.cli import (
+    auth,
     automations,
     blocks,
     daemons,
@@ -61,6 +62,7 @@ app.command("login")(profiles.login)
 app.add_typer(profiles.app, name="profile")
 app.command("run")(submit.run)
 app.add_typer(events.app, name="events")
+app.add_typer(auth.app, name="auth")
 app.command("up")(up)
 
 

@@ -1,0 +1,159 @@
+"""NATS identities per role (``flowbus auth init``) on a real nats-server started with them:
+each role may do its job, and what it may not is refused by the server itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from nats.aio.client import Client
+
+from flowbus.broker import EmbeddedNatsServer, subjects
+from flowbus.broker.nats_auth import add_agent, init, own_inbox
+from flowbus.broker.streams import ensure_queue_consumer, ensure_streams
+from flowbus.engine.errors import UsageError
+
+LEADER_BUCKET = "flowbus_leader"
+
+
+class Session:
+    """One role's connection, recording what the server refused it."""
+
+    def __init__(self, client: Client, refused: list[str]) -> None:
+        self.client = client
+        self.refused = refused
+        self.js = client.jetstream(timeout=2)
+
+    async def refuses(self, action: Callable[[], Awaitable[Any]]) -> str:
+        """Run ``action``; the server's "Permissions Violation" for it (asserted)."""
+        before = len(self.refused)
+        with contextlib.suppress(Exception):  # a refused request: no answer, or an error
+            await action()
+        await self.client.flush()
+        for _ in range(50):
+            if len(self.refused) > before:
+                return self.refused[-1]
+            await asyncio.sleep(0.05)
+        raise AssertionError("the server did not refuse it")
+
+    async def allows(self, action: Callable[[], Awaitable[Any]]) -> Any:
+        before = len(self.refused)
+        result = await action()
+        await self.client.flush()
+        assert len(self.refused) == before, self.refused[before:]
+        return result
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[tuple[EmbeddedNatsServer, Path]]:
+    folder = tmp_path / "auth"
+    init(folder)
+    add_agent(folder, "a1", ("etl",))
+    nats_server = EmbeddedNatsServer(tmp_path / "js", auth_config=folder / "auth.conf").start()
+    try:
+        yield nats_server, folder
+    finally:
+        nats_server.stop()
+
+
+async def session(server: tuple[EmbeddedNatsServer, Path], creds: str) -> Session:
+    nats_server, folder = server
+    refused: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        refused.append(str(exc))
+
+    path = folder / creds
+    options: dict[str, Any] = {"user_credentials": str(path), "error_cb": on_error}
+    prefix = own_inbox(path)
+    if prefix is not None:
+        options["inbox_prefix"] = prefix
+    return Session(await nats.connect(nats_server.url, **options), refused)
+
+
+async def take(who: Session, queue: str) -> bytes:
+    """One request from ``queue``, as an agent takes it (a pull answered on its own inbox)."""
+    inbox = who.client.new_inbox()
+    answers = await who.client.subscribe(inbox)
+    await who.client.publish(
+        f"$JS.API.CONSUMER.MSG.NEXT.{subjects.RUNS_STREAM}.{subjects.queue_consumer(queue)}",
+        b'{"batch": 1, "no_wait": true}',
+        reply=inbox,
+    )
+    try:
+        return (await answers.next_msg(timeout=2)).data
+    finally:
+        await answers.unsubscribe()
+
+
+async def test_each_role_does_its_job_and_no_more(
+    server: tuple[EmbeddedNatsServer, Path],
+) -> None:
+    orchestrator = await session(server, "orchestrator.creds")
+    await orchestrator.allows(lambda: ensure_streams(orchestrator.js))
+    for queue in ("etl", "other"):
+        await orchestrator.allows(lambda q=queue: ensure_queue_consumer(orchestrator.js, q, 10, 30))
+    await orchestrator.allows(lambda: orchestrator.js.publish(subjects.run_subject("etl"), b"{}"))
+    await orchestrator.allows(lambda: orchestrator.js.publish(subjects.run_subject("other"), b"{}"))
+    # Nobody's data is deleted by the orchestrator's credential.
+    await orchestrator.refuses(lambda: orchestrator.js.purge_stream(subjects.EVENTS_STREAM))
+    await orchestrator.refuses(lambda: orchestrator.js.delete_stream(subjects.EVENTS_STREAM))
+
+    agent = await session(server, "agent-a1.creds")
+    assert await agent.allows(lambda: take(agent, "etl")) == b"{}"  # its own queue's request
+    await agent.refuses(lambda: take(agent, "other"))  # another queue's is not its to take
+    await agent.refuses(lambda: agent.js.delete_stream(subjects.EVENTS_STREAM))
+    await agent.refuses(lambda: agent.js.purge_stream(subjects.RUNS_STREAM))
+    await agent.refuses(lambda: agent.js.add_stream(name="MINE", subjects=["mine.>"]))
+    await agent.refuses(
+        lambda: agent.client.subscribe(subjects.SUBMIT, queue="flowbus-orchestrator")
+    )
+    await agent.refuses(lambda: agent.client.subscribe(subjects.CLAIM))  # answer claims: no
+    await agent.refuses(lambda: agent.client.publish(f"$KV.{LEADER_BUCKET}.leader", b"me"))
+    await agent.refuses(lambda: agent.client.subscribe("_INBOX_service.>"))  # others' replies
+    await agent.refuses(lambda: agent.client.subscribe("flowbus.agent.a2.cancel"))
+    await agent.allows(lambda: agent.client.subscribe("flowbus.agent.a1.cancel"))
+    await agent.allows(lambda: agent.js.publish("flowbus.event.r1.log", b"{}"))
+
+    service = await session(server, "service.creds")
+    with pytest.raises(nats.errors.NoRespondersError):  # allowed; nobody answers here
+        await service.allows(lambda: service.client.request(subjects.SUBMIT, b"{}", timeout=1))
+    await service.refuses(lambda: service.js.publish("flowbus.event.r1.flow_run.state", b"{}"))
+    await service.refuses(lambda: service.client.publish(subjects.CLAIM, b"{}"))
+    await service.refuses(lambda: service.js.purge_stream(subjects.RUNS_STREAM))
+
+    viewer = await session(server, "viewer.creds")
+    follow = await viewer.allows(
+        lambda: viewer.js.subscribe("flowbus.event.>", ordered_consumer=True)
+    )
+    assert (await follow.next_msg(timeout=5)).subject == "flowbus.event.r1.log"
+    await viewer.refuses(lambda: viewer.client.publish(subjects.SUBMIT, b"{}"))
+    await viewer.refuses(lambda: viewer.client.publish(subjects.CANCEL, b"{}"))
+
+    admin = await session(server, "admin.creds")  # the operator's: may purge
+    await admin.allows(lambda: admin.js.purge_stream(subjects.EVENTS_STREAM))
+    for each in (orchestrator, agent, service, viewer, admin):
+        await each.client.close()
+
+
+def test_identities_are_made_once_and_names_are_checked(tmp_path: Path) -> None:
+    folder = tmp_path / "auth"
+    written = init(folder)
+    assert {p.name for p in written} == {
+        "auth.conf", "admin.creds", "orchestrator.creds", "service.creds", "viewer.creds"
+    }  # fmt: skip
+    assert all(p.stat().st_mode & 0o077 == 0 for p in written if p.suffix == ".creds")
+    assert (folder / "keys" / "account.seed").stat().st_mode & 0o077 == 0
+    with pytest.raises(UsageError, match="already"):
+        init(folder)
+    with pytest.raises(UsageError, match="lowercase"):
+        add_agent(folder, "Bad Name", ("etl",))
+    with pytest.raises(UsageError, match="queue"):
+        add_agent(folder, "a2", ())
+    with pytest.raises(UsageError, match="may not be named"):
+        add_agent(folder, "service", ("etl",))
