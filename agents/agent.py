@@ -39,6 +39,7 @@ from flowbus.agents.settings import AgentEnv, default_of, load
 from flowbus.agents.slot_client import NatsSlots
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
+from flowbus.broker.connection import manages_streams
 from flowbus.broker.dead_letters import dead_letter
 from flowbus.broker.event_sink import NatsEventSink
 from flowbus.broker.streams import ensure_queue_consumer, ensure_streams
@@ -131,8 +132,21 @@ class Agent(Daemon):
 
     # --- life -------------------------------------------------------------------------------
 
+    async def _wait_for_streams(self) -> None:
+        """Under its own credential an agent may not make streams: the orchestrator does."""
+        while True:
+            try:
+                for stream in (subjects.RUNS_STREAM, subjects.EVENTS_STREAM,
+                               f"KV_{subjects.QUEUES_BUCKET}"):  # fmt: skip
+                    await self.js.stream_info(stream)
+                return
+            except NotFoundError:
+                log.info("waiting for an orchestrator to make flowbus's streams")
+                await asyncio.sleep(1.0)
+
     async def open(self) -> None:
-        await ensure_streams(self.js)
+        manages = manages_streams()
+        await (ensure_streams(self.js) if manages else self._wait_for_streams())
         self._kv = await self.js.key_value(subjects.QUEUES_BUCKET)
         for queue in self.settings.queues:
             settings = await self._read_queue(queue)
@@ -141,9 +155,10 @@ class Agent(Daemon):
                     subjects.RUNS_STREAM, subjects.queue_consumer(queue)
                 )
                 self._ack_wait = min(self._ack_wait, info.config.ack_wait or 30.0)
-            except NotFoundError:
-                limit = settings.concurrency_limit or 10_000
-                await ensure_queue_consumer(self.js, queue, limit, self._ack_wait)
+            except NotFoundError:  # made here, or (an agent's own credential) by the
+                if manages:  # orchestrator with the queue's first run
+                    limit = settings.concurrency_limit or 10_000
+                    await ensure_queue_consumer(self.js, queue, limit, self._ack_wait)
             taker = self._takers[queue] = QueueTaker(self.client, queue)
             await taker.start(self._doorbell)
         if self.settings.isolation == "thread":
@@ -299,7 +314,9 @@ class Agent(Daemon):
             run_id=request.run_id, agent=self.name, delivery=message.metadata.num_delivered
         )
         try:
-            answer = await self.client.request(subjects.CLAIM, claim.dump(), timeout=5)
+            answer = await self.client.request(
+                subjects.claim_subject(queue), claim.dump(), timeout=5
+            )
         except (NoRespondersError, NatsTimeoutError, TimeoutError) as exc:
             log.warning("no orchestrator answered a claim", run_id=request.run_id, error=repr(exc))
             reply: p.ClaimGrant | p.ClaimRefusal = p.ClaimRefusal(

@@ -45,6 +45,20 @@ def _configured_url() -> str | None:
         return None
 
 
+def manages_streams() -> bool:
+    """Whether this process's NATS credential may create and update flowbus's streams: any
+    but the restricted users of ``flowbus auth`` (services, viewers, agents), for which the
+    orchestrator makes them."""
+    creds = os.environ.get("FLOWBUS_NATS_CREDS")
+    if not creds:
+        return True
+    from pathlib import Path
+
+    from flowbus.broker.nats_auth import own_inbox
+
+    return own_inbox(Path(creds)) is None
+
+
 def _auth_options() -> dict[str, Any]:
     """User/password, token, credentials file and TLS, from ``$FLOWBUS_NATS_*``."""
     env = os.environ

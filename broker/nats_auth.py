@@ -120,7 +120,8 @@ def _agent(name: str, queues: tuple[str, ...]) -> Permissions:
             f"$JS.ACK.{RUNS}.{consumer}.>",
         ]
     kv = f"KV_{subjects.QUEUES_BUCKET}"
-    requests = (subjects.CLAIM, subjects.HEARTBEAT, subjects.RELEASE, subjects.REPLAY,
+    claims = tuple(subjects.claim_subject(queue) for queue in queues)  # its queues' runs only
+    requests = (*claims, subjects.HEARTBEAT, subjects.RELEASE, subjects.REPLAY,
                 subjects.SLOT_ACQUIRE, subjects.SLOT_RELEASE, subjects.RECORDED)  # fmt: skip
     jetstream = (f"{JS}.INFO", f"{JS}.STREAM.INFO.*", *per_queue,
                  f"{JS}.CONSUMER.CREATE.{kv}", f"{JS}.CONSUMER.CREATE.{kv}.>",

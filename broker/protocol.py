@@ -192,6 +192,9 @@ class ClaimRequest(_Message):
     agent: str
     #: The request's delivery count (``num_delivered``), for the record.
     delivery: int = 1
+    #: The queue the request was taken from: set by the orchestrator from the subject
+    #: (``flowbus.agent.claim.<queue>``), never from the body.
+    queue: str | None = Field(default=None, exclude=True)
 
 
 class ClaimGrant(_Message):

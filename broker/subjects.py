@@ -42,6 +42,17 @@ AGENTS = "flowbus.api.agents"
 DEPLOYMENTS = "flowbus.api.deployments"
 #: Requests from agents to the orchestrator.
 CLAIM = "flowbus.agent.claim"
+#: A claim of a run of ``<queue>``: ``flowbus.agent.claim.<queue>``. Run requests are taken from
+#: a queue, and a claim names the queue it took its request from; an agent's credential may
+#: claim on its own queues only (``flowbus auth``), and the orchestrator refuses a run of
+#: another queue. ``CLAIM`` alone (no queue) is for credentials without per-queue rights.
+CLAIMS_BY_QUEUE = "flowbus.agent.claim.*"
+
+
+def claim_subject(queue: str) -> str:
+    return f"{CLAIM}.{queue}"
+
+
 HEARTBEAT = "flowbus.agent.heartbeat"
 RELEASE = "flowbus.agent.release"
 #: The completed task runs of a run's earlier attempts, which its new attempt replays.

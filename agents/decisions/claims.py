@@ -146,6 +146,9 @@ def decide_claim(
     its grant, or refuse it; a run whose holder's lease ran out is crashed first."""
     if entry is None:
         return Decision(p.ClaimRefusal(reason="unknown", message="no such run of a deployment"))
+    if request.queue is not None and request.queue != entry.queue:
+        message = f"run is of queue {entry.queue!r}, not {request.queue!r}: not this agent's"
+        return Decision(p.ClaimRefusal(reason="illegal", message=message))
     changes: list[Change] = []
     effects: list[Effect] = []
     unstarted = False

@@ -59,6 +59,14 @@ from flowbus.engine.store import EventStore
 log = structlog.get_logger("flowbus.orchestrator")
 
 Handler = Callable[[Any], Awaitable[p._Message | None]]
+
+
+def claim_queue(subject: str) -> str | None:
+    """The queue a claim names by its subject (``flowbus.agent.claim.<queue>``), else None."""
+    prefix = subjects.CLAIM + "."
+    return subject[len(prefix) :] if subject.startswith(prefix) else None
+
+
 #: Requests answered at once (beyond it, NATS holds them in the subscription's queue).
 REQUESTS_AT_ONCE = 2000
 #: How long the leader's work has to stop at a step-down.
@@ -146,6 +154,7 @@ class Orchestrator(Daemon):
             subjects.SUBMIT: (p.SubmitRequest, self.submissions.submit),
             subjects.CANCEL: (p.CancelRequest, self.controls.cancel),
             subjects.CLAIM: (p.ClaimRequest, self.claims.claim),
+            subjects.CLAIMS_BY_QUEUE: (p.ClaimRequest, self.claims.claim),
             subjects.RELEASE: (p.ReleaseRequest, self.claims.release),
             subjects.QUEUES: (None, self.queues.list_queues),
             subjects.QUEUE_UPDATE: (p.QueueUpdate, self.queues.update_queue),
@@ -257,6 +266,8 @@ class Orchestrator(Daemon):
         async def serve(msg: Msg) -> None:
             try:
                 request = p.decode(model, msg.data) if model is not None else None
+                if isinstance(request, p.ClaimRequest):  # its queue is the subject's alone
+                    request = request.model_copy(update={"queue": claim_queue(msg.subject)})
             except p.ProtocolError as exc:
                 self.counts["bad_requests"] += 1
                 log.warning("refused a malformed request", subject=subject, error=str(exc)[:500])

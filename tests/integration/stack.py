@@ -98,11 +98,12 @@ class Stack:
         env: dict[str, str] | None = None,
         port: int = 0,
         store_url: str | None = None,
+        auth_config: Path | None = None,
     ) -> None:
         self.root = root
         self.home = root / "home"
         self.home.mkdir(parents=True, exist_ok=True)
-        self.server = EmbeddedNatsServer(root / "jetstream", port=port)
+        self.server = EmbeddedNatsServer(root / "jetstream", port=port, auth_config=auth_config)
         self.server.start()
         self.env = {
             **os.environ,
@@ -171,9 +172,9 @@ class Stack:
         self.daemons.append(daemon)
         return daemon
 
-    def start_agent(self, name: str, *args: str) -> Daemon:
+    def start_agent(self, name: str, *args: str, env: dict[str, str] | None = None) -> Daemon:
         command = ["agent", "start", "--name", name, *args]
-        daemon = Daemon(name, command, self.env, self.root / f"{name}.log")
+        daemon = Daemon(name, command, {**self.env, **(env or {})}, self.root / f"{name}.log")
         self.daemons.append(daemon)
         daemon.wait_for(f"agent {name} is serving")
         return daemon

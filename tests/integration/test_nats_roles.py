@@ -157,3 +157,43 @@ def test_identities_are_made_once_and_names_are_checked(tmp_path: Path) -> None:
         add_agent(folder, "a2", ())
     with pytest.raises(UsageError, match="may not be named"):
         add_agent(folder, "service", ("etl",))
+
+
+async def test_a_run_end_to_end_with_a_credential_per_role(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The orchestrator, an agent and a service each with its own credential: a run is
+    submitted, run and its result read; the agent cannot claim a run of a queue not its own."""
+    from tests.integration.stack import Stack
+
+    folder = tmp_path / "auth"
+    init(folder)
+    agent_creds = add_agent(folder, "agent-1", ("default",))
+    service = str(folder / "service.creds")
+    stack = Stack(tmp_path / "stack", env={"FLOWBUS_NATS_CREDS": service},
+                  auth_config=folder / "auth.conf")  # fmt: skip
+    stack.share_results(monkeypatch)
+    monkeypatch.setenv("FLOWBUS_NATS_CREDS", service)  # this test is a service
+    try:
+        stack.start_orchestrator({"FLOWBUS_NATS_CREDS": str(folder / "orchestrator.creds")})
+        mine, other = stack.deploy("quick"), stack.deploy("quick", "elsewhere", queue="other")
+        stack.start_agent("agent-1", env={"FLOWBUS_NATS_CREDS": str(agent_creds)})
+        async with stack.client() as client:
+            run = await client.submit(mine, {"n": 3})
+            assert (await client.wait(run.run_id, timeout=60)).completed
+            assert await client.result(run.run_id) == 6
+            queued = (await client.submit(other, {"n": 1})).run_id  # no agent serves "other"
+
+        agent = await session((stack.server, folder), agent_creds.name)
+        claim = b'{"run_id": "%s", "agent": "agent-1"}' % queued.encode()
+        reply = await agent.allows(
+            lambda: agent.client.request(subjects.claim_subject("default"), claim, timeout=5)
+        )
+        assert b'"reason":"illegal"' in reply.data and b"not this agent's" in reply.data
+        await agent.refuses(  # its credential may not even ask for another queue's runs
+            lambda: agent.client.request(subjects.claim_subject("other"), claim, timeout=1)
+        )
+        await agent.client.close()
+        assert stack.states(queued) == ["Scheduled"]
+    finally:
+        stack.close()

@@ -226,3 +226,15 @@ def test_a_heartbeat_renews_what_its_agent_holds_and_checks_the_rest() -> None:
     assert verdict.reply == p.HeartbeatReply(lost=["known"], lease_seconds=LEASE)
     follower = decide_heartbeat(heartbeat, entries, known_lost, frozenset(), False, LEASE)
     assert follower.reply is None and follower.check == () and follower.renew == ("mine",)
+
+
+def test_a_claim_named_by_another_queue_is_refused() -> None:
+    """A claim on ``flowbus.agent.claim.<queue>`` names the queue its request came from (an
+    agent's credential may claim on its own queues only): a run of another queue is not its."""
+    run = entry(S.SCHEDULED)
+    mine = p.ClaimRequest(run_id=RUN, agent="b", queue=run.queue)
+    assert isinstance(pure(decide_claim, run, mine, FACTS, NOW, LEASE).reply, p.ClaimGrant)
+    other = p.ClaimRequest(run_id=RUN, agent="b", queue="elsewhere")
+    refusal = pure(decide_claim, run, other, FACTS, NOW, LEASE).reply
+    assert isinstance(refusal, p.ClaimRefusal) and refusal.reason == "illegal"
+    assert "not this agent's" in refusal.message
