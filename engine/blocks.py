@@ -189,6 +189,28 @@ async def save_block_data(
     return await save_document(store, BLOCK, f"{type_name}/{name}", body)
 
 
+async def rotate_secrets(store: EventStore) -> tuple[int, int]:
+    """Encrypt every stored block secret again with the first key of ``FLOWBUS_SECRET_KEY``;
+    returns (secrets, blocks) rotated. Run it after putting a new key first; the old one can
+    go once it is done."""
+    from flowbus.engine.secrets import PREFIX, rotate
+
+    values = blocks = 0
+    for document in await store.list_documents(BLOCK):
+        body = document.body
+        data = dict(body.get("data") or {})
+        changed = 0
+        for field in body.get("secret_fields") or []:
+            token = data.get(field)
+            if isinstance(token, str) and token.startswith(PREFIX):
+                data[field] = rotate(token)
+                changed += 1
+        if changed:
+            await save_document(store, BLOCK, document.name, {**body, "data": data})
+            values, blocks = values + changed, blocks + 1
+    return values, blocks
+
+
 async def delete_block(store: EventStore, type_name: str, name: str) -> bool:
     return await delete_document(store, BLOCK, f"{type_name}/{name}")
 

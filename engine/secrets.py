@@ -4,6 +4,10 @@ The key is ``$FLOWBUS_SECRET_KEY`` (a Fernet key: ``flowbus block key`` prints a
 the file ``$FLOWBUS_HOME/secret.key``, created on first use with mode 0600. Every process that
 reads secrets (agents running flows that load blocks) needs the same key.
 
+Keys rotate: ``FLOWBUS_SECRET_KEY=NEW,OLD`` encrypts with NEW and still reads what OLD
+encrypted; ``flowbus block rotate-key`` then encrypts every stored secret with NEW
+(``rotate``), after which OLD can be dropped.
+
 A secret value loaded in this process is remembered so that run events (log lines, state
 messages, tracebacks, results) and console lines show ``********`` in its place.
 """
@@ -54,10 +58,11 @@ def _key() -> bytes:
 
 
 def _fernet() -> Any:
-    from cryptography.fernet import Fernet
+    from cryptography.fernet import Fernet, MultiFernet
 
     try:
-        return Fernet(_key())
+        keys = [part.strip() for part in _key().split(b",") if part.strip()]
+        return MultiFernet([Fernet(key) for key in keys])
     except ValueError as exc:
         raise UsageError(
             "FLOWBUS_SECRET_KEY (or secret.key) is not a Fernet key: 32 url-safe base64 bytes"
@@ -82,6 +87,18 @@ def decrypt(token: str) -> str:
         ) from exc
     remember(value)
     return value
+
+
+def rotate(token: str) -> str:
+    """``token`` encrypted again with the first key (its value unchanged, never remembered)."""
+    if not token.startswith(PREFIX):
+        raise UsageError("not an encrypted value")
+    from cryptography.fernet import InvalidToken
+
+    try:
+        return PREFIX + _fernet().rotate(token.removeprefix(PREFIX).encode()).decode()
+    except InvalidToken as exc:
+        raise UsageError("cannot decrypt a secret with any key of FLOWBUS_SECRET_KEY") from exc
 
 
 def remember(value: str) -> None:

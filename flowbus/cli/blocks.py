@@ -22,6 +22,7 @@ from flowbus.engine.blocks import (
     delete_block,
     register_built_in,
     register_type,
+    rotate_secrets,
     save_block_data,
     shown_block,
 )
@@ -197,6 +198,19 @@ def block_key() -> None:
     from cryptography.fernet import Fernet
 
     typer.echo(Fernet.generate_key().decode())
+
+
+@block_app.command("rotate-key")
+def block_rotate_key() -> None:
+    """Encrypt every block secret again with the first key of FLOWBUS_SECRET_KEY (set it to
+    NEW,OLD first, on every machine); drop OLD once this is done."""
+
+    async def rotate(store: EventStore) -> tuple[int, int]:
+        return await rotate_secrets(store)
+
+    values, blocks = _store_call(rotate)
+    console.print(f"{values} secrets in {blocks} blocks encrypted with the first key; "
+                  "the other keys can be dropped", markup=False)  # fmt: skip
 
 
 # --- variables ---------------------------------------------------------------------------------
