@@ -336,6 +336,9 @@ class RecordedRequest(_Message):
     run_id: str
     seq: int = Field(ge=1)
     wait: float = Field(default=10.0, ge=0, le=60)
+    #: The id of the event the client saw at ``seq``: the reply says the id the store holds
+    #: there, so a client tells an event the store recorded from one anybody published.
+    event_id: str | None = Field(default=None, max_length=100)
 
 
 class RecordedReply(_Message):
@@ -343,6 +346,8 @@ class RecordedReply(_Message):
     #: The last sequence number the store holds for the run.
     head: int
     recorded: bool
+    #: The id of the event the store holds at the asked ``seq`` (when ``event_id`` was sent).
+    event_id: str | None = None
 
 
 class ReplayRequest(_Message):

@@ -37,9 +37,12 @@ class NewestState:
         return self.event.seq
 
 
-async def newest_state(js: Any, run_id: str) -> NewestState | None:
+async def newest_state(
+    js: Any, run_id: str, skip: frozenset[str] = frozenset()
+) -> NewestState | None:
     """The run's newest state event already in the events stream (by the run's own sequence),
-    if any. Messages that are not events are skipped (the recorder dead-letters them)."""
+    if any. Messages that are not events are skipped (the recorder dead-letters them), and so
+    are the events whose ids are in ``skip`` (found not to be what the store recorded)."""
     newest: NewestState | None = None
     position = 0
     subject = subjects.event_subject(run_id, "flow_run.>")
@@ -55,7 +58,7 @@ async def newest_state(js: Any, run_id: str) -> NewestState | None:
             event = decode_event(message.data or b"")
         except DecodeError:
             continue
-        if not isinstance(event, FlowRunCreated | FlowRunStateChanged):
+        if not isinstance(event, FlowRunCreated | FlowRunStateChanged) or str(event.id) in skip:
             continue
         if newest is None or event.seq > newest.seq:
             newest = NewestState(event, _attempt(message.headers))

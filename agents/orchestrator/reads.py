@@ -48,7 +48,12 @@ class Reads:
         """Answer once the store holds the run's events up to ``request.seq``: a client that
         saw a final state on the events stream reads the same from the store after this."""
         head = await self.recorded_waits.wait(request.run_id, request.seq, request.wait)
-        return p.RecordedReply(head=head, recorded=head >= request.seq)
+        recorded = head >= request.seq
+        stored_id = None
+        if recorded and request.event_id is not None:
+            held = await self.store.read_stream(request.run_id, after_seq=request.seq - 1)
+            stored_id = held[0].id if held else None
+        return p.RecordedReply(head=head, recorded=recorded, event_id=stored_id)
 
     async def list_deployments(self, _: None) -> p.DeploymentList:
         """Every deployment, with its parameters' JSON schema."""

@@ -106,22 +106,39 @@ class NatsTransport:
         subscription (``waiting``)."""
         if self._waiters is None:
             self._waiters = RunWaiters(self.nats.jetstream())
-        event = await self._waiters.wait(run_id)
-        # Each ask waits well inside the client's request timeout; asked again until recorded.
-        request = p.RecordedRequest(run_id=run_id, seq=event.seq, wait=self.timeout / 2)
+        skip: frozenset[str] = frozenset()
         while True:
-            try:
-                data = await self._request(subjects.RECORDED, request.dump())
-            except NoOrchestrator:
-                break  # nobody records (yet): the event is all there is to go by
-            if p.decode(p.RecordedReply, data).recorded:
+            event = await self._waiters.wait(run_id, skip)
+            if await self._recorded(event):
                 break
+            skip |= {str(event.id)}  # not what the store holds: somebody else published it
         state = event.state
         result = event.result if isinstance(event, FlowRunStateChanged) else None
         return FinalState(run_id, state.type, state.name, state.message, result)
 
+    async def _recorded(self, event: Any) -> bool:
+        """Wait until the store holds the run up to ``event``; whether it holds that very event
+        (True too when no orchestrator answers: the event is all there is to go by)."""
+        # Each ask waits well inside the client's request timeout; asked again until recorded.
+        request = p.RecordedRequest(run_id=str(event.stream_id), seq=event.seq,
+                                    wait=self.timeout / 2, event_id=str(event.id))  # fmt: skip
+        while True:
+            try:
+                data = await self._request(subjects.RECORDED, request.dump())
+            except NoOrchestrator:
+                return True
+            reply = p.decode(p.RecordedReply, data)
+            if reply.recorded:
+                return reply.event_id in (None, str(event.id))
+
     async def result(self, run_id: str) -> Any:
-        newest = await newest_state(self.nats.jetstream(), run_id)
+        js = self.nats.jetstream()
+        skip: frozenset[str] = frozenset()
+        while True:
+            newest = await newest_state(js, run_id, skip)
+            if newest is None or await self._recorded(newest.event):
+                break
+            skip |= {str(newest.event.id)}  # not what the store holds
         if newest is None:
             raise ClientError("not_found", f"no run {run_id} on the events stream")
         event = newest.event

@@ -71,49 +71,53 @@ class RunWaiters:
                 await self._subscription.unsubscribe()
         self._subscription = self._task = None
 
-    async def _last_state(self, run_id: str) -> RunEvent | None:
-        return await last_state(self.js, run_id)
+    async def _last_state(self, run_id: str, skip: frozenset[str] = frozenset()) -> RunEvent | None:
+        return await last_state(self.js, run_id, skip)
 
-    async def wait(self, run_id: str) -> RunEvent:
-        """The run's last state event: final, and not a Crashed it was queued again from."""
+    async def wait(self, run_id: str, skip: frozenset[str] = frozenset()) -> RunEvent:
+        """The run's last state event: final, and not a Crashed it was queued again from.
+        Events whose ids are in ``skip`` do not count (the store recorded others)."""
         await self._ensure_started()
         queue: asyncio.Queue[RunEvent] = asyncio.Queue()
         self._queues[run_id].append(queue)
         try:
             seen = 0
-            latest = await self._last_state(run_id)
+            latest = await self._last_state(run_id, skip)
             while True:
                 if latest is not None and latest.seq > seen:
                     seen = latest.seq
                     if latest.state.type in TERMINAL_TYPES:
                         if latest.state.type is not StateType.CRASHED:
                             return latest
-                        later = await _next(queue, seen, CRASH_SETTLE_SECONDS)
+                        later = await _next(queue, seen, CRASH_SETTLE_SECONDS, skip)
                         if later is None:
                             return latest
                         latest = later
                         continue
-                latest = await _next(queue, seen, None)
+                latest = await _next(queue, seen, None, skip)
         finally:
             self._queues[run_id].remove(queue)
             if not self._queues[run_id]:
                 del self._queues[run_id]
 
 
-async def last_state(js: Any, run_id: str) -> RunEvent | None:
+async def last_state(js: Any, run_id: str, skip: frozenset[str] = frozenset()) -> RunEvent | None:
     """The run's latest state event already in the stream (by the run's own sequence)."""
-    newest = await newest_state(js, run_id)
+    newest = await newest_state(js, run_id, skip)
     return newest.event if newest is not None else None
 
 
-async def _next(queue: asyncio.Queue[RunEvent], after: int, timeout: float | None) -> Any:  # noqa: ASYNC109
-    """The next event of the run after sequence ``after`` (None past ``timeout``)."""
+async def _next(
+    queue: asyncio.Queue[RunEvent], after: int, within: float | None, skip: frozenset[str]
+) -> Any:
+    """The next event of the run after sequence ``after`` (None past ``within`` seconds),
+    other than those in ``skip``."""
     while True:
         try:
-            event = await asyncio.wait_for(queue.get(), timeout)
+            event = await asyncio.wait_for(queue.get(), within)
         except TimeoutError:
             return None
-        if event.seq > after:
+        if event.seq > after and str(event.id) not in skip:
             return event
 
 

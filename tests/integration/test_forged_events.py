@@ -181,3 +181,22 @@ async def test_a_forged_result_is_refused_by_every_reader(
             await client.result(run_id)
     assert refused.value.code == "result_unavailable"
     assert not marker.exists()
+
+
+async def test_a_client_waits_for_what_the_store_recorded_not_what_anyone_published(
+    stack: Stack,
+) -> None:
+    """A Completed published by somebody else while the run sleeps, at the sequence number the
+    run's next event will take: the recorder refuses it, and ``Client.wait`` and
+    ``Client.result`` see on the stream an event the store does not hold there, so they go on
+    to the run's real end."""
+    stack.start_orchestrator()
+    deployment = stack.deploy("sleepy")
+    stack.start_agent("agent-1")
+    async with stack.client() as client:
+        run = (await client.submit(deployment, {"seconds": 3})).run_id
+        wait_until(lambda: "Running" in stack.states(run), what="the run to start")
+        await publish(stack.url, completed(run, len(stack.stream(run)) + 1, {"json": 999}))
+        final = await client.wait(run, timeout=60)
+        assert final.completed and final.result != "999"
+        assert await client.result(run) == "slept 3.0"
