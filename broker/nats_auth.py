@@ -125,6 +125,7 @@ def _agent(name: str, queues: tuple[str, ...]) -> Permissions:
                 subjects.SLOT_ACQUIRE, subjects.SLOT_RELEASE, subjects.RECORDED)  # fmt: skip
     jetstream = (f"{JS}.INFO", f"{JS}.STREAM.INFO.*", *per_queue,
                  f"{JS}.CONSUMER.CREATE.{kv}", f"{JS}.CONSUMER.CREATE.{kv}.>",
+                 f"{JS}.CONSUMER.INFO.{kv}.>",
                  f"{JS}.CONSUMER.DELETE.{kv}.>", f"{JS}.STREAM.NAMES",
                  f"{JS}.STREAM.MSG.GET.{kv}", f"{JS}.DIRECT.GET.{kv}.>", "$JS.FC.>")  # fmt: skip
     return Permissions(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import os
 import re
 import signal
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flowbus.broker import EmbeddedNatsServer
+from flowbus.broker.nats_auth import add_agent as add_agent_credential
+from flowbus.broker.nats_auth import init as init_roles
 from flowbus.client import Client
 from flowbus.engine.deployments import build_deployment, save_deployment
 from flowbus.engine.entrypoints import load_flow
@@ -99,10 +102,19 @@ class Stack:
         port: int = 0,
         store_url: str | None = None,
         auth_config: Path | None = None,
+        roles: bool = False,
     ) -> None:
+        """``roles``: NATS identities per role (``flowbus auth init``): the orchestrators and
+        each agent run under their own credentials, and everything else (the CLI, and the
+        test's own clients once it sets ``service_env``) as a service."""
         self.root = root
         self.home = root / "home"
         self.home.mkdir(parents=True, exist_ok=True)
+        self.roles: Path | None = None
+        if roles:
+            self.roles = root / "auth"
+            init_roles(self.roles)
+            auth_config = self.roles / "auth.conf"
         self.server = EmbeddedNatsServer(root / "jetstream", port=port, auth_config=auth_config)
         self.server.start()
         self.env = {
@@ -117,6 +129,8 @@ class Stack:
             **(env or {}),
         }
         self.env.pop("FLOWBUS_STORE_URL", None)
+        if self.roles is not None:
+            self.env["FLOWBUS_NATS_CREDS"] = str(self.roles / "service.creds")
         self.store_url = store_url
         if store_url is not None:
             self.env["FLOWBUS_STORE_URL"] = store_url
@@ -128,7 +142,7 @@ class Stack:
         return self.server.url
 
     def start_orchestrator(self, extra_env: dict[str, str] | None = None) -> Daemon:
-        env = {**self.env, **(extra_env or {})}
+        env = {**self.env, **self._credential("orchestrator"), **(extra_env or {})}
         number = len(self.daemons)
         command = ["server", "start", "--api-port", "0"]
         daemon = Daemon("orchestrator", command, env, self.root / f"orch-{number}.log")
@@ -172,9 +186,21 @@ class Stack:
         self.daemons.append(daemon)
         return daemon
 
+    def _credential(self, role: str, agent_queues: tuple[str, ...] = ()) -> dict[str, str]:
+        """The environment that points a daemon at its role's credentials (with ``roles``)."""
+        if self.roles is None:
+            return {}
+        path = self.roles / f"{role}.creds"
+        if agent_queues and not path.exists():
+            path = add_agent_credential(self.roles, role.removeprefix("agent-"), agent_queues)
+        return {"FLOWBUS_NATS_CREDS": str(path)}
+
     def start_agent(self, name: str, *args: str, env: dict[str, str] | None = None) -> Daemon:
         command = ["agent", "start", "--name", name, *args]
-        daemon = Daemon(name, command, {**self.env, **(env or {})}, self.root / f"{name}.log")
+        queues = tuple(a for flag, a in itertools.pairwise(args)
+                       if flag in ("-q", "--queue")) or ("default",)  # fmt: skip
+        env = {**self.env, **self._credential(f"agent-{name}", queues), **(env or {})}
+        daemon = Daemon(name, command, env, self.root / f"{name}.log")
         self.daemons.append(daemon)
         daemon.wait_for(f"agent {name} is serving")
         return daemon
@@ -222,6 +248,11 @@ class Stack:
         # In a thread of its own: callers are often async tests with a loop running.
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             return pool.submit(asyncio.run, main()).result()
+
+    def service_env(self, monkeypatch: Any) -> None:
+        """Make the test's own clients connect as a service (with ``roles``)."""
+        if self.roles is not None:
+            monkeypatch.setenv("FLOWBUS_NATS_CREDS", str(self.roles / "service.creds"))
 
     def share_results(self, monkeypatch: Any) -> None:
         """Read results in the test's own process as a client on the stack's machine does:

@@ -71,12 +71,14 @@ class Killer:
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "sqlite-roles"])
 async def test_three_orchestrators_one_killed_every_few_seconds(
-    tmp_path: Path, backend: str
+    tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with store_url(backend, tmp_path) as url:
-        stack = Stack(tmp_path, env=MULTI, store_url=url)
+    """With ``-roles``, every daemon under its own NATS credential (``flowbus auth``)."""
+    async with store_url(backend.removesuffix("-roles"), tmp_path) as url:
+        stack = Stack(tmp_path, env=MULTI, store_url=url, roles=backend.endswith("-roles"))
+        stack.service_env(monkeypatch)
         try:
             orchestrators = [stack.start_orchestrator() for _ in range(3)]
             deployment = stack.deploy("counted")
