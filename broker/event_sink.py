@@ -139,7 +139,8 @@ class Fence:
 
     run_id: str
     attempt: int
-    key: str | None = field(default=None, repr=False)
+    #: The attempt key's bytes (decoded once per run, not per event).
+    key: bytes | None = field(default=None, repr=False)
 
     def headers(self, body: bytes) -> dict[str, str]:
         return fence_headers(self.run_id, self.attempt, self.key, body)
@@ -153,7 +154,7 @@ class FencedSink:
         self, base: NatsEventSink, run_id: str, attempt: int, key: str | None = None
     ) -> None:
         self.base = base
-        self.fence = Fence(run_id, attempt, key)
+        self.fence = Fence(run_id, attempt, bytes.fromhex(key) if key else None)
 
     def emit(self, record: EventRecord) -> None:
         self.base.emit_fenced(record, self.fence)

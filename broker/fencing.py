@@ -30,15 +30,12 @@ def attempt_key(key: bytes, run_id: str, attempt: int) -> str:
     return hmac.new(key, f"{run_id}/{attempt}".encode(), hashlib.sha256).hexdigest()
 
 
-def event_mac(key_hex: str, body: bytes) -> str:
-    return hmac.new(bytes.fromhex(key_hex), body, hashlib.sha256).hexdigest()
-
-
-def fence_headers(run_id: str, attempt: int, key_hex: str | None, body: bytes) -> dict[str, str]:
-    """The headers of an event of a claimed run (the MAC when the grant gave a key)."""
+def fence_headers(run_id: str, attempt: int, key: bytes | None, body: bytes) -> dict[str, str]:
+    """The headers of an event of a claimed run (the MAC when the grant gave a key: the
+    attempt key's bytes, ``bytes.fromhex`` of the grant's ``attempt_key``)."""
     headers = {subjects.RUN_HEADER: run_id, subjects.ATTEMPT_HEADER: str(attempt)}
-    if key_hex:
-        headers[MAC_HEADER] = event_mac(key_hex, body)
+    if key:
+        headers[MAC_HEADER] = hmac.new(key, body, hashlib.sha256).hexdigest()
     return headers
 
 

@@ -78,7 +78,7 @@ class CacheStore:
         try:
             with open(self._file(key), "rb") as handle:
                 payload = unseal(handle.read(), what=f"cached result {key!r}")
-            record = pickle.loads(payload)
+            record = pickle.loads(payload)  # trusted: unseal checked our HMAC over these bytes
         except UnsealError as exc:
             logger.warning("%s: treated as a cache miss", exc)
             return None

@@ -135,7 +135,7 @@ def call_remotely(call: RemoteCall) -> RemoteOutcome:
 def _sendable(exc: BaseException) -> BaseException:
     """The exception itself when it pickles (the flow can catch its type), else its repr."""
     try:
-        cloudpickle.loads(cloudpickle.dumps(exc))
+        cloudpickle.loads(cloudpickle.dumps(exc))  # trusted: bytes this line just made
     except Exception:
         return RemoteTaskError(f"{type(exc).__qualname__}: {exc}")
     return exc

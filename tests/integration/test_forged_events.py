@@ -18,7 +18,7 @@ from flowbus.engine.deployments import deployment_id
 from flowbus.engine.ids import new_id
 from flowbus.engine.records import EventRecord, make_record, state_dict
 from flowbus.engine.states import Completed, Pending, Running
-from tests.integration.stack import Stack, wait_until
+from tests.integration.stack import Stack, until, wait_until
 
 
 class MakesADirectory:
@@ -89,7 +89,7 @@ async def test_nobody_but_its_holder_records_a_deployed_runs_events(stack: Stack
         async def three_refused() -> bool:
             return len(await dead_letter_reasons(stack.url)) >= 3
 
-        await wait_async(three_refused, "three dead letters")
+        await until(three_refused, 30, "three dead letters")
         reasons = sorted(r.split(":")[0] for r in await dead_letter_reasons(stack.url))
         assert reasons == ["fenced", "store-only", "unfenced"], reasons
         assert stack.states(run) == ["Scheduled"]
@@ -111,7 +111,7 @@ async def test_nobody_but_its_holder_records_a_deployed_runs_events(stack: Stack
     async def four_refused() -> bool:
         return len(await dead_letter_reasons(stack.url)) >= 4
 
-    await wait_async(four_refused, "the fourth dead letter")
+    await until(four_refused, 30, "the fourth dead letter")
     assert "forged" in (await dead_letter_reasons(stack.url))[-1]
     assert len(stack.stream(run)) == recorded
 
@@ -131,15 +131,6 @@ async def stream_message(url: str, run_id: str, state_type: str) -> Any:
                 return message
     finally:
         await connection.close()
-
-
-async def wait_async(check: Any, what: str, timeout: float = 30) -> None:
-    import asyncio
-
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
 
 
 @pytest.mark.parametrize("where", ["data-url", "outside-storage", "unsealed-in-storage"])

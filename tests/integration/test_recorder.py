@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
@@ -19,6 +19,7 @@ from flowbus.engine.records import EventRecord
 from flowbus.engine.sinks import use_sink
 from flowbus.engine.states import Running
 from flowbus.engine.store import SqliteEventStore
+from tests.integration.stack import until
 from tests.integration.store_contract import RunBuilder
 
 
@@ -52,14 +53,6 @@ async def client(nats_server: EmbeddedNatsServer) -> AsyncIterator[Client]:
 async def store(tmp_path: Path) -> AsyncIterator[SqliteEventStore]:
     async with SqliteEventStore(tmp_path / "flowbus.db") as opened:
         yield opened
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 class RecorderTask:
