@@ -45,6 +45,7 @@ from flowbus.broker.event_sink import NatsEventSink
 from flowbus.broker.streams import ensure_queue_consumer, ensure_streams
 from flowbus.broker.work_queue import QueueTaker
 from flowbus.engine.clock import now_iso
+from flowbus.engine.errors import UsageError
 
 log = structlog.get_logger("flowbus.agent")
 
@@ -68,6 +69,13 @@ class AgentSettings:
     cancel_deadline_seconds: float = default_of(AgentEnv, "cancel_deadline_seconds")
     #: How often requests that ring no bell (redeliveries, a freed queue limit) are looked for.
     tick_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.name in subjects.RESERVED_AGENT_NAMES or not self.name:
+            raise UsageError(
+                f"agent name {self.name!r}: not empty, and none of "
+                f"{', '.join(sorted(subjects.RESERVED_AGENT_NAMES))} (orchestrator subjects)"
+            )
 
     @classmethod
     def from_env(cls, **given: Any) -> AgentSettings:

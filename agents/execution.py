@@ -25,6 +25,7 @@ from nats.errors import Error as NatsError
 
 from flowbus.agents.decisions.agent import Outcome
 from flowbus.agents.flow_code import FlowCache
+from flowbus.agents.run_documents import NatsDocuments
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.broker.errors import BrokerError
@@ -39,6 +40,7 @@ from flowbus.engine.flow_engine import ClaimedRun, FlowRunEngine
 from flowbus.engine.loops import run_sync
 from flowbus.engine.records import EventRecord, state_dict
 from flowbus.engine.replay import ReplayEntry
+from flowbus.engine.run_documents import run_documents_var
 from flowbus.engine.states import Cancelled, Cancelling, Crashed, Failed, Pending, Scheduled
 from flowbus.engine.tracing import traced
 
@@ -127,6 +129,8 @@ class InProcessRun:
         if self._pending_interrupt is not None:
             engine.interrupt(*self._pending_interrupt)
         slot_provider_var.set(self.slots)  # this run's task (and its threads) see it
+        # Its blocks, variables and artifacts come from the orchestrator, not from a store.
+        run_documents_var.set(NatsDocuments(self.nats.client, self.nats.loop, grant))
         try:
             if flow.is_async:
                 self._task = asyncio.ensure_future(engine.run())

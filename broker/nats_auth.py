@@ -121,7 +121,7 @@ def _agent(name: str, queues: tuple[str, ...]) -> Permissions:
         ]
     kv = f"KV_{subjects.QUEUES_BUCKET}"
     claims = tuple(subjects.claim_subject(queue) for queue in queues)  # its queues' runs only
-    requests = (*claims, subjects.HEARTBEAT, subjects.RELEASE, subjects.REPLAY,
+    requests = (*claims, subjects.HEARTBEAT, subjects.RELEASE, subjects.REPLAY, subjects.DOCUMENTS,
                 subjects.SLOT_ACQUIRE, subjects.SLOT_RELEASE, subjects.RECORDED)  # fmt: skip
     jetstream = (f"{JS}.INFO", f"{JS}.STREAM.INFO.*", *per_queue,
                  f"{JS}.CONSUMER.CREATE.{kv}", f"{JS}.CONSUMER.CREATE.{kv}.>",
@@ -138,7 +138,7 @@ def _agent(name: str, queues: tuple[str, ...]) -> Permissions:
         ),
         sub_allow=(
             f"{inbox_prefix(name)}.>",
-            f"flowbus.agent.{name}.>",  # requests to it (cancel)
+            subjects.agent_cancel_subject(name),  # requests to it
             *(subjects.run_subject(queue) for queue in queues),  # the doorbell
         ),
         responds=True,
@@ -272,6 +272,8 @@ def add_agent(folder: Path, name: str, queues: tuple[str, ...]) -> Path:
     """An agent's own credential, allowed the subjects of its name and its queues only."""
     if name in ROLES:
         raise UsageError(f"an agent may not be named {name!r} (a role's file has that name)")
+    if name in subjects.RESERVED_AGENT_NAMES:
+        raise UsageError(f"an agent may not be named {name!r} (the orchestrator's subjects use it)")
     return add_user(folder, "agent", name, queues, file=f"agent-{name}")
 
 

@@ -57,6 +57,12 @@ HEARTBEAT = "flowbus.agent.heartbeat"
 RELEASE = "flowbus.agent.release"
 #: The completed task runs of a run's earlier attempts, which its new attempt replays.
 REPLAY = "flowbus.agent.replay"
+#: Blocks, variables and artifacts a run on an agent reads (or writes) through the
+#: orchestrator, signed with its attempt key (``broker/run_documents.py``).
+DOCUMENTS = "flowbus.agent.documents"
+#: Names an agent may not take: its private subjects (``flowbus.agent.<name>.>``) would be
+#: the orchestrator's requests.
+RESERVED_AGENT_NAMES = frozenset({"claim", "heartbeat", "release", "replay", "documents"})
 #: Tag concurrency slots: a task run asks for them, gives them back; the live counts.
 SLOT_ACQUIRE = "flowbus.slot.acquire"
 SLOT_RELEASE = "flowbus.slot.release"

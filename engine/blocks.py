@@ -24,8 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr, model_v
 from flowbus.engine.documents import delete_document, save_document, using_store
 from flowbus.engine.errors import ObjectNotFound, UsageError
 from flowbus.engine.loops import run_sync
+from flowbus.engine.run_documents import run_documents_var
 from flowbus.engine.run_logging import install_print_capture
-from flowbus.engine.secrets import MASK, decrypt, encrypt
+from flowbus.engine.secrets import MASK, decrypt, encrypt, remember
 from flowbus.engine.store import DocumentView, EventStore
 
 BLOCK = "block"
@@ -56,6 +57,17 @@ def redacted(body: dict[str, Any]) -> dict[str, Any]:
         if data.get(name) is not None:
             data[name] = MASK
     return {**body, "data": data}
+
+
+def decrypted(body: dict[str, Any]) -> dict[str, Any]:
+    """A stored block's data with its secret fields decrypted: ``{"data", "secret_fields"}``
+    (what ``Block.load`` validates; the orchestrator hands it to a run that may load it)."""
+    data = dict(body.get("data", {}))
+    secrets = list(body.get("secret_fields", []))
+    for field in secrets:
+        if data.get(field) is not None:
+            data[field] = decrypt(data[field])
+    return {"data": data, "secret_fields": secrets}
 
 
 def shown_block(document: DocumentView) -> dict[str, Any]:
@@ -91,6 +103,8 @@ class Block(BaseModel):
     async def asave(self, name: str, store: EventStore | None = None) -> None:
         """Record this block as ``name`` (a new version if it exists), and its type."""
         _check_name(name)
+        if store is None:
+            _refuse_on_agent()
         kind = type(self)
         body = {"type": kind.block_type_name, "data": self._stored_data(),
                 "secret_fields": secret_fields(kind)}  # fmt: skip
@@ -104,6 +118,7 @@ class Block(BaseModel):
     def save(self, name: str, overwrite: bool = False) -> None:
         """Record this block as ``name``; an existing one only with ``overwrite=True``
         (otherwise ``ValueError``, as in Prefect)."""
+        _refuse_on_agent()
         run_sync(self._save_checked(name, overwrite))
 
     async def _save_checked(self, name: str, overwrite: bool) -> None:
@@ -121,24 +136,44 @@ class Block(BaseModel):
     @classmethod
     async def aload(cls, name: str, store: EventStore | None = None) -> Any:
         """The block saved as ``name``, its secrets decrypted (and redacted from run events)."""
+        key = f"{cls.block_type_name}/{name}"
+        source = run_documents_var.get() if store is None else None
+        if source is not None:  # a run on an agent: the orchestrator reads and decrypts it
+            given = await source.block(key)
+            if given is None:
+                raise ObjectNotFound(f"Unable to find block document named {name!r} for block "
+                                     f"type {cls.block_type_name!r}")  # fmt: skip
+            data = dict(given["data"])
+            for field in given.get("secret_fields", []):
+                if isinstance(data.get(field), str):
+                    remember(data[field])  # masked in this process's events and output
+                    install_print_capture()
+            return cls.model_validate(data)
 
         async def read(opened: EventStore) -> DocumentView | None:
-            return await opened.get_document(BLOCK, f"{cls.block_type_name}/{name}")
+            return await opened.get_document(BLOCK, key)
 
         found = await using_store(store, read)
         if found is None:
             raise ObjectNotFound(f"Unable to find block document named {name!r} for block "
                                  f"type {cls.block_type_name!r}")  # fmt: skip
-        data = dict(found.body["data"])
-        for field in found.body.get("secret_fields", []):
-            if data.get(field) is not None:
-                data[field] = decrypt(data[field])
-                install_print_capture()  # print() then masks it on the console too
-        return cls.model_validate(data)
+        opened = decrypted(found.body)
+        if any(opened["data"].get(f) is not None for f in opened["secret_fields"]):
+            install_print_capture()  # print() then masks it on the console too
+        return cls.model_validate(opened["data"])
 
     @classmethod
     def load(cls, name: str) -> Any:
         return run_sync(cls.aload(name))
+
+
+def _refuse_on_agent() -> None:
+    if run_documents_var.get() is not None:
+        # An agent's run holds no secret key and no store: blocks are saved by people.
+        raise UsageError(
+            "a flow run on an agent cannot save blocks: save them with `flowbus block set`, "
+            "the API, or a script that can reach the store"
+        )
 
 
 def _check_name(name: str) -> None:

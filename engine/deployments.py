@@ -63,6 +63,9 @@ class DeploymentSpec:
     collision: str = "enqueue"
     #: The SHA-256 of the entrypoint's file when it was deployed (None if not found).
     entrypoint_hash: str | None = None
+    #: The blocks its runs may load on an agent: ``<type>/<name>`` patterns (``*``
+    #: wildcards); None: any.
+    blocks: list[str] | None = None
 
     @property
     def name(self) -> str:
@@ -138,6 +141,7 @@ async def save_deployment(store: EventStore, spec: DeploymentSpec) -> Deployment
         "concurrency_limit": spec.concurrency_limit,
         "collision": spec.collision,
         "entrypoint_hash": spec.entrypoint_hash,
+        "blocks": spec.blocks,
     }
     await store.append_next(stream, EventType.DEPLOYMENT_SAVED, fields)
     saved = await store.get_deployment(spec.name)

@@ -26,6 +26,7 @@ class EventType:
     AUTOMATION_FIRED: Final = "automation.fired"
     AUTOMATION_ACTION: Final = "automation.action"
     CUSTOM_EVENT: Final = "custom.event"
+    BLOCK_READ: Final = "block.read"
 
 
 #: The events of a run's own stream: what a run records about itself (by hand or on an agent).

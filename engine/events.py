@@ -172,6 +172,9 @@ class DeploymentSaved(_EventBase):
     collision: Literal["enqueue", "cancel"] = "enqueue"
     #: The SHA-256 of the entrypoint's file when it was deployed.
     entrypoint_hash: str | None = None
+    #: The blocks its runs may load on an agent, as ``<type>/<name>`` patterns (``*``
+    #: wildcards); None: any block.
+    blocks: list[str] | None = None
 
 
 class LogEmitted(_EventBase):
@@ -267,6 +270,19 @@ class CustomEventRecorded(_EventBase):
     payload: dict[str, Any] = Field(default_factory=dict)
 
 
+class BlockRead(_EventBase):
+    """The orchestrator handed a block to a run on an agent (its stream: this one event)."""
+
+    type: Literal["block.read"] = "block.read"
+    #: ``<block type>/<name>``.
+    block: str
+    run_id: str
+    attempt: int
+    deployment: str
+    #: The agent holding the run's attempt.
+    agent: str | None = None
+
+
 #: What may arrive on the events stream (agents, runs by hand, the API's ingest).
 WireEvent = (
     FlowRunCreated
@@ -286,7 +302,8 @@ StoredEventModel = Annotated[
     | DocumentDeleted
     | AutomationFired
     | AutomationAction
-    | CustomEventRecorded,
+    | CustomEventRecorded
+    | BlockRead,
     Field(discriminator="type"),
 ]
 #: The state events of a flow run (its creation is its first state).
@@ -305,6 +322,7 @@ EVENT_TYPES: tuple[type[_EventBase], ...] = (
     AutomationFired,
     AutomationAction,
     CustomEventRecorded,
+    BlockRead,
 )
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 _STORED: TypeAdapter[StoredEventModel] = TypeAdapter(StoredEventModel)

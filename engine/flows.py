@@ -139,12 +139,15 @@ class Flow(Generic[P, R]):
         tags: list[str] | None = None,
         description: str | None = None,
         working_dir: str | None = None,
+        blocks: list[str] | None = None,
     ) -> Any:
         """Record a deployment of this flow (``flowbus deploy`` does the same from a shell).
 
         Its entrypoint is this flow's source file (relative to ``working_dir``, default the
-        current folder) and function. Returns the saved deployment.
+        current folder) and function. ``blocks``: the blocks its runs may load on an agent
+        (``<type>/<name>`` patterns; default any). Returns the saved deployment.
         """
+        import dataclasses
         from pathlib import Path
 
         from flowbus.engine.deployments import build_deployment, entrypoint_of, save_deployment
@@ -154,6 +157,7 @@ class Flow(Generic[P, R]):
         spec = build_deployment(
             self, name, entrypoint_of(self, base), base, queue, parameters, tags, description
         )
+        spec = dataclasses.replace(spec, blocks=None if blocks is None else list(blocks))
 
         async def save() -> Any:
             async with store_from_url() as store:

@@ -13,6 +13,7 @@ from typing import Any
 from flowbus.engine.documents import delete_document, save_document, using_store
 from flowbus.engine.errors import UsageError
 from flowbus.engine.loops import run_sync
+from flowbus.engine.run_documents import run_documents_var
 from flowbus.engine.store import EventStore
 
 VARIABLE = "variable"
@@ -28,6 +29,14 @@ def check_name(name: str) -> str:
 
 async def aget(name: str, default: Any = _MISSING, store: EventStore | None = None) -> Any:
     """A variable's value; ``default`` when it is not set (without one: ``UsageError``)."""
+    source = run_documents_var.get() if store is None else None
+    if source is not None:  # a run on an agent: the orchestrator reads it
+        is_set, value = await source.variable(check_name(name))
+        if is_set:
+            return value
+        if default is _MISSING:
+            raise UsageError(f"no variable named {name!r}")
+        return default
 
     async def read(opened: EventStore) -> Any:
         return await opened.get_document(VARIABLE, check_name(name))
@@ -42,6 +51,10 @@ async def aget(name: str, default: Any = _MISSING, store: EventStore | None = No
 
 async def aset(name: str, value: Any, store: EventStore | None = None) -> None:
     """Set a variable to a JSON value (a new version of it)."""
+    source = run_documents_var.get() if store is None else None
+    if source is not None:
+        await source.set_variable(check_name(name), value)
+        return
 
     async def write(opened: EventStore) -> None:
         await save_document(opened, VARIABLE, check_name(name), value)
@@ -50,6 +63,10 @@ async def aset(name: str, value: Any, store: EventStore | None = None) -> None:
 
 
 async def aunset(name: str, store: EventStore | None = None) -> bool:
+    source = run_documents_var.get() if store is None else None
+    if source is not None:
+        return await source.unset_variable(check_name(name))
+
     async def remove(opened: EventStore) -> bool:
         return await delete_document(opened, VARIABLE, check_name(name))
 

@@ -92,6 +92,12 @@ class Artifact:
     @classmethod
     async def aget(cls, key: str) -> ArtifactView | None:
         from flowbus.engine.documents import using_store
+        from flowbus.engine.run_documents import run_documents_var
+
+        source = run_documents_var.get()
+        if source is not None:  # a run on an agent: the orchestrator reads it
+            given = await source.artifact(key)
+            return ArtifactView(**given) if given is not None else None
 
         async def read(store: Any) -> ArtifactView | None:
             return await latest(store, key)

@@ -42,6 +42,7 @@ from flowbus.agents.orchestrator.outbox import Announcer, Outbox
 from flowbus.agents.orchestrator.queue_audit import QueueAudit
 from flowbus.agents.orchestrator.reads import Reads
 from flowbus.agents.orchestrator.releases import Releases
+from flowbus.agents.orchestrator.run_documents import RunDocuments
 from flowbus.agents.orchestrator.settings import OrchestratorSettings
 from flowbus.agents.orchestrator.submissions import Submissions
 from flowbus.agents.queue_service import QueueService
@@ -52,6 +53,7 @@ from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.broker.dead_letters import dead_letter
 from flowbus.broker.fencing import FenceChecker
+from flowbus.broker.run_documents import DocumentRequest
 from flowbus.broker.streams import ensure_streams
 from flowbus.engine.errors import StoreError
 from flowbus.engine.store import EventStore
@@ -114,6 +116,7 @@ class Orchestrator(Daemon):
                              leading, self._slots, settings.lease_seconds,
                              self.fences)  # fmt: skip
         self.reads = Reads(store, self.recorded_waits)
+        self.run_documents = RunDocuments(store, ledger, self.deployments, self.fences)
         self.audit = QueueAudit(self.js, ledger, self.outbox, self.background, leading,
                                 settings.queue_audit_interval)  # fmt: skip
         self.janitor = Janitor(settings, ledger, executor, self.releases, self.outbox,
@@ -164,6 +167,7 @@ class Orchestrator(Daemon):
             subjects.RETRY: (p.RetryRequest, self.controls.retry),
             subjects.REPLAY: (p.ReplayRequest, self.reads.replay),
             subjects.RECORDED: (p.RecordedRequest, self.reads.recorded),
+            subjects.DOCUMENTS: (DocumentRequest, self.run_documents.serve),
         }
         for subject, (model, handler) in services.items():
             await self.subscribe(subject, model, handler)

@@ -11,6 +11,8 @@ import orjson
 from pydantic import BaseModel
 
 from flowbus.agents.ledger import RunLedger
+from flowbus.engine.deployments import deployment_id
+from flowbus.engine.events import DeploymentSaved
 from flowbus.engine.schema_model import model_from_schema
 from flowbus.engine.store import DeploymentView, EventStore
 
@@ -26,6 +28,7 @@ class Deployments:
         self.ledger = ledger
         self._read: dict[str, tuple[float, DeploymentView]] = {}
         self._models: dict[tuple[str, int], type[BaseModel]] = {}
+        self._blocks: dict[tuple[str, int], list[str] | None] = {}
 
     async def get(self, name: str) -> DeploymentView | None:
         """A deployment, read at most once a second."""
@@ -37,6 +40,19 @@ class Deployments:
         if deployment is not None:
             self._read[name] = (now, deployment)
         return deployment
+
+    async def blocks_of(self, name: str) -> list[str] | None:
+        """The blocks a deployment's runs may load (``<type>/<name>`` patterns; None: any),
+        from its latest definition."""
+        deployment = await self.get(name)
+        if deployment is None:
+            return []  # a deployment removed since: nothing
+        key = (name, deployment.version)
+        if key not in self._blocks:
+            events = await self.store.read_stream(deployment_id(name))
+            saved = events[-1].typed() if events else None
+            self._blocks[key] = saved.blocks if isinstance(saved, DeploymentSaved) else None
+        return self._blocks[key]
 
     def cached(self, name: str) -> DeploymentView | None:
         """The deployment as last read, without reading it (None if never read)."""

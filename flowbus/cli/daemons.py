@@ -132,13 +132,16 @@ def agent_start(
     if isolation not in ("thread", "process"):
         fail("--isolation must be 'thread' or 'process'")
     check_settings(AgentEnv)
-    settings = AgentSettings.from_env(
-        queues=tuple(queue or ["default"]),
-        concurrency=concurrency,
-        name=name,
-        isolation=isolation,
-        grace_seconds=grace,
-    )
+    try:
+        settings = AgentSettings.from_env(
+            queues=tuple(queue or ["default"]),
+            concurrency=concurrency,
+            name=name,
+            isolation=isolation,
+            grace_seconds=grace,
+        )
+    except FlowbusError as exc:
+        fail(str(exc))
 
     async def main() -> None:
         url = nats_url()

@@ -98,6 +98,14 @@ def deploy(
             "Crashed (apart from the flow's retries; 0: a crash is final).",
         ),
     ] = 3,
+    block: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--block",
+            help="A block its runs may load on an agent, TYPE/NAME ('*' matches any part); "
+            "repeatable. Default: any block; --block none: no block.",
+        ),
+    ] = None,
     working_dir: Annotated[
         Path | None,
         typer.Option(
@@ -139,6 +147,7 @@ def deploy(
         overlap=overlap.value,
         concurrency_limit=concurrency_limit,
         collision=collision.value,
+        blocks=block_patterns(block),
     )
 
     async def save(store: EventStore) -> DeploymentView:
@@ -156,6 +165,18 @@ def deploy(
         upcoming = schedule.schedule.next_occurrence(datetime.now(UTC))
         shown = short_time(upcoming.isoformat()) if upcoming else "-"
         console.print(f"  schedule {schedule.id}: {schedule.schedule}; next {shown}", markup=False)
+
+
+def block_patterns(given: list[str] | None) -> list[str] | None:
+    """``--block`` as the deployment records it: None (any block), [] (``none``), patterns."""
+    if not given:
+        return None
+    if given == ["none"]:
+        return []
+    for pattern in given:
+        if pattern.count("/") != 1 or not all(pattern.split("/")):
+            fail(f"--block {pattern!r}: give TYPE/NAME, e.g. secret/api-key or 'secret/*'")
+    return list(given)
 
 
 @app.command("ls")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import itertools
 import os
 import re
@@ -225,11 +226,13 @@ class Stack:
         crash_retries: int = 3,
         folder: Path = FLOWS_DIR,
         file: str = "flows.py",
+        blocks: list[str] | None = None,
         **params: Any,
     ) -> str:
         flow = load_flow(f"{file}:{function}", folder)
         spec = build_deployment(flow, name, f"{file}:{function}", folder, queue, params,
                                 crash_retries=crash_retries)  # fmt: skip
+        spec = dataclasses.replace(spec, blocks=blocks)
 
         async def save(store: EventStore) -> str:
             return (await save_deployment(store, spec)).name

@@ -15,6 +15,7 @@ from nats.aio.client import Client
 
 from flowbus.broker import EmbeddedNatsServer, subjects
 from flowbus.broker.nats_auth import add_agent, init, own_inbox
+from flowbus.broker.run_documents import DocumentRequest, signed
 from flowbus.broker.streams import ensure_queue_consumer, ensure_streams
 from flowbus.engine.errors import UsageError
 
@@ -157,6 +158,8 @@ def test_identities_are_made_once_and_names_are_checked(tmp_path: Path) -> None:
         add_agent(folder, "a2", ())
     with pytest.raises(UsageError, match="may not be named"):
         add_agent(folder, "service", ("etl",))
+    with pytest.raises(UsageError, match="orchestrator's subjects"):
+        add_agent(folder, "claim", ("etl",))  # it would hear every claim
 
 
 async def test_a_run_end_to_end_with_a_credential_per_role(
@@ -177,12 +180,17 @@ async def test_a_run_end_to_end_with_a_credential_per_role(
     try:
         stack.start_orchestrator({"FLOWBUS_NATS_CREDS": str(folder / "orchestrator.creds")})
         mine, other = stack.deploy("quick"), stack.deploy("quick", "elsewhere", queue="other")
+        stack.cli("block", "set", "secret/api-key", "value=sk-123456")
+        stack.cli("variable", "set", "region", "eu-west-1")
+        uses_secret = stack.deploy("uses_secret")
         stack.start_agent("agent-1", env={"FLOWBUS_NATS_CREDS": str(agent_creds)})
         async with stack.client() as client:
             run = await client.submit(mine, {"n": 3})
             assert (await client.wait(run.run_id, timeout=60)).completed
             assert await client.result(run.run_id) == 6
             queued = (await client.submit(other, {"n": 1})).run_id  # no agent serves "other"
+            with_block = (await client.submit(uses_secret, {})).run_id
+            assert (await client.wait(with_block, timeout=60)).completed
 
         agent = await session((stack.server, folder), agent_creds.name)
         claim = b'{"run_id": "%s", "agent": "agent-1"}' % queued.encode()
@@ -193,7 +201,22 @@ async def test_a_run_end_to_end_with_a_credential_per_role(
         await agent.refuses(  # its credential may not even ask for another queue's runs
             lambda: agent.client.request(subjects.claim_subject("other"), claim, timeout=1)
         )
+        # Nor may it read a block for a run it does not hold (queued, or finished), even
+        # signed with a key of its own making: refused, and nothing handed out is recorded.
+        for run_id in (queued, run.run_id):
+            request = signed(DocumentRequest(run_id=run_id, attempt=1, action="block",
+                                             name="secret/api-key"), b"k" * 32)  # fmt: skip
+            answer = await agent.allows(
+                lambda r=request: agent.client.request(subjects.DOCUMENTS, r.dump(), timeout=5)
+            )
+            assert b'"code":"refused"' in answer.data and b"sk-123456" not in answer.data
         await agent.client.close()
         assert stack.states(queued) == ["Scheduled"]
+
+        async def block_reads(store: Any) -> list[str]:
+            events = await store.read_all(0, limit=100_000)
+            return [e.data["run_id"] for e in events if e.type == "block.read"]
+
+        assert stack.with_store(block_reads) == [with_block]
     finally:
         stack.close()

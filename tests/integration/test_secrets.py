@@ -1,7 +1,9 @@
 """Blocks and secrets end to end: a secret set with the CLI is loaded by a flow an agent runs,
 which logs, prints, returns and raises it; the value is then nowhere to be found: not in the
 store file, the nats-server's JetStream files, the daemons' logs, any API response or any
-``--json`` output."""
+``--json`` output. The agent holds neither the store nor the secret key: the orchestrator
+hands the block to the run it granted, records that it did, and only blocks the run's
+deployment may load."""
 
 from __future__ import annotations
 
@@ -10,9 +12,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from flowbus.engine.event_types import EventType
+from flowbus.engine.store import EventStore
 from tests.integration.stack import Stack
 
 SECRET = "sk-live-7f3a9c2e61b04d58"
@@ -26,11 +31,28 @@ def files_containing(root: Path, needle: bytes) -> list[str]:
     return found
 
 
+def keyless_agent(stack: Stack, name: str) -> None:
+    """An agent on "another host": a home of its own (no secret key, no store file), no store
+    URL, no secret key in its environment."""
+    elsewhere = stack.root / f"{name}-home"
+    elsewhere.mkdir()
+    stack.start_agent(name, env={"FLOWBUS_HOME": str(elsewhere), "FLOWBUS_SECRET_KEY": ""})
+    assert not (elsewhere / "secret.key").exists() and not (elsewhere / "flowbus.db").exists()
+
+
+def block_reads(stack: Stack) -> list[dict[str, Any]]:
+    async def read(store: EventStore) -> list[dict[str, Any]]:
+        events = await store.read_all(0, limit=100_000)
+        return [e.data for e in events if e.type == EventType.BLOCK_READ]
+
+    return stack.with_store(read)
+
+
 def test_a_secret_never_leaves_its_block(stack: Stack) -> None:
     stack.cli("block", "set", "secret/api-key", f"value={SECRET}")
     stack.cli("variable", "set", "region", "eu-west-1")
     stack.start_orchestrator()
-    stack.start_agent("agent-1")
+    keyless_agent(stack, "agent-1")
     stack.deploy("uses_secret")
 
     with_api = stack.api_url + "/api/v1"
@@ -47,6 +69,13 @@ def test_a_secret_never_leaves_its_block(stack: Stack) -> None:
     assert any("calling the API with key ******** in eu-west-1" in line["message"] for line in logs)
     detail = httpx.get(f"{with_api}/runs/{runs[1]}").json()
     assert "the API refused key ********" in (detail["error"] or "")
+
+    # The orchestrator handed the block over, once per run, and recorded it.
+    reads = block_reads(stack)
+    assert sorted(r["run_id"] for r in reads) == sorted(runs)
+    assert {(r["block"], r["agent"], r["attempt"]) for r in reads} == {
+        ("secret/api-key", "agent-1", 1)
+    }
 
     # Every API response.
     paths = ["/runs", "/blocks", "/blocks/secret/api-key", "/block-types", "/variables",
@@ -94,3 +123,32 @@ def test_another_key_cannot_read_a_secret_and_says_why(stack: Stack, tmp_path: P
     assert done.returncode != 0
     assert "FLOWBUS_SECRET_KEY" in done.stderr and SECRET not in done.stderr
     assert os.environ.get("FLOWBUS_SECRET_KEY") is None
+
+
+def test_a_deployment_loads_only_the_blocks_it_lists(stack: Stack) -> None:
+    stack.cli("block", "set", "secret/api-key", f"value={SECRET}")
+    stack.cli("variable", "set", "region", "eu-west-1")
+    stack.start_orchestrator()
+    keyless_agent(stack, "agent-1")
+    allowed = stack.deploy("uses_secret", "allowed", blocks=["secret/api-*"])
+    other = stack.deploy("uses_secret", "other", blocks=["secret/warehouse"])
+    with_api = stack.api_url + "/api/v1"
+    runs = {
+        name: httpx.post(f"{with_api}/deployments/{name}/runs", json={"parameters": {}})
+        .json()["run_id"]
+        for name in (allowed, other)
+    }  # fmt: skip
+    assert stack.final_states(runs[allowed])[-1] == "Completed"
+    assert stack.final_states(runs[other])[-1] == "Failed"
+    detail = httpx.get(f"{with_api}/runs/{runs[other]}").json()
+    assert "may not load block secret/api-key" in (detail["error"] or ""), detail
+    assert [r["run_id"] for r in block_reads(stack)] == [runs[allowed]]
+
+
+def test_a_flow_run_on_an_agent_cannot_save_a_block(stack: Stack) -> None:
+    stack.start_orchestrator()
+    keyless_agent(stack, "agent-1")
+    run_id = stack.submit_over_http(stack.deploy("saves_block"))
+    assert stack.final_states(run_id)[-1] == "Failed"
+    error = httpx.get(f"{stack.api_url}/api/v1/runs/{run_id}").json()["error"] or ""
+    assert "cannot save blocks" in error

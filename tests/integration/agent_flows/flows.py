@@ -96,6 +96,14 @@ def uses_secret(fail: bool = False) -> str:
     return f"done with {key}"
 
 
+@flow
+def saves_block() -> None:
+    """Tries to save a block from a run on an agent (refused: no store, no key there)."""
+    from flowbus import Secret
+
+    Secret(value="x").save("made-by-a-run", overwrite=True)
+
+
 @task(tags=["db"])
 async def query(seconds: float) -> float:
     """Holds a "db" slot for a while; returns when it ran (to measure overlap)."""
