@@ -53,7 +53,19 @@ Isolation = Literal["thread", "process"]
 
 
 def default_agent_name() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+    """``<host>-<pid>``; under an agent credential of ``flowbus auth`` (which may listen on
+    its own name's subjects only) ``<credential's agent>.<host>-<pid>``."""
+    instance = f"{socket.gethostname().replace('.', '-')}-{os.getpid()}"
+    creds = os.environ.get("FLOWBUS_NATS_CREDS")
+    if creds:
+        from pathlib import Path
+
+        from flowbus.broker.nats_auth import agent_user
+
+        user = agent_user(Path(creds))
+        if user is not None:
+            return f"{user}.{instance}"
+    return instance
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,7 @@ def _agent(name: str, queues: tuple[str, ...]) -> Permissions:
         sub_allow=(
             f"{inbox_prefix(name)}.>",
             subjects.agent_cancel_subject(name),  # requests to it
+            subjects.agent_cancel_subject(f"{name}.*"),  # to each replica sharing the credential
             *(subjects.run_subject(queue) for queue in queues),  # the doorbell
         ),
         responds=True,
@@ -277,16 +278,33 @@ def add_agent(folder: Path, name: str, queues: tuple[str, ...]) -> Path:
     return add_user(folder, "agent", name, queues, file=f"agent-{name}")
 
 
-def own_inbox(creds: Path) -> str | None:
-    """The inbox prefix a credentials file made by ``flowbus auth`` must use (its user may
-    subscribe to that inbox only); None for any other file."""
+def _user_claims(creds: Path) -> tuple[str, list[str]] | None:
+    """The user name and subscribe permissions of a credentials file (None: not readable)."""
     try:
         text = creds.read_text()
         jwt = text.split("-----BEGIN NATS USER JWT-----", 1)[1].split("---", 1)[0].strip()
         payload = jwt.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        prefix = inbox_prefix(str(claims["name"]))
-        allowed = claims["nats"].get("sub", {}).get("allow", [])
-    except (OSError, IndexError, KeyError, ValueError, AttributeError):
+        return str(claims["name"]), list(claims["nats"].get("sub", {}).get("allow", []))
+    except (OSError, IndexError, KeyError, ValueError, AttributeError, TypeError):
         return None
-    return prefix if f"{prefix}.>" in allowed and ">" not in allowed else None
+
+
+def own_inbox(creds: Path) -> str | None:
+    """The inbox prefix a credentials file made by ``flowbus auth`` must use (its user may
+    subscribe to that inbox only); None for any other file."""
+    found = _user_claims(creds)
+    if found is None:
+        return None
+    prefix = inbox_prefix(found[0])
+    return prefix if f"{prefix}.>" in found[1] and ">" not in found[1] else None
+
+
+def agent_user(creds: Path) -> str | None:
+    """The agent a credentials file of ``flowbus auth add-agent`` was made for, else None.
+    Agents sharing it (the replicas of one queue's pods) are named ``<agent>.<instance>``."""
+    found = _user_claims(creds)
+    if found is None:
+        return None
+    name, allowed = found
+    return name if subjects.agent_cancel_subject(name) in allowed else None

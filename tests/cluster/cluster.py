@@ -1,9 +1,13 @@
 """flowbus on five hosts, started from the files in deploy/.
 
-``h1``, ``h2``, ``h3`` each run a NATS node (deploy/nats/nats-server.conf, TLS from a CA the
-test makes, the flowbus user's password), an orchestrator and an agent (the command lines of
-deploy/systemd's units); ``pg`` runs PostgreSQL (initdb in a temporary folder, from the
-machine's PostgreSQL binaries); ``client`` is a service that submits runs.
+``h1``, ``h2``, ``h3`` each run a NATS node (deploy/nats/nats-server.conf next to the
+``auth.conf`` of ``flowbus auth init``, TLS from a CA the test makes), an orchestrator and an
+agent (the command lines of deploy/systemd's units), each under its own credential: the
+orchestrators share ``orchestrator.creds``, each agent has its own (``agent-h1-default``, as
+the agent unit names it), and the agents' hosts get no store URL and no secret key; ``pg``
+runs PostgreSQL (initdb in a temporary folder, from the machine's PostgreSQL binaries);
+``client`` is a service that submits runs (its probes of streams use the operator's
+``admin.creds``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ from configparser import ConfigParser
 from pathlib import Path
 from typing import Any
 
+from cryptography.fernet import Fernet
+
+from flowbus.broker.nats_auth import add_agent
+from flowbus.broker.nats_auth import init as init_roles
 from flowbus.broker.server import find_nats_server
 from flowbus.engine.keys import new_key
 from tests.integration.stack import FLOWS_DIR
@@ -32,7 +40,6 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 HERE = Path(__file__).resolve().parent
 NODES = ("h1", "h2", "h3")
-NATS_PASSWORD = "flowbus-test-password"
 API_TOKEN = "cluster-test-token"
 #: Timers short enough that failures play out in seconds, long enough for five hosts of
 #: daemons on two busy cores.
@@ -79,14 +86,16 @@ class Cluster:
         self.orchestrators: dict[str, Process] = {}
         self.agents: dict[str, Process] = {}
         self._pgdata: Path | None = None
+        # The identities, made once by the operator; nats-server.conf installed next to them.
+        self.auth = root / "nats-auth"
+        init_roles(self.auth)
+        shutil.copy(DEPLOY / "nats" / "nats-server.conf", self.auth / "nats-server.conf")
         pg = self.hosts["pg"]
         self.store_url = f"postgresql://postgres@{pg.address}:5432/flowbus"
         urls = ",".join(f"tls://{self.hosts[n].address}:4222" for n in NODES)
         self.env = {
             **os.environ,
             "FLOWBUS_NATS_URL": urls,
-            "FLOWBUS_NATS_USER": "flowbus",
-            "FLOWBUS_NATS_PASSWORD": NATS_PASSWORD,
             "FLOWBUS_NATS_TLS_CA": str(self.ca.ca),
             "FLOWBUS_STORE_URL": self.store_url,
             "FLOWBUS_RESULT_STORAGE": str(root / "results"),  # a shared file system
@@ -94,6 +103,7 @@ class Cluster:
             # read on another, and any orchestrator checks the attempt keys of any claim.
             "FLOWBUS_RESULT_KEYS": new_key(),
             "FLOWBUS_FENCE_KEYS": new_key(),
+            "FLOWBUS_SECRET_KEY": Fernet.generate_key().decode(),  # the orchestrators' alone
             "FLOWBUS_API_TOKEN": API_TOKEN,
             "FLOWBUS_API_PORT": "4200",
             "FLOWBUS_AGENT_CONCURRENCY": "25",
@@ -150,8 +160,6 @@ class Cluster:
             "NATS_TLS_CERT": str(cert),
             "NATS_TLS_KEY": str(key),
             "NATS_TLS_CA": str(self.ca.ca),
-            "FLOWBUS_NATS_PASSWORD": NATS_PASSWORD,
-            "NATS_SYS_PASSWORD": "sys-test-password",
         }
 
     def routes(self) -> dict[str, str]:
@@ -161,7 +169,7 @@ class Cluster:
         }
 
     def start_nats(self, name: str) -> Process:
-        conf = str(DEPLOY / "nats" / "nats-server.conf")
+        conf = str(self.auth / "nats-server.conf")
         process = self.hosts[name].start("nats", [find_nats_server(), "-c", conf],
                                          self.nats_env(name))  # fmt: skip
         self.nats[name] = process
@@ -186,21 +194,30 @@ class Cluster:
 
     # --- flowbus daemons -----------------------------------------------------------------
 
-    def daemon_env(self, name: str) -> dict[str, str]:
+    def daemon_env(self, name: str, creds: str) -> dict[str, str]:
+        """A daemon's environment on host ``name``, under the credentials file ``creds``."""
         home = self.root / "homes" / name
         home.mkdir(parents=True, exist_ok=True)
         host = self.hosts[name]
-        return {**self.env, "FLOWBUS_HOME": str(home), "FLOWBUS_API_HOST": host.address}
+        return {**self.env, "FLOWBUS_HOME": str(home), "FLOWBUS_API_HOST": host.address,
+                "FLOWBUS_NATS_CREDS": str(self.auth / creds)}  # fmt: skip
 
     def start_orchestrator(self, name: str) -> Process:
-        env = self.daemon_env(name)
+        env = self.daemon_env(name, "orchestrator.creds")
         argv = unit_command("flowbus-server.service", env, name)
         process = self.hosts[name].start("orchestrator", argv, env)
         self.orchestrators[name] = process
         return process
 
     def start_agent(self, name: str) -> Process:
-        env = self.daemon_env(name)
+        """The agent unit's daemon, as deploy/systemd sets it up: its own credential
+        (``agent-<host>-<queue>``), and none of the orchestrators' settings."""
+        creds = self.auth / f"agent-{name}-default.creds"
+        if not creds.exists():
+            add_agent(self.auth, f"{name}-default", ("default",))
+        env = self.daemon_env(name, creds.name)
+        for setting in ("FLOWBUS_STORE_URL", "FLOWBUS_SECRET_KEY", "FLOWBUS_FENCE_KEYS"):
+            env.pop(setting, None)
         argv = unit_command("flowbus-agent@.service", env, name, "default")
         process = self.hosts[name].start("agent", argv, env)
         self.agents[name] = process
@@ -229,14 +246,18 @@ class Cluster:
     # --- from the client host ------------------------------------------------------------
 
     def client(self, *args: str, timeout: float = 300) -> str:
-        """A flowbus command run on the client host (from the flows' folder)."""
+        """A flowbus command run on the client host (from the flows' folder), as a service."""
         argv = [sys.executable, "-m", "flowbus", *args]
-        return self.hosts["client"].run(argv, self.daemon_env("client"), timeout, cwd=FLOWS_DIR)
+        env = self.daemon_env("client", "service.creds")
+        return self.hosts["client"].run(argv, env, timeout, cwd=FLOWS_DIR)
 
-    def script(self, script: str, *args: str, timeout: float = 600) -> Any:
-        """One of this folder's scripts run on the client host; its JSON output."""
+    def script(
+        self, script: str, *args: str, timeout: float = 600, creds: str = "admin.creds"
+    ) -> Any:
+        """One of this folder's scripts run on the client host (by default as the operator,
+        who may read any stream's state); its JSON output."""
         argv = [sys.executable, str(HERE / script), *args]
-        output = self.hosts["client"].run(argv, self.daemon_env("client"), timeout)
+        output = self.hosts["client"].run(argv, self.daemon_env("client", creds), timeout)
         return json.loads(output.strip().splitlines()[-1])
 
     def orchestrator_excerpts(self, count: int = 30) -> list[str]:

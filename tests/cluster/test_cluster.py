@@ -74,7 +74,13 @@ def test_every_run_completes_once_while_hosts_fail(cluster: Cluster, tmp_path: P
     injector = threading.Thread(target=faults, args=(cluster, log, errors), daemon=True)
     injector.start()
     report: dict[str, Any] = cluster.script(
-        "submitter.py", "chaos-steps/cluster", str(RUNS), str(RATE), str(ledger), timeout=700
+        "submitter.py",
+        "chaos-steps/cluster",
+        str(RUNS),
+        str(RATE),
+        str(ledger),
+        timeout=700,
+        creds="service.creds",
     )
     injector.join(120)
     assert not errors, errors

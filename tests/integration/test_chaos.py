@@ -3,7 +3,8 @@ nats-server restarts, at random. No run is lost, none completes twice, no flow b
 once its completion is recorded, and a run that executes again replays its completed tasks:
 besides the task that was interrupted, only a task whose completion had not been published when
 its agent died runs again. Every execution of a task body or a body's end leaves a line in a
-ledger file, so executions are counted, not inferred from states."""
+ledger file, so executions are counted, not inferred from states. Every daemon runs under the
+NATS credential of its role (``flowbus auth``), as a production installation does."""
 
 from __future__ import annotations
 
@@ -67,8 +68,12 @@ class Chaos:
 
 
 @pytest.mark.timeout(600)
-async def test_runs_survive_random_kills_and_restarts(tmp_path: Path) -> None:
-    stack = Stack(tmp_path, env=TIMERS, port=free_port())
+async def test_runs_survive_random_kills_and_restarts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each daemon under its own NATS credential (each new agent signs one), the test a service.
+    stack = Stack(tmp_path, env=TIMERS, port=free_port(), roles=True)
+    stack.service_env(monkeypatch)
     try:
         stack.start_orchestrator()
         deployment = stack.deploy("chaos_steps")

@@ -119,6 +119,9 @@ async def test_each_role_does_its_job_and_no_more(
     await agent.refuses(lambda: agent.client.subscribe("_INBOX_service.>"))  # others' replies
     await agent.refuses(lambda: agent.client.subscribe("flowbus.agent.a2.cancel"))
     await agent.allows(lambda: agent.client.subscribe("flowbus.agent.a1.cancel"))
+    # Replicas sharing the credential (one queue's pods) are named a1.<instance>.
+    await agent.allows(lambda: agent.client.subscribe("flowbus.agent.a1.pod-7.cancel"))
+    await agent.refuses(lambda: agent.client.subscribe("flowbus.agent.a2.pod-7.cancel"))
     await agent.allows(lambda: agent.js.publish("flowbus.event.r1.log", b"{}"))
 
     service = await session(server, "service.creds")
@@ -160,6 +163,20 @@ def test_identities_are_made_once_and_names_are_checked(tmp_path: Path) -> None:
         add_agent(folder, "service", ("etl",))
     with pytest.raises(UsageError, match="orchestrator's subjects"):
         add_agent(folder, "claim", ("etl",))  # it would hear every claim
+
+
+def test_an_agent_under_a_shared_credential_takes_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flowbus.agents.agent import default_agent_name
+
+    folder = tmp_path / "auth"
+    init(folder)
+    monkeypatch.setenv("FLOWBUS_NATS_CREDS", str(add_agent(folder, "etl-pods", ("etl",))))
+    assert default_agent_name().startswith("etl-pods.")
+    assert "." not in default_agent_name().removeprefix("etl-pods.")
+    monkeypatch.setenv("FLOWBUS_NATS_CREDS", str(folder / "service.creds"))
+    assert "." not in default_agent_name()
 
 
 async def test_a_run_end_to_end_with_a_credential_per_role(

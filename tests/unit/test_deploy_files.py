@@ -34,10 +34,21 @@ def unit(name: str) -> configparser.ConfigParser:
 
 def test_the_nats_configuration_is_valid_for_nats_server(tmp_path: Path) -> None:
     env = {**os.environ, **nats_env(tmp_path, 1)}
-    conf = str(DEPLOY / "nats" / "nats-server.conf")
+    conf = str(nats_conf(tmp_path))
     checked = subprocess.run([find_nats_server(), "-c", conf, "-t"], env=env,
                              capture_output=True, text=True, timeout=60)  # fmt: skip
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def nats_conf(tmp_path: Path) -> Path:
+    """deploy/nats/nats-server.conf as an operator installs it: next to the ``auth.conf`` that
+    ``flowbus auth init`` made."""
+    from flowbus.broker.nats_auth import init
+
+    folder = tmp_path / "etc"
+    init(folder)
+    shutil.copy(DEPLOY / "nats" / "nats-server.conf", folder / "nats-server.conf")
+    return folder / "nats-server.conf"
 
 
 def nats_env(tmp_path: Path, node: int) -> dict[str, str]:
@@ -54,20 +65,19 @@ def nats_env(tmp_path: Path, node: int) -> dict[str, str]:
         "NATS_TLS_CERT": str(cert),
         "NATS_TLS_KEY": str(key),
         "NATS_TLS_CA": str(authority.ca),
-        "FLOWBUS_NATS_PASSWORD": "secret",
-        "NATS_SYS_PASSWORD": "secret",
     }
 
 
-def test_the_flowbus_user_may_use_every_bucket_flowbus_makes() -> None:
-    text = (DEPLOY / "nats" / "nats-server.conf").read_text()
-    buckets = [subjects.QUEUES_BUCKET, subjects.SCHEDULES_BUCKET, subjects.AUTOMATIONS_BUCKET,
-               "flowbus_leader"]  # fmt: skip
-    for bucket in buckets:
-        assert text.count(f'"$KV.{bucket}.>"') == 2, bucket  # publish and subscribe
-    values = (DEPLOY / "kubernetes" / "nats-values.yaml").read_text()
-    for bucket in buckets:
-        assert values.count(f'"$KV.{bucket}.>"') == 2, bucket
+def test_the_nats_servers_take_flowbus_identities_and_each_role_its_buckets() -> None:
+    from flowbus.broker.nats_auth import permissions
+
+    assert "include ./auth.conf" in (DEPLOY / "nats" / "nats-server.conf").read_text()
+    values = yaml.safe_load((DEPLOY / "kubernetes" / "nats-values.yaml").read_text())
+    assert values["config"]["merge"] == {"$include": "./auth/auth.conf"}
+    orchestrator = permissions("orchestrator", "orchestrator")
+    assert orchestrator.pub_allow == (">",) and orchestrator.sub_allow == (">",)
+    agent = permissions("agent", "a1", ("default",))
+    assert any(subjects.QUEUES_BUCKET in subject for subject in agent.pub_allow)
 
 
 @pytest.mark.parametrize(
@@ -83,13 +93,26 @@ def test_the_units_start_flowbus_daemons_that_restart(name: str, command: list[s
     argv = shlex.split(service["ExecStart"])
     assert argv[0] == "/opt/flowbus/bin/flowbus" and argv[1:3] == command
     assert service["Restart"] == "always"
-    assert service["EnvironmentFile"] == "/etc/flowbus/flowbus.env"
+    files = [line for line in unit_lines(name) if line.startswith("EnvironmentFile=")]
+    assert files[0] == "EnvironmentFile=/etc/flowbus/flowbus.env"
+    if command[0] == "agent":  # its own credential, and none of the orchestrators' files
+        assert files == ["EnvironmentFile=/etc/flowbus/flowbus.env"]
+        assert (
+            "FLOWBUS_NATS_CREDS=/etc/flowbus/nats-auth/agent-%H-%i.creds" in service["Environment"]
+        )
+        assert "--name %H-%i" in service["ExecStart"]
+    else:
+        assert files[1:] == ["EnvironmentFile=/etc/flowbus/orchestrator.env"]
     assert service["NoNewPrivileges"] == "yes"
     # Every option the unit passes is one the command takes.
     shown = subprocess.run([str(BIN / "flowbus"), *command, "--help"], capture_output=True,
                            text=True, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
     for option in (a for a in argv[3:] if a.startswith("--")):
         assert option in shown.stdout, (option, shown.stdout)
+
+
+def unit_lines(name: str) -> list[str]:
+    return (DEPLOY / "systemd" / name).read_text().splitlines()
 
 
 def test_the_env_example_names_only_known_settings() -> None:
@@ -99,9 +122,21 @@ def test_the_env_example_names_only_known_settings() -> None:
     known = {f"FLOWBUS_{n.upper()}" for m in MODELS for n in m.model_fields}
     known |= {"FLOWBUS_API_HOST", "FLOWBUS_API_PORT", "FLOWBUS_AGENT_CONCURRENCY"}  # the units'
     known |= {RESULT_KEYS.variable, FENCE_KEYS.variable}  # keys, read by engine/keys.py
-    lines = (DEPLOY / "systemd" / "flowbus.env.example").read_text().splitlines()
-    names = {line.split("=", 1)[0] for line in lines if line and not line.startswith("#")}
-    assert names <= known, names - known
+    known.add("FLOWBUS_NATS_CREDS")
+
+    def names(file: str) -> set[str]:
+        lines = (DEPLOY / "systemd" / file).read_text().splitlines()
+        return {line.split("=", 1)[0] for line in lines if line and not line.startswith("#")}
+
+    common, orchestrators = names("flowbus.env.example"), names("orchestrator.env.example")
+    assert common | orchestrators <= known, (common | orchestrators) - known
+    # What agents' hosts must not hold is the orchestrators' alone.
+    only = {
+        "FLOWBUS_STORE_URL",
+        "FLOWBUS_SECRET_KEY",
+        RESULT_KEYS.variable.replace("RESULT", "FENCE"),
+    }
+    assert only <= orchestrators and not only & common
 
 
 def compose() -> dict[str, Any]:
@@ -134,6 +169,12 @@ def test_compose_runs_three_nats_nodes_postgres_two_orchestrators_two_agents() -
     env = services["orchestrator-1"]["environment"]
     assert env["FLOWBUS_STORE_URL"].startswith("postgresql://")
     assert env["FLOWBUS_NATS_URL"].count("tls://") == 3
+    for name in ("agent-1", "agent-2"):  # its own credential, no store, no secret key
+        agent = services[name]
+        assert not {"FLOWBUS_STORE_URL", "FLOWBUS_SECRET_KEY", "FLOWBUS_FENCE_KEYS"} & set(
+            agent["environment"]
+        )
+        assert f"./nats-auth/agent-{name}.creds:/etc/flowbus/nats.creds:ro" in agent["volumes"]
 
 
 def kubernetes_documents() -> list[dict[str, Any]]:
@@ -166,6 +207,12 @@ def test_kubernetes_runs_two_orchestrators_with_probes_and_scales_agents_on_dept
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert {"secretRef": {"name": "flowbus"}} in container["envFrom"]
     scaled = by_name["Deployment", "flowbus-agent-default"]
+    pod = scaled["spec"]["template"]["spec"]
+    secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    secrets |= {e["secretRef"]["name"] for e in pod["containers"][0]["envFrom"] if "secretRef" in e}
+    assert secrets == {"nats-ca", "flowbus-agent-default"}  # its own credential, nothing else
+    agent_secret = by_name["Secret", "flowbus-agent-default"]["stringData"]
+    assert set(agent_secret) == {"FLOWBUS_RESULT_KEYS", "agent.creds"}
     budget = by_name["PodDisruptionBudget", "flowbus-orchestrator"]
     assert budget["spec"]["minAvailable"] == 1
     trigger = next(d for d in kubernetes_documents() if d["kind"] == "ScaledObject")
