@@ -154,8 +154,10 @@ def test_a_temporary_local_cluster_is_made_and_shut_down(flowbus_home: Path) -> 
 def test_a_deployed_run_uses_its_agents_cluster(
     dask_cluster: DaskProcesses, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stack = Stack(tmp_path, env={"FLOWBUS_DASK_ADDRESS": dask_cluster.address})
+    # Every daemon under its own NATS credential (flowbus auth), the test a service.
+    stack = Stack(tmp_path, env={"FLOWBUS_DASK_ADDRESS": dask_cluster.address}, roles=True)
     stack.share_results(monkeypatch)
+    stack.service_env(monkeypatch)
     try:
         stack.start_orchestrator()
         assert stack.cli("limit", "set", "db", "1").returncode == 0
