@@ -128,6 +128,8 @@ class Agent(Daemon):
         self.nats_url = nats_url
         self.name = settings.name
         self.held: dict[str, _Held] = {}
+        #: Runs whose claim is under way (not held yet).
+        self._claiming: set[str] = set()
         self.counts: dict[str, int] = {}
         self._reserved = 0  # slots taken by requests still being claimed
         #: Cancelled runs whose threads are still blocked (see ``InProcessRun.cancel``).
@@ -326,10 +328,18 @@ class Agent(Daemon):
         except p.ProtocolError as exc:
             await self._dead_letter(message, str(exc))
             return None
-        if request.run_id in self.held:
-            # Another delivery of a request this agent is running (its ack wait ran out): the
-            # run is ours already, and a claim could be answered with our own grant again.
+        if request.run_id in self.held or request.run_id in self._claiming:
+            # Another delivery of a request this agent runs or is claiming (its ack wait ran
+            # out, or a requeue's request came with the first): the run is ours already, and a
+            # claim would be answered with our own grant again: the run would run twice here.
             return None
+        self._claiming.add(request.run_id)
+        try:
+            return await self._claim_request(message, queue, request)
+        finally:
+            self._claiming.discard(request.run_id)
+
+    async def _claim_request(self, message: Msg, queue: str, request: p.RunRequest) -> _Held | None:
         claim = p.ClaimRequest(
             run_id=request.run_id, agent=self.name, delivery=message.metadata.num_delivered
         )

@@ -3,51 +3,21 @@ each role may do its job, and what it may not is refused by the server itself.""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
-from nats.aio.client import Client
 
 from flowbus.broker import EmbeddedNatsServer, subjects
-from flowbus.broker.nats_auth import add_agent, init, own_inbox
+from flowbus.broker.nats_auth import add_agent, init
 from flowbus.broker.run_documents import DocumentRequest, signed
 from flowbus.broker.streams import ensure_queue_consumer, ensure_streams
 from flowbus.engine.errors import UsageError
+from tests.integration.nats_sessions import Session, connect_as
 
 LEADER_BUCKET = "flowbus_leader"
-
-
-class Session:
-    """One role's connection, recording what the server refused it."""
-
-    def __init__(self, client: Client, refused: list[str]) -> None:
-        self.client = client
-        self.refused = refused
-        self.js = client.jetstream(timeout=2)
-
-    async def refuses(self, action: Callable[[], Awaitable[Any]]) -> str:
-        """Run ``action``; the server's "Permissions Violation" for it (asserted)."""
-        before = len(self.refused)
-        with contextlib.suppress(Exception):  # a refused request: no answer, or an error
-            await action()
-        await self.client.flush()
-        for _ in range(50):
-            if len(self.refused) > before:
-                return self.refused[-1]
-            await asyncio.sleep(0.05)
-        raise AssertionError("the server did not refuse it")
-
-    async def allows(self, action: Callable[[], Awaitable[Any]]) -> Any:
-        before = len(self.refused)
-        result = await action()
-        await self.client.flush()
-        assert len(self.refused) == before, self.refused[before:]
-        return result
 
 
 @pytest.fixture
@@ -64,17 +34,7 @@ async def server(tmp_path: Path) -> AsyncIterator[tuple[EmbeddedNatsServer, Path
 
 async def session(server: tuple[EmbeddedNatsServer, Path], creds: str) -> Session:
     nats_server, folder = server
-    refused: list[str] = []
-
-    async def on_error(exc: Exception) -> None:
-        refused.append(str(exc))
-
-    path = folder / creds
-    options: dict[str, Any] = {"user_credentials": str(path), "error_cb": on_error}
-    prefix = own_inbox(path)
-    if prefix is not None:
-        options["inbox_prefix"] = prefix
-    return Session(await nats.connect(nats_server.url, **options), refused)
+    return await connect_as(nats_server.url, folder / creds)
 
 
 async def take(who: Session, queue: str) -> bytes:

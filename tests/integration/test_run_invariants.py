@@ -251,6 +251,28 @@ async def test_a_run_whose_holder_never_heard_its_grant_is_not_taken_from_it(
         stack.close()
 
 
+async def test_two_deliveries_of_a_run_taken_at_once_run_it_once(stack: Stack) -> None:
+    """A second request for a run (a requeue's, or one published again) fetched in the same
+    batch as the first: the agent claims once and runs the body once (the orchestrator answers
+    a holder that claims again with its own grant, so the agent must not ask twice)."""
+    ledger = stack.root / "ledger"
+    deployment = stack.deploy("counted")
+    async with stack.client() as client:
+        run_id = (await client.submit(deployment, {"ledger": str(ledger)})).run_id
+        wait_until(lambda: stack.states(run_id) == ["Scheduled"], what="the run to be queued")
+        connection = await nats.connect(stack.url)
+        try:
+            again = b'{"run_id": "%s", "deployment": "%s", "dispatch": 1}' % (
+                run_id.encode(), deployment.encode())  # fmt: skip
+            await connection.jetstream().publish(subjects.run_subject("default"), again)
+        finally:
+            await connection.close()
+        stack.start_agent("agent-a")  # both requests wait for it: one fetch takes both
+        assert (await client.wait(run_id, timeout=60)).completed
+    assert ledger.read_text().splitlines() == [run_id]
+    assert stack.final_states(run_id) == ["Scheduled", "Pending", "Running", "Completed"]
+
+
 async def test_two_agents_500_runs_each_completed_exactly_once(stack: Stack) -> None:
     deployment = stack.deploy("noop")
     for name in ("agent-a", "agent-b"):
