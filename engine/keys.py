@@ -89,3 +89,6 @@ def _make_file(path: Path) -> str:
 RESULT_KEYS = KeyRing("FLOWBUS_RESULT_KEYS", "results.key")
 #: Attempt keys of claims (``broker/fencing.py``): orchestrators only.
 FENCE_KEYS = KeyRing("FLOWBUS_FENCE_KEYS", "fence.key")
+#: Signs the web UI's session cookies (``flowbus/api/auth.py``): every API server; several
+#: behind one address share it, so a session made by one is good on the others.
+SESSION_KEYS = KeyRing("FLOWBUS_SESSION_KEYS", "session.key")

@@ -9,10 +9,9 @@ invalid input is a 4xx, never a 500. With a token configured, every request need
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -30,11 +29,14 @@ from flowbus.api import (
     queues,
     runs,
     schedules,
+    tokens,
     variables,
 )
-from flowbus.api.auth import add_login, guard
+from flowbus.api.auth import Authenticator
 from flowbus.api.common import error_body
 from flowbus.api.doors import Doors, max_body_bytes
+from flowbus.api.login import add_guard, add_login
+from flowbus.api.route_roles import require_role
 from flowbus.broker.protocol import validation_details
 from flowbus.client import Client, ClientError
 from flowbus.engine.errors import FlowbusError
@@ -77,15 +79,13 @@ def create_app(store: EventStore, client: Client, token: str | None = None) -> F
     app.state.store = store
     app.state.client = client
 
-    @app.middleware("http")
-    async def require_token(request: Request, call_next: Any) -> Any:
-        refused = guard(request, token) if token is not None else None
-        return refused if refused is not None else await call_next(request)
-
+    auth = Authenticator(store, token)
+    add_guard(app, auth)
     # Added last, so it runs first: sizes, hosts and origins before anything reads the body.
+    # Without a token configured at start the Host check stays on: tokens made later (through
+    # the CLI) close the API, but it still answers loopback names only.
     app.add_middleware(Doors, open_api=token is None, max_body=max_body_bytes())
-
-    add_login(app, token)
+    add_login(app, auth)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -94,6 +94,10 @@ def create_app(store: EventStore, client: Client, token: str | None = None) -> F
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.detail, dict):  # a refusal of route_roles: which role it needs
+            detail = dict(exc.detail)
+            body = error_body(detail.pop("code"), detail.pop("message"), detail)
+            return JSONResponse(body, exc.status_code)
         code = "not_found" if exc.status_code == 404 else "http_error"
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code)
 
@@ -111,10 +115,13 @@ def create_app(store: EventStore, client: Client, token: str | None = None) -> F
         log.exception("API request failed", error=repr(exc))
         return JSONResponse(error_body("internal", f"{type(exc).__name__}: {exc}"), 500)
 
+    # Every route needs its role (route_roles.py): one dependency on every router.
+    roles = [Depends(require_role("/api/v1"))]
     for resource in (runs, artifacts, deployments, schedules, blocks, variables, automations,
-                     documents, queues, agents, events):  # fmt: skip
-        app.include_router(resource.router, prefix="/api/v1")
-    app.include_router(metrics.router)  # /metrics, /healthz, /readyz
+                     documents, queues, agents, events, tokens):  # fmt: skip
+        app.include_router(resource.router, prefix="/api/v1", dependencies=roles)
+    # /metrics, /healthz, /readyz
+    app.include_router(metrics.router, dependencies=[Depends(require_role(""))])
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:

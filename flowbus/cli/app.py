@@ -21,6 +21,7 @@ from flowbus.cli import (
     schedules,
     store,
     submit,
+    tokens,
 )
 from flowbus.cli.up import up
 
@@ -63,6 +64,7 @@ app.add_typer(profiles.app, name="profile")
 app.command("run")(submit.run)
 app.add_typer(events.app, name="events")
 app.add_typer(auth.app, name="auth")
+app.add_typer(tokens.app, name="token")
 app.command("up")(up)
 
 

@@ -178,7 +178,7 @@ def test_with_a_token_the_ui_asks_to_log_in(tmp_path: Path) -> None:
                 expect(page.locator("h1")).to_have_text("Log in")
                 page.fill("#token", "guess")
                 page.get_by_role("button", name="Log in").click()
-                expect(page.locator(".notice")).to_contain_text("not the API token")
+                expect(page.locator(".notice")).to_contain_text("not a valid token")
                 page.fill("#token", "s3cret")
                 page.get_by_role("button", name="Log in").click()
                 expect(page.locator("h1")).to_have_text("Dashboard")

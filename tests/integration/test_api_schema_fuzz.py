@@ -13,11 +13,15 @@ from schemathesis.checks import positive_data_acceptance
 
 from .stack import Stack
 
+TOKEN = "fuzz-admin-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
 
 @pytest.fixture
 def stack(stack: Stack) -> Stack:
-    """The shared stack with an orchestrator, a deployment and an agent."""
-    stack.start_orchestrator()
+    """The shared stack with an orchestrator (its API under an admin token: the fuzzer makes
+    tokens, and a made token closes an open API), a deployment and an agent."""
+    stack.start_orchestrator({"FLOWBUS_API_TOKEN": TOKEN})
     stack.deploy("quick")
     stack.start_agent("agent-1")
     return stack
@@ -48,7 +52,7 @@ def test_no_server_errors_and_responses_match_the_schema(stack: Stack) -> None:
             failures.append(f"{operation.method.upper()} {operation.path}: {exc}")
     assert len(fuzzed) >= 20, fuzzed
     assert not failures, "\n\n".join(failures)
-    assert httpx.get(stack.api_url + "/api/v1/runs", timeout=10).status_code == 200
+    assert httpx.get(stack.api_url + "/api/v1/runs", headers=AUTH, timeout=10).status_code == 200
 
 
 def fuzz(operation: Any, excluded: list[Any]) -> Any:
@@ -57,6 +61,6 @@ def fuzz(operation: Any, excluded: list[Any]) -> Any:
     @given(case=operation.as_strategy())
     @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
     def check(case: schemathesis.Case) -> None:
-        case.call_and_validate(excluded_checks=excluded)
+        case.call_and_validate(headers=AUTH, excluded_checks=excluded)
 
     return check

@@ -29,11 +29,27 @@ function show(...nodes) {
   page.replaceChildren(...nodes.flat().filter((node) => node !== null && node !== undefined));
 }
 
+function cookie(name) {
+  const found = document.cookie.split("; ").find((part) => part.startsWith(`${name}=`));
+  return found ? decodeURIComponent(found.slice(name.length + 1)) : "";
+}
+
+// Who is logged in (GET /api/v1/me): the buttons a role may not use are not shown (the server
+// refuses them anyway). Roles in order: each may do what the ones before it may.
+const ROLES = ["viewer", "operator", "developer", "admin"];
+let me = { name: "local", role: "admin", via: "open" };
+
+function may(role) {
+  return ROLES.indexOf(me.role) >= ROLES.indexOf(role);
+}
+
 async function api(path, options = {}) {
-  const response = await fetch(API + path, {
-    headers: { "Content-Type": "application/json" },
-    ...options,
-  });
+  // A session's state-changing request carries its CSRF token (the cookie the login set,
+  // readable by this page only).
+  const headers = { "Content-Type": "application/json" };
+  const csrf = cookie("flowbus_csrf");
+  if (csrf) headers["X-CSRF-Token"] = csrf;
+  const response = await fetch(API + path, { headers, ...options });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
     const error = new Error((body.error && body.error.message) || response.statusText);
@@ -202,9 +218,9 @@ async function runPage(runId) {
     show(
       el("h1", {}, `${run.name} `, badge(run.state_type, run.state_name)),
       el("p", {},
-        cancellable && run.deployment
+        cancellable && run.deployment && may("operator")
           ? el("button", { class: "danger", id: "cancel", onclick: cancel }, "Cancel run") : null,
-        retryable && run.deployment
+        retryable && run.deployment && may("operator")
           ? el("button", { id: "retry", onclick: retry,
               title: "Run it again as a new attempt: its completed tasks replay" }, "Retry run") : null,
         run.parent_run_id ? el("a", { href: `#/runs/${run.parent_run_id}` }, " ↑ parent run") : null,
@@ -312,7 +328,7 @@ function resumePanel(run) {
   return el("form", { class: "panel", id: "resume-form", onsubmit: resume },
     el("h2", {}, `Paused at ${run.pause.pause_key}`),
     el("p", { class: "muted" }, `Resume before ${when(run.pause.pause_timeout_at)}, or it fails.`),
-    notice, rows, el("button", { type: "submit", id: "resume" }, "Resume"));
+    notice, rows, may("operator") ? el("button", { type: "submit", id: "resume" }, "Resume") : null);
 }
 
 function gantt(taskRuns) {
@@ -393,12 +409,12 @@ function schedulesPanel(d, redraw) {
       s.active ? el("span", { class: "badge s-COMPLETED" }, "active")
         : el("span", { class: "badge s-PAUSED" }, "paused"),
       el("span", { class: "muted" }, s.next_slot ? ` next ${when(s.next_slot)} ` : " "),
-      el("button", { class: "secondary small", onclick: async (event) => {
+      may("developer") ? el("button", { class: "secondary small", onclick: async (event) => {
         event.target.disabled = true;
         await api(`/deployments/${deploymentPath(d.name)}/schedules/${s.id}/${s.active ? "pause" : "resume"}`,
           { method: "POST" });
         redraw();
-      } }, s.active ? "Pause" : "Resume")))));
+      } }, s.active ? "Pause" : "Resume") : null))));
 }
 
 async function deploymentPage(name) {
@@ -452,9 +468,9 @@ async function deploymentPage(name) {
         el("dt", {}, "Version"), el("dd", {}, d.version),
         el("dt", {}, "Description"), el("dd", {}, d.description || "–")),
         schedulesPanel(d, () => route())),
-      el("form", { class: "panel", id: "run-form", onsubmit: submit },
+      may("operator") ? el("form", { class: "panel", id: "run-form", onsubmit: submit },
         el("h2", {}, "Run with parameters"), notice, rows,
-        el("button", { type: "submit" }, "Run"))));
+        el("button", { type: "submit" }, "Run")) : null));
 }
 
 // --- dashboard -----------------------------------------------------------------------------------
@@ -500,7 +516,7 @@ function queueRows(queues, withButtons) {
     el("td", { class: "num" }, q.waiting), el("td", { class: "num" }, q.in_flight),
     el("td", { class: "num" }, q.settings.priority),
     el("td", { class: "num" }, q.settings.concurrency_limit ?? "–"),
-    withButtons ? el("td", {}, el("button", {
+    withButtons && may("operator") ? el("td", {}, el("button", {
       class: "secondary small", "data-action": q.settings.paused ? "resume" : "pause",
       onclick: async (event) => {
         event.target.disabled = true;
@@ -804,5 +820,18 @@ async function route() {
   }
 }
 
+async function whoAmI() {
+  try {
+    me = await api("/me");
+  } catch (error) {
+    return;  // an older server: everything shown, the server decides
+  }
+  const who = document.getElementById("who");
+  if (!who || me.via === "open") return;
+  const logout = el("form", { method: "post", action: "/logout", class: "inline" },
+    el("button", { type: "submit", class: "secondary small", id: "logout" }, "Log out"));
+  who.replaceChildren(el("span", { class: "muted", id: "me" }, `${me.name} (${me.role}) `), logout);
+}
+
 window.addEventListener("hashchange", route);
-route();
+whoAmI().then(route);
