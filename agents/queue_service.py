@@ -15,6 +15,7 @@ from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.broker.streams import ensure_queue_consumer
+from flowbus.engine.audit import audit_record
 from flowbus.engine.store import EventStore
 
 log = structlog.get_logger("flowbus.orchestrator")
@@ -120,5 +121,8 @@ class QueueService:
         await self._kv.put(update.name, settings.dump())
         await self.ensure(update.name, force=True)
         log.info("queue updated", **settings.model_dump())
+        if update.actor:  # settings live in a bucket: who changed them is recorded here
+            await self.store.append([audit_record("queue.updated", update.name, update.actor,
+                                                  changes)])  # fmt: skip
         info = await self._info(settings)
         return p.QueueUpdated(**info.model_dump())

@@ -208,6 +208,8 @@ def created_record(run: NewRun) -> EventRecord:
         "triggered_by": run.triggered_by,
         "state": state_dict(run.state),
     }
+    if run.actor is not None:
+        fields["actor"] = run.actor
     record = make_record(run.run_id, 1, EventType.FLOW_RUN_CREATED, fields,
                          run.state.timestamp_iso)  # fmt: skip
     return record
@@ -230,6 +232,8 @@ def change_record(entry: RunEntry, change: Change) -> EventRecord:
         fields["closes_attempt"] = entry.attempt
     if change.leader_term is not None:
         fields["leader_term"] = change.leader_term
+    if change.actor is not None:
+        fields["actor"] = change.actor
     record = make_record(entry.run_id, entry.seq + 1, EventType.FLOW_RUN_STATE, fields,
                          change.state.timestamp_iso)  # fmt: skip
     return record

@@ -300,6 +300,20 @@ def own_inbox(creds: Path) -> str | None:
     return prefix if f"{prefix}.>" in found[1] and ">" not in found[1] else None
 
 
+def credential_user(creds: Path) -> str | None:
+    """The user a credentials file was made for (its JWT's name), else None."""
+    found = _user_claims(creds)
+    return found[0] if found is not None else None
+
+
+def credential_actor() -> str | None:
+    """``nats:<user>`` of ``$FLOWBUS_NATS_CREDS`` (a file of ``flowbus auth``), else None: the
+    actor a service's client names (``engine/actors.py``)."""
+    creds = os.environ.get("FLOWBUS_NATS_CREDS")
+    user = credential_user(Path(creds)) if creds else None
+    return f"nats:{user}" if user else None
+
+
 def agent_user(creds: Path) -> str | None:
     """The agent a credentials file of ``flowbus auth add-agent`` was made for, else None.
     Agents sharing it (the replicas of one queue's pods) are named ``<agent>.<instance>``."""

@@ -63,6 +63,9 @@ class SubmitRequest(_Message):
     #: What started the run, when an automation did: ``{"automation", "event_id",
     #: "event_type"}`` (recorded with the run, shown by the UI).
     triggered_by: dict[str, str] | None = None
+    #: Who asks (an API token's name, ``cli:<user>``, ``nats:<user>``): recorded as the
+    #: event's ``actor``. The requester's own statement (docs/security.md).
+    actor: str | None = Field(default=None, max_length=200)
 
 
 class SubmitReply(_Message):
@@ -78,6 +81,9 @@ class CancelRequest(_Message):
     """``flowbus.api.cancel``."""
 
     run_id: str
+    #: Who asks (an API token's name, ``cli:<user>``, ``nats:<user>``): recorded as the
+    #: event's ``actor``. The requester's own statement (docs/security.md).
+    actor: str | None = Field(default=None, max_length=200)
 
 
 class CancelReply(_Message):
@@ -154,6 +160,9 @@ class QueueUpdate(_Message):
     priority: int | None = None
     concurrency_limit: int | None = Field(default=None, ge=0, description="0 removes the limit")
     paused: bool | None = None
+    #: Who asks (an API token's name, ``cli:<user>``, ``nats:<user>``): recorded as the
+    #: event's ``actor``. The requester's own statement (docs/security.md).
+    actor: str | None = Field(default=None, max_length=200)
 
 
 class QueueInfo(_Message):
@@ -314,6 +323,9 @@ class ResumeRequest(_Message):
 
     run_id: str
     input: dict[str, Any] | None = None
+    #: Who asks (an API token's name, ``cli:<user>``, ``nats:<user>``): recorded as the
+    #: event's ``actor``. The requester's own statement (docs/security.md).
+    actor: str | None = Field(default=None, max_length=200)
 
 
 class ResumeReply(_Message):
@@ -327,6 +339,9 @@ class RetryRequest(_Message):
     again, as a new attempt of the same run (its crash budget starts over)."""
 
     run_id: str
+    #: Who asks (an API token's name, ``cli:<user>``, ``nats:<user>``): recorded as the
+    #: event's ``actor``. The requester's own statement (docs/security.md).
+    actor: str | None = Field(default=None, max_length=200)
 
 
 class RecordedRequest(_Message):

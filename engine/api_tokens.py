@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from flowbus.engine.actors import current_actor
+from flowbus.engine.audit import audit_record
 from flowbus.engine.clock import canonical
 from flowbus.engine.documents import delete_document, save_document
 from flowbus.engine.errors import UsageError
@@ -40,6 +42,10 @@ PREFIX = "fbt_"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 _NAME = re.compile(NAME_PATTERN)
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")
+#: A duration as the API takes it: up to four parts of up to 9999 units each (``1d12h``).
+DURATION_PATTERN = r"^([1-9]\d{0,3}[smhdw]){1,4}$"
+#: The longest duration taken (a token for ever has no expiry at all).
+LONGEST = timedelta(days=366 * 1000)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -66,7 +72,10 @@ def parse_duration(text: str) -> timedelta:
     parts = _DURATION.findall(spec)
     if not parts or _DURATION.sub("", spec).strip():
         raise UsageError(f"duration {text!r}: give a number and a unit, e.g. 90d, 12h, 30m")
-    return timedelta(seconds=sum(int(n) * _UNITS[unit] for n, unit in parts))
+    total = sum(int(n) * _UNITS[unit] for n, unit in parts)
+    if total > LONGEST.total_seconds():
+        raise UsageError(f"duration {text!r} is over a thousand years: leave it out instead")
+    return timedelta(seconds=total)
 
 
 @dataclass(frozen=True)
@@ -144,6 +153,9 @@ async def revoke_token(store: EventStore, name: str) -> None:
     for digest, body in await _stored(store):
         if body["name"] == name:
             await delete_document(store, API_TOKEN, digest)
+            actor = current_actor()
+            if actor:
+                await store.append([audit_record("api_token.revoked", name, actor)])
             return
     raise UsageError(f"no token named {name!r}")
 

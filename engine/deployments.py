@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from flowbus.engine.actors import current_actor
 from flowbus.engine.entrypoints import code_hash, entrypoint_file
 from flowbus.engine.errors import ParameterValidationError, SequenceError, UsageError
 from flowbus.engine.event_types import EventType
@@ -143,6 +144,9 @@ async def save_deployment(store: EventStore, spec: DeploymentSpec) -> Deployment
         "entrypoint_hash": spec.entrypoint_hash,
         "blocks": spec.blocks,
     }
+    actor = current_actor()
+    if actor:
+        fields["actor"] = actor
     await store.append_next(stream, EventType.DEPLOYMENT_SAVED, fields)
     saved = await store.get_deployment(spec.name)
     assert saved is not None
@@ -162,7 +166,11 @@ async def redefine(
         last = events[-1]
         fields = {k: v for k, v in last.data.items() if k not in ENVELOPE_FIELDS}
         try:
-            await store.append([make_record(stream, last.seq + 1, last.type, change(fields))])
+            changed = change(fields)
+            changed.pop("actor", None)  # who made this version, not the last one
+            if current_actor():
+                changed["actor"] = current_actor()
+            await store.append([make_record(stream, last.seq + 1, last.type, changed)])
             break
         except SequenceError:
             continue

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from flowbus.engine.actors import current_actor
 from flowbus.engine.event_types import EventType
 from flowbus.engine.store import DocumentView, EventStore, store_from_url
 
@@ -22,8 +23,9 @@ def document_id(kind: str, name: str) -> str:
 
 
 async def save_document(store: EventStore, kind: str, name: str, body: Any) -> DocumentView:
-    """Record the next version of a document; returns it as now projected."""
-    fields = {"kind": kind, "name": name, "body": body}
+    """Record the next version of a document (by the current actor); returns it as now
+    projected."""
+    fields = {"kind": kind, "name": name, "body": body, **_actor()}
     await store.append_next(document_id(kind, name), EventType.DOCUMENT_SAVED, fields)
     saved = await store.get_document(kind, name)
     assert saved is not None
@@ -34,9 +36,14 @@ async def delete_document(store: EventStore, kind: str, name: str) -> bool:
     """Record a document's deletion; False when there was none."""
     if await store.get_document(kind, name) is None:
         return False
-    fields = {"kind": kind, "name": name}
+    fields = {"kind": kind, "name": name, **_actor()}
     await store.append_next(document_id(kind, name), EventType.DOCUMENT_DELETED, fields)
     return True
+
+
+def _actor() -> dict[str, str]:
+    actor = current_actor()
+    return {"actor": actor} if actor else {}
 
 
 async def using_store(store: EventStore | None, action: Callable[[EventStore], Awaitable[T]]) -> T:

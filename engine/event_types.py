@@ -27,6 +27,7 @@ class EventType:
     AUTOMATION_ACTION: Final = "automation.action"
     CUSTOM_EVENT: Final = "custom.event"
     BLOCK_READ: Final = "block.read"
+    AUDIT_ENTRY: Final = "audit.entry"
 
 
 #: The events of a run's own stream: what a run records about itself (by hand or on an agent).

@@ -68,6 +68,8 @@ class FlowRunCreated(_EventBase):
     schedule_id: int | None = None
     #: The automation and event that started the run, if one did.
     triggered_by: dict[str, str] | None = None
+    #: Who submitted it: an API token's name, ``cli:<user>``, a service's (``engine/actors.py``).
+    actor: str | None = None
     #: A subflow's identity for replay in a run that records results: the n-th call of its
     #: flow in the parent's try, the hash of its parameters, and the parent's attempt.
     position: int | None = None
@@ -108,6 +110,8 @@ class FlowRunStateChanged(_EventBase):
     #: On a decision only the leading orchestrator takes (a lease expiry, Late, a pause's
     #: timeout): the leader's term, its fencing token.
     leader_term: int | None = None
+    #: On a change someone asked for (a cancel, a resume, a retry): who.
+    actor: str | None = None
 
 
 class TaskRunCreated(_EventBase):
@@ -175,6 +179,8 @@ class DeploymentSaved(_EventBase):
     #: The blocks its runs may load on an agent, as ``<type>/<name>`` patterns (``*``
     #: wildcards); None: any block.
     blocks: list[str] | None = None
+    #: Who deployed it.
+    actor: str | None = None
 
 
 class LogEmitted(_EventBase):
@@ -220,12 +226,15 @@ class DocumentSaved(_EventBase):
     kind: str
     name: str
     body: Any = None
+    #: Who saved it.
+    actor: str | None = None
 
 
 class DocumentDeleted(_EventBase):
     type: Literal["document.deleted"] = "document.deleted"
     kind: str
     name: str
+    actor: str | None = None
 
 
 class AutomationFired(_EventBase):
@@ -281,6 +290,21 @@ class BlockRead(_EventBase):
     deployment: str
     #: The agent holding the run's attempt.
     agent: str | None = None
+    #: ``agent:<name>``: who the block was handed to (the audit trail lists it).
+    actor: str | None = None
+
+
+class AuditEntry(_EventBase):
+    """Something a person caused that no event of its own records (a cancel handed to the
+    run's agent, a queue paused): one event in a stream of its own."""
+
+    type: Literal["audit.entry"] = "audit.entry"
+    #: ``run.cancel_requested``, ``queue.updated``, ...
+    action: str
+    #: What it acted on: a run id, a queue's name.
+    subject: str
+    actor: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
 
 
 #: What may arrive on the events stream (agents, runs by hand, the API's ingest).
@@ -303,7 +327,8 @@ StoredEventModel = Annotated[
     | AutomationFired
     | AutomationAction
     | CustomEventRecorded
-    | BlockRead,
+    | BlockRead
+    | AuditEntry,
     Field(discriminator="type"),
 ]
 #: The state events of a flow run (its creation is its first state).
@@ -323,6 +348,7 @@ EVENT_TYPES: tuple[type[_EventBase], ...] = (
     AutomationAction,
     CustomEventRecorded,
     BlockRead,
+    AuditEntry,
 )
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 _STORED: TypeAdapter[StoredEventModel] = TypeAdapter(StoredEventModel)

@@ -62,7 +62,8 @@ def decide_cancel(
     if entry.held and not entry.lease_expired(now.mono):
         assert entry.agent is not None
         return Decision(None, effects=(AskAgentToCancel(entry.agent, entry.attempt),))
-    cancelled = Change(Cancelled(message="cancelled on request", timestamp=now.iso), close=True)
+    cancelled = Change(Cancelled(message="cancelled on request", timestamp=now.iso), close=True,
+                       actor=request.actor)  # fmt: skip
     return Decision(p.CancelReply(run_id=entry.run_id, state="Cancelled"), (cancelled,))
 
 
@@ -115,7 +116,7 @@ def decide_resume(
     elif given:
         return Decision(p.error("invalid_input", f"the pause of run {entry.name} takes no input"))
     resumed = Change(Scheduled(message="resumed", timestamp=now.iso),
-                     resume=Resume(entry.pause_key, given))  # fmt: skip
+                     resume=Resume(entry.pause_key, given), actor=request.actor)  # fmt: skip
     reply = p.ResumeReply(run_id=entry.run_id, state="Scheduled")
     return Decision(reply, (resumed,), (Publish(),))
 
@@ -142,7 +143,7 @@ def decide_retry(
     again = AwaitingRetry(message=f"retried on request (it was {entry.state_name})",
                           timestamp=now.iso)  # fmt: skip
     reply = p.ResumeReply(run_id=entry.run_id, state=again.name)
-    return Decision(reply, (Change(again, retried=True),), (Publish(),))
+    return Decision(reply, (Change(again, retried=True, actor=request.actor),), (Publish(),))
 
 
 def decide_pause_expiry(entry: RunEntry | None, now: Now, term: int | None) -> Decision[None]:

@@ -65,6 +65,8 @@ class Change:
     leader_term: int | None = None
     #: A hand-back: the run's request stays in its queue (the agent puts it back).
     still_queued: bool = False
+    #: Who asked for it (a cancel, a resume, a retry): recorded on its event.
+    actor: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,8 @@ class NewRun:
     scheduled_time: datetime | None = None
     schedule_id: int | None = None
     triggered_by: dict[str, str] | None = None
+    #: Who submitted it.
+    actor: str | None = None
 
 
 # --- effects: what happens once the changes are committed ---------------------------------

@@ -97,6 +97,7 @@ def new_run(
         scheduled_time=due,
         schedule_id=request.schedule_id,
         triggered_by=request.triggered_by,
+        actor=request.actor,
     )
 
 

@@ -22,6 +22,7 @@ from flowbus.agents.decisions.model import AskAgentToCancel
 from flowbus.agents.orchestrator.executor import Executor
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
+from flowbus.engine.audit import audit_record
 
 log = structlog.get_logger("flowbus.orchestrator")
 #: How long the holder of a run has to take a cancel before it is recorded without it.
@@ -43,6 +44,10 @@ class Controls:
         if not asks:
             return verdict.reply
         ask = asks[0]
+        if request.actor:  # its agent records the cancel: who asked is recorded here
+            entry = audit_record("run.cancel_requested", request.run_id, request.actor,
+                                 {"agent": ask.agent, "attempt": ask.attempt})  # fmt: skip
+            await self.executor.store.append([entry])
         if await self._ask(request.run_id, ask):
             return p.CancelReply(run_id=request.run_id, state="Cancelling")
         fallback, _ = await self.executor.take(

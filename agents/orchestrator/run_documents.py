@@ -85,7 +85,7 @@ class RunDocuments:
     ) -> None:
         """Who was handed which block: one event in a stream of its own (no two reads contend)."""
         fields = {"block": request.name, "run_id": request.run_id, "attempt": request.attempt,
-                  "deployment": deployment, "agent": agent}  # fmt: skip
+                  "deployment": deployment, "agent": agent, "actor": f"agent:{agent}"}  # fmt: skip
         await self.store.append([make_record(str(uuid.uuid4()), 1, EventType.BLOCK_READ, fields)])
 
 

@@ -8,6 +8,7 @@ from flowbus.engine.store.base import EventStore
 from flowbus.engine.store.memory import MemoryEventStore
 from flowbus.engine.store.sqlite import SqliteEventStore
 from flowbus.engine.store.views import (
+    AuditView,
     DeploymentView,
     DocumentView,
     FlowRunView,
@@ -19,6 +20,7 @@ from flowbus.engine.store.views import (
 )
 
 __all__ = [
+    "AuditView",
     "DeploymentView",
     "DocumentView",
     "EventStore",

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from flowbus.engine.errors import SequenceError, VersionConflict
 from flowbus.engine.records import EventRecord, make_record
 from flowbus.engine.store.views import (
+    AuditView,
     DeploymentView,
     DocumentView,
     FlowRunView,
@@ -198,6 +199,17 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     async def list_documents(self, kind: str) -> list[DocumentView]:
         """Every document of a kind, by name."""
+
+    @abc.abstractmethod
+    async def list_audit(
+        self,
+        actor: str | None = None,
+        since: str | None = None,
+        limit: int = 100,
+        subject: str | None = None,
+    ) -> list[AuditView]:
+        """The audit trail, newest first: events someone caused, by ``actor``, since a time
+        (ISO 8601), on ``subject`` (a run id, a queue, a document's name)."""
 
     @abc.abstractmethod
     async def rebuild_projections(self) -> int:

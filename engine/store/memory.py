@@ -10,6 +10,7 @@ from flowbus.engine.errors import SequenceError
 from flowbus.engine.records import EventRecord
 from flowbus.engine.store.base import EventStore
 from flowbus.engine.store.projection import (
+    AUDIT_COLUMNS,
     DEPLOYMENT_COLUMNS,
     DOCUMENT_COLUMNS,
     FLOW_RUN_COLUMNS,
@@ -20,6 +21,7 @@ from flowbus.engine.store.projection import (
     plan,
 )
 from flowbus.engine.store.views import (
+    AuditView,
     DeploymentView,
     DocumentView,
     FlowRunView,
@@ -45,6 +47,7 @@ def _empty_tables() -> Tables:
         "deployments": {},
         "documents": {},
         "run_counts": {},
+        "audit": {},
     }
 
 
@@ -91,6 +94,9 @@ def _apply(tables: Tables, ops: ProjectionPlan) -> None:
             new["created"] = old["created"]  # a redefinition keeps the first creation time
         tables["deployments"][new["id"]] = new
     _apply_documents(tables["documents"], ops)
+    tables["audit"].update(
+        {row[0]: dict(zip(AUDIT_COLUMNS, row, strict=True)) for row in ops.audit}
+    )
 
 
 def _apply_documents(documents: dict[Any, dict[str, Any]], ops: ProjectionPlan) -> None:
@@ -237,6 +243,20 @@ class MemoryEventStore(EventStore):
             key=lambda r: r["name"],
         )
         return [document_view([r[c] for c in DOCUMENT_COLUMNS]) for r in rows]
+
+    async def list_audit(
+        self,
+        actor: str | None = None,
+        since: str | None = None,
+        limit: int = 100,
+        subject: str | None = None,
+    ) -> list[AuditView]:
+        after = since or ""
+        rows = [r for r in self._tables["audit"].values()
+                if r["occurred"] >= after and actor in (None, r["actor"])
+                and subject in (None, r["subject"])]  # fmt: skip
+        rows.sort(key=lambda r: (r["occurred"], r["event_id"]), reverse=True)
+        return [AuditView(**r) for r in rows[:limit]]
 
     async def rebuild_projections(self) -> int:
         self._tables = self._rebuilt()

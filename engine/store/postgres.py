@@ -21,6 +21,7 @@ from flowbus.engine.store import sql_statements as q
 from flowbus.engine.store.base import EventStore
 from flowbus.engine.store.migrations import load_migrations, split_statements
 from flowbus.engine.store.projection import (
+    AUDIT_COLUMNS,
     DEPLOYMENT_COLUMNS,
     FLOW_RUN_COLUMNS,
     LOG_COLUMNS,
@@ -30,6 +31,7 @@ from flowbus.engine.store.projection import (
 )
 from flowbus.engine.store.sequences import HeadsCache, check_sequences
 from flowbus.engine.store.views import (
+    AuditView,
     DeploymentView,
     DocumentView,
     FlowRunView,
@@ -191,6 +193,7 @@ class PostgresEventStore(EventStore):
             *q.bulk_insert(f"{schema}.logs", LOG_COLUMNS, ops.logs, True),
             *q.deployment_upserts(f"{schema}.deployments", ops.deployments, True),
             *q.document_changes(f"{schema}.documents", ops.document_deletes, ops.documents, True),
+            *q.bulk_insert(f"{schema}.audit", AUDIT_COLUMNS, ops.audit, True),
         ]
         for sql, params in statements:
             await conn.execute(sql, *params)
@@ -288,6 +291,27 @@ class PostgresEventStore(EventStore):
             limit,
         )
         return [LogLine(**dict(row)) for row in rows]
+
+    async def list_audit(
+        self,
+        actor: str | None = None,
+        since: str | None = None,
+        limit: int = 100,
+        subject: str | None = None,
+    ) -> list[AuditView]:
+        params: list[Any] = [since or ""]
+        where = "occurred >= $1"
+        for column, value in (("actor", actor), ("subject", subject)):
+            if value is not None:
+                params.append(value)
+                where += f" AND {column} = ${len(params)}"
+        params.append(limit)
+        rows = await self._fetch(
+            f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit WHERE {where} "
+            f"ORDER BY occurred DESC, event_id DESC LIMIT ${len(params)}",
+            *params,
+        )
+        return [AuditView(*tuple(row)) for row in rows]
 
     async def get_deployment(self, name: str) -> DeploymentView | None:
         rows = await self._fetch(

@@ -14,10 +14,12 @@ from typing import Any
 import orjson
 
 from flowbus.engine.artifacts import artifact_document
+from flowbus.engine.audit import audit_row
 from flowbus.engine.clock import canonical
 from flowbus.engine.event_types import EventType
 from flowbus.engine.records import EventRecord
 from flowbus.engine.store.views import (
+    AuditView,
     DeploymentView,
     DocumentView,
     FlowRunView,
@@ -35,6 +37,8 @@ TASK_RUN_COLUMNS = columns_of(TaskRunView)
 DEPLOYMENT_COLUMNS = columns_of(DeploymentView)
 #: Named configuration recorded as events: variables, blocks, block types, limits, automations.
 DOCUMENT_COLUMNS = columns_of(DocumentView)
+#: The audit trail: every event with an actor.
+AUDIT_COLUMNS = columns_of(AuditView)
 LOG_COLUMNS = columns_of(LogLine)
 #: The order of a state update's parameters (the row id comes last).
 STATE_UPDATE_FIELDS = (
@@ -78,6 +82,8 @@ class ProjectionPlan:
     #: Full document rows, the latest per (kind, name): inserted, or replacing all but
     #: ``created`` of an existing row.
     documents: list[tuple[Any, ...]] = field(default_factory=list)
+    #: Audit rows (``engine/audit.py``): inserted.
+    audit: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 _DEPLOYMENT_CREATED = DEPLOYMENT_COLUMNS.index("created")
@@ -211,6 +217,7 @@ def plan(records: Iterable[EventRecord]) -> ProjectionPlan:
     for record in records:
         data = record.data
         kind = record.type
+        _audit(out, kind, data)
         if kind == EventType.TASK_RUN_STATE:
             row = new_tasks.get(data["task_run_id"])
             if row is None:
@@ -252,7 +259,16 @@ def plan(records: Iterable[EventRecord]) -> ProjectionPlan:
     for name in ("flow_inserts", "task_inserts", "flow_updates", "task_updates", "logs"):
         setattr(out, name, _without_nul(getattr(out, name)))
     out.deployments = _without_nul(out.deployments)
+    out.audit = _without_nul(out.audit)
     return out
+
+
+def _audit(out: ProjectionPlan, kind: str, data: dict[str, Any]) -> None:
+    """An event someone caused (it names its actor) is a line of the audit trail."""
+    if data.get("actor"):
+        row = audit_row(kind, data)
+        if row is not None:
+            out.audit.append(row)
 
 
 def _save_deployment(deployments: dict[str, tuple[Any, ...]], data: dict[str, Any]) -> None:

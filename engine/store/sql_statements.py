@@ -37,7 +37,9 @@ def event_rows(records: Sequence[EventRecord]) -> list[tuple[Any, ...]]:
     return [(r.id, r.stream_id, r.seq, r.type, r.occurred, r.body().decode()) for r in records]
 
 
-PROJECTION_TABLES = ("flow_runs", "task_runs", "logs", "deployments", "documents", "run_counts")
+PROJECTION_TABLES = (
+    "flow_runs", "task_runs", "logs", "deployments", "documents", "run_counts", "audit"
+)  # fmt: skip
 INSERT_COLUMNS = {"flow_runs": FLOW_RUN_COLUMNS, "task_runs": TASK_RUN_COLUMNS, "logs": LOG_COLUMNS}
 
 

@@ -23,6 +23,7 @@ from flowbus.engine.store import sql_statements as q
 from flowbus.engine.store.base import EventStore
 from flowbus.engine.store.migrations import load_migrations, split_statements
 from flowbus.engine.store.projection import (
+    AUDIT_COLUMNS,
     DEPLOYMENT_COLUMNS,
     FLOW_RUN_COLUMNS,
     LOG_COLUMNS,
@@ -32,6 +33,7 @@ from flowbus.engine.store.projection import (
 )
 from flowbus.engine.store.sequences import HeadsCache, check_sequences
 from flowbus.engine.store.views import (
+    AuditView,
     DeploymentView,
     DocumentView,
     FlowRunView,
@@ -199,6 +201,7 @@ class SqliteEventStore(EventStore):
             *q.bulk_insert(f"{schema}.logs", LOG_COLUMNS, ops.logs),
             *q.deployment_upserts(f"{schema}.deployments", ops.deployments),
             *q.document_changes(f"{schema}.documents", ops.document_deletes, ops.documents),
+            *q.bulk_insert(f"{schema}.audit", AUDIT_COLUMNS, ops.audit),
         ]
         for sql, params in statements:
             await self.db.execute(sql, params)
@@ -295,6 +298,25 @@ class SqliteEventStore(EventStore):
             (run_id, after_seq, limit),
         )
         return [LogLine(**dict(zip(LOG_COLUMNS, row, strict=True))) for row in rows]
+
+    async def list_audit(
+        self,
+        actor: str | None = None,
+        since: str | None = None,
+        limit: int = 100,
+        subject: str | None = None,
+    ) -> list[AuditView]:
+        where, params = ["occurred >= ?"], [since or ""]
+        for column, value in (("actor", actor), ("subject", subject)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        rows = await self._fetch(
+            f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit WHERE {' AND '.join(where)} "
+            "ORDER BY occurred DESC, event_id DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [AuditView(*row) for row in rows]
 
     async def get_deployment(self, name: str) -> DeploymentView | None:
         rows = await self._fetch(

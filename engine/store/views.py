@@ -97,6 +97,18 @@ class LogLine(_View):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class AuditView(_View):
+    """One line of the audit trail: an event someone caused (``engine/audit.py``)."""
+
+    event_id: str
+    occurred: str
+    actor: str
+    action: str
+    subject: str
+    stream_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class DeploymentView(_View):
     id: str
     name: str

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from flowbus.api import (
     agents,
     artifacts,
+    audit,
     automations,
     blocks,
     deployments,
@@ -118,7 +119,7 @@ def create_app(store: EventStore, client: Client, token: str | None = None) -> F
     # Every route needs its role (route_roles.py): one dependency on every router.
     roles = [Depends(require_role("/api/v1"))]
     for resource in (runs, artifacts, deployments, schedules, blocks, variables, automations,
-                     documents, queues, agents, events, tokens):  # fmt: skip
+                     documents, queues, agents, events, tokens, audit):  # fmt: skip
         app.include_router(resource.router, prefix="/api/v1", dependencies=roles)
     # /metrics, /healthz, /readyz
     app.include_router(metrics.router, dependencies=[Depends(require_role(""))])

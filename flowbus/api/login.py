@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from flowbus.api.auth import CSRF_COOKIE, OPEN, SESSION_COOKIE, Authenticator
 from flowbus.api.doors import LoginLimiter
+from flowbus.engine.actors import actor_var
 
 Next = Callable[[Request], Awaitable[Response]]
 
@@ -35,6 +36,7 @@ def add_guard(app: FastAPI, auth: Authenticator) -> None:
         path = request.url.path
         if not await auth.required():
             request.state.identity = OPEN
+            actor_var.set(OPEN.name)
             return await call_next(request)
         guarded = path.startswith("/api/") or path == "/metrics"
         page = path.startswith("/ui") and path != "/ui/app.css"
@@ -43,6 +45,8 @@ def add_guard(app: FastAPI, auth: Authenticator) -> None:
             if identity is None:
                 return _unauthorized() if guarded else RedirectResponse("/login", status_code=303)
             request.state.identity = identity
+            # What this request causes is recorded as the token's doing (engine/actors.py).
+            actor_var.set(identity.name)
         return await call_next(request)
 
 

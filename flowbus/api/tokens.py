@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flowbus.api.common import ERRORS, store_of
 from flowbus.engine.api_tokens import (
+    DURATION_PATTERN,
     NAME_PATTERN,
     TokenExists,
     create_token,
@@ -29,7 +30,7 @@ class NewToken(BaseModel):
     name: str = Field(pattern=NAME_PATTERN)
     role: Literal["viewer", "operator", "developer", "admin", "metrics"]
     expires: str | None = Field(
-        default=None, pattern=r"^([1-9]\d{0,5}[smhdw]){1,4}$", examples=["90d", "12h", "1d12h"]
+        default=None, pattern=DURATION_PATTERN, examples=["90d", "12h", "1d12h"]
     )
 
 

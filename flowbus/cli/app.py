@@ -23,6 +23,7 @@ from flowbus.cli import (
     submit,
     tokens,
 )
+from flowbus.cli.audit import audit
 from flowbus.cli.up import up
 
 app = typer.Typer(
@@ -65,6 +66,7 @@ app.command("run")(submit.run)
 app.add_typer(events.app, name="events")
 app.add_typer(auth.app, name="auth")
 app.add_typer(tokens.app, name="token")
+app.command("audit")(audit)
 app.command("up")(up)
 
 

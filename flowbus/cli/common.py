@@ -54,17 +54,31 @@ def with_store(action: Callable[[EventStore], Awaitable[T]]) -> T:
         fail(str(exc))
 
 
+def act_as_cli_user() -> None:
+    """Record what this command writes as the doing of ``cli:<user>`` (``engine/actors.py``);
+    daemons never call it (what they do on their own has no actor)."""
+    from flowbus.engine.actors import actor_var, cli_actor
+
+    if actor_var.get() is None:
+        actor_var.set(cli_actor())
+
+
 def _store() -> EventStore:
     from flowbus.remote.profiles import active_api
     from flowbus.remote.store import ApiStore
 
+    act_as_cli_user()
     api = active_api()
     return cast(EventStore, ApiStore(api)) if api is not None else store_from_url()
 
 
 def client_options() -> dict[str, Any]:
-    """How the CLI's ``flowbus.Client`` reaches flowbus: the active profile's API, or NATS."""
+    """How the CLI's ``flowbus.Client`` reaches flowbus: the active profile's API, or NATS.
+    What the command causes is recorded as ``cli:<user>``'s (through a server's API: as its
+    token's)."""
     from flowbus.remote.profiles import active_api
+
+    act_as_cli_user()
 
     api = active_api()
     return {"api_url": api.url, "api_token": api.token} if api is not None else {}

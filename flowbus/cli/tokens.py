@@ -33,6 +33,9 @@ def _through(action: Any, api_call: Any) -> Any:
     api = active_api()
 
     async def main() -> Any:
+        from flowbus.cli.common import act_as_cli_user
+
+        act_as_cli_user()
         if api is not None:
             import httpx
 

@@ -17,9 +17,11 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from flowbus.broker import BrokerError, subjects
 from flowbus.broker import protocol as p
 from flowbus.broker.connection import connect, nats_url
+from flowbus.broker.nats_auth import credential_actor
 from flowbus.broker.run_states import newest_state
 from flowbus.client.model import ClientError, FinalState, NoOrchestrator, SubmittedRun
 from flowbus.client.waiting import RunWaiters
+from flowbus.engine.actors import current_actor
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.events import Event, FlowRunStateChanged, decode_event
 from flowbus.engine.results import ResultMissing, decode_output
@@ -84,20 +86,31 @@ class NatsTransport:
 
     # --- runs -------------------------------------------------------------------------------
 
+    def actor(self) -> str | None:
+        """Who this client acts for: the caller's (``engine/actors.py``), else the name of its
+        NATS credential (``nats:<user>``)."""
+        found = current_actor()
+        if found is None:
+            found = credential_actor()
+        return found
+
     async def submit(self, request: p.SubmitRequest) -> SubmittedRun:
+        if request.actor is None:
+            request = request.model_copy(update={"actor": self.actor()})
         reply = p.decode(p.SubmitReply, await self._request(subjects.SUBMIT, request.dump()))
         return SubmittedRun(reply.run_id, reply.name, reply.queue, reply.created)
 
     async def cancel(self, run_id: str) -> str:
-        data = await self._request(subjects.CANCEL, p.CancelRequest(run_id=run_id).dump())
+        request = p.CancelRequest(run_id=run_id, actor=self.actor())
+        data = await self._request(subjects.CANCEL, request.dump())
         return p.decode(p.CancelReply, data).state
 
     async def resume(self, run_id: str, input: dict[str, Any] | None) -> str:
-        request = p.ResumeRequest(run_id=run_id, input=input)
+        request = p.ResumeRequest(run_id=run_id, input=input, actor=self.actor())
         return p.decode(p.ResumeReply, await self._request(subjects.RESUME, request.dump())).state
 
     async def retry(self, run_id: str) -> str:
-        request = p.RetryRequest(run_id=run_id)
+        request = p.RetryRequest(run_id=run_id, actor=self.actor())
         return p.decode(p.ResumeReply, await self._request(subjects.RETRY, request.dump())).state
 
     async def wait(self, run_id: str) -> FinalState:
@@ -188,6 +201,8 @@ class NatsTransport:
         return p.decode(p.QueueList, await self._request(subjects.QUEUES, b"")).queues
 
     async def update_queue(self, update: p.QueueUpdate) -> p.QueueInfo:
+        if update.actor is None:
+            update = update.model_copy(update={"actor": self.actor()})
         return p.decode(p.QueueUpdated, await self._request(subjects.QUEUE_UPDATE, update.dump()))
 
     async def deployments(self) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from flowbus.client.http_transport import HttpTransport, deployment_path
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.event_types import EventType
 from flowbus.engine.store.views import (
+    AuditView,
     DeploymentView,
     DocumentView,
     FlowRunView,
@@ -131,6 +132,16 @@ class ApiStore:
             if exc.code == "not_found":
                 return None
             raise
+
+    async def list_audit(
+        self,
+        actor: str | None = None,
+        since: str | None = None,
+        limit: int = 100,
+        subject: str | None = None,
+    ) -> list[AuditView]:
+        params = {"actor": actor, "after": since, "limit": limit, "subject": subject}
+        return [AuditView(**row) for row in await self._get("/audit", **params)]
 
     async def list_documents(self, kind: str) -> list[DocumentView]:
         return [_view(DocumentView, d) for d in await self._get(f"/documents/{quote(kind)}")]

@@ -47,6 +47,8 @@ def _history_entry(event: FlowRunStateEvent | TaskRunEvent, seq: int) -> dict[st
         #: The event's place in the run's stream: live events merge with the history by it.
         "seq": seq,
     }
+    if isinstance(event, FlowRunCreated | FlowRunStateChanged) and event.actor:
+        entry["actor"] = event.actor  # who asked for it: a submit, a cancel, a resume, a retry
     if isinstance(event, FlowRunStateChanged):
         if event.attempt is not None:  # a claim: attempt n of the run starts here
             entry["attempt"] = event.attempt
@@ -128,6 +130,21 @@ def _task_run_items(
     return items
 
 
+async def _cancelled_by(
+    store: EventStore, run_id: str, states: list[FlowRunStateEvent]
+) -> str | None:
+    """Who asked for the run's cancel: on the state it recorded, or (a cancel its agent
+    carried out) in the audit trail."""
+    for event in reversed(states):
+        if event.state.type.value in ("CANCELLING", "CANCELLED") and event.actor:
+            return event.actor
+    if not any(e.state.type.value == "CANCELLED" for e in states):
+        return None
+    asked = [a for a in await store.list_audit(subject=run_id, limit=20)
+             if a.action == "run.cancel_requested"]  # fmt: skip
+    return asked[0].actor if asked else None
+
+
 async def run_detail(store: EventStore, run: FlowRunView) -> dict[str, Any]:
     """Everything ``runs show --json`` prints; see docs/cli.md for the schema."""
     events = await store.read_stream(run.id)
@@ -168,6 +185,9 @@ async def run_detail(store: EventStore, run: FlowRunView) -> dict[str, Any]:
     detail["scheduled_time"] = _iso(created.scheduled_time) if created else None
     #: The automation and event that started the run, if one did.
     detail["triggered_by"] = created.triggered_by if created else None
+    #: Who submitted it and who cancelled it (an API token's name, cli:<user>, nats:<user>).
+    detail["started_by"] = created.actor if created else None
+    detail["cancelled_by"] = await _cancelled_by(store, run.id, states)
     detail["artifacts"] = [artifact.to_dict() for artifact in run_artifacts(events)]
     detail["subflow_runs"] = [
         {"id": s.id, "name": s.name, "flow_name": s.flow_name, "state_name": s.state_name}

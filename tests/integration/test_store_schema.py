@@ -16,6 +16,7 @@ TABLES = {
     "deployments": projection.DEPLOYMENT_COLUMNS,
     "documents": projection.DOCUMENT_COLUMNS,
     "logs": projection.LOG_COLUMNS,
+    "audit": projection.AUDIT_COLUMNS,
 }
 #: The other tables: the log, and what the projections keep of their own.
 OTHERS = {

@@ -68,7 +68,7 @@ def test_each_run_has_its_own_gapless_sequence() -> None:
 
 def test_every_event_type_has_a_versioned_model() -> None:
     names = {value for key, value in vars(EventType).items() if key.isupper()}
-    assert len(names) == 14
+    assert len(names) == 15
     assert {model.model_fields["type"].default for model in EVENT_TYPES} == names
     for model in EVENT_TYPES:
         assert model.model_config.get("frozen") is True

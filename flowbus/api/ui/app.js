@@ -228,7 +228,11 @@ async function runPage(runId) {
           ` started by automation `, el("a", { href: "#/automations" }, run.triggered_by.automation),
           ` on event ${run.triggered_by.event_type} (${run.triggered_by.event_id})`) : null,
         run.scheduled_time ? el("span", { class: "muted" }, ` scheduled for ${when(run.scheduled_time)}`)
-          : null),
+          : null,
+        run.started_by ? el("span", { class: "muted", id: "started-by" }, ` started by ${run.started_by}`)
+          : null,
+        run.cancelled_by ? el("span", { class: "muted", id: "cancelled-by" },
+          ` cancelled by ${run.cancelled_by}`) : null),
       resumeForm(),
       el("div", { class: "grid" },
         el("div", { class: "panel" }, el("h2", {}, "Run"), el("dl", { class: "kv" },

@@ -1,0 +1,13 @@
+-- The audit trail: every event that carries an actor (who caused it), newest first by time,
+-- and by actor.
+CREATE TABLE audit (
+    event_id  TEXT NOT NULL PRIMARY KEY,
+    occurred  TEXT NOT NULL,
+    actor     TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    subject   TEXT NOT NULL,
+    stream_id TEXT NOT NULL
+);
+CREATE INDEX audit_by_time ON audit (occurred);
+CREATE INDEX audit_by_actor ON audit (actor, occurred);
+CREATE INDEX audit_by_subject ON audit (subject, occurred);
