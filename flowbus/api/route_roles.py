@@ -30,14 +30,15 @@ CHANGES: dict[tuple[str, str], str] = {
     # the events of a run by hand, and custom events: what running flows publishes
     ("POST", f"{V1}/events"): "operator",
     ("POST", f"{V1}/custom-events"): "operator",
-    # developer: what runs, and with what
-    ("POST", f"{V1}/deployments"): "developer",
+    # a schedule paused or resumed is operations, as a queue's (defining one is a deploy)
     ("POST", f"{V1}/deployments/{{flow_name}}/{{name}}/schedules/{{schedule_id}}/pause"): (
-        "developer"
+        "operator"
     ),
     ("POST", f"{V1}/deployments/{{flow_name}}/{{name}}/schedules/{{schedule_id}}/resume"): (
-        "developer"
+        "operator"
     ),
+    # developer: what runs, and with what
+    ("POST", f"{V1}/deployments"): "developer",
     ("PUT", f"{V1}/blocks/{{type_name}}/{{name}}"): "developer",
     ("PUT", f"{V1}/documents/{{kind}}/{{name}}"): "developer",
     ("DELETE", f"{V1}/documents/{{kind}}/{{name}}"): "developer",

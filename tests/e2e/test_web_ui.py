@@ -10,10 +10,13 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from flowbus.engine.api_tokens import create_token
+from flowbus.engine.store import EventStore
 from tests.integration.stack import Stack, wait_until
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -23,12 +26,23 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+#: The API's admin token: the tests' own API calls; the browser logs in as an operator.
+ADMIN = "web-ui-admin-token"
+
+
+def api_get(stack: Stack, path: str) -> httpx.Response:
+    """``GET /api/v1<path>`` as the admin."""
+    return httpx.get(f"{stack.api_url}/api/v1{path}", headers={"authorization": f"Bearer {ADMIN}"})
+
+
 @pytest.fixture
 def stack(stack: Stack) -> Stack:
-    """The shared stack with an orchestrator, three deployments and an agent. Its agent never
-    dies here, so its lease is longer than the stack's 2 s: a browser and a busy machine can
-    delay a heartbeat past that, and a run crashed and run again is not what these tests show."""
+    """The shared stack with an orchestrator (its API under tokens), three deployments and an
+    agent. Its agent never dies here, so its lease is longer than the stack's 2 s: a browser
+    and a busy machine can delay a heartbeat past that, and a run crashed and run again is not
+    what these tests show."""
     stack.env["FLOWBUS_LEASE_SECONDS"] = "10"
+    stack.env["FLOWBUS_API_TOKEN"] = ADMIN
     stack.start_orchestrator()
     stack.deploy("quick")
     stack.deploy("sleepy")
@@ -46,9 +60,24 @@ def browser_page(stack: Stack) -> Iterator[object]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1366, "height": 850})
+            log_in(page, stack, "operator")  # every page here as an operator sees it
             yield page
         finally:
             browser.close()
+
+
+def log_in(page: Any, stack: Stack, role: str) -> None:
+    """Log the browser in on /login with a new token of ``role``."""
+    from playwright.sync_api import expect
+
+    async def make(store: EventStore) -> str:
+        return await create_token(store, f"ui-{role}", role)
+
+    token = stack.with_store(make)
+    page.goto(stack.api_url + "/login")
+    page.fill("#token", token)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#me")).to_contain_text(f"ui-{role} ({role})")
 
 
 def test_run_a_deployment_from_its_form_and_watch_it_complete(
@@ -144,6 +173,42 @@ def test_cancel_a_long_run_from_its_page(stack: Stack, browser_page: object) -> 
     page.get_by_role("button", name="Cancel run").click()
     expect(page.locator("h1 .badge")).to_have_text("Cancelled", timeout=10_000)
     expect(page.locator("#states")).to_contain_text("Cancelling")
+    # Who started it and who cancelled it: the operator logged in (the audit trail says so).
+    page.reload()
+    expect(page.locator("#started-by")).to_contain_text("started by ui-operator")
+    expect(page.locator("#cancelled-by")).to_contain_text("cancelled by ui-operator")
+
+
+def test_a_viewer_sees_no_buttons_it_may_not_use_and_logs_out(stack: Stack) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    assert CHROMIUM is not None
+    run_id = stack.submit_over_http("sleepy/test", seconds=60)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            log_in(page, stack, "viewer")
+            page.goto(stack.api_url + "/ui/#/deployments/sleepy/test")
+            expect(page.locator("h1")).to_have_text("sleepy/test")
+            expect(page.locator("#run-form")).to_have_count(0)
+            page.goto(f"{stack.api_url}/ui/#/runs/{run_id}")
+            expect(page.locator("h1 .badge")).to_have_text("Running", timeout=30_000)
+            expect(page.locator("#cancel")).to_have_count(0)
+            # The server refuses it anyway, with the session's own CSRF token.
+            status = page.evaluate(
+                """async (id) => (await fetch(`/api/v1/runs/${id}/cancel`, {method: "POST",
+                     headers: {"X-CSRF-Token": document.cookie.split("flowbus_csrf=")[1]
+                                                  .split(";")[0]}})).status""",
+                run_id,
+            )
+            assert status == 403
+            page.get_by_role("button", name="Log out").click()
+            expect(page.locator("h1")).to_have_text("Log in")
+            page.goto(stack.api_url + "/ui/#/runs")
+            expect(page.locator("h1")).to_have_text("Log in")
+        finally:
+            browser.close()
 
 
 def test_the_form_shows_the_servers_verdict_on_invalid_parameters(
@@ -245,7 +310,7 @@ def test_pause_and_resume_a_queue_from_the_queues_page(stack: Stack, browser_pag
 
     row.get_by_role("button", name="Pause").click()
     expect(row).to_contain_text("paused")
-    queues = httpx.get(f"{stack.api_url}/api/v1/queues").json()
+    queues = api_get(stack, "/queues").json()
     assert [q["settings"]["paused"] for q in queues if q["settings"]["name"] == "default"] == [True]
 
     run_id = stack.submit_over_http("quick/test", n=1)
@@ -273,11 +338,11 @@ def test_pause_and_resume_a_schedule_from_its_deployment_page(
     expect(schedule).to_contain_text("next")
     schedule.get_by_role("button", name="Pause").click()
     expect(schedule).to_contain_text("paused")
-    details = httpx.get(f"{stack.api_url}/api/v1/deployments/noop/nightly").json()
+    details = api_get(stack, "/deployments/noop/nightly").json()
     assert details["schedules"][0]["active"] is False
     schedule.get_by_role("button", name="Resume").click()
     expect(schedule).to_contain_text("active")
-    assert httpx.get(f"{stack.api_url}/api/v1/schedules").json()[0]["active"] is True
+    assert api_get(stack, "/schedules").json()[0]["active"] is True
 
 
 def test_blocks_and_variables_page_masks_secrets(stack: Stack, browser_page: object) -> None:
@@ -312,10 +377,7 @@ def test_resume_a_paused_run_from_its_page_with_input(stack: Stack, browser_page
     expect(page.locator("#resume-form")).to_have_count(0)
     # The page follows the live events; the store may trail them by a commit.
     wait_until(
-        lambda: (
-            httpx.get(f"{stack.api_url}/api/v1/runs/{run_id}").json()["result"]
-            == "approved: looks right"
-        ),
+        lambda: api_get(stack, f"/runs/{run_id}").json()["result"] == "approved: looks right",
         what="the run's result to be recorded",
     )
 
@@ -403,7 +465,7 @@ def test_a_runs_page_shows_its_attempts_as_the_api_does(
 
     def same_as_api() -> None:
         wait_until(lambda: stack.states(run_id)[-1:] == ["Completed"], what="the store")
-        api = httpx.get(f"{stack.api_url}/api/v1/runs/{run_id}").json()
+        api = api_get(stack, f"/runs/{run_id}").json()
         names = [h["name"] for h in api["state_history"]]
         expect(page.locator("#states li .badge")).to_have_text(names, timeout=20_000)
         attempts = [f"attempt {h['attempt']}" for h in api["state_history"] if "attempt" in h]

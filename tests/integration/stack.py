@@ -164,9 +164,11 @@ class Stack:
         """Run a deployment through the HTTP API, as the UI does; returns the run id."""
         import httpx
 
+        token = self.env.get("FLOWBUS_API_TOKEN")
         response = httpx.post(
             f"{self.api_url}/api/v1/deployments/{deployment}/runs",
             json={"parameters": parameters},
+            headers={"authorization": f"Bearer {token}"} if token else {},
         )
         assert response.status_code == 201, response.text
         return str(response.json()["run_id"])

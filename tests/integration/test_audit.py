@@ -73,5 +73,13 @@ def test_each_change_names_its_actor(tmp_path: Path) -> None:
         mine = json.loads(stack.cli("audit", "--subject", "region", "--json").stdout)["entries"]
         assert mine[0]["action"] == "variable.saved" and mine[0]["actor"].startswith("cli:")
         assert stack.with_store(lambda s: s.verify_projections()) == []
+        # No token is anywhere after it was made: not in a daemon's log, the store (its digest
+        # only), JetStream's files or any answer.
+        for daemon in stack.daemons:
+            daemon.stop()
+        for secret in (alice, bob, ADMIN):
+            assert [str(p) for p in tmp_path.rglob("*") if p.is_file()
+                    and secret.encode() in p.read_bytes()] == []  # fmt: skip
+            assert secret not in json.dumps(trail) + json.dumps(detail)
     finally:
         stack.close()

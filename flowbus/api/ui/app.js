@@ -51,6 +51,10 @@ async function api(path, options = {}) {
   if (csrf) headers["X-CSRF-Token"] = csrf;
   const response = await fetch(API + path, { headers, ...options });
   const body = await response.json().catch(() => ({}));
+  if (response.status === 401) {
+    // No session (expired, logged out, its token revoked): log in again.
+    location.assign("/login");
+  }
   if (!response.ok) {
     const error = new Error((body.error && body.error.message) || response.statusText);
     error.body = body;
@@ -413,7 +417,7 @@ function schedulesPanel(d, redraw) {
       s.active ? el("span", { class: "badge s-COMPLETED" }, "active")
         : el("span", { class: "badge s-PAUSED" }, "paused"),
       el("span", { class: "muted" }, s.next_slot ? ` next ${when(s.next_slot)} ` : " "),
-      may("developer") ? el("button", { class: "secondary small", onclick: async (event) => {
+      may("operator") ? el("button", { class: "secondary small", onclick: async (event) => {
         event.target.disabled = true;
         await api(`/deployments/${deploymentPath(d.name)}/schedules/${s.id}/${s.active ? "pause" : "resume"}`,
           { method: "POST" });
