@@ -53,6 +53,7 @@ from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.broker.dead_letters import dead_letter
 from flowbus.broker.fencing import FenceChecker
+from flowbus.broker.identity import IdentityChecker, actor_of
 from flowbus.broker.run_documents import DocumentRequest
 from flowbus.broker.streams import ensure_streams
 from flowbus.engine.errors import StoreError
@@ -125,6 +126,8 @@ class Orchestrator(Daemon):
         ledger.on_finished = self._run_finished
         ledger.on_foreign = self.releases.adopt
         self._request_slots = asyncio.Semaphore(REQUESTS_AT_ONCE)
+        #: Who provably sent a request (its NATS credential's user): the actor recorded.
+        self.identities = IdentityChecker.from_env()
 
     # --- what the parts ask of the whole ---------------------------------------------------
 
@@ -272,6 +275,10 @@ class Orchestrator(Daemon):
                 request = p.decode(model, msg.data) if model is not None else None
                 if isinstance(request, p.ClaimRequest):  # its queue is the subject's alone
                     request = request.model_copy(update={"queue": claim_queue(msg.subject)})
+                elif request is not None and "actor" in type(request).model_fields:
+                    sender = self.identities.sender(msg.subject, msg.data, msg.headers)
+                    actor = actor_of(getattr(request, "actor", None), sender)
+                    request = request.model_copy(update={"actor": actor})
             except p.ProtocolError as exc:
                 self.counts["bad_requests"] += 1
                 log.warning("refused a malformed request", subject=subject, error=str(exc)[:500])

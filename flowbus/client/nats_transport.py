@@ -17,6 +17,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from flowbus.broker import BrokerError, subjects
 from flowbus.broker import protocol as p
 from flowbus.broker.connection import connect, nats_url
+from flowbus.broker.identity import Signer
 from flowbus.broker.nats_auth import credential_actor
 from flowbus.broker.run_states import newest_state
 from flowbus.client.model import ClientError, FinalState, NoOrchestrator, SubmittedRun
@@ -40,6 +41,7 @@ class NatsTransport:
         self.timeout = timeout
         self._nc: NatsClient | None = None
         self._waiters: RunWaiters | None = None
+        self._signer = Signer.from_env()
 
     async def connect(self) -> None:
         """Connect, or fail at once with a clear error when no NATS server answers (a few
@@ -71,8 +73,12 @@ class NatsTransport:
         return self._nc
 
     async def _request(self, subject: str, payload: bytes) -> bytes:
+        # Under a credential of flowbus auth, each request is signed: the orchestrator then
+        # records its user as the actor (broker/identity.py).
+        headers = self._signer.headers(subject, payload) if self._signer is not None else None
         try:
-            answer = await self.nats.request(subject, payload, timeout=self.timeout)
+            answer = await self.nats.request(subject, payload, timeout=self.timeout,
+                                             headers=headers)  # fmt: skip
         except NoRespondersError as exc:
             raise NoOrchestrator(
                 "no_orchestrator", "no orchestrator is running (start one with `flowbus up`)"

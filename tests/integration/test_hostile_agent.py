@@ -17,6 +17,7 @@ from flowbus.broker import subjects
 from flowbus.broker.fencing import MAC_HEADER
 from flowbus.broker.nats_auth import add_agent
 from flowbus.broker.run_documents import DocumentRequest, signed
+from flowbus.engine.actors import actor_var
 from flowbus.engine.deployments import deployment_id
 from flowbus.engine.event_types import EventType
 from flowbus.engine.records import make_record, state_dict
@@ -196,10 +197,19 @@ async def test_the_legitimate_path_resumes_retries_and_loads_blocks(stack: Stack
         failing = (await client.submit(stack.deploy("fails"), {})).run_id
         secret = (await client.submit(stack.deploy("uses_secret"), {})).run_id
         wait_until(lambda: stack.states(paused)[-1] == "Paused", 60, "the pause")
-        await client.resume(paused, {"approved": True, "note": "ok"})
+        claimed = actor_var.set("alice")  # what the service says; its credential says otherwise
+        try:
+            await client.resume(paused, {"approved": True, "note": "ok"})
+        finally:
+            actor_var.reset(claimed)
         assert (await client.wait(paused, timeout=60)).completed
         assert await client.result(paused) == "approved: ok"
         assert (await client.wait(failing, timeout=60)).name == "Failed"
         await client.retry(failing)  # a new attempt of the same run: it fails again
         wait_until(lambda: stack.states(failing).count("Failed") == 2, 60, "the second attempt")
         assert (await client.wait(secret, timeout=60)).completed
+    # Who did it is the signed credential's user, whatever a request says.
+    trail = stack.with_store(lambda s: s.list_audit(subject=paused))
+    assert {(a.action, a.actor) for a in trail} == {
+        ("run.submitted", "nats:service"), ("run.scheduled", "nats:service")
+    }  # fmt: skip
