@@ -50,6 +50,8 @@ from flowbus.engine.errors import UsageError
 log = structlog.get_logger("flowbus.agent")
 
 Isolation = Literal["thread", "process"]
+#: After a doorbell that found no request: when to look again (seconds, one after another).
+RING_RETRY_SECONDS = (0.002, 0.004, 0.008, 0.016, 0.032)
 
 
 def default_agent_name() -> str:
@@ -98,6 +100,7 @@ class AgentSettings:
             "heartbeat_seconds": env.heartbeat_seconds,
             "grace_seconds": env.agent_grace_seconds,
             "cancel_deadline_seconds": env.cancel_deadline_seconds,
+            "tick_seconds": env.agent_tick_seconds,
         }
         values.update({k: v for k, v in given.items() if v is not None})
         return cls(**values)
@@ -273,30 +276,49 @@ class Agent(Daemon):
 
     async def _dispatch(self) -> None:
         while not self.stopping:
+            rang = False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._doorbell.wait(), self.settings.tick_seconds)
+                rang = await asyncio.wait_for(self._doorbell.wait(), self.settings.tick_seconds)
             self._doorbell.clear()
             if self.stopping:
                 return
             try:
-                await self._take_work()
+                taken = await self._take_work()
+                if rang and not taken:
+                    await self._take_after_ring()
             except Exception as exc:  # a reconnect, a leader election: the next round retries
                 log.warning("taking work failed", error=repr(exc))
                 await asyncio.sleep(0.5)
 
-    async def _take_work(self) -> None:
+    async def _take_after_ring(self) -> None:
+        """The doorbell rang but nothing was there: a request's core delivery (the doorbell)
+        can reach the agent before its stream hands it to a pull. Look again a few times over
+        some tens of milliseconds rather than at the next tick, a second later (another
+        agent may simply have taken it)."""
+        for delay in RING_RETRY_SECONDS:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._doorbell.wait(), delay)
+            self._doorbell.clear()
+            if self.stopping or self.free <= 0 or await self._take_work():
+                return
+
+    async def _take_work(self) -> int:
+        """Take what the queues hold, in priority order, up to the free room; how many."""
+        taken = 0
         for queue in self._queues_by_priority():
             while self.free > 0 and not self.stopping:
                 messages = await self._takers[queue].take(self.free)
                 if not messages:
                     break
+                taken += len(messages)
                 for message in messages:
                     self._reserved += 1
                     task = asyncio.create_task(self._handle(message, queue))
                     self._runs.add(task)
                     task.add_done_callback(self._runs.discard)
             if self.free <= 0:
-                return
+                break
+        return taken
 
     async def _handle(self, message: Msg, queue: str) -> None:
         held: _Held | None = None

@@ -65,6 +65,8 @@ class RecorderSettings:
     ack_wait: float = 30.0
     #: A message whose run has a gap before it is retried after this many seconds.
     retry_delay: float = 1.0
+    #: How long one fetch waits for a first event (then the loop looks at ``stopping``).
+    wait_seconds: float = 1.0
 
 
 class Recorder(Daemon):
@@ -138,7 +140,9 @@ class Recorder(Daemon):
                 try:
                     if subscription is None:
                         subscription = await self._subscription()
-                    messages = await subscription.fetch(self.settings.batch_size, timeout=1.0)
+                    messages = await subscription.fetch(
+                        self.settings.batch_size, timeout=self.settings.wait_seconds
+                    )
                 except (TimeoutError, NatsTimeoutError):
                     continue
                 except (ServiceUnavailableError, NotFoundError) as exc:

@@ -198,6 +198,10 @@ class AgentEnv(BaseSettings):
     slot_recheck_seconds: Seconds = setting(
         30.0, "a task run waiting for a concurrency slot asks again after this", gt=0
     )
+    agent_tick_seconds: Seconds = setting(
+        1.0, "how often an agent looks for run requests that rang no bell (redeliveries, a "
+        "freed queue limit)", gt=0,
+    )  # fmt: skip
 
 
 class SchedulerEnv(BaseSettings):

@@ -198,3 +198,22 @@ async def test_a_restarted_recorder_loses_and_repeats_nothing(
 
 async def _all_recorded(store: SqliteEventStore, runs: list[RunBuilder], count: int) -> bool:
     return all([await store.head(run.run_id) == count for run in runs])
+
+
+async def test_an_event_on_a_quiet_stream_is_recorded_at_once(
+    client: Client, store: SqliteEventStore
+) -> None:
+    """The recorder takes what is there when an event comes, without waiting for a batch to
+    fill: with fetches that may wait ten minutes, each of two events spaced out is recorded
+    well within this test's deadline (a batch fetch would have sat on the first for the whole
+    wait, a second with the default: the p99 of every run awaited one after another)."""
+    recorder = Recorder(client, store, RecorderSettings(wait_seconds=600))
+    recorder.grace = 0.5
+    run = RunBuilder()
+    first, second = run.created(), run.state(Running())
+    async with RecorderTask(recorder):
+        await asyncio.sleep(0.5)  # the recorder is waiting on a quiet stream
+        await publish(client, first)
+        await until(lambda: _head_is(store, run.run_id, 1), 30, "the first event recorded")
+        await publish(client, second)
+        await until(lambda: _head_is(store, run.run_id, 2), 30, "the second event recorded")

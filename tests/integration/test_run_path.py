@@ -447,3 +447,16 @@ async def test_many_waits_share_one_subscription(stack: Stack) -> None:
         assert finals[-1].name == "Failed"
         assert [final.result for final in finals[1:-1]] == [str(i * (i - 1)) for i in range(60)]
         assert len(await js.consumers_info(subjects.EVENTS_STREAM)) == consumers + 1
+
+
+async def test_every_run_awaited_one_after_another_is_taken_on_its_doorbell(stack: Stack) -> None:
+    """200 runs submitted and awaited one at a time, by an agent that looks for requests on
+    its own only every ten minutes: each is taken when its request rings, even when the ring
+    reaches the agent before the stream hands the request to a pull (which, with a one-second
+    tick, made about one run in twenty wait a second: the p99 of sequential calls)."""
+    deployment = stack.deploy("quick")
+    stack.start_agent("agent-1", env={"FLOWBUS_AGENT_TICK_SECONDS": "600"})
+    async with stack.client() as client:
+        for _ in range(200):
+            run = await client.submit(deployment, {"n": 1})
+            assert (await client.wait(run.run_id, timeout=60)).completed
