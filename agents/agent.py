@@ -50,6 +50,8 @@ from flowbus.engine.errors import UsageError
 log = structlog.get_logger("flowbus.agent")
 
 Isolation = Literal["thread", "process"]
+#: How much more an agent asks a queue for after a take that was filled.
+PROBE_GROWTH = 4
 #: After a doorbell that found no request: when to look again (seconds, one after another).
 RING_RETRY_SECONDS = (0.002, 0.004, 0.008, 0.016, 0.032)
 
@@ -303,19 +305,27 @@ class Agent(Daemon):
                 return
 
     async def _take_work(self) -> int:
-        """Take what the queues hold, in priority order, up to the free room; how many."""
+        """Take what the queues hold, in priority order, up to the free room; how many.
+
+        One probe first, then four times as many as long as each take is filled: a ring is
+        mostly one request, and a probe per free slot on every ring cost the server and this
+        agent a round of empty answers (an agent of concurrency 50 ran one-at-a-time calls
+        30 % slower than one of 10)."""
         taken = 0
         for queue in self._queues_by_priority():
+            want = 1
             while self.free > 0 and not self.stopping:
-                messages = await self._takers[queue].take(self.free)
-                if not messages:
-                    break
+                ask = min(self.free, want)
+                messages = await self._takers[queue].take(ask)
                 taken += len(messages)
                 for message in messages:
                     self._reserved += 1
                     task = asyncio.create_task(self._handle(message, queue))
                     self._runs.add(task)
                     task.add_done_callback(self._runs.discard)
+                if len(messages) < ask:
+                    break  # the queue holds no more (or is at its limit)
+                want = ask * PROBE_GROWTH
             if self.free <= 0:
                 break
         return taken

@@ -67,7 +67,7 @@ def test_deploy_run_watch_cancel_queues_and_agents(up: Up, shell: Shell, tmp_pat
     }  # fmt: skip
     shell.flowbus("queues", "resume", "default")
     [agent] = shell.flowbus_json("agents", "ls")
-    assert agent["alive"] and agent["queues"] == ["default"] and agent["concurrency"] == 10
+    assert agent["alive"] and agent["queues"] == ["default"] and agent["concurrency"] == 50
 
     feed = shell.flowbus("events", "--run", queued["run_id"], "--limit", "2", "--json")
     first, second = (json.loads(line) for line in feed.stdout.splitlines())
