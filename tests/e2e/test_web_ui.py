@@ -78,6 +78,7 @@ def log_in(page: Any, stack: Stack, role: str) -> None:
     page.fill("#token", token)
     page.get_by_role("button", name="Log in").click()
     expect(page.locator("#me")).to_contain_text(f"ui-{role} ({role})")
+    expect(page.locator("h1")).to_have_text("Dashboard")
 
 
 def test_run_a_deployment_from_its_form_and_watch_it_complete(

@@ -5,6 +5,13 @@ const API = "/api/v1";
 const page = document.getElementById("page");
 let closeLive = () => {};
 
+// A page's live updates, kept until the page changes: a page whose setup finished after the
+// user moved on (a slow first read) closes them at once instead of drawing over the new page.
+function keepLive(mine, close) {
+  if (mine !== generation) close();
+  else closeLive = close;
+}
+
 // --- helpers -------------------------------------------------------------------------------------
 
 function el(tag, attrs = {}, ...children) {
@@ -170,7 +177,7 @@ async function runsPage(query) {
   await load(null);
 
   // Live: new runs appear on top, state changes update their row in place.
-  closeLive = live(new URLSearchParams([["types", "flow_run.created"], ["types", "flow_run.state"],
+  keepLive(mine, live(new URLSearchParams([["types", "flow_run.created"], ["types", "flow_run.state"],
     ["since", since]]),
     async (event) => {
       const known = rows.get(event.stream_id);
@@ -182,7 +189,7 @@ async function runsPage(query) {
         const run = await api(`/runs/${event.stream_id}`).catch(() => null);
         if (run && mine === generation && !rows.has(run.id)) tbody.prepend(row(run));
       }
-    });
+    }));
 }
 
 // --- run detail ----------------------------------------------------------------------------------
@@ -298,7 +305,7 @@ async function runPage(runId) {
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   });
-  closeLive = () => { stream.close(); stopStates(); };
+  keepLive(mine, () => { stream.close(); stopStates(); });
 }
 
 function resumePanel(run) {
@@ -590,7 +597,7 @@ async function dashboardPage() {
     ["types", "flow_run.state"]]), soon);
   // Agents announce themselves by heartbeat, not by event: their list is read again now and then.
   const timer = setInterval(soon, 5000);
-  closeLive = () => { stopLive(); clearInterval(timer); };
+  keepLive(mine, () => { stopLive(); clearInterval(timer); });
 }
 
 // --- work queues and agents ----------------------------------------------------------------------
@@ -640,7 +647,7 @@ async function queuesPage() {
   const soon = debounced(() => refresh().catch(() => {}), 1000);
   const stopLive = live(new URLSearchParams([["types", "flow_run.state"], ["types", "task_run.state"]]), soon);
   const timer = setInterval(soon, 5000); // heartbeats are not events
-  closeLive = () => { stopLive(); clearInterval(timer); };
+  keepLive(mine, () => { stopLive(); clearInterval(timer); });
 }
 
 // --- live event feed -----------------------------------------------------------------------------
@@ -669,6 +676,7 @@ function eventSummary(event) {
 }
 
 async function eventsPage(query) {
+  const mine = generation;
   const filters = new URLSearchParams(query);
   const chosen = new Set(filters.getAll("types"));
   const boxes = EVENT_TYPES.map((type) => {
@@ -704,7 +712,7 @@ async function eventsPage(query) {
   if (filters.get("run_id")) params.set("run_id", filters.get("run_id"));
   // The last minute first, then live: the page is never empty right after something happened.
   else params.set("since", new Date(Date.now() - 60000).toISOString());
-  closeLive = live(params, (event) => {
+  keepLive(mine, live(params, (event) => {
     seen += 1;
     counter.textContent = `${seen} events`;
     if (paused) return;
@@ -723,7 +731,7 @@ async function eventsPage(query) {
     while (after && Number(after.dataset.at) > at) after = after.nextElementSibling;
     tbody.insertBefore(row, after);
     while (tbody.childElementCount > 500) tbody.lastElementChild.remove(); // the page stays light
-  });
+  }));
 }
 
 // --- blocks and variables ------------------------------------------------------------------------
@@ -768,7 +776,7 @@ async function automationsPage() {
   const soon = debounced(() => { if (mine === generation) drawAutomations().catch(() => {}); }, 1000);
   const stopLive = live(new URLSearchParams([["types", "flow_run.created"], ["types", "flow_run.state"]]), soon);
   const timer = setInterval(soon, 5000); // custom events are not on this stream
-  closeLive = () => { stopLive(); clearInterval(timer); };
+  keepLive(mine, () => { stopLive(); clearInterval(timer); });
 }
 
 async function drawAutomations() {
