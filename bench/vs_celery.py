@@ -45,6 +45,15 @@ def summary(latencies: list[float], burst: int, burst_seconds: float) -> dict[st
     }
 
 
+def stop(process: subprocess.Popen[bytes], sig: int) -> None:
+    """Stop a daemon the way its user would (``sig``), killing it if it does not end."""
+    process.send_signal(sig)
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 # --- flowbus ---------------------------------------------------------------------------------
 
 
@@ -72,11 +81,7 @@ def flowbus_up() -> Iterator[str]:
                        check=True, capture_output=True)  # fmt: skip
         yield url
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process, signal.SIGINT)
         log.close()
 
 
@@ -136,11 +141,7 @@ def celery_worker() -> Iterator[None]:
                     raise RuntimeError(f"no celery worker: {output}") from exc
         yield
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process, signal.SIGTERM)
         log.close()
 
 

@@ -99,6 +99,7 @@ class IdentityChecker:
     def __init__(self, account: str | None) -> None:
         #: The account that signs flowbus's users (None: no identities to check).
         self.account = account
+        self._users: dict[str, tuple[str, str] | None] = {}
 
     @classmethod
     def from_env(cls) -> IdentityChecker:
@@ -115,21 +116,34 @@ class IdentityChecker:
         jwt, signature = headers.get(IDENTITY_HEADER), headers.get(SIGNATURE_HEADER)
         if not jwt or not signature:
             return None
-        parts = jwt.split(".")
-        claims = jwt_claims(jwt)
-        if len(parts) != 3 or claims is None or claims.get("iss") != self.account:
+        user = self._user_of(jwt, self.account)
+        if user is None:
             return None
         try:
-            jwt_signature, request_signature = _unb64(parts[2]), _unb64(signature)
+            request_signature = _unb64(signature)
         except ValueError:
             return None
-        head = f"{parts[0]}.{parts[1]}".encode()
-        if not _verify(self.account, head, jwt_signature):
-            return None
-        user = str(claims.get("sub", ""))
-        if not _verify(user, _signed(subject, body), request_signature):
-            return None
-        return str(claims.get("name", "")) or None
+        return user[1] if _verify(user[0], _signed(subject, body), request_signature) else None
+
+    def _user_of(self, jwt: str, account: str) -> tuple[str, str] | None:
+        """(public key, name) of a user JWT our account signed; remembered, as a client sends
+        the same JWT with every request."""
+        if jwt in self._users:
+            return self._users[jwt]
+        found: tuple[str, str] | None = None
+        parts, claims = jwt.split("."), jwt_claims(jwt)
+        if len(parts) == 3 and claims is not None and claims.get("iss") == account:
+            try:
+                signature = _unb64(parts[2])
+            except ValueError:
+                signature = b""
+            name = str(claims.get("name", ""))
+            if name and _verify(account, f"{parts[0]}.{parts[1]}".encode(), signature):
+                found = (str(claims.get("sub", "")), name)
+        if len(self._users) > 4096:  # a cache, not a record
+            self._users.clear()
+        self._users[jwt] = found
+        return found
 
 
 def actor_of(declared: str | None, sender: str | None) -> str | None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from flowbus.broker import subjects
+from flowbus.broker.identity import jwt_claims, read_creds
 from flowbus.engine.errors import UsageError
 
 ROLES = ("admin", "orchestrator", "service", "viewer")
@@ -280,13 +281,13 @@ def add_agent(folder: Path, name: str, queues: tuple[str, ...]) -> Path:
 
 def _user_claims(creds: Path) -> tuple[str, list[str]] | None:
     """The user name and subscribe permissions of a credentials file (None: not readable)."""
+    found = read_creds(creds)
+    claims = jwt_claims(found[0]) if found is not None else None
+    if claims is None:
+        return None
     try:
-        text = creds.read_text()
-        jwt = text.split("-----BEGIN NATS USER JWT-----", 1)[1].split("---", 1)[0].strip()
-        payload = jwt.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         return str(claims["name"]), list(claims["nats"].get("sub", {}).get("allow", []))
-    except (OSError, IndexError, KeyError, ValueError, AttributeError, TypeError):
+    except (KeyError, AttributeError, TypeError):
         return None
 
 

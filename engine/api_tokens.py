@@ -41,12 +41,8 @@ ENV_TOKEN_NAME = "admin"
 PREFIX = "fbt_"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 _NAME = re.compile(NAME_PATTERN)
-_DURATION = re.compile(r"(\d+)\s*([smhdw])")
 #: A duration as the API takes it: up to four parts of up to 9999 units each (``1d12h``).
 DURATION_PATTERN = r"^([1-9]\d{0,3}[smhdw]){1,4}$"
-#: The longest duration taken (a token for ever has no expiry at all).
-LONGEST = timedelta(days=366 * 1000)
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 class TokenExists(UsageError):
@@ -64,18 +60,6 @@ def admits(held: str, needed: str) -> bool:
 
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def parse_duration(text: str) -> timedelta:
-    """``90d``, ``12h``, ``30m``, ``2w``, ``45s`` (and sums such as ``1d12h``)."""
-    spec = text.strip().lower()
-    parts = _DURATION.findall(spec)
-    if not parts or _DURATION.sub("", spec).strip():
-        raise UsageError(f"duration {text!r}: give a number and a unit, e.g. 90d, 12h, 30m")
-    total = sum(int(n) * _UNITS[unit] for n, unit in parts)
-    if total > LONGEST.total_seconds():
-        raise UsageError(f"duration {text!r} is over a thousand years: leave it out instead")
-    return timedelta(seconds=total)
 
 
 @dataclass(frozen=True)
@@ -164,7 +148,12 @@ async def find_token(store: EventStore, token: str) -> TokenView | None:
     """The valid (stored, unexpired) token ``token`` is, else None."""
     if not token.startswith(PREFIX):
         return None
-    document = await store.get_document(API_TOKEN, token_digest(token))
+    return await find_digest(store, token_digest(token))
+
+
+async def find_digest(store: EventStore, digest: str) -> TokenView | None:
+    """The valid token whose SHA-256 is ``digest`` (what a session holds), else None."""
+    document = await store.get_document(API_TOKEN, digest)
     if document is None:
         return None
     found = _view(document.body)
@@ -190,9 +179,9 @@ __all__ = [
     "admits",
     "any_tokens",
     "create_token",
+    "find_digest",
     "find_token",
     "list_tokens",
     "mark_used",
-    "parse_duration",
     "revoke_token",
 ]

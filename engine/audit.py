@@ -5,8 +5,11 @@ projection. What a person causes that no event of its own records is an ``audit.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
+from flowbus.engine.clock import canonical, parse_duration
+from flowbus.engine.errors import UsageError
 from flowbus.engine.event_types import EventType
 from flowbus.engine.records import EventRecord, make_record
 
@@ -17,6 +20,21 @@ def audit_record(
     """An ``audit.entry`` in a stream of its own (entries never contend)."""
     fields = {"action": action, "subject": subject, "actor": actor, "details": details or {}}
     return make_record(str(uuid.uuid4()), 1, EventType.AUDIT_ENTRY, fields)
+
+
+def since_time(since: str | None) -> str | None:
+    """``1d``, ``12h`` (ago) or an ISO 8601 time, as the store compares it."""
+    if since is None:
+        return None
+    try:
+        return canonical(datetime.now(UTC) - parse_duration(since))
+    except UsageError:
+        pass
+    try:
+        moment = datetime.fromisoformat(since)
+    except ValueError:
+        raise UsageError(f"since {since!r}: a duration (1d, 12h) or an ISO 8601 time") from None
+    return canonical(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
 def audit_row(kind: str, data: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -53,4 +71,4 @@ def _described(kind: str, data: dict[str, Any]) -> tuple[str, str]:
     return kind, data["stream_id"]
 
 
-__all__ = ["audit_record", "audit_row"]
+__all__ = ["audit_record", "audit_row", "since_time"]

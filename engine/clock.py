@@ -7,8 +7,11 @@ timestamps are made three times per task run.
 
 from __future__ import annotations
 
+import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+from flowbus.engine.errors import UsageError
 
 _cached: tuple[int, str] = (-1, "")
 
@@ -34,3 +37,21 @@ def canonical(value: str | datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+_DURATION = re.compile(r"(\d+)\s*([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+#: The longest duration taken (a thousand years: for ever is "no limit", not a duration).
+LONGEST = timedelta(days=366 * 1000)
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90d``, ``12h``, ``30m``, ``2w``, ``45s`` (and sums such as ``1d12h``)."""
+    spec = text.strip().lower()
+    parts = _DURATION.findall(spec)
+    if not parts or _DURATION.sub("", spec).strip():
+        raise UsageError(f"duration {text!r}: give a number and a unit, e.g. 90d, 12h, 30m")
+    total = sum(int(n) * _UNITS[unit] for n, unit in parts)
+    if total > LONGEST.total_seconds():
+        raise UsageError(f"duration {text!r} is over a thousand years: leave it out instead")
+    return timedelta(seconds=total)

@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from pydantic import AwareDatetime
 
 from flowbus.api.common import ERRORS, store_of
-from flowbus.engine.api_tokens import DURATION_PATTERN, parse_duration
+from flowbus.engine.api_tokens import DURATION_PATTERN
+from flowbus.engine.audit import since_time
 from flowbus.engine.clock import canonical
 from flowbus.engine.errors import UsageError
 
 router = APIRouter(responses=ERRORS)
-
-
-def since_time(since: str | None) -> str | None:
-    """``1d``, ``12h`` (ago) or an ISO 8601 time, as the store compares it."""
-    if since is None:
-        return None
-    try:
-        return canonical(datetime.now(UTC) - parse_duration(since))
-    except UsageError:
-        pass
-    try:
-        moment = datetime.fromisoformat(since)
-    except ValueError:
-        raise UsageError(f"since {since!r}: a duration (1d, 12h) or an ISO 8601 time") from None
-    return canonical(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
 @router.get("/audit", tags=["audit"])
@@ -56,4 +41,4 @@ async def audit(
     return [entry.to_dict() for entry in found]
 
 
-__all__ = ["router", "since_time"]
+__all__ = ["router"]

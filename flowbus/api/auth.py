@@ -35,6 +35,7 @@ from fastapi import Request
 from flowbus.engine.api_tokens import (
     ENV_TOKEN_NAME,
     any_tokens,
+    find_digest,
     find_token,
     mark_used,
     token_digest,
@@ -139,15 +140,8 @@ class Authenticator:
             digest.encode(), token_digest(self.env_token).encode()
         ):
             return Identity(ENV_TOKEN_NAME, "admin", "session")
-        from flowbus.engine.api_tokens import API_TOKEN, TokenView
-
-        document = await self.store.get_document(API_TOKEN, digest)
-        if document is None:
-            return None
-        body = document.body
-        view = TokenView(body["name"], body["role"], body["created"], body.get("expires"),
-                         body.get("last_used"), body.get("created_by"))  # fmt: skip
-        return None if view.expired() else Identity(view.name, view.role, "session")
+        found = await find_digest(self.store, digest)
+        return Identity(found.name, found.role, "session") if found is not None else None
 
     # --- sessions ----------------------------------------------------------------------------
 

@@ -15,9 +15,9 @@ from flowbus.engine.api_tokens import (
     TokenExists,
     create_token,
     list_tokens,
-    parse_duration,
     revoke_token,
 )
+from flowbus.engine.clock import parse_duration
 from flowbus.engine.errors import UsageError
 
 router = APIRouter(responses=ERRORS)

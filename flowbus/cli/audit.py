@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from flowbus.cli.common import console, fail, print_json, short_time, with_store
+from flowbus.engine.audit import since_time
 from flowbus.engine.errors import UsageError
 from flowbus.engine.store import AuditView, EventStore
 
@@ -25,8 +26,6 @@ def audit(
 ) -> None:
     """The audit trail: submits, cancels, resumes, retries, deploys, block, variable, limit,
     automation and queue changes, tokens, blocks handed to agents; who did each, and when."""
-    from flowbus.api.audit import since_time
-
     try:
         after = since_time(since)
     except UsageError as exc:

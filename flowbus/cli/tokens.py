@@ -12,9 +12,9 @@ from flowbus.engine.api_tokens import (
     ALL_ROLES,
     create_token,
     list_tokens,
-    parse_duration,
     revoke_token,
 )
+from flowbus.engine.clock import parse_duration
 from flowbus.engine.errors import FlowbusError, UsageError
 from flowbus.engine.store import EventStore
 

@@ -72,10 +72,12 @@ class NatsTransport:
             raise FlowbusError("the client is not connected: use `async with Client() as c:`")
         return self._nc
 
-    async def _request(self, subject: str, payload: bytes) -> bytes:
-        # Under a credential of flowbus auth, each request is signed: the orchestrator then
-        # records its user as the actor (broker/identity.py).
-        headers = self._signer.headers(subject, payload) if self._signer is not None else None
+    async def _request(self, subject: str, payload: bytes, signed: bool = False) -> bytes:
+        # Under a credential of flowbus auth, a request that names an actor is signed: the
+        # orchestrator then records its user as the actor (broker/identity.py). The others
+        # (a wait's recorded asks, reads) are not: they record nothing.
+        signer = self._signer if signed else None
+        headers = signer.headers(subject, payload) if signer is not None else None
         try:
             answer = await self.nats.request(subject, payload, timeout=self.timeout,
                                              headers=headers)  # fmt: skip
@@ -103,21 +105,24 @@ class NatsTransport:
     async def submit(self, request: p.SubmitRequest) -> SubmittedRun:
         if request.actor is None:
             request = request.model_copy(update={"actor": self.actor()})
-        reply = p.decode(p.SubmitReply, await self._request(subjects.SUBMIT, request.dump()))
+        answer = await self._request(subjects.SUBMIT, request.dump(), signed=True)
+        reply = p.decode(p.SubmitReply, answer)
         return SubmittedRun(reply.run_id, reply.name, reply.queue, reply.created)
 
     async def cancel(self, run_id: str) -> str:
         request = p.CancelRequest(run_id=run_id, actor=self.actor())
-        data = await self._request(subjects.CANCEL, request.dump())
+        data = await self._request(subjects.CANCEL, request.dump(), signed=True)
         return p.decode(p.CancelReply, data).state
 
     async def resume(self, run_id: str, input: dict[str, Any] | None) -> str:
         request = p.ResumeRequest(run_id=run_id, input=input, actor=self.actor())
-        return p.decode(p.ResumeReply, await self._request(subjects.RESUME, request.dump())).state
+        data = await self._request(subjects.RESUME, request.dump(), signed=True)
+        return p.decode(p.ResumeReply, data).state
 
     async def retry(self, run_id: str) -> str:
         request = p.RetryRequest(run_id=run_id, actor=self.actor())
-        return p.decode(p.ResumeReply, await self._request(subjects.RETRY, request.dump())).state
+        data = await self._request(subjects.RETRY, request.dump(), signed=True)
+        return p.decode(p.ResumeReply, data).state
 
     async def wait(self, run_id: str) -> FinalState:
         """Until the run reaches a final state (one it is not queued again from) and the store
@@ -209,7 +214,8 @@ class NatsTransport:
     async def update_queue(self, update: p.QueueUpdate) -> p.QueueInfo:
         if update.actor is None:
             update = update.model_copy(update={"actor": self.actor()})
-        return p.decode(p.QueueUpdated, await self._request(subjects.QUEUE_UPDATE, update.dump()))
+        data = await self._request(subjects.QUEUE_UPDATE, update.dump(), signed=True)
+        return p.decode(p.QueueUpdated, data)
 
     async def deployments(self) -> list[dict[str, Any]]:
         data = await self._request(subjects.DEPLOYMENTS, b"")
