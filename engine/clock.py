@@ -36,7 +36,13 @@ def canonical(value: str | datetime) -> str:
         value = datetime.fromisoformat(value)
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+    try:
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+    except OverflowError:
+        # A time within a day of year 1 or 9999 with an offset: in UTC it is past the calendar's
+        # ends, and as a bound it means "from the start" or "to the end" of time.
+        end = datetime.min if value.year == 1 else datetime.max
+        return end.replace(tzinfo=UTC).isoformat(timespec="microseconds")
 
 
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")

@@ -57,6 +57,11 @@ def test_each_change_names_its_actor(tmp_path: Path) -> None:
         assert not any(e["subject"] == "secret/other" for e in trail)
         only_bob = httpx.get(f"{api}/audit", params={"actor": "bob"}, headers=as_(bob)).json()
         assert {e["actor"] for e in only_bob} == {"bob"}
+        # Bounds at the calendar's ends (past them in UTC) mean "from the start" and "nothing".
+        for after, found in (("0001-01-01T00:00:00+00:01", len(trail)),
+                             ("9999-12-31T23:59:59-00:01", 0)):  # fmt: skip
+            bounded = httpx.get(f"{api}/audit", params={"after": after}, headers=as_(alice))
+            assert bounded.status_code == 200 and len(bounded.json()) == found, bounded.text
 
         # The events themselves carry it (what the events stream carries).
         created = stack.stream(run_id)[0]
