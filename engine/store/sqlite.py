@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,19 @@ from flowbus.engine.store.views import (
 )
 
 _REPLAY_CHUNK = 5_000
+
+
+def _transact(connection: sqlite3.Connection, statements: list[tuple[str, Any]]) -> None:
+    """Run ``statements`` as one transaction (on the connection's thread)."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, params in statements:
+            connection.execute(sql, params)
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:  # a COMMIT refused (a full disk) leaves it open too
+            connection.execute("ROLLBACK")
+        raise
 
 
 def _store_error(path: str, exc: sqlite3.Error) -> StoreError:
@@ -167,14 +180,23 @@ class SqliteEventStore(EventStore):
         )
         if not fresh:
             return 0
-        rows = q.event_rows(fresh)
-        async with self._transaction():
-            for sql, params in q.bulk_insert("events", q.EVENT_COLUMNS, rows):
-                await self.db.execute(sql, params)
-            await self._apply(plan(fresh), "main")
-            await self.db.execute(q.TRACK_POSITION)
+        statements = [
+            *q.bulk_insert("events", q.EVENT_COLUMNS, q.event_rows(fresh)),
+            *self._projection_statements(plan(fresh), "main"),
+            (q.TRACK_POSITION, ()),
+        ]
+        await self._in_thread(_transact, statements)
         self._heads.remember(heads)
         return len(fresh)
+
+    async def _in_thread(self, work: Callable[..., Any], *args: Any) -> Any:
+        """``work(connection, *args)`` in one hop to the connection's thread. A transaction
+        statement by statement costs a hop (a thread switch each way) per statement; the
+        recorder's commit is on the path of every run's end, so it is made in one."""
+        db = self.db
+        # aiosqlite runs the functions it is given on its connection's own thread, in order
+        # with everything else asked of it; there is no public way to give it one.
+        return await db._execute(lambda: work(db._conn, *args))
 
     async def _load_head(self, stream_id: str) -> int:
         rows = await self.db.execute_fetchall(
@@ -191,6 +213,11 @@ class SqliteEventStore(EventStore):
         return str(rows[0][0]) if rows else None
 
     async def _apply(self, ops: ProjectionPlan, schema: str) -> None:
+        for sql, params in self._projection_statements(ops, schema):
+            await self.db.execute(sql, params)
+
+    @staticmethod
+    def _projection_statements(ops: ProjectionPlan, schema: str) -> list[tuple[str, Any]]:
         flow_updates = list(q.bulk_state_update(f"{schema}.flow_runs", ops.flow_updates))
         updated = [update[-1] for update in ops.flow_updates]
         statements = [
@@ -203,8 +230,7 @@ class SqliteEventStore(EventStore):
             *q.document_changes(f"{schema}.documents", ops.document_deletes, ops.documents),
             *q.bulk_insert(f"{schema}.audit", AUDIT_COLUMNS, ops.audit),
         ]
-        for sql, params in statements:
-            await self.db.execute(sql, params)
+        return statements
 
     # -- reading ------------------------------------------------------------------------------
 
