@@ -47,7 +47,9 @@ class Chaos:
     def _run(self) -> None:
         rng = random.Random(12)
         try:
-            kinds = ["agent", "orchestrator", "agent", "nats"]  # each kind early, then in turn
+            # Each kind within the first three faults (a loaded machine submits slowly), then
+            # in turn.
+            kinds = ["agent", "orchestrator", "nats", "agent"]
             while not self._stop.wait(self.every * rng.uniform(0.6, 1.4)):
                 fault = kinds[sum(self.faults.values()) % len(kinds)]
                 self.faults[fault] += 1
@@ -93,6 +95,7 @@ async def test_runs_survive_random_kills_and_restarts(
                 return len(views)
 
             wait_until(lambda: completed() == RUNS, 300, f"{RUNS} completed runs")
+            wait_until(lambda: len(chaos.faults) == 3, 120, "a fault of each kind")
         assert chaos.error is None, chaos.error
         assert set(chaos.faults) == {"agent", "orchestrator", "nats"}, chaos.faults
 
