@@ -95,8 +95,8 @@ def permissions(role: str, user: str, queues: tuple[str, ...] = ()) -> Permissio
     if role == "service":
         requests = tuple(
             getattr(subjects, name)
-            for name in ("SUBMIT", "CANCEL", "RESUME", "RETRY", "RECORDED", "QUEUES", "AGENTS",
-                         "DEPLOYMENTS", "LIMITS")
+            for name in ("SUBMIT", "CANCEL", "RESUME", "RETRY", "RECORDED", "WAIT", "QUEUES",
+                         "AGENTS", "DEPLOYMENTS", "LIMITS")
         )  # fmt: skip
         return Permissions(
             pub_allow=(*requests, subjects.CUSTOM_SUBJECTS, *_follow_events()),
@@ -123,7 +123,8 @@ def _agent(name: str, queues: tuple[str, ...]) -> Permissions:
     kv = f"KV_{subjects.QUEUES_BUCKET}"
     claims = tuple(subjects.claim_subject(queue) for queue in queues)  # its queues' runs only
     requests = (*claims, subjects.HEARTBEAT, subjects.RELEASE, subjects.REPLAY, subjects.DOCUMENTS,
-                subjects.SLOT_ACQUIRE, subjects.SLOT_RELEASE, subjects.RECORDED)  # fmt: skip
+                subjects.SLOT_ACQUIRE, subjects.SLOT_RELEASE, subjects.RECORDED,
+                subjects.WAIT)  # fmt: skip
     jetstream = (f"{JS}.INFO", f"{JS}.STREAM.INFO.*", *per_queue,
                  f"{JS}.CONSUMER.CREATE.{kv}", f"{JS}.CONSUMER.CREATE.{kv}.>",
                  f"{JS}.CONSUMER.INFO.{kv}.>",

@@ -7,42 +7,24 @@ Replies are ``{"ok": true, ...}`` or ``{"ok": false, "error": {"code", "message"
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, Field
 
-from flowbus.engine.errors import FlowbusError
-
-#: A request bigger than this is refused without being parsed (parameters belong in storage,
-#: not in messages; nats-server's own limit is 1 MiB).
-MAX_REQUEST_BYTES = 256 * 1024
-
-
-class ProtocolError(FlowbusError, ValueError):
-    """A message that is not what its subject expects."""
-
-
-class _Message(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    def dump(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json"))
-
-
-M = TypeVar("M", bound=_Message)
-
-
-def decode(model: type[M], data: bytes) -> M:
-    """Parse ``data`` as ``model``; anything wrong raises ``ProtocolError`` saying what."""
-    if len(data) > MAX_REQUEST_BYTES:
-        raise ProtocolError(f"message of {len(data)} bytes is over {MAX_REQUEST_BYTES}")
-    try:
-        return model.model_validate_json(data)
-    except ValidationError as exc:
-        raise ProtocolError(f"not a valid {model.__name__}: {exc}") from exc
-
+# The foundations, re-exported: every user of the protocol imports this module alone.
+from flowbus.broker.protocol_base import (  # noqa: F401
+    MAX_REQUEST_BYTES,
+    ErrorDetail,
+    ErrorReply,
+    M,
+    ProtocolError,
+    _Message,
+    decode,
+    decode_reply,
+    error,
+    error_reply,
+    validation_details,
+)
 
 # --- submitting and cancelling (services, CLI) -------------------------------------------------
 
@@ -91,43 +73,6 @@ class CancelReply(_Message):
     run_id: str
     #: The run's state after the request: Cancelled, Cancelling, or the final state it had.
     state: str
-
-
-class ErrorDetail(_Message):
-    code: str
-    message: str
-    details: Any = None
-
-
-class ErrorReply(_Message):
-    ok: Literal[False] = False
-    error: ErrorDetail
-
-
-def decode_reply(model: type[M], data: bytes) -> M | ErrorReply:
-    """A service's reply: ``model``, or the ``ErrorReply`` it answered instead."""
-    if data.startswith(b'{"ok":false'):
-        return decode(ErrorReply, data)
-    return decode(model, data)
-
-
-def error(code: str, message: str, details: Any = None) -> ErrorReply:
-    """A refusal: ``{"ok": false, "error": {"code", "message", "details"}}``."""
-    return ErrorReply(error=ErrorDetail(code=code, message=message, details=details))
-
-
-def error_reply(code: str, message: str, details: Any = None) -> bytes:
-    """``error`` as the bytes of a reply."""
-    return error(code, message, details).dump()
-
-
-def validation_details(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """What a refusal's ``details`` say of invalid input (pydantic's ``exc.errors()``): each
-    error's location, message and type, without the input itself."""
-    return [
-        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-        for e in errors
-    ]
 
 
 # --- work queues ----------------------------------------------------------------------------------
@@ -363,6 +308,25 @@ class RecordedReply(_Message):
     recorded: bool
     #: The id of the event the store holds at the asked ``seq`` (when ``event_id`` was sent).
     event_id: str | None = None
+
+
+class WaitRequest(_Message):
+    """``flowbus.api.wait``: answer once the store holds the run's final state (one it is not
+    queued again from), or after ``wait`` seconds with ``final`` false."""
+
+    run_id: str = Field(max_length=100)
+    wait: float = Field(default=10.0, ge=0, le=60)
+
+
+class WaitReply(_Message):
+    ok: Literal[True] = True
+    final: bool
+    #: The run's state as the store holds it (final when ``final``).
+    state_type: str
+    state_name: str
+    message: str | None = None
+    #: A short repr of its result (Completed runs; ``flowbus runs result`` reads the result).
+    result: str | None = None
 
 
 class ReplayRequest(_Message):

@@ -72,6 +72,8 @@ RESUME = "flowbus.api.resume"
 RETRY = "flowbus.api.retry"
 #: Answered once the store holds a run's events up to a sequence number (``Client.wait``).
 RECORDED = "flowbus.api.recorded"
+#: Wait for a run to end: answered once the store holds its final state.
+WAIT = "flowbus.api.wait"
 #: Automations were saved or removed: the engine reads them again before it answers.
 AUTOMATIONS_CHANGED = "flowbus.api.automations.changed"
 #: The queue group every orchestrator subscribes in, so each request is answered once.

@@ -28,6 +28,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from flowbus.agents.background import BackgroundTasks
+from flowbus.agents.final_waits import FinalWaits
 from flowbus.agents.leadership import Leadership, Term
 from flowbus.agents.ledger import RunLedger
 from flowbus.agents.lifecycle import Daemon, Loop
@@ -57,6 +58,7 @@ from flowbus.broker.identity import IdentityChecker, actor_of
 from flowbus.broker.run_documents import DocumentRequest
 from flowbus.broker.streams import ensure_streams
 from flowbus.engine.errors import StoreError
+from flowbus.engine.records import EventRecord
 from flowbus.engine.store import EventStore
 
 log = structlog.get_logger("flowbus.orchestrator")
@@ -72,6 +74,10 @@ def claim_queue(subject: str) -> str | None:
 
 #: Requests answered at once (beyond it, NATS holds them in the subscription's queue).
 REQUESTS_AT_ONCE = 2000
+#: Waits held at once (``flowbus.api.wait``/``recorded``): a wait holds no slot of the requests
+#: above, or a service waiting on thousands of runs would hold back every submit.
+WAITS_AT_ONCE = 50_000
+_WAITS = frozenset({subjects.WAIT, subjects.RECORDED})
 #: How long the leader's work has to stop at a step-down.
 STEP_DOWN_SECONDS = 15.0
 
@@ -96,7 +102,8 @@ class Orchestrator(Daemon):
         self.ledger = ledger = RunLedger(store, settings.lease_seconds, published=self.announcer)
         ledger.authoritative = False  # until elected
         self.recorded_waits = RecordedWaits(store)
-        ledger.writer.on_commit = self.recorded_waits.committed
+        self.final_waits = FinalWaits(store)
+        ledger.writer.on_commit = self._committed
         self.leadership = Leadership(self.js, settings.leader_lease_seconds, self._lead,
                                      self._step_down)  # fmt: skip
         self.leader: LeaderWork | None = None
@@ -116,7 +123,7 @@ class Orchestrator(Daemon):
         self.claims = Claims(executor, ledger, self.deployments, self.agents, self.background,
                              leading, self._slots, settings.lease_seconds,
                              self.fences)  # fmt: skip
-        self.reads = Reads(store, self.recorded_waits)
+        self.reads = Reads(store, self.recorded_waits, self.final_waits)
         self.run_documents = RunDocuments(store, ledger, self.deployments, self.fences)
         self.audit = QueueAudit(self.js, ledger, self.outbox, self.background, leading,
                                 settings.queue_audit_interval)  # fmt: skip
@@ -126,6 +133,7 @@ class Orchestrator(Daemon):
         ledger.on_finished = self._run_finished
         ledger.on_foreign = self.releases.adopt
         self._request_slots = asyncio.Semaphore(REQUESTS_AT_ONCE)
+        self._wait_slots = asyncio.Semaphore(WAITS_AT_ONCE)
         #: Who provably sent a request (its NATS credential's user): the actor recorded.
         self.identities = IdentityChecker.from_env()
 
@@ -150,6 +158,11 @@ class Orchestrator(Daemon):
         if self.leadership.leading:
             self.releases.wake(entry.deployment)
 
+    def _committed(self, records: list[EventRecord]) -> None:
+        """What this process just committed answers the waits on it, without a read."""
+        self.recorded_waits.committed(records)
+        self.final_waits.committed(records)
+
     # --- life ------------------------------------------------------------------------------
 
     async def open(self) -> None:
@@ -170,6 +183,7 @@ class Orchestrator(Daemon):
             subjects.RETRY: (p.RetryRequest, self.controls.retry),
             subjects.REPLAY: (p.ReplayRequest, self.reads.replay),
             subjects.RECORDED: (p.RecordedRequest, self.reads.recorded),
+            subjects.WAIT: (p.WaitRequest, self.reads.wait),
             subjects.DOCUMENTS: (DocumentRequest, self.run_documents.serve),
         }
         for subject, (model, handler) in services.items():
@@ -197,6 +211,7 @@ class Orchestrator(Daemon):
     async def close(self) -> None:
         await self.background.wait(timeout=5)
         await self.recorded_waits.close()
+        await self.final_waits.close()
         await self.ledger.writer.close()
         await self.announcer.flush(5)  # what it recorded last reaches subscribers too
 
@@ -265,10 +280,12 @@ class Orchestrator(Daemon):
         the requests of one moment share a transaction (``BatchWriter``).
         """
 
+        slots = self._wait_slots if subject in _WAITS else self._request_slots
+
         async def dispatch(msg: Msg) -> None:
-            await self._request_slots.acquire()
+            await slots.acquire()
             task = self.background.spawn(serve(msg))
-            task.add_done_callback(lambda _: self._request_slots.release())
+            task.add_done_callback(lambda _: slots.release())
 
         async def serve(msg: Msg) -> None:
             try:

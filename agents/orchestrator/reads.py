@@ -1,13 +1,16 @@
 """The orchestrator's answers that only read: the replay table of a run (``flowbus.agent.replay``),
-whether a run is recorded yet (``flowbus.api.recorded``) and the deployments
+whether a run is recorded yet (``flowbus.api.recorded``), a run's end once it is recorded
+(``flowbus.api.wait``) and the deployments
 (``flowbus.api.deployments``). Any orchestrator answers alike: they read the store."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
 
+from flowbus.agents.final_waits import FinalWaits, settled
 from flowbus.agents.recorded_waits import RecordedWaits
 from flowbus.broker import protocol as p
 from flowbus.engine.replay import replay_entries, subflow_entry
@@ -21,9 +24,12 @@ REPLAY_PAGE_BYTES = 512 * 1024
 class Reads:
     """Answers the requests that read the store."""
 
-    def __init__(self, store: EventStore, recorded_waits: RecordedWaits) -> None:
+    def __init__(
+        self, store: EventStore, recorded_waits: RecordedWaits, final_waits: FinalWaits
+    ) -> None:
         self.store = store
         self.recorded_waits = recorded_waits
+        self.final_waits = final_waits
 
     async def replay(self, request: p.ReplayRequest) -> p.ReplayReply:
         """The task runs earlier attempts of a run completed, a page at a time."""
@@ -54,6 +60,16 @@ class Reads:
             held = await self.store.read_stream(request.run_id, after_seq=request.seq - 1)
             stored_id = held[0].id if held else None
         return p.RecordedReply(head=head, recorded=recorded, event_id=stored_id)
+
+    async def wait(self, request: p.WaitRequest) -> p.WaitReply | p.ErrorReply:
+        """Answer once the store holds the run's final state (or after ``request.wait``
+        seconds, with its state so far)."""
+        end = await self.final_waits.wait(request.run_id, request.wait)
+        if end is None:
+            return p.error("not_found", f"no run {request.run_id}")
+        return p.WaitReply(final=settled(end, time.time(), self.final_waits.settle),
+                           state_type=end.state_type, state_name=end.state_name,
+                           message=end.message, result=end.result)  # fmt: skip
 
     async def list_deployments(self, _: None) -> p.DeploymentList:
         """Every deployment, with its parameters' JSON schema."""

@@ -126,8 +126,29 @@ class NatsTransport:
 
     async def wait(self, run_id: str) -> FinalState:
         """Until the run reaches a final state (one it is not queued again from) and the store
-        holds it, so a read of the run right after agrees. Any number of waits share one
-        subscription (``waiting``)."""
+        holds it, so a read of the run right after agrees: one request, answered by an
+        orchestrator once it committed that state (``flowbus.api.wait``)."""
+        request = p.WaitRequest(run_id=run_id, wait=self.timeout / 2).dump()
+        while True:
+            try:
+                data = await self._request(subjects.WAIT, request)
+            except NoOrchestrator:
+                return await self._wait_on_events(run_id)  # the events are all to go by
+            except ClientError as exc:
+                if exc.code == "not_found":  # not recorded yet: its events will say
+                    return await self._wait_on_events(run_id)
+                if exc.code != "timeout":
+                    raise
+                continue  # the orchestrator that held the wait went away: ask again
+            reply = p.decode(p.WaitReply, data)
+            if reply.final:
+                return FinalState(run_id, StateType(reply.state_type), reply.state_name,
+                                  reply.message, reply.result)  # fmt: skip
+
+    async def _wait_on_events(self, run_id: str) -> FinalState:
+        """``wait`` from the events stream, for a run no orchestrator answers for: its final
+        state event, once the store holds it (or when nobody can say). Any number of waits
+        share one subscription (``waiting``)."""
         if self._waiters is None:
             self._waiters = RunWaiters(self.nats.jetstream())
         skip: frozenset[str] = frozenset()

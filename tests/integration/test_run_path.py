@@ -130,6 +130,14 @@ async def test_the_wire_protocol_alone_drives_a_run(stack: Stack) -> None:
             states.append((event["state"]["type"], event["state"]["name"], event.get("result")))
         assert [name for _, name, _ in states] == ["Scheduled", "Pending", "Running", "Completed"]
         assert states[-1][2] == "6"
+        # Or one request, answered once the store holds the run's end.
+        reply = await nc.request("flowbus.api.wait", json.dumps({"run_id": run_id}).encode(), 10)
+        end = json.loads(reply.data)
+        assert (end["final"], end["state_name"], end["result"]) == (True, "Completed", "6")
+        reply = await nc.request("flowbus.api.wait", b'{"run_id": "nope"}', timeout=10)
+        assert json.loads(reply.data)["error"]["code"] == "not_found"
+        reply = await nc.request("flowbus.api.wait", b'{"run_id": "x", "wait": 3600}', 10)
+        assert json.loads(reply.data)["error"]["code"] == "bad_request"
 
         bad = await nc.request("flowbus.api.submit", b'{"deployment": 3}', timeout=10)
         error = json.loads(bad.data)
@@ -425,9 +433,10 @@ async def test_a_queue_limit_holds_across_agents(stack: Stack) -> None:
     assert most_running_at_once(stack, [r.run_id for r in runs]) == 1
 
 
-async def test_many_waits_share_one_subscription(stack: Stack) -> None:
-    """A service waiting on 60 runs opens one consumer, not 60; a run that finished before its
-    wait began is found at once; a run failing is reported as it ended."""
+async def test_many_waits_open_no_consumer(stack: Stack) -> None:
+    """A service waiting on 60 runs opens no consumer (each wait is a request the orchestrator
+    answers from its commits), not 60; a run that finished before its wait began is found at
+    once; a run failing is reported as it ended."""
     from flowbus.broker import subjects
 
     deployment = stack.deploy("quick")
@@ -446,6 +455,13 @@ async def test_many_waits_share_one_subscription(stack: Stack) -> None:
         assert all(final.completed for final in finals[:-1])
         assert finals[-1].name == "Failed"
         assert [final.result for final in finals[1:-1]] == [str(i * (i - 1)) for i in range(60)]
+        assert len(await js.consumers_info(subjects.EVENTS_STREAM)) == consumers
+        # With no orchestrator to answer, a wait goes by the events stream (one subscription
+        # for all waits): the run's final state event is all there is.
+        assert stack.orchestrator is not None
+        stack.orchestrator.stop()
+        finals = await asyncio.gather(*(client.wait(run.run_id, timeout=60) for run in runs))
+        assert [final.result for final in finals] == [str(i * (i - 1)) for i in range(60)]
         assert len(await js.consumers_info(subjects.EVENTS_STREAM)) == consumers + 1
 
 

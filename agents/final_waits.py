@@ -1,0 +1,201 @@
+"""Waiting for runs to end: ``flowbus.api.wait`` is answered once the store holds a run's final
+state, in one request.
+
+A client that follows the events stream sees a run's final state before the store holds it,
+and then has to ask whether it is recorded: two hops after the event, plus the subscription
+and the reads that find what was published before it looked. Here the orchestrator answers
+from its own commits: the leader's recorder commits the final state and the waiters of that
+run are answered from the committed record, without a read. An orchestrator that does not
+record (a standby) reads the heads of the runs waited on once per tick, and a run's view
+whenever its head moved.
+
+A run that ends Crashed may be queued again at once (its flow has retries left, or its lease
+was lost and it is handed back): Crashed counts as its end only once it has lasted
+``settle`` seconds with nothing after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from flowbus.engine.errors import StoreError
+from flowbus.engine.event_types import EventType
+from flowbus.engine.records import EventRecord
+from flowbus.engine.states import TERMINAL_TYPES, StateType
+from flowbus.engine.store import EventStore
+from flowbus.engine.store.views import FlowRunView
+
+log = structlog.get_logger("flowbus.orchestrator")
+
+#: How often a standby reads the heads of the runs waited on.
+TICK_SECONDS = 0.05
+#: How long a Crashed state must last, with nothing after it, to count as the run's end.
+CRASH_SETTLE_SECONDS = 1.0
+_FINAL = frozenset(t.value for t in TERMINAL_TYPES)
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """A run's state as a wait answers it."""
+
+    state_type: str
+    state_name: str
+    message: str | None
+    result: str | None
+    #: When the state was entered (epoch seconds): how long a Crashed has lasted.
+    entered: float
+
+    @property
+    def final(self) -> bool:
+        return self.state_type in _FINAL
+
+    @classmethod
+    def of_view(cls, view: FlowRunView) -> RunEnd:
+        return cls(view.state_type, view.state_name, view.state_message, view.result,
+                   _epoch(view.state_timestamp))  # fmt: skip
+
+    @classmethod
+    def of_record(cls, record: EventRecord) -> RunEnd | None:
+        """The state a flow run's state event enters (None for any other event)."""
+        if record.type != EventType.FLOW_RUN_STATE:
+            return None
+        state: dict[str, Any] = record.data["state"]
+        return cls(state["type"], state["name"], state.get("message"), record.data.get("result"),
+                   _epoch(state["timestamp"]))  # fmt: skip
+
+
+def settled(end: RunEnd, now: float, settle: float) -> bool:
+    """Whether ``end`` is the run's end: final, and (for Crashed) lasted ``settle`` seconds."""
+    if not end.final:
+        return False
+    return end.state_type != StateType.CRASHED.value or now - end.entered >= settle
+
+
+class FinalWaits:
+    """The runs this orchestrator's clients wait on to end."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        tick: float = TICK_SECONDS,
+        settle: float = CRASH_SETTLE_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.tick = tick
+        self.settle = settle
+        self.clock = clock
+        self._waiting: dict[str, list[asyncio.Future[RunEnd]]] = defaultdict(list)
+        #: The head last read of each waited-on run (a standby reads a view when it moves).
+        self._heads: dict[str, int] = {}
+        #: Runs whose last state is Crashed: read again once it has lasted ``settle``.
+        self._crashed: dict[str, float] = {}
+        self._poller: asyncio.Task[None] | None = None
+
+    async def wait(self, run_id: str, timeout: float) -> RunEnd | None:  # noqa: ASYNC109
+        """The run's end once the store holds it; its state so far when ``timeout`` runs out
+        first; None when the store holds no such run."""
+        future: asyncio.Future[RunEnd] = asyncio.get_running_loop().create_future()
+        self._waiting[run_id].append(future)  # first: a commit from now on answers it
+        try:
+            heads = await self.store.heads([run_id])
+            view = await self.store.get_flow_run(run_id)
+            if view is None:
+                return None
+            self._heads.setdefault(run_id, heads.get(run_id, 0))
+            now = RunEnd.of_view(view)
+            if not future.done():
+                self._consider(run_id, now)
+            self._start_polling()
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), timeout)
+            except TimeoutError:
+                view = await self.store.get_flow_run(run_id)
+                return RunEnd.of_view(view) if view is not None else now
+        finally:
+            self._forget(run_id, future)
+
+    def committed(self, records: Iterable[EventRecord]) -> None:
+        """Events this process just committed: a run's final state answers its waiters."""
+        for record in records:
+            if record.stream_id in self._waiting:
+                # Seen here: the standby's poll need not read the run for this move.
+                run_id = record.stream_id
+                self._heads[run_id] = max(record.seq, self._heads.get(run_id, 0))
+                end = RunEnd.of_record(record)
+                if end is not None:
+                    self._consider(record.stream_id, end)
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+
+    def _consider(self, run_id: str, end: RunEnd) -> None:
+        """Answer the run's waiters if ``end`` is its end; remember a fresh Crashed."""
+        self._crashed.pop(run_id, None)
+        if settled(end, self.clock(), self.settle):
+            for future in self._waiting.get(run_id, ()):
+                if not future.done():
+                    future.set_result(end)
+        elif end.final:  # Crashed, not long ago: it may be queued again
+            self._crashed[run_id] = end.entered + self.settle
+
+    def _start_polling(self) -> None:
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll(), name="flowbus-final-waits")
+
+    async def _poll(self) -> None:
+        while self._waiting:
+            await asyncio.sleep(self.tick)
+            try:
+                await self._read_moved()
+            except StoreError as exc:  # locked, say: the waits run on, read again next tick
+                log.warning("could not read the runs waited on", error=str(exc)[:300])
+
+    async def _read_moved(self) -> None:
+        """Read the view of each waited-on run whose head moved or whose Crashed is due."""
+        waited = list(self._waiting)
+        if not waited:
+            return
+        heads = await self.store.heads(waited)
+        now = self.clock()
+        for run_id in waited:
+            head = heads.get(run_id, 0)
+            moved = head != self._heads.get(run_id)
+            due = self._crashed.get(run_id, float("inf")) <= now
+            if not (moved or due) or run_id not in self._waiting:
+                continue
+            self._heads[run_id] = head
+            view = await self.store.get_flow_run(run_id)
+            if view is not None:
+                self._consider(run_id, RunEnd.of_view(view))
+
+    def _forget(self, run_id: str, future: asyncio.Future[RunEnd]) -> None:
+        futures = self._waiting.get(run_id)
+        if futures is None:
+            return
+        with contextlib.suppress(ValueError):
+            futures.remove(future)
+        if not futures:
+            del self._waiting[run_id]
+            self._heads.pop(run_id, None)
+            self._crashed.pop(run_id, None)
+
+
+def _epoch(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp).timestamp()
+
+
+__all__ = ["CRASH_SETTLE_SECONDS", "FinalWaits", "RunEnd", "settled"]

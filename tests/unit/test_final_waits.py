@@ -1,0 +1,132 @@
+"""Waits for runs to end (agents/final_waits.py): answered once the store holds a final state,
+from this process's commit without a read, or by a standby's reads when a run's head moves; a
+Crashed counts only once it has lasted the settle time with nothing after it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from flowbus.agents.final_waits import FinalWaits, RunEnd, settled
+from flowbus.engine.states import Completed, Crashed, Running, Scheduled
+from flowbus.engine.store.memory import MemoryEventStore
+from flowbus.engine.store.views import FlowRunView
+from tests.integration.store_contract import RunBuilder
+
+
+class CountedReads(MemoryEventStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.views = 0
+
+    async def get_flow_run(self, run_id: str) -> FlowRunView | None:
+        self.views += 1
+        return await super().get_flow_run(run_id)
+
+
+async def test_a_run_already_ended_is_answered_from_the_store() -> None:
+    store = MemoryEventStore()
+    run = RunBuilder()
+    await store.append([run.created(), run.state(Running()), run.state(Completed(), "4")])
+    waits = FinalWaits(store, tick=3600)
+    end = await waits.wait(run.run_id, 60)
+    assert end is not None and end.final and (end.state_name, end.result) == ("Completed", "4")
+    assert await waits.wait("no-such-run", 1) is None
+    await waits.close()
+
+
+async def test_a_commit_here_answers_without_a_read() -> None:
+    store = CountedReads()
+    run = RunBuilder()
+    await store.append([run.created(), run.state(Running())])
+    waits = FinalWaits(store, tick=3600)  # no standby read in this test's time
+    waiting = asyncio.create_task(waits.wait(run.run_id, 60))
+    await asyncio.sleep(0.05)
+    assert not waiting.done() and store.views == 1  # the view read when the wait came
+    done = [run.state(Completed(), "4")]
+    await store.append(done)
+    waits.committed(done)
+    end = await waiting
+    assert (end is not None) and end.state_name == "Completed" and store.views == 1
+    await waits.close()
+
+
+async def test_a_standby_reads_a_run_when_its_head_moves() -> None:
+    store = CountedReads()
+    run = RunBuilder()
+    await store.append([run.created(), run.state(Running())])
+    waits = FinalWaits(store, tick=0.01)
+    waiting = asyncio.create_task(waits.wait(run.run_id, 60))
+    await asyncio.sleep(0.1)  # ten ticks, the head still: no more view reads
+    assert not waiting.done() and store.views == 1
+    await store.append([run.state(Completed(), "4")])  # committed by another process
+    end = await waiting
+    assert end is not None and end.state_name == "Completed" and store.views == 2
+    await waits.close()
+
+
+async def test_a_wait_that_runs_out_answers_the_state_so_far() -> None:
+    store = MemoryEventStore()
+    run = RunBuilder()
+    await store.append([run.created(), run.state(Running())])
+    waits = FinalWaits(store, tick=0.01)
+    end = await waits.wait(run.run_id, 0.1)
+    assert end is not None and not end.final and end.state_name == "Running"
+    await waits.close()
+
+
+async def test_a_crashed_run_queued_again_is_not_its_end() -> None:
+    store = MemoryEventStore()
+    run = RunBuilder()
+    await store.append([run.created(), run.state(Running())])
+    waits = FinalWaits(store, tick=0.01, settle=0.3)
+    waiting = asyncio.create_task(waits.wait(run.run_id, 60))
+    await asyncio.sleep(0.05)
+    crashed = [run.state(Crashed())]
+    await store.append(crashed)
+    waits.committed(crashed)
+    again = [run.state(Scheduled())]
+    await store.append(again)
+    waits.committed(again)
+    await asyncio.sleep(0.5)  # past the settle time: the Crashed was not its end
+    assert not waiting.done()
+    last = [run.state(Crashed())]
+    await store.append(last)
+    waits.committed(last)
+    end = await waiting  # once it lasted the settle time
+    assert end is not None and end.state_name == "Crashed"
+    await waits.close()
+
+
+def test_settled_is_final_and_for_crashed_lasting() -> None:
+    def end(kind: str) -> RunEnd:
+        return RunEnd(kind, kind.title(), None, None, entered=100.0)
+
+    assert settled(end("COMPLETED"), 100.0, 1.0)
+    assert not settled(end("RUNNING"), 500.0, 1.0)
+    assert not settled(end("CRASHED"), 100.5, 1.0)
+    assert settled(end("CRASHED"), 101.0, 1.0)
+
+
+async def test_many_waits_read_the_heads_once_per_tick() -> None:
+    class Heads(MemoryEventStore):
+        calls: list[int] = []
+
+        async def heads(self, stream_ids: Sequence[str]) -> dict[str, int]:
+            self.calls.append(len(stream_ids))
+            return await super().heads(stream_ids)
+
+    store = Heads()
+    runs = [RunBuilder() for _ in range(30)]
+    await store.append([run.created() for run in runs])
+    waits = FinalWaits(store, tick=0.05)
+    waiting = [asyncio.create_task(waits.wait(run.run_id, 60)) for run in runs]
+    await asyncio.sleep(0.3)
+    store.calls.clear()
+    await asyncio.sleep(0.2)
+    assert store.calls and max(store.calls) == 30  # one read of all of them per tick
+    done = [run.state(Completed()) for run in runs]
+    await store.append(done)
+    waits.committed(done)
+    assert all(end is not None and end.final for end in await asyncio.gather(*waiting))
+    await waits.close()
