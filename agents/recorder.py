@@ -29,7 +29,6 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.client import JetStreamContext
 from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from flowbus.agents import telemetry
@@ -39,6 +38,7 @@ from flowbus.agents.lifecycle import Daemon, Loop
 from flowbus.broker import subjects
 from flowbus.broker.dead_letters import dead_letter
 from flowbus.broker.fencing import FenceChecker
+from flowbus.broker.pull import Puller
 from flowbus.broker.streams import ensure_streams
 from flowbus.engine.errors import SequenceError, StoreError
 from flowbus.engine.events import DecodeError, decode_event
@@ -51,11 +51,11 @@ log = structlog.get_logger("flowbus.recorder")
 Fence = tuple[str, int] | None
 
 
-async def _unsubscribe(subscription: JetStreamContext.PullSubscription | None) -> None:
+async def _unsubscribe(subscription: Puller | None) -> None:
     """Undo a subscription (a closed connection has nothing to undo)."""
     if subscription is not None:
         with contextlib.suppress(Exception):
-            await subscription.unsubscribe()
+            await subscription.close()
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class Recorder(Daemon):
         self.fences = fences or FenceChecker()
         self.counts: Counter[str] = Counter()
 
-    async def _subscription(self) -> JetStreamContext.PullSubscription:
+    async def _subscription(self) -> Puller:
         js = self.client.jetstream()
         await ensure_streams(js)
         config = ConsumerConfig(
@@ -121,9 +121,11 @@ class Recorder(Daemon):
                 config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
                 config.opt_start_seq = start + 1
                 await js.add_consumer(subjects.EVENTS_STREAM, config)
-        return await js.pull_subscribe_bind(
-            durable=subjects.RECORDER_CONSUMER, stream=subjects.EVENTS_STREAM
-        )
+        # Each event as it arrives (``broker/pull.py``): a run's end is recorded at once.
+        puller = Puller(self.client, subjects.EVENTS_STREAM, subjects.RECORDER_CONSUMER,
+                        batch=self.settings.batch_size)  # fmt: skip
+        await puller.open()
+        return puller
 
     def loops(self) -> dict[str, Loop]:
         return {"record": self._record}
@@ -133,16 +135,16 @@ class Recorder(Daemon):
         subscription is undone at the end, so a later term of this orchestrator binds again."""
         # Bound inside the loop: a leader elected while JetStream elects its own leaders
         # waits for the consumer rather than failing (and leaving nothing recorded).
-        subscription: JetStreamContext.PullSubscription | None = None
+        subscription: Puller | None = None
         backoff = 0.1
         try:
             while not self.stopping:
                 try:
                     if subscription is None:
                         subscription = await self._subscription()
-                    messages = await subscription.fetch(
-                        self.settings.batch_size, timeout=self.settings.wait_seconds
-                    )
+                    messages = await subscription.next_batch(self.settings.wait_seconds)
+                    if not messages:
+                        continue
                 except (TimeoutError, NatsTimeoutError):
                     continue
                 except (ServiceUnavailableError, NotFoundError) as exc:
