@@ -15,7 +15,7 @@ import orjson
 
 from flowbus.engine.actors import current_actor
 from flowbus.engine.entrypoints import code_hash, entrypoint_file
-from flowbus.engine.errors import ParameterValidationError, SequenceError, UsageError
+from flowbus.engine.errors import ParameterTypeError, SequenceError, UsageError
 from flowbus.engine.event_types import EventType
 from flowbus.engine.flows import Flow
 from flowbus.engine.records import make_record
@@ -96,7 +96,7 @@ def build_deployment(
         try:
             orjson.dumps(value)
         except TypeError as exc:
-            raise ParameterValidationError(
+            raise ParameterTypeError(
                 flow.name, [{"loc": (key,), "msg": f"a deployment default must be JSON: {exc}"}]
             ) from exc
     return DeploymentSpec(

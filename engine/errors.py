@@ -9,8 +9,8 @@ class FlowbusError(Exception):
     """Root of every error flowbus raises on purpose."""
 
 
-class ParameterValidationError(FlowbusError, ValueError):
-    """Parameters given to a flow do not match its signature.
+class ParameterTypeError(FlowbusError, ValueError):
+    """Parameters given to a flow do not match its signature (Prefect's name for it).
 
     ``errors`` holds pydantic's structured error list; ``str()`` names each field and the reason.
     """
@@ -23,6 +23,10 @@ class ParameterValidationError(FlowbusError, ValueError):
             where = ".".join(str(part) for part in err.get("loc", ())) or "(parameters)"
             lines.append(f"  {where}: {err.get('msg', 'invalid value')}")
         super().__init__("\n".join(lines))
+
+
+#: The name this error had before it took Prefect's: ``except ParameterValidationError`` works.
+ParameterValidationError = ParameterTypeError
 
 
 class StoreError(FlowbusError):

@@ -110,7 +110,7 @@ class FlowRunEngine:
         self.stream = RunStream(run_id, self.sink, claimed.seq if claimed else 0)
         self.flow_run = FlowRun(
             id=run_id,
-            name=claimed.name if claimed else flow.render_run_name(parameters),
+            name=claimed.name if claimed else "",
             flow_name=flow.name,
             parameters=parameters,
             tags=list(claimed.tags) if claimed else _with_context_tags(flow.tags),
@@ -134,6 +134,12 @@ class FlowRunEngine:
             flow, self.flow_run, self.stream, flow.task_runner.duplicate(), log_prints
         )
         self.context.resumes = dict(claimed.resumes) if claimed else None
+        if not claimed:  # a name function may read ``runtime.flow_run.parameters``
+            token = flow_run_var.set(self.context)
+            try:
+                self.flow_run.name = flow.render_run_name(parameters)
+            finally:
+                flow_run_var.reset(token)
         # A deployed run records its results, so an attempt after this one can replay them; a
         # subflow does as its parent does; a run by hand does with ``persist_result=True``.
         recording = (

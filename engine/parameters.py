@@ -7,7 +7,7 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from flowbus.engine.errors import ParameterValidationError
+from flowbus.engine.errors import ParameterTypeError
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -78,7 +78,7 @@ class ParameterSchema:
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
-            raise ParameterValidationError(
+            raise ParameterTypeError(
                 self.owner, [{"loc": (), "msg": str(exc), "type": "bind"}]
             ) from exc
         bound.apply_defaults()
@@ -111,7 +111,7 @@ class ParameterSchema:
         return all(t is object or type(parameters[n]) is t for n, t in exact.items())
 
     def validate(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        """Validate and coerce named parameters; raise ``ParameterValidationError`` if invalid."""
+        """Validate and coerce named parameters; raise ``ParameterTypeError`` if invalid."""
         if self._already_valid(parameters):
             return dict(parameters)
         from pydantic import ValidationError
@@ -120,14 +120,14 @@ class ParameterSchema:
             model = self.model.model_validate(parameters)
         except ValidationError as exc:
             errors = [dict(error) for error in exc.errors(include_url=False)]
-            raise ParameterValidationError(self.owner, errors) from exc
+            raise ParameterTypeError(self.owner, errors) from exc
         fields = type(model).model_fields
         return {str(field.alias): getattr(model, name) for name, field in fields.items()}
 
     def validate_partial(self, given: dict[str, Any]) -> dict[str, Any]:
         """Validate and coerce some of the parameters (a deployment's defaults, say).
 
-        Unknown names and invalid values raise ``ParameterValidationError``; parameters not given
+        Unknown names and invalid values raise ``ParameterTypeError``; parameters not given
         are not required here (they are when a run starts).
         """
         from pydantic import ConfigDict, TypeAdapter, ValidationError
@@ -153,7 +153,7 @@ class ParameterSchema:
                 for error in exc.errors(include_url=False):
                     errors.append({**error, "loc": (name, *error["loc"])})
         if errors:
-            raise ParameterValidationError(self.owner, errors)
+            raise ParameterTypeError(self.owner, errors)
         return coerced
 
     def call_arguments(self, parameters: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:

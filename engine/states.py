@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -162,10 +162,15 @@ _FAILURE_ERRORS: dict[StateType, type[Exception]] = {
 }
 
 
-async def outcome(run: Awaitable[State], return_state: bool) -> Any:
-    """Await a run's final state; give the state itself, or its result (raising on failure)."""
+async def outcome(
+    run: Awaitable[State], return_state: bool, returned_a_state: Callable[[], bool] | None = None
+) -> Any:
+    """Await a run's final state; give the state itself, or its result (raising on failure).
+    ``returned_a_state`` says, once the run ended, whether its function returned a state: a
+    failed one is given back as it is (Prefect's behaviour)."""
     state = await run
-    return state if return_state else state.result()
+    handed_back = returned_a_state is not None and returned_a_state() and not state.is_completed()
+    return state if return_state or handed_back else state.result()
 
 
 def _factory(type_: StateType, default_name: str) -> Any:

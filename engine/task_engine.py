@@ -65,6 +65,7 @@ class TaskRunEngine:
         "input_hash",
         "kwargs",
         "parameters",
+        "returned_a_state",
         "task",
         "task_run",
         "upstream",
@@ -93,6 +94,9 @@ class TaskRunEngine:
         self.input_hash: str | None = None
         #: Where a remote runner ran the last call (recorded on the state that follows it).
         self.worker: str | None = None
+        #: Whether the task's function returned a State (the run ends in it; a direct call
+        #: of the task hands a failed one back instead of raising, as Prefect does).
+        self.returned_a_state = False
 
     # -- events -------------------------------------------------------------------------------
 
@@ -141,7 +145,14 @@ class TaskRunEngine:
         cache_key = self._compute_cache_key() if task.caching else None
         self.cache_key = cache_key
         if task.task_run_name is not None:
-            self.task_run.name = task.render_run_name(self.parameters or {})
+            # A name function may read ``runtime.task_run.parameters`` (Prefect's docs do).
+            context = TaskRunContext(task, self.task_run, self.flow_ctx, self.parameters or {},
+                                     False)  # fmt: skip
+            token = task_run_var.set(context)
+            try:
+                self.task_run.name = task.render_run_name(self.parameters or {})
+            finally:
+                task_run_var.reset(token)
 
         if resolution.failures:
             # As in Prefect 3: the task does not run and stays Pending, named NotReady.
@@ -277,6 +288,7 @@ class TaskRunEngine:
         finally:
             task_run_var.reset(token)
         if isinstance(result, State):  # the task returned a state: it ends in that state
+            self.returned_a_state = True
             final = returned_state(result)
             return await self._finish(final, final.data), False
         if txn is not None:

@@ -26,6 +26,7 @@ from flowbus.engine.names import render_name
 from flowbus.engine.parameters import ParameterSchema
 from flowbus.engine.retries import RetryDelay, delay_list
 from flowbus.engine.states import outcome
+from flowbus.engine.task_alone import call_alone
 from flowbus.engine.task_engine import TaskRunEngine
 
 P = ParamSpec("P")
@@ -226,14 +227,18 @@ class Task(Generic[P, R]):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         flow_ctx = flow_run_var.get()
         if flow_ctx is None:
-            return self.fn(*args, **kwargs)
+            kwargs.pop("return_state", None)
+            kwargs.pop("wait_for", None)
+            return call_alone(self, args, kwargs)
         return_state = kwargs.pop("return_state", False)
         wait_for = kwargs.pop("wait_for", None)
         engine = self._engine(flow_ctx, args, kwargs, wait_for)
-        if self.is_async:
-            return outcome(engine.run(), return_state)  # an async task is awaited, as any coroutine
+        if self.is_async:  # an async task is awaited, as any coroutine
+            return outcome(engine.run(), return_state, lambda: engine.returned_a_state)
         state = run_sync(engine.run())
-        return state if return_state else state.result()
+        # A state the task returned comes back as it is, when it is not a value's (Prefect).
+        handed_back = engine.returned_a_state and not state.is_completed()
+        return state if return_state or handed_back else state.result()
 
     def submit(self, *args: Any, **kwargs: Any) -> TaskRunFuture[R]:
         """Start a task run concurrently; returns its future."""

@@ -13,6 +13,7 @@ from flowbus.engine.errors import (
     MissingContextError,
     MissingResult,
     ObjectNotFound,
+    ParameterTypeError,
     ParameterValidationError,
     TaskRunTimeout,
     UnfinishedRun,
@@ -22,7 +23,6 @@ from flowbus.engine.task_engine import UpstreamTaskError
 
 #: Prefect's names for the same classes.
 PrefectException = FlowbusError
-ParameterTypeError = ParameterValidationError
 
 
 __all__ = [

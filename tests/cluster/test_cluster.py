@@ -89,11 +89,12 @@ def test_every_run_completes_once_while_hosts_fail(cluster: Cluster, tmp_path: P
     if report["stuck"]:
         pytest.fail(stuck_report(cluster, report["stuck"], log), pytrace=False)
     assert len(accepted) == RUNS
-    assert set(report["states"].values()) == {"Completed"}, Counter(report["states"].values())
-
     ids = tmp_path / "ids.json"
     ids.write_text(json.dumps(list(accepted)))
     verified = cluster.script("verify.py", str(ids))
+    ended_otherwise = {run: verified["runs"][run]["history"]
+                       for run, end in report["states"].items() if end != "Completed"}  # fmt: skip
+    assert not ended_otherwise, (Counter(report["states"].values()), ended_otherwise, log)
     assert verified["problems"] == []
     executions: dict[str, Counter[str]] = {run: Counter() for run in accepted}
     for line in ledger.read_text().splitlines():

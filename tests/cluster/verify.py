@@ -18,10 +18,14 @@ async def main(ids: list[str]) -> dict[str, object]:
         runs: dict[str, object] = {}
         for run_id in ids:
             events = await store.read_stream(run_id)
-            states = [e.data["state"]["name"] for e in events if "state" in e.data
-                      and e.type.startswith("flow_run.")]  # fmt: skip
+            changes = [e.data for e in events
+                       if "state" in e.data and e.type.startswith("flow_run.")]  # fmt: skip
+            states = [data["state"]["name"] for data in changes]
             attempts = sum(1 for e in events if e.data.get("attempt"))
-            runs[run_id] = {"states": states, "attempts": attempts}
+            # Each state with its message and agent, for a failure's report.
+            history = [f"{d['state']['name']}: {d['state'].get('message') or ''} "
+                       f"({d.get('agent') or ''})" for d in changes]  # fmt: skip
+            runs[run_id] = {"states": states, "attempts": attempts, "history": history}
         return {"runs": runs, "problems": await store.verify_projections()}
     finally:
         await store.close()
