@@ -7,7 +7,7 @@ and the reads that find what was published before it looked. Here the orchestrat
 from its own commits: the leader's recorder commits the final state and the waiters of that
 run are answered from the committed record, without a read. An orchestrator that does not
 record (a standby) reads the heads of the runs waited on once per tick, and a run's view
-whenever its head moved.
+whenever its head moved; the leader does too, but seldom (its own commits answer its waits).
 
 A run that ends Crashed may be queued again at once (its flow has retries left, or its lease
 was lost and it is handed back): Crashed counts as its end only once it has lasted
@@ -38,6 +38,9 @@ log = structlog.get_logger("flowbus.orchestrator")
 
 #: How often a standby reads the heads of the runs waited on.
 TICK_SECONDS = 0.05
+#: How often the leader does: it records every run's events itself, so its commits answer its
+#: waits; its reads only catch what another process wrote (a command on the store, say).
+LEADER_TICK_SECONDS = 1.0
 #: How long a Crashed state must last, with nothing after it, to count as the run's end.
 CRASH_SETTLE_SECONDS = 1.0
 _FINAL = frozenset(t.value for t in TERMINAL_TYPES)
@@ -89,9 +92,11 @@ class FinalWaits:
         tick: float = TICK_SECONDS,
         settle: float = CRASH_SETTLE_SECONDS,
         clock: Callable[[], float] = time.time,
+        leading: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
         self.tick = tick
+        self.leading = leading
         self.settle = settle
         self.clock = clock
         self._waiting: dict[str, list[asyncio.Future[RunEnd]]] = defaultdict(list)
@@ -158,7 +163,8 @@ class FinalWaits:
 
     async def _poll(self) -> None:
         while self._waiting:
-            await asyncio.sleep(self.tick)
+            leader = self.leading()
+            await asyncio.sleep(max(self.tick, LEADER_TICK_SECONDS) if leader else self.tick)
             try:
                 await self._read_moved()
             except StoreError as exc:  # locked, say: the waits run on, read again next tick

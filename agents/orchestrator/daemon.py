@@ -102,7 +102,7 @@ class Orchestrator(Daemon):
         self.ledger = ledger = RunLedger(store, settings.lease_seconds, published=self.announcer)
         ledger.authoritative = False  # until elected
         self.recorded_waits = RecordedWaits(store)
-        self.final_waits = FinalWaits(store)
+        self.final_waits = FinalWaits(store, leading=self._leading)
         ledger.writer.on_commit = self._committed
         self.leadership = Leadership(self.js, settings.leader_lease_seconds, self._lead,
                                      self._step_down)  # fmt: skip

@@ -130,3 +130,25 @@ async def test_many_waits_read_the_heads_once_per_tick() -> None:
     waits.committed(done)
     assert all(end is not None and end.final for end in await asyncio.gather(*waiting))
     await waits.close()
+
+
+async def test_the_leader_reads_seldom_its_commits_answer() -> None:
+    class Heads(MemoryEventStore):
+        calls = 0
+
+        async def heads(self, stream_ids: Sequence[str]) -> dict[str, int]:
+            Heads.calls += 1
+            return await super().heads(stream_ids)
+
+    store = Heads()
+    run = RunBuilder()
+    await store.append([run.created()])
+    waits = FinalWaits(store, tick=0.01, leading=lambda: True)
+    waiting = asyncio.create_task(waits.wait(run.run_id, 60))
+    await asyncio.sleep(0.3)  # thirty standby ticks: the leader read once, when the wait came
+    assert Heads.calls == 1
+    done = [run.state(Completed())]
+    await store.append(done)
+    waits.committed(done)
+    assert (await waiting) is not None
+    await waits.close()
