@@ -12,7 +12,7 @@ Each round runs flowbus and Celery in turn (ABBA over rounds), each one: ``--seq
 one at a time, then ``--burst`` at once. Prints one JSON line per system and round, then the
 medians over rounds and the ratios the issue sets targets for.
 
-    python bench/vs_celery.py [--rounds 2] [--sequential 200] [--burst 200]
+    python bench/vs_celery.py [--rounds 2] [--sequential 200] [--burst 200] [--flowbus-only]
 """
 
 from __future__ import annotations
@@ -178,7 +178,18 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=200)
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--celery-shape", choices=["chain", "one-task"], default="chain")
+    parser.add_argument(
+        "--flowbus-only",
+        action="store_true",
+        help="flowbus's rounds alone (to compare two commits of flowbus)",
+    )
     args = parser.parse_args()
+    if args.flowbus_only:
+        for number in range(args.rounds):
+            with flowbus_up() as url:
+                figures = asyncio.run(flowbus_round(url, args.sequential, args.burst))
+            print(json.dumps({"round": number, "system": "flowbus", **figures}), flush=True)
+        return
     results: dict[str, list[dict[str, float]]] = {"flowbus": [], "celery": []}
     for number in range(args.rounds):
         order = ["flowbus", "celery"] if number % 2 == 0 else ["celery", "flowbus"]
