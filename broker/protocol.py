@@ -358,6 +358,10 @@ class CustomEvent(_Message):
     resource: str | None = Field(default=None, max_length=2000)
     labels: dict[str, str] = Field(default_factory=dict)
     payload: dict[str, Any] = Field(default_factory=dict)
+    #: Other resources the event concerns, each with its ``prefect.resource.id`` and ``role``.
+    related: list[dict[str, str]] = Field(default_factory=list, max_length=100)
+    #: The id of the event this one follows (Prefect's ordering hint).
+    follows: str | None = Field(default=None, max_length=200)
 
 
 # --- tag concurrency slots -------------------------------------------------------------------

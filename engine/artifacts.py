@@ -1,5 +1,6 @@
 """Artifacts: what a run publishes for people to read (a report as markdown, a table, a link,
-a progress bar, an image), recorded as events of the run.
+a progress bar, an image), recorded as events of the run. An artifact made outside any run (in
+a script, as Prefect allows) is recorded against no run, as a stream of its own.
 
 An artifact with a ``key`` is the newest of a series: the store keeps the latest artifact of
 each key as a document of kind ``artifact`` (projected from the run events, so a rebuild gives
@@ -63,8 +64,6 @@ def publish(
         raise ValueError(f"artifact type {artifact_type!r}: one of {', '.join(TYPES)}")
     task_ctx = task_run_var.get()
     flow_ctx = task_ctx.flow_run_context if task_ctx else flow_run_var.get()
-    if flow_ctx is None:
-        raise MissingContextError("artifacts are created inside a flow or task run")
     artifact_id = str(uuid.uuid4())
     fields = {
         "artifact_id": artifact_id,
@@ -74,7 +73,10 @@ def publish(
         "description": description,
         "task_run_id": task_ctx.task_run.id if task_ctx else None,
     }
-    flow_ctx.stream.emit(EventType.ARTIFACT_CREATED, fields)
+    if flow_ctx is None:  # a script's own: recorded against no run, in a stream of its own
+        _record_alone(artifact_id, EventType.ARTIFACT_CREATED, fields)
+    else:
+        flow_ctx.stream.emit(EventType.ARTIFACT_CREATED, fields)
     with _created_lock:
         _created[artifact_id] = (key, artifact_type, description)
     return artifact_id
@@ -84,21 +86,38 @@ def update(artifact_id: str, data: Any, description: str | None = None) -> str:
     """Record new data for an artifact (from the current run)."""
     task_ctx = task_run_var.get()
     flow_ctx = task_ctx.flow_run_context if task_ctx else flow_run_var.get()
-    if flow_ctx is None:
-        raise MissingContextError("artifacts are updated inside a flow or task run")
     key, kind, first_description = _created.get(str(artifact_id), (None, None, None))
     fields = {"artifact_id": str(artifact_id), "key": key, "artifact_type": kind,
               "data": json_safe(data), "description": description or first_description}  # fmt: skip
-    flow_ctx.stream.emit(EventType.ARTIFACT_UPDATED, fields)
+    if flow_ctx is None:
+        if str(artifact_id) not in _created:
+            raise MissingContextError("an artifact of a run is updated inside that run")
+        _record_alone(str(artifact_id), EventType.ARTIFACT_UPDATED, fields)
+    else:
+        flow_ctx.stream.emit(EventType.ARTIFACT_UPDATED, fields)
     return str(artifact_id)
+
+
+def _record_alone(artifact_id: str, kind: str, fields: dict[str, Any]) -> None:
+    """An artifact made outside any run (a script's, as Prefect allows): its events are a
+    stream of their own, whose id is the artifact's, in the configured store."""
+    from flowbus.engine.documents import using_store
+    from flowbus.engine.loops import run_sync
+
+    async def append(store: EventStore) -> None:
+        await store.append_next(artifact_id, kind, fields)
+
+    run_sync(using_store(None, append))
 
 
 def artifact_document(data: dict[str, Any], earlier: dict[str, Any] | None) -> dict[str, Any]:
     """The ``artifact`` document body an artifact event leaves (pure: used by the projection)."""
     body = dict(earlier or {})
     if data["type"] == EventType.ARTIFACT_CREATED or body.get("id") != data["artifact_id"]:
+        # An artifact made outside any run is a stream of its own: it belongs to no run.
+        run_id = None if data["stream_id"] == data["artifact_id"] else data["stream_id"]
         body = {"id": data["artifact_id"], "type": data.get("artifact_type"),
-                "description": None, "flow_run_id": data["stream_id"],
+                "description": None, "flow_run_id": run_id,
                 "task_run_id": data.get("task_run_id"), "created": data["occurred"]}  # fmt: skip
     body["key"] = data.get("key")
     body["data"] = data.get("data")

@@ -277,6 +277,8 @@ class CustomEventRecorded(_EventBase):
     resource: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     payload: dict[str, Any] = Field(default_factory=dict)
+    related: list[dict[str, str]] = Field(default_factory=list)
+    follows: str | None = None
 
 
 class BlockRead(_EventBase):

@@ -207,8 +207,11 @@ class Transaction:
         for child in list(self.children):
             child.commit()
         try:
-            if self.key and self._staged is not _NOTHING and self.write_on_commit:
-                self._store().write(self.key, self._staged, self.expiration)
+            if self.key and self.write_on_commit:
+                # Nothing staged still commits the key (None as its value): the next run that
+                # opens a transaction of this key finds it committed (Prefect's behaviour).
+                staged = None if self._staged is _NOTHING else self._staged
+                self._store().write(self.key, staged, self.expiration)
             self.state = TransactionState.COMMITTED
             for hook in self.on_commit_hooks:
                 _call_hook(hook, self, "on_commit")

@@ -75,7 +75,8 @@ def emit_event(
     )
     wire = p.CustomEvent(id=emitted.id, type=emitted.event, occurred=emitted.occurred,
                          resource=emitted.resource_id, labels=emitted.labels,
-                         payload=emitted.payload)  # fmt: skip
+                         payload=emitted.payload, related=emitted.related,
+                         follows=emitted.follows)  # fmt: skip
     from flowbus.broker.connection import nats_configured
 
     if nats_configured():

@@ -18,7 +18,6 @@ from flowbus.artifacts import (
     update_progress_artifact,
 )
 from flowbus.engine.store import store_from_url
-from flowbus.exceptions import MissingContextError
 from flowbus.views.run_detail import run_detail
 
 
@@ -76,15 +75,15 @@ def test_artifacts_are_recorded_with_their_run_and_found_by_key() -> None:
     assert Artifact.get("daily-rows").flow_run_id == second
 
 
-def test_artifact_keys_are_checked_and_runs_are_needed() -> None:
+def test_artifact_keys_are_checked() -> None:
     @flow
     def bad_key() -> None:
         create_markdown_artifact("x", key="Not Valid")
 
     with pytest.raises(ValueError, match="artifact key"):
         bad_key()
-    with pytest.raises(MissingContextError):
-        create_markdown_artifact("outside any run")
+    with pytest.raises(ValueError, match="artifact key"):
+        create_markdown_artifact("outside any run", key="Not Valid Either")
 
 
 def test_the_store_rebuilds_the_latest_artifact_of_a_key() -> None:

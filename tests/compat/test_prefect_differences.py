@@ -78,3 +78,67 @@ def test_invalid_parameters_raise_parameter_type_error() -> None:
     with pytest.raises(ParameterTypeError) as caught:
         typed("not a number")  # type: ignore[arg-type]
     assert type(caught.value).__name__ == "ParameterTypeError"
+
+
+def test_emit_event_with_no_server_returns_the_event_and_records_it_whole(
+    flowbus_home: Path,
+) -> None:
+    import asyncio
+
+    from flowbus.engine.store import store_from_url
+    from flowbus.events import Event, emit_event
+
+    first = emit_event("order.placed", {"prefect.resource.id": "order.1"})
+    related = [{"prefect.resource.id": "customer.7", "prefect.resource.role": "customer"}]
+    second = emit_event("order.shipped", {"prefect.resource.id": "order.1"}, related=related,
+                        follows=first, payload={"carrier": "post"})  # fmt: skip
+    assert isinstance(second, Event) and second.id and second.event == "order.shipped"
+    assert second.resource == {"prefect.resource.id": "order.1"} and second.follows == first.id
+    assert second.related == related
+
+    async def recorded() -> list[dict[str, object]]:
+        async with store_from_url() as store:
+            events = await store.read_all()
+        return [e.data for e in events if e.type == "custom.event"]
+
+    stored = {e["event_type"]: e for e in asyncio.run(recorded())}
+    assert stored["order.shipped"]["related"] == related
+    assert stored["order.shipped"]["follows"] == first.id
+
+
+def test_artifacts_outside_any_run_are_recorded_against_no_run(flowbus_home: Path) -> None:
+    from flowbus.artifacts import (
+        Artifact,
+        create_progress_artifact,
+        create_table_artifact,
+        update_progress_artifact,
+    )
+
+    create_table_artifact([{"region": "eu", "sales": 3}], key="sales-table",
+                          description="from a script")  # fmt: skip
+    found = Artifact.get("sales-table")
+    assert found is not None and found.type == "table" and found.flow_run_id is None
+    assert found.data == [{"region": "eu", "sales": 3}] and found.description == "from a script"
+    progress = create_progress_artifact(10.0, key="load-progress")
+    update_progress_artifact(progress, 80.0)
+    latest = Artifact.get("load-progress")
+    assert latest is not None and latest.data == 80.0
+
+
+def test_a_committed_transaction_key_is_found_by_the_next_flow_run() -> None:
+    from flowbus.transactions import transaction
+
+    work: list[str] = []
+
+    @flow
+    def nightly(day: str) -> str:
+        with transaction(key=f"nightly-load-{day}") as txn:
+            if txn.is_committed():
+                return "skipped"
+            work.append(day)
+            return "loaded"
+
+    assert nightly("2026-12-07") == "loaded"
+    assert nightly("2026-12-07") == "skipped"  # the next run finds the key committed
+    assert nightly("2026-12-08") == "loaded"
+    assert work == ["2026-12-07", "2026-12-08"]

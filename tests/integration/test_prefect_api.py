@@ -86,8 +86,10 @@ def test_emit_event_reaches_the_custom_stream(stack: Stack) -> None:
     from flowbus.broker import subjects
     from flowbus.events import emit_event
 
+    related = [{"prefect.resource.id": "bucket.b", "prefect.resource.role": "bucket"}]
+    earlier = emit_event("file.listed", {"prefect.resource.id": "s3://b"})
     event = emit_event("file.uploaded", {"prefect.resource.id": "s3://b/r.csv", "team": "fin"},
-                       payload={"rows": 5})  # fmt: skip
+                       payload={"rows": 5}, related=related, follows=earlier)  # fmt: skip
     emit_event("file.uploaded", {"prefect.resource.id": "s3://b/r.csv"}, id=event.id)
 
     async def last() -> tuple[int, dict[str, object]]:
@@ -98,9 +100,10 @@ def test_emit_event_reaches_the_custom_stream(stack: Stack) -> None:
             return info.state.messages, json.loads(message.data)
 
     count, body = asyncio.run(last())
-    assert count == 1  # the same id twice is one event
+    assert count == 2  # the same id twice is one event
     assert body["resource"] == "s3://b/r.csv" and body["labels"] == {"team": "fin"}
     assert body["payload"] == {"rows": 5} and body["type"] == "file.uploaded"
+    assert body["related"] == related and body["follows"] == earlier.id
 
 
 def test_flow_serve_runs_its_own_deployment_until_interrupted(stack: Stack) -> None:
