@@ -19,6 +19,7 @@ from flowbus.engine.errors import (
     UnfinishedRun,
     UsageError,
 )
+from flowbus.engine.local_pause import FlowPauseTimeout
 from flowbus.engine.task_engine import UpstreamTaskError
 
 #: Prefect's names for the same classes.
@@ -30,6 +31,7 @@ __all__ = [
     "ConcurrencySlotAcquisitionError",
     "CrashedRun",
     "FailedRun",
+    "FlowPauseTimeout",
     "FlowbusError",
     "MissingContextError",
     "MissingResult",

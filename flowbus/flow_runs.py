@@ -25,8 +25,17 @@ async def _resume(flow_run_id: str, run_input: dict[str, Any] | None) -> str:
 
 def resume_flow_run(flow_run_id: Any, run_input: dict[str, Any] | None = None) -> Any:
     """Queue a Paused run again with ``run_input`` (validated against its pause's model); the
-    run's state after the call (Scheduled). Sync, or awaited from async code."""
+    run's state after the call (Scheduled). Sync, or awaited from async code. A run started by
+    hand and paused in this process continues at once (its state: Running)."""
+    from flowbus.engine.local_pause import resume_here
+
+    if resume_here(str(flow_run_id), run_input):
+        return dispatch(_now("Running"))
     return dispatch(_resume(flow_run_id, run_input))
+
+
+async def _now(state: str) -> str:
+    return state
 
 
 __all__ = ["pause_flow_run", "resume_flow_run", "suspend_flow_run"]

@@ -4,6 +4,7 @@ Prefect's documentation and run with the import line changed."""
 from __future__ import annotations
 
 import datetime
+import threading
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,42 @@ def test_a_committed_transaction_key_is_found_by_the_next_flow_run() -> None:
     assert nightly("2026-12-07") == "skipped"  # the next run finds the key committed
     assert nightly("2026-12-08") == "loaded"
     assert work == ["2026-12-07", "2026-12-08"]
+
+
+def test_a_run_by_hand_pauses_until_resumed_from_another_thread() -> None:
+    from pydantic import BaseModel
+
+    from flowbus.flow_runs import pause_flow_run, resume_flow_run
+
+    class Approval(BaseModel):
+        approved: bool
+
+    started: list[str] = []
+
+    @flow
+    def review() -> str:
+        started.append(str(runtime.flow_run.id))
+        note = pause_flow_run(timeout=60, poll_interval=1, wait_for_input=str)
+        answer = pause_flow_run(timeout=60, wait_for_input=Approval)
+        return f"{note}: {answer.approved}"
+
+    def resume_when_paused() -> None:
+        import time
+
+        resumed: list[object] = []
+        for inputs in ({"value": "looks fine"}, {"approved": True}):
+            while not started or _pause_of(started[0]) in (None, *resumed):
+                time.sleep(0.01)  # until this pause waits (not the one resumed before)
+            resumed.append(_pause_of(started[0]))
+            resume_flow_run(started[0], run_input=inputs)
+
+    helper = threading.Thread(target=resume_when_paused, daemon=True)
+    helper.start()
+    assert review() == "looks fine: True"
+    helper.join(30)
+
+
+def _pause_of(run_id: str) -> object:
+    from flowbus.engine.local_pause import _waiting
+
+    return _waiting.get(run_id)
