@@ -10,13 +10,30 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
-from flowbus.cli.common import console, fail, print_json, short_time, with_store
+from flowbus.cli.common import console, err_console, fail, print_json, short_time, with_store
+from flowbus.cli.deploy_file import (
+    DeploymentEntry,
+    chosen,
+    find_deploy_file,
+    notes,
+    parse_deploy_file,
+    working_directory,
+)
 from flowbus.cli.schedules import build_schedules
 from flowbus.engine.deployments import build_deployment, save_deployment
 from flowbus.engine.entrypoints import load_flow
 from flowbus.engine.errors import FlowbusError
+from flowbus.engine.schedules import (
+    CatchUp,
+    CronSchedule,
+    DeploymentSchedule,
+    IntervalSchedule,
+    Overlap,
+    RRuleSchedule,
+)
 from flowbus.engine.store import DeploymentView, EventStore
 
 app = typer.Typer(help="Inspect deployments.", no_args_is_help=True)
@@ -54,8 +71,22 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
 
 
 def deploy(
-    entrypoint: Annotated[str, typer.Argument(help="path/to/file.py:flow or package.module:flow")],
-    name: Annotated[str, typer.Option("--name", "-n", help="The deployment's name.")],
+    entrypoint: Annotated[
+        str | None,
+        typer.Argument(
+            help="path/to/file.py:flow or package.module:flow; none: the deployments of "
+            "prefect.yaml (or flowbus.yaml) in this folder"
+        ),
+    ] = None,
+    name: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--name", "-n", help="The deployment's name (with a deployment file: which ones)."
+        ),
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Every deployment of the deployment file.")
+    ] = False,
     queue: Annotated[str, typer.Option("--queue", "-q", help="Work queue.")] = "default",
     param: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Default parameter name=value.")
@@ -120,14 +151,46 @@ def deploy(
     ] = False,
 ) -> None:
     """Record a deployment of a flow: its entrypoint, work queue, default parameters,
-    schedules and concurrency limit."""
+    schedules and concurrency limit. With no entrypoint, record the deployments that
+    prefect.yaml (or flowbus.yaml) in this folder declares (``--name`` or ``--all`` picks)."""
     del apply  # a deployment is recorded at once; Prefect's build needed --apply for that
-    here = Path.cwd()
+    if entrypoint is None:
+        deploy_from_file(Path.cwd(), name or [], every, as_json)
+        return
+    if not name or len(name) != 1:
+        fail("give the deployment one name: flowbus deploy ENTRYPOINT --name NAME", code=2)
     schedules = build_schedules(cron or [], interval or [], rrule or [], timezone, anchor)
+    saved = record(entrypoint, name[0], Path.cwd(), queue, parse_params(param or []), tag or [],
+                   description, schedules, catchup.value, overlap.value, concurrency_limit,
+                   collision.value, crash_retries, block_patterns(block), working_dir,
+                   as_json)  # fmt: skip
+    if as_json:
+        print_json(saved.to_dict())
+
+
+def record(
+    entrypoint: str,
+    name: str,
+    here: Path,
+    queue: str,
+    parameters: dict[str, Any],
+    tags: list[str],
+    description: str | None,
+    schedules: list[DeploymentSchedule],
+    catchup: CatchUp,
+    overlap: Overlap,
+    concurrency_limit: int | None,
+    collision: str,
+    crash_retries: int,
+    blocks: list[str] | None,
+    working_dir: Path | None,
+    quiet: bool,
+) -> DeploymentView:
+    """Check and save one deployment; say what was saved unless ``quiet``."""
     try:
         flow = load_flow(entrypoint, here)
         spec = build_deployment(
-            flow, name, entrypoint, here, queue, parse_params(param or []), tag,
+            flow, name, entrypoint, here, queue, parameters, tags,
             description, crash_retries=crash_retries,
         )  # fmt: skip
     except FlowbusError as exc:
@@ -143,20 +206,24 @@ def deploy(
         spec,
         working_dir=str(working_dir) if working_dir is not None else spec.working_dir,
         schedules=schedules,
-        catchup=catchup.value,
-        overlap=overlap.value,
+        catchup=catchup,
+        overlap=overlap,
         concurrency_limit=concurrency_limit,
-        collision=collision.value,
-        blocks=block_patterns(block),
+        collision=collision,
+        blocks=blocks,
     )
 
     async def save(store: EventStore) -> DeploymentView:
         return await save_deployment(store, spec)
 
     saved = with_store(save)
-    if as_json:
-        print_json(saved.to_dict())
-        return
+    if not quiet:
+        say(saved, schedules)
+    return saved
+
+
+def say(saved: DeploymentView, schedules: list[DeploymentSchedule]) -> None:
+    """What was saved, for people."""
     console.print(
         f"deployment [bold]{saved.name}[/] (version {saved.version}) on queue {saved.queue!r}: "
         f"{saved.entrypoint}"
@@ -165,6 +232,57 @@ def deploy(
         upcoming = schedule.schedule.next_occurrence(datetime.now(UTC))
         shown = short_time(upcoming.isoformat()) if upcoming else "-"
         console.print(f"  schedule {schedule.id}: {schedule.schedule}; next {shown}", markup=False)
+
+
+def deploy_from_file(folder: Path, names: list[str], every: bool, as_json: bool) -> None:
+    """The deployments of the folder's prefect.yaml (or flowbus.yaml), one after another."""
+    path = find_deploy_file(folder)
+    if path is None:
+        fail("no entrypoint given and no prefect.yaml or flowbus.yaml here: "
+             "flowbus deploy path/to/file.py:flow --name NAME", code=2)  # fmt: skip
+    try:
+        found = parse_deploy_file(path.read_text(), path.name)
+        entries = chosen(found, names, every, path.name)
+    except FlowbusError as exc:
+        fail(str(exc), code=2)
+    saved: list[DeploymentView] = []
+    for entry in entries:
+        if entry.entrypoint is None:
+            fail(f"{path.name}: deployment {entry.name!r} has no entrypoint", code=2)
+        for note in notes(entry, found):
+            err_console.print(f"{entry.name}: {note}", markup=False)
+        here = working_directory(entry, found, folder) or folder
+        limit, collision = entry.limit
+        saved.append(record(entry.entrypoint, entry.name, here, entry.queue, entry.parameters,
+                            entry.tags, entry.description, file_schedules(entry), "latest",
+                            "allow", limit, collision, 3, None, None, as_json))  # fmt: skip
+    if as_json:
+        print_json({"deployments": [view.to_dict() for view in saved]})
+
+
+def file_schedules(entry: DeploymentEntry) -> list[DeploymentSchedule]:
+    """A file's schedules as a deployment's, numbered 1, 2, ... in the file's order."""
+    made: list[DeploymentSchedule] = []
+    for number, given in enumerate(entry.all_schedules, start=1):
+        zone = given.timezone or "UTC"
+        try:
+            anchor = datetime.fromisoformat(given.anchor_date) if given.anchor_date else None
+            rule: CronSchedule | IntervalSchedule | RRuleSchedule
+            if given.cron is not None:
+                rule = CronSchedule(cron=given.cron, timezone=zone)
+            elif given.interval is not None:
+                seconds = given.interval
+                if not isinstance(seconds, (int, float)):
+                    seconds = seconds.total_seconds()
+                rule = IntervalSchedule(interval=seconds, anchor=anchor, timezone=zone)
+            elif given.rrule is not None:
+                rule = RRuleSchedule(rrule=given.rrule, timezone=zone)
+            else:
+                fail(f"{entry.name}: schedule {number} has no cron, interval or rrule", code=2)
+        except (ValidationError, ValueError) as exc:
+            fail(f"{entry.name}: schedule {number}: {exc}", code=2)
+        made.append(DeploymentSchedule(id=number, schedule=rule, active=given.active))
+    return made
 
 
 def block_patterns(given: list[str] | None) -> list[str] | None:

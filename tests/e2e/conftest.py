@@ -22,12 +22,12 @@ class Shell:
         self.env.pop("FLOWBUS_STORE_URL", None)
 
     def run(
-        self, *args: str, check: bool = True, timeout: float = 120
+        self, *args: str, check: bool = True, timeout: float = 120, cwd: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [sys.executable, *args],
             env=self.env,
-            cwd=ROOT,
+            cwd=cwd or ROOT,
             capture_output=True,
             text=True,
             timeout=timeout,

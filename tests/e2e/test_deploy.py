@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .conftest import Shell
@@ -77,3 +78,76 @@ def test_flow_deploy_from_python(shell: Shell, tmp_path: Path) -> None:
     assert done.stdout.split() == [f"{project / 'jobs.py'}:nightly", "batch", "7"]
     shown = shell.flowbus_json("deployments", "show", "nightly/every-night")
     assert shown["parameters"] == {"limit": 7}  # coerced from the string by the signature
+
+
+PREFECT_YAML = """\
+name: etl
+prefect-version: 3.9.1
+build:
+  - prefect_docker.deployments.steps.build_docker_image:
+      image_name: etl
+pull:
+  - prefect.deployments.steps.set_working_directory:
+      directory: {examples}
+
+definitions:
+  schedules:
+    morning: &morning
+      cron: "0 6 * * *"
+      timezone: Europe/Paris
+
+deployments:
+  - name: nightly
+    entrypoint: etl_pipeline.py:etl_flow
+    parameters:
+      url: https://example.com/data.csv
+      filename: out/nightly.csv
+    tags: [etl]
+    description: The nightly load
+    schedules:
+      - *morning
+      - interval: 3600
+        active: false
+    work_pool:
+      name: local
+      work_queue_name: nightly
+    concurrency_limit:
+      limit: 1
+      collision_strategy: CANCEL_NEW
+  - name: adhoc
+    entrypoint: etl_pipeline.py:etl_flow
+    work_pool:
+      name: shared
+"""
+
+
+def test_deploy_reads_prefect_yaml(shell: Shell, tmp_path: Path) -> None:
+    """`flowbus deploy` with no entrypoint, in a folder with Prefect's prefect.yaml."""
+    project = tmp_path / "project"
+    project.mkdir()
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    (project / "prefect.yaml").write_text(PREFECT_YAML.format(examples=examples))
+
+    several = shell.run("-m", "flowbus", "deploy", check=False, cwd=project)
+    assert several.returncode == 2 and "--name or --all" in several.stderr
+    done = shell.run("-m", "flowbus", "deploy", "--all", "--json", cwd=project)
+    assert "build and push steps skipped" in done.stderr
+    saved = {d["name"]: d for d in json.loads(done.stdout)["deployments"]}
+    nightly = saved["etl-flow/nightly"]
+    assert (nightly["queue"], nightly["tags"], nightly["description"]) == (
+        "nightly", ["etl"], "The nightly load")  # fmt: skip
+    assert nightly["parameters"]["filename"] == "out/nightly.csv"
+    assert nightly["concurrency_limit"] == 1 and nightly["collision"] == "cancel"
+    assert [s["active"] for s in nightly["schedules"]] == [True, False]
+    assert nightly["schedules"][0]["schedule"]["cron"] == "0 6 * * *"
+    assert nightly["working_dir"] == str(examples)
+    assert saved["etl-flow/adhoc"]["queue"] == "shared"
+    # One by name, again: a new version of it alone.
+    again = shell.run("-m", "flowbus", "deploy", "--name", "adhoc", "--json", cwd=project)
+    [adhoc] = json.loads(again.stdout)["deployments"]
+    assert adhoc["version"] == 2
+
+    (project / "prefect.yaml").write_text(PREFECT_YAML.format(examples=examples).replace(
+        "    tags: [etl]", "    tagz: [etl]"))  # fmt: skip
+    bad = shell.run("-m", "flowbus", "deploy", "--all", check=False, cwd=project)
+    assert bad.returncode == 2 and "prefect.yaml:22: deployments.0.tagz" in bad.stderr
