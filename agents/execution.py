@@ -120,9 +120,10 @@ class InProcessRun:
             await self._flush()
             return "finished"
         replay = await fetch_replay(self.nats, grant) if grant.attempt > 1 else []
+        scheduled = grant.scheduled_time.isoformat() if grant.scheduled_time else None
         claimed = ClaimedRun(grant.run_id, grant.name, grant.seq, Pending(), list(grant.tags),
                              dict(grant.resumes), grant.deployment, grant.attempt,
-                             replay, loaded.code_hash)  # fmt: skip
+                             replay, loaded.code_hash, scheduled)  # fmt: skip
         # Traced when OpenTelemetry is configured: the run's span starts at its claim.
         sink = traced(self.sink, {grant.run_id: (grant.name, grant.flow_name, grant.deployment)})
         engine = self.engine = FlowRunEngine(flow, parameters, claimed=claimed, sink=sink)

@@ -171,6 +171,9 @@ class ClaimGrant(_Message):
     #: The attempt's secret: the agent signs each event of the run with it
     #: (``Flowbus-Fence-Mac``, ``broker/fencing.py``). Never logged, never passed on.
     attempt_key: str | None = Field(default=None, repr=False)
+    #: The slot the run was scheduled for (a schedule's, or ``scheduled_time`` of its submit);
+    #: None for a run queued to start at once (``runtime.flow_run.scheduled_start_time``).
+    scheduled_time: AwareDatetime | None = None
 
 
 class ClaimRefusal(_Message):

@@ -85,6 +85,8 @@ class ClaimedRun:
     replay: list[ReplayEntry] = field(default_factory=list)
     #: The SHA-256 of the entrypoint's file as loaded: recorded with the attempt's Running.
     code_hash: str | None = None
+    #: The slot it was scheduled for (ISO 8601), if any: ``runtime.flow_run.scheduled_start_time``.
+    scheduled_time: str | None = None
 
 
 class FlowRunEngine:
@@ -120,6 +122,8 @@ class FlowRunEngine:
             deployment=claimed.deployment if claimed else None,
         )
         self.code_hash = claimed.code_hash if claimed else None
+        if claimed is not None and claimed.scheduled_time:
+            self.flow_run.expected_start_time = claimed.scheduled_time
         #: Set by ``interrupt``: the state the run ends in instead of whatever comes next.
         self.interruption: State | None = None
         # Held while a state is decided and emitted: an interrupt from another thread must not

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from flowbus.agents.decisions.model import (
     UNREAD,
@@ -136,6 +137,7 @@ def grant(
         tags=entry.tags,
         lease_seconds=lease_seconds,
         resumes=entry.resumes,
+        scheduled_time=datetime.fromtimestamp(entry.due_at, UTC) if entry.due_at else None,
     )
 
 

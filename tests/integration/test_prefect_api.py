@@ -127,3 +127,18 @@ def test_flow_serve_runs_its_own_deployment_until_interrupted(stack: Stack) -> N
         if serving.poll() is None:
             os.kill(serving.pid, signal.SIGKILL)
             serving.wait()
+
+
+def test_a_scheduled_run_sees_its_slot_as_its_scheduled_start_time(stack: Stack) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    stack.deploy("scheduled_slot")
+    stack.start_agent("agent-1")
+    slot = (datetime.now(UTC) + timedelta(seconds=2)).replace(microsecond=0)
+
+    async def run() -> str | None:
+        async with stack.client() as client:
+            submitted = await client.submit("scheduled-slot/test", scheduled_time=slot)
+            return (await client.wait(submitted.run_id, timeout=120)).result
+
+    assert asyncio.run(run()) == repr(slot.isoformat())

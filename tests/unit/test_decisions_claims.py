@@ -238,3 +238,14 @@ def test_a_claim_named_by_another_queue_is_refused() -> None:
     refusal = pure(decide_claim, run, other, FACTS, NOW, LEASE).reply
     assert isinstance(refusal, p.ClaimRefusal) and refusal.reason == "illegal"
     assert "not this agent's" in refusal.message
+
+
+def test_a_grant_carries_the_slot_the_run_was_scheduled_for() -> None:
+    from datetime import UTC, datetime
+
+    slot = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
+    scheduled = entry(S.SCHEDULED, due_at=slot.timestamp())
+    grant = decided(claim(scheduled)).reply
+    assert isinstance(grant, p.ClaimGrant) and grant.scheduled_time == slot
+    at_once = decided(claim(entry(S.SCHEDULED))).reply
+    assert isinstance(at_once, p.ClaimGrant) and at_once.scheduled_time is None

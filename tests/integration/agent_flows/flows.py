@@ -241,3 +241,11 @@ def with_subflow(ledger: str, marker: str, action: str = "hang") -> str:
     """A subflow, then a task that hangs (or fails) the first time."""
     rows = inner(ledger)["rows"]
     return f"{rows} rows, {step(ledger, 'after', marker, action)}"
+
+
+@flow
+def scheduled_slot() -> str:
+    """The slot its run was scheduled for, as the run sees it."""
+    from flowbus import runtime
+
+    return runtime.flow_run.scheduled_start_time.isoformat()
