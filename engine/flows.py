@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from flowbus.engine.flow_engine import FlowRunEngine
@@ -131,39 +132,28 @@ class Flow(Generic[P, R]):
             return self.on_cancellation_hooks
         return []
 
-    def deploy(
-        self,
-        name: str,
-        queue: str = "default",
-        parameters: dict[str, Any] | None = None,
-        tags: list[str] | None = None,
-        description: str | None = None,
-        working_dir: str | None = None,
-        blocks: list[str] | None = None,
-    ) -> Any:
-        """Record a deployment of this flow (``flowbus deploy`` does the same from a shell).
+    def deploy(self, name: str, **options: Any) -> Any:
+        """Record a deployment of this flow, with Prefect 3's options (``flowbus deploy`` does
+        the same from a shell): ``work_pool_name``, ``work_queue_name`` (the work queue; or
+        ``queue``), ``cron``, ``interval``, ``rrule``, ``timezone``, ``paused``,
+        ``concurrency_limit``, ``parameters``, ``description``, ``tags``, and flowbus's
+        ``working_dir`` and ``blocks`` (``<type>/<name>`` patterns its runs may load; default
+        any). Its entrypoint is this flow's source file (relative to ``working_dir``, default
+        the current folder, or the ``source`` of ``from_source``) and function. Prefect's image,
+        build, push, ``job_variables``, ``triggers`` and version options are accepted and have
+        no effect here. Returns the saved deployment."""
+        from flowbus.engine.flow_deploy import IGNORED, deploy_flow
 
-        Its entrypoint is this flow's source file (relative to ``working_dir``, default the
-        current folder) and function. ``blocks``: the blocks its runs may load on an agent
-        (``<type>/<name>`` patterns; default any). Returns the saved deployment.
-        """
-        import dataclasses
-        from pathlib import Path
+        used = {key: value for key, value in options.items() if key not in IGNORED}
+        return deploy_flow(self, name, **used)
 
-        from flowbus.engine.deployments import build_deployment, entrypoint_of, save_deployment
-        from flowbus.engine.store import store_from_url
+    @staticmethod
+    def from_source(source: str | Path, entrypoint: str) -> Flow[..., Any]:
+        """The flow ``entrypoint`` names in the local folder ``source``; its deployments run
+        from that folder (Prefect's ``Flow.from_source``)."""
+        from flowbus.engine.flow_deploy import from_source
 
-        base = Path(working_dir or Path.cwd())
-        spec = build_deployment(
-            self, name, entrypoint_of(self, base), base, queue, parameters, tags, description
-        )
-        spec = dataclasses.replace(spec, blocks=None if blocks is None else list(blocks))
-
-        async def save() -> Any:
-            async with store_from_url() as store:
-                return await save_deployment(store, spec)
-
-        return run_sync(save())
+        return from_source(source, entrypoint)
 
     def to_deployment(self, name: str | None = None, **options: Any) -> Any:
         """A deployment of this flow for ``flowbus.serve(...)``: name, cron, interval, rrule,
@@ -229,3 +219,7 @@ def flow(__fn: Callable[P, R] | None = None, **options: Any) -> Any:
     if __fn is not None:
         return Flow(__fn, **options)
     return lambda fn: Flow(fn, **options)
+
+
+# ``flow.from_source(...)`` as Prefect spells it, besides ``Flow.from_source(...)``.
+setattr(flow, "from_source", Flow.from_source)  # noqa: B010

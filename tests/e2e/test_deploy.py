@@ -80,6 +80,38 @@ def test_flow_deploy_from_python(shell: Shell, tmp_path: Path) -> None:
     assert shown["parameters"] == {"limit": 7}  # coerced from the string by the signature
 
 
+def test_flow_deploy_with_prefects_signature_and_from_source(shell: Shell, tmp_path: Path) -> None:
+    """`flow.deploy(...)` as Prefect's docs write it, and `flow.from_source(...).deploy(...)`
+    for code in another folder."""
+    script = tmp_path / "deploy_it.py"
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    script.write_text(
+        "from datetime import timedelta\n"
+        "from flowbus import flow\n"
+        "etl = flow.from_source(source=" + repr(str(examples)) + ", "
+        "entrypoint='etl_pipeline.py:etl_flow')\n"
+        "saved = etl.deploy(name='prefect-style', work_pool_name='local-pool',\n"
+        "    work_queue_name='nightly', cron='0 6 * * *', interval=timedelta(hours=1),\n"
+        "    parameters={'url': 'https://example.com/a.csv', 'filename': 'out/a.csv'},\n"
+        "    tags=['etl'], description='from Python', concurrency_limit=2,\n"
+        "    job_variables={'env': {'X': '1'}}, image='ignored:latest', build=False,\n"
+        "    push=False)\n"
+        "print(saved.name, saved.queue, saved.entrypoint, saved.working_dir)\n"
+    )
+    done = shell.run(str(script))
+    assert done.stdout.split() == ["etl-flow/prefect-style", "nightly",
+                                   "etl_pipeline.py:etl_flow", str(examples)]  # fmt: skip
+    shown = shell.flowbus_json("deployments", "show", "etl-flow/prefect-style")
+    assert shown["concurrency_limit"] == 2 and shown["tags"] == ["etl"]
+    kinds = [next(iter(k for k in ("cron", "interval") if k in s["schedule"]))
+             for s in shown["schedules"]]  # fmt: skip
+    assert kinds == ["cron", "interval"]
+    remote = shell.run("-c", "from flowbus import flow; flow.from_source("
+                       "source='https://github.com/org/repo', entrypoint='f.py:f')",
+                       check=False)  # fmt: skip
+    assert remote.returncode != 0 and "give a local folder" in remote.stderr
+
+
 PREFECT_YAML = """\
 name: etl
 prefect-version: 3.9.1

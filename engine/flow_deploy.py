@@ -1,0 +1,137 @@
+"""``flow.deploy(...)`` with Prefect 3's signature, and ``Flow.from_source(...)``.
+
+A Prefect user deploys from Python with ``my_flow.deploy("nightly", work_pool_name="local",
+cron="0 6 * * *", parameters={...})``, or, for code in another folder,
+``flow.from_source(source="path/to/project", entrypoint="etl.py:etl_flow").deploy(...)``. Here
+the work queue is ``work_queue_name``, else ``work_pool_name``, else ``queue`` (flowbus's own
+name); schedules, tags, parameters, description and a concurrency limit are recorded as
+``flowbus deploy`` records them. Image, build and push options, ``job_variables`` and
+``triggers`` are accepted and have no effect here (agents run the code from its folder; an
+automation starts runs on events).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flowbus.engine.errors import UsageError
+from flowbus.engine.loops import run_sync
+
+if TYPE_CHECKING:
+    from flowbus.engine.flows import Flow
+    from flowbus.engine.schedules import DeploymentSchedule
+
+#: Where ``from_source`` found a flow: its deployments' working folder.
+SOURCE_ATTRIBUTE = "_flowbus_source"
+#: Prefect's options that mean nothing here (no images, no workers' job settings; triggers
+#: are automations): accepted so that a Prefect script runs unchanged.
+IGNORED = frozenset({"image", "build", "push", "job_variables", "triggers", "version",
+                     "version_type", "enforce_parameter_schema", "entrypoint_type",
+                     "print_next_steps", "ignore_warnings"})  # fmt: skip
+
+
+def from_source(source: str | Path, entrypoint: str) -> Flow[..., Any]:
+    """The flow ``entrypoint`` names in the folder ``source`` (a local path: code in a
+    repository is cloned where the agents run before it is deployed)."""
+    from flowbus.engine.entrypoints import load_flow
+
+    text = str(source)
+    if "://" in text or text.startswith("git@"):
+        raise UsageError(
+            f"from_source({text!r}): give a local folder; agents run the code from a folder "
+            "on their hosts (clone the repository there first)"
+        )
+    folder = Path(text).expanduser().resolve()
+    flow = load_flow(entrypoint, folder)
+    setattr(flow, SOURCE_ATTRIBUTE, (folder, entrypoint))
+    return flow
+
+
+def deploy_flow(
+    flow: Flow[..., Any],
+    name: str,
+    *,
+    work_pool_name: str | None = None,
+    work_queue_name: str | None = None,
+    queue: str = "default",
+    cron: str | Iterable[str] | None = None,
+    interval: float | timedelta | Iterable[float | timedelta] | None = None,
+    rrule: str | Iterable[str] | None = None,
+    timezone: str = "UTC",
+    paused: bool | None = None,
+    concurrency_limit: int | None = None,
+    parameters: dict[str, Any] | None = None,
+    description: str | None = None,
+    tags: list[str] | None = None,
+    working_dir: str | None = None,
+    blocks: list[str] | None = None,
+    schedules: Any = None,
+) -> Any:
+    """Record the deployment; returns it as saved (``DeploymentView``)."""
+    if schedules is not None:
+        raise UsageError("flow.deploy(schedules=...): give cron=, interval= or rrule= here")
+    from flowbus.engine.deployments import build_deployment, entrypoint_of, save_deployment
+    from flowbus.engine.store import store_from_url
+
+    source = getattr(flow, SOURCE_ATTRIBUTE, None)
+    if source is not None and working_dir is None:
+        base, entrypoint = source
+    else:
+        base = Path(working_dir or Path.cwd())
+        entrypoint = entrypoint_of(flow, base)
+    chosen_queue = work_queue_name or work_pool_name or queue
+    spec = build_deployment(flow, name, entrypoint, base, chosen_queue, parameters, tags,
+                            description)  # fmt: skip
+    schedules = _schedules(cron, interval, rrule, timezone, active=not paused)
+    missing = sorted(set(spec.parameter_schema.get("required", [])) - set(spec.parameters))
+    if schedules and missing:
+        raise UsageError(f"a scheduled run has nobody to give it {', '.join(missing)}: "
+                         "give them in parameters=")  # fmt: skip
+    spec = dataclasses.replace(spec, schedules=schedules, concurrency_limit=concurrency_limit,
+                               blocks=None if blocks is None else list(blocks))  # fmt: skip
+
+    async def save() -> Any:
+        async with store_from_url() as store:
+            return await save_deployment(store, spec)
+
+    return run_sync(save())
+
+
+def _schedules(
+    cron: Any, interval: Any, rrule: Any, timezone: str, active: bool
+) -> list[DeploymentSchedule]:
+    from pydantic import ValidationError
+
+    from flowbus.engine.schedules import (
+        CronSchedule,
+        DeploymentSchedule,
+        IntervalSchedule,
+        RRuleSchedule,
+    )
+
+    rules: list[CronSchedule | IntervalSchedule | RRuleSchedule] = []
+    try:
+        rules += [CronSchedule(cron=c, timezone=timezone) for c in _many(cron)]
+        for every in _many(interval):
+            seconds = every.total_seconds() if isinstance(every, timedelta) else float(every)
+            rules.append(IntervalSchedule(interval=seconds, timezone=timezone))
+        rules += [RRuleSchedule(rrule=r, timezone=timezone) for r in _many(rrule)]
+    except ValidationError as exc:
+        raise UsageError(f"invalid schedule: {'; '.join(e['msg'] for e in exc.errors())}") from None
+    return [DeploymentSchedule(id=i + 1, schedule=rule, active=active)
+            for i, rule in enumerate(rules)]  # fmt: skip
+
+
+def _many(given: Any) -> list[Any]:
+    if given is None:
+        return []
+    if isinstance(given, (str, int, float, timedelta)):
+        return [given]
+    return list(given)
+
+
+__all__ = ["IGNORED", "deploy_flow", "from_source"]
