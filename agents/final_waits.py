@@ -131,6 +131,7 @@ class FinalWaits:
 
     def committed(self, records: Iterable[EventRecord]) -> None:
         """Events this process just committed: a run's final state answers its waiters."""
+        last: dict[str, RunEnd] = {}
         for record in records:
             if record.stream_id in self._waiting:
                 # Seen here: the standby's poll need not read the run for this move.
@@ -138,7 +139,11 @@ class FinalWaits:
                 self._heads[run_id] = max(record.seq, self._heads.get(run_id, 0))
                 end = RunEnd.of_record(record)
                 if end is not None:
-                    self._consider(record.stream_id, end)
+                    last[run_id] = end
+        # Only the last state of each run in the commit: a crash and its requeue (Crashed,
+        # AwaitingRetry) are one decision; the Crashed alone is not the run's end.
+        for run_id, end in last.items():
+            self._consider(run_id, end)
 
     async def close(self) -> None:
         if self._poller is not None:
@@ -148,14 +153,21 @@ class FinalWaits:
             self._poller = None
 
     def _consider(self, run_id: str, end: RunEnd) -> None:
-        """Answer the run's waiters if ``end`` is its end; remember a fresh Crashed."""
+        """Answer the run's waiters if ``end`` is its end. A Crashed counts once this process
+        has seen it last for ``settle`` seconds (a state's own time says nothing of when it
+        was recorded: a crash decided late must still leave room for its requeue)."""
+        if not end.final:
+            self._crashed.pop(run_id, None)
+            return
+        if end.state_type == StateType.CRASHED.value:
+            now = self.clock()
+            due = self._crashed.setdefault(run_id, max(now, end.entered) + self.settle)
+            if now < due:
+                return  # read again when due (``_read_moved``)
         self._crashed.pop(run_id, None)
-        if settled(end, self.clock(), self.settle):
-            for future in self._waiting.get(run_id, ()):
-                if not future.done():
-                    future.set_result(end)
-        elif end.final:  # Crashed, not long ago: it may be queued again
-            self._crashed[run_id] = end.entered + self.settle
+        for future in self._waiting.get(run_id, ()):
+            if not future.done():
+                future.set_result(end)
 
     def _start_polling(self) -> None:
         if self._poller is None or self._poller.done():

@@ -152,3 +152,31 @@ async def test_the_leader_reads_seldom_its_commits_answer() -> None:
     waits.committed(done)
     assert (await waiting) is not None
     await waits.close()
+
+
+async def test_a_crash_and_its_requeue_in_one_commit_do_not_end_the_run() -> None:
+    """A crash decided late (its state's time long past) and its requeue are one commit: the
+    waiter must not take the Crashed for the run's end."""
+    from datetime import UTC, datetime, timedelta
+
+    from flowbus.engine.states import AwaitingRetry
+
+    store = MemoryEventStore()
+    run = RunBuilder()
+    await store.append([run.created(), run.state(Running())])
+    waits = FinalWaits(store, tick=0.01, settle=0.2)
+    waiting = asyncio.create_task(waits.wait(run.run_id, 60))
+    await asyncio.sleep(0.05)
+    long_ago = datetime.now(UTC) - timedelta(seconds=30)
+    decision = [run.state(Crashed(timestamp=long_ago.isoformat())),
+                run.state(AwaitingRetry(timestamp=long_ago.isoformat()))]  # fmt: skip
+    await store.append(decision)
+    waits.committed(decision)
+    await asyncio.sleep(0.5)  # past the settle time: still waiting, the run was queued again
+    assert not waiting.done()
+    done = [run.state(Completed(), "4")]
+    await store.append(done)
+    waits.committed(done)
+    end = await waiting
+    assert end is not None and end.state_name == "Completed"
+    await waits.close()
