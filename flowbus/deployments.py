@@ -19,7 +19,8 @@ from flowbus.engine.states import State, StateType
 @dataclass
 class DeploymentFlowRun:
     """A run started by ``run_deployment``: its id and name, and its state when the call
-    returned (Scheduled when it did not wait, or the wait timed out first)."""
+    returned (Scheduled when it did not wait, or the wait timed out first). A Completed
+    state holds the flow's value: ``run.state.result()``."""
 
     id: str
     name: str
@@ -36,7 +37,7 @@ async def _run(
     tags: list[str] | None,
     idempotency_key: str | None,
 ) -> DeploymentFlowRun:
-    from flowbus.client import Client
+    from flowbus.client import Client, ClientError
 
     async with Client() as client:
         submitted = await client.submit(
@@ -51,6 +52,12 @@ async def _run(
         except TimeoutError:
             return run
         run.state = State(StateType(final.type), final.name, final.message)
+        if final.completed:  # ``run.state.result()`` gives the flow's value, as in Prefect
+            try:
+                value = await client.result(submitted.run_id)
+            except ClientError:  # stored where this process cannot read: no data, said so
+                return run
+            run.state = State(StateType.COMPLETED, final.name, final.message, data=value)
         return run
 
 

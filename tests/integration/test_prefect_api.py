@@ -56,6 +56,7 @@ def test_run_deployment_waits_or_returns_at_once(stack: Stack) -> None:
     stack.start_agent("agent-1")
     finished = run_deployment("quick/test", parameters={"n": 4}, timeout=60)
     assert finished.state is not None and finished.state.is_completed()
+    assert finished.state.result() == 12  # the flow's value, as Prefect's state gives it
     queued = run_deployment("quick/test", timeout=0)
     assert queued.state is not None and queued.state.is_scheduled()
     assert stack.final_states(queued.id)[-1] == "Completed"
