@@ -27,6 +27,7 @@ from typing import Any
 
 import structlog
 
+from flowbus.agents.recorded_waits import forget
 from flowbus.engine.errors import StoreError
 from flowbus.engine.event_types import EventType
 from flowbus.engine.records import EventRecord
@@ -201,15 +202,7 @@ class FinalWaits:
                 self._consider(run_id, RunEnd.of_view(view))
 
     def _forget(self, run_id: str, future: asyncio.Future[RunEnd]) -> None:
-        futures = self._waiting.get(run_id)
-        if futures is None:
-            return
-        with contextlib.suppress(ValueError):
-            futures.remove(future)
-        if not futures:
-            del self._waiting[run_id]
-            self._heads.pop(run_id, None)
-            self._crashed.pop(run_id, None)
+        forget(self._waiting, run_id, future, self._heads, self._crashed)
 
 
 def _epoch(timestamp: str) -> float:

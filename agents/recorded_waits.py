@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import Any
 
 import structlog
 
@@ -88,11 +89,20 @@ class RecordedWaits:
                 future.set_result(head)
 
     def _forget(self, run_id: str, waiter: _Waiter) -> None:
-        waiters = self._waiting.get(run_id)
-        if waiters is None:
-            return
-        with contextlib.suppress(ValueError):
-            waiters.remove(waiter)
-        if not waiters:
-            del self._waiting[run_id]
-            self._read.pop(run_id, None)
+        forget(self._waiting, run_id, waiter, self._read)
+
+
+def forget(
+    waiting: dict[str, list[Any]], run_id: str, waiter: Any, *per_run: dict[str, Any]
+) -> None:
+    """Take ``waiter`` off ``run_id``'s waiters; with none left, the run is forgotten, in
+    ``waiting`` and in each of ``per_run`` (what was kept for it while waited on)."""
+    waiters = waiting.get(run_id)
+    if waiters is None:
+        return
+    with contextlib.suppress(ValueError):
+        waiters.remove(waiter)
+    if not waiters:
+        del waiting[run_id]
+        for kept in per_run:
+            kept.pop(run_id, None)

@@ -104,24 +104,13 @@ def deploy_flow(
 def _schedules(
     cron: Any, interval: Any, rrule: Any, timezone: str, active: bool
 ) -> list[DeploymentSchedule]:
-    from pydantic import ValidationError
+    from flowbus.engine.schedules import DeploymentSchedule, schedule_rule
 
-    from flowbus.engine.schedules import (
-        CronSchedule,
-        DeploymentSchedule,
-        IntervalSchedule,
-        RRuleSchedule,
-    )
-
-    rules: list[CronSchedule | IntervalSchedule | RRuleSchedule] = []
-    try:
-        rules += [CronSchedule(cron=c, timezone=timezone) for c in _many(cron)]
-        for every in _many(interval):
-            seconds = every.total_seconds() if isinstance(every, timedelta) else float(every)
-            rules.append(IntervalSchedule(interval=seconds, timezone=timezone))
-        rules += [RRuleSchedule(rrule=r, timezone=timezone) for r in _many(rrule)]
-    except ValidationError as exc:
-        raise UsageError(f"invalid schedule: {'; '.join(e['msg'] for e in exc.errors())}") from None
+    rules = [
+        *(schedule_rule(cron=c, timezone=timezone) for c in _many(cron)),
+        *(schedule_rule(interval=i, timezone=timezone) for i in _many(interval)),
+        *(schedule_rule(rrule=r, timezone=timezone) for r in _many(rrule)),
+    ]
     return [DeploymentSchedule(id=i + 1, schedule=rule, active=active)
             for i, rule in enumerate(rules)]  # fmt: skip
 

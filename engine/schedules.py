@@ -187,6 +187,33 @@ class RRuleSchedule(_Schedule):
 Schedule = Annotated[CronSchedule | IntervalSchedule | RRuleSchedule, Field(discriminator="kind")]
 
 
+def schedule_rule(
+    cron: str | None = None,
+    interval: float | timedelta | None = None,
+    rrule: str | None = None,
+    timezone: str = "UTC",
+    anchor: datetime | None = None,
+) -> CronSchedule | IntervalSchedule | RRuleSchedule:
+    """One schedule from whichever of ``cron``, ``interval`` (seconds or a timedelta) and
+    ``rrule`` is given (``flowbus deploy``'s options, prefect.yaml, ``flow.deploy``);
+    ``UsageError`` saying what is wrong."""
+    from pydantic import ValidationError
+
+    from flowbus.engine.errors import UsageError
+
+    try:
+        if cron is not None:
+            return CronSchedule(cron=cron, timezone=timezone)
+        if interval is not None:
+            seconds = interval.total_seconds() if isinstance(interval, timedelta) else interval
+            return IntervalSchedule(interval=seconds, anchor=anchor, timezone=timezone)
+        if rrule is not None:
+            return RRuleSchedule(rrule=rrule, timezone=timezone)
+    except ValidationError as exc:
+        raise UsageError(f"invalid schedule: {'; '.join(e['msg'] for e in exc.errors())}") from None
+    raise UsageError("a schedule needs a cron, an interval or an rrule")
+
+
 class DeploymentSchedule(BaseModel):
     """One schedule of a deployment: ``id`` names it in commands (1, 2, ...), ``active`` is
     False while it is paused."""

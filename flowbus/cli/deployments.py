@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
 from flowbus.cli.common import console, err_console, fail, print_json, short_time, with_store
@@ -25,15 +24,8 @@ from flowbus.cli.deploy_file import (
 from flowbus.cli.schedules import build_schedules
 from flowbus.engine.deployments import build_deployment, save_deployment
 from flowbus.engine.entrypoints import load_flow
-from flowbus.engine.errors import FlowbusError
-from flowbus.engine.schedules import (
-    CatchUp,
-    CronSchedule,
-    DeploymentSchedule,
-    IntervalSchedule,
-    Overlap,
-    RRuleSchedule,
-)
+from flowbus.engine.errors import FlowbusError, UsageError
+from flowbus.engine.schedules import CatchUp, DeploymentSchedule, Overlap, schedule_rule
 from flowbus.engine.store import DeploymentView, EventStore
 
 app = typer.Typer(help="Inspect deployments.", no_args_is_help=True)
@@ -264,22 +256,11 @@ def file_schedules(entry: DeploymentEntry) -> list[DeploymentSchedule]:
     """A file's schedules as a deployment's, numbered 1, 2, ... in the file's order."""
     made: list[DeploymentSchedule] = []
     for number, given in enumerate(entry.all_schedules, start=1):
-        zone = given.timezone or "UTC"
         try:
             anchor = datetime.fromisoformat(given.anchor_date) if given.anchor_date else None
-            rule: CronSchedule | IntervalSchedule | RRuleSchedule
-            if given.cron is not None:
-                rule = CronSchedule(cron=given.cron, timezone=zone)
-            elif given.interval is not None:
-                seconds = given.interval
-                if not isinstance(seconds, (int, float)):
-                    seconds = seconds.total_seconds()
-                rule = IntervalSchedule(interval=seconds, anchor=anchor, timezone=zone)
-            elif given.rrule is not None:
-                rule = RRuleSchedule(rrule=given.rrule, timezone=zone)
-            else:
-                fail(f"{entry.name}: schedule {number} has no cron, interval or rrule", code=2)
-        except (ValidationError, ValueError) as exc:
+            rule = schedule_rule(given.cron, given.interval, given.rrule,
+                                 given.timezone or "UTC", anchor)  # fmt: skip
+        except (UsageError, ValueError) as exc:
             fail(f"{entry.name}: schedule {number}: {exc}", code=2)
         made.append(DeploymentSchedule(id=number, schedule=rule, active=given.active))
     return made

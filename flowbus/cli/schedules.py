@@ -7,20 +7,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.table import Table
 
 from flowbus.agents.scheduler import occurrence_key
 from flowbus.cli.common import console, fail, print_json, short_time, with_client, with_store
 from flowbus.engine.deployments import set_schedules_active
-from flowbus.engine.errors import FlowbusError
-from flowbus.engine.schedules import (
-    CronSchedule,
-    DeploymentSchedule,
-    IntervalSchedule,
-    RRuleSchedule,
-    describe_all,
-)
+from flowbus.engine.errors import FlowbusError, UsageError
+from flowbus.engine.schedules import DeploymentSchedule, describe_all, schedule_rule
 from flowbus.engine.store import DeploymentView, EventStore
 
 app = typer.Typer(help="Deployment schedules.", no_args_is_help=True)
@@ -36,15 +29,16 @@ def build_schedules(
     """The schedules ``flowbus deploy`` was given, numbered 1, 2, ... in option order."""
     try:
         when = datetime.fromisoformat(anchor) if anchor else None
-        rules: list[CronSchedule | IntervalSchedule | RRuleSchedule] = [
-            *(CronSchedule(cron=c, timezone=timezone) for c in cron),
-            *(IntervalSchedule(interval=i, anchor=when, timezone=timezone) for i in interval),
-            *(RRuleSchedule(rrule=r, timezone=timezone) for r in rrule),
-        ]
-    except ValidationError as exc:
-        fail(f"invalid schedule: {'; '.join(e['msg'] for e in exc.errors())}", code=2)
     except ValueError as exc:
         fail(f"invalid --anchor: {exc}", code=2)
+    try:
+        rules = [
+            *(schedule_rule(cron=c, timezone=timezone) for c in cron),
+            *(schedule_rule(interval=i, anchor=when, timezone=timezone) for i in interval),
+            *(schedule_rule(rrule=r, timezone=timezone) for r in rrule),
+        ]
+    except UsageError as exc:
+        fail(str(exc), code=2)
     return [DeploymentSchedule(id=i + 1, schedule=rule) for i, rule in enumerate(rules)]
 
 
