@@ -76,10 +76,12 @@ class Puller:
     async def next_batch(self, timeout: float) -> list[Msg]:  # noqa: ASYNC109
         """The messages received so far (at least one), or none after ``timeout`` seconds."""
         if not self._received:
-            await self._ask_if_needed()
+            # Cleared before asking: a message taken while the request is sent still wakes us.
             self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), timeout)
+            await self._ask_if_needed()
+            if not self._received:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), timeout)
         if self._gone is not None:
             raise NotFoundError(description=self._gone)
         messages, self._received = self._received, []
