@@ -29,18 +29,13 @@ from flowbus.agents.settings import SchedulerEnv, default_of, load
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
 from flowbus.broker.streams import ensure_streams
-from flowbus.engine.schedules import DeploymentSchedule
+from flowbus.engine.schedules import DeploymentSchedule, occurrence_key
 from flowbus.engine.store import DeploymentView, EventStore
 
 log = structlog.get_logger("flowbus.scheduler")
 
 #: Missed occurrences made at most, per schedule and pass, under the catch-up policy ``all``.
 MAX_CATCH_UP = 1000
-
-
-def occurrence_key(schedule_id: int, occurrence: datetime) -> str:
-    """The idempotency key of a schedule's occurrence: the same run for it, always."""
-    return f"schedule/{schedule_id}/{occurrence.astimezone(UTC).isoformat()}"
 
 
 @dataclass(frozen=True)

@@ -247,3 +247,9 @@ def describe_all(deployment: Any) -> list[dict[str, Any]]:
             "next_slot": upcoming.isoformat() if upcoming else None,
         })  # fmt: skip
     return shown
+
+
+def occurrence_key(schedule_id: int, occurrence: datetime) -> str:
+    """The idempotency key of a schedule's occurrence: the same run for it, always (the
+    scheduler and ``flowbus backfill`` make it alike, so an occurrence has one run)."""
+    return f"schedule/{schedule_id}/{occurrence.astimezone(UTC).isoformat()}"

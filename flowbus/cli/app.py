@@ -1,73 +1,100 @@
-"""The root of the ``flowbus`` command."""
+"""The root of the ``flowbus`` command.
+
+Each command's module is imported when that command runs, not before: ``flowbus variable ls``
+loads the variable commands alone, not the orchestrator, the automations engine and NATS's
+credentials tooling (a second saved on every command). ``flowbus --help`` loads them all."""
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import Any, NamedTuple
 
 import typer
+from typer.core import TyperGroup
 
-from flowbus.cli import (
-    auth,
-    automations,
-    blocks,
-    daemons,
-    deployments,
-    events,
-    global_limits,
-    limits,
-    profiles,
-    queues,
-    runs,
-    schedules,
-    store,
-    submit,
-    tokens,
-)
-from flowbus.cli.audit import audit
-from flowbus.cli.up import up
+
+class _Command(NamedTuple):
+    """Where a command lives: ``flowbus.cli.<module>.<attribute>``, a Typer app (a group of
+    commands) or a function (one command)."""
+
+    module: str
+    attribute: str
+    hidden: bool = False
+
+
+#: The root's commands, in the order ``--help`` lists them.
+COMMANDS: dict[str, _Command] = {
+    "runs": _Command("runs", "app"),
+    "store": _Command("store", "app"),
+    "deployments": _Command("deployments", "app"),
+    "queues": _Command("queues", "queues_app"),
+    "agents": _Command("queues", "agents_app"),
+    "server": _Command("daemons", "server_app"),
+    "agent": _Command("daemons", "agent_app"),
+    "scheduler": _Command("daemons", "scheduler_app"),
+    "schedule": _Command("schedules", "app"),
+    "block": _Command("blocks", "block_app"),
+    "variable": _Command("blocks", "variable_app"),
+    "limit": _Command("limits", "app"),
+    "gcl": _Command("global_limits", "app"),
+    "global-concurrency-limit": _Command("global_limits", "app", hidden=True),
+    "automation": _Command("automations", "app"),
+    "backfill": _Command("schedules", "backfill"),
+    "deploy": _Command("deployments", "deploy"),
+    "deployment": _Command("prefect_words", "deployment_app"),
+    "cloud": _Command("prefect_words", "cloud_app"),
+    "login": _Command("profiles", "login"),
+    "profile": _Command("profiles", "app"),
+    "run": _Command("submit", "run"),
+    "events": _Command("events", "app"),
+    "auth": _Command("auth", "app"),
+    "token": _Command("tokens", "app"),
+    "audit": _Command("audit", "audit"),
+    "up": _Command("up", "up"),
+}
+
+
+def load_command(name: str) -> Any:
+    """The click command ``flowbus NAME`` is, made as Typer makes it for an app's own command
+    or sub-app (so a command behaves the same loaded late as it would loaded at start)."""
+    where = COMMANDS[name]
+    target = getattr(importlib.import_module(f"flowbus.cli.{where.module}"), where.attribute)
+    holder = typer.Typer()
+    holder.callback()(lambda: None)  # a group, so the command keeps its own name
+    if isinstance(target, typer.Typer):
+        holder.add_typer(target, name=name, hidden=where.hidden)
+    else:
+        holder.command(name, hidden=where.hidden)(target)
+    return typer.main.get_command(holder).commands[name]  # type: ignore[attr-defined]
+
+
+class _LazyRoot(TyperGroup):
+    """The root group: its commands are listed from ``COMMANDS`` and loaded when asked for."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*COMMANDS, *(n for n in super().list_commands(ctx) if n not in COMMANDS)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and cmd_name in COMMANDS:
+            found = self.commands[cmd_name] = load_command(cmd_name)
+        return found
+
 
 app = typer.Typer(
     name="flowbus",
+    cls=_LazyRoot,
     help="flowbus: Python workflows on NATS work queues, every state change an event.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.add_typer(runs.app, name="runs")
-app.add_typer(store.app, name="store")
-app.add_typer(deployments.app, name="deployments")
-app.add_typer(queues.queues_app, name="queues")
-app.add_typer(queues.agents_app, name="agents")
-app.add_typer(daemons.server_app, name="server")
-app.add_typer(daemons.agent_app, name="agent")
-app.add_typer(daemons.scheduler_app, name="scheduler")
-app.add_typer(schedules.app, name="schedule")
-app.add_typer(blocks.block_app, name="block")
-app.add_typer(blocks.variable_app, name="variable")
-app.add_typer(limits.app, name="limit")
-app.add_typer(global_limits.app, name="gcl")
-app.add_typer(global_limits.app, name="global-concurrency-limit", hidden=True)
-app.add_typer(automations.app, name="automation")
-app.command("backfill")(schedules.backfill)
-app.command("deploy")(deployments.deploy)
-# The commands Prefect's guide teaches, under the same words.
-deployment_app = typer.Typer(help="Prefect's spelling: deployment build ... --apply.",
-                             no_args_is_help=True)  # fmt: skip
-deployment_app.command("build", help="The same as `flowbus deploy` (always applied).")(
-    deployments.deploy
-)
-deployment_app.command("run", help="The same as `flowbus run`.")(submit.run)
-app.add_typer(deployment_app, name="deployment")
-cloud_app = typer.Typer(help="Reaching a team's flowbus server.", no_args_is_help=True)
-cloud_app.command("login", help="The same as `flowbus login`.")(profiles.login)
-app.add_typer(cloud_app, name="cloud")
-app.command("login")(profiles.login)
-app.add_typer(profiles.app, name="profile")
-app.command("run")(submit.run)
-app.add_typer(events.app, name="events")
-app.add_typer(auth.app, name="auth")
-app.add_typer(tokens.app, name="token")
-app.command("audit")(audit)
-app.command("up")(up)
+
+
+@app.callback()
+def _root() -> None:
+    # A callback makes the root a group even while ``version`` is its one loaded command.
+    pass
 
 
 @app.command("version")

@@ -9,11 +9,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from flowbus.agents.scheduler import occurrence_key
 from flowbus.cli.common import console, fail, print_json, short_time, with_client, with_store
 from flowbus.engine.deployments import set_schedules_active
 from flowbus.engine.errors import FlowbusError, UsageError
-from flowbus.engine.schedules import DeploymentSchedule, describe_all, schedule_rule
+from flowbus.engine.schedules import (
+    DeploymentSchedule,
+    describe_all,
+    occurrence_key,
+    schedule_rule,
+)
 from flowbus.engine.store import DeploymentView, EventStore
 
 app = typer.Typer(help="Deployment schedules.", no_args_is_help=True)

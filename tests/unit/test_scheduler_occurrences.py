@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from flowbus.agents.scheduler import SchedulerSettings, choose_occurrences, occurrence_key
-from flowbus.engine.schedules import DeploymentSchedule, IntervalSchedule
+from flowbus.agents.scheduler import SchedulerSettings, choose_occurrences
+from flowbus.engine.schedules import DeploymentSchedule, IntervalSchedule, occurrence_key
 
 NOW = datetime(2026, 11, 24, 6, 0, 30, tzinfo=UTC)
 MINUTELY = DeploymentSchedule(id=1, schedule=IntervalSchedule(interval=60))
