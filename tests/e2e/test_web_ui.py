@@ -51,19 +51,29 @@ def stack(stack: Stack) -> Stack:
     return stack
 
 
-@pytest.fixture
-def browser_page(stack: Stack) -> Iterator[object]:
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One chromium for the module's tests; each test gets its own context (cookies, storage)."""
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM is not None, "chromium is not installed (CI installs it in .ci/run)"
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": 1366, "height": 850})
-            log_in(page, stack, "operator")  # every page here as an operator sees it
-            yield page
+            yield launched
         finally:
-            browser.close()
+            launched.close()
+
+
+@pytest.fixture
+def browser_page(stack: Stack, browser: Any) -> Iterator[object]:
+    context = browser.new_context(viewport={"width": 1366, "height": 850})
+    try:
+        page = context.new_page()
+        log_in(page, stack, "operator")  # every page here as an operator sees it
+        yield page
+    finally:
+        context.close()
 
 
 def log_in(page: Any, stack: Stack, role: str) -> None:
@@ -180,36 +190,34 @@ def test_cancel_a_long_run_from_its_page(stack: Stack, browser_page: object) -> 
     expect(page.locator("#cancelled-by")).to_contain_text("cancelled by ui-operator")
 
 
-def test_a_viewer_sees_no_buttons_it_may_not_use_and_logs_out(stack: Stack) -> None:
-    from playwright.sync_api import expect, sync_playwright
+def test_a_viewer_sees_no_buttons_it_may_not_use_and_logs_out(stack: Stack, browser: Any) -> None:
+    from playwright.sync_api import expect
 
-    assert CHROMIUM is not None
     run_id = stack.submit_over_http("sleepy/test", seconds=60)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            log_in(page, stack, "viewer")
-            page.goto(stack.api_url + "/ui/#/deployments/sleepy/test")
-            expect(page.locator("h1")).to_have_text("sleepy/test")
-            expect(page.locator("#run-form")).to_have_count(0)
-            page.goto(f"{stack.api_url}/ui/#/runs/{run_id}")
-            expect(page.locator("h1 .badge")).to_have_text("Running", timeout=30_000)
-            expect(page.locator("#cancel")).to_have_count(0)
-            # The server refuses it anyway, with the session's own CSRF token.
-            status = page.evaluate(
-                """async (id) => (await fetch(`/api/v1/runs/${id}/cancel`, {method: "POST",
-                     headers: {"X-CSRF-Token": document.cookie.split("flowbus_csrf=")[1]
-                                                  .split(";")[0]}})).status""",
-                run_id,
-            )
-            assert status == 403
-            page.get_by_role("button", name="Log out").click()
-            expect(page.locator("h1")).to_have_text("Log in")
-            page.goto(stack.api_url + "/ui/#/runs")
-            expect(page.locator("h1")).to_have_text("Log in")
-        finally:
-            browser.close()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        log_in(page, stack, "viewer")
+        page.goto(stack.api_url + "/ui/#/deployments/sleepy/test")
+        expect(page.locator("h1")).to_have_text("sleepy/test")
+        expect(page.locator("#run-form")).to_have_count(0)
+        page.goto(f"{stack.api_url}/ui/#/runs/{run_id}")
+        expect(page.locator("h1 .badge")).to_have_text("Running", timeout=30_000)
+        expect(page.locator("#cancel")).to_have_count(0)
+        # The server refuses it anyway, with the session's own CSRF token.
+        status = page.evaluate(
+            """async (id) => (await fetch(`/api/v1/runs/${id}/cancel`, {method: "POST",
+                 headers: {"X-CSRF-Token": document.cookie.split("flowbus_csrf=")[1]
+                                              .split(";")[0]}})).status""",
+            run_id,
+        )
+        assert status == 403
+        page.get_by_role("button", name="Log out").click()
+        expect(page.locator("h1")).to_have_text("Log in")
+        page.goto(stack.api_url + "/ui/#/runs")
+        expect(page.locator("h1")).to_have_text("Log in")
+    finally:
+        context.close()
 
 
 def test_the_form_shows_the_servers_verdict_on_invalid_parameters(
@@ -228,30 +236,28 @@ def test_the_form_shows_the_servers_verdict_on_invalid_parameters(
     expect(page.locator("#error-seconds")).to_contain_text("valid number")
 
 
-def test_with_a_token_the_ui_asks_to_log_in(tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+def test_with_a_token_the_ui_asks_to_log_in(tmp_path: Path, browser: Any) -> None:
+    from playwright.sync_api import expect
 
     stack = Stack(tmp_path, env={"FLOWBUS_API_TOKEN": "s3cret"})
     try:
         stack.start_orchestrator()
         stack.deploy("quick")
-        assert CHROMIUM is not None
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            try:
-                page = browser.new_page()
-                page.goto(stack.api_url + "/ui/#/deployments")
-                expect(page.locator("h1")).to_have_text("Log in")
-                page.fill("#token", "guess")
-                page.get_by_role("button", name="Log in").click()
-                expect(page.locator(".notice")).to_contain_text("not a valid token")
-                page.fill("#token", "s3cret")
-                page.get_by_role("button", name="Log in").click()
-                expect(page.locator("h1")).to_have_text("Dashboard")
-                page.get_by_role("link", name="Deployments").click()
-                expect(page.get_by_role("link", name="quick/test")).to_be_visible()
-            finally:
-                browser.close()
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            page.goto(stack.api_url + "/ui/#/deployments")
+            expect(page.locator("h1")).to_have_text("Log in")
+            page.fill("#token", "guess")
+            page.get_by_role("button", name="Log in").click()
+            expect(page.locator(".notice")).to_contain_text("not a valid token")
+            page.fill("#token", "s3cret")
+            page.get_by_role("button", name="Log in").click()
+            expect(page.locator("h1")).to_have_text("Dashboard")
+            page.get_by_role("link", name="Deployments").click()
+            expect(page.get_by_role("link", name="quick/test")).to_be_visible()
+        finally:
+            context.close()
     finally:
         stack.close()
 

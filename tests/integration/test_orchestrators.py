@@ -22,7 +22,8 @@ import pytest
 from tests.integration.postgres import fresh_schema
 from tests.integration.stack import Daemon, Stack, submit_paced, wait_until
 
-RUNS = 1000
+#: Runs per test: submitted over about 12 s, so the kills (one every 1.5 s or so) fall among them.
+RUNS = 600
 #: A dead leader's work moves on after this (short, so the test sees many elections). Agents'
 #: leases are longer than the stack's usual 2 s: agents do not die here, and five daemons on
 #: two busy cores can be slow to hear a heartbeat (agent deaths have tests of their own).
@@ -87,10 +88,10 @@ async def test_three_orchestrators_one_killed_every_few_seconds(
             for name in ("agent-a", "agent-b"):
                 stack.start_agent(name, "--concurrency", "25")
             ledger = tmp_path / "executions.txt"
-            with Killer(stack, orchestrators, every=2.0) as killer:
+            with Killer(stack, orchestrators, every=1.5) as killer:
                 async with stack.client() as client:
                     client.timeout = 5
-                    # Paced over about 20 s, so kills fall among them.
+                    # Paced over about 12 s, so kills fall among them.
                     ids = await submit_paced(client, deployment, {"ledger": str(ledger)}, RUNS,
                                              25, 0.5, "run", attempts=30)  # fmt: skip
                 assert len(ids) == RUNS

@@ -360,7 +360,9 @@ async def test_sigterm_lets_short_runs_finish_and_hands_long_ones_back(stack: St
     leaving = stack.start_agent("agent-a", "--grace", "2")
     async with stack.client() as client:
         short = await client.submit(deployment, {"seconds": 1})
-        long = await client.submit(deployment, {"seconds": 30})
+        # Long enough to outlast the 2 s grace however slow the machine; short enough not to
+        # make the suite wait on it once more when it runs again.
+        long = await client.submit(deployment, {"seconds": 10})
         wait_until(lambda: running(stack, short.run_id) and running(stack, long.run_id), 30,
                    "both runs to start")  # fmt: skip
         assert leaving.stop() == 0

@@ -229,7 +229,7 @@ async def test_a_thread_blocked_past_the_cancel_deadline_is_abandoned(tmp_path: 
         blocking, quick = stack.deploy("blocking"), stack.deploy("quick")
         stack.start_agent("agent-1", "--concurrency", "1")
         async with stack.client() as client:
-            stuck = await client.submit(blocking, {"seconds": 15})
+            stuck = await client.submit(blocking, {"seconds": 10})
             wait_until(lambda: "Running" in stack.states(stuck.run_id), 60, "the run to start")
             assert await client.cancel(stuck.run_id) == "Cancelling"
             assert (await client.wait(stuck.run_id, timeout=30)).name == "Cancelled"
