@@ -46,7 +46,6 @@ from flowbus.engine.automations import (
     PauseSchedule,
     PublishNats,
     RunDeployment,
-    render,
 )
 from flowbus.engine.blocks import Webhook
 from flowbus.engine.clock import canonical
@@ -57,6 +56,7 @@ from flowbus.engine.event_types import EventType
 from flowbus.engine.events import FlowRunStateChanged, decode_event
 from flowbus.engine.records import make_record
 from flowbus.engine.store import EventStore
+from flowbus.engine.templates import event_context, render
 
 #: The label a publish action's custom event carries: the automation that published it.
 PUBLISHED_BY = "flowbus.automation"
@@ -70,6 +70,15 @@ DURABLES = {
     subjects.EVENTS_STREAM: ("automations-runs", "flowbus.event.*.flow_run.state"),
 }
 AUTOMATIONS_CACHE_SECONDS = 1.0
+
+
+def _wants_type(automation: Automation, event_type: str) -> bool:
+    """Could an event of this type matter to the automation (as its match, or its ``after``)?"""
+    trigger = automation.trigger
+    after = trigger.after if isinstance(trigger, EventTrigger) else None
+    return trigger.match.matches_type(event_type) or (
+        after is not None and after.matches_type(event_type)
+    )
 
 
 def firing_id(automation: str, event_id: str) -> str:
@@ -87,8 +96,11 @@ class AutomationEngine(Daemon):
         self.store = store
         self._kv: KeyValue | None = None
         self._cached: tuple[float, list[Automation]] = (0.0, [])
-        #: automation -> times of recent matching events (threshold triggers).
-        self._windows: dict[str, deque[float]] = {}
+        #: (automation, its ``for_each`` values) -> times of recent matching events.
+        self._windows: dict[tuple[str, tuple[str, ...]], deque[float]] = {}
+        #: (automation, its ``for_each`` values) that saw their ``after`` event (in memory: a
+        #: restart forgets it, and the group waits for its next ``after`` event).
+        self._armed: set[tuple[str, tuple[str, ...]]] = set()
         self._subscriptions: list[Any] = []
         self.fired = 0
 
@@ -190,7 +202,7 @@ class AutomationEngine(Daemon):
             return None
         state = event.state
         event_type = f"flow-run.{state.name}"
-        if not any(a.trigger.match.matches_type(event_type) for a in automations):
+        if not any(_wants_type(a, event_type) for a in automations):
             return None
         run_id = str(event.stream_id)
         run = await self.store.get_flow_run(run_id)
@@ -213,6 +225,13 @@ class AutomationEngine(Daemon):
         fired = 0
         for automation in await self.automations():
             trigger = automation.trigger
+            if isinstance(trigger, EventTrigger) and trigger.after is not None:
+                if trigger.after.matches(event):
+                    self._armed.add((automation.name, trigger.group_of(event)))
+                    if not trigger.match.matches(event):
+                        continue
+                elif (automation.name, trigger.group_of(event)) not in self._armed:
+                    continue
             if not trigger.match.matches(event):
                 continue
             if event.get("labels", {}).get(PUBLISHED_BY) == automation.name:
@@ -220,15 +239,16 @@ class AutomationEngine(Daemon):
             if isinstance(trigger, AbsenceTrigger):
                 await self._seen(automation.name)
                 continue
-            if self._threshold_reached(automation.name, trigger):
+            if self._threshold_reached(automation.name, trigger, event):
+                self._armed.discard((automation.name, trigger.group_of(event)))
                 fired += await self.fire(automation, event)
         return fired
 
-    def _threshold_reached(self, name: str, trigger: EventTrigger) -> bool:
+    def _threshold_reached(self, name: str, trigger: EventTrigger, event: dict[str, Any]) -> bool:
         if trigger.threshold == 1:
             return True
         now = time.monotonic()
-        window = self._windows.setdefault(name, deque())
+        window = self._windows.setdefault((name, trigger.group_of(event)), deque())
         window.append(now)
         while trigger.within and window and now - window[0] > trigger.within:
             window.popleft()
@@ -278,7 +298,7 @@ class AutomationEngine(Daemon):
             "type": "automation.absence",
             "occurred": occurrence.isoformat(),
             "resource": automation.name,
-            "labels": {"expected": trigger.match.type},
+            "labels": {"expected": trigger.match.describe()},
             "payload": {
                 "last_seen": seen.isoformat() if seen else None,
                 "within": trigger.within,
@@ -298,7 +318,7 @@ class AutomationEngine(Daemon):
         except SequenceError:  # its first event exists: fired before (a redelivery)
             return 0
         log.info("automation fired", automation=automation.name, event_id=event["id"])
-        context = {"event": event, "automation": {"name": automation.name}}
+        context = {"event": event_context(event), "automation": {"name": automation.name}}
         outcomes = []
         for seq, action in enumerate(automation.actions, start=2):
             outcome = {"action": action.kind, **await self._act(automation, action, event, context)}

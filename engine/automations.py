@@ -19,7 +19,6 @@ whole string keeps the value's type; inside a longer string it is written as tex
 from __future__ import annotations
 
 import fnmatch
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
@@ -31,26 +30,45 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class EventPattern(_Model):
-    """Which events match: every field given must match (``*`` wildcards)."""
+def _any_matches(value: str, patterns: str | list[str]) -> bool:
+    if isinstance(patterns, str):
+        return fnmatch.fnmatchcase(value, patterns)
+    return any(fnmatch.fnmatchcase(value, pattern) for pattern in patterns)
 
-    type: str = "*"
-    resource: str = "*"
-    labels: dict[str, str] = Field(default_factory=dict)
+
+class EventPattern(_Model):
+    """Which events match: every field given must match (``*`` wildcards; a list: any of its
+    patterns). ``related``: for each pattern, one of the event's related resources (Prefect's
+    ``match_related``) has every label it names."""
+
+    type: str | list[str] = "*"
+    resource: str | list[str] = "*"
+    labels: dict[str, str | list[str]] = Field(default_factory=dict)
+    related: list[dict[str, str | list[str]]] = Field(default_factory=list)
 
     def matches_type(self, event_type: str) -> bool:
-        return fnmatch.fnmatchcase(event_type, self.type)
+        return _any_matches(event_type, self.type)
 
     def matches(self, event: dict[str, Any]) -> bool:
         labels = event.get("labels") or {}
+        related = event.get("related") or []
         return (
             self.matches_type(str(event.get("type", "")))
-            and fnmatch.fnmatchcase(str(event.get("resource") or ""), self.resource)
+            and _any_matches(str(event.get("resource") or ""), self.resource)
+            and all(_any_matches(str(labels.get(k, "")), v) for k, v in self.labels.items())
             and all(
-                fnmatch.fnmatchcase(str(labels.get(key, "")), value)
-                for key, value in self.labels.items()
+                any(
+                    all(_any_matches(str(other.get(k, "")), v) for k, v in wanted.items())
+                    for other in related
+                    if isinstance(other, dict)
+                )
+                for wanted in self.related
             )
         )
+
+    def describe(self) -> str:
+        """What it expects, in a line (``flowbus automation ls``, absence events)."""
+        return self.type if isinstance(self.type, str) else " | ".join(self.type)
 
 
 class EventTrigger(_Model):
@@ -60,6 +78,22 @@ class EventTrigger(_Model):
     match: EventPattern
     threshold: int = Field(default=1, ge=1)
     within: float = Field(default=0, ge=0)
+    #: Only once one of these events has been seen (per ``for_each`` group) do the matching
+    #: events count (Prefect's ``after``: an order's ``complete`` after its ``created``).
+    after: EventPattern | None = None
+    #: Count the threshold apart per value of these labels (``resource`` and Prefect's
+    #: ``prefect.resource.id`` mean the event's resource): one order's events, one user's.
+    for_each: list[str] = Field(default_factory=list)
+
+    def group_of(self, event: dict[str, Any]) -> tuple[str, ...]:
+        """The values of ``for_each`` for ``event``: whose count it adds to."""
+        labels = event.get("labels") or {}
+        return tuple(
+            str(event.get("resource") or "")
+            if key in ("resource", "prefect.resource.id", "flowbus.resource.id")
+            else str(labels.get(key, ""))
+            for key in self.for_each
+        )
 
 
 class AbsenceTrigger(_Model):
@@ -138,6 +172,9 @@ class Automation(_Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")
     description: str | None = None
     enabled: bool = True
+    #: Who made it, when not a person: ``deployment/<name>`` for a deployment's triggers
+    #: (replaced when the deployment is deployed again with its triggers).
+    owner: str | None = None
     trigger: Trigger
     actions: list[Action] = Field(min_length=1)
 
@@ -159,40 +196,3 @@ class Automation(_Model):
 AUTOMATION = "automation"
 #: Per automation: how often it fired, and its last firing (kept by the engine).
 AUTOMATION_STATUS = "automation_status"
-
-_WHOLE = re.compile(r"^\{\{\s*([\w.]+)\s*\}\}$")
-_PART = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
-
-
-def _lookup(path: str, context: dict[str, Any]) -> Any:
-    value: Any = context
-    for part in path.split("."):
-        if isinstance(value, dict):
-            value = value.get(part)
-        else:
-            return None
-    return value
-
-
-def render(template: Any, context: dict[str, Any]) -> Any:
-    """Fill ``{{ path }}`` placeholders from ``context`` throughout a JSON-like template."""
-    if isinstance(template, str):
-        whole = _WHOLE.match(template)
-        if whole:
-            return _lookup(whole.group(1), context)
-        return _PART.sub(lambda m: _text(_lookup(m.group(1), context)), template)
-    if isinstance(template, dict):
-        return {key: render(value, context) for key, value in template.items()}
-    if isinstance(template, list):
-        return [render(value, context) for value in template]
-    return template
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        import json
-
-        return json.dumps(value)
-    return str(value)

@@ -5,15 +5,16 @@ cron="0 6 * * *", parameters={...})``, or, for code in another folder,
 ``flow.from_source(source="path/to/project", entrypoint="etl.py:etl_flow").deploy(...)``. Here
 the work queue is ``work_queue_name``, else ``work_pool_name``, else ``queue`` (flowbus's own
 name); schedules, tags, parameters, description and a concurrency limit are recorded as
-``flowbus deploy`` records them. Image, build and push options, ``job_variables`` and
-``triggers`` are accepted and have no effect here (agents run the code from its folder; an
-automation starts runs on events).
+``flowbus deploy`` records them; ``triggers`` (``DeploymentEventTrigger``) replace the
+deployment's triggers. Image, build and push options and ``job_variables`` are accepted and
+have no effect here (agents run the code from its folder). With a profile (``flowbus login``)
+the deployment is recorded through the server's API, as the CLI does.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,12 +25,24 @@ from flowbus.engine.loops import run_sync
 if TYPE_CHECKING:
     from flowbus.engine.flows import Flow
     from flowbus.engine.schedules import DeploymentSchedule
+    from flowbus.engine.store import EventStore
+
+
+def _configured_store() -> EventStore:
+    from flowbus.engine.store import store_from_url
+
+    return store_from_url()
+
+
+#: Where ``flow.deploy`` records: the configured store, or (set by ``flowbus``) the server of
+#: the active profile.
+store_factory: Callable[[], EventStore] = _configured_store
 
 #: Where ``from_source`` found a flow: its deployments' working folder.
 SOURCE_ATTRIBUTE = "_flowbus_source"
-#: Prefect's options that mean nothing here (no images, no workers' job settings; triggers
-#: are automations): accepted so that a Prefect script runs unchanged.
-IGNORED = frozenset({"image", "build", "push", "job_variables", "triggers", "version",
+#: Prefect's options that mean nothing here (no images, no workers' job settings): accepted
+#: so that a Prefect script runs unchanged.
+IGNORED = frozenset({"image", "build", "push", "job_variables", "version",
                      "version_type", "enforce_parameter_schema", "entrypoint_type",
                      "print_next_steps", "ignore_warnings"})  # fmt: skip
 
@@ -70,12 +83,15 @@ def deploy_flow(
     working_dir: str | None = None,
     blocks: list[str] | None = None,
     schedules: Any = None,
+    triggers: list[Any] | None = None,
 ) -> Any:
-    """Record the deployment; returns it as saved (``DeploymentView``)."""
+    """Record the deployment (and its triggers); returns it as saved (``DeploymentView``)."""
     if schedules is not None:
         raise UsageError("flow.deploy(schedules=...): give cron=, interval= or rrule= here")
+    from flowbus.engine.deployment_triggers import read_triggers, replace_triggers
     from flowbus.engine.deployments import build_deployment, entrypoint_of, save_deployment
-    from flowbus.engine.store import store_from_url
+
+    wanted_triggers = read_triggers(triggers)
 
     source = getattr(flow, SOURCE_ATTRIBUTE, None)
     if source is not None and working_dir is None:
@@ -95,8 +111,15 @@ def deploy_flow(
                                blocks=None if blocks is None else list(blocks))  # fmt: skip
 
     async def save() -> Any:
-        async with store_from_url() as store:
-            return await save_deployment(store, spec)
+        store = store_factory()
+        await store.open()
+        try:
+            saved = await save_deployment(store, spec)
+            if triggers is not None:
+                await replace_triggers(store, saved.name, wanted_triggers)
+            return saved
+        finally:
+            await store.close()
 
     return run_sync(save())
 

@@ -36,6 +36,7 @@ from flowbus.engine import (
     unmapped,
     wait,
 )
+from flowbus.engine import flow_deploy as _flow_deploy
 from flowbus.engine.sinks import set_default_sink_factory as _set_default_sink_factory
 from flowbus.engine.sinks import set_sink_wrapper as _set_sink_wrapper
 from flowbus.engine.tracing import traced as _traced
@@ -45,6 +46,19 @@ from flowbus.remote.reporting import remote_sink as _remote_sink
 # traced when OpenTelemetry is configured (``OTEL_EXPORTER_OTLP_ENDPOINT``).
 _set_default_sink_factory(_remote_sink)
 _set_sink_wrapper(_traced)
+
+
+def _deploy_store() -> object:
+    # flow.deploy through the active profile's server, as the CLI deploys (else the store).
+    from flowbus.engine.store import store_from_url
+    from flowbus.remote.profiles import active_api
+    from flowbus.remote.store import ApiStore
+
+    api = active_api()
+    return ApiStore(api) if api is not None else store_from_url()
+
+
+_flow_deploy.store_factory = _deploy_store  # type: ignore[assignment]
 
 __version__ = "0.1.0"
 

@@ -121,11 +121,12 @@ async def stream_events(
 @router.post("/custom-events", status_code=201, tags=["events"])
 async def emit_event(request: Request, event: dict[str, Any]) -> dict[str, Any]:
     """Publish an event of one's own (``type``, ``resource``, ``labels``, ``payload``,
-    optional ``id``: the same id twice is one event) for automations to react to."""
+    ``related``, optional ``id``: the same id twice is one event) for automations to react
+    to."""
     try:
         published = await client_of(request).emit(
             event.get("type", ""), event.get("resource"), event.get("labels") or {},
-            event.get("payload") or {}, event.get("id"),
+            event.get("payload") or {}, event.get("id"), event.get("related") or [],
         )  # fmt: skip
     except ValidationError as exc:
         raise ClientError("invalid_events", f"not a valid event: {exc}") from exc

@@ -176,8 +176,6 @@ def notes(entry: DeploymentEntry, found: DeployFile) -> list[str]:
                         "set_working_directory is run")  # fmt: skip
     if entry.work_pool is not None and entry.work_pool.job_variables:
         said.append("job_variables skipped: agents take no per-run job settings")
-    if entry.triggers:
-        said.append("triggers skipped: make an automation (flowbus automation create)")
     return said
 
 

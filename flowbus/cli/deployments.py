@@ -6,6 +6,7 @@ import dataclasses
 import enum
 import json
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +23,11 @@ from flowbus.cli.deploy_file import (
     working_directory,
 )
 from flowbus.cli.schedules import build_schedules
+from flowbus.engine.deployment_triggers import (
+    DeploymentEventTrigger,
+    read_triggers,
+    replace_triggers,
+)
 from flowbus.engine.deployments import build_deployment, save_deployment
 from flowbus.engine.entrypoints import load_flow
 from flowbus.engine.errors import FlowbusError, UsageError
@@ -237,10 +243,17 @@ def deploy_from_file(folder: Path, names: list[str], every: bool, as_json: bool)
         entries = chosen(found, names, every, path.name)
     except FlowbusError as exc:
         fail(str(exc), code=2)
-    saved: list[DeploymentView] = []
-    for entry in entries:
+    triggers: dict[str, list[DeploymentEventTrigger]] = {}
+    for entry in entries:  # every entry checked before any is saved
         if entry.entrypoint is None:
             fail(f"{path.name}: deployment {entry.name!r} has no entrypoint", code=2)
+        try:
+            triggers[entry.name] = read_triggers(entry.triggers)
+        except FlowbusError as exc:
+            fail(f"{path.name}: deployment {entry.name!r}: {exc}", code=2)
+    saved: list[DeploymentView] = []
+    for entry in entries:
+        assert entry.entrypoint is not None
         for note in notes(entry, found):
             err_console.print(f"{entry.name}: {note}", markup=False)
         here = working_directory(entry, found, folder) or folder
@@ -248,6 +261,10 @@ def deploy_from_file(folder: Path, names: list[str], every: bool, as_json: bool)
         saved.append(record(entry.entrypoint, entry.name, here, entry.queue, entry.parameters,
                             entry.tags, entry.description, file_schedules(entry), "latest",
                             "allow", limit, collision, 3, None, None, as_json))  # fmt: skip
+        made = with_store(partial(replace_triggers, deployment=saved[-1].name,
+                                  triggers=triggers[entry.name]))  # fmt: skip
+        if made and not as_json:
+            console.print(f"  triggers: {', '.join(made)}", markup=False)
     if as_json:
         print_json({"deployments": [view.to_dict() for view in saved]})
 

@@ -192,9 +192,12 @@ class Client:
         labels: dict[str, str] | None = None,
         payload: dict[str, Any] | None = None,
         event_id: str | None = None,
+        related: list[dict[str, str]] | None = None,
     ) -> p.CustomEvent:
         """Publish an event of your own (``file.uploaded``) for automations to react to; it is
-        stored by JetStream before this returns. The same ``event_id`` twice is one event."""
+        stored by JetStream before this returns. The same ``event_id`` twice is one event.
+        ``related``: other resources it concerns (``{"prefect.resource.id": ..., "prefect.
+        resource.role": ...}``), which triggers' ``match_related`` look at."""
         event = p.CustomEvent(
             id=event_id or str(uuid.uuid4()),
             type=event_type,
@@ -202,6 +205,7 @@ class Client:
             resource=resource,
             labels=labels or {},
             payload=payload or {},
+            related=related or [],
         )
         return await self.transport.emit(event)
 

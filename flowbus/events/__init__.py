@@ -8,6 +8,9 @@
         payload={"rows": 150},
     )
 
+``DeploymentEventTrigger`` (Prefect's deployment trigger) starts a run of a deployment when
+events match: give it to ``flow.deploy(triggers=[...])`` or under ``triggers:`` in prefect.yaml.
+
 The event goes to the custom events stream, where automations match it by type, resource and
 labels (the resource's other keys). With no flowbus server to reach (no ``$FLOWBUS_NATS_URL``
 and no ``flowbus up`` on this machine) it is recorded in the local store instead.
@@ -113,4 +116,13 @@ async def _record_locally(wire: Any) -> None:
         await store.append([record])
 
 
-__all__ = ["Event", "emit_event"]
+def __getattr__(name: str) -> object:
+    # Loaded on first use: a script that only emits events does not load pydantic's models.
+    if name in ("DeploymentEventTrigger", "DeploymentTrigger"):
+        from flowbus.events.schemas import deployment_triggers
+
+        return getattr(deployment_triggers, name)
+    raise AttributeError(f"module 'flowbus.events' has no attribute {name!r}")
+
+
+__all__ = ["DeploymentEventTrigger", "DeploymentTrigger", "Event", "emit_event"]
