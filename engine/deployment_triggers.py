@@ -139,20 +139,22 @@ def read_triggers(given: list[Any] | None) -> list[DeploymentEventTrigger]:
 
 async def replace_triggers(
     store: Any, deployment: str, triggers: list[DeploymentEventTrigger]
-) -> list[str]:
+) -> tuple[list[str], list[str]]:
     """Make the deployment's trigger automations these (saved in order; the deployment's
-    others removed). Returns the names of the automations it now has."""
+    others removed). Returns the names of the automations it now has, and of those removed."""
     from flowbus.engine.documents import delete_document, save_document
 
     wanted = [trigger.automation(deployment, n) for n, trigger in enumerate(triggers, start=1)]
     names = {automation.name for automation in wanted}
+    removed = []
     for document in await store.list_documents(AUTOMATION):
         owner = document.body.get("owner") if isinstance(document.body, dict) else None
         if owner == OWNER_PREFIX + deployment and document.name not in names:
             await delete_document(store, AUTOMATION, document.name)
+            removed.append(document.name)
     for automation in wanted:
         await save_document(store, AUTOMATION, automation.name, automation.model_dump(mode="json"))
-    return [automation.name for automation in wanted]
+    return [automation.name for automation in wanted], removed
 
 
 __all__ = [

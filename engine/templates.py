@@ -97,6 +97,11 @@ def render_text(template: str, context: dict[str, Any], strict: bool = False) ->
     return environment.from_string(template).render(**context)
 
 
+def check_syntax(template: str) -> None:
+    """Raise ``TemplateError`` if Jinja cannot parse ``template``."""
+    _ENVIRONMENT.parse(template)
+
+
 def render(template: Any, context: dict[str, Any]) -> Any:
     """Fill the templates throughout a JSON-like value from ``context``."""
     if isinstance(template, str):
@@ -114,4 +119,12 @@ def render(template: Any, context: dict[str, Any]) -> Any:
     return template
 
 
-__all__ = ["ResourceRef", "TemplateError", "event_context", "plain", "render", "render_text"]
+__all__ = [
+    "ResourceRef",
+    "TemplateError",
+    "check_syntax",
+    "event_context",
+    "plain",
+    "render",
+    "render_text",
+]

@@ -26,6 +26,7 @@ from flowbus.api import (
     deployments,
     documents,
     events,
+    hooks,
     metrics,
     queues,
     runs,
@@ -123,6 +124,8 @@ def create_app(store: EventStore, client: Client, token: str | None = None) -> F
         app.include_router(resource.router, prefix="/api/v1", dependencies=roles)
     # /metrics, /healthz, /readyz
     app.include_router(metrics.router, dependencies=[Depends(require_role(""))])
+    # Inbound webhooks: their URL's slug is the credential (no token, no role).
+    app.include_router(hooks.router)
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:

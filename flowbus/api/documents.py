@@ -19,6 +19,7 @@ from flowbus.engine.documents import delete_document, save_document
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.slot_table import GLOBAL_LIMIT, LIMIT
 from flowbus.engine.variables import VARIABLE, check_name
+from flowbus.engine.webhooks import WEBHOOK, check_template, read_webhook
 
 router = APIRouter(responses=ERRORS)
 
@@ -68,6 +69,14 @@ def _automation(name: str, body: Any) -> Any:
     return automation.model_dump(mode="json")
 
 
+def _webhook(name: str, body: Any) -> Any:
+    webhook = read_webhook(body)
+    if webhook.name != name:
+        raise ValueError(f"the webhook's name is {webhook.name!r}, not {name!r}")
+    check_template(webhook.template)
+    return webhook.model_dump(mode="json")
+
+
 #: The kinds written through this API, each with what checks a body (blocks: below).
 WRITABLE: dict[str, Callable[[str, Any], Any]] = {
     VARIABLE: _variable,
@@ -75,6 +84,7 @@ WRITABLE: dict[str, Callable[[str, Any], Any]] = {
     GLOBAL_LIMIT: _checked(GlobalLimit),
     AUTOMATION: _automation,
     BLOCK_TYPE: _checked(BlockType),
+    WEBHOOK: _webhook,
 }
 READABLE = {*WRITABLE, BLOCK}
 

@@ -40,6 +40,7 @@ COMMANDS: dict[str, _Command] = {
     "gcl": _Command("global_limits", "app"),
     "global-concurrency-limit": _Command("global_limits", "app", hidden=True),
     "automation": _Command("automations", "app"),
+    "webhook": _Command("webhooks", "app"),
     "backfill": _Command("schedules", "backfill"),
     "deploy": _Command("deployments", "deploy"),
     "deployment": _Command("prefect_words", "deployment_app"),

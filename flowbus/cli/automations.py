@@ -44,10 +44,16 @@ def read_automations(path: Path) -> list[Automation]:
     return automations
 
 
+def _listed(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
 def summary(automation: dict[str, Any]) -> str:
     trigger = automation["trigger"]
     match = trigger["match"]
-    what = match["type"] + "".join(f" {k}={v}" for k, v in match.get("labels", {}).items())
+    what = " | ".join(_listed(match["type"])) + "".join(
+        f" {k}={'|'.join(_listed(v))}" for k, v in match.get("labels", {}).items()
+    )
     if trigger["kind"] == "absence":
         return f"no {what} within {trigger['within']:g} s before cron {trigger['cron']}"
     times = (

@@ -252,6 +252,7 @@ def deploy_from_file(folder: Path, names: list[str], every: bool, as_json: bool)
         except FlowbusError as exc:
             fail(f"{path.name}: deployment {entry.name!r}: {exc}", code=2)
     saved: list[DeploymentView] = []
+    changed = False
     for entry in entries:
         assert entry.entrypoint is not None
         for note in notes(entry, found):
@@ -261,10 +262,17 @@ def deploy_from_file(folder: Path, names: list[str], every: bool, as_json: bool)
         saved.append(record(entry.entrypoint, entry.name, here, entry.queue, entry.parameters,
                             entry.tags, entry.description, file_schedules(entry), "latest",
                             "allow", limit, collision, 3, None, None, as_json))  # fmt: skip
-        made = with_store(partial(replace_triggers, deployment=saved[-1].name,
-                                  triggers=triggers[entry.name]))  # fmt: skip
+        made, removed = with_store(partial(replace_triggers, deployment=saved[-1].name,
+                                           triggers=triggers[entry.name]))  # fmt: skip
+        changed = changed or bool(made or removed)
         if made and not as_json:
             console.print(f"  triggers: {', '.join(made)}", markup=False)
+        if removed and not as_json:
+            console.print(f"  triggers removed: {', '.join(removed)}", markup=False)
+    if changed:  # a running automation engine reads them now, not within a second
+        from flowbus.cli.automations import announce_change
+
+        announce_change()
     if as_json:
         print_json({"deployments": [view.to_dict() for view in saved]})
 

@@ -249,3 +249,9 @@ def scheduled_slot() -> str:
     from flowbus import runtime
 
     return runtime.flow_run.scheduled_start_time.isoformat()
+
+
+@flow
+def on_push(commit: str, branch: str = "") -> str:
+    """Started by a webhook's event: the commit a push brought."""
+    return f"{branch}@{commit}"
