@@ -14,6 +14,32 @@ if TYPE_CHECKING:
     from tests.integration.stack import Stack
 
 
+@pytest.fixture(autouse=True)
+def _daemons_started_before(request: pytest.FixtureRequest) -> None:
+    """Where this test's daemons begin in ``stack.STARTED`` (for the failure report)."""
+    from tests.integration import stack
+
+    request.node.stash[_FIRST_DAEMON] = len(stack.STARTED)
+
+
+_FIRST_DAEMON = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report ends with what its daemons printed last: a failure seen only on
+    a busy CI machine can then be read, not guessed."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when != "call" or not report.failed or _FIRST_DAEMON not in item.stash:
+        return
+    from tests.integration import stack
+
+    started = stack.STARTED[item.stash[_FIRST_DAEMON] :]
+    if started:
+        report.sections.append(("daemons' last lines", stack.daemon_logs(started)))
+
+
 @pytest.fixture
 def flowbus_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh $FLOWBUS_HOME (store, results) for one test; its store is closed afterwards."""
@@ -41,3 +67,31 @@ def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         yield stack
     finally:
         stack.close()
+
+
+#: The longest test modules (minutes of daemons waiting on faults and leases), started first:
+#: ``make test`` hands whole modules to its workers in collection order, so a long module
+#: collected last would leave the other workers idle at the end. An ordering hint only.
+LONGEST_FIRST = (
+    "tests/cluster/test_cluster.py",
+    "tests/integration/test_run_invariants.py",
+    "tests/integration/test_orchestrators.py",
+    "tests/e2e/test_web_ui.py",
+    "tests/integration/test_run_path.py",
+    "tests/integration/test_limits.py",
+    "tests/integration/test_remote.py",
+    "tests/integration/test_schedules.py",
+    "tests/e2e/test_stack_cli.py",
+    "tests/integration/test_chaos.py",
+    "tests/integration/test_dask.py",
+    "tests/integration/test_replay.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: n for n, path in enumerate(LONGEST_FIRST)}
+
+    def order(item: pytest.Item) -> int:
+        return rank.get(item.nodeid.split("::", 1)[0], len(rank))
+
+    items.sort(key=order)  # stable: the rest keep their order

@@ -41,10 +41,25 @@ FAST = {
 }
 
 
+#: Every daemon started in this test process, in order: a failed test's report shows the
+#: last lines each of its daemons printed (tests/conftest.py).
+STARTED: list[Daemon] = []
+
+
+def daemon_logs(daemons: list[Daemon], lines: int = 40) -> str:
+    """The last ``lines`` lines of each daemon's output."""
+    shown = []
+    for daemon in daemons:
+        tail = daemon.output().splitlines()[-lines:]
+        shown.append(f"--- {daemon.name} ({daemon.log}) ---\n" + "\n".join(tail))
+    return "\n".join(shown)
+
+
 class Daemon:
     """A ``flowbus ...`` daemon process whose output goes to a file."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
+        STARTED.append(self)
         self.name = name
         self.log = log
         self._out = log.open("w")

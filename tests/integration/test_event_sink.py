@@ -74,6 +74,11 @@ def test_a_batch_lost_with_the_server_is_published_again_on_reconnect(
             stream.emit("log", {"task_run_id": None, "level": 20, "logger": "t",
                                 "message": f"lost {n}"})  # fmt: skip
         caplog.set_level(logging.ERROR, logger="flowbus.engine")
+        # Killed only once the batch is on its way (a busy machine may not have sent it yet).
+        pump = sink._pump
+        deadline = time.monotonic() + 60
+        while (pump.backlog or not pump.draining) and time.monotonic() < deadline:
+            time.sleep(0.01)
         server.process.send_signal(signal.SIGKILL)
         server.process.wait()
         server.stop()
@@ -82,7 +87,8 @@ def test_a_batch_lost_with_the_server_is_published_again_on_reconnect(
         assert asyncio.run(stream_count(server.url, run_id)) == 4  # each once
         reasons = [r.getMessage() for r in caplog.records if "not published yet" in r.getMessage()]
         # Published again because the connection came back, not after the ack timeout.
-        assert reasons and all("reconnected while 3 events" in r for r in reasons), reasons
+        # (In one batch or, on a busy machine, more than one.)
+        assert reasons and all("reconnected while" in r for r in reasons), reasons
     finally:
         if sink is not None:
             sink.close()
