@@ -148,6 +148,12 @@ def _view(body: dict[str, Any]) -> ArtifactView:
     )  # fmt: skip
 
 
+async def latest_of_each_key(store: EventStore) -> list[ArtifactView]:
+    """The newest artifact of every key, the most recently updated first."""
+    views = [_view(document.body) for document in await store.list_documents(ARTIFACT)]
+    return sorted(views, key=lambda view: view.updated, reverse=True)
+
+
 async def latest(store: EventStore, key: str) -> ArtifactView | None:
     """The newest artifact recorded under ``key``, or None."""
     found = await store.get_document(ARTIFACT, key)

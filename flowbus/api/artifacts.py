@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from flowbus.api.common import ERRORS, run_or_404, store_of
 from flowbus.engine.artifacts import latest as latest_artifact
-from flowbus.engine.artifacts import run_artifacts
+from flowbus.engine.artifacts import latest_of_each_key, run_artifacts
 
 router = APIRouter(responses=ERRORS)
 
@@ -19,6 +19,13 @@ async def list_run_artifacts(request: Request, run_id: str) -> list[dict[str, An
     store = store_of(request)
     await run_or_404(store, run_id)
     return [a.to_dict() for a in run_artifacts(await store.read_stream(run_id))]
+
+
+@router.get("/artifacts", tags=["artifacts"])
+async def list_artifacts(request: Request) -> list[dict[str, Any]]:
+    """The latest artifact of each key, newest first (those made with no key are on their
+    run's page)."""
+    return [a.to_dict() for a in await latest_of_each_key(store_of(request))]
 
 
 @router.get("/artifacts/{key}", tags=["artifacts"])

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flowbus.api.common import ERRORS, client_of, store_of
 from flowbus.client import ClientError
+from flowbus.engine.artifacts import ARTIFACT
 from flowbus.engine.automations import AUTOMATION, Automation
 from flowbus.engine.blocks import BLOCK, BLOCK_TYPE
 from flowbus.engine.documents import delete_document, save_document
@@ -86,7 +87,7 @@ WRITABLE: dict[str, Callable[[str, Any], Any]] = {
     BLOCK_TYPE: _checked(BlockType),
     WEBHOOK: _webhook,
 }
-READABLE = {*WRITABLE, BLOCK}
+READABLE = {*WRITABLE, BLOCK, ARTIFACT}
 
 
 def _kind(kind: str, kinds: set[str] | dict[str, Any]) -> None:

@@ -41,6 +41,8 @@ COMMANDS: dict[str, _Command] = {
     "global-concurrency-limit": _Command("global_limits", "app", hidden=True),
     "automation": _Command("automations", "app"),
     "webhook": _Command("webhooks", "app"),
+    "artifact": _Command("artifacts", "app"),
+    "artifacts": _Command("artifacts", "app", hidden=True),
     "backfill": _Command("schedules", "backfill"),
     "deploy": _Command("deployments", "deploy"),
     "deployment": _Command("prefect_words", "deployment_app"),

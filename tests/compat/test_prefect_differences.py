@@ -4,6 +4,9 @@ Prefect's documentation and run with the import line changed."""
 from __future__ import annotations
 
 import datetime
+import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -124,6 +127,14 @@ def test_artifacts_outside_any_run_are_recorded_against_no_run(flowbus_home: Pat
     update_progress_artifact(progress, 80.0)
     latest = Artifact.get("load-progress")
     assert latest is not None and latest.data == 80.0
+    # `flowbus artifact ls` (Prefect's `prefect artifact ls`) and `inspect` find them too.
+    listed = subprocess.run([sys.executable, "-m", "flowbus", "artifact", "ls", "--json"],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    keys = {a["key"]: a for a in json.loads(listed)["artifacts"]}
+    assert keys["sales-table"]["flow_run_id"] is None and keys["load-progress"]["data"] == 80.0
+    shown = subprocess.run([sys.executable, "-m", "flowbus", "artifacts", "inspect", "sales-table"],
+                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "made outside a run" in shown and "from a script" in shown
 
 
 def test_a_committed_transaction_key_is_found_by_the_next_flow_run() -> None:
