@@ -49,8 +49,8 @@ class NatsDocuments:
         reply = await self._ask("variable", name)
         return reply.found, reply.value
 
-    async def set_variable(self, name: str, value: Any) -> None:
-        await self._ask("set_variable", name, value)
+    async def set_variable(self, name: str, value: Any, tags: list[str] | None = None) -> None:
+        await self._ask("set_variable", name, value, tags)
 
     async def unset_variable(self, name: str) -> bool:
         return (await self._ask("unset_variable", name)).found
@@ -59,9 +59,11 @@ class NatsDocuments:
         reply = await self._ask("artifact", key)
         return reply.value if reply.found else None
 
-    async def _ask(self, action: Action, name: str, value: Any = None) -> DocumentReply:
+    async def _ask(
+        self, action: Action, name: str, value: Any = None, tags: list[str] | None = None
+    ) -> DocumentReply:
         request = DocumentRequest(run_id=self.run_id, attempt=self.attempt, action=action,
-                                  name=name, value=value)  # fmt: skip
+                                  name=name, value=value, tags=tags)  # fmt: skip
         body = signed(request, self._key).dump()
         if asyncio.get_running_loop() is self.loop:
             return await self._request(body)

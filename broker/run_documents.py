@@ -35,12 +35,17 @@ class DocumentRequest(_Message):
     name: str = Field(min_length=1, max_length=300)
     #: The value of ``set_variable``.
     value: JsonValue = None
+    #: The tags of ``set_variable`` (None: the variable's tags stay as they were).
+    tags: list[str] | None = Field(default=None, max_length=100)
     #: HMAC-SHA256 (hex) of ``signed_bytes()`` under the attempt key.
     mac: str = Field(default="", max_length=128)
 
     def signed_bytes(self) -> bytes:
-        """What the MAC covers: every field but the MAC, in one canonical encoding."""
-        fields = [self.run_id, self.attempt, self.action, self.name, self.value]
+        """What the MAC covers: every field but the MAC, in one canonical encoding (``tags``
+        only when given, so a request from an agent that never sends them signs as before)."""
+        fields: list[Any] = [self.run_id, self.attempt, self.action, self.name, self.value]
+        if self.tags is not None:
+            fields.append(self.tags)
         return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 

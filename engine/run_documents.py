@@ -20,7 +20,7 @@ class RunDocuments(Protocol):
     async def variable(self, name: str) -> tuple[bool, Any]:
         """Whether the variable is set, and its value."""
 
-    async def set_variable(self, name: str, value: Any) -> None: ...
+    async def set_variable(self, name: str, value: Any, tags: list[str] | None = None) -> None: ...
 
     async def unset_variable(self, name: str) -> bool:
         """False when it was not set."""

@@ -17,6 +17,8 @@ from flowbus.engine.run_documents import run_documents_var
 from flowbus.engine.store import EventStore
 
 VARIABLE = "variable"
+#: A variable\'s tags: a document of their own, so a variable\'s body stays its value.
+VARIABLE_TAGS = "variable_tags"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
 _MISSING: Any = object()
 
@@ -49,17 +51,27 @@ async def aget(name: str, default: Any = _MISSING, store: EventStore | None = No
     return default
 
 
-async def aset(name: str, value: Any, store: EventStore | None = None) -> None:
-    """Set a variable to a JSON value (a new version of it)."""
+async def aset(
+    name: str, value: Any, store: EventStore | None = None, tags: list[str] | None = None
+) -> None:
+    """Set a variable to a JSON value (a new version of it); ``tags`` (Prefect's) are kept
+    beside it (None: its tags stay as they were)."""
     source = run_documents_var.get() if store is None else None
     if source is not None:
-        await source.set_variable(check_name(name), value)
+        await source.set_variable(check_name(name), value, tags)
         return
 
     async def write(opened: EventStore) -> None:
         await save_document(opened, VARIABLE, check_name(name), value)
+        if tags is not None:
+            await save_document(opened, VARIABLE_TAGS, name, sorted({str(t) for t in tags}))
 
     await using_store(store, write)
+
+
+async def tags_of(store: EventStore) -> dict[str, list[str]]:
+    """Every variable's tags, by name (a variable without any is absent)."""
+    return {d.name: list(d.body) for d in await store.list_documents(VARIABLE_TAGS) if d.body}
 
 
 async def aunset(name: str, store: EventStore | None = None) -> bool:
@@ -68,7 +80,8 @@ async def aunset(name: str, store: EventStore | None = None) -> bool:
         return await source.unset_variable(check_name(name))
 
     async def remove(opened: EventStore) -> bool:
-        return await delete_document(opened, VARIABLE, check_name(name))
+        await delete_document(opened, VARIABLE_TAGS, check_name(name))
+        return await delete_document(opened, VARIABLE, name)
 
     result: bool = await using_store(store, remove)
     return result

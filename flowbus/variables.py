@@ -42,7 +42,7 @@ class Variable:
             raise ValueError(
                 f"Variable {name!r} already exists. Use `overwrite=True` to update it."
             )
-        await aset(name, value)
+        await aset(name, value, tags=tags)
         return cls(name, value, tags)
 
     @classmethod

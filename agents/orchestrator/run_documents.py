@@ -72,7 +72,7 @@ class RunDocuments:
                 found=value is not missing, value=None if value is missing else value
             )
         if request.action == "set_variable":
-            await variables.aset(name, request.value, store=self.store)
+            await variables.aset(name, request.value, store=self.store, tags=request.tags)
             return DocumentReply(found=True)
         if request.action == "unset_variable":
             return DocumentReply(found=await variables.aunset(name, store=self.store))

@@ -19,7 +19,7 @@ from flowbus.engine.blocks import BLOCK, BLOCK_TYPE
 from flowbus.engine.documents import delete_document, save_document
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.slot_table import GLOBAL_LIMIT, LIMIT
-from flowbus.engine.variables import VARIABLE, check_name
+from flowbus.engine.variables import VARIABLE, VARIABLE_TAGS, check_name
 from flowbus.engine.webhooks import WEBHOOK, check_template, read_webhook
 
 router = APIRouter(responses=ERRORS)
@@ -70,6 +70,13 @@ def _automation(name: str, body: Any) -> Any:
     return automation.model_dump(mode="json")
 
 
+def _variable_tags(name: str, body: Any) -> Any:
+    check_name(name)
+    if not isinstance(body, list) or not all(isinstance(tag, str) for tag in body):
+        raise ValueError("a variable's tags are a list of strings")
+    return body
+
+
 def _webhook(name: str, body: Any) -> Any:
     webhook = read_webhook(body)
     if webhook.name != name:
@@ -86,6 +93,7 @@ WRITABLE: dict[str, Callable[[str, Any], Any]] = {
     AUTOMATION: _automation,
     BLOCK_TYPE: _checked(BlockType),
     WEBHOOK: _webhook,
+    VARIABLE_TAGS: _variable_tags,
 }
 READABLE = {*WRITABLE, BLOCK, ARTIFACT}
 

@@ -7,26 +7,31 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 
 from flowbus.api.common import ERRORS, store_of
-from flowbus.engine.variables import VARIABLE
+from flowbus.engine.variables import VARIABLE, VARIABLE_TAGS, tags_of
 
 router = APIRouter(responses=ERRORS)
 
 
 @router.get("/variables", tags=["variables"])
 async def list_variables(request: Request) -> list[dict[str, Any]]:
+    store = store_of(request)
+    tags = await tags_of(store)
     return [
-        {"name": d.name, "value": d.body, "updated": d.updated, "version": d.version}
-        for d in await store_of(request).list_documents(VARIABLE)
-    ]
+        {"name": d.name, "value": d.body, "tags": tags.get(d.name, []), "updated": d.updated,
+         "version": d.version}
+        for d in await store.list_documents(VARIABLE)
+    ]  # fmt: skip
 
 
 @router.get("/variables/{name}", tags=["variables"])
 async def get_variable(request: Request, name: str) -> dict[str, Any]:
-    found = await store_of(request).get_document(VARIABLE, name)
+    store = store_of(request)
+    found = await store.get_document(VARIABLE, name)
     if found is None:
         raise HTTPException(404, f"no variable {name}")
-    return {"name": found.name, "value": found.body, "updated": found.updated,
-            "version": found.version}  # fmt: skip
+    tags = await store.get_document(VARIABLE_TAGS, name)
+    return {"name": found.name, "value": found.body, "tags": tags.body if tags else [],
+            "updated": found.updated, "version": found.version}  # fmt: skip
 
 
 __all__ = ["router"]

@@ -29,7 +29,7 @@ from flowbus.engine.blocks import (
 from flowbus.engine.entrypoints import load_object
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.store import DocumentView, EventStore
-from flowbus.engine.variables import VARIABLE, aget, aset, aunset
+from flowbus.engine.variables import VARIABLE, aget, aset, aunset, tags_of
 from flowbus.remote.store import ApiStore
 
 block_app = typer.Typer(help="Blocks: typed configuration, with encrypted secrets.",
@@ -220,13 +220,19 @@ def block_rotate_key() -> None:
 def variable_set(
     name: str,
     value: Annotated[str, typer.Argument(help="JSON (3, true, [1,2], {...}) or plain text.")],
+    tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tag", "-t", help=("A tag (repeatable); without any, the variable keeps its tags.")
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Set a variable."""
     parsed = parse_params([f"v={value}"])["v"]
 
     async def save(store: EventStore) -> None:
-        await aset(name, parsed, store)
+        await aset(name, parsed, store, tags=tag)
 
     _store_call(save)
     if as_json:
@@ -253,17 +259,18 @@ def variable_get(name: str, as_json: JsonOption = False) -> None:
 def variable_ls(as_json: JsonOption = False) -> None:
     """List variables."""
 
-    async def fetch(store: EventStore) -> list[DocumentView]:
-        return await store.list_documents(VARIABLE)
+    async def fetch(store: EventStore) -> tuple[list[DocumentView], dict[str, list[str]]]:
+        return await store.list_documents(VARIABLE), await tags_of(store)
 
-    found = _store_call(fetch)
-    rows = [{"name": v.name, "value": v.body, "updated": v.updated, "version": v.version}
-            for v in found]  # fmt: skip
+    found, tags = _store_call(fetch)
+    rows = [{"name": v.name, "value": v.body, "tags": tags.get(v.name, []),
+             "updated": v.updated, "version": v.version} for v in found]  # fmt: skip
     if as_json:
         print_json({"variables": rows})
         return
     for row in rows:
-        console.print(f"{row['name']} = {json.dumps(row['value'])}", markup=False)
+        tagged = f"  [{', '.join(row['tags'])}]" if row["tags"] else ""
+        console.print(f"{row['name']} = {json.dumps(row['value'])}{tagged}", markup=False)
     if not rows:
         console.print("[dim]no variables[/]")
 

@@ -26,6 +26,21 @@ def test_variable_set_get_unset() -> None:
     assert Variable.unset("region") is False
 
 
+def test_a_variables_tags_are_stored(flowbus_home: object) -> None:
+    import json
+    import subprocess
+    import sys
+
+    made = Variable.set("team", "data", tags=["prod", "eu"])
+    assert (made.name, made.value, made.tags) == ("team", "data", ["prod", "eu"])
+    Variable.set("team", "platform", overwrite=True)  # no tags given: they stay
+    listed = subprocess.run([sys.executable, "-m", "flowbus", "variable", "ls", "--json"],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    [team] = json.loads(listed)["variables"]
+    assert team["value"] == "platform" and team["tags"] == ["eu", "prod"]
+    assert Variable.unset("team") is True
+
+
 def test_variables_are_awaited_in_async_flows_and_called_in_sync_ones() -> None:
     @flow
     async def async_pipeline() -> object:

@@ -70,6 +70,11 @@ def test_a_secret_never_leaves_its_block(stack: Stack) -> None:
     detail = httpx.get(f"{with_api}/runs/{runs[1]}").json()
     assert "the API refused key ********" in (detail["error"] or "")
 
+    # A variable set in the run, with tags (through the orchestrator: the agent has no store).
+    variables = {v["name"]: v for v in httpx.get(f"{with_api}/variables").json()}
+    assert variables["last-caller"]["tags"] == ["audit"]
+    assert variables["region"]["tags"] == []
+
     # The orchestrator handed the block over, once per run, and recorded it.
     reads = block_reads(stack)
     assert sorted(r["run_id"] for r in reads) == sorted(runs)

@@ -87,9 +87,11 @@ def dies() -> None:
 def uses_secret(fail: bool = False) -> str:
     """Loads a secret block and is careless with it: logs, prints, returns, raises it."""
     from flowbus import Secret, variables
+    from flowbus.variables import Variable
 
     key = Secret.load("api-key").get()
     get_run_logger().info("calling the API with key %s in %s", key, variables.get("region"))
+    Variable.set("last-caller", "uses-secret", tags=["audit"], overwrite=True)  # by the agent
     print(f"key={key}")
     if fail:
         raise RuntimeError(f"the API refused key {key}")
