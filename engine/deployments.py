@@ -3,6 +3,7 @@ as ``deployment.saved`` events in a stream of its own, whose id derives from the
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 import uuid
@@ -71,6 +72,19 @@ class DeploymentSpec:
     @property
     def name(self) -> str:
         return f"{self.flow_name}/{self.deployment_name}"
+
+
+#: In a deployment's parameter schema, ``false``: submissions are not checked against it (Prefect's
+#: ``enforce_parameter_schema: false``); the flow still checks its parameters when it runs.
+NOT_ENFORCED = "x-flowbus-enforce"
+
+
+def enforcing(spec: DeploymentSpec, enforce: bool) -> DeploymentSpec:
+    """``spec`` whose submissions are checked against its schema (``enforce``) or not."""
+    schema = {k: v for k, v in spec.parameter_schema.items() if k != NOT_ENFORCED}
+    if not enforce:
+        schema[NOT_ENFORCED] = False
+    return dataclasses.replace(spec, parameter_schema=schema)
 
 
 def build_deployment(

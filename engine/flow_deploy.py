@@ -43,7 +43,7 @@ SOURCE_ATTRIBUTE = "_flowbus_source"
 #: Prefect's options that mean nothing here (no images, no workers' job settings): accepted
 #: so that a Prefect script runs unchanged.
 IGNORED = frozenset({"image", "build", "push", "job_variables", "version",
-                     "version_type", "enforce_parameter_schema", "entrypoint_type",
+                     "version_type", "entrypoint_type",
                      "print_next_steps", "ignore_warnings"})  # fmt: skip
 
 
@@ -84,12 +84,18 @@ def deploy_flow(
     blocks: list[str] | None = None,
     schedules: Any = None,
     triggers: list[Any] | None = None,
+    enforce_parameter_schema: bool = True,
 ) -> Any:
     """Record the deployment (and its triggers); returns it as saved (``DeploymentView``)."""
     if schedules is not None:
         raise UsageError("flow.deploy(schedules=...): give cron=, interval= or rrule= here")
     from flowbus.engine.deployment_triggers import read_triggers, replace_triggers
-    from flowbus.engine.deployments import build_deployment, entrypoint_of, save_deployment
+    from flowbus.engine.deployments import (
+        build_deployment,
+        enforcing,
+        entrypoint_of,
+        save_deployment,
+    )
 
     wanted_triggers = read_triggers(triggers)
 
@@ -109,6 +115,7 @@ def deploy_flow(
                          "give them in parameters=")  # fmt: skip
     spec = dataclasses.replace(spec, schedules=schedules, concurrency_limit=concurrency_limit,
                                blocks=None if blocks is None else list(blocks))  # fmt: skip
+    spec = enforcing(spec, enforce_parameter_schema)
 
     async def save() -> Any:
         store = store_factory()

@@ -11,7 +11,7 @@ import orjson
 from pydantic import BaseModel
 
 from flowbus.agents.ledger import RunLedger
-from flowbus.engine.deployments import deployment_id
+from flowbus.engine.deployments import NOT_ENFORCED, deployment_id
 from flowbus.engine.events import DeploymentSaved
 from flowbus.engine.schema_model import model_from_schema
 from flowbus.engine.store import DeploymentView, EventStore
@@ -66,6 +66,12 @@ class Deployments:
         """A submission's parameters, validated and coerced by the deployment's schema (its
         defaults filled in), as JSON; raises pydantic's ``ValidationError``, or orjson's
         ``JSONEncodeError`` for a value an event cannot hold (a 65-bit integer)."""
+        if deployment.parameter_schema.get(NOT_ENFORCED) is False:
+            # Not checked here (Prefect's enforce_parameter_schema: false): the flow checks
+            # its parameters when it runs. They must still be JSON an event can hold.
+            parameters = {**deployment.parameters, **given}
+            orjson.dumps(parameters)
+            return parameters
         key = (deployment.name, deployment.version)
         model = self._models.get(key)
         if model is None:

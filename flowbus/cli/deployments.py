@@ -28,7 +28,7 @@ from flowbus.engine.deployment_triggers import (
     read_triggers,
     replace_triggers,
 )
-from flowbus.engine.deployments import build_deployment, save_deployment
+from flowbus.engine.deployments import build_deployment, enforcing, save_deployment
 from flowbus.engine.entrypoints import load_flow
 from flowbus.engine.errors import FlowbusError, UsageError
 from flowbus.engine.schedules import CatchUp, DeploymentSchedule, Overlap, schedule_rule
@@ -143,6 +143,13 @@ def deploy(
             "one); the flow's code must be there on their hosts.",
         ),
     ] = None,
+    enforce_parameter_schema: Annotated[
+        bool,
+        typer.Option(
+            help="Check a submission's parameters against the flow's signature when it is "
+            "made (no: the flow checks them when it runs)."
+        ),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
     apply: Annotated[
         bool, typer.Option("--apply", help="Accepted for Prefect's guide: always applied.")
@@ -161,7 +168,7 @@ def deploy(
     saved = record(entrypoint, name[0], Path.cwd(), queue, parse_params(param or []), tag or [],
                    description, schedules, catchup.value, overlap.value, concurrency_limit,
                    collision.value, crash_retries, block_patterns(block), working_dir,
-                   as_json)  # fmt: skip
+                   as_json, enforce_parameter_schema)  # fmt: skip
     if as_json:
         print_json(saved.to_dict())
 
@@ -183,6 +190,7 @@ def record(
     blocks: list[str] | None,
     working_dir: Path | None,
     quiet: bool,
+    enforce: bool = True,
 ) -> DeploymentView:
     """Check and save one deployment; say what was saved unless ``quiet``."""
     try:
@@ -210,6 +218,7 @@ def record(
         collision=collision,
         blocks=blocks,
     )
+    spec = enforcing(spec, enforce)
 
     async def save(store: EventStore) -> DeploymentView:
         return await save_deployment(store, spec)
@@ -261,7 +270,8 @@ def deploy_from_file(folder: Path, names: list[str], every: bool, as_json: bool)
         limit, collision = entry.limit
         saved.append(record(entry.entrypoint, entry.name, here, entry.queue, entry.parameters,
                             entry.tags, entry.description, file_schedules(entry), "latest",
-                            "allow", limit, collision, 3, None, None, as_json))  # fmt: skip
+                            "allow", limit, collision, 3, None, None, as_json,
+                            entry.enforce_parameter_schema))  # fmt: skip
         made, removed = with_store(partial(replace_triggers, deployment=saved[-1].name,
                                            triggers=triggers[entry.name]))  # fmt: skip
         changed = changed or bool(made or removed)

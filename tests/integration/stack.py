@@ -21,7 +21,7 @@ from flowbus.broker import EmbeddedNatsServer
 from flowbus.broker.nats_auth import add_agent as add_agent_credential
 from flowbus.broker.nats_auth import init as init_roles
 from flowbus.client import Client
-from flowbus.engine.deployments import build_deployment, save_deployment
+from flowbus.engine.deployments import build_deployment, enforcing, save_deployment
 from flowbus.engine.entrypoints import load_flow
 from flowbus.engine.sealing import new_key
 from flowbus.engine.store import EventStore, SqliteEventStore, store_from_url
@@ -244,12 +244,13 @@ class Stack:
         folder: Path = FLOWS_DIR,
         file: str = "flows.py",
         blocks: list[str] | None = None,
+        enforce: bool = True,
         **params: Any,
     ) -> str:
         flow = load_flow(f"{file}:{function}", folder)
         spec = build_deployment(flow, name, f"{file}:{function}", folder, queue, params,
                                 crash_retries=crash_retries)  # fmt: skip
-        spec = dataclasses.replace(spec, blocks=blocks)
+        spec = enforcing(dataclasses.replace(spec, blocks=blocks), enforce)
 
         async def save(store: EventStore) -> str:
             return (await save_deployment(store, spec)).name

@@ -73,6 +73,21 @@ async def test_bad_submissions_get_clear_errors_and_queue_nothing(stack: Stack) 
     assert stack.with_store(lambda s: s.list_flow_runs()) == []
 
 
+async def test_a_deployment_that_does_not_enforce_its_schema_lets_the_flow_check(
+    stack: Stack,
+) -> None:
+    """Prefect's ``enforce_parameter_schema: false``: a submission is taken as given, and the
+    flow's own check fails the run when it starts."""
+    deployment = stack.deploy("quick", name="loose", enforce=False)
+    stack.start_agent("agent-1")
+    async with stack.client() as client:
+        run = await client.submit(deployment, {"n": "many"})
+        final = await client.wait(run.run_id, timeout=60)
+    assert final.name == "Failed"
+    assert "ParameterTypeError" in (final.message or "") or "valid integer" in (final.message or "")
+    assert stack.with_store(lambda s: s.get_flow_run(run.run_id)).parameters == {"n": "many"}
+
+
 async def test_one_idempotency_key_gives_one_run(stack: Stack) -> None:
     deployment = stack.deploy("quick")
     async with stack.client() as client:
