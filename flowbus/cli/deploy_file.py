@@ -6,7 +6,8 @@ Read here (pure: text in, entries out): each deployment's ``name``, ``entrypoint
 ``timezone``, ``active`` and ``anchor_date``), ``work_pool`` (its ``work_queue_name``, else its
 ``name``, is the work queue), ``concurrency_limit`` (a number or ``{limit,
 collision_strategy}``) and ``enforce_parameter_schema``; YAML anchors and merge keys as
-Prefect's examples use them; the ``pull`` step ``set_working_directory``. ``build`` and ``push``
+Prefect's examples use them; ``triggers``; the ``pull`` steps ``set_working_directory`` and
+``git_clone`` of a repository on this machine (``pull_steps.py``). ``build`` and ``push``
 steps are skipped with a note (agents run the code where it is). A key flowbus does not know, or
 a value of the wrong kind, is an error naming the key and its line.
 """
@@ -20,11 +21,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from flowbus.cli.pull_steps import code_folder, skipped
 from flowbus.engine.errors import UsageError
 
 #: Looked for in this order in the folder ``flowbus deploy`` runs in.
 FILE_NAMES = ("flowbus.yaml", "prefect.yaml")
-_SET_WORKING_DIRECTORY = "prefect.deployments.steps.set_working_directory"
 
 
 class _Strict(BaseModel):
@@ -155,25 +156,23 @@ def chosen(found: DeployFile, names: list[str], every: bool, source: str) -> lis
 
 
 def working_directory(entry: DeploymentEntry, found: DeployFile, folder: Path) -> Path | None:
-    """The folder the ``pull`` steps (the deployment's own, else the file's) set, if any."""
-    for step in entry.pull if entry.pull is not None else found.pull or []:
-        settings = step.get(_SET_WORKING_DIRECTORY)
-        if isinstance(settings, dict) and settings.get("directory"):
-            return (folder / str(settings["directory"])).resolve()
-    return None
+    """The folder the ``pull`` steps (the deployment's own, else the file's) put the code in,
+    if any (``pull_steps.py``: a local repository is cloned now)."""
+    return code_folder(_pull(entry, found), folder)
 
 
-def notes(entry: DeploymentEntry, found: DeployFile) -> list[str]:
+def _pull(entry: DeploymentEntry, found: DeployFile) -> list[dict[str, Any]]:
+    return entry.pull if entry.pull is not None else found.pull or []
+
+
+def notes(entry: DeploymentEntry, found: DeployFile, folder: Path = Path()) -> list[str]:
     """What of the entry is not used here, said once at deploy time."""
     said = []
     if (entry.build if entry.build is not None else found.build) or (
         entry.push if entry.push is not None else found.push
     ):
         said.append("build and push steps skipped: agents run the code from the working folder")
-    for step in entry.pull if entry.pull is not None else found.pull or []:
-        if _SET_WORKING_DIRECTORY not in step:
-            said.append(f"pull step {next(iter(step), '?')} skipped: only "
-                        "set_working_directory is run")  # fmt: skip
+    said.extend(skipped(_pull(entry, found), folder))
     if entry.work_pool is not None and entry.work_pool.job_variables:
         said.append("job_variables skipped: agents take no per-run job settings")
     return said

@@ -264,9 +264,12 @@ def deploy_from_file(folder: Path, names: list[str], every: bool, as_json: bool)
     changed = False
     for entry in entries:
         assert entry.entrypoint is not None
-        for note in notes(entry, found):
+        for note in notes(entry, found, folder):
             err_console.print(f"{entry.name}: {note}", markup=False)
-        here = working_directory(entry, found, folder) or folder
+        try:
+            here = working_directory(entry, found, folder) or folder
+        except FlowbusError as exc:
+            fail(f"{path.name}: deployment {entry.name!r}: {exc}", code=2)
         limit, collision = entry.limit
         saved.append(record(entry.entrypoint, entry.name, here, entry.queue, entry.parameters,
                             entry.tags, entry.description, file_schedules(entry), "latest",

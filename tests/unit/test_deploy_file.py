@@ -100,3 +100,57 @@ def test_steps_and_settings_not_used_are_said() -> None:
     found = parse_deploy_file(text, "prefect.yaml")
     said = notes(found.deployments[0], found)
     assert any("build and push" in n for n in said) and any("job_variables" in n for n in said)
+
+
+def test_git_clone_of_a_local_repository_is_cloned_once_per_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    monkeypatch.setenv("FLOWBUS_HOME", str(tmp_path / "home"))
+    repo = tmp_path / "etl-repo"
+    (repo / "flows").mkdir(parents=True)
+    (repo / "flows" / "etl.py").write_text("VERSION = 1\n")
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], check=True, text=True,
+                              capture_output=True,
+                              env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+                                   "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+                                   "PATH": "/usr/bin:/bin"}).stdout.strip()  # fmt: skip
+
+    subprocess.run(["git", "init", "--quiet", "-b", "main", str(repo)], check=True)
+    git("add", ".")
+    git("commit", "--quiet", "-m", "one")
+    text = f"""
+deployments:
+  - name: daily
+    entrypoint: etl.py:etl
+    pull:
+      - prefect.deployments.steps.git_clone:
+          repository: {repo}
+          branch: main
+      - prefect.deployments.steps.set_working_directory:
+          directory: flows
+  - name: remote
+    entrypoint: etl.py:etl
+    pull:
+      - prefect.deployments.steps.git_clone:
+          repository: https://github.com/acme/etl.git
+"""
+    found = parse_deploy_file(text, "prefect.yaml")
+    daily, remote = found.deployments
+    first = working_directory(daily, found, tmp_path)
+    assert first is not None and (first / "etl.py").read_text() == "VERSION = 1\n"
+    assert first.parent.parent == tmp_path / "home" / "code" and first.name == "flows"
+    assert working_directory(daily, found, tmp_path) == first  # the same commit: reused
+    (repo / "flows" / "etl.py").write_text("VERSION = 2\n")
+    git("commit", "--quiet", "-am", "two")
+    second = working_directory(daily, found, tmp_path)
+    assert second is not None and second != first
+    assert (second / "etl.py").read_text() == "VERSION = 2\n"
+    assert (first / "etl.py").read_text() == "VERSION = 1\n"  # runs in flight keep theirs
+    assert notes(daily, found, tmp_path) == []
+    assert working_directory(remote, found, tmp_path) is None
+    [said] = notes(remote, found, tmp_path)
+    assert "git_clone of https://github.com/acme/etl.git skipped" in said
