@@ -252,14 +252,7 @@ def deploy_from_file(folder: Path, names: list[str], every: bool, as_json: bool)
         entries = chosen(found, names, every, path.name)
     except FlowbusError as exc:
         fail(str(exc), code=2)
-    triggers: dict[str, list[DeploymentEventTrigger]] = {}
-    for entry in entries:  # every entry checked before any is saved
-        if entry.entrypoint is None:
-            fail(f"{path.name}: deployment {entry.name!r} has no entrypoint", code=2)
-        try:
-            triggers[entry.name] = read_triggers(entry.triggers)
-        except FlowbusError as exc:
-            fail(f"{path.name}: deployment {entry.name!r}: {exc}", code=2)
+    triggers = _checked_triggers(entries, path.name)
     saved: list[DeploymentView] = []
     changed = False
     for entry in entries:
@@ -275,19 +268,39 @@ def deploy_from_file(folder: Path, names: list[str], every: bool, as_json: bool)
                             entry.tags, entry.description, file_schedules(entry), "latest",
                             "allow", limit, collision, 3, None, None, as_json,
                             entry.enforce_parameter_schema))  # fmt: skip
-        made, removed = with_store(partial(replace_triggers, deployment=saved[-1].name,
-                                           triggers=triggers[entry.name]))  # fmt: skip
-        changed = changed or bool(made or removed)
-        if made and not as_json:
-            console.print(f"  triggers: {', '.join(made)}", markup=False)
-        if removed and not as_json:
-            console.print(f"  triggers removed: {', '.join(removed)}", markup=False)
+        changed = _set_triggers(saved[-1].name, triggers[entry.name], as_json) or changed
     if changed:  # a running automation engine reads them now, not within a second
         from flowbus.cli.automations import announce_change
 
         announce_change()
     if as_json:
         print_json({"deployments": [view.to_dict() for view in saved]})
+
+
+def _checked_triggers(
+    entries: list[DeploymentEntry], file: str
+) -> dict[str, list[DeploymentEventTrigger]]:
+    """Every entry's triggers, checked before any entry is saved (and its entrypoint given)."""
+    triggers: dict[str, list[DeploymentEventTrigger]] = {}
+    for entry in entries:
+        if entry.entrypoint is None:
+            fail(f"{file}: deployment {entry.name!r} has no entrypoint", code=2)
+        try:
+            triggers[entry.name] = read_triggers(entry.triggers)
+        except FlowbusError as exc:
+            fail(f"{file}: deployment {entry.name!r}: {exc}", code=2)
+    return triggers
+
+
+def _set_triggers(deployment: str, triggers: list[DeploymentEventTrigger], quiet: bool) -> bool:
+    """Make the deployment's triggers these; True when any was made or removed."""
+    made, removed = with_store(partial(replace_triggers, deployment=deployment,
+                                       triggers=triggers))  # fmt: skip
+    if made and not quiet:
+        console.print(f"  triggers: {', '.join(made)}", markup=False)
+    if removed and not quiet:
+        console.print(f"  triggers removed: {', '.join(removed)}", markup=False)
+    return bool(made or removed)
 
 
 def file_schedules(entry: DeploymentEntry) -> list[DeploymentSchedule]:
