@@ -35,6 +35,7 @@ from flowbus.agents import telemetry
 from flowbus.agents.fenced_streams import FencedStreams, store_only
 from flowbus.agents.ledger import RunLedger
 from flowbus.agents.lifecycle import Daemon, Loop
+from flowbus.agents.restore_catch_up import RestoreCatchUp
 from flowbus.broker import subjects
 from flowbus.broker.dead_letters import dead_letter
 from flowbus.broker.fencing import FenceChecker
@@ -44,6 +45,7 @@ from flowbus.engine.errors import SequenceError, StoreError
 from flowbus.engine.events import DecodeError, decode_event
 from flowbus.engine.records import EventRecord
 from flowbus.engine.store import EventStore
+from flowbus.engine.store.backup import pending_reconciliation, reconciled
 
 log = structlog.get_logger("flowbus.recorder")
 
@@ -93,6 +95,8 @@ class Recorder(Daemon):
         #: Checks that a fenced event was published by the agent granted its attempt.
         self.fences = fences or FenceChecker()
         self.counts: Counter[str] = Counter()
+        #: After a restore of the store: the events it missed, recorded from the stream.
+        self.catch_up: RestoreCatchUp | None = None
 
     async def _subscription(self) -> Puller:
         js = self.client.jetstream()
@@ -105,6 +109,20 @@ class Recorder(Daemon):
             max_ack_pending=self.settings.batch_size * 4,  # the server default (1000) stalls
             filter_subject=subjects.EVENTS_SUBJECTS,
         )
+        since = await pending_reconciliation(self.store)
+        if since is not None:
+            # The store was restored from a backup: record again what the stream holds from a
+            # minute before it was taken (what the store has is recorded as a no-op).
+            log.warning("store restored: recording the events stream again", since=since)
+            with contextlib.suppress(NotFoundError):
+                await js.delete_consumer(subjects.EVENTS_STREAM, subjects.RECORDER_CONSUMER)
+            config.deliver_policy = DeliverPolicy.BY_START_TIME
+            config.opt_start_time = since
+            await js.add_consumer(subjects.EVENTS_STREAM, config)
+            last = (await js.stream_info(subjects.EVENTS_STREAM)).state.last_seq
+            self.catch_up = RestoreCatchUp(self.ledger, last, self._record_batch)
+            await reconciled(self.store)
+            return await self._pull()
         try:
             info = await js.consumer_info(subjects.EVENTS_STREAM, subjects.RECORDER_CONSUMER)
         except NotFoundError:
@@ -121,6 +139,9 @@ class Recorder(Daemon):
                 config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
                 config.opt_start_seq = start + 1
                 await js.add_consumer(subjects.EVENTS_STREAM, config)
+        return await self._pull()
+
+    async def _pull(self) -> Puller:
         # Each event as it arrives (``broker/pull.py``): a run's end is recorded at once.
         puller = Puller(self.client, subjects.EVENTS_STREAM, subjects.RECORDER_CONSUMER,
                         batch=self.settings.batch_size)  # fmt: skip
@@ -173,6 +194,12 @@ class Recorder(Daemon):
 
     async def handle(self, messages: list[Msg]) -> None:
         """Record one fetched batch; ack, nak or dead-letter every message of it."""
+        if self.catch_up is not None:
+            await self.catch_up.handle(messages)
+        else:
+            await self._record_batch(messages)
+
+    async def _record_batch(self, messages: list[Msg]) -> None:
         checked, recorded = await self._sort(messages)
         if recorded:
             await self.ledger.observe(recorded)

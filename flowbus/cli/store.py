@@ -1,10 +1,15 @@
-"""``flowbus store``: rebuild the projections from the event log, or verify them."""
+"""``flowbus store``: rebuild the projections from the event log, verify them, back the store
+up and restore it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from flowbus.cli.common import console, fail, with_store
+from flowbus.cli.common import console, fail, print_json, with_store
+from flowbus.engine.errors import FlowbusError
 from flowbus.engine.store import EventStore
 
 app = typer.Typer(help="Maintain the event store.", no_args_is_help=True)
@@ -34,3 +39,48 @@ def verify() -> None:
             console.print(line, markup=False)
         fail(f"projections differ from the event log ({len(differences)} differences shown)")
     console.print("projections match the event log")
+
+
+@app.command("backup")
+def backup_store(
+    path: Annotated[Path, typer.Argument(help="A new file for the copy.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
+) -> None:
+    """Copy the SQLite store to PATH, consistent, while orchestrators write to it."""
+    from flowbus.engine.settings import store_url
+    from flowbus.engine.store.backup import backup
+
+    try:
+        made = backup(store_url(), path)
+    except FlowbusError as exc:
+        fail(str(exc), code=2)
+    if as_json:
+        print_json({"path": str(made.path), "taken_at": made.taken_at, "bytes": made.bytes})
+        return
+    console.print(f"backed up to {made.path} ({made.bytes:,} bytes), as of {made.taken_at}",
+                  markup=False)  # fmt: skip
+
+
+@app.command("restore")
+def restore_store(
+    path: Annotated[Path, typer.Argument(help="A file flowbus store backup made.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask first.")] = False,
+) -> None:
+    """Replace the SQLite store with a backup (stop the orchestrators first). The next leader
+    records again the events published since the backup was taken."""
+    from flowbus.engine.settings import store_url
+    from flowbus.engine.store.backup import restore, sqlite_path
+
+    try:
+        target = sqlite_path(store_url())
+    except FlowbusError as exc:
+        fail(str(exc), code=2)
+    if not yes and not typer.confirm(f"replace the store {target} with {path}?"):
+        fail("nothing restored", code=1)
+    try:
+        done = restore(path, store_url())
+    except FlowbusError as exc:
+        fail(str(exc), code=2)
+    console.print(f"restored {target} from {path} (taken {done['taken_at']}); the next leading "
+                  f"orchestrator records the events stream again from {done['since']}",
+                  markup=False)  # fmt: skip
