@@ -212,6 +212,13 @@ class EventStore(abc.ABC):
         (ISO 8601), on ``subject`` (a run id, a queue, a document's name)."""
 
     @abc.abstractmethod
+    async def prune(self, run_ids: Sequence[str]) -> int:
+        """Remove these finished runs whole, in one transaction: their events, their rows in
+        every projection (runs, task runs, logs, audit, the dashboard's counts). Returns how
+        many runs were removed (one not there is not counted). Choosing which runs may go is
+        the caller's (``engine/retention.py``): this removes what it is given."""
+
+    @abc.abstractmethod
     async def rebuild_projections(self) -> int:
         """Re-derive every projection from the log; return the number of events replayed."""
 

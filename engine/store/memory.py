@@ -110,6 +110,10 @@ def _apply_documents(documents: dict[Any, dict[str, Any]], ops: ProjectionPlan) 
         documents[(new["kind"], new["name"])] = new
 
 
+#: The slot of a pruned event (its stream id matches no run).
+_TOMBSTONE = EventRecord("", "", 0, "", "", {}, 0)
+
+
 class MemoryEventStore(EventStore):
     """Event store held in dicts, with the same contract as the SQL backends."""
 
@@ -172,7 +176,13 @@ class MemoryEventStore(EventStore):
         ]
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[StoredEvent]:
-        return [self._stored(r) for r in self._events[after_position : after_position + limit]]
+        found: list[StoredEvent] = []
+        for record in self._events[after_position:]:
+            if len(found) == limit:
+                break
+            if record is not _TOMBSTONE:
+                found.append(self._stored(record))
+        return found
 
     @staticmethod
     def _flow_view(row: dict[str, Any]) -> FlowRunView:
@@ -230,7 +240,7 @@ class MemoryEventStore(EventStore):
 
     def _rebuilt(self) -> Tables:
         tables = _empty_tables()
-        _apply(tables, plan(self._events))
+        _apply(tables, plan([r for r in self._events if r is not _TOMBSTONE]))
         return tables
 
     async def get_document(self, kind: str, name: str) -> DocumentView | None:
@@ -257,6 +267,27 @@ class MemoryEventStore(EventStore):
                 and subject in (None, r["subject"])]  # fmt: skip
         rows.sort(key=lambda r: (r["occurred"], r["event_id"]), reverse=True)
         return [AuditView(**r) for r in rows[:limit]]
+
+    async def prune(self, run_ids: Sequence[str]) -> int:
+        async with self._lock:
+            gone = {r for r in run_ids if r in self._tables["flow_runs"]}
+            if not gone:
+                return 0
+            for run_id in gone:
+                _count(self._tables, self._tables["flow_runs"].pop(run_id), -1)
+            # Positions stay what they were (read_all pages by them): the events are dropped
+            # from the list's slots, not the slots themselves.
+            self._events = [
+                _TOMBSTONE if r.stream_id in gone else r for r in self._events
+            ]  # fmt: skip
+            for table, column in (("task_runs", "flow_run_id"), ("logs", "run_id"),
+                                  ("audit", "stream_id")):  # fmt: skip
+                rows = self._tables[table]
+                for key in [k for k, row in rows.items() if row[column] in gone]:
+                    del rows[key]
+            for run_id in gone:
+                self._heads.pop(run_id, None)
+            return len(gone)
 
     async def rebuild_projections(self) -> int:
         self._tables = self._rebuilt()

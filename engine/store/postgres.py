@@ -357,6 +357,28 @@ class PostgresEventStore(EventStore):
         )
         return [document_view(tuple(row)) for row in rows]
 
+    async def prune(self, run_ids: Sequence[str]) -> int:
+        if not run_ids:
+            return 0
+        ids = list(run_ids)
+        async with self.pool.acquire() as conn, conn.transaction():
+            # One writer at a time, as appends take it: an append between the reads and the
+            # deletes below cannot change the counts they move.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _WRITER_LOCK)
+            await conn.execute(
+                "UPDATE run_counts SET runs = run_counts.runs - gone.runs FROM ("
+                " SELECT substr(created, 1, 13) AS hour, state_type, count(*) AS runs"
+                " FROM flow_runs WHERE id = ANY($1::text[]) GROUP BY 1, 2) AS gone"
+                " WHERE run_counts.hour = gone.hour AND run_counts.state_type = gone.state_type",
+                ids,
+            )
+            for sql in q.PRUNE_STATEMENTS:
+                await conn.execute(sql.format(marks="SELECT unnest($1::text[])"), ids)
+            deleted = await conn.execute("DELETE FROM flow_runs WHERE id = ANY($1::text[])", ids)
+            await conn.execute("DELETE FROM run_counts WHERE runs <= 0")
+        self._heads.clear()
+        return int(deleted.split()[-1])
+
     async def rebuild_projections(self) -> int:
         async with self._lock, self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _WRITER_LOCK)

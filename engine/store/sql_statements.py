@@ -40,6 +40,14 @@ def event_rows(records: Sequence[EventRecord]) -> list[tuple[Any, ...]]:
 PROJECTION_TABLES = (
     "flow_runs", "task_runs", "logs", "deployments", "documents", "run_counts", "audit"
 )  # fmt: skip
+#: What ``prune`` deletes beside a run's row, for runs ``IN ({marks})`` (the run's row last:
+#: the counts are read from it first).
+PRUNE_STATEMENTS = (
+    "DELETE FROM task_runs WHERE flow_run_id IN ({marks})",
+    "DELETE FROM logs WHERE run_id IN ({marks})",
+    "DELETE FROM audit WHERE stream_id IN ({marks})",
+    "DELETE FROM events WHERE stream_id IN ({marks})",
+)
 INSERT_COLUMNS = {"flow_runs": FLOW_RUN_COLUMNS, "task_runs": TASK_RUN_COLUMNS, "logs": LOG_COLUMNS}
 
 

@@ -64,6 +64,39 @@ def _transact(connection: sqlite3.Connection, statements: list[tuple[str, Any]])
         raise
 
 
+def _prune(connection: sqlite3.Connection, run_ids: list[str]) -> int:
+    """``prune`` on the connection's thread: one transaction, in chunks of SQLite's bound
+    parameters (999 on old builds)."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        gone = 0
+        for start in range(0, len(run_ids), 500):
+            chunk = run_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for hour, state_type, runs in connection.execute(
+                f"SELECT substr(created, 1, 13), state_type, count(*) FROM flow_runs "
+                f"WHERE id IN ({marks}) GROUP BY 1, 2", chunk
+            ).fetchall():  # fmt: skip
+                connection.execute("UPDATE run_counts SET runs = runs - ? "
+                                   "WHERE hour = ? AND state_type = ?",
+                                   (runs, hour, state_type))  # fmt: skip
+            for sql in q.PRUNE_STATEMENTS:
+                connection.execute(sql.format(marks=marks), chunk)
+            gone += connection.execute(
+                f"DELETE FROM flow_runs WHERE id IN ({marks})", chunk
+            ).rowcount
+        connection.execute("DELETE FROM run_counts WHERE runs <= 0")
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    # Freed pages go back to the file system when the store was made to allow it (new
+    # stores are: auto_vacuum incremental); otherwise SQLite reuses them for new events.
+    connection.execute("PRAGMA incremental_vacuum")
+    return gone
+
+
 def _store_error(path: str, exc: sqlite3.Error) -> StoreError:
     text = str(exc)
     if "locked" in text or "busy" in text:
@@ -109,6 +142,9 @@ class SqliteEventStore(EventStore):
         try:
             self._db = await aiosqlite.connect(self.path, isolation_level=None)
             await self._db.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            # Takes effect in a new store only (before its first table): a prune's freed pages
+            # then go back to the file system (``PRAGMA incremental_vacuum``).
+            await self._db.execute("PRAGMA auto_vacuum = INCREMENTAL")
             await self._db.execute("PRAGMA journal_mode = WAL")
             await self._db.execute(f"PRAGMA synchronous = {self._synchronous}")
             await self._migrate()
@@ -385,6 +421,17 @@ class SqliteEventStore(EventStore):
             (kind,),
         )
         return [document_view(row) for row in rows]
+
+    async def prune(self, run_ids: Sequence[str]) -> int:
+        if not run_ids:
+            return 0
+        async with self._lock:
+            try:
+                gone = await self._in_thread(_prune, list(run_ids))
+            except sqlite3.Error as exc:
+                raise _store_error(self.path, exc) from exc
+            self._heads.clear()
+            return int(gone)
 
     async def rebuild_projections(self) -> int:
         async with self._lock:

@@ -84,3 +84,39 @@ def restore_store(
     console.print(f"restored {target} from {path} (taken {done['taken_at']}); the next leading "
                   f"orchestrator records the events stream again from {done['since']}",
                   markup=False)  # fmt: skip
+
+
+@app.command("prune")
+def prune_store(
+    older_than: Annotated[str, typer.Option(help="Finished runs that ended longer ago (30d).")],
+    keep_failed: Annotated[
+        str | None, typer.Option(help="Keep failed and crashed runs this long instead (90d).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would go.")] = False,
+    batch: Annotated[int, typer.Option(help="Runs removed per transaction.")] = 500,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
+) -> None:
+    """Remove finished runs older than a age, whole (events, task runs, logs), in batches;
+    unfinished runs and the runs of each key's latest artifact are kept."""
+    from flowbus.engine.clock import parse_duration
+    from flowbus.engine.retention import PruneReport, RetentionPolicy, prune
+
+    try:
+        policy = RetentionPolicy(
+            parse_duration(older_than), parse_duration(keep_failed) if keep_failed else None
+        )
+    except FlowbusError as exc:
+        fail(str(exc), code=2)
+
+    async def action(store: EventStore) -> PruneReport:
+        return await prune(store, policy, dry_run=dry_run, batch=batch)
+
+    report = with_store(action)
+    if as_json:
+        print_json(report.to_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    console.print(f"{verb} {report.runs} runs of {report.examined} examined; kept "
+                  f"{report.kept_pinned} that an artifact points at", markup=False)  # fmt: skip
+    for run_id in report.sample if dry_run else []:
+        console.print(f"  {run_id}", markup=False)

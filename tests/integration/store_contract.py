@@ -322,6 +322,35 @@ class StoreContract:
                    for c in await store.count_runs_by_hour(hours[0])}  # fmt: skip
         assert rebuilt == counts
 
+    async def test_prune_removes_runs_whole_and_the_rest_still_verifies(
+        self, store: EventStore
+    ) -> None:
+        runs = [RunBuilder() for _ in range(3)]
+        for run in runs:
+            await store.append(run.complete_run(tasks=2))
+        kept = runs[2]
+        before = {c.state_type: c.count for c in await store.count_runs_by_hour("2000")}
+        assert before == {"COMPLETED": 3}
+        assert await store.prune([runs[0].run_id, runs[1].run_id, "not-a-run"]) == 2
+        assert await store.prune([runs[0].run_id]) == 0  # again: nothing left to remove
+        for gone in runs[:2]:
+            assert await store.get_flow_run(gone.run_id) is None
+            assert await store.read_stream(gone.run_id) == []
+            assert await store.list_task_runs(gone.run_id) == []
+            assert await store.get_logs(gone.run_id) == []
+            assert await store.head(gone.run_id) == 0
+        assert (await store.get_flow_run(kept.run_id)) is not None
+        assert len(await store.list_task_runs(kept.run_id)) == 2
+        assert {c.state_type: c.count for c in await store.count_runs_by_hour("2000")} == {
+            "COMPLETED": 1
+        }
+        everything = await store.read_all(0, limit=10_000)
+        assert {e.stream_id for e in everything} == {kept.run_id}
+        assert await store.verify_projections() == []
+        await store.rebuild_projections()
+        assert await store.verify_projections() == []
+        assert [r.id for r in await store.list_flow_runs()] == [kept.run_id]
+
     async def test_documents_are_saved_replaced_deleted_and_rebuilt(
         self, store: EventStore
     ) -> None:

@@ -1,0 +1,170 @@
+"""Retention: which finished runs are old enough to go, and pruning them in small batches.
+
+    flowbus store prune --older-than 30d [--keep-failed 90d] [--dry-run]
+
+A run goes when it ended (its final state's time) longer ago than the policy says (failed and
+crashed runs may be kept longer), unless something still points at it: an unfinished run (never
+pruned), the run whose artifact is the latest of its key. Each batch is one transaction in the
+store (``EventStore.prune``), so a prune killed at any moment leaves every run whole or gone,
+and the next prune carries on; nothing is removed twice. Two prunes at once: one holds the
+lease (a document with compare-and-swap writes), the other says who holds it and stops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flowbus.engine.artifacts import ARTIFACT
+from flowbus.engine.documents import document_id
+from flowbus.engine.errors import UsageError
+from flowbus.engine.event_types import EventType
+from flowbus.engine.store import EventStore, FlowRunView
+from flowbus.engine.store.views import RunFilter
+
+#: The state types a run ends in (a run in any other is never pruned).
+FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
+#: Those that ``keep_failed`` keeps longer.
+FAILED = frozenset({"FAILED", "CRASHED"})
+LEASE_KIND, LEASE_NAME = "store_prune", "lease"
+#: A prune that stops renewing its lease (killed) frees it after this.
+LEASE = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Finished runs older than ``older_than`` go; failed ones after ``keep_failed`` if given."""
+
+    older_than: timedelta
+    keep_failed: timedelta | None = None
+
+    def __post_init__(self) -> None:
+        for name, age in (("older-than", self.older_than), ("keep-failed", self.keep_failed)):
+            if age is not None and age <= timedelta(0):
+                raise UsageError(f"--{name} must be a positive age (30d, 12h), not {age}")
+        if self.keep_failed is not None and self.keep_failed < self.older_than:
+            raise UsageError("--keep-failed keeps failed runs longer: give at least --older-than")
+
+    def cutoff(self, run: FlowRunView, now: datetime) -> datetime:
+        """Runs that ended before this may go."""
+        if self.keep_failed is not None and run.state_type in FAILED:
+            return now - self.keep_failed
+        return now - self.older_than
+
+
+def _ended(run: FlowRunView) -> datetime:
+    return datetime.fromisoformat(run.ended or run.state_timestamp)
+
+
+def choose(
+    runs: Iterable[FlowRunView], policy: RetentionPolicy, now: datetime, pinned: set[str]
+) -> list[str]:
+    """The ids of the runs that may go (pure: the decision of a prune)."""
+    return [run.id for run in runs if run.id not in pinned and _old_enough(run, policy, now)]
+
+
+def _old_enough(run: FlowRunView, policy: RetentionPolicy, now: datetime) -> bool:
+    return run.state_type in FINAL and _ended(run) < policy.cutoff(run, now)
+
+
+@dataclass
+class PruneReport:
+    """What a prune removed (or, dry, would remove)."""
+
+    dry_run: bool
+    runs: int = 0
+    kept_pinned: int = 0
+    examined: int = 0
+    sample: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dry_run": self.dry_run, "runs": self.runs, "kept_pinned": self.kept_pinned,
+                "examined": self.examined, "sample": self.sample}  # fmt: skip
+
+
+async def pinned_runs(store: EventStore) -> set[str]:
+    """Runs something still points at: the latest artifact of a key."""
+    return {
+        str(document.body["flow_run_id"])
+        for document in await store.list_documents(ARTIFACT)
+        if isinstance(document.body, dict) and document.body.get("flow_run_id")
+    }
+
+
+async def take_lease(store: EventStore, holder: str, now: datetime) -> str | None:
+    """Hold the prune lease; None when held, else who holds it (and until when)."""
+    stream = document_id(LEASE_KIND, LEASE_NAME)
+
+    def decide(events: list[Any]) -> tuple[str | None, list[tuple[str, dict[str, Any]]]]:
+        body = events[-1].data.get("body") if events else None
+        if isinstance(body, dict) and body.get("holder") not in (None, holder):
+            until = datetime.fromisoformat(body["until"])
+            if until > now:
+                return f"{body['holder']} (until {body['until']})", []
+        lease = {"holder": holder, "until": (now + LEASE).isoformat()}
+        return None, [(EventType.DOCUMENT_SAVED,
+                       {"kind": LEASE_KIND, "name": LEASE_NAME, "body": lease})]  # fmt: skip
+
+    return await store.transact(stream, decide)
+
+
+async def release_lease(store: EventStore, holder: str) -> None:
+    stream = document_id(LEASE_KIND, LEASE_NAME)
+
+    def decide(events: list[Any]) -> tuple[None, list[tuple[str, dict[str, Any]]]]:
+        body = events[-1].data.get("body") if events else None
+        if not isinstance(body, dict) or body.get("holder") != holder:
+            return None, []
+        freed = {"kind": LEASE_KIND, "name": LEASE_NAME, "body": {"holder": None}}
+        return None, [(EventType.DOCUMENT_SAVED, freed)]
+
+    await store.transact(stream, decide)
+
+
+async def prune(
+    store: EventStore, policy: RetentionPolicy, dry_run: bool = False, batch: int = 500
+) -> PruneReport:
+    """Prune what ``policy`` lets go, ``batch`` runs per transaction. ``UsageError`` when
+    another prune holds the lease."""
+    if not 1 <= batch <= 10_000:
+        raise UsageError(f"--batch must be between 1 and 10000, not {batch}")
+    holder = f"prune-{uuid.uuid4().hex[:12]}"
+    now = datetime.now(UTC)
+    report = PruneReport(dry_run)
+    if not dry_run:
+        held = await take_lease(store, holder, now)
+        if held is not None:
+            raise UsageError(f"another prune is running: {held}; nothing was removed")
+    try:
+        pinned = await pinned_runs(store)
+        # A run ends after it is made: one made after the cutoff cannot have ended before it.
+        runs = RunFilter(created_before=(now - policy.older_than).isoformat())
+        while True:
+            page = await store.find_runs(runs, limit=batch)
+            if not page:
+                break
+            runs = dataclasses.replace(runs, cursor=(page[-1].created, page[-1].id))
+            report.examined += len(page)
+            chosen = choose(page, policy, now, pinned)
+            report.kept_pinned += sum(
+                1 for r in page if r.id in pinned and _old_enough(r, policy, now)
+            )
+            report.sample.extend(chosen[: max(0, 10 - len(report.sample))])
+            if chosen and not dry_run:
+                report.runs += await store.prune(chosen)
+                held = await take_lease(store, holder, datetime.now(UTC))  # renewed per batch
+                if held is not None:  # this prune stalled past its lease; another took over
+                    raise UsageError(f"the prune lease went to {held}; stopped after a batch")
+            else:
+                report.runs += len(chosen)
+    finally:
+        if not dry_run:
+            await release_lease(store, holder)
+    return report
+
+
+__all__ = ["FINAL", "PruneReport", "RetentionPolicy", "choose", "prune", "take_lease"]

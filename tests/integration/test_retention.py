@@ -1,0 +1,159 @@
+"""``flowbus store prune`` on a real SQLite store: finished runs past the policy go whole, the
+store verifies and a rebuild agrees; unfinished runs, failed runs kept longer and the run of a
+key's latest artifact stay; a dry run removes nothing; bad ages and a prune while another holds
+the lease are refused with nothing removed; the file gives disk back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowbus.engine.records import EventRecord, make_record
+from flowbus.engine.retention import RetentionPolicy, prune, take_lease
+from flowbus.engine.states import Crashed, Failed, Running
+from flowbus.engine.store import SqliteEventStore
+from tests.integration.store_contract import ENVELOPE, RunBuilder
+
+NOW = datetime.now(UTC)
+
+
+def aged(records: list[EventRecord], days: float) -> list[EventRecord]:
+    """The run's events as if they happened ``days`` ago."""
+    when = (NOW - timedelta(days=days)).isoformat()
+    made = []
+    for record in records:
+        fields = {k: v for k, v in record.data.items() if k not in ENVELOPE}
+        if isinstance(fields.get("state"), dict):
+            fields["state"] = {**fields["state"], "timestamp": when}
+        made.append(make_record(record.stream_id, record.seq, record.type, fields, when,
+                                event_id=record.id))  # fmt: skip
+    return made
+
+
+def finished(days: float, end: Any = None, tasks: int = 2) -> tuple[str, list[EventRecord]]:
+    run = RunBuilder()
+    events = run.complete_run(tasks=tasks)
+    if end is not None:
+        events[-1] = make_record(run.run_id, events[-1].seq, "flow_run.state",
+                                 {"state": {"type": end.type, "name": end.name, "timestamp": "",
+                                            "message": "boom", "traceback": None},
+                                  "result": None})  # fmt: skip
+    return run.run_id, aged(events, days)
+
+
+def artifact_of(run_id: str, seq: int, key: str, days: float) -> EventRecord:
+    fields = {"artifact_id": f"art-{key}", "key": key, "artifact_type": "markdown",
+              "data": "# report", "description": None, "task_run_id": None}  # fmt: skip
+    return aged([make_record(run_id, seq, "artifact.created", fields)], days)[0]
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "home" / "flowbus.db"
+
+
+async def fill(path: Path) -> dict[str, str]:
+    store = SqliteEventStore(path)
+    await store.open()
+    runs: dict[str, str] = {}
+    try:
+        ends = [("old", 40, None), ("old-2", 35, None), ("recent", 1, None),
+                ("old-failed", 40, Failed()), ("older-crashed", 100, Crashed())]  # fmt: skip
+        for name, days, end in ends:
+            run_id, events = finished(days, end)
+            await store.append(events)
+            runs[name] = run_id
+        for index in range(300):  # bulk, for the disk given back
+            run_id, events = finished(50, tasks=5)
+            await store.append(events)
+            runs[f"bulk-{index}"] = run_id
+        open_run = RunBuilder()
+        await store.append(aged([open_run.created(), open_run.state(Running())], 60))
+        runs["open"] = open_run.run_id
+        run_id, events = finished(45)
+        events.insert(-1, artifact_of(run_id, events[-1].seq, "weekly-report", 45))
+        events[-1] = aged([make_record(run_id, events[-1].seq + 1, "flow_run.state",
+                                       {k: v for k, v in events[-1].data.items()
+                                        if k not in ENVELOPE})], 45)[0]  # fmt: skip
+        await store.append(events)
+        runs["artifact"] = run_id
+    finally:
+        await store.close()
+    return runs
+
+
+def cli(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FLOWBUS_HOME": str(path.parent)}
+    env.pop("FLOWBUS_STORE_URL", None)
+    return subprocess.run([sys.executable, "-m", "flowbus", "store", *args], env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def present(path: Path, runs: dict[str, str]) -> set[str]:
+    async def read() -> set[str]:
+        store = SqliteEventStore(path)
+        await store.open()
+        try:
+            return {name for name, run_id in runs.items()
+                    if await store.get_flow_run(run_id) is not None}  # fmt: skip
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def test_prune_by_hand_keeps_what_is_still_wanted(store_path: Path) -> None:
+    runs = asyncio.run(fill(store_path))
+    dry = cli(store_path, "prune", "--older-than", "30d", "--keep-failed", "90d", "--dry-run",
+              "--json")  # fmt: skip
+    assert dry.returncode == 0, dry.stderr
+    would = json.loads(dry.stdout)
+    assert would["dry_run"] and would["runs"] == 303 and would["kept_pinned"] == 1
+    assert present(store_path, runs) == set(runs)  # a dry run removes nothing
+
+    size_before = store_path.stat().st_size
+    done = cli(store_path, "prune", "--older-than", "30d", "--keep-failed", "90d", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["runs"] == 303
+    assert present(store_path, runs) == {"recent", "old-failed", "open", "artifact"}
+    assert store_path.stat().st_size < size_before  # freed pages went back to the disk
+    verify = cli(store_path, "verify")
+    assert verify.returncode == 0 and "match" in verify.stdout
+    again = cli(store_path, "prune", "--older-than", "30d", "--keep-failed", "90d", "--json")
+    assert json.loads(again.stdout)["runs"] == 0  # nothing removed twice
+
+    bad_ages = [
+        ["--older-than", "-3d"],
+        ["--older-than", "0d"],
+        ["--older-than", "5000000d"],
+        ["--older-than", "soon"],
+        ["--older-than", "30d", "--keep-failed", "1d"],
+    ]
+    for bad in bad_ages:
+        refused = cli(store_path, "prune", *bad)
+        assert refused.returncode == 2, (bad, refused.stdout, refused.stderr)
+    assert present(store_path, runs) == {"recent", "old-failed", "open", "artifact"}
+
+
+async def test_a_prune_while_another_holds_the_lease_is_refused(store_path: Path) -> None:
+    await fill(store_path)
+    store = SqliteEventStore(store_path)
+    await store.open()
+    try:
+        assert await take_lease(store, "prune-elsewhere", datetime.now(UTC)) is None
+        with pytest.raises(Exception, match="another prune is running: prune-elsewhere"):
+            await prune(store, RetentionPolicy(timedelta(days=30)))
+        assert len(await store.list_flow_runs(limit=1000)) == 307  # nothing removed
+        # A dry run takes no lease: it may look while another prunes.
+        report = await prune(store, RetentionPolicy(timedelta(days=30)), dry_run=True)
+        assert report.runs > 0
+    finally:
+        await store.close()
