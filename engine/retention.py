@@ -23,6 +23,7 @@ from flowbus.engine.artifacts import ARTIFACT
 from flowbus.engine.documents import document_id
 from flowbus.engine.errors import UsageError
 from flowbus.engine.event_types import EventType
+from flowbus.engine.settings import env_float
 from flowbus.engine.store import EventStore, FlowRunView
 from flowbus.engine.store.views import RunFilter
 
@@ -31,8 +32,13 @@ FINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
 #: Those that ``keep_failed`` keeps longer.
 FAILED = frozenset({"FAILED", "CRASHED"})
 LEASE_KIND, LEASE_NAME = "store_prune", "lease"
-#: A prune that stops renewing its lease (killed) frees it after this.
-LEASE = timedelta(minutes=2)
+#: A prune that stops renewing its lease (killed) frees it after this (``FLOWBUS_PRUNE_LEASE_
+#: SECONDS``); it renews it after every batch.
+LEASE_SECONDS = 120.0
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=env_float("FLOWBUS_PRUNE_LEASE_SECONDS", LEASE_SECONDS))
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,7 @@ async def take_lease(store: EventStore, holder: str, now: datetime) -> str | Non
             until = datetime.fromisoformat(body["until"])
             if until > now:
                 return f"{body['holder']} (until {body['until']})", []
-        lease = {"holder": holder, "until": (now + LEASE).isoformat()}
+        lease = {"holder": holder, "until": (now + _lease()).isoformat()}
         return None, [(EventType.DOCUMENT_SAVED,
                        {"kind": LEASE_KIND, "name": LEASE_NAME, "body": lease})]  # fmt: skip
 
@@ -138,7 +144,8 @@ async def prune(
     if not dry_run:
         held = await take_lease(store, holder, now)
         if held is not None:
-            raise UsageError(f"another prune is running: {held}; nothing was removed")
+            raise UsageError(f"another prune is running: {held}; nothing was removed (a prune "
+                             "that was killed frees its lease then)")  # fmt: skip
     try:
         pinned = await pinned_runs(store)
         # A run ends after it is made: one made after the cutoff cannot have ended before it.

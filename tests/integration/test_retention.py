@@ -157,3 +157,55 @@ async def test_a_prune_while_another_holds_the_lease_is_refused(store_path: Path
         assert report.runs > 0
     finally:
         await store.close()
+
+
+def test_a_prune_killed_mid_batch_is_carried_on_and_removes_nothing_twice(
+    store_path: Path,
+) -> None:
+    import signal
+    import time
+
+    async def bulk() -> list[str]:
+        store = SqliteEventStore(store_path)
+        await store.open()
+        try:
+            made = []
+            for _ in range(1500):
+                run_id, events = finished(50, tasks=3)
+                await store.append(events)
+                made.append(run_id)
+            return made
+        finally:
+            await store.close()
+
+    runs = asyncio.run(bulk())
+
+    def left() -> int:
+        return len(present(store_path, {r: r for r in runs}))
+
+    env = {**os.environ, "FLOWBUS_HOME": str(store_path.parent),
+           "FLOWBUS_PRUNE_LEASE_SECONDS": "3"}  # fmt: skip
+    env.pop("FLOWBUS_STORE_URL", None)
+    pruning = subprocess.Popen([sys.executable, "-m", "flowbus", "store", "prune",
+                                "--older-than", "30d", "--batch", "20"], env=env)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while left() == len(runs) and pruning.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        pruning.send_signal(signal.SIGKILL)
+    finally:
+        pruning.wait()
+    remaining = left()
+    assert remaining % 20 == 0  # whole batches only: a run is whole or gone
+    assert verified(store_path)
+    time.sleep(3.5)  # the killed prune's lease runs out
+    again = subprocess.run([sys.executable, "-m", "flowbus", "store", "prune", "--older-than",
+                            "30d", "--json"], env=env, capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["runs"] == remaining  # the rest, none twice
+    assert left() == 0 and verified(store_path)
+
+
+def verified(path: Path) -> bool:
+    return cli(path, "verify").returncode == 0
