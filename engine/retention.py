@@ -62,19 +62,63 @@ class RetentionPolicy:
         return now - self.older_than
 
 
+#: A deployment's own policy: a document of this kind named after it, ``{"days": N or null
+#: (keep forever), "keep_failed_days": M or null}`` (``flowbus deploy --retention-days``).
+RETENTION = "retention"
+
+
+@dataclass(frozen=True)
+class Policies:
+    """The policy of each run: its deployment's own, else the default (None: keep forever)."""
+
+    default: RetentionPolicy | None = None
+    by_deployment: dict[str, RetentionPolicy | None] = field(default_factory=dict)
+
+    def of(self, run: FlowRunView) -> RetentionPolicy | None:
+        if run.deployment is not None and run.deployment in self.by_deployment:
+            return self.by_deployment[run.deployment]
+        return self.default
+
+    def shortest(self) -> timedelta | None:
+        """The shortest ``older_than`` of them: no run made since then may go."""
+        ages = [p.older_than for p in (self.default, *self.by_deployment.values()) if p]
+        return min(ages) if ages else None
+
+
+def policy_from_days(days: float | None, keep_failed_days: float | None) -> RetentionPolicy | None:
+    """A policy from days as settings and documents give them (None days: keep forever)."""
+    if days is None:
+        return None
+    failed = timedelta(days=keep_failed_days) if keep_failed_days is not None else None
+    return RetentionPolicy(timedelta(days=days), failed)
+
+
+async def configured_policies(store: EventStore, default: RetentionPolicy | None) -> Policies:
+    """The deployments' own policies (documents) over ``default`` (the settings')."""
+    own: dict[str, RetentionPolicy | None] = {}
+    for document in await store.list_documents(RETENTION):
+        body = document.body if isinstance(document.body, dict) else {}
+        try:
+            own[document.name] = policy_from_days(body.get("days"), body.get("keep_failed_days"))
+        except (UsageError, TypeError, ValueError):  # a bad document keeps its runs
+            own[document.name] = None
+    return Policies(default, own)
+
+
 def _ended(run: FlowRunView) -> datetime:
     return datetime.fromisoformat(run.ended or run.state_timestamp)
 
 
 def choose(
-    runs: Iterable[FlowRunView], policy: RetentionPolicy, now: datetime, pinned: set[str]
+    runs: Iterable[FlowRunView], policies: Policies, now: datetime, pinned: set[str]
 ) -> list[str]:
     """The ids of the runs that may go (pure: the decision of a prune)."""
-    return [run.id for run in runs if run.id not in pinned and _old_enough(run, policy, now)]
+    return [run.id for run in runs if run.id not in pinned and _old_enough(run, policies, now)]
 
 
-def _old_enough(run: FlowRunView, policy: RetentionPolicy, now: datetime) -> bool:
-    return run.state_type in FINAL and _ended(run) < policy.cutoff(run, now)
+def _old_enough(run: FlowRunView, policies: Policies, now: datetime) -> bool:
+    policy = policies.of(run)
+    return policy is not None and run.state_type in FINAL and _ended(run) < policy.cutoff(run, now)
 
 
 @dataclass
@@ -132,15 +176,22 @@ async def release_lease(store: EventStore, holder: str) -> None:
 
 
 async def prune(
-    store: EventStore, policy: RetentionPolicy, dry_run: bool = False, batch: int = 500
+    store: EventStore,
+    policy: RetentionPolicy | Policies,
+    dry_run: bool = False,
+    batch: int = 500,
 ) -> PruneReport:
-    """Prune what ``policy`` lets go, ``batch`` runs per transaction. ``UsageError`` when
-    another prune holds the lease."""
+    """Prune what the policy (one for every run, or ``Policies``) lets go, ``batch`` runs per
+    transaction. ``UsageError`` when another prune holds the lease."""
+    policies = policy if isinstance(policy, Policies) else Policies(policy)
     if not 1 <= batch <= 10_000:
         raise UsageError(f"--batch must be between 1 and 10000, not {batch}")
     holder = f"prune-{uuid.uuid4().hex[:12]}"
     now = datetime.now(UTC)
     report = PruneReport(dry_run)
+    shortest = policies.shortest()
+    if shortest is None:  # everything is kept forever
+        return report
     if not dry_run:
         held = await take_lease(store, holder, now)
         if held is not None:
@@ -149,16 +200,16 @@ async def prune(
     try:
         pinned = await pinned_runs(store)
         # A run ends after it is made: one made after the cutoff cannot have ended before it.
-        runs = RunFilter(created_before=(now - policy.older_than).isoformat())
+        runs = RunFilter(created_before=(now - shortest).isoformat())
         while True:
             page = await store.find_runs(runs, limit=batch)
             if not page:
                 break
             runs = dataclasses.replace(runs, cursor=(page[-1].created, page[-1].id))
             report.examined += len(page)
-            chosen = choose(page, policy, now, pinned)
+            chosen = choose(page, policies, now, pinned)
             report.kept_pinned += sum(
-                1 for r in page if r.id in pinned and _old_enough(r, policy, now)
+                1 for r in page if r.id in pinned and _old_enough(r, policies, now)
             )
             report.sample.extend(chosen[: max(0, 10 - len(report.sample))])
             if chosen and not dry_run:
@@ -174,4 +225,15 @@ async def prune(
     return report
 
 
-__all__ = ["FINAL", "PruneReport", "RetentionPolicy", "choose", "prune", "take_lease"]
+__all__ = [
+    "FINAL",
+    "RETENTION",
+    "Policies",
+    "PruneReport",
+    "RetentionPolicy",
+    "choose",
+    "configured_policies",
+    "policy_from_days",
+    "prune",
+    "take_lease",
+]

@@ -17,6 +17,7 @@ from flowbus.agents.ledger import RunLedger
 from flowbus.agents.lifecycle import Daemon, Loop
 from flowbus.agents.orchestrator.settings import OrchestratorSettings
 from flowbus.agents.recorder import Recorder
+from flowbus.agents.retention_keeper import RetentionKeeper
 from flowbus.agents.scheduler import Scheduler
 from flowbus.agents.slot_service import SlotService
 from flowbus.broker import protocol as p
@@ -52,12 +53,14 @@ class LeaderWork(Daemon):
         self.recorder = Recorder(client, store, ledger=ledger, fences=fences)
         self.scheduler = Scheduler(client, store) if settings.scheduler else None
         self.automations = AutomationEngine(client, store) if settings.automations else None
+        self.retention = RetentionKeeper(store)
         self.settings = settings
         self._subscribe = subscribe
         self._subscriptions: list[Any] = []
 
     def _parts(self) -> list[Daemon]:
-        return [part for part in (self.recorder, self.scheduler, self.automations) if part]
+        parts = (self.recorder, self.scheduler, self.automations, self.retention)
+        return [part for part in parts if part]
 
     async def open(self) -> None:
         # The slots granted before are known once every live agent has reported them in a

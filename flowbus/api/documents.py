@@ -18,6 +18,7 @@ from flowbus.engine.automations import AUTOMATION, Automation
 from flowbus.engine.blocks import BLOCK, BLOCK_TYPE
 from flowbus.engine.documents import delete_document, save_document
 from flowbus.engine.errors import FlowbusError
+from flowbus.engine.retention import RETENTION, policy_from_days
 from flowbus.engine.slot_table import GLOBAL_LIMIT, LIMIT
 from flowbus.engine.variables import VARIABLE, VARIABLE_TAGS, check_name
 from flowbus.engine.webhooks import WEBHOOK, check_template, read_webhook
@@ -77,6 +78,13 @@ def _variable_tags(name: str, body: Any) -> Any:
     return body
 
 
+def _retention(name: str, body: Any) -> Any:
+    if not isinstance(body, dict) or set(body) - {"days", "keep_failed_days"}:
+        raise ValueError('a retention is {"days": N or null, "keep_failed_days": M or null}')
+    policy_from_days(body.get("days"), body.get("keep_failed_days"))
+    return body
+
+
 def _webhook(name: str, body: Any) -> Any:
     webhook = read_webhook(body)
     if webhook.name != name:
@@ -94,6 +102,7 @@ WRITABLE: dict[str, Callable[[str, Any], Any]] = {
     BLOCK_TYPE: _checked(BlockType),
     WEBHOOK: _webhook,
     VARIABLE_TAGS: _variable_tags,
+    RETENTION: _retention,
 }
 READABLE = {*WRITABLE, BLOCK, ARTIFACT}
 

@@ -143,6 +143,16 @@ def deploy(
             "one); the flow's code must be there on their hosts.",
         ),
     ] = None,
+    retention_days: Annotated[
+        str | None,
+        typer.Option(
+            help="Prune its finished runs this many days after they end ('forever': "
+            "keep them; default: FLOWBUS_RETENTION_DAYS)."
+        ),
+    ] = None,
+    keep_failed_days: Annotated[
+        float | None, typer.Option(help="Keep its failed and crashed runs this long instead.")
+    ] = None,
     enforce_parameter_schema: Annotated[
         bool,
         typer.Option(
@@ -169,8 +179,29 @@ def deploy(
                    description, schedules, catchup.value, overlap.value, concurrency_limit,
                    collision.value, crash_retries, block_patterns(block), working_dir,
                    as_json, enforce_parameter_schema)  # fmt: skip
+    if retention_days is not None or keep_failed_days is not None:
+        set_retention(saved.name, retention_days, keep_failed_days, quiet=as_json)
     if as_json:
         print_json(saved.to_dict())
+
+
+def set_retention(
+    deployment: str, days: str | None, keep_failed_days: float | None, quiet: bool
+) -> None:
+    """Record the deployment's own retention (``engine/retention.py``), checked first."""
+    from flowbus.engine.documents import save_document
+    from flowbus.engine.retention import RETENTION, policy_from_days
+
+    try:
+        number = None if days in (None, "forever") else float(days)
+        policy_from_days(number, keep_failed_days) if number is not None else None
+    except (ValueError, FlowbusError) as exc:
+        fail(f"--retention-days {days!r}: a number of days above 0, or 'forever' ({exc})", code=2)
+    body = {"days": number, "keep_failed_days": keep_failed_days}
+    with_store(partial(save_document, kind=RETENTION, name=deployment, body=body))
+    if not quiet:
+        kept = "kept forever" if number is None else f"pruned {number:g} days after they end"
+        console.print(f"  its finished runs are {kept}", markup=False)
 
 
 def record(

@@ -3,6 +3,7 @@ up and restore it."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -88,7 +89,10 @@ def restore_store(
 
 @app.command("prune")
 def prune_store(
-    older_than: Annotated[str, typer.Option(help="Finished runs that ended longer ago (30d).")],
+    older_than: Annotated[
+        str | None,
+        typer.Option(help="Finished runs that ended longer ago (30d); default: the policies."),
+    ] = None,
     keep_failed: Annotated[
         str | None, typer.Option(help="Keep failed and crashed runs this long instead (90d).")
     ] = None,
@@ -96,20 +100,34 @@ def prune_store(
     batch: Annotated[int, typer.Option(help="Runs removed per transaction.")] = 500,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
 ) -> None:
-    """Remove finished runs older than a age, whole (events, task runs, logs), in batches;
-    unfinished runs and the runs of each key's latest artifact are kept."""
+    """Remove finished runs past their retention, whole (events, task runs, logs), in
+    batches: --older-than for every run, else the policies the leader applies (a deployment's
+    own, over FLOWBUS_RETENTION_DAYS); unfinished runs and each key's latest artifact's run are
+    kept."""
+    from flowbus.agents.retention_keeper import default_policy
     from flowbus.engine.clock import parse_duration
-    from flowbus.engine.retention import PruneReport, RetentionPolicy, prune
+    from flowbus.engine.retention import (
+        PruneReport,
+        RetentionPolicy,
+        configured_policies,
+        prune,
+    )
 
     try:
-        policy = RetentionPolicy(
-            parse_duration(older_than), parse_duration(keep_failed) if keep_failed else None
-        )
+        given = default_policy()
+        if older_than is not None:
+            failed = parse_duration(keep_failed) if keep_failed else None
+            given = RetentionPolicy(parse_duration(older_than), failed)
+        elif keep_failed is not None:
+            fail("--keep-failed goes with --older-than", code=2)
     except FlowbusError as exc:
         fail(str(exc), code=2)
 
     async def action(store: EventStore) -> PruneReport:
-        return await prune(store, policy, dry_run=dry_run, batch=batch)
+        policies = await configured_policies(store, given)
+        if older_than is not None:  # the age given is for every run
+            policies = dataclasses.replace(policies, by_deployment={})
+        return await prune(store, policies, dry_run=dry_run, batch=batch)
 
     report = with_store(action)
     if as_json:

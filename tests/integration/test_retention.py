@@ -20,6 +20,7 @@ from flowbus.engine.records import EventRecord, make_record
 from flowbus.engine.retention import RetentionPolicy, prune, take_lease
 from flowbus.engine.states import Crashed, Failed, Running
 from flowbus.engine.store import SqliteEventStore
+from tests.integration.stack import Stack, wait_until
 from tests.integration.store_contract import ENVELOPE, RunBuilder
 
 NOW = datetime.now(UTC)
@@ -209,3 +210,33 @@ def test_a_prune_killed_mid_batch_is_carried_on_and_removes_nothing_twice(
 
 def verified(path: Path) -> bool:
     return cli(path, "verify").returncode == 0
+
+
+def test_the_leader_prunes_on_a_timer_by_each_deployments_policy(stack: Stack) -> None:
+    """A deployment whose runs go seconds after they end, one that keeps them forever, and
+    the default (FLOWBUS_RETENTION_DAYS) for the rest: the leader's pass applies each."""
+    stack.env.update({"FLOWBUS_RETENTION_INTERVAL": "1", "FLOWBUS_RETENTION_DAYS": "30"})
+    stack.start_orchestrator()
+    stack.start_agent("agent-1")
+    brief = stack.cli("deploy", "flows.py:quick", "-n", "brief", "--retention-days", "0.00003")
+    assert "pruned 3e-05 days after they end" in brief.stdout
+    stack.cli("deploy", "flows.py:quick", "-n", "keep", "--retention-days", "forever")
+    bad = stack.cli("deploy", "flows.py:quick", "-n", "bad", "--retention-days", "-1",
+                    check=False)  # fmt: skip
+    assert bad.returncode == 2 and "retention-days" in bad.stdout + bad.stderr
+
+    def runs(deployment: str) -> list[Any]:
+        return stack.with_store(lambda s: s.list_flow_runs(deployment=deployment, limit=50))
+
+    for deployment in ("quick/brief", "quick/keep"):
+        for _ in range(3):
+            stack.cli("run", deployment)
+
+    def kept_ended() -> bool:
+        kept = runs("quick/keep")
+        return len(kept) == 3 and all(r.state_type == "COMPLETED" for r in kept)
+
+    wait_until(kept_ended, 60, "the kept runs to end")
+    wait_until(lambda: runs("quick/brief") == [], 60, "the brief deployment's runs to go")
+    assert len(runs("quick/keep")) == 3
+    assert "match" in stack.cli("store", "verify").stdout
