@@ -72,7 +72,8 @@ class RetentionKeeper(Daemon):
     async def pass_once(self) -> int:
         """One pass; how many runs it removed."""
         policies = await configured_policies(self.store, self.default)
-        report = await prune(self.store, policies, batch=200)
+        archive = os.environ.get("FLOWBUS_RETENTION_ARCHIVE") or None
+        report = await prune(self.store, policies, batch=200, archive=archive)
         if report.runs:
             log.info("retention pruned runs", runs=report.runs, kept=report.kept_pinned)
         self.pruned += report.runs

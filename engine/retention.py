@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from flowbus.engine.archive import archive_runs
 from flowbus.engine.artifacts import ARTIFACT
 from flowbus.engine.documents import document_id
 from flowbus.engine.errors import UsageError
@@ -180,6 +181,7 @@ async def prune(
     policy: RetentionPolicy | Policies,
     dry_run: bool = False,
     batch: int = 500,
+    archive: str | None = None,
 ) -> PruneReport:
     """Prune what the policy (one for every run, or ``Policies``) lets go, ``batch`` runs per
     transaction. ``UsageError`` when another prune holds the lease."""
@@ -213,6 +215,9 @@ async def prune(
             )
             report.sample.extend(chosen[: max(0, 10 - len(report.sample))])
             if chosen and not dry_run:
+                if archive is not None:  # written whole before anything is removed
+                    going = set(chosen)
+                    await archive_runs(store, [r for r in page if r.id in going], archive)
                 report.runs += await store.prune(chosen)
                 held = await take_lease(store, holder, datetime.now(UTC))  # renewed per batch
                 if held is not None:  # this prune stalled past its lease; another took over

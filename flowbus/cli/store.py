@@ -4,6 +4,7 @@ up and restore it."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -98,6 +99,15 @@ def prune_store(
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would go.")] = False,
     batch: Annotated[int, typer.Option(help="Runs removed per transaction.")] = 500,
+    archive: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "Write the runs' events here first (a folder or fsspec URL; default "
+                "FLOWBUS_RETENTION_ARCHIVE): URL/<day>/<batch>.jsonl.gz."
+            )
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
 ) -> None:
     """Remove finished runs past their retention, whole (events, task runs, logs), in
@@ -127,7 +137,8 @@ def prune_store(
         policies = await configured_policies(store, given)
         if older_than is not None:  # the age given is for every run
             policies = dataclasses.replace(policies, by_deployment={})
-        return await prune(store, policies, dry_run=dry_run, batch=batch)
+        into = archive or os.environ.get("FLOWBUS_RETENTION_ARCHIVE")
+        return await prune(store, policies, dry_run=dry_run, batch=batch, archive=into)
 
     report = with_store(action)
     if as_json:
@@ -138,3 +149,18 @@ def prune_store(
                   f"{report.kept_pinned} that an artifact points at", markup=False)  # fmt: skip
     for run_id in report.sample if dry_run else []:
         console.print(f"  {run_id}", markup=False)
+
+
+@app.command("import")
+def import_runs(
+    archive: Annotated[str, typer.Argument(help="An archive file or folder (or fsspec URL).")],
+) -> None:
+    """Put archived runs back (``flowbus store prune --archive``), for a post-mortem; an event
+    the store holds is not added twice."""
+    from flowbus.engine.archive import import_archive
+
+    async def action(store: EventStore) -> tuple[int, int]:
+        return await import_archive(store, archive)
+
+    files, events = with_store(action)
+    console.print(f"imported {events} events from {files} archive files", markup=False)

@@ -240,3 +240,33 @@ def test_the_leader_prunes_on_a_timer_by_each_deployments_policy(stack: Stack) -
     wait_until(lambda: runs("quick/brief") == [], 60, "the brief deployment's runs to go")
     assert len(runs("quick/keep")) == 3
     assert "match" in stack.cli("store", "verify").stdout
+
+
+def test_prune_archives_first_and_import_brings_the_runs_back(
+    store_path: Path, tmp_path: Path
+) -> None:
+    runs = asyncio.run(fill(store_path))
+    archive = tmp_path / "archive"
+    done = cli(store_path, "prune", "--older-than", "30d", "--archive", str(archive), "--json")
+    assert done.returncode == 0, done.stderr
+    pruned = json.loads(done.stdout)["runs"]
+    assert pruned == 304  # the failed run too: no --keep-failed
+    days = sorted(p.name for p in archive.iterdir())
+    assert len(days) == 4 and all(len(d) == 10 for d in days)  # 100, 50, 40 and 35 days ago
+    assert present(store_path, runs) == {"recent", "open", "artifact"}
+
+    imported = cli(store_path, "import", str(archive))
+    assert imported.returncode == 0, imported.stderr
+    assert present(store_path, runs) == set(runs)
+    assert cli(store_path, "verify").returncode == 0
+    again = cli(store_path, "import", str(archive))  # nothing twice
+    assert "imported 0 events" in again.stdout
+
+    broken = tmp_path / "broken.jsonl.gz"
+    broken.write_bytes(b"not gzip")
+    refused = cli(store_path, "import", str(broken))
+    assert refused.returncode == 1 and "not a gzip-compressed archive" in refused.stdout + (
+        refused.stderr
+    )
+    missing = cli(store_path, "import", str(tmp_path / "nowhere"))
+    assert missing.returncode == 1 and "no archive at" in missing.stdout + missing.stderr
