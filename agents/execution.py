@@ -45,6 +45,9 @@ from flowbus.engine.states import Cancelled, Cancelling, Crashed, Failed, Pendin
 from flowbus.engine.tracing import traced
 
 log = structlog.get_logger("flowbus.agent")
+#: How long a sync flow's thread may take to unwind by itself after a cancel before the
+#: exception is raised in it.
+STOP_GRACE_SECONDS = 0.5
 
 
 #: How long a child process asked to cancel its run (SIGTERM) has before it is killed: its
@@ -241,12 +244,19 @@ class InProcessRun:
             self._stop_code()
 
     def _stop_code(self) -> None:
-        if self._thread_id is not None:  # a sync flow: raise in its thread at its next bytecode
+        if self._thread_id is not None:
+            # A sync flow: what waits on the run's interrupt (a retry delay) has stopped waiting
+            # and unwinds by itself; code that does not return soon gets the exception raised
+            # in its thread, at its next bytecode.
+            asyncio.get_running_loop().call_later(STOP_GRACE_SECONDS, self._raise_in_thread)
+        elif self._task is not None:
+            self._task.cancel()
+
+    def _raise_in_thread(self) -> None:
+        if self._thread_id is not None:
             ctypes.pythonapi.PyThreadState_SetAsyncExc(
                 ctypes.c_ulong(self._thread_id), ctypes.py_object(asyncio.CancelledError)
             )
-        elif self._task is not None:
-            self._task.cancel()
 
 
 async def fetch_replay(sink: NatsEventSink, grant: ClaimGrant) -> list[ReplayEntry]:

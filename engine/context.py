@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from flowbus.engine.clock import now_iso
 from flowbus.engine.errors import MissingContextError
 from flowbus.engine.ids import event_id, stream_id_prefix
+from flowbus.engine.interrupts import Interrupt
 from flowbus.engine.records import make_record
 from flowbus.engine.secrets import scrub
 from flowbus.engine.sinks import EventSink
@@ -121,6 +122,8 @@ class FlowRunContext:
     attempt: int = 0
     #: Calls of each task in the current try of the flow body (reset when it is retried).
     positions: dict[str, int] = field(default_factory=dict)
+    #: Set when the run is cancelled or handed back: its tasks' retry delays end at once.
+    interrupt: Interrupt = field(default_factory=Interrupt)
 
     @classmethod
     def get(cls) -> FlowRunContext | None:

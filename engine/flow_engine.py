@@ -28,7 +28,7 @@ from flowbus.engine.pause import FlowRunPaused
 from flowbus.engine.records import json_safe, state_dict, summarize
 from flowbus.engine.replay import REPLAYED, SUBFLOW, ReplayEntry, ReplayTable
 from flowbus.engine.results import ResultMissing, decode_output, inline_output, stored_output
-from flowbus.engine.retries import next_delay, sleep_at_least
+from flowbus.engine.retries import next_delay
 from flowbus.engine.run_logging import console, install_print_capture
 from flowbus.engine.sinks import EventSink, current_sink
 from flowbus.engine.states import (
@@ -176,7 +176,8 @@ class FlowRunEngine:
             if announce is not None:
                 self._set_state(announce)
             self.interruption = final
-            return True
+        self.context.interrupt.set()  # a task waiting out a retry delay stops waiting now
+        return True
 
     def _set_state(
         self, state: State, result: str | None = None, extra: dict[str, Any] | None = None
@@ -284,8 +285,11 @@ class FlowRunEngine:
                 if attempt < flow.retries:
                     delay = next_delay(attempt + 1, flow.retry_delays, None)
                     self._set_state(AwaitingRetry(message=message, traceback=tb))
-                    if delay > 0:
-                        await sleep_at_least(delay)
+                    try:  # a cancel ends the delay at once (the interruption is recorded)
+                        await self.context.interrupt.sleep(max(delay, 0.0))
+                    except asyncio.CancelledError:
+                        self._set_state(Crashed(message="interrupted during a retry delay"))
+                        raise
                     continue
                 return self._set_state(failed)
             final = returned_state(result) if isinstance(result, State) else Completed(data=result)

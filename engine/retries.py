@@ -60,13 +60,3 @@ def next_delay(
         return 0.0
     base = delays[min(retry_number, len(delays)) - 1]
     return jittered(base, jitter_factor, rng)
-
-
-async def sleep_at_least(seconds: float) -> None:
-    """Sleep no less than ``seconds``: loop timers (uvloop's are in ms) can fire a bit early."""
-    import asyncio
-    import time
-
-    deadline = time.monotonic() + seconds
-    while (remaining := deadline - time.monotonic()) > 0:  # noqa: ASYNC110 - no event to wait on
-        await asyncio.sleep(remaining)

@@ -24,11 +24,12 @@ from flowbus.engine.invoke import call_user_function
 from flowbus.engine.records import state_dict, summarize
 from flowbus.engine.replay import REPLAYED, ReplayEntry
 from flowbus.engine.results import ResultMissing, decode_output, inline_output, stored_output
-from flowbus.engine.retries import next_delay, sleep_at_least
+from flowbus.engine.retries import next_delay
 from flowbus.engine.run_logging import console, record_log
 from flowbus.engine.states import (
     AwaitingRetry,
     Cached,
+    Cancelled,
     Completed,
     Crashed,
     Failed,
@@ -338,8 +339,12 @@ class TaskRunEngine:
         delay = next_delay(retry_number, task.retry_delays, task.retry_jitter_factor)
         self._emit_failure_log(failed, retry_number, delay)
         self._set_state(AwaitingRetry(message=failed.message, traceback=failed.traceback))
-        if delay > 0:
-            await sleep_at_least(delay)
+        try:
+            # A sleep the run's cancel ends at once (the flow's thread may be blocked in it).
+            await self.flow_ctx.interrupt.sleep(max(delay, 0.0))
+        except asyncio.CancelledError:
+            self._set_state(Cancelled(message="the flow run was interrupted during a retry delay"))
+            raise
 
     def _emit_failure_log(self, failed: State, retry: int, delay: float) -> None:
         record_log(

@@ -88,6 +88,33 @@ async def test_a_deployment_that_does_not_enforce_its_schema_lets_the_flow_check
     assert stack.with_store(lambda s: s.get_flow_run(run.run_id)).parameters == {"n": "many"}
 
 
+async def test_a_cancel_during_a_retry_delay_ends_it_at_once(stack: Stack) -> None:
+    """The retry delay is a sleep flowbus owns: a cancel ends it, the task run ends Cancelled,
+    no thread is abandoned and the agent stops cleanly."""
+    deployment = stack.deploy("waits_to_retry")
+    agent = stack.start_agent("agent-1")
+    async with stack.client() as client:
+        run = await client.submit(deployment)
+
+        def awaiting_retry() -> bool:
+            tasks = stack.with_store(lambda s: s.list_task_runs(run.run_id))
+            return any(t.state_name == "AwaitingRetry" for t in tasks)
+
+        wait_until(awaiting_retry, 60, "the task to wait out its retry delay")
+        assert await client.cancel(run.run_id) == "Cancelling"
+        # Well before the 30 s delay would have ended (a generous bound, not a timing test).
+        assert (await client.wait(run.run_id, timeout=20)).name == "Cancelled"
+        [holder] = await client.agents()
+        assert holder.abandoned == []
+    [task_run] = stack.with_store(lambda s: s.list_task_runs(run.run_id))
+    assert task_run.state_name == "Cancelled", task_run
+    message = stack.stream(run.run_id)[-1].data["state"]["message"] or ""
+    assert "abandoned" not in message
+    assert agent.stop() == 0
+    assert "threads still running" not in agent.output()
+    assert "Exception in callback" not in agent.output()
+
+
 async def test_one_idempotency_key_gives_one_run(stack: Stack) -> None:
     deployment = stack.deploy("quick")
     async with stack.client() as client:

@@ -257,3 +257,14 @@ def scheduled_slot() -> str:
 def on_push(commit: str, branch: str = "") -> str:
     """Started by a webhook's event: the commit a push brought."""
     return f"{branch}@{commit}"
+
+
+@task(retries=2, retry_delay_seconds=30)
+def flaky_call() -> None:
+    raise ConnectionError("the service is down")
+
+
+@flow
+def waits_to_retry() -> None:
+    """Its task fails and waits 30 s before its retry: a cancel must not wait that long."""
+    flaky_call()
