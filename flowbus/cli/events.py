@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import datetime
+from functools import partial
 from typing import Annotated
 
 import orjson
@@ -11,7 +12,7 @@ import typer
 from pydantic import ValidationError
 
 from flowbus.broker.protocol import CustomEvent
-from flowbus.cli.common import console, fail, short_time, with_client
+from flowbus.cli.common import console, fail, resolve_run, short_time, with_client, with_store
 from flowbus.client import Client
 from flowbus.engine.clock import canonical
 from flowbus.engine.events import (
@@ -23,6 +24,7 @@ from flowbus.engine.events import (
     TaskRunCreated,
     TaskRunStateChanged,
 )
+from flowbus.engine.store import EventStore
 
 
 def describe(event: Event) -> str:
@@ -67,6 +69,8 @@ def events(
         return
     if since is not None and since.tzinfo is None:
         fail("--since needs a time zone, e.g. 2026-11-24T06:00:00+00:00")
+    if run is not None:  # a prefix, as other commands take it (an unknown run is an error)
+        run = with_store(partial(_run_id, run_ref=run))
 
     async def main(client: Client) -> None:
         shown = 0
@@ -83,6 +87,10 @@ def events(
 
     with contextlib.suppress(KeyboardInterrupt):
         with_client(main)
+
+
+async def _run_id(store: EventStore, run_ref: str) -> str:
+    return (await resolve_run(store, run_ref)).id
 
 
 @app.command("emit")

@@ -69,10 +69,13 @@ def test_deploy_run_watch_cancel_queues_and_agents(up: Up, shell: Shell, tmp_pat
     [agent] = shell.flowbus_json("agents", "ls")
     assert agent["alive"] and agent["queues"] == ["default"] and agent["concurrency"] == 50
 
-    feed = shell.flowbus("events", "--run", queued["run_id"], "--limit", "2", "--json")
+    # A prefix, as other commands take it.
+    feed = shell.flowbus("events", "--run", queued["run_id"][:13], "--limit", "2", "--json")
     first, second = (json.loads(line) for line in feed.stdout.splitlines())
     assert (first["type"], first["state"]["name"]) == ("flow_run.created", "Scheduled")
     assert second["state"]["name"] == "Cancelled"
+    nobody = shell.flowbus("events", "--run", "ffffffff", "--limit", "1", check=False)
+    assert nobody.returncode == 1 and "no flow run matches" in nobody.stdout + nobody.stderr
 
     api = re.search(r"API\s+(http://127\.0\.0\.1:\d+)/api/v1", "\n".join(up.lines))
     assert api is not None, up.lines
