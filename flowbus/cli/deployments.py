@@ -22,6 +22,7 @@ from flowbus.cli.deploy_file import (
     parse_deploy_file,
     working_directory,
 )
+from flowbus.cli.redeploy import Given, settle
 from flowbus.cli.schedules import build_schedules
 from flowbus.engine.deployment_triggers import (
     DeploymentEventTrigger,
@@ -31,7 +32,7 @@ from flowbus.engine.deployment_triggers import (
 from flowbus.engine.deployments import build_deployment, enforcing, save_deployment
 from flowbus.engine.entrypoints import load_flow
 from flowbus.engine.errors import FlowbusError, UsageError
-from flowbus.engine.schedules import CatchUp, DeploymentSchedule, Overlap, schedule_rule
+from flowbus.engine.schedules import DeploymentSchedule, schedule_rule
 from flowbus.engine.store import DeploymentView, EventStore
 
 app = typer.Typer(help="Inspect deployments.", no_args_is_help=True)
@@ -107,18 +108,25 @@ def deploy(
         str | None, typer.Option(help="Where intervals count from (ISO 8601).")
     ] = None,
     catchup: Annotated[
-        CatchUpChoice, typer.Option(help="After downtime, run missed slots: all, latest, none.")
-    ] = CatchUpChoice.latest,
+        CatchUpChoice | None,
+        typer.Option(help="After downtime, run missed slots: all, latest (default), none."),
+    ] = None,
     overlap: Annotated[
-        OverlapChoice,
-        typer.Option(help="A slot while the previous run runs: allow, skip, cancel (it)."),
-    ] = OverlapChoice.allow,
+        OverlapChoice | None,
+        typer.Option(help="A slot while the previous run runs: allow (default), skip, cancel."),
+    ] = None,
+    clear_schedules: Annotated[
+        bool,
+        typer.Option(help="Remove its schedules (a redeploy keeps those it does not replace)."),
+    ] = False,
     concurrency_limit: Annotated[
-        int | None, typer.Option(min=1, help="Runs of it queued or under way at once, at most.")
+        int | None,
+        typer.Option(min=0, help="Runs of it queued or under way at once, at most (0: none)."),
     ] = None,
     collision: Annotated[
-        CollisionChoice, typer.Option(help="A run over the limit: enqueue (waits) or cancel.")
-    ] = CollisionChoice.enqueue,
+        CollisionChoice | None,
+        typer.Option(help="A run over the limit: enqueue (waits, default) or cancel."),
+    ] = None,
     crash_retries: Annotated[
         int,
         typer.Option(
@@ -175,9 +183,15 @@ def deploy(
     if not name or len(name) != 1:
         fail("give the deployment one name: flowbus deploy ENTRYPOINT --name NAME", code=2)
     schedules = build_schedules(cron or [], interval or [], rrule or [], timezone, anchor)
+    given = Given(
+        schedules=schedules if schedules or clear_schedules else None,
+        catchup=catchup.value if catchup else None,
+        overlap=overlap.value if overlap else None,
+        concurrency_limit=concurrency_limit,
+        collision=collision.value if collision else None,
+    )
     saved = record(entrypoint, name[0], Path.cwd(), queue, parse_params(param or []), tag or [],
-                   description, schedules, catchup.value, overlap.value, concurrency_limit,
-                   collision.value, crash_retries, block_patterns(block), working_dir,
+                   description, given, crash_retries, block_patterns(block), working_dir,
                    as_json, enforce_parameter_schema)  # fmt: skip
     if retention_days is not None or keep_failed_days is not None:
         set_retention(saved.name, retention_days, keep_failed_days, quiet=as_json)
@@ -212,11 +226,7 @@ def record(
     parameters: dict[str, Any],
     tags: list[str],
     description: str | None,
-    schedules: list[DeploymentSchedule],
-    catchup: CatchUp,
-    overlap: Overlap,
-    concurrency_limit: int | None,
-    collision: str,
+    given: Given,
     crash_retries: int,
     blocks: list[str] | None,
     working_dir: Path | None,
@@ -232,6 +242,9 @@ def record(
         )  # fmt: skip
     except FlowbusError as exc:
         fail(str(exc))
+    existing = with_store(partial(_deployment, name=spec.name))
+    settled = settle(existing, given)
+    schedules = settled.schedules
     missing = sorted(set(spec.parameter_schema.get("required", [])) - set(spec.parameters))
     if schedules and missing:
         fail(
@@ -243,10 +256,10 @@ def record(
         spec,
         working_dir=str(working_dir) if working_dir is not None else spec.working_dir,
         schedules=schedules,
-        catchup=catchup,
-        overlap=overlap,
-        concurrency_limit=concurrency_limit,
-        collision=collision,
+        catchup=settled.catchup,
+        overlap=settled.overlap,
+        concurrency_limit=settled.concurrency_limit,
+        collision=settled.collision,
         blocks=blocks,
     )
     spec = enforcing(spec, enforce)
@@ -257,7 +270,15 @@ def record(
     saved = with_store(save)
     if not quiet:
         say(saved, schedules)
+        if settled.kept:
+            console.print(f"  kept from version {saved.version - 1}: {', '.join(settled.kept)} "
+                          "(--clear-schedules, --concurrency-limit 0 remove them)",
+                          markup=False)  # fmt: skip
     return saved
+
+
+async def _deployment(store: EventStore, name: str) -> DeploymentView | None:
+    return await store.get_deployment(name)
 
 
 def say(saved: DeploymentView, schedules: list[DeploymentSchedule]) -> None:
@@ -295,9 +316,10 @@ def deploy_from_file(folder: Path, names: list[str], every: bool, as_json: bool)
         except FlowbusError as exc:
             fail(f"{path.name}: deployment {entry.name!r}: {exc}", code=2)
         limit, collision = entry.limit
+        # A file declares each deployment whole: what it leaves out, the deployment has not.
+        declared = Given(file_schedules(entry), "latest", "allow", limit or 0, collision)
         saved.append(record(entry.entrypoint, entry.name, here, entry.queue, entry.parameters,
-                            entry.tags, entry.description, file_schedules(entry), "latest",
-                            "allow", limit, collision, 3, None, None, as_json,
+                            entry.tags, entry.description, declared, 3, None, None, as_json,
                             entry.enforce_parameter_schema))  # fmt: skip
         changed = _set_triggers(saved[-1].name, triggers[entry.name], as_json) or changed
     if changed:  # a running automation engine reads them now, not within a second

@@ -41,6 +41,31 @@ def test_deploy_then_list_and_show(shell: Shell) -> None:
     assert "projections match" in shell.flowbus("store", "verify").stdout
 
 
+def test_a_redeploy_keeps_the_schedules_it_does_not_replace(shell: Shell) -> None:
+    """The README's schedule command, then a concurrency limit added: the schedule stays, and
+    the command says so; --clear-schedules and --concurrency-limit 0 remove them."""
+    entry = "examples/etl_pipeline.py:etl_flow"
+    scheduled = shell.flowbus_json(
+        "deploy", entry, "-n", "daily", "-p", "url=https://example.org/iris.csv",
+        "-p", "filename=out/daily.csv", "--cron", "0 6 * * *", "--timezone", "Europe/Paris",
+        "--catchup", "latest", "--overlap", "skip",
+    )  # fmt: skip
+    assert len(scheduled["schedules"]) == 1 and scheduled["overlap"] == "skip"
+    limited = shell.flowbus(
+        "deploy", entry, "-n", "daily", "-p", "url=https://example.org/iris.csv",
+        "-p", "filename=out/daily.csv", "--concurrency-limit", "1",
+    )  # fmt: skip
+    assert "kept from version 1: 1 schedule" in limited.stdout
+    shown = shell.flowbus_json("deployments", "show", "etl-flow/daily")
+    assert shown["schedules"] == scheduled["schedules"] and shown["concurrency_limit"] == 1
+    assert shown["overlap"] == "skip"
+    cleared = shell.flowbus_json(
+        "deploy", entry, "-n", "daily", "-p", "url=https://example.org/iris.csv",
+        "-p", "filename=out/daily.csv", "--clear-schedules", "--concurrency-limit", "0",
+    )  # fmt: skip
+    assert cleared["schedules"] == [] and cleared["concurrency_limit"] is None
+
+
 def test_bad_deployments_are_clear_errors_and_record_nothing(shell: Shell) -> None:
     cases = [
         (
