@@ -52,29 +52,53 @@ def list_runs(
     """List flow runs, newest first."""
     state_filter = _state_filter(state)
 
-    async def fetch(store: EventStore) -> list[Any]:
-        return await store.list_flow_runs(state=state_filter, flow_name=flow, limit=limit)
+    async def fetch(store: EventStore) -> tuple[list[Any], dict[str, str]]:
+        found = await store.list_flow_runs(state=state_filter, flow_name=flow, limit=limit)
+        shown = {} if as_json else await unique_prefixes(store, [run.id for run in found])
+        return found, shown
 
-    runs = with_store(fetch)
+    runs, ids = with_store(fetch)
     if as_json:
         print_json({"runs": [run.to_dict() for run in runs]})
         return
+    # Readable in 80 columns: ids as their shortest prefix unique here (every command takes
+    # a prefix; --json has them whole), start times without the year on a narrow terminal.
+    narrow = console.width < 110
     table = Table(box=None, header_style="bold")
     table.add_column("ID", no_wrap=True)  # ids are copied from here: never wrap them
-    for column in ("FLOW", "NAME", "STATE"):
-        table.add_column(column)
+    for column in ("FLOW", "NAME"):
+        table.add_column(column, overflow="fold")
+    table.add_column("STATE", no_wrap=True)
     table.add_column("STARTED", no_wrap=True)
     table.add_column("DURATION", no_wrap=True)
     for run in runs:
+        started = short_time(run.started)
         table.add_row(
-            run.id,
+            ids[run.id],
             run.flow_name,
             run.name,
             styled_state(run.state_type, run.state_name),
-            short_time(run.started),
+            started[5:] if narrow and started != "-" else started,
             format_seconds(duration(run.started, run.ended)),
         )
     console.print(table if runs else "[dim]no flow runs[/]")
+
+
+async def unique_prefixes(store: EventStore, ids: list[str], shortest: int = 10) -> dict[str, str]:
+    """Each id's shortest prefix (``shortest`` characters at least) that no other run in the
+    store shares, so ``runs show PREFIX`` finds it (run ids begin with their creation time:
+    runs made together share more of it)."""
+    found = {}
+    for run_id in ids:
+        length = shortest
+        while length < len(run_id) and any(
+            other != run_id and other.startswith(run_id[:length]) for other in ids
+        ):
+            length += 1
+        while length < len(run_id) and len(await store.find_flow_runs(run_id[:length])) > 1:
+            length += 1
+        found[run_id] = run_id[:length]
+    return found
 
 
 def _activity_table(activity: dict[str, Any], states: list[str]) -> Table:

@@ -64,6 +64,19 @@ def test_runs_ls_show_logs_json(shell: Shell, tmp_path: Path) -> None:
     ]
     assert len(shell.flowbus_json("runs", "ls", "--limit", "1")["runs"]) == 1
 
+    # Readable in an 80-column terminal: every column there, names whole, ids as prefixes
+    # that other commands take.
+    shell.env["COLUMNS"] = "80"
+    table = shell.flowbus("runs", "ls", "--flow", "cli-job").stdout.splitlines()
+    shell.env["COLUMNS"] = "200"
+    assert all(len(line) <= 80 for line in table), table
+    assert table[0].split() == ["ID", "FLOW", "NAME", "STATE", "STARTED", "DURATION"]
+    for run, line in zip(runs, table[1:], strict=True):
+        short, flow_name, name, state = line.split()[:4]
+        assert run["id"].startswith(short) and len(short) < len(run["id"])
+        assert (flow_name, name, state) == ("cli-job", run["name"], run["state_name"])
+        assert shell.flowbus_json("runs", "show", short)["id"] == run["id"]
+
     stats = shell.flowbus_json("runs", "stats", "--hours", "3")
     assert len(stats["hours"]) == 3
     assert stats["totals"]["FAILED"] == 1 and stats["totals"]["COMPLETED"] >= 2  # + the child
