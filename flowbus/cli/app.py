@@ -23,6 +23,10 @@ class _Command(NamedTuple):
     hidden: bool = False
 
 
+#: Help is written as Markdown: a docstring's lines wrap as one paragraph at the terminal's
+#: width, and ``--json`` is code, not literal backquotes.
+MARKUP: Any = "markdown"
+
 #: The root's commands, in the order ``--help`` lists them.
 COMMANDS: dict[str, _Command] = {
     "runs": _Command("runs", "app"),
@@ -63,13 +67,33 @@ def load_command(name: str) -> Any:
     or sub-app (so a command behaves the same loaded late as it would loaded at start)."""
     where = COMMANDS[name]
     target = getattr(importlib.import_module(f"flowbus.cli.{where.module}"), where.attribute)
-    holder = typer.Typer()
+    holder = typer.Typer(rich_markup_mode=MARKUP)
     holder.callback()(lambda: None)  # a group, so the command keeps its own name
     if isinstance(target, typer.Typer):
+        target.rich_markup_mode = MARKUP
         holder.add_typer(target, name=name, hidden=where.hidden)
     else:
         holder.command(name, hidden=where.hidden)(target)
     return typer.main.get_command(holder).commands[name]  # type: ignore[attr-defined]
+
+
+def _flags_without_a_type() -> None:
+    """A flag (``--json``) takes no value: its help shows no ``<bool>`` beside it (typer's
+    rich help labels every option with its type; a value's type stays)."""
+    from typer.core import TyperOption
+
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_flowbus", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        return None if getattr(self, "is_bool_flag", False) else shown(self, ctx)
+
+    display_type_rich._flowbus = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_a_type()
 
 
 class _LazyRoot(TyperGroup):
@@ -88,6 +112,7 @@ class _LazyRoot(TyperGroup):
 app = typer.Typer(
     name="flowbus",
     cls=_LazyRoot,
+    rich_markup_mode=MARKUP,
     help="flowbus: Python workflows on NATS work queues, every state change an event.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

@@ -32,7 +32,8 @@ from flowbus.engine.loops import new_event_loop
 from flowbus.engine.store import store_from_url
 
 server_app = typer.Typer(help="The orchestrator.", no_args_is_help=True)
-agent_app = typer.Typer(help="Agents: the daemons that run flow runs.", no_args_is_help=True)
+agent_app = typer.Typer(help="Start an agent: a daemon that pulls and runs flow runs.",
+                        no_args_is_help=True)  # fmt: skip
 scheduler_app = typer.Typer(
     help="The scheduler (the orchestrator runs one; more are safe).", no_args_is_help=True
 )

@@ -14,7 +14,8 @@ from flowbus.client import Client
 queues_app = typer.Typer(
     help="Work queues: settings, depth, pause and resume.", no_args_is_help=True
 )
-agents_app = typer.Typer(help="Agents: the daemons that run flow runs.", no_args_is_help=True)
+agents_app = typer.Typer(help="The agents online, the runs each holds, their last heartbeat.",
+                         no_args_is_help=True)  # fmt: skip
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")]
 
