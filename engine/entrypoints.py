@@ -102,6 +102,24 @@ def load_flow(entrypoint: str, working_dir: str | Path | None = None) -> Flow[..
     return target
 
 
+def _nearby(base: Path, where: str, name: str) -> str:
+    """A hint naming files of that name in the folders below ``base`` (a guide's command run
+    from a repository's root, its file in ``examples/``), or nothing."""
+    wanted = Path(where).name
+    found: list[str] = []
+    for depth in ("*", "*/*"):
+        for candidate in sorted(base.glob(f"{depth}/{wanted}")):
+            if ".venv" not in candidate.parts and "site-packages" not in candidate.parts:
+                found.append(candidate.relative_to(base).as_posix())
+        if found:
+            break
+    if not found:
+        return ""
+    return f"; did you mean {found[0]}:{name}?" + (f" (or {', '.join(found[1:3])})" if (
+        len(found) > 1
+    ) else "")  # fmt: skip
+
+
 def load_object(entrypoint: str, working_dir: str | Path | None = None) -> Any:
     """Whatever ``path/to/file.py:name`` or ``package.module:name`` names (a flow, a block
     class, ...)."""
@@ -110,7 +128,9 @@ def load_object(entrypoint: str, working_dir: str | Path | None = None) -> Any:
     if where.endswith(".py") or "/" in where or "\\" in where:
         path = (base / where).resolve()
         if not path.is_file():
-            raise EntrypointError(f"entrypoint file {path} does not exist")
+            raise EntrypointError(
+                f"entrypoint file {path} does not exist{_nearby(base, where, name)}"
+            )
         module = _import_file(path)
     else:
         folder = str(base.resolve())  # a module path is relative to the working directory

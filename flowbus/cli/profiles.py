@@ -18,7 +18,9 @@ app = typer.Typer(help="Saved servers: the CLI goes through the current one's HT
 
 
 def login(
-    url: Annotated[str, typer.Argument(help="The server's URL (https://flowbus.example.com).")],
+    url: Annotated[
+        str | None, typer.Argument(help="The server's URL (https://flowbus.example.com).")
+    ] = None,
     token: Annotated[
         str | None, typer.Option("--token", "-t", "--key", "-k", help="Its API token.")
     ] = None,
@@ -28,6 +30,16 @@ def login(
 ) -> None:
     """Save a profile for a team's server and make it current (checked first: the server must
     answer with this token). From then on every command goes through its HTTP API."""
+    if url is None:  # Prefect's `prefect cloud login` asks; here the server is a team's own
+        console.print(
+            "flowbus has no hosted cloud: a team runs its own server (`flowbus server start`, "
+            "or `flowbus up` on one machine) and each person logs in to it:\n\n"
+            "  flowbus login https://flowbus.example.com --token <API token>\n\n"
+            "An admin makes tokens with `flowbus token create NAME --role operator` "
+            "(docs/security.md). Without a login, commands use this machine's store and NATS.",
+            markup=False,
+        )
+        raise typer.Exit(2)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     probe = f"{url.rstrip('/')}/api/v1/runs?limit=1"
     try:

@@ -27,6 +27,15 @@ def test_the_guides_commands_work_with_a_name_with_spaces(
     shell: Shell,
     tmp_path: Path,
 ) -> None:
+    # The guide's command as written, from the repository's root: the error names the file.
+    guessed = shell.flowbus("deployment", "build", "etl_pipeline.py:etl_flow", "-n", "x",
+                            check=False)  # fmt: skip
+    assert guessed.returncode != 0
+    assert "did you mean examples/etl_pipeline.py:etl_flow?" in " ".join(
+        (guessed.stdout + guessed.stderr).split()
+    )
+    bare = shell.flowbus("cloud", "login", check=False)  # says how to reach a team's server
+    assert bare.returncode == 2 and "flowbus login https://" in bare.stdout
     saved = shell.flowbus_json("deployment", "build", "examples/etl_pipeline.py:etl_flow",
                                "-n", "My First Deployment", "-q", "default", "--apply")  # fmt: skip
     assert saved["name"] == "etl-flow/My First Deployment"
@@ -65,8 +74,11 @@ def test_the_guides_commands_work_with_a_name_with_spaces(
             agent.kill()
             agent.wait()
 
-    login = shell.flowbus("cloud", "login", check=False)  # it needs the server's URL
-    assert login.returncode == 2 and "url" in login.stderr.lower()
+    # With the team server's URL, `cloud login` logs in as `flowbus login` does.
+    assert api is not None
+    login = shell.flowbus("cloud", "login", api.group(1))
+    assert "logged in to" in login.stdout
+    shell.flowbus("profile", "rm", "127.0.0.1", check=False)
 
 
 def test_flow_serve_with_no_server_starts_one_and_stops_it(
