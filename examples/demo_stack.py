@@ -127,7 +127,7 @@ def main() -> int:
         console.print(f"[bold]3. submitting {RUNS} runs[/] and following their events")
         runs = asyncio.run(asyncio.wait_for(submit_and_follow(url), 120))
     finally:
-        console.print("[bold]4. stopping the stack[/]")
+        console.print("\n[bold]4. stopping the stack[/]")
         up.send_signal(signal.SIGTERM)
         try:
             up.wait(60)

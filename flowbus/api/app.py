@@ -9,6 +9,7 @@ invalid input is a 4xx, never a 500. With a token configured, every request need
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import structlog
 from fastapi import Depends, FastAPI, Request
@@ -126,6 +127,15 @@ def create_app(store: EventStore, client: Client, token: str | None = None) -> F
     app.include_router(metrics.router, dependencies=[Depends(require_role(""))])
     # Inbound webhooks: their URL's slug is the credential (no token, no role).
     app.include_router(hooks.router)
+
+    @app.get("/api/v1", include_in_schema=False)
+    async def api_index() -> dict[str, Any]:
+        """What is here: the API's reference and the web UI (the address ``flowbus up``
+        prints answers, rather than a 404)."""
+        from flowbus import __version__
+
+        return {"name": "flowbus", "version": __version__, "openapi": "/openapi.json",
+                "reference": "docs/api.md", "web_ui": "/ui/"}  # fmt: skip
 
     @app.get("/", include_in_schema=False)
     async def home() -> RedirectResponse:

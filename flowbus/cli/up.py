@@ -69,16 +69,12 @@ def up(
             "orchestrator  submissions, claims, leases; events into the store", markup=False
         )
         if info.api_url:
-            console.print(
-                f"API           {info.api_url}/api/v1 (OpenAPI at {info.api_url}/openapi.json)",
-                markup=False,
-            )
+            console.print(f"web UI        {info.api_url}/", markup=False)
+            console.print(f"API           {info.api_url}/api/v1", markup=False)
+            console.print(f"              OpenAPI at {info.api_url}/openapi.json", markup=False)
             if not info.api_token:
-                console.print(
-                    "              no $FLOWBUS_API_TOKEN: the API is open, so it binds "
-                    "127.0.0.1 only",
-                    markup=False,
-                )
+                console.print("              open (no $FLOWBUS_API_TOKEN): on 127.0.0.1 only",
+                              markup=False)  # fmt: skip
         if info.agent:
             console.print(
                 f"agent         {info.agent} on queue(s) {', '.join(info.queues)}, "

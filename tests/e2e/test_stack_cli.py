@@ -79,6 +79,10 @@ def test_deploy_run_watch_cancel_queues_and_agents(up: Up, shell: Shell, tmp_pat
 
     api = re.search(r"API\s+(http://127\.0\.0\.1:\d+)/api/v1", "\n".join(up.lines))
     assert api is not None, up.lines
+    assert any(line.startswith(f"web UI        {api.group(1)}/") for line in up.lines)
+    assert all(len(line) <= 80 for line in up.lines if line.startswith(" " * 14)), up.lines
+    with urllib.request.urlopen(f"{api.group(1)}/api/v1", timeout=10) as reply:  # what is here
+        assert json.load(reply)["web_ui"] == "/ui/"
     with urllib.request.urlopen(f"{api.group(1)}/api/v1/runs?limit=10", timeout=10) as reply:
         runs = json.load(reply)["runs"]
     assert {r["id"] for r in runs} >= {queued["run_id"]}
