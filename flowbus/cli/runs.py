@@ -289,7 +289,10 @@ def cancel_run(
     async def main(client: Client) -> str:
         return await client.cancel(run_id)
 
-    _print_state(run_id, with_client(main), as_json)
+    state = with_client(main)
+    if state not in ("Cancelled", "Cancelling"):  # it had ended: there was nothing to cancel
+        fail(f"run {run_id} already ended {state}: nothing to cancel")
+    _print_state(run_id, state, as_json)
 
 
 @app.command("resume")
