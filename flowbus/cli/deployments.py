@@ -423,8 +423,15 @@ def show_deployment(
     console.print(f"entrypoint: {found.entrypoint}  (in {found.working_dir})", markup=False)
     console.print(f"parameters: {found.parameters}", markup=False)
     console.print(f"tags: {', '.join(found.tags) or '-'}", markup=False)
+    if found.concurrency_limit is not None:
+        console.print(f"concurrency limit: {found.concurrency_limit} ({found.collision} over it)",
+                      markup=False)  # fmt: skip
     properties = found.parameter_schema.get("properties", {})
     required = set(found.parameter_schema.get("required", []))
     for key, schema in properties.items():
-        mark = " (required)" if key in required else ""
+        # Required by the flow, but a run is given the deployment's default when it has one.
+        if key in found.parameters:
+            mark = f" (default {found.parameters[key]!r})"
+        else:
+            mark = " (required)" if key in required else ""
         console.print(f"  {key}: {schema.get('type', 'any')}{mark}", markup=False)

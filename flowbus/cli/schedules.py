@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from flowbus.cli.common import console, fail, print_json, short_time, with_client, with_store
+from flowbus.cli.common import console, fail, print_json, with_client, with_store
 from flowbus.engine.deployments import set_schedules_active
 from flowbus.engine.errors import FlowbusError, UsageError
 from flowbus.engine.schedules import (
@@ -76,9 +76,20 @@ def list_schedules(
         status = "[green]active[/]" if row["active"] else "[yellow]paused[/]"
         table.add_row(
             row["deployment"], str(row["id"]), row["summary"], status,
-            short_time(row["next_slot"]), row["catchup"], row["overlap"],
+            _in_its_zone(row["next_slot"], row["schedule"].get("timezone")), row["catchup"],
+            row["overlap"],
         )  # fmt: skip
     console.print(table if rows else "[dim]no schedules[/]")
+
+
+def _in_its_zone(slot: str | None, zone: str | None) -> str:
+    """The next slot in the schedule's own time zone, which it names (``06:00 CET``)."""
+    if slot is None:
+        return "-"
+    from zoneinfo import ZoneInfo
+
+    when = datetime.fromisoformat(slot).astimezone(ZoneInfo(zone or "UTC"))
+    return when.strftime("%Y-%m-%d %H:%M %Z")
 
 
 def _set_active(deployment: str, schedule_id: int | None, active: bool, as_json: bool) -> None:
