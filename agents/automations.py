@@ -18,7 +18,6 @@ import json
 import time
 import urllib.request
 import uuid
-from collections import deque
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,7 +40,6 @@ from flowbus.engine.automations import (
     Automation,
     CallWebhook,
     CancelRun,
-    EventTrigger,
     PauseQueue,
     PauseSchedule,
     PublishNats,
@@ -57,6 +55,7 @@ from flowbus.engine.events import FlowRunStateChanged, decode_event
 from flowbus.engine.records import make_record
 from flowbus.engine.store import EventStore
 from flowbus.engine.templates import event_context, render
+from flowbus.engine.trigger_counts import TriggerCounts, wants_type
 
 #: The label a publish action's custom event carries: the automation that published it.
 PUBLISHED_BY = "flowbus.automation"
@@ -70,15 +69,6 @@ DURABLES = {
     subjects.EVENTS_STREAM: ("automations-runs", "flowbus.event.*.flow_run.state"),
 }
 AUTOMATIONS_CACHE_SECONDS = 1.0
-
-
-def _wants_type(automation: Automation, event_type: str) -> bool:
-    """Could an event of this type matter to the automation (as its match, or its ``after``)?"""
-    trigger = automation.trigger
-    after = trigger.after if isinstance(trigger, EventTrigger) else None
-    return trigger.match.matches_type(event_type) or (
-        after is not None and after.matches_type(event_type)
-    )
 
 
 def firing_id(automation: str, event_id: str) -> str:
@@ -96,11 +86,8 @@ class AutomationEngine(Daemon):
         self.store = store
         self._kv: KeyValue | None = None
         self._cached: tuple[float, list[Automation]] = (0.0, [])
-        #: (automation, its ``for_each`` values) -> times of recent matching events.
-        self._windows: dict[tuple[str, tuple[str, ...]], deque[float]] = {}
-        #: (automation, its ``for_each`` values) that saw their ``after`` event (in memory: a
-        #: restart forgets it, and the group waits for its next ``after`` event).
-        self._armed: set[tuple[str, tuple[str, ...]]] = set()
+        #: What each event trigger has seen (``engine/trigger_counts.py``).
+        self.trigger_counts = TriggerCounts()
         self._subscriptions: list[Any] = []
         self.fired = 0
 
@@ -202,7 +189,7 @@ class AutomationEngine(Daemon):
             return None
         state = event.state
         event_type = f"flow-run.{state.name}"
-        if not any(_wants_type(a, event_type) for a in automations):
+        if not any(wants_type(a, event_type) for a in automations):
             return None
         run_id = str(event.stream_id)
         run = await self.store.get_flow_run(run_id)
@@ -225,13 +212,8 @@ class AutomationEngine(Daemon):
         fired = 0
         for automation in await self.automations():
             trigger = automation.trigger
-            if isinstance(trigger, EventTrigger) and trigger.after is not None:
-                if trigger.after.matches(event):
-                    self._armed.add((automation.name, trigger.group_of(event)))
-                    if not trigger.match.matches(event):
-                        continue
-                elif (automation.name, trigger.group_of(event)) not in self._armed:
-                    continue
+            if not self.trigger_counts.counts(automation, event):
+                continue
             if not trigger.match.matches(event):
                 continue
             if event.get("labels", {}).get(PUBLISHED_BY) == automation.name:
@@ -239,23 +221,9 @@ class AutomationEngine(Daemon):
             if isinstance(trigger, AbsenceTrigger):
                 await self._seen(automation.name)
                 continue
-            if self._threshold_reached(automation.name, trigger, event):
-                self._armed.discard((automation.name, trigger.group_of(event)))
+            if self.trigger_counts.fires(automation.name, trigger, event, time.monotonic()):
                 fired += await self.fire(automation, event)
         return fired
-
-    def _threshold_reached(self, name: str, trigger: EventTrigger, event: dict[str, Any]) -> bool:
-        if trigger.threshold == 1:
-            return True
-        now = time.monotonic()
-        window = self._windows.setdefault((name, trigger.group_of(event)), deque())
-        window.append(now)
-        while trigger.within and window and now - window[0] > trigger.within:
-            window.popleft()
-        if len(window) >= trigger.threshold:
-            window.clear()
-            return True
-        return False
 
     # --- absence ---------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from flowbus.engine.store.projection import (
     plan,
 )
 from flowbus.engine.store.sequences import HeadsCache, check_sequences
+from flowbus.engine.store.sqlite_prune import prune_runs
 from flowbus.engine.store.views import (
     AuditView,
     DeploymentView,
@@ -62,39 +63,6 @@ def _transact(connection: sqlite3.Connection, statements: list[tuple[str, Any]])
         if connection.in_transaction:  # a COMMIT refused (a full disk) leaves it open too
             connection.execute("ROLLBACK")
         raise
-
-
-def _prune(connection: sqlite3.Connection, run_ids: list[str]) -> int:
-    """``prune`` on the connection's thread: one transaction, in chunks of SQLite's bound
-    parameters (999 on old builds)."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        gone = 0
-        for start in range(0, len(run_ids), 500):
-            chunk = run_ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for hour, state_type, runs in connection.execute(
-                f"SELECT substr(created, 1, 13), state_type, count(*) FROM flow_runs "
-                f"WHERE id IN ({marks}) GROUP BY 1, 2", chunk
-            ).fetchall():  # fmt: skip
-                connection.execute("UPDATE run_counts SET runs = runs - ? "
-                                   "WHERE hour = ? AND state_type = ?",
-                                   (runs, hour, state_type))  # fmt: skip
-            for sql in q.PRUNE_STATEMENTS:
-                connection.execute(sql.format(marks=marks), chunk)
-            gone += connection.execute(
-                f"DELETE FROM flow_runs WHERE id IN ({marks})", chunk
-            ).rowcount
-        connection.execute("DELETE FROM run_counts WHERE runs <= 0")
-        connection.execute("COMMIT")
-    except BaseException:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        raise
-    # Freed pages go back to the file system when the store was made to allow it (new
-    # stores are: auto_vacuum incremental); otherwise SQLite reuses them for new events.
-    connection.execute("PRAGMA incremental_vacuum")
-    return gone
 
 
 def _store_error(path: str, exc: sqlite3.Error) -> StoreError:
@@ -427,7 +395,7 @@ class SqliteEventStore(EventStore):
             return 0
         async with self._lock:
             try:
-                gone = await self._in_thread(_prune, list(run_ids))
+                gone = await self._in_thread(prune_runs, list(run_ids))
             except sqlite3.Error as exc:
                 raise _store_error(self.path, exc) from exc
             self._heads.clear()

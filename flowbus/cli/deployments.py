@@ -22,13 +22,9 @@ from flowbus.cli.deploy_file import (
     parse_deploy_file,
     working_directory,
 )
+from flowbus.cli.deployment_extras import checked_triggers, set_retention, set_triggers
 from flowbus.cli.redeploy import Given, settle
 from flowbus.cli.schedules import build_schedules
-from flowbus.engine.deployment_triggers import (
-    DeploymentEventTrigger,
-    read_triggers,
-    replace_triggers,
-)
 from flowbus.engine.deployments import build_deployment, enforcing, save_deployment
 from flowbus.engine.entrypoints import load_flow
 from flowbus.engine.errors import FlowbusError, UsageError
@@ -199,25 +195,6 @@ def deploy(
         print_json(saved.to_dict())
 
 
-def set_retention(
-    deployment: str, days: str | None, keep_failed_days: float | None, quiet: bool
-) -> None:
-    """Record the deployment's own retention (``engine/retention.py``), checked first."""
-    from flowbus.engine.documents import save_document
-    from flowbus.engine.retention import RETENTION, policy_from_days
-
-    try:
-        number = None if days in (None, "forever") else float(days)
-        policy_from_days(number, keep_failed_days) if number is not None else None
-    except (ValueError, FlowbusError) as exc:
-        fail(f"--retention-days {days!r}: a number of days above 0, or 'forever' ({exc})", code=2)
-    body = {"days": number, "keep_failed_days": keep_failed_days}
-    with_store(partial(save_document, kind=RETENTION, name=deployment, body=body))
-    if not quiet:
-        kept = "kept forever" if number is None else f"pruned {number:g} days after they end"
-        console.print(f"  its finished runs are {kept}", markup=False)
-
-
 def record(
     entrypoint: str,
     name: str,
@@ -304,7 +281,7 @@ def deploy_from_file(folder: Path, names: list[str], every: bool, as_json: bool)
         entries = chosen(found, names, every, path.name)
     except FlowbusError as exc:
         fail(str(exc), code=2)
-    triggers = _checked_triggers(entries, path.name)
+    triggers = checked_triggers(entries, path.name)
     saved: list[DeploymentView] = []
     changed = False
     for entry in entries:
@@ -321,39 +298,13 @@ def deploy_from_file(folder: Path, names: list[str], every: bool, as_json: bool)
         saved.append(record(entry.entrypoint, entry.name, here, entry.queue, entry.parameters,
                             entry.tags, entry.description, declared, 3, None, None, as_json,
                             entry.enforce_parameter_schema))  # fmt: skip
-        changed = _set_triggers(saved[-1].name, triggers[entry.name], as_json) or changed
+        changed = set_triggers(saved[-1].name, triggers[entry.name], as_json) or changed
     if changed:  # a running automation engine reads them now, not within a second
         from flowbus.cli.automations import announce_change
 
         announce_change()
     if as_json:
         print_json({"deployments": [view.to_dict() for view in saved]})
-
-
-def _checked_triggers(
-    entries: list[DeploymentEntry], file: str
-) -> dict[str, list[DeploymentEventTrigger]]:
-    """Every entry's triggers, checked before any entry is saved (and its entrypoint given)."""
-    triggers: dict[str, list[DeploymentEventTrigger]] = {}
-    for entry in entries:
-        if entry.entrypoint is None:
-            fail(f"{file}: deployment {entry.name!r} has no entrypoint", code=2)
-        try:
-            triggers[entry.name] = read_triggers(entry.triggers)
-        except FlowbusError as exc:
-            fail(f"{file}: deployment {entry.name!r}: {exc}", code=2)
-    return triggers
-
-
-def _set_triggers(deployment: str, triggers: list[DeploymentEventTrigger], quiet: bool) -> bool:
-    """Make the deployment's triggers these; True when any was made or removed."""
-    made, removed = with_store(partial(replace_triggers, deployment=deployment,
-                                       triggers=triggers))  # fmt: skip
-    if made and not quiet:
-        console.print(f"  triggers: {', '.join(made)}", markup=False)
-    if removed and not quiet:
-        console.print(f"  triggers removed: {', '.join(removed)}", markup=False)
-    return bool(made or removed)
 
 
 def file_schedules(entry: DeploymentEntry) -> list[DeploymentSchedule]:
