@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.status import Status
@@ -59,6 +59,20 @@ def run(
         raise typer.Exit(1)
 
 
+def _print_state(state: Any, logged: str) -> None:
+    """A state change as ``--watch`` shows it, with a failure's traceback unless a log line of
+    the run (a task's "Finished in state Failed") showed the error's traceback already."""
+    when = short_time(state.timestamp.isoformat())
+    message = f"  {state.message}" if state.message else ""
+    console.print(f"{when}  {styled_state(state.type.value, state.name)}{message}")
+    if state.type is StateType.FAILED and state.traceback:
+        if logged:
+            console.print("  (its traceback is above; flowbus runs show has it whole)",
+                          style="dim")  # fmt: skip
+        else:
+            console.print(state.traceback, markup=False, style="red")
+
+
 async def _watch(client: Client, run_id: str, quiet: bool) -> FinalState:
     """Print the run's state changes and log lines as they happen; return its final state."""
     status: Status | None = None if quiet else console.status("waiting for the run...")
@@ -66,6 +80,7 @@ async def _watch(client: Client, run_id: str, quiet: bool) -> FinalState:
         status.start()
     last: FinalState | None = None
     task_runs = 0
+    logged = ""  # the tracebacks the run's log lines showed
     try:
         async with contextlib.aclosing(client.events(run_id=run_id)) as events:
             async for event in events:
@@ -74,13 +89,7 @@ async def _watch(client: Client, run_id: str, quiet: bool) -> FinalState:
                     result = getattr(event, "result", None)
                     last = FinalState(run_id, state.type, state.name, state.message, result)
                     if not quiet:
-                        when = short_time(state.timestamp.isoformat())
-                        message = f"  {state.message}" if state.message else ""
-                        console.print(
-                            f"{when}  {styled_state(state.type.value, state.name)}{message}"
-                        )
-                        if state.type is StateType.FAILED and state.traceback:
-                            console.print(state.traceback, markup=False, style="red")
+                        _print_state(state, logged)
                     if await client.ends_run(event):
                         break
                     if status is not None:
@@ -90,6 +99,8 @@ async def _watch(client: Client, run_id: str, quiet: bool) -> FinalState:
                     if status is not None and last is not None:
                         status.update(f"{last.name} ... {task_runs} task runs so far")
                 elif isinstance(event, LogEmitted) and not quiet:
+                    if "Traceback" in event.message:
+                        logged += event.message
                     level = logging.getLevelName(event.level)
                     console.print(f"    {level:<8} {event.message}", markup=False, style="dim")
     finally:

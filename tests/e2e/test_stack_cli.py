@@ -45,6 +45,9 @@ def test_deploy_run_watch_cancel_queues_and_agents(up: Up, shell: Shell, tmp_pat
         "--watch", check=False,
     )  # fmt: skip
     assert failing.returncode == 1 and "Failed" in failing.stdout
+    # The task's traceback once, in its log line; not again under the run's Failed.
+    after_failed = failing.stdout.split("  Failed  ")[-1]
+    assert "Traceback" not in after_failed and "traceback is above" in after_failed
     failed_id = shell.flowbus_json("runs", "ls", "--state", "failed")["runs"][0]["id"]
     too_late = shell.flowbus("runs", "cancel", failed_id, check=False)
     assert too_late.returncode == 1 and "already ended Failed" in too_late.stderr
