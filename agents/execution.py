@@ -259,26 +259,44 @@ class InProcessRun:
             )
 
 
+#: How long an attempt after the first waits for its replay table (an orchestrator killed just
+#: after the claim is replaced within seconds) before its tasks run again without it.
+REPLAY_PATIENCE_SECONDS = 60.0
+
+
 async def fetch_replay(sink: NatsEventSink, grant: ClaimGrant) -> list[ReplayEntry]:
-    """The task runs earlier attempts of the run completed, which this attempt replays. If no
-    orchestrator answers, the run goes on without them: its tasks run again (at-least-once),
-    which is what a run without replay does anyway."""
+    """The task runs earlier attempts of the run completed, which this attempt replays. Asked
+    again while no orchestrator answers (one may be restarting), for a minute; after that the
+    run goes on without them: its tasks run again (at-least-once), which is what a run
+    without replay does anyway."""
+    deadline = time.monotonic() + REPLAY_PATIENCE_SECONDS
+    while True:
+        try:
+            return await _replay_pages(sink, grant)
+        except (NatsError, TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                log.warning("replay table not read; the run's tasks run again",
+                            run_id=grant.run_id, error=repr(exc) or type(exc).__name__)  # fmt: skip
+                return []
+            await asyncio.sleep(0.5)
+        except ValueError as exc:  # an answer that is not a replay table: asking again won't help
+            log.warning("replay table unreadable; the run's tasks run again",
+                        run_id=grant.run_id, error=repr(exc))  # fmt: skip
+            return []
+
+
+async def _replay_pages(sink: NatsEventSink, grant: ClaimGrant) -> list[ReplayEntry]:
     request = p.ReplayRequest(run_id=grant.run_id)
     entries: list[ReplayEntry] = []
-    try:
-        while True:
-            reply = await _on_loop(
-                sink.loop, sink.client.request(subjects.REPLAY, request.dump(), timeout=10)
-            )
-            page = p.ReplayReply.model_validate_json(reply.data)
-            entries += [ReplayEntry.from_dict(item) for item in page.entries]
-            if not page.more:
-                return entries
-            request = p.ReplayRequest(run_id=grant.run_id, offset=len(entries))
-    except (NatsError, TimeoutError, ValueError) as exc:
-        log.warning("replay table not read; the run's tasks run again", run_id=grant.run_id,
-                    error=repr(exc) or type(exc).__name__)  # fmt: skip
-        return []
+    while True:
+        reply = await _on_loop(
+            sink.loop, sink.client.request(subjects.REPLAY, request.dump(), timeout=10)
+        )
+        page = p.ReplayReply.model_validate_json(reply.data)
+        entries += [ReplayEntry.from_dict(item) for item in page.entries]
+        if not page.more:
+            return entries
+        request = p.ReplayRequest(run_id=grant.run_id, offset=len(entries))
 
 
 async def _on_loop(loop: asyncio.AbstractEventLoop, coro: Any) -> Any:

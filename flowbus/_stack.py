@@ -23,6 +23,7 @@ from flowbus.api.settings import DEFAULT_API_PORT
 from flowbus.broker import EmbeddedNatsServer, connect, ensure_streams
 from flowbus.broker.server import port_is_free
 from flowbus.engine import settings
+from flowbus.engine.errors import FlowbusError
 from flowbus.engine.store import EventStore, store_from_url
 
 DEFAULT_PORT = 4222
@@ -123,7 +124,14 @@ class LocalStack:
             self.info.notes.append(f"port {port} is taken; the API listens on a free port instead")
             port = 0
         self.api = ApiServer(self.api_store, nats_url, port=port)
-        await self.api.start()
+        try:
+            await self.api.start()
+        except FlowbusError as exc:  # taken between the check and the bind: another process
+            if not port or "already in use" not in str(exc):
+                raise
+            self.info.notes.append(f"port {port} is taken; the API listens on a free port instead")
+            self.api = ApiServer(self.api_store, nats_url, port=0)
+            await self.api.start()
         self.info.api_url = self.api.url
         self.info.api_token = self.api.token is not None
 

@@ -32,6 +32,8 @@ class Up:
         environment = {**os.environ, "FLOWBUS_HOME": str(home), "NO_COLOR": "1", **(env or {})}
         if env is None:
             environment.pop("FLOWBUS_NATS_URL", None)
+        if "--api-port" not in args:  # a free port: test modules run side by side
+            args = (*args, "--api-port", "0")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flowbus", "up", *args],
             cwd=ROOT,
