@@ -5,8 +5,9 @@ The recorder's consumer starts again from a minute before the backup was taken. 
 stream's last event at that moment, each message is taken in order, alone: an event the store
 holds (the same id at its place in its run) is acked and nothing is written; an orchestrator's
 own decision (``Flowbus-Recorded``, which the recorder otherwise never writes: its writer did)
-is written now, since the restored store lost it; any other event goes the recorder's usual
-way, fences and all. Later messages go in the recorder's usual batches.
+is written now, since the restored store lost it; an agent's event waits until the decisions
+before it in its run are written again, then goes the recorder's usual way, fences and all.
+Later messages go in the recorder's usual batches.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from flowbus.engine.errors import SequenceError
 from flowbus.engine.records import EventRecord
 
 log = structlog.get_logger("flowbus.recorder")
+
+#: Deliveries an agent's event waits for the decisions before it (half a second apart).
+PATIENCE = 60
 
 
 class RestoreCatchUp:
@@ -64,6 +68,13 @@ class RestoreCatchUp:
             await message.ack()
             return
         if not (message.headers and message.headers.get(subjects.RECORDED_HEADER)):
+            # An agent's event can reach the stream before the orchestrator's decision it
+            # follows (its claim is announced after its commit): until that is written again,
+            # the fence would refuse the event for good. It waits for it instead (a while).
+            head = await self.ledger.store.head(record.stream_id)
+            if head < record.seq - 1 and message.metadata.num_delivered < PATIENCE:
+                await message.nak(delay=0.5)
+                return
             await self.usual([message])
             return
         try:  # an orchestrator's decision the restored store lost

@@ -11,6 +11,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.integration.stack import Stack, wait_until
 
 RUNS = 40
@@ -20,6 +22,7 @@ def completed(stack: Stack) -> int:
     return len(stack.with_store(lambda s: s.list_flow_runs(state="COMPLETED", limit=10 * RUNS)))
 
 
+@pytest.mark.timeout(400)
 async def test_a_backup_taken_under_load_restores_and_catches_up(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -50,7 +53,7 @@ async def test_a_backup_taken_under_load_restores_and_catches_up(
     assert "match" in verify.stdout
 
     stack.start_orchestrator()
-    wait_until(lambda: completed(stack) == RUNS, 120, f"all {RUNS} runs recorded again")
+    wait_until(lambda: completed(stack) == RUNS, 240, f"all {RUNS} runs recorded again")
     for run_id in ids:
         states = Counter(stack.states(run_id))
         assert states["Completed"] == 1 and states["Scheduled"] == 1, (run_id, states)
