@@ -10,10 +10,11 @@ import os
 import structlog
 
 from flowbus.agents.lifecycle import Daemon, Loop
-from flowbus.engine.errors import FlowbusError, UsageError
+from flowbus.engine.errors import FlowbusError
 from flowbus.engine.retention import (
     RetentionPolicy,
     configured_policies,
+    days_from_text,
     policy_from_days,
     prune,
 )
@@ -27,21 +28,17 @@ DEFAULT_INTERVAL = 3600.0
 
 
 def _days(name: str) -> float | None:
-    raw = (os.environ.get(name) or "").strip()
-    if raw in ("", "forever"):
-        return None
-    try:
-        days = float(raw)
-    except ValueError:
-        days = -1.0
-    if not 0 < days < 366_000:
-        raise UsageError(f"{name}={raw!r}: a number of days above 0, or 'forever'")
-    return days
+    return days_from_text(os.environ.get(name), name)
 
 
 def default_policy() -> RetentionPolicy | None:
     """``FLOWBUS_RETENTION_DAYS`` (unset or ``forever``: keep) and ``FLOWBUS_KEEP_FAILED_DAYS``."""
     return policy_from_days(_days("FLOWBUS_RETENTION_DAYS"), _days("FLOWBUS_KEEP_FAILED_DAYS"))
+
+
+def default_archive() -> str | None:
+    """``FLOWBUS_RETENTION_ARCHIVE``: where pruned runs are written first (None: nowhere)."""
+    return os.environ.get("FLOWBUS_RETENTION_ARCHIVE") or None
 
 
 class RetentionKeeper(Daemon):
@@ -72,8 +69,7 @@ class RetentionKeeper(Daemon):
     async def pass_once(self) -> int:
         """One pass; how many runs it removed."""
         policies = await configured_policies(self.store, self.default)
-        archive = os.environ.get("FLOWBUS_RETENTION_ARCHIVE") or None
-        report = await prune(self.store, policies, batch=200, archive=archive)
+        report = await prune(self.store, policies, batch=200, archive=default_archive())
         if report.runs:
             log.info("retention pruned runs", runs=report.runs, kept=report.kept_pinned)
         self.pruned += report.runs

@@ -86,6 +86,21 @@ class Policies:
         return min(ages) if ages else None
 
 
+def days_from_text(raw: str | None, name: str) -> float | None:
+    """A number of days as a setting or an option gives it (``30``, ``0.5``); None for
+    nothing or ``forever`` (keep). ``UsageError`` naming ``name`` for anything else."""
+    text = (raw or "").strip()
+    if text in ("", "forever"):
+        return None
+    try:
+        days = float(text)
+    except ValueError:
+        days = -1.0
+    if not 0 < days < 366_000:
+        raise UsageError(f"{name} {text!r}: a number of days above 0, or 'forever'")
+    return days
+
+
 def policy_from_days(days: float | None, keep_failed_days: float | None) -> RetentionPolicy | None:
     """A policy from days as settings and documents give them (None days: keep forever)."""
     if days is None:
@@ -112,9 +127,12 @@ def _ended(run: FlowRunView) -> datetime:
 
 def choose(
     runs: Iterable[FlowRunView], policies: Policies, now: datetime, pinned: set[str]
-) -> list[str]:
-    """The ids of the runs that may go (pure: the decision of a prune)."""
-    return [run.id for run in runs if run.id not in pinned and _old_enough(run, policies, now)]
+) -> tuple[list[FlowRunView], int]:
+    """The runs that may go, and how many as old are kept because something points at them
+    (pure: the decision of a prune)."""
+    old = [run for run in runs if _old_enough(run, policies, now)]
+    going = [run for run in old if run.id not in pinned]
+    return going, len(old) - len(going)
 
 
 def _old_enough(run: FlowRunView, policies: Policies, now: datetime) -> bool:
@@ -209,15 +227,13 @@ async def prune(
                 break
             runs = dataclasses.replace(runs, cursor=(page[-1].created, page[-1].id))
             report.examined += len(page)
-            chosen = choose(page, policies, now, pinned)
-            report.kept_pinned += sum(
-                1 for r in page if r.id in pinned and _old_enough(r, policies, now)
-            )
+            going, kept = choose(page, policies, now, pinned)
+            chosen = [run.id for run in going]
+            report.kept_pinned += kept
             report.sample.extend(chosen[: max(0, 10 - len(report.sample))])
             if chosen and not dry_run:
                 if archive is not None:  # written whole before anything is removed
-                    going = set(chosen)
-                    await archive_runs(store, [r for r in page if r.id in going], archive)
+                    await archive_runs(store, going, archive)
                 report.runs += await store.prune(chosen)
                 held = await take_lease(store, holder, datetime.now(UTC))  # renewed per batch
                 if held is not None:  # this prune stalled past its lease; another took over
@@ -238,6 +254,7 @@ __all__ = [
     "RetentionPolicy",
     "choose",
     "configured_policies",
+    "days_from_text",
     "policy_from_days",
     "prune",
     "take_lease",

@@ -50,12 +50,9 @@ _set_sink_wrapper(_traced)
 
 def _deploy_store() -> object:
     # flow.deploy through the active profile's server, as the CLI deploys (else the store).
-    from flowbus.engine.store import store_from_url
-    from flowbus.remote.profiles import active_api
-    from flowbus.remote.store import ApiStore
+    from flowbus.remote.store import configured_store
 
-    api = active_api()
-    return ApiStore(api) if api is not None else store_from_url()
+    return configured_store()
 
 
 _flow_deploy.store_factory = _deploy_store  # type: ignore[assignment]

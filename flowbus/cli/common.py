@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import orjson
 import typer
@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from flowbus.engine.errors import FlowbusError
-from flowbus.engine.store import EventStore, FlowRunView, store_from_url
+from flowbus.engine.store import EventStore, FlowRunView
 
 if TYPE_CHECKING:
     from flowbus.client import Client
@@ -64,12 +64,10 @@ def act_as_cli_user() -> None:
 
 
 def _store() -> EventStore:
-    from flowbus.remote.profiles import active_api
-    from flowbus.remote.store import ApiStore
+    from flowbus.remote.store import configured_store
 
     act_as_cli_user()
-    api = active_api()
-    return cast(EventStore, ApiStore(api)) if api is not None else store_from_url()
+    return configured_store()
 
 
 def client_options() -> dict[str, Any]:

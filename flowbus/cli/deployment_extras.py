@@ -20,13 +20,13 @@ def set_retention(
 ) -> None:
     """Record the deployment's own retention (``engine/retention.py``), checked first."""
     from flowbus.engine.documents import save_document
-    from flowbus.engine.retention import RETENTION, policy_from_days
+    from flowbus.engine.retention import RETENTION, days_from_text, policy_from_days
 
     try:
-        number = None if days in (None, "forever") else float(days)
-        policy_from_days(number, keep_failed_days) if number is not None else None
-    except (ValueError, FlowbusError) as exc:
-        fail(f"--retention-days {days!r}: a number of days above 0, or 'forever' ({exc})", code=2)
+        number = days_from_text(days, "--retention-days")
+        policy_from_days(number, keep_failed_days)
+    except FlowbusError as exc:
+        fail(str(exc), code=2)
     body = {"days": number, "keep_failed_days": keep_failed_days}
     with_store(partial(save_document, kind=RETENTION, name=deployment, body=body))
     if not quiet:

@@ -6,7 +6,6 @@ import dataclasses
 import enum
 import json
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +22,7 @@ from flowbus.cli.deploy_file import (
     working_directory,
 )
 from flowbus.cli.deployment_extras import checked_triggers, set_retention, set_triggers
-from flowbus.cli.redeploy import Given, settle
+from flowbus.cli.redeploy import Given, Settled, settle
 from flowbus.cli.schedules import build_schedules
 from flowbus.engine.deployments import build_deployment, enforcing, save_deployment
 from flowbus.engine.entrypoints import load_flow
@@ -219,32 +218,29 @@ def record(
         )  # fmt: skip
     except FlowbusError as exc:
         fail(str(exc))
-    existing = with_store(partial(_deployment, name=spec.name))
-    settled = settle(existing, given)
-    schedules = settled.schedules
-    missing = sorted(set(spec.parameter_schema.get("required", [])) - set(spec.parameters))
-    if schedules and missing:
-        fail(
-            f"a scheduled run has nobody to give it {', '.join(missing)}: "
-            f"give defaults with -p {missing[0]}=... (or drop the schedule)",
-            code=2,
-        )
-    spec = dataclasses.replace(
-        spec,
-        working_dir=str(working_dir) if working_dir is not None else spec.working_dir,
-        schedules=schedules,
-        catchup=settled.catchup,
-        overlap=settled.overlap,
-        concurrency_limit=settled.concurrency_limit,
-        collision=settled.collision,
+    base = dataclasses.replace(
+        spec, working_dir=str(working_dir) if working_dir is not None else spec.working_dir,
         blocks=blocks,
-    )
-    spec = enforcing(spec, enforce)
+    )  # fmt: skip
+    missing = sorted(set(spec.parameter_schema.get("required", [])) - set(spec.parameters))
 
-    async def save(store: EventStore) -> DeploymentView:
-        return await save_deployment(store, spec)
+    async def save(store: EventStore) -> tuple[DeploymentView, Settled]:
+        # One session: the version before (what a redeploy keeps) is read where it is saved.
+        settled = settle(await store.get_deployment(spec.name), given)
+        if settled.schedules and missing:
+            fail(
+                f"a scheduled run has nobody to give it {', '.join(missing)}: "
+                f"give defaults with -p {missing[0]}=... (or drop the schedule)",
+                code=2,
+            )
+        final = dataclasses.replace(
+            base, schedules=settled.schedules, catchup=settled.catchup, overlap=settled.overlap,
+            concurrency_limit=settled.concurrency_limit, collision=settled.collision,
+        )  # fmt: skip
+        return await save_deployment(store, enforcing(final, enforce)), settled
 
-    saved = with_store(save)
+    saved, settled = with_store(save)
+    schedules = settled.schedules
     if not quiet:
         say(saved, schedules)
         if settled.kept:
@@ -252,10 +248,6 @@ def record(
                           "(--clear-schedules, --concurrency-limit 0 remove them)",
                           markup=False)  # fmt: skip
     return saved
-
-
-async def _deployment(store: EventStore, name: str) -> DeploymentView | None:
-    return await store.get_deployment(name)
 
 
 def say(saved: DeploymentView, schedules: list[DeploymentSchedule]) -> None:

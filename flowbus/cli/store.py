@@ -4,7 +4,6 @@ up and restore it."""
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -114,7 +113,7 @@ def prune_store(
     batches: --older-than for every run, else the policies the leader applies (a deployment's
     own, over FLOWBUS_RETENTION_DAYS); unfinished runs and each key's latest artifact's run are
     kept."""
-    from flowbus.agents.retention_keeper import default_policy
+    from flowbus.agents.retention_keeper import default_archive, default_policy
     from flowbus.engine.clock import parse_duration
     from flowbus.engine.retention import (
         PruneReport,
@@ -137,7 +136,7 @@ def prune_store(
         policies = await configured_policies(store, given)
         if older_than is not None:  # the age given is for every run
             policies = dataclasses.replace(policies, by_deployment={})
-        into = archive or os.environ.get("FLOWBUS_RETENTION_ARCHIVE")
+        into = archive or default_archive()
         return await prune(store, policies, dry_run=dry_run, batch=batch, archive=into)
 
     report = with_store(action)

@@ -11,12 +11,15 @@ types) and blocks (whose secrets the server encrypts); what the API does not ser
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 from flowbus.client.http_transport import HttpTransport, deployment_path
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.event_types import EventType
+
+if TYPE_CHECKING:
+    from flowbus.engine.store import EventStore
 from flowbus.engine.store.views import (
     AuditView,
     DeploymentView,
@@ -173,6 +176,16 @@ class ApiStore:
             f"this command needs the store ({name}), which {self.api.url} does not serve over "
             "its HTTP API yet: run it where the store is, or without a profile"
         )
+
+
+def configured_store() -> EventStore:
+    """The store a command or a script on this machine writes to: through the server of the
+    active profile (``flowbus login``, ``$FLOWBUS_API_URL``), else the configured one."""
+    from flowbus.engine.store import store_from_url
+    from flowbus.remote.profiles import active_api
+
+    api = active_api()
+    return cast("EventStore", ApiStore(api)) if api is not None else store_from_url()
 
 
 def _document_path(kind: str, name: str) -> str:
