@@ -15,6 +15,7 @@ import orjson
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.store import EventStore, FlowRunView
@@ -103,6 +104,32 @@ def short_time(value: str | None) -> str:
     if not value:
         return "-"
     return datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def compact_time(value: str | None, now: datetime | None = None) -> str:
+    """A time in few characters, for narrow tables: ``15:59:46`` today, else ``12-07 15:59``
+    (this year) or ``2025-12-07 15:59``."""
+    if not value:
+        return "-"
+    when = datetime.fromisoformat(value).astimezone()
+    today = (now or datetime.now(when.tzinfo)).astimezone(when.tzinfo)
+    if when.date() == today.date():
+        return when.strftime("%H:%M:%S")
+    return when.strftime("%m-%d %H:%M" if when.year == today.year else "%Y-%m-%d %H:%M")
+
+
+def listed_time(value: str | None) -> str:
+    """A time in a table: whole on a wide terminal, compact on a narrow one (80 columns)."""
+    return compact_time(value) if console.width < 110 else short_time(value)
+
+
+def listing(*columns: str, whole: tuple[str, ...] = ()) -> Table:
+    """A table of many rows, as every ``ls`` prints one: no box, bold headers, no padding at
+    its edges; the ``whole`` columns never wrap (ids, names one copies), the others fold."""
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in columns:
+        table.add_column(column, no_wrap=column in whole, overflow="fold")
+    return table
 
 
 def format_seconds(seconds: float | None) -> str:

@@ -10,9 +10,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from flowbus.cli.common import console, err_console, fail, print_json, short_time, with_store
+from flowbus.cli.common import (
+    console,
+    err_console,
+    fail,
+    listed_time,
+    listing,
+    print_json,
+    short_time,
+    with_store,
+)
 from flowbus.cli.deploy_file import (
     DeploymentEntry,
     chosen,
@@ -338,11 +346,9 @@ def list_deployments(
     if as_json:
         print_json({"deployments": [d.to_dict() for d in deployments]})
         return
-    table = Table(box=None, header_style="bold")
-    for column in ("NAME", "QUEUE", "ENTRYPOINT", "VERSION", "UPDATED"):
-        table.add_column(column, no_wrap=column in ("NAME", "UPDATED"))
+    table = listing("NAME", "QUEUE", "ENTRYPOINT", "VERSION", "UPDATED", whole=("NAME", "UPDATED"))
     for d in deployments:
-        table.add_row(d.name, d.queue, d.entrypoint, str(d.version), short_time(d.updated))
+        table.add_row(d.name, d.queue, d.entrypoint, str(d.version), listed_time(d.updated))
     console.print(table if deployments else "[dim]no deployments[/]")
 
 

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from flowbus.broker.protocol import AgentInfo, QueueInfo
-from flowbus.cli.common import console, print_json, short_time, with_client
+from flowbus.cli.common import console, listed_time, listing, print_json, with_client
 from flowbus.client import Client
 
 queues_app = typer.Typer(
@@ -21,7 +21,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (see docs/c
 
 
 def _queue_table(queues: list[QueueInfo]) -> Table:
-    table = Table("queue", "priority", "limit", "paused", "waiting", "in flight")
+    columns = ("QUEUE", "PRIORITY", "LIMIT", "PAUSED", "WAITING", "IN FLIGHT")
+    table = listing(*columns, whole=("QUEUE",))
     for info in queues:
         s = info.settings
         table.add_row(
@@ -96,7 +97,8 @@ def agents_ls(as_json: JsonOption = False) -> None:
     if as_json:
         print_json([a.model_dump(mode="json") for a in agents])
         return
-    table = Table("agent", "alive", "queues", "runs", "abandoned", "last heartbeat", "host", "pid")
+    table = listing("AGENT", "ALIVE", "QUEUES", "RUNS", "ABANDONED", "LAST HEARTBEAT", "HOST",
+                    "PID", whole=("AGENT", "LAST HEARTBEAT"))  # fmt: skip
     for agent in agents:
         table.add_row(
             agent.name,
@@ -104,7 +106,7 @@ def agents_ls(as_json: JsonOption = False) -> None:
             ", ".join(agent.queues),
             f"{len(agent.runs)}/{agent.concurrency}",
             str(len(agent.abandoned)) if agent.abandoned else "",
-            short_time(agent.last_heartbeat),
+            listed_time(agent.last_heartbeat),
             agent.hostname,
             str(agent.pid),
         )

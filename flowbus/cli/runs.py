@@ -13,6 +13,8 @@ from flowbus.cli.common import (
     err_console,
     fail,
     format_seconds,
+    listed_time,
+    listing,
     print_json,
     resolve_run,
     short_time,
@@ -62,23 +64,17 @@ def list_runs(
         print_json({"runs": [run.to_dict() for run in runs]})
         return
     # Readable in 80 columns: ids as their shortest prefix unique here (every command takes
-    # a prefix; --json has them whole), start times without the year on a narrow terminal.
-    narrow = console.width < 110
-    table = Table(box=None, header_style="bold")
-    table.add_column("ID", no_wrap=True)  # ids are copied from here: never wrap them
-    for column in ("FLOW", "NAME"):
-        table.add_column(column, overflow="fold")
-    table.add_column("STATE", no_wrap=True)
-    table.add_column("STARTED", no_wrap=True)
-    table.add_column("DURATION", no_wrap=True)
+    # a prefix; --json has them whole), start times in few characters on a narrow terminal,
+    # no padding at the table's edges, names folded only when they must be.
+    table = listing("ID", "FLOW", "NAME", "STATE", "STARTED", "DURATION",
+                    whole=("ID", "STATE", "STARTED", "DURATION"))  # fmt: skip
     for run in runs:
-        started = short_time(run.started)
         table.add_row(
             ids[run.id],
             run.flow_name,
             run.name,
             styled_state(run.state_type, run.state_name),
-            started[5:] if narrow and started != "-" else started,
+            listed_time(run.started),
             format_seconds(duration(run.started, run.ended)),
         )
     console.print(table if runs else "[dim]no flow runs[/]")

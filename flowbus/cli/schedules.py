@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from flowbus.cli.common import console, fail, print_json, with_client, with_store
+from flowbus.cli.common import console, fail, listing, print_json, with_client, with_store
 from flowbus.engine.deployments import set_schedules_active
 from flowbus.engine.errors import FlowbusError, UsageError
 from flowbus.engine.schedules import (
@@ -69,27 +68,29 @@ def list_schedules(
     if as_json:
         print_json({"schedules": rows})
         return
-    table = Table(box=None, header_style="bold")
-    for column in ("DEPLOYMENT", "ID", "SCHEDULE", "STATUS", "NEXT", "CATCH-UP", "OVERLAP"):
-        table.add_column(column, no_wrap=column in ("DEPLOYMENT", "NEXT"))
+    # Readable in 80 columns: the next slot without its year, a schedule folded at its spaces.
+    narrow = console.width < 110
+    table = listing("DEPLOYMENT", "ID", "SCHEDULE", "STATUS", "NEXT", "CATCH-UP", "OVERLAP",
+                    whole=("DEPLOYMENT", "NEXT"))  # fmt: skip
     for row in rows:
         status = "[green]active[/]" if row["active"] else "[yellow]paused[/]"
         table.add_row(
             row["deployment"], str(row["id"]), row["summary"], status,
-            _in_its_zone(row["next_slot"], row["schedule"].get("timezone")), row["catchup"],
+            _in_its_zone(row["next_slot"], row["schedule"].get("timezone"), narrow),
+            row["catchup"],
             row["overlap"],
         )  # fmt: skip
     console.print(table if rows else "[dim]no schedules[/]")
 
 
-def _in_its_zone(slot: str | None, zone: str | None) -> str:
+def _in_its_zone(slot: str | None, zone: str | None, narrow: bool = False) -> str:
     """The next slot in the schedule's own time zone, which it names (``06:00 CET``)."""
     if slot is None:
         return "-"
     from zoneinfo import ZoneInfo
 
     when = datetime.fromisoformat(slot).astimezone(ZoneInfo(zone or "UTC"))
-    return when.strftime("%Y-%m-%d %H:%M %Z")
+    return when.strftime("%m-%d %H:%M %Z" if narrow else "%Y-%m-%d %H:%M %Z")
 
 
 def _set_active(deployment: str, schedule_id: int | None, active: bool, as_json: bool) -> None:

@@ -28,7 +28,9 @@ from .conftest import ROOT
 class Up:
     """A ``flowbus up`` process; its output lines are read as they come."""
 
-    def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, home: Path, *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
+    ) -> None:
         environment = {**os.environ, "FLOWBUS_HOME": str(home), "NO_COLOR": "1", **(env or {})}
         if env is None:
             environment.pop("FLOWBUS_NATS_URL", None)
@@ -36,7 +38,7 @@ class Up:
             args = (*args, "--api-port", "0")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "flowbus", "up", *args],
-            cwd=ROOT,
+            cwd=cwd,
             env=environment,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
