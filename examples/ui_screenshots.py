@@ -37,7 +37,7 @@ AUTOMATION = """
 - name: etl-late
   trigger: {kind: absence, match: {type: flow-run.Completed, labels: {deployment: etl-flow/daily}},
             cron: "0 7 * * *", timezone: Europe/Paris, within: 86400}
-  actions: [{kind: publish, subject: alerts.etl, payload: "{{ event }}"}]
+  actions: [{kind: publish, subject: flowbus.custom.alerts.etl, payload: "{{ event }}"}]
 """
 OUT = ROOT / "docs" / "screenshots"
 

@@ -110,6 +110,7 @@ def test_run_a_deployment_from_its_form_and_watch_it_complete(
     expect(page.locator("#states")).to_contain_text("Running")
     expect(page.locator("#logs")).to_contain_text("adding 4 doubles", timeout=10_000)
     expect(page.locator(".gantt .row")).to_have_count(4)
+    expect(page.locator("#result")).to_have_text("12")  # 0 + 2 + 4 + 6
     page.screenshot(path=str(tmp_path / "run.png"))
 
     page.get_by_role("link", name="Runs").click()
@@ -427,6 +428,21 @@ def test_a_runs_artifacts_are_rendered_on_its_page(stack: Stack, browser_page: o
     report = artifacts.locator("[data-artifact-type=markdown] .markdown")
     expect(report.locator("h3")).to_have_text("Report")  # "# Report" as a heading, not text
     expect(report.locator("p")).to_have_text("3 rows")
+
+
+def test_a_runs_page_shows_its_result_as_json_and_which_task_runs_retried(
+    stack: Stack, browser_page: object
+) -> None:
+    from playwright.sync_api import Page, expect
+
+    page: Page = browser_page  # type: ignore[assignment]
+    stack.deploy("retried_once")
+    run_id = stack.submit_over_http("retried-once/test")
+    page.goto(f"{stack.api_url}/ui/#/runs/{run_id}")
+    expect(page.locator("h1 .badge")).to_have_text("Completed", timeout=30_000)
+    # JSON as other languages read it, not Python's repr ({'status': 'ok', ...}).
+    expect(page.locator("#result")).to_have_text('{ "status": "ok", "rows": [ 1, 2 ] }')
+    expect(page.locator(".gantt .retried")).to_have_text("↻ 1 retry")
 
 
 def test_a_deployment_named_with_spaces_runs_from_its_page(

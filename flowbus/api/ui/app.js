@@ -252,7 +252,7 @@ async function runPage(runId) {
           el("dt", {}, "Id"), el("dd", { class: "mono" }, run.id),
           el("dt", {}, "Started"), el("dd", {}, when(run.started)),
           el("dt", {}, "Duration"), el("dd", {}, seconds(run.duration_seconds)),
-          el("dt", {}, "Result"), el("dd", { class: "mono" }, run.result_summary ?? "–"),
+          el("dt", {}, "Result"), el("dd", { class: "mono", id: "result" }, resultText(run)),
           el("dt", {}, "Code"), el("dd", { class: "mono", id: "code-hash", title: run.code_hash || "" },
             run.code_hash ? `sha256 ${run.code_hash.slice(0, 12)}` : "–"),
           el("dt", {}, "Tags"), el("dd", {}, run.tags.join(", ") || "–"))),
@@ -346,6 +346,15 @@ function resumePanel(run) {
     notice, rows, may("operator") ? el("button", { type: "submit", id: "resume" }, "Resume") : null);
 }
 
+// A run's result as JSON where it has one (what every other language reads), else the short
+// repr of a value JSON cannot hold; long ones are cut (the API and `flowbus runs result` have it whole).
+function resultText(run) {
+  const text = run.result !== null && run.result !== undefined
+    ? JSON.stringify(run.result, null, 1).replace(/\n\s*/g, " ") : run.result_summary;
+  if (!text) return "–";
+  return text.length > 400 ? `${text.slice(0, 400)}…` : text;
+}
+
 function gantt(taskRuns) {
   if (!taskRuns.length) return el("p", { class: "muted" }, "No task runs.");
   const starts = taskRuns.map((t) => Date.parse(t.started || t.created));
@@ -356,6 +365,8 @@ function gantt(taskRuns) {
     el("div", { class: "row" },
       el("span", {}, t.attempt ? el("span", { class: "muted" }, `#${t.attempt} `) : null, t.name, " ",
         badge(t.state_type, t.state_name),
+        t.retries ? el("span", { class: "muted retried", title: `ran ${t.retries + 1} times` },
+          ` ↻ ${t.retries} ${t.retries === 1 ? "retry" : "retries"}`) : null,
         t.replay_of ? el("span", { class: "muted replayed",
           title: `result of task run ${t.replay_of.task_run_id}` },
           ` replayed from attempt ${t.replay_of.attempt}`) : null),

@@ -24,6 +24,21 @@ def quick(n: int = 3) -> int:
     return sum(double(i) for i in range(n))
 
 
+@task(retries=2, retry_delay_seconds=0)
+def fails_once() -> str:
+    from flowbus import runtime
+
+    if runtime.task_run.run_count < 2:
+        raise ConnectionError("a blip")
+    return "ok"
+
+
+@flow
+def retried_once() -> dict[str, object]:
+    """A task that needs one retry, and a result JSON holds."""
+    return {"status": fails_once(), "rows": [1, 2]}
+
+
 @flow
 def noop() -> None:
     """Nothing at all: for dispatch overhead."""
