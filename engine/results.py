@@ -118,6 +118,24 @@ class OutputStorage:
         fs.mv(staging, path)  # a rename on a file system; object stores have no half objects
         return target
 
+    def remove_runs(self, run_ids: list[str]) -> tuple[int, list[str]]:
+        """Remove the outputs of these runs (each run's are under ``<url>/<run id>/``, see the
+        keys of ``stored_output``'s callers): how many runs had some, and what could not be
+        removed (blocking I/O)."""
+        import fsspec
+
+        removed, failed = 0, []
+        fs, root = fsspec.core.url_to_fs(self.url)
+        for run_id in run_ids:
+            folder = f"{root.rstrip('/')}/{run_id}"
+            try:
+                if fs.exists(folder):
+                    fs.rm(folder, recursive=True)
+                    removed += 1
+            except OSError as exc:  # a file system that refuses: say so, carry on
+                failed.append(f"{folder}: {exc}")
+        return removed, failed
+
     def read(self, ref: str) -> Any:
         """The value stored at ``ref``: ``ResultRefused`` when ``ref`` is not under this storage
         or its bytes are not sealed by a result key here (nothing is unpickled then),

@@ -4,14 +4,17 @@
 
 A run goes when it ended (its final state's time) longer ago than the policy says (failed and
 crashed runs may be kept longer), unless something still points at it: an unfinished run (never
-pruned), the run whose artifact is the latest of its key. Each batch is one transaction in the
-store (``EventStore.prune``), so a prune killed at any moment leaves every run whole or gone,
-and the next prune carries on; nothing is removed twice. Two prunes at once: one holds the
-lease (a document with compare-and-swap writes), the other says who holds it and stops.
+pruned), the run whose artifact is the latest of its key. Its files in result storage (the
+outputs that were not small JSON) go with it, once its batch is committed. Each batch is one
+transaction in the store (``EventStore.prune``), so a prune killed at any moment leaves every
+run whole or gone, and the next prune carries on; nothing is removed twice. Two prunes at once:
+one holds the lease (a document with compare-and-swap writes), the other says who holds it and
+stops.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from collections.abc import Iterable
@@ -24,6 +27,7 @@ from flowbus.engine.artifacts import ARTIFACT
 from flowbus.engine.documents import document_id
 from flowbus.engine.errors import UsageError
 from flowbus.engine.event_types import EventType
+from flowbus.engine.results import OutputStorage, storage_url
 from flowbus.engine.settings import env_float
 from flowbus.engine.store import EventStore, FlowRunView
 from flowbus.engine.store.views import RunFilter
@@ -149,10 +153,14 @@ class PruneReport:
     kept_pinned: int = 0
     examined: int = 0
     sample: list[str] = field(default_factory=list)
+    #: Runs whose files in result storage were removed with them, and what could not be.
+    result_folders: int = 0
+    files_left: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"dry_run": self.dry_run, "runs": self.runs, "kept_pinned": self.kept_pinned,
-                "examined": self.examined, "sample": self.sample}  # fmt: skip
+                "examined": self.examined, "sample": self.sample,
+                "result_folders": self.result_folders, "files_left": self.files_left}  # fmt: skip
 
 
 async def pinned_runs(store: EventStore) -> set[str]:
@@ -235,6 +243,13 @@ async def prune(
                 if archive is not None:  # written whole before anything is removed
                     await archive_runs(store, going, archive)
                 report.runs += await store.prune(chosen)
+                # Files after the commit: a kill between leaves files of no run (harmless), never
+                # a run whose results are gone.
+                removed, left = await asyncio.to_thread(
+                    OutputStorage(storage_url()).remove_runs, chosen
+                )
+                report.result_folders += removed
+                report.files_left.extend(left)
                 held = await take_lease(store, holder, datetime.now(UTC))  # renewed per batch
                 if held is not None:  # this prune stalled past its lease; another took over
                     raise UsageError(f"the prune lease went to {held}; stopped after a batch")

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from flowbus.cli.common import console, fail, print_json, with_store
+from flowbus.cli.common import console, err_console, fail, print_json, with_store
 from flowbus.engine.errors import FlowbusError
 from flowbus.engine.store import EventStore
 
@@ -148,6 +148,10 @@ def prune_store(
                   f"{report.kept_pinned} that an artifact points at", markup=False)  # fmt: skip
     for run_id in report.sample if dry_run else []:
         console.print(f"  {run_id}", markup=False)
+    if report.result_folders:
+        console.print(f"removed the result files of {report.result_folders} of them", markup=False)
+    for left in report.files_left:
+        err_console.print(f"could not remove {left}", markup=False)
 
 
 @app.command("import")

@@ -111,8 +111,21 @@ def present(path: Path, runs: dict[str, str]) -> set[str]:
     return asyncio.run(read())
 
 
+def result_files(store_path: Path, runs: dict[str, str], *names: str) -> dict[str, Path]:
+    """A stored result of each named run, where deployed runs keep theirs (result storage's
+    default under the home: ``results/runs/<run id>/<task run id>``)."""
+    made = {}
+    for name in names:
+        stored = store_path.parent / "results" / "runs" / runs[name] / "task-run-1"
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        stored.write_bytes(b"sealed result bytes")
+        made[name] = stored
+    return made
+
+
 def test_prune_by_hand_keeps_what_is_still_wanted(store_path: Path) -> None:
     runs = asyncio.run(fill(store_path))
+    stored = result_files(store_path, runs, "old", "recent", "old-failed")
     dry = cli(store_path, "prune", "--older-than", "30d", "--keep-failed", "90d", "--dry-run",
               "--json")  # fmt: skip
     assert dry.returncode == 0, dry.stderr
@@ -124,7 +137,11 @@ def test_prune_by_hand_keeps_what_is_still_wanted(store_path: Path) -> None:
     done = cli(store_path, "prune", "--older-than", "30d", "--keep-failed", "90d", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["runs"] == 303
+    assert json.loads(done.stdout)["result_folders"] == 1
     assert present(store_path, runs) == {"recent", "old-failed", "open", "artifact"}
+    # A pruned run's results go with it; a kept run's stay.
+    assert not stored["old"].parent.exists()
+    assert stored["recent"].exists() and stored["old-failed"].exists()
     assert store_path.stat().st_size < size_before  # freed pages went back to the disk
     verify = cli(store_path, "verify")
     assert verify.returncode == 0 and "match" in verify.stdout
