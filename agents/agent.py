@@ -38,7 +38,7 @@ from flowbus.agents.lifecycle import Daemon, Loop
 from flowbus.agents.settings import AgentEnv, default_of, load
 from flowbus.agents.slot_client import NatsSlots
 from flowbus.broker import protocol as p
-from flowbus.broker import subjects
+from flowbus.broker import subjects, versions
 from flowbus.broker.connection import manages_streams
 from flowbus.broker.dead_letters import dead_letter
 from flowbus.broker.event_sink import NatsEventSink
@@ -356,7 +356,7 @@ class Agent(Daemon):
 
     async def _claim(self, message: Msg, queue: str) -> _Held | None:
         try:
-            request = p.decode(p.RunRequest, message.data)
+            request = p.decode(p.RunRequest, message.data, tolerant=True)
         except p.ProtocolError as exc:
             await self._dead_letter(message, str(exc))
             return None
@@ -377,7 +377,10 @@ class Agent(Daemon):
         )
         try:
             answer = await self.client.request(
-                subjects.claim_subject(queue), claim.dump(), timeout=5
+                subjects.claim_subject(queue),
+                claim.dump(),
+                timeout=5,
+                headers=versions.with_version(),
             )
         except (NoRespondersError, NatsTimeoutError, TimeoutError) as exc:
             log.warning("no orchestrator answered a claim", run_id=request.run_id, error=repr(exc))
@@ -433,7 +436,9 @@ class Agent(Daemon):
             message=why,
         )
         try:
-            await self.client.request(subjects.RELEASE, request.dump(), timeout=5)
+            await self.client.request(
+                subjects.RELEASE, request.dump(), timeout=5, headers=versions.with_version()
+            )
         except Exception as exc:  # its lease expires instead, with the same effect
             log.warning("could not release a run", run_id=held.grant.run_id, error=repr(exc))
 
@@ -478,8 +483,9 @@ class Agent(Daemon):
             slots=self._slots.holdings() if self._slots is not None else [],
             abandoned=sorted(self.abandoned),
         )
-        answer = await self.client.request(subjects.HEARTBEAT, beat.dump(), timeout=timeout)
-        reply = p.decode(p.HeartbeatReply, answer.data)
+        answer = await self.client.request(subjects.HEARTBEAT, beat.dump(), timeout=timeout,
+                                          headers=versions.with_version())  # fmt: skip
+        reply = p.decode(p.HeartbeatReply, answer.data, tolerant=True)
         for run_id in reply.lost:
             held = self.held.get(run_id)
             if held is not None:
@@ -503,7 +509,7 @@ class Agent(Daemon):
 
     async def _on_cancel(self, msg: Msg) -> None:
         try:
-            request = p.decode(p.AgentCancel, msg.data)
+            request = p.decode(p.AgentCancel, msg.data, tolerant=True)
         except p.ProtocolError as exc:
             await msg.respond(p.error_reply("bad_request", str(exc)))
             return
@@ -542,15 +548,15 @@ class Agent(Daemon):
 
 def _parse_claim_reply(data: bytes) -> p.ClaimGrant | p.ClaimRefusal:
     try:
-        return p.decode(p.ClaimGrant, data)
+        return p.decode(p.ClaimGrant, data, tolerant=True)
     except p.ProtocolError:
         pass
     try:
-        return p.decode(p.ClaimRefusal, data)
+        return p.decode(p.ClaimRefusal, data, tolerant=True)
     except p.ProtocolError:
         pass
     try:
-        error = p.decode(p.ErrorReply, data).error
+        error = p.decode(p.ErrorReply, data, tolerant=True).error
         return p.ClaimRefusal(reason="unavailable", message=error.message)
     except p.ProtocolError:
         return p.ClaimRefusal(reason="unavailable", message="unreadable claim reply")

@@ -31,7 +31,7 @@ from nats.js.kv import KeyValue
 
 from flowbus.agents.lifecycle import Daemon, Loop
 from flowbus.broker import protocol as p
-from flowbus.broker import subjects
+from flowbus.broker import subjects, versions
 from flowbus.broker.streams import ensure_streams
 from flowbus.engine.automations import (
     AUTOMATION,
@@ -184,7 +184,7 @@ class AutomationEngine(Daemon):
         automations = await self.automations()
         if not automations:
             return None
-        event = decode_event(message.data)
+        event = decode_event(message.data, tolerant=True)  # recorded: checked
         if not isinstance(event, FlowRunStateChanged):
             return None
         state = event.state
@@ -376,12 +376,14 @@ class AutomationEngine(Daemon):
             payload=payload if isinstance(payload, dict) else {"value": payload},
         )
         await self.client.jetstream().publish(
-            action.subject, custom.dump(), headers={"Nats-Msg-Id": custom.id}
+            action.subject, custom.dump(), headers=versions.with_version({"Nats-Msg-Id": custom.id})
         )
         return {"subject": action.subject, "event_id": custom.id}
 
     async def _request(self, subject: str, data: bytes, model: type[Any]) -> Any:
-        answer = await self.client.request(subject, data, timeout=10)
+        answer = await self.client.request(
+            subject, data, timeout=10, headers=versions.with_version()
+        )
         reply = p.decode_reply(model, answer.data)
         if isinstance(reply, p.ErrorReply):
             raise RuntimeError(reply.error.message)

@@ -27,7 +27,7 @@ from flowbus.agents.decisions.agent import Outcome
 from flowbus.agents.flow_code import FlowCache
 from flowbus.agents.run_documents import NatsDocuments
 from flowbus.broker import protocol as p
-from flowbus.broker import subjects
+from flowbus.broker import subjects, versions
 from flowbus.broker.errors import BrokerError
 from flowbus.broker.event_sink import FencedSink, NatsEventSink
 from flowbus.broker.protocol import ClaimGrant
@@ -290,9 +290,12 @@ async def _replay_pages(sink: NatsEventSink, grant: ClaimGrant) -> list[ReplayEn
     entries: list[ReplayEntry] = []
     while True:
         reply = await _on_loop(
-            sink.loop, sink.client.request(subjects.REPLAY, request.dump(), timeout=10)
+            sink.loop,
+            sink.client.request(
+                subjects.REPLAY, request.dump(), timeout=10, headers=versions.with_version()
+            ),
         )
-        page = p.ReplayReply.model_validate_json(reply.data)
+        page = p.decode(p.ReplayReply, reply.data, tolerant=True)
         entries += [ReplayEntry.from_dict(item) for item in page.entries]
         if not page.more:
             return entries

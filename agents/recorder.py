@@ -36,7 +36,7 @@ from flowbus.agents.fenced_streams import FencedStreams, store_only
 from flowbus.agents.ledger import RunLedger
 from flowbus.agents.lifecycle import Daemon, Loop
 from flowbus.agents.restore_catch_up import RestoreCatchUp
-from flowbus.broker import subjects
+from flowbus.broker import subjects, versions
 from flowbus.broker.dead_letters import dead_letter
 from flowbus.broker.fencing import FenceChecker
 from flowbus.broker.pull import Puller
@@ -257,10 +257,13 @@ class Recorder(Daemon):
     def _check(self, message: Msg) -> tuple[str, EventRecord | None, Fence]:
         if len(message.data) > self.settings.max_message_bytes:
             return f"oversized: {len(message.data)} bytes", None, None
+        if (mismatch := versions.problem(message.headers)) is not None:
+            return f"protocol: {mismatch}", None, None
         try:
             # Validated from the bytes (pydantic's own JSON parser is several times faster than
-            # validating the parsed dict: this is every event's path), the model kept.
-            event = decode_event(message.data)
+            # validating the parsed dict: this is every event's path), the model kept. What a
+            # newer minor version adds is set aside here, and stored as it came.
+            event = decode_event(message.data, tolerant=versions.newer(message.headers))
         except DecodeError as exc:
             return f"malformed: {exc}", None, None
         if store_only(event.type):

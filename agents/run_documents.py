@@ -17,7 +17,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from flowbus.broker import protocol as p
-from flowbus.broker import subjects
+from flowbus.broker import subjects, versions
 from flowbus.broker.protocol import ClaimGrant
 from flowbus.broker.run_documents import Action, DocumentReply, DocumentRequest, signed
 from flowbus.engine.errors import FlowbusError
@@ -74,7 +74,9 @@ class NatsDocuments:
         deadline = time.monotonic() + ANSWER_SECONDS
         while True:
             try:
-                answer = await self.client.request(subjects.DOCUMENTS, body, timeout=5)
+                answer = await self.client.request(
+                    subjects.DOCUMENTS, body, timeout=5, headers=versions.with_version()
+                )
                 break
             except (NoRespondersError, NatsTimeoutError):
                 if time.monotonic() >= deadline:

@@ -27,7 +27,7 @@ from nats.js.kv import KeyValue
 from flowbus.agents.lifecycle import Daemon, Loop
 from flowbus.agents.settings import SchedulerEnv, default_of, load
 from flowbus.broker import protocol as p
-from flowbus.broker import subjects
+from flowbus.broker import subjects, versions
 from flowbus.broker.streams import ensure_streams
 from flowbus.engine.schedules import DeploymentSchedule, occurrence_key
 from flowbus.engine.store import DeploymentView, EventStore
@@ -167,7 +167,9 @@ class Scheduler(Daemon):
             schedule_id=schedule.id,
             tags=["scheduled"],
         )
-        reply = await self.client.request(subjects.SUBMIT, request.dump(), timeout=10)
+        reply = await self.client.request(
+            subjects.SUBMIT, request.dump(), timeout=10, headers=versions.with_version()
+        )
         answer = p.decode_reply(p.SubmitReply, reply.data)
         if isinstance(answer, p.ErrorReply):
             log.warning(

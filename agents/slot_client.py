@@ -19,7 +19,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from flowbus.agents.settings import AgentEnv, load
 from flowbus.broker import protocol as p
-from flowbus.broker import subjects
+from flowbus.broker import subjects, versions
 from flowbus.engine.concurrency import NamedSlots, Release
 from flowbus.engine.slot_table import GLOBAL
 
@@ -141,7 +141,9 @@ class NatsSlots:
     async def _ask(self, request: bytes) -> p.SlotReply:
         while True:
             try:
-                answer = await self.client.request(subjects.SLOT_ACQUIRE, request, timeout=5)
+                answer = await self.client.request(
+                    subjects.SLOT_ACQUIRE, request, timeout=5, headers=versions.with_version()
+                )
             except (NoRespondersError, NatsTimeoutError):
                 await asyncio.sleep(1)  # no orchestrator just now: it comes back
                 continue
@@ -154,7 +156,10 @@ class NatsSlots:
         self.held.pop(holder, None)
         try:
             await self.client.request(
-                subjects.SLOT_RELEASE, p.SlotRelease(holder=holder).dump(), timeout=5
+                subjects.SLOT_RELEASE,
+                p.SlotRelease(holder=holder).dump(),
+                timeout=5,
+                headers=versions.with_version(),
             )
         except Exception as exc:  # the orchestrator reclaims it when the flow run ends
             log.warning("could not give a slot back", holder=holder, error=repr(exc))

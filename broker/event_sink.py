@@ -18,7 +18,7 @@ from typing import Any
 
 from nats.aio.client import Client
 
-from flowbus.broker import subjects
+from flowbus.broker import subjects, versions
 from flowbus.broker.connection import connect, connection_log
 from flowbus.broker.errors import BrokerError
 from flowbus.broker.fencing import fence_headers
@@ -44,7 +44,7 @@ class EventPublisher:
     ) -> None:
         self._js = client.jetstream()
         #: Headers every event carries (besides its message id and any fence of its own).
-        self._headers = headers or {}
+        self._headers = versions.with_version(headers)  # the wire's version on every event
         self.pump = Pump(self._publish, loop)
         self.pump.error_type = BrokerError
         self.pump.done_as = "published"

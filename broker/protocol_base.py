@@ -10,6 +10,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from flowbus.engine.errors import FlowbusError
+from flowbus.engine.unknown_fields import validate_tolerant
 
 #: A request bigger than this is refused without being parsed (parameters belong in storage,
 #: not in messages; nats-server's own limit is 1 MiB).
@@ -30,11 +31,15 @@ class _Message(BaseModel):
 M = TypeVar("M", bound=_Message)
 
 
-def decode(model: type[M], data: bytes) -> M:
-    """Parse ``data`` as ``model``; anything wrong raises ``ProtocolError`` saying what."""
+def decode(model: type[M], data: bytes, tolerant: bool = False) -> M:
+    """Parse ``data`` as ``model``; anything wrong raises ``ProtocolError`` saying what.
+    ``tolerant``: fields ``model`` does not know are set aside (a newer sender's additions,
+    ``broker/versions.py``); every field it knows is checked as ever."""
     if len(data) > MAX_REQUEST_BYTES:
         raise ProtocolError(f"message of {len(data)} bytes is over {MAX_REQUEST_BYTES}")
     try:
+        if tolerant:
+            return validate_tolerant(model.model_validate_json, data)
         return model.model_validate_json(data)
     except ValidationError as exc:
         raise ProtocolError(f"not a valid {model.__name__}: {exc}") from exc
@@ -52,10 +57,11 @@ class ErrorReply(_Message):
 
 
 def decode_reply(model: type[M], data: bytes) -> M | ErrorReply:
-    """A service's reply: ``model``, or the ``ErrorReply`` it answered instead."""
+    """A service's reply: ``model``, or the ``ErrorReply`` it answered instead. Replies come
+    from the orchestrators: what a newer one adds is set aside (``broker/versions.py``)."""
     if data.startswith(b'{"ok":false'):
-        return decode(ErrorReply, data)
-    return decode(model, data)
+        return decode(ErrorReply, data, tolerant=True)
+    return decode(model, data, tolerant=True)
 
 
 def error(code: str, message: str, details: Any = None) -> ErrorReply:

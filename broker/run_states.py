@@ -55,7 +55,7 @@ async def newest_state(
             return newest
         position = message.seq or position + 1
         try:
-            event = decode_event(message.data or b"")
+            event = decode_event(message.data or b"", tolerant=True)
         except DecodeError:
             continue
         if not isinstance(event, FlowRunCreated | FlowRunStateChanged) or str(event.id) in skip:

@@ -21,6 +21,7 @@ from flowbus.engine.errors import FlowbusError
 from flowbus.engine.records import SCHEMA_VERSION
 from flowbus.engine.schedules import CatchUp, DeploymentSchedule, Overlap
 from flowbus.engine.states import StateType
+from flowbus.engine.unknown_fields import validate_tolerant
 
 
 class DecodeError(FlowbusError, ValueError):
@@ -356,9 +357,13 @@ _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 _STORED: TypeAdapter[StoredEventModel] = TypeAdapter(StoredEventModel)
 
 
-def decode_event(data: bytes | str) -> Event:
-    """Parse and validate one event from the wire (JSON); any problem raises ``DecodeError``."""
+def decode_event(data: bytes | str, tolerant: bool = False) -> Event:
+    """Parse and validate one event from the wire (JSON); any problem raises ``DecodeError``.
+    ``tolerant``: fields this version does not know are set aside (an event of a newer minor
+    version, ``broker/versions.py``)."""
     try:
+        if tolerant:
+            return validate_tolerant(_ADAPTER.validate_json, data)
         return _ADAPTER.validate_json(data)
     except ValidationError as exc:
         raise DecodeError(f"not a valid flowbus event: {exc}") from exc
@@ -370,9 +375,10 @@ def parse_event(data: Mapping[str, Any]) -> StoredEventModel:
 
     Validated as JSON: pydantic's JSON path turns the ids and times from their text itself,
     where validating the dict calls back into Python for each (three times the cost, measured
-    in the orchestrator under load)."""
+    in the orchestrator under load). A field this version does not know is set aside: a newer
+    orchestrator may have recorded it (during an upgrade, host by host)."""
     try:
-        return _STORED.validate_json(orjson.dumps(data))
+        return validate_tolerant(_STORED.validate_json, orjson.dumps(data))
     except ValidationError as exc:
         raise DecodeError(f"not a valid flowbus event: {exc}") from exc
 

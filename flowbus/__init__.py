@@ -57,7 +57,7 @@ def _deploy_store() -> object:
 
 _flow_deploy.store_factory = _deploy_store  # type: ignore[assignment]
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: Loaded on first use: the client brings nats-py and pydantic, which a flow script may not need.
 _LAZY = {

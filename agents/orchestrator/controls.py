@@ -21,7 +21,7 @@ from flowbus.agents.decisions.controls import (
 from flowbus.agents.decisions.model import AskAgentToCancel
 from flowbus.agents.orchestrator.executor import Executor
 from flowbus.broker import protocol as p
-from flowbus.broker import subjects
+from flowbus.broker import subjects, versions
 from flowbus.engine.audit import audit_record
 
 log = structlog.get_logger("flowbus.orchestrator")
@@ -69,8 +69,9 @@ class Controls:
                 subjects.agent_cancel_subject(ask.agent),
                 p.AgentCancel(run_id=run_id, attempt=ask.attempt).dump(),
                 timeout=ASK_TIMEOUT,
+                headers=versions.with_version(),
             )
-            return bool(p.decode(p.Ok, answer.data))
+            return bool(p.decode(p.Ok, answer.data, tolerant=True))
         except (NoRespondersError, NatsTimeoutError, TimeoutError, p.ProtocolError) as exc:
             log.warning("agent did not take a cancel", agent=ask.agent, error=repr(exc))
             return False

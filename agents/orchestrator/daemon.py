@@ -51,7 +51,7 @@ from flowbus.agents.recorded_waits import RecordedWaits
 from flowbus.agents.run_entry import RunEntry
 from flowbus.agents.slot_service import SlotService
 from flowbus.broker import protocol as p
-from flowbus.broker import subjects
+from flowbus.broker import subjects, versions
 from flowbus.broker.dead_letters import dead_letter
 from flowbus.broker.fencing import FenceChecker
 from flowbus.broker.identity import IdentityChecker, actor_of
@@ -289,7 +289,10 @@ class Orchestrator(Daemon):
 
         async def serve(msg: Msg) -> None:
             try:
-                request = p.decode(model, msg.data) if model is not None else None
+                if (mismatch := versions.problem(msg.headers)) is not None:
+                    raise p.ProtocolError(mismatch)
+                tolerant = versions.newer(msg.headers)  # a newer minor's additions set aside
+                request = p.decode(model, msg.data, tolerant) if model is not None else None
                 if isinstance(request, p.ClaimRequest):  # its queue is the subject's alone
                     request = request.model_copy(update={"queue": claim_queue(msg.subject)})
                 elif request is not None and "actor" in type(request).model_fields:

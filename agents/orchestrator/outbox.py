@@ -19,7 +19,7 @@ from nats.js.client import JetStreamContext
 from flowbus.agents.queue_service import QueueService
 from flowbus.agents.run_entry import RunEntry
 from flowbus.broker import protocol as p
-from flowbus.broker import subjects
+from flowbus.broker import subjects, versions
 from flowbus.broker.errors import BrokerError
 from flowbus.broker.event_sink import EventPublisher
 from flowbus.engine.records import EventRecord
@@ -50,7 +50,9 @@ class Outbox:
                 subjects.run_subject(entry.queue),
                 request.dump(),
                 timeout=5,
-                headers={"Nats-Msg-Id": msg_id or f"{entry.run_id}:{queued_seq}"},
+                headers=versions.with_version(
+                    {"Nats-Msg-Id": msg_id or f"{entry.run_id}:{queued_seq}"}
+                ),
             )
         except Exception as exc:  # the janitor publishes it again
             log.warning("could not publish a run request", run_id=entry.run_id, error=repr(exc))

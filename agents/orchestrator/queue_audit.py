@@ -111,7 +111,7 @@ class QueueAudit:
                 break
             seq = message.seq or seq + 1
             try:
-                present.add(p.decode(p.RunRequest, message.data or b"").run_id)
+                present.add(p.decode(p.RunRequest, message.data or b"", tolerant=True).run_id)
             except p.ProtocolError:
                 continue  # not a request: an agent dead-letters it
         return present

@@ -14,7 +14,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from flowbus.broker import BrokerError, subjects
+from flowbus.broker import BrokerError, subjects, versions
 from flowbus.broker import protocol as p
 from flowbus.broker.connection import connect, nats_url
 from flowbus.broker.identity import Signer
@@ -77,7 +77,7 @@ class NatsTransport:
         # orchestrator then records its user as the actor (broker/identity.py). The others
         # (a wait's recorded asks, reads) are not: they record nothing.
         signer = self._signer if signed else None
-        headers = signer.headers(subject, payload) if signer is not None else None
+        headers = versions.with_version(signer.headers(subject, payload) if signer else None)
         try:
             answer = await self.nats.request(subject, payload, timeout=self.timeout,
                                              headers=headers)  # fmt: skip
@@ -88,7 +88,7 @@ class NatsTransport:
         except (NatsTimeoutError, TimeoutError) as exc:
             raise ClientError("timeout", f"no answer on {subject} within {self.timeout} s") from exc
         if answer.data.startswith(b'{"ok":false'):
-            error = p.decode(p.ErrorReply, answer.data).error
+            error = p.decode(p.ErrorReply, answer.data, tolerant=True).error
             raise ClientError(error.code, error.message, error.details)
         return bytes(answer.data)
 
@@ -106,23 +106,23 @@ class NatsTransport:
         if request.actor is None:
             request = request.model_copy(update={"actor": self.actor()})
         answer = await self._request(subjects.SUBMIT, request.dump(), signed=True)
-        reply = p.decode(p.SubmitReply, answer)
+        reply = p.decode(p.SubmitReply, answer, tolerant=True)
         return SubmittedRun(reply.run_id, reply.name, reply.queue, reply.created)
 
     async def cancel(self, run_id: str) -> str:
         request = p.CancelRequest(run_id=run_id, actor=self.actor())
         data = await self._request(subjects.CANCEL, request.dump(), signed=True)
-        return p.decode(p.CancelReply, data).state
+        return p.decode(p.CancelReply, data, tolerant=True).state
 
     async def resume(self, run_id: str, input: dict[str, Any] | None) -> str:
         request = p.ResumeRequest(run_id=run_id, input=input, actor=self.actor())
         data = await self._request(subjects.RESUME, request.dump(), signed=True)
-        return p.decode(p.ResumeReply, data).state
+        return p.decode(p.ResumeReply, data, tolerant=True).state
 
     async def retry(self, run_id: str) -> str:
         request = p.RetryRequest(run_id=run_id, actor=self.actor())
         data = await self._request(subjects.RETRY, request.dump(), signed=True)
-        return p.decode(p.ResumeReply, data).state
+        return p.decode(p.ResumeReply, data, tolerant=True).state
 
     async def wait(self, run_id: str) -> FinalState:
         """Until the run reaches a final state (one it is not queued again from) and the store
@@ -140,7 +140,7 @@ class NatsTransport:
                 if exc.code != "timeout":
                     raise
                 continue  # the orchestrator that held the wait went away: ask again
-            reply = p.decode(p.WaitReply, data)
+            reply = p.decode(p.WaitReply, data, tolerant=True)
             if reply.final:
                 return FinalState(run_id, StateType(reply.state_type), reply.state_name,
                                   reply.message, reply.result)  # fmt: skip
@@ -172,7 +172,7 @@ class NatsTransport:
                 data = await self._request(subjects.RECORDED, request.dump())
             except NoOrchestrator:
                 return True
-            reply = p.decode(p.RecordedReply, data)
+            reply = p.decode(p.RecordedReply, data, tolerant=True)
             if reply.recorded:
                 return reply.event_id in (None, str(event.id))
 
@@ -218,7 +218,7 @@ class NatsTransport:
         try:
             async for message in subscription.messages:
                 try:
-                    event = decode_event(message.data)
+                    event = decode_event(message.data, tolerant=True)
                 except ValueError:
                     continue  # the recorder dead-letters it; a reader just skips it
                 if wanted is None or event.type in wanted:
@@ -230,27 +230,35 @@ class NatsTransport:
     # --- queues, agents, deployments, limits, custom events ----------------------------------
 
     async def queues(self) -> list[p.QueueInfo]:
-        return p.decode(p.QueueList, await self._request(subjects.QUEUES, b"")).queues
+        return p.decode(
+            p.QueueList, await self._request(subjects.QUEUES, b""), tolerant=True
+        ).queues
 
     async def update_queue(self, update: p.QueueUpdate) -> p.QueueInfo:
         if update.actor is None:
             update = update.model_copy(update={"actor": self.actor()})
         data = await self._request(subjects.QUEUE_UPDATE, update.dump(), signed=True)
-        return p.decode(p.QueueUpdated, data)
+        return p.decode(p.QueueUpdated, data, tolerant=True)
 
     async def deployments(self) -> list[dict[str, Any]]:
         data = await self._request(subjects.DEPLOYMENTS, b"")
-        return p.decode(p.DeploymentList, data).deployments
+        return p.decode(p.DeploymentList, data, tolerant=True).deployments
 
     async def agents(self) -> list[p.AgentInfo]:
-        return p.decode(p.AgentList, await self._request(subjects.AGENTS, b"")).agents
+        return p.decode(
+            p.AgentList, await self._request(subjects.AGENTS, b""), tolerant=True
+        ).agents
 
     async def limits(self) -> list[p.LimitInfo]:
-        return p.decode(p.LimitList, await self._request(subjects.LIMITS, b"")).limits
+        return p.decode(
+            p.LimitList, await self._request(subjects.LIMITS, b""), tolerant=True
+        ).limits
 
     async def emit(self, event: p.CustomEvent) -> p.CustomEvent:
         await self.nats.jetstream().publish(
-            subjects.custom_subject(event.type), event.dump(), headers={"Nats-Msg-Id": event.id}
+            subjects.custom_subject(event.type),
+            event.dump(),
+            headers=versions.with_version({"Nats-Msg-Id": event.id}),
         )
         return event
 

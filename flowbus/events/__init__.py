@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from flowbus.broker import versions
 from flowbus.engine.event_types import EventType
 from flowbus.engine.loops import run_sync
 
@@ -95,7 +96,9 @@ async def _publish(wire: Any) -> None:
 
     async with Client() as client:
         await client.nats.jetstream().publish(
-            subjects.custom_subject(wire.type), wire.dump(), headers={"Nats-Msg-Id": wire.id}
+            subjects.custom_subject(wire.type),
+            wire.dump(),
+            headers=versions.with_version({"Nats-Msg-Id": wire.id}),
         )
 
 

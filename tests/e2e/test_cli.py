@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import flowbus
+
 from .conftest import Shell
 
 JOB = """
@@ -130,7 +132,7 @@ def test_cli_errors_are_clear_and_non_zero(shell: Shell) -> None:
 
 
 def test_version_and_store_commands(shell: Shell) -> None:
-    assert shell.flowbus("version").stdout.strip() == "0.1.0"
+    assert shell.flowbus("version").stdout.strip() == flowbus.__version__
     assert "rebuilt projections from 0 events" in shell.flowbus("store", "rebuild").stdout
     assert shell.flowbus("store", "verify").returncode == 0
 

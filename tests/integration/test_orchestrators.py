@@ -103,8 +103,10 @@ async def test_three_orchestrators_one_killed_every_few_seconds(
                     return len(views)
 
                 wait_until(lambda: completed() == RUNS, 600, f"{RUNS} completed runs")
+                # At least five kills, whatever the machine's speed: a fast one completes the
+                # runs before the fifth (the leader's work moving then is tested all the same).
+                wait_until(lambda: killer.kills >= 5 or killer.error is not None, 120, "kills")
             assert killer.error is None, killer.error
-            assert killer.kills >= 5, killer.kills
 
             executions = Counter(ledger.read_text().split())
             assert set(executions) == ids
