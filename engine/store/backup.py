@@ -1,4 +1,4 @@
-"""Backup and restore of a SQLite store, while orchestrators write to it.
+"""Backup and restore of a store, while orchestrators write to it.
 
 ``backup`` copies the store with SQLite's online backup API, a few hundred pages per step, so a
 writer waits at most one step; the copy is consistent as of the step that finished it, and
@@ -6,7 +6,8 @@ records when it was taken (a ``store_backup`` document in the copy). ``restore``
 in the store's place and records a pending reconciliation: the next leading orchestrator
 records again every event of the events stream since a minute before the backup was taken (the
 recorder's consumer restarts from that time; an event the store holds is recorded as a no-op,
-so none is recorded twice). PostgreSQL is backed up with ``pg_dump`` (docs/operations.md).
+so none is recorded twice). A PostgreSQL store is dumped and restored with PostgreSQL's tools,
+and reconciled the same way (``pg_backup.py``).
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def sqlite_path(url: str) -> Path:
     if "://" not in url:
         return Path(url)
     raise UsageError(
-        f"flowbus store backup/restore copy a SQLite store; {url.split('://', 1)[0]} stores "
-        "are backed up with their own tools (PostgreSQL: pg_dump, docs/operations.md)"
+        f"flowbus store backup/restore take SQLite and PostgreSQL stores, not "
+        f"{url.split('://', 1)[0]}"
     )
 
 
@@ -62,8 +63,26 @@ def _copy(source: Path, target: Path) -> None:
         src.close()
 
 
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def store_name(url: str) -> str:
+    """The store as a restore's question names it: a file, or a PostgreSQL schema."""
+    if is_postgres(url):
+        from flowbus.engine.store.postgres import split_url
+
+        return f"schema {split_url(url)[1]} at {url.split('@')[-1].split('?')[0]}"
+    return str(sqlite_path(url))
+
+
 def backup(url: str, target: Path) -> BackupMade:
-    """A consistent copy of the SQLite store at ``url`` in the new file ``target``."""
+    """A consistent copy of the store at ``url`` in the new file ``target``."""
+    if is_postgres(url):
+        from flowbus.engine.store import pg_backup
+
+        taken_at, size = pg_backup.backup(url, target)
+        return BackupMade(target, taken_at, size)
     source = sqlite_path(url)
     if not source.exists():
         raise UsageError(f"no store at {source}")
@@ -122,6 +141,10 @@ async def _check(path: Path) -> tuple[Any, list[str]]:
 def restore(backup_file: Path, url: str) -> dict[str, Any]:
     """Put the backup in the store's place and record the reconciliation the next leader
     does. The orchestrators must be stopped (their memory would not match the store)."""
+    if is_postgres(url):
+        from flowbus.engine.store import pg_backup
+
+        return pg_backup.restore(backup_file, url)
     if not backup_file.exists():
         raise UsageError(f"no backup at {backup_file}")
     if not _is_backup(backup_file):  # read only: a stranger's file is left as it was
@@ -161,8 +184,10 @@ __all__ = [
     "RESTORE",
     "BackupMade",
     "backup",
+    "is_postgres",
     "pending_reconciliation",
     "reconciled",
     "restore",
     "sqlite_path",
+    "store_name",
 ]

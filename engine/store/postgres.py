@@ -54,7 +54,7 @@ _LOG_COLS = ", ".join(LOG_COLUMNS)
 _EVENT_COLS = "position, id, stream_id, seq, type, occurred, body"
 
 
-def _split_url(url: str) -> tuple[str, str]:
+def split_url(url: str) -> tuple[str, str]:
     """The connection URL without flowbus's own ``schema`` option, and that schema."""
     parts = urlsplit(url)
     query = parse_qs(parts.query)
@@ -75,7 +75,7 @@ class PostgresEventStore(EventStore):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._dsn, self.schema = _split_url(url)
+        self._dsn, self.schema = split_url(url)
         self._pool: Any = None
         self._lock = asyncio.Lock()
         self._heads = HeadsCache()

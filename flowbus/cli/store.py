@@ -47,7 +47,8 @@ def backup_store(
     path: Annotated[Path, typer.Argument(help="A new file for the copy.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (see docs/cli.md).")] = False,
 ) -> None:
-    """Copy the SQLite store to PATH, consistent, while orchestrators write to it."""
+    """Copy the store to PATH, consistent, while orchestrators write to it (SQLite: its online
+    backup; PostgreSQL: pg_dump of its schema)."""
     from flowbus.engine.settings import store_url
     from flowbus.engine.store.backup import backup
 
@@ -67,13 +68,13 @@ def restore_store(
     path: Annotated[Path, typer.Argument(help="A file flowbus store backup made.")],
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask first.")] = False,
 ) -> None:
-    """Replace the SQLite store with a backup (stop the orchestrators first). The next leader
+    """Replace the store with a backup (stop the orchestrators first). The next leader
     records again the events published since the backup was taken."""
     from flowbus.engine.settings import store_url
-    from flowbus.engine.store.backup import restore, sqlite_path
+    from flowbus.engine.store.backup import restore, store_name
 
     try:
-        target = sqlite_path(store_url())
+        target = store_name(store_url())
     except FlowbusError as exc:
         fail(str(exc), code=2)
     if not yes and not typer.confirm(f"replace the store {target} with {path}?"):
