@@ -48,10 +48,12 @@ def _lease() -> timedelta:
 
 @dataclass(frozen=True)
 class RetentionPolicy:
-    """Finished runs older than ``older_than`` go; failed ones after ``keep_failed`` if given."""
+    """Finished runs older than ``older_than`` go; failed ones after ``keep_failed`` if given;
+    written first to ``archive`` (a folder or fsspec URL) if given."""
 
     older_than: timedelta
     keep_failed: timedelta | None = None
+    archive: str | None = None
 
     def __post_init__(self) -> None:
         for name, age in (("older-than", self.older_than), ("keep-failed", self.keep_failed)):
@@ -68,7 +70,8 @@ class RetentionPolicy:
 
 
 #: A deployment's own policy: a document of this kind named after it, ``{"days": N or null
-#: (keep forever), "keep_failed_days": M or null}`` (``flowbus deploy --retention-days``).
+#: (keep forever), "keep_failed_days": M or null, "archive": URL or null}`` (``flowbus deploy
+#: --retention-days``).
 RETENTION = "retention"
 
 
@@ -105,12 +108,16 @@ def days_from_text(raw: str | None, name: str) -> float | None:
     return days
 
 
-def policy_from_days(days: float | None, keep_failed_days: float | None) -> RetentionPolicy | None:
+def policy_from_days(
+    days: float | None, keep_failed_days: float | None, archive: str | None = None
+) -> RetentionPolicy | None:
     """A policy from days as settings and documents give them (None days: keep forever)."""
     if days is None:
         return None
     failed = timedelta(days=keep_failed_days) if keep_failed_days is not None else None
-    return RetentionPolicy(timedelta(days=days), failed)
+    if archive is not None and not (isinstance(archive, str) and archive.strip()):
+        raise UsageError(f"an archive is a folder or an fsspec URL, not {archive!r}")
+    return RetentionPolicy(timedelta(days=days), failed, archive)
 
 
 async def configured_policies(store: EventStore, default: RetentionPolicy | None) -> Policies:
@@ -119,7 +126,9 @@ async def configured_policies(store: EventStore, default: RetentionPolicy | None
     for document in await store.list_documents(RETENTION):
         body = document.body if isinstance(document.body, dict) else {}
         try:
-            own[document.name] = policy_from_days(body.get("days"), body.get("keep_failed_days"))
+            own[document.name] = policy_from_days(
+                body.get("days"), body.get("keep_failed_days"), body.get("archive")
+            )
         except (UsageError, TypeError, ValueError):  # a bad document keeps its runs
             own[document.name] = None
     return Policies(default, own)
@@ -161,6 +170,19 @@ class PruneReport:
         return {"dry_run": self.dry_run, "runs": self.runs, "kept_pinned": self.kept_pinned,
                 "examined": self.examined, "sample": self.sample,
                 "result_folders": self.result_folders, "files_left": self.files_left}  # fmt: skip
+
+
+def archives(
+    going: list[FlowRunView], policies: Policies, default: str | None
+) -> dict[str, list[FlowRunView]]:
+    """Where each run is written before it goes: its policy's archive, else ``default``."""
+    found: dict[str, list[FlowRunView]] = {}
+    for run in going:
+        policy = policies.of(run)
+        target = (policy.archive if policy is not None else None) or default
+        if target is not None:
+            found.setdefault(target, []).append(run)
+    return found
 
 
 async def pinned_runs(store: EventStore) -> set[str]:
@@ -210,7 +232,8 @@ async def prune(
     archive: str | None = None,
 ) -> PruneReport:
     """Prune what the policy (one for every run, or ``Policies``) lets go, ``batch`` runs per
-    transaction. ``UsageError`` when another prune holds the lease."""
+    transaction. Each run is archived first where its policy says, else to ``archive`` if
+    given. ``UsageError`` when another prune holds the lease."""
     policies = policy if isinstance(policy, Policies) else Policies(policy)
     if not 1 <= batch <= 10_000:
         raise UsageError(f"--batch must be between 1 and 10000, not {batch}")
@@ -240,8 +263,8 @@ async def prune(
             report.kept_pinned += kept
             report.sample.extend(chosen[: max(0, 10 - len(report.sample))])
             if chosen and not dry_run:
-                if archive is not None:  # written whole before anything is removed
-                    await archive_runs(store, going, archive)
+                for target, runs_there in archives(going, policies, archive).items():
+                    await archive_runs(store, runs_there, target)  # whole before any delete
                 report.runs += await store.prune(chosen)
                 # Files after the commit: a kill between leaves files of no run (harmless), never
                 # a run whose results are gone.

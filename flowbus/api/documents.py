@@ -79,9 +79,10 @@ def _variable_tags(name: str, body: Any) -> Any:
 
 
 def _retention(name: str, body: Any) -> Any:
-    if not isinstance(body, dict) or set(body) - {"days", "keep_failed_days"}:
-        raise ValueError('a retention is {"days": N or null, "keep_failed_days": M or null}')
-    policy_from_days(body.get("days"), body.get("keep_failed_days"))
+    if not isinstance(body, dict) or set(body) - {"days", "keep_failed_days", "archive"}:
+        raise ValueError('a retention is {"days": N or null, "keep_failed_days": M or null, '
+                         '"archive": URL or null}')  # fmt: skip
+    policy_from_days(body.get("days"), body.get("keep_failed_days"), body.get("archive"))
     return body
 
 

@@ -164,6 +164,13 @@ def deploy(
     keep_failed_days: Annotated[
         float | None, typer.Option(help="Keep its failed and crashed runs this long instead.")
     ] = None,
+    archive: Annotated[
+        str | None,
+        typer.Option(
+            help="Write its pruned runs to this folder or fsspec URL first (default: "
+            "FLOWBUS_RETENTION_ARCHIVE)."
+        ),
+    ] = None,
     enforce_parameter_schema: Annotated[
         bool,
         typer.Option(
@@ -196,8 +203,8 @@ def deploy(
     saved = record(entrypoint, name[0], Path.cwd(), queue, parse_params(param or []), tag or [],
                    description, given, crash_retries, block_patterns(block), working_dir,
                    as_json, enforce_parameter_schema)  # fmt: skip
-    if retention_days is not None or keep_failed_days is not None:
-        set_retention(saved.name, retention_days, keep_failed_days, quiet=as_json)
+    if retention_days is not None or keep_failed_days is not None or archive is not None:
+        set_retention(saved.name, retention_days, keep_failed_days, as_json, archive)
     if as_json:
         print_json(saved.to_dict())
 

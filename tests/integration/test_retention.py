@@ -235,8 +235,17 @@ def test_the_leader_prunes_on_a_timer_by_each_deployments_policy(stack: Stack) -
     stack.env.update({"FLOWBUS_RETENTION_INTERVAL": "1", "FLOWBUS_RETENTION_DAYS": "30"})
     stack.start_orchestrator()
     stack.start_agent("agent-1")
-    brief = stack.cli("deploy", "flows.py:quick", "-n", "brief", "--retention-days", "0.00003")
-    assert "pruned 3e-05 days after they end" in brief.stdout
+    archive = stack.root / "archive-of-brief"
+    brief = stack.cli("deploy", "flows.py:quick", "-n", "brief", "--retention-days", "0.00003",
+                      "--archive", str(archive))  # fmt: skip
+    said = " ".join(brief.stdout.split())  # wrapped at the terminal's width
+    assert f"pruned 3e-05 days after they end, archived to {archive} first" in said
+    # Days kept when a later deploy changes only the rest; no days at all is refused.
+    again = stack.cli("deploy", "flows.py:quick", "-n", "brief", "--keep-failed-days", "1")
+    assert "pruned 3e-05 days after they end" in again.stdout
+    dayless = stack.cli("deploy", "flows.py:quick", "-n", "other", "--keep-failed-days", "1",
+                        check=False)  # fmt: skip
+    assert dayless.returncode == 2 and "--retention-days" in dayless.stdout + dayless.stderr
     stack.cli("deploy", "flows.py:quick", "-n", "keep", "--retention-days", "forever")
     bad = stack.cli("deploy", "flows.py:quick", "-n", "bad", "--retention-days", "-1",
                     check=False)  # fmt: skip
@@ -256,6 +265,11 @@ def test_the_leader_prunes_on_a_timer_by_each_deployments_policy(stack: Stack) -
     wait_until(kept_ended, 60, "the kept runs to end")
     wait_until(lambda: runs("quick/brief") == [], 60, "the brief deployment's runs to go")
     assert len(runs("quick/keep")) == 3
+    # The brief deployment's runs went to its own archive first, and come back from it.
+    written = sorted(archive.rglob("*.jsonl.gz"))
+    assert written, list(archive.rglob("*"))
+    stack.cli("store", "import", str(archive))
+    assert len(runs("quick/brief")) == 3
     assert "match" in stack.cli("store", "verify").stdout
 
 
