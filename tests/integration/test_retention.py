@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from flowbus.engine.records import EventRecord, make_record
+from flowbus.engine.records import EventRecord, make_record, state_dict
 from flowbus.engine.retention import RetentionPolicy, prune, take_lease
-from flowbus.engine.states import Crashed, Failed, Running
+from flowbus.engine.states import AwaitingRetry, Crashed, Failed, Running
 from flowbus.engine.store import SqliteEventStore
 from tests.integration.stack import Stack, wait_until
 from tests.integration.store_contract import ENVELOPE, RunBuilder
@@ -76,6 +76,13 @@ async def fill(path: Path) -> dict[str, str]:
             run_id, events = finished(50, tasks=5)
             await store.append(events)
             runs[f"bulk-{index}"] = run_id
+        # Failed long ago, retried now (``flowbus runs retry``): its next attempt replays the
+        # results the failed one recorded, so neither the run nor its files may go.
+        run_id, events = finished(40, Failed())
+        retried = make_record(run_id, events[-1].seq + 1, "flow_run.state",
+                              {"state": state_dict(AwaitingRetry()), "result": None})  # fmt: skip
+        await store.append([*events, retried])
+        runs["retried"] = run_id
         open_run = RunBuilder()
         await store.append(aged([open_run.created(), open_run.state(Running())], 60))
         runs["open"] = open_run.run_id
@@ -125,7 +132,7 @@ def result_files(store_path: Path, runs: dict[str, str], *names: str) -> dict[st
 
 def test_prune_by_hand_keeps_what_is_still_wanted(store_path: Path) -> None:
     runs = asyncio.run(fill(store_path))
-    stored = result_files(store_path, runs, "old", "recent", "old-failed")
+    stored = result_files(store_path, runs, "old", "recent", "old-failed", "retried")
     dry = cli(store_path, "prune", "--older-than", "30d", "--keep-failed", "90d", "--dry-run",
               "--json")  # fmt: skip
     assert dry.returncode == 0, dry.stderr
@@ -138,10 +145,11 @@ def test_prune_by_hand_keeps_what_is_still_wanted(store_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["runs"] == 303
     assert json.loads(done.stdout)["result_folders"] == 1
-    assert present(store_path, runs) == {"recent", "old-failed", "open", "artifact"}
-    # A pruned run's results go with it; a kept run's stay.
+    assert present(store_path, runs) == {"recent", "old-failed", "open", "artifact", "retried"}
+    # A pruned run's results go with it; a kept run's stay (a retried one's included).
     assert not stored["old"].parent.exists()
     assert stored["recent"].exists() and stored["old-failed"].exists()
+    assert stored["retried"].exists()
     assert store_path.stat().st_size < size_before  # freed pages went back to the disk
     verify = cli(store_path, "verify")
     assert verify.returncode == 0 and "match" in verify.stdout
@@ -158,7 +166,7 @@ def test_prune_by_hand_keeps_what_is_still_wanted(store_path: Path) -> None:
     for bad in bad_ages:
         refused = cli(store_path, "prune", *bad)
         assert refused.returncode == 2, (bad, refused.stdout, refused.stderr)
-    assert present(store_path, runs) == {"recent", "old-failed", "open", "artifact"}
+    assert present(store_path, runs) == {"recent", "old-failed", "open", "artifact", "retried"}
 
 
 async def test_a_prune_while_another_holds_the_lease_is_refused(store_path: Path) -> None:
@@ -169,7 +177,7 @@ async def test_a_prune_while_another_holds_the_lease_is_refused(store_path: Path
         assert await take_lease(store, "prune-elsewhere", datetime.now(UTC)) is None
         with pytest.raises(Exception, match="another prune is running: prune-elsewhere"):
             await prune(store, RetentionPolicy(timedelta(days=30)))
-        assert len(await store.list_flow_runs(limit=1000)) == 307  # nothing removed
+        assert len(await store.list_flow_runs(limit=1000)) == 308  # nothing removed
         # A dry run takes no lease: it may look while another prunes.
         report = await prune(store, RetentionPolicy(timedelta(days=30)), dry_run=True)
         assert report.runs > 0
@@ -284,7 +292,7 @@ def test_prune_archives_first_and_import_brings_the_runs_back(
     assert pruned == 304  # the failed run too: no --keep-failed
     days = sorted(p.name for p in archive.iterdir())
     assert len(days) == 4 and all(len(d) == 10 for d in days)  # 100, 50, 40 and 35 days ago
-    assert present(store_path, runs) == {"recent", "open", "artifact"}
+    assert present(store_path, runs) == {"recent", "open", "artifact", "retried"}
 
     imported = cli(store_path, "import", str(archive))
     assert imported.returncode == 0, imported.stderr
