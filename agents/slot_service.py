@@ -26,6 +26,8 @@ from flowbus.engine.store import EventStore
 log = structlog.get_logger("flowbus.orchestrator")
 #: How long a limit read from the store is taken as it is (a new limit applies within it).
 LIMITS_SECONDS = 1.0
+#: The ``agent`` of a holding taken by a process through the API (a flow run by hand).
+HAND = "hand:"
 
 
 class SlotService:
@@ -39,6 +41,8 @@ class SlotService:
         #: key -> (read at, its limit or None).
         self._limits: dict[str, tuple[float, int | None]] = {}
         self._drain_timer: asyncio.TimerHandle | None = None
+        #: Processes holding slots by hand (``hand:...``), and when each was last heard.
+        self.hands: dict[str, float] = {}
 
     # --- limits ------------------------------------------------------------------------------
 
@@ -71,6 +75,7 @@ class SlotService:
     # --- requests ----------------------------------------------------------------------------
 
     async def acquire(self, request: p.SlotRequest) -> p.SlotReply:
+        self._heard(request.agent)
         limits = await self.limits_of(request.tags)
         if not limits:
             return p.SlotReply(granted=True, limited=[])
@@ -90,6 +95,28 @@ class SlotService:
     async def release(self, request: p.SlotRelease) -> p.Ok:
         await self._tell(self.table.release(request.holder, self.known_limits()))
         return p.Ok()
+
+    async def renew(self, request: p.SlotRenew) -> p.Ok:
+        """A process holding slots by hand is alive; count what it holds (granted before a
+        restart of the orchestrator)."""
+        process = request.process if request.process.startswith(HAND) else HAND + request.process
+        self._heard(process)
+        self.adopt(process, request.holdings)
+        return p.Ok()
+
+    def _heard(self, agent: str) -> None:
+        if agent.startswith(HAND):
+            self.hands[agent] = time.monotonic()
+
+    def reclaim_silent_hands(self, lease: float) -> None:
+        """Take back the slots of processes by hand not heard of for ``lease`` seconds (a
+        script killed while it held them)."""
+        now = time.monotonic()
+        silent = {agent for agent, heard in self.hands.items() if now - heard > lease}
+        for agent in silent:
+            del self.hands[agent]
+        if silent:
+            self.reclaim(lambda h: h.agent in silent, "its process stopped renewing its slots")
 
     async def list_limits(self, _: None) -> p.LimitList:
         """Tag limits with their live holders and waiters."""

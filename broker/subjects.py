@@ -66,6 +66,8 @@ RESERVED_AGENT_NAMES = frozenset({"claim", "heartbeat", "release", "replay", "do
 #: Tag concurrency slots: a task run asks for them, gives them back; the live counts.
 SLOT_ACQUIRE = "flowbus.slot.acquire"
 SLOT_RELEASE = "flowbus.slot.release"
+#: A process holding slots by hand (a run by hand, through a server's API) is still alive.
+SLOT_RENEW = "flowbus.slot.renew"
 LIMITS = "flowbus.api.limits"
 RESUME = "flowbus.api.resume"
 #: Queue a Failed, Crashed, Cancelled or TimedOut run again, as a new attempt of the same run.

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 
 HEADER = "Flowbus-Protocol"
 #: This code's wire version. 1.1: the header itself, and readers that set aside what a newer
-#: minor adds.
-MAJOR, MINOR = 1, 1
+#: minor adds. 1.2: ``flowbus.slot.renew`` (slots held by a process by hand).
+MAJOR, MINOR = 1, 2
 VERSION = f"{MAJOR}.{MINOR}"
 HEADERS: Mapping[str, str] = {HEADER: VERSION}
 

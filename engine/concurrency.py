@@ -3,12 +3,13 @@
 Tag limits: before each attempt, a task run carrying tags asks the slot provider of its run for
 one slot of each limited tag, waits (Pending) until it has them, and gives them back when the
 attempt ends. An agent provides slots shared by every agent (through the orchestrator); a flow
-run started by hand applies no tag limit.
+run started by hand takes them from its server's orchestrators when a profile names a server
+(``set_default_slot_factory``: ``flowbus/remote/slots.py``), else applies no tag limit.
 
 Global limits (``flowbus.concurrency``): ``concurrency("db", occupy=2)`` holds 2 slots of the
 limit named ``db`` while its block runs, ``rate_limit("api")`` takes slots that drain at the
-limit's decay rate. On an agent they are shared by every agent; in a flow run by hand (or
-outside any run) they are kept by the process itself, from the limits recorded in the store.
+limit's decay rate. On an agent, and by hand with a server, they are shared by every process;
+by hand without a server they are kept by the process itself, from the limits in the store.
 """
 
 from __future__ import annotations
@@ -86,3 +87,21 @@ class SlotProvider(Protocol):
 slot_provider_var: ContextVar[SlotProvider | None] = ContextVar(
     "flowbus_slot_provider", default=None
 )
+
+#: Where slots come from when no run set a provider (a run by hand, code outside any run):
+#: ``import flowbus`` installs the active profile's server (``flowbus.remote.slots``); None
+#: from it means no server.
+_default_factory: Callable[[], SlotProvider | None] | None = None
+
+
+def set_default_slot_factory(factory: Callable[[], SlotProvider | None] | None) -> None:
+    global _default_factory
+    _default_factory = factory
+
+
+def current_slots() -> SlotProvider | None:
+    """The run's slot provider, else the server's (a profile), else None."""
+    provider = slot_provider_var.get()
+    if provider is None and _default_factory is not None:
+        provider = _default_factory()
+    return provider

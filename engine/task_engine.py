@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flowbus.engine.caching import CacheStore, stable_hash
-from flowbus.engine.concurrency import slot_provider_var
+from flowbus.engine.concurrency import current_slots
 from flowbus.engine.context import FlowRunContext, TaskRun, TaskRunContext, task_run_var
 from flowbus.engine.errors import FlowbusError, TaskRunTimeout, TransitionRejected
 from flowbus.engine.event_types import EventType
@@ -237,7 +237,7 @@ class TaskRunEngine:
     ) -> State:
         task_run = self.task_run
         # Tags may be limited: each attempt holds a slot of each (none while it waits to retry).
-        slots = slot_provider_var.get() if task_run.tags else None
+        slots = current_slots() if task_run.tags else None
         flow_run_id = self.flow_ctx.flow_run.id
         for attempt in range(self.task.retries + 1):
             task_run.run_count = attempt + 1

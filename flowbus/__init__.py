@@ -37,14 +37,18 @@ from flowbus.engine import (
     wait,
 )
 from flowbus.engine import flow_deploy as _flow_deploy
+from flowbus.engine.concurrency import set_default_slot_factory as _set_default_slot_factory
 from flowbus.engine.sinks import set_default_sink_factory as _set_default_sink_factory
 from flowbus.engine.sinks import set_sink_wrapper as _set_sink_wrapper
 from flowbus.engine.tracing import traced as _traced
 from flowbus.remote.reporting import remote_sink as _remote_sink
+from flowbus.remote.slots import remote_slots as _remote_slots
 
 # Runs by hand on a machine with a profile (``flowbus login``) report to that server, and are
 # traced when OpenTelemetry is configured (``OTEL_EXPORTER_OTLP_ENDPOINT``).
 _set_default_sink_factory(_remote_sink)
+# Their concurrency limits (tags, global) are that server's: they bind with every agent's.
+_set_default_slot_factory(_remote_slots)
 _set_sink_wrapper(_traced)
 
 

@@ -78,6 +78,8 @@ class Janitor:
         slots = self.slots()
         if silent and slots is not None:
             slots.reclaim(lambda h: h.agent in silent, "its agent stopped renewing its lease")
+        if slots is not None:
+            slots.reclaim_silent_hands(self.settings.lease_seconds)
 
     async def _carry_out(self, action: Sweep, entry: RunEntry) -> None:
         facts = Facts(leading=True, term=self.term())

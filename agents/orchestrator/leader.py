@@ -69,6 +69,7 @@ class LeaderWork(Daemon):
         for subject, model, handler in (
             (subjects.SLOT_ACQUIRE, p.SlotRequest, self.slots.acquire),
             (subjects.SLOT_RELEASE, p.SlotRelease, self.slots.release),
+            (subjects.SLOT_RENEW, p.SlotRenew, self.slots.renew),
             (subjects.LIMITS, None, self.slots.list_limits),
         ):
             self._subscriptions.append(await self._subscribe(subject, model, handler))

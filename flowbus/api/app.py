@@ -32,6 +32,7 @@ from flowbus.api import (
     queues,
     runs,
     schedules,
+    slots,
     tokens,
     variables,
 )
@@ -121,7 +122,7 @@ def create_app(store: EventStore, client: Client, token: str | None = None) -> F
     # Every route needs its role (route_roles.py): one dependency on every router.
     roles = [Depends(require_role("/api/v1"))]
     for resource in (runs, artifacts, deployments, schedules, blocks, variables, automations,
-                     documents, queues, agents, events, tokens, audit):  # fmt: skip
+                     documents, queues, agents, events, tokens, audit, slots):  # fmt: skip
         app.include_router(resource.router, prefix="/api/v1", dependencies=roles)
     # /metrics, /healthz, /readyz
     app.include_router(metrics.router, dependencies=[Depends(require_role(""))])

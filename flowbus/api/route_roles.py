@@ -30,6 +30,10 @@ CHANGES: dict[tuple[str, str], str] = {
     # the events of a run by hand, and custom events: what running flows publishes
     ("POST", f"{V1}/events"): "operator",
     ("POST", f"{V1}/custom-events"): "operator",
+    # concurrency slots a run by hand takes (flowbus/api/slots.py)
+    ("POST", f"{V1}/slots/acquire"): "operator",
+    ("POST", f"{V1}/slots/release"): "operator",
+    ("POST", f"{V1}/slots/renew"): "operator",
     # a schedule paused or resumed is operations, as a queue's (defining one is a deploy)
     ("POST", f"{V1}/deployments/{{flow_name}}/{{name}}/schedules/{{schedule_id}}/pause"): (
         "operator"

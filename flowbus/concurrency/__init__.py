@@ -22,7 +22,7 @@ from flowbus.engine.concurrency import (
     AcquireConcurrencySlotTimeoutError,
     NamedSlots,
     Release,
-    slot_provider_var,
+    current_slots,
 )
 from flowbus.engine.context import flow_run_var, task_run_var
 from flowbus.engine.errors import ConcurrencySlotAcquisitionError
@@ -46,7 +46,7 @@ async def acquire(
     flow_ctx = task_ctx.flow_run_context if task_ctx else flow_run_var.get()
     request = NamedSlots(wanted, occupy, decay, strict, timeout_seconds,
                          run_id=flow_ctx.flow_run.id if flow_ctx else "")  # fmt: skip
-    provider = slot_provider_var.get() or local_slots()
+    provider = current_slots() or local_slots()
     return await provider.acquire_named(wanted, request)
 
 
