@@ -414,7 +414,7 @@ class SlotRelease(_Message):
 class SlotRenew(_Message):
     """``flowbus.slot.renew``: a process that holds slots by hand (``hand:<id>``: a flow run by
     hand, through a server's API) is alive and holds these. A process silent for the lease
-    (``FLOWBUS_LEASE_SECONDS``) loses its slots, as a silent agent does. (Protocol 1.2.)"""
+    (``FLOWBUS_LEASE_SECONDS``) loses its slots, as a silent agent does. (Protocol 1.1.)"""
 
     process: str = Field(max_length=200)
     holdings: list[HeldSlots] = Field(default_factory=list, max_length=10_000)

@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 HEADER = "Flowbus-Protocol"
-#: This code's wire version. 1.1: the header itself, and readers that set aside what a newer
-#: minor adds. 1.2: ``flowbus.slot.renew`` (slots held by a process by hand).
-MAJOR, MINOR = 1, 2
+#: This code's wire version. 1.1: the header itself, readers that set aside what a newer minor
+#: adds, and ``flowbus.slot.renew`` (slots held by a process by hand).
+MAJOR, MINOR = 1, 1
 VERSION = f"{MAJOR}.{MINOR}"
 HEADERS: Mapping[str, str] = {HEADER: VERSION}
 
