@@ -6,13 +6,15 @@ A request that does not fit waits at the server up to 20 s and asks again (keepi
 the queue); while the process holds or waits for slots, a thread renews them every few seconds
 (``FLOWBUS_HEARTBEAT_SECONDS``), so a script killed while it holds them loses them after the
 lease (``FLOWBUS_LEASE_SECONDS`` at the orchestrator). A server that cannot be reached is an
-error of the call (``ConcurrencySlotAcquisitionError``), never a silent pass.
+error of the call (``ConcurrencySlotAcquisitionError``), never a silent pass; a server of a
+release before this one (no ``/slots``) leaves the limits as they were then, said once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import threading
@@ -29,6 +31,11 @@ from flowbus.remote.profiles import Api, active_api, tls_verify
 
 #: How long the server holds an ask that does not fit before answering "not yet".
 WAIT_AT_SERVER = 20.0
+log = logging.getLogger("flowbus.slots")
+
+
+class _NoSlotService(Exception):
+    """The server predates concurrency slots through its API (404)."""
 
 
 class HttpSlots:
@@ -49,15 +56,24 @@ class HttpSlots:
         #: Holders asking now (the process renews while they wait, reporting none of them).
         self._asking: set[str] = set()
         self._renewer: threading.Thread | None = None
+        self._warned = False
 
     # --- the provider ------------------------------------------------------------------------
 
     async def acquire(self, tags: list[str], holder: str, run_id: str) -> Release | None:
         request = NamedSlots(list(tags), holder=holder, run_id=run_id)
-        return await self._take(list(tags), request, strict_check=False)
+        try:
+            return await self._take(list(tags), request, strict_check=False)
+        except _NoSlotService:
+            return None  # as before servers had slots: tags limit no run by hand
 
     async def acquire_named(self, names: list[str], request: NamedSlots) -> Release | None:
-        return await self._take([GLOBAL + name for name in names], request, strict_check=True)
+        try:
+            return await self._take([GLOBAL + n for n in names], request, strict_check=True)
+        except _NoSlotService:  # as before servers had slots: this process counts them
+            from flowbus.engine.local_slots import local_slots
+
+            return await local_slots().acquire_named(names, request)
 
     async def _take(
         self, keys: list[str], request: NamedSlots, strict_check: bool
@@ -67,8 +83,11 @@ class HttpSlots:
         self._keep_renewing()
         try:
             granted = await asyncio.to_thread(self._until_granted, keys, request, strict_check)
-        except BaseException:
-            await asyncio.to_thread(self._give_back, request.holder)
+        except _NoSlotService:
+            raise
+        except BaseException:  # a timeout, a cancel: stop waiting (the server may be away)
+            with contextlib.suppress(ConcurrencySlotAcquisitionError):
+                await asyncio.to_thread(self._give_back, request.holder)
             raise
         finally:
             with self._lock:
@@ -119,6 +138,12 @@ class HttpSlots:
             raise ConcurrencySlotAcquisitionError(
                 f"concurrency slots: {self.api.url} cannot be reached: {exc!r}"
             ) from exc
+        if answer.status_code == 404 and path == "/slots/acquire":
+            if not self._warned:
+                self._warned = True
+                log.warning("%s has no concurrency slots (an older flowbus): limits in runs by "
+                            "hand are not shared with it", self.api.url)  # fmt: skip
+            raise _NoSlotService(self.api.url)
         if answer.status_code >= 400:
             raise ConcurrencySlotAcquisitionError(
                 f"concurrency slots: {self.api.url} answered {answer.status_code}: "
