@@ -246,8 +246,8 @@ def test_the_leader_prunes_on_a_timer_by_each_deployments_policy(stack: Stack) -
     archive = stack.root / "archive-of-brief"
     brief = stack.cli("deploy", "flows.py:quick", "-n", "brief", "--retention-days", "0.00003",
                       "--archive", str(archive))  # fmt: skip
-    said = " ".join(brief.stdout.split())  # wrapped at the terminal's width
-    assert f"pruned 3e-05 days after they end, archived to {archive} first" in said
+    said = "".join(brief.stdout.split())  # wrapped at the terminal's width, even in the path
+    assert "".join(f"pruned 3e-05 days after they end, archived to {archive} first".split()) in said
     # Days kept when a later deploy changes only the rest; no days at all is refused.
     again = stack.cli("deploy", "flows.py:quick", "-n", "brief", "--keep-failed-days", "1")
     assert "pruned 3e-05 days after they end" in again.stdout
