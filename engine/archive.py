@@ -5,7 +5,9 @@ writes every event of each run it is about to remove to
 ``URL/<day the run ended>/<batch>.jsonl.gz`` (any fsspec URL: a folder, ``s3://...``) before
 the batch is removed; a prune killed between the two writes the batch again next time, and an
 import records each event once. ``flowbus store import URL`` (a file or a folder of them) puts
-the runs back for a post-mortem: the events are appended as they were, the projections follow.
+the runs back for a post-mortem: the events are appended as they were, the projections follow,
+and the runs are held from retention for ``keep_days`` (a ``retention_hold`` document per
+import: a pass of the leader would otherwise prune them again at once, their end being old).
 """
 
 from __future__ import annotations
@@ -69,8 +71,21 @@ def _files(url: str) -> Iterator[tuple[Any, str]]:
         yield fs, root
 
 
-async def import_archive(store: EventStore, url: str) -> tuple[int, int]:
-    """Append the archived events again: (files read, events new to the store)."""
+#: Runs an import brought back, kept from retention until a time: a document of this kind per
+#: import, ``{"runs": [ids], "until": ISO}`` (``engine/retention.py`` reads them).
+HOLD = "retention_hold"
+
+
+async def import_archive(store: EventStore, url: str, keep_days: float = 7.0) -> tuple[int, int]:
+    """Append the archived events again, and hold their runs from retention for ``keep_days``:
+    (files read, events new to the store)."""
+    from datetime import UTC, datetime, timedelta
+
+    from flowbus.engine.documents import save_document
+
+    if not 0 < keep_days < 36_600:
+        raise UsageError(f"--keep-days must be above 0 (and below 100 years), not {keep_days}")
+    runs: set[str] = set()
     files = added = 0
     for fs, path in _files(url):
         with fs.open(path, "rb") as raw:
@@ -92,8 +107,13 @@ async def import_archive(store: EventStore, url: str) -> tuple[int, int]:
         for records in by_run.values():
             records.sort(key=lambda r: r.seq)
             added += await store.append(records)
+        runs.update(by_run)
         files += 1
+    if runs:
+        until = (datetime.now(UTC) + timedelta(days=keep_days)).isoformat()
+        hold = {"runs": sorted(runs), "until": until, "archive": url}
+        await save_document(store, HOLD, uuid.uuid4().hex[:16], hold)
     return files, added
 
 
-__all__ = ["archive_runs", "import_archive"]
+__all__ = ["HOLD", "archive_runs", "import_archive"]

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flowbus.engine.archive import archive_runs
+from flowbus.engine.archive import HOLD, archive_runs
 from flowbus.engine.artifacts import ARTIFACT
-from flowbus.engine.documents import document_id
+from flowbus.engine.documents import delete_document, document_id
 from flowbus.engine.errors import UsageError
 from flowbus.engine.event_types import EventType
 from flowbus.engine.results import OutputStorage, storage_url
@@ -185,13 +185,30 @@ def archives(
     return found
 
 
-async def pinned_runs(store: EventStore) -> set[str]:
-    """Runs something still points at: the latest artifact of a key."""
-    return {
+async def pinned_runs(store: EventStore, now: datetime | None = None) -> set[str]:
+    """Runs something still points at: the latest artifact of a key, and the runs an import
+    brought back while its hold lasts (``engine/archive.py``)."""
+    pinned = {
         str(document.body["flow_run_id"])
         for document in await store.list_documents(ARTIFACT)
         if isinstance(document.body, dict) and document.body.get("flow_run_id")
     }
+    moment = (now or datetime.now(UTC)).isoformat()
+    for hold in await store.list_documents(HOLD):
+        body = hold.body if isinstance(hold.body, dict) else {}
+        if str(body.get("until", "")) > moment:
+            pinned.update(str(run) for run in body.get("runs") or [])
+    return pinned
+
+
+async def forget_expired_holds(store: EventStore, now: datetime) -> int:
+    """Remove the import holds that have run out; how many."""
+    gone = 0
+    for hold in await store.list_documents(HOLD):
+        body = hold.body if isinstance(hold.body, dict) else {}
+        if str(body.get("until", "")) <= now.isoformat():
+            gone += await delete_document(store, HOLD, hold.name)
+    return gone
 
 
 async def take_lease(store: EventStore, holder: str, now: datetime) -> str | None:
@@ -249,7 +266,9 @@ async def prune(
             raise UsageError(f"another prune is running: {held}; nothing was removed (a prune "
                              "that was killed frees its lease then)")  # fmt: skip
     try:
-        pinned = await pinned_runs(store)
+        pinned = await pinned_runs(store, now)
+        if not dry_run:
+            await forget_expired_holds(store, now)
         # A run ends after it is made: one made after the cutoff cannot have ended before it.
         runs = RunFilter(created_before=(now - shortest).isoformat())
         while True:

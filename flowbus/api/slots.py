@@ -15,8 +15,9 @@ import asyncio
 import contextlib
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flowbus.api.common import ERRORS, client_of
 from flowbus.broker import protocol as p
@@ -31,6 +32,15 @@ LONGEST_WAIT = 25.0
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _encodable(self) -> Any:
+        # JSON may hold what no message can carry: lone surrogates ("\ud800").
+        try:
+            orjson.dumps(self.model_dump())
+        except orjson.JSONEncodeError as exc:
+            raise ValueError(f"cannot be sent on: {exc}") from exc
+        return self
 
 
 class AcquireBody(_Body):
@@ -48,9 +58,16 @@ class ReleaseBody(_Body):
     holder: str = Field(min_length=1, max_length=200)
 
 
+class HeldBody(_Body):
+    holder: str = Field(min_length=1, max_length=200)
+    run_id: str = Field(default="", max_length=200)
+    tags: list[str] = Field(max_length=100)
+    occupy: int = Field(default=1, ge=1, le=1_000_000)
+
+
 class RenewBody(_Body):
     process: str = Field(min_length=1, max_length=200)
-    holdings: list[p.HeldSlots] = Field(default_factory=list, max_length=10_000)
+    holdings: list[HeldBody] = Field(default_factory=list, max_length=10_000)
 
 
 async def _ask(request: Request, subject: str, message: p._Message) -> bytes:
@@ -101,7 +118,8 @@ async def release_slots(request: Request, body: ReleaseBody) -> dict[str, bool]:
 @router.post("/slots/renew", tags=["limits"])
 async def renew_slots(request: Request, body: RenewBody) -> dict[str, bool]:
     """The process is alive and holds these slots."""
-    renew = p.SlotRenew(process=HAND + body.process, holdings=body.holdings)
+    held = [p.HeldSlots(**holding.model_dump()) for holding in body.holdings]
+    renew = p.SlotRenew(process=HAND + body.process, holdings=held)
     await _ask(request, subjects.SLOT_RENEW, renew)
     return {"ok": True}
 

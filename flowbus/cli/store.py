@@ -158,13 +158,19 @@ def prune_store(
 @app.command("import")
 def import_runs(
     archive: Annotated[str, typer.Argument(help="An archive file or folder (or fsspec URL).")],
+    keep_days: Annotated[
+        float, typer.Option(help="Hold the runs from retention this many days.")
+    ] = 7.0,
 ) -> None:
     """Put archived runs back (``flowbus store prune --archive``), for a post-mortem; an event
-    the store holds is not added twice."""
+    the store holds is not added twice. Retention leaves them for ``--keep-days``."""
     from flowbus.engine.archive import import_archive
 
     async def action(store: EventStore) -> tuple[int, int]:
-        return await import_archive(store, archive)
+        return await import_archive(store, archive, keep_days)
 
+    if not 0 < keep_days < 36_600:
+        fail(f"--keep-days must be above 0 (and below 100 years), not {keep_days:g}", code=2)
     files, events = with_store(action)
-    console.print(f"imported {events} events from {files} archive files", markup=False)
+    console.print(f"imported {events} events from {files} archive files; retention leaves "
+                  f"their runs for {keep_days:g} days", markup=False)  # fmt: skip

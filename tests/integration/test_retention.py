@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -273,10 +274,14 @@ def test_the_leader_prunes_on_a_timer_by_each_deployments_policy(stack: Stack) -
     wait_until(kept_ended, 60, "the kept runs to end")
     wait_until(lambda: runs("quick/brief") == [], 60, "the brief deployment's runs to go")
     assert len(runs("quick/keep")) == 3
-    # The brief deployment's runs went to its own archive first, and come back from it.
+    # The brief deployment's runs went to its own archive first, and come back from it; the
+    # leader's next passes leave them there (an import holds them for --keep-days).
     written = sorted(archive.rglob("*.jsonl.gz"))
     assert written, list(archive.rglob("*"))
-    stack.cli("store", "import", str(archive))
+    imported = stack.cli("store", "import", str(archive), "--keep-days", "1")
+    assert "retention leaves their runs for 1 days" in " ".join(imported.stdout.split())
+    assert len(runs("quick/brief")) == 3
+    time.sleep(3)  # what must not happen has no condition to wait for: three passes of 1 s
     assert len(runs("quick/brief")) == 3
     assert "match" in stack.cli("store", "verify").stdout
 
@@ -300,6 +305,11 @@ def test_prune_archives_first_and_import_brings_the_runs_back(
     assert cli(store_path, "verify").returncode == 0
     again = cli(store_path, "import", str(archive))  # nothing twice
     assert "imported 0 events" in again.stdout
+    # Held from retention for --keep-days (7 by default): a prune now leaves them.
+    held = cli(store_path, "prune", "--older-than", "30d", "--json")
+    assert json.loads(held.stdout)["runs"] == 0 and present(store_path, runs) == set(runs)
+    bad = cli(store_path, "import", str(archive), "--keep-days", "0")
+    assert bad.returncode == 2 and "--keep-days" in bad.stdout + bad.stderr
 
     broken = tmp_path / "broken.jsonl.gz"
     broken.write_bytes(b"not gzip")
@@ -309,3 +319,21 @@ def test_prune_archives_first_and_import_brings_the_runs_back(
     )
     missing = cli(store_path, "import", str(tmp_path / "nowhere"))
     assert missing.returncode == 1 and "no archive at" in missing.stdout + missing.stderr
+
+
+async def test_an_import_hold_lasts_its_days_then_goes(store_path: Path) -> None:
+    from flowbus.engine.archive import HOLD
+    from flowbus.engine.documents import save_document
+    from flowbus.engine.retention import forget_expired_holds, pinned_runs
+
+    store = SqliteEventStore(store_path)
+    await store.open()
+    try:
+        for name, runs, days in (("past", ["run-a"], -1), ("future", ["run-b"], 1)):
+            until = (NOW + timedelta(days=days)).isoformat()
+            await save_document(store, HOLD, name, {"runs": runs, "until": until})
+        assert await pinned_runs(store, NOW) == {"run-b"}
+        assert await forget_expired_holds(store, NOW) == 1
+        assert [d.name for d in await store.list_documents(HOLD)] == ["future"]
+    finally:
+        await store.close()
