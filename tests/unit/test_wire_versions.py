@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from flowbus.broker import protocol as p
-from flowbus.broker import run_documents, versions
+from flowbus.broker import protocol_slots, run_documents, versions
 from flowbus.engine import events as e
 from flowbus.engine.events import DecodeError, decode_event, parse_event
 from tests.integration.store_contract import RunBuilder
@@ -29,7 +30,8 @@ FOLDER = Path(__file__).parent / "wire"
 
 def wire_models() -> dict[str, Any]:
     found: dict[str, Any] = {}
-    for module, base in ((p, p._Message), (run_documents, p._Message), (e, e._Frozen)):
+    for module, base in ((p, p._Message), (protocol_slots, p._Message), (run_documents, p._Message),
+                         (e, e._Frozen)):  # fmt: skip
         for name, cls in vars(module).items():
             if inspect.isclass(cls) and issubclass(cls, base) and not name.startswith("_Me"):
                 found[name] = cls
@@ -37,10 +39,18 @@ def wire_models() -> dict[str, Any]:
     return found
 
 
+#: A type's module path (``flowbus.broker.protocol.``): where a model lives is not the wire.
+QUALIFIED = re.compile(r"\b(?:[a-z_][a-z0-9_]*\.)+(?=[A-Z_])")
+
+
+def type_name(annotation: Any) -> str:
+    return QUALIFIED.sub("", str(annotation))
+
+
 def snapshot() -> dict[str, dict[str, dict[str, Any]]]:
     return {
         name: {
-            field: {"required": info.is_required(), "type": str(info.annotation)}
+            field: {"required": info.is_required(), "type": type_name(info.annotation)}
             for field, info in sorted(cls.model_fields.items())
         }
         for name, cls in sorted(wire_models().items())
