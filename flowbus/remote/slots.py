@@ -5,9 +5,10 @@ API (``flowbus/api/slots.py``), so they bind together with every agent and every
 A request that does not fit waits at the server up to 20 s and asks again (keeping its place in
 the queue); while the process holds or waits for slots, a thread renews them every few seconds
 (``FLOWBUS_HEARTBEAT_SECONDS``), so a script killed while it holds them loses them after the
-lease (``FLOWBUS_LEASE_SECONDS`` at the orchestrator). A server that cannot be reached is an
-error of the call (``ConcurrencySlotAcquisitionError``), never a silent pass; a server of a
-release before this one (no ``/slots``) leaves the limits as they were then, said once.
+lease (``FLOWBUS_LEASE_SECONDS`` at the orchestrator). A server that cannot be reached (or
+whose orchestrators are electing a leader) is asked again for up to 30 s, then it is an error of
+the call (``ConcurrencySlotAcquisitionError``), never a silent pass; a server of a release
+before this one (no ``/slots``) leaves the limits as they were then, said once.
 """
 
 from __future__ import annotations
@@ -38,11 +39,18 @@ class _NoSlotService(Exception):
     """The server predates concurrency slots through its API (404)."""
 
 
+class _Unreachable(ConcurrencySlotAcquisitionError):
+    """The server, or an orchestrator behind it, does not answer just now."""
+
+
 class HttpSlots:
     """A process's slots at one server; safe to use from any thread and loop."""
 
-    def __init__(self, api: Api) -> None:
+    def __init__(self, api: Api, patience: float = 30.0) -> None:
         self.api = api
+        #: How long a server that cannot be reached (restarting, electing a leader) is waited
+        #: for before the call fails.
+        self.patience = patience
         #: Who the server's orchestrators count the slots of (``hand:<this>``).
         self.process = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         import httpx  # loaded when a profile is active: `import flowbus` stays light
@@ -108,7 +116,7 @@ class HttpSlots:
         first = True
         while True:
             wait = WAIT_AT_SERVER if deadline is None else max(0.0, deadline - time.monotonic())
-            reply = self._post("/slots/acquire", {
+            reply = self._ask_patiently({
                 "holder": request.holder, "process": self.process, "run_id": request.run_id,
                 "keys": keys, "occupy": request.occupy, "decay": request.decay,
                 "wait": min(wait, WAIT_AT_SERVER)})  # fmt: skip
@@ -124,6 +132,18 @@ class HttpSlots:
             if deadline is not None and time.monotonic() >= deadline:
                 raise request.timed_out()
 
+    def _ask_patiently(self, body: dict[str, Any]) -> dict[str, Any]:
+        """An acquire, asked again while the server cannot be reached, up to ``patience``
+        (asking again with the same holder is safe: it keeps its place)."""
+        given_up = time.monotonic() + self.patience
+        while True:
+            try:
+                return self._post("/slots/acquire", body)
+            except _Unreachable:
+                if time.monotonic() >= given_up:
+                    raise
+                time.sleep(1.0)
+
     def _give_back(self, holder: str) -> None:
         with self._lock:
             self._held.pop(holder, None)
@@ -135,9 +155,11 @@ class HttpSlots:
         try:
             answer = self._http.post(path, json=body)
         except httpx.HTTPError as exc:
-            raise ConcurrencySlotAcquisitionError(
+            raise _Unreachable(
                 f"concurrency slots: {self.api.url} cannot be reached: {exc!r}"
             ) from exc
+        if answer.status_code == 503:  # no orchestrator answers just now (an election)
+            raise _Unreachable(f"concurrency slots: {self.api.url}: {answer.text[:300]}")
         if answer.status_code == 404 and path == "/slots/acquire":
             if not self._warned:
                 self._warned = True

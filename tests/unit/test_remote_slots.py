@@ -1,6 +1,7 @@
 """The by-hand slot provider against servers that cannot give slots: one of a release before
 slots through the API (404) leaves limits as they were (tags unlimited, global limits counted by
-the process), said once; one that cannot be reached is an error of the call, never a pass."""
+the process), said once; one that cannot be reached is asked again for a while, then is an
+error of the call, never a pass."""
 
 from __future__ import annotations
 
@@ -58,6 +59,6 @@ async def test_a_server_without_slots_leaves_the_limits_as_they_were(
 
 
 async def test_a_server_out_of_reach_is_an_error_not_a_pass() -> None:
-    slots = HttpSlots(Api(f"http://127.0.0.1:{free_port()}"))
+    slots = HttpSlots(Api(f"http://127.0.0.1:{free_port()}"), patience=1.5)
     with pytest.raises(ConcurrencySlotAcquisitionError, match="cannot be reached"):
-        await slots.acquire(["warehouse"], "task-run-1", "run-1")
+        await slots.acquire(["warehouse"], "task-run-1", "run-1")  # asked twice, then given up
