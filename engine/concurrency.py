@@ -105,3 +105,11 @@ def current_slots() -> SlotProvider | None:
     if provider is None and _default_factory is not None:
         provider = _default_factory()
     return provider
+
+
+def slots_by_hand() -> SlotProvider:
+    """A run by hand's provider, chosen once when it starts: the server's when a profile names
+    one, else the process's own (global limits counted here, tags not limited)."""
+    from flowbus.engine.local_slots import local_slots
+
+    return current_slots() or local_slots()

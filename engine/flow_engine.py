@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowbus.engine.caching import stable_hash
 from flowbus.engine.clock import canonical
+from flowbus.engine.concurrency import slot_provider_var, slots_by_hand
 from flowbus.engine.context import (
     FlowRun,
     FlowRunContext,
@@ -235,9 +236,15 @@ class FlowRunEngine:
         )
         flow_token = flow_run_var.set(self.context)
         task_token = task_run_var.set(None)
+        # A run by hand (an agent sets its own first) finds its slots once, not per task run.
+        slots_token = (
+            slot_provider_var.set(slots_by_hand()) if not slot_provider_var.get() else None
+        )
         try:
             state = await self._attempts()
         finally:
+            if slots_token is not None:
+                slot_provider_var.reset(slots_token)
             task_run_var.reset(task_token)
             flow_run_var.reset(flow_token)
             self.context.task_runner.shutdown()
