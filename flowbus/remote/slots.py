@@ -32,6 +32,8 @@ from flowbus.remote.profiles import Api, active_api, tls_verify
 
 #: How long the server holds an ask that does not fit before answering "not yet".
 WAIT_AT_SERVER = 20.0
+#: How long a tag set the server said has no limit is taken as such.
+UNLIMITED_SECONDS = 1.0
 log = logging.getLogger("flowbus.slots")
 
 
@@ -64,16 +66,26 @@ class HttpSlots:
         #: Holders asking now (the process renews while they wait, reporting none of them).
         self._asking: set[str] = set()
         self._renewer: threading.Thread | None = None
+        #: Tag sets the server said have no limit, and when (monotonic).
+        self._unlimited: dict[frozenset[str], float] = {}
         self._warned = False
 
     # --- the provider ------------------------------------------------------------------------
 
     async def acquire(self, tags: list[str], holder: str, run_id: str) -> Release | None:
+        # Most tagged task runs need no slot: a tag set the server said has no limit is taken
+        # as such for a second (the orchestrators read limits as often), not asked each time.
+        known = frozenset(tags)
+        if time.monotonic() - self._unlimited.get(known, -UNLIMITED_SECONDS) < UNLIMITED_SECONDS:
+            return None
         request = NamedSlots(list(tags), holder=holder, run_id=run_id)
         try:
-            return await self._take(list(tags), request, strict_check=False)
+            release = await self._take(list(tags), request, strict_check=False)
         except _NoSlotService:
             return None  # as before servers had slots: tags limit no run by hand
+        if release is None:
+            self._unlimited[known] = time.monotonic()
+        return release
 
     async def acquire_named(self, names: list[str], request: NamedSlots) -> Release | None:
         try:
