@@ -26,8 +26,7 @@ from flowbus.engine.store import EventStore
 log = structlog.get_logger("flowbus.orchestrator")
 #: How long a limit read from the store is taken as it is (a new limit applies within it).
 LIMITS_SECONDS = 1.0
-#: The ``agent`` of a holding taken by a process through the API (a flow run by hand).
-HAND = "hand:"
+HAND = p.HAND
 
 
 class SlotService:

@@ -28,6 +28,7 @@ from flowbus.broker.protocol_base import (  # noqa: F401
 
 # Concurrency slots, in a module of their own (re-exported: users import this module alone).
 from flowbus.broker.protocol_slots import (  # noqa: F401
+    HAND,
     HeldSlots,
     LimitInfo,
     LimitList,

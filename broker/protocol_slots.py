@@ -10,6 +10,10 @@ from pydantic import Field
 
 from flowbus.broker.protocol_base import _Message
 
+#: The ``agent`` of slots a process takes by hand (a flow run by hand, through a server's API):
+#: ``hand:<process>``.
+HAND = "hand:"
+
 
 class HeldSlots(_Message):
     holder: str
