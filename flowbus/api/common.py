@@ -6,15 +6,31 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import orjson
 from fastapi import HTTPException, Path, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 from flowbus.client import Client
 from flowbus.engine.states import StateType
 from flowbus.engine.store import EventStore, FlowRunView
+
+
+class SendableBody(BaseModel):
+    """A request body whose content goes on to the orchestrators in a message. JSON may hold
+    what no message can carry (lone surrogates, integers beyond 64 bits): refused here, a 422
+    naming ``WHAT``, rather than a failure further on."""
+
+    WHAT: ClassVar[str] = "the request"
+
+    @model_validator(mode="after")
+    def _encodable(self) -> Any:
+        try:
+            orjson.dumps(self.model_dump())
+        except orjson.JSONEncodeError as exc:
+            raise ValueError(f"{self.WHAT} cannot be sent on: {exc}") from exc
+        return self
 
 
 class ErrorDetail(BaseModel):

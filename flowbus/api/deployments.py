@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, HTTPException, Request
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field
 
-from flowbus.api.common import ERRORS, client_of, store_of
+from flowbus.api.common import ERRORS, SendableBody, client_of, store_of
 from flowbus.client import ClientError
 from flowbus.engine.deployments import deployment_id
 from flowbus.engine.event_types import EventType
@@ -46,20 +45,11 @@ async def get_deployment(request: Request, flow_name: str, name: str) -> dict[st
             "entrypoint_hash": entrypoint_hash}  # fmt: skip
 
 
-class RunRequestBody(BaseModel):
+class RunRequestBody(SendableBody):
+    WHAT = "parameters"
     parameters: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(default=None, max_length=512)
     tags: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _encodable(self) -> RunRequestBody:
-        # JSON may hold what no message can carry: lone surrogates ("\ud800"), integers
-        # beyond 64 bits.
-        try:
-            orjson.dumps(self.model_dump())
-        except orjson.JSONEncodeError as exc:
-            raise ValueError(f"parameters cannot be sent on: {exc}") from exc
-        return self
 
 
 @router.post("/deployments/{flow_name}/{name}/runs", status_code=201, tags=["deployments"])

@@ -6,15 +6,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel
 
 from flowbus.api.common import (
     ERRORS,
     Cursor,
     Limit,
+    SendableBody,
     client_of,
     decode_cursor,
     encode_cursor,
@@ -170,17 +170,10 @@ async def cancel_run(request: Request, run_id: str) -> dict[str, str]:
     return {"run_id": run_id, "state": await client_of(request).cancel(run_id)}
 
 
-class ResumeBody(BaseModel):
+class ResumeBody(SendableBody):
+    WHAT = "input"
     #: The input the run's pause waits for (validated against its model).
     input: dict[str, Any] | None = None
-
-    @model_validator(mode="after")
-    def _encodable(self) -> ResumeBody:
-        try:
-            orjson.dumps(self.model_dump())
-        except orjson.JSONEncodeError as exc:
-            raise ValueError(f"input cannot be sent on: {exc}") from exc
-        return self
 
 
 @router.post("/runs/{run_id}/resume", tags=["runs"])

@@ -15,32 +15,22 @@ import asyncio
 import contextlib
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
-from flowbus.api.common import ERRORS, client_of
+from flowbus.api.common import ERRORS, SendableBody, client_of
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects, versions
 from flowbus.client import ClientError
 
 router = APIRouter(responses=ERRORS)
-HAND = "hand:"
+HAND = p.HAND
 #: The longest a request waits for its grant before answering "not yet".
 LONGEST_WAIT = 25.0
 
 
-class _Body(BaseModel):
+class _Body(SendableBody):
     model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="after")
-    def _encodable(self) -> Any:
-        # JSON may hold what no message can carry: lone surrogates ("\ud800").
-        try:
-            orjson.dumps(self.model_dump())
-        except orjson.JSONEncodeError as exc:
-            raise ValueError(f"cannot be sent on: {exc}") from exc
-        return self
 
 
 class AcquireBody(_Body):
