@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from flowbus.cli.common import console, fail, print_json, short_time, with_store
+from flowbus.cli.common import console, found_or_fail, print_json, short_time, with_store
 from flowbus.engine.artifacts import ArtifactView, latest, latest_of_each_key
 from flowbus.engine.store import EventStore
 
@@ -50,9 +50,7 @@ def inspect(key: str, as_json: JsonOption = False) -> None:
     async def fetch(store: EventStore) -> ArtifactView | None:
         return await latest(store, key)
 
-    found = with_store(fetch)
-    if found is None:
-        fail(f"no artifact with key {key!r}")
+    found = found_or_fail(fetch, f"no artifact with key {key!r}")
     if as_json:
         print_json(found.to_dict())
         return

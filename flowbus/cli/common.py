@@ -55,6 +55,16 @@ def with_store(action: Callable[[EventStore], Awaitable[T]]) -> T:
         fail(str(exc))
 
 
+def found_or_fail(
+    fetch: Callable[[EventStore], Awaitable[T | None]], missing: str, code: int = 1
+) -> T:
+    """What ``fetch`` finds in the store; ``missing`` (exit ``code``) when it finds nothing."""
+    found = with_store(fetch)
+    if found is None:
+        fail(missing, code)
+    return found
+
+
 def act_as_cli_user() -> None:
     """Record what this command writes as the doing of ``cli:<user>`` (``engine/actors.py``);
     daemons never call it (what they do on their own has no actor)."""

@@ -15,6 +15,7 @@ from flowbus.cli.common import (
     console,
     err_console,
     fail,
+    found_or_fail,
     listed_time,
     listing,
     print_json,
@@ -369,9 +370,9 @@ def show_deployment(
     async def fetch(store: EventStore) -> DeploymentView | None:
         return await store.get_deployment(name)
 
-    found = with_store(fetch)
-    if found is None:
-        fail(f"no deployment named {name!r} (names are flow-name/deployment-name)")
+    found = found_or_fail(
+        fetch, f"no deployment named {name!r} (names are flow-name/deployment-name)"
+    )
     if as_json:
         print_json(found.to_dict())
         return

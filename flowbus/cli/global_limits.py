@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from flowbus.cli.common import console, fail, print_json, with_store
+from flowbus.cli.common import console, fail, found_or_fail, print_json, with_store
 from flowbus.engine.documents import delete_document, save_document
 from flowbus.engine.slot_table import GLOBAL_LIMIT
 from flowbus.engine.store import EventStore
@@ -43,9 +43,7 @@ def _read(name: str) -> dict[str, Any]:
     async def read(store: EventStore) -> Any:
         return await store.get_document(GLOBAL_LIMIT, name)
 
-    found = with_store(read)
-    if found is None:
-        fail(f"no global concurrency limit named {name!r}")
+    found = found_or_fail(read, f"no global concurrency limit named {name!r}")
     return dict(found.body)
 
 

@@ -8,7 +8,15 @@ from typing import Annotated, Any
 
 import typer
 
-from flowbus.cli.common import console, fail, listing, print_json, with_client, with_store
+from flowbus.cli.common import (
+    console,
+    fail,
+    found_or_fail,
+    listing,
+    print_json,
+    with_client,
+    with_store,
+)
 from flowbus.engine.deployments import set_schedules_active
 from flowbus.engine.errors import FlowbusError, UsageError
 from flowbus.engine.schedules import (
@@ -148,9 +156,7 @@ def backfill(
     async def fetch(store: EventStore) -> DeploymentView | None:
         return await store.get_deployment(deployment)
 
-    found = with_store(fetch)
-    if found is None:
-        fail(f"no deployment named {deployment!r}", code=2)
+    found = found_or_fail(fetch, f"no deployment named {deployment!r}", code=2)
     chosen = [DeploymentSchedule.model_validate(s) for s in found.schedules]
     chosen = [s for s in chosen if schedule in (None, s.id)]
     if not chosen:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from flowbus.cli.common import console, fail, print_json, short_time, with_store
+from flowbus.cli.common import console, fail, found_or_fail, print_json, short_time, with_store
 from flowbus.engine.documents import delete_document, save_document
 from flowbus.engine.store import DocumentView, EventStore
 from flowbus.engine.webhooks import (
@@ -65,9 +65,7 @@ def _existing(name: str) -> InboundWebhook:
     async def fetch(store: EventStore) -> DocumentView | None:
         return await store.get_document(WEBHOOK, name)
 
-    found = with_store(fetch)
-    if found is None:
-        fail(f"no webhook named {name!r}")
+    found = found_or_fail(fetch, f"no webhook named {name!r}")
     return InboundWebhook.model_validate(found.body)
 
 
