@@ -257,13 +257,14 @@ class Recorder(Daemon):
     def _check(self, message: Msg) -> tuple[str, EventRecord | None, Fence]:
         if len(message.data) > self.settings.max_message_bytes:
             return f"oversized: {len(message.data)} bytes", None, None
-        if (mismatch := versions.problem(message.headers)) is not None:
+        mismatch, tolerant = versions.reading(message.headers)
+        if mismatch is not None:
             return f"protocol: {mismatch}", None, None
         try:
             # Validated from the bytes (pydantic's own JSON parser is several times faster than
             # validating the parsed dict: this is every event's path), the model kept. What a
             # newer minor version adds is set aside here, and stored as it came.
-            event = decode_event(message.data, tolerant=versions.newer(message.headers))
+            event = decode_event(message.data, tolerant=tolerant)
         except DecodeError as exc:
             return f"malformed: {exc}", None, None
         if store_only(event.type):

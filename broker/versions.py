@@ -37,21 +37,29 @@ def of(headers: Mapping[str, str] | None) -> tuple[int, int] | None:
     return int(major), int(minor)
 
 
-def problem(headers: Mapping[str, str] | None) -> str | None:
-    """Why a message of this sender cannot be read here, or None."""
+def reading(headers: Mapping[str, str] | None) -> tuple[str | None, bool]:
+    """How to read a message of this sender: (why it cannot be read here, or None; whether
+    its unknown fields are set aside, a newer minor's). Every event's path: a sender of this
+    very version is answered without parsing."""
+    if headers is not None and headers.get(HEADER) == VERSION:
+        return None, False
     sender = of(headers)
     if sender is None:
-        return f"{HEADER} {(headers or {}).get(HEADER)!r} is not MAJOR.MINOR"
+        return f"{HEADER} {(headers or {}).get(HEADER)!r} is not MAJOR.MINOR", False
     if sender[0] != MAJOR:
         return (f"sent in protocol {sender[0]}.{sender[1]}; this flowbus speaks {VERSION}: "
-                f"upgrade every process to the same major version")  # fmt: skip
-    return None
+                f"upgrade every process to the same major version"), False  # fmt: skip
+    return None, sender[1] > MINOR
+
+
+def problem(headers: Mapping[str, str] | None) -> str | None:
+    """Why a message of this sender cannot be read here, or None."""
+    return reading(headers)[0]
 
 
 def newer(headers: Mapping[str, str] | None) -> bool:
     """Whether the sender speaks a newer minor of this major (its unknown fields are set aside)."""
-    sender = of(headers)
-    return sender is not None and sender[0] == MAJOR and sender[1] > MINOR
+    return reading(headers)[1]
 
 
 def with_version(headers: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -60,4 +68,4 @@ def with_version(headers: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 __all__ = ["HEADER", "HEADERS", "MAJOR", "MINOR", "VERSION", "newer", "of", "problem",
-           "with_version"]  # fmt: skip
+           "reading", "with_version"]  # fmt: skip

@@ -289,9 +289,9 @@ class Orchestrator(Daemon):
 
         async def serve(msg: Msg) -> None:
             try:
-                if (mismatch := versions.problem(msg.headers)) is not None:
+                mismatch, tolerant = versions.reading(msg.headers)  # tolerant: a newer minor's
+                if mismatch is not None:
                     raise p.ProtocolError(mismatch)
-                tolerant = versions.newer(msg.headers)  # a newer minor's additions set aside
                 request = p.decode(model, msg.data, tolerant) if model is not None else None
                 if isinstance(request, p.ClaimRequest):  # its queue is the subject's alone
                     request = request.model_copy(update={"queue": claim_queue(msg.subject)})
