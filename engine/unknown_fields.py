@@ -17,14 +17,8 @@ from pydantic import ValidationError
 T = TypeVar("T")
 
 
-def without_unknown_fields(data: Any, errors: Sequence[Any]) -> Any | None:
-    """``data`` (parsed JSON) with each field ``errors`` name as unknown removed; None when an
-    error is of another kind (then the message is invalid whatever its version)."""
-    if not errors or any(error["type"] != "extra_forbidden" for error in errors):
-        return None
-    for error in errors:
-        _remove(data, list(error["loc"]))
-    return data
+def _unknown_only(errors: Sequence[Any]) -> bool:
+    return bool(errors) and all(error["type"] == "extra_forbidden" for error in errors)
 
 
 def _remove(data: Any, loc: list[Any]) -> None:
@@ -45,9 +39,12 @@ def validate_tolerant(validate_json: Callable[[bytes | str], T], data: bytes | s
         return validate_json(data)
     except ValidationError as exc:
         errors = exc.errors()
-        if not errors or any(error["type"] != "extra_forbidden" for error in errors):
+        if not _unknown_only(errors):
             raise  # invalid whatever its version (bad JSON included): no second parse
-        return validate_json(orjson.dumps(without_unknown_fields(orjson.loads(data), errors)))
+        known = orjson.loads(data)
+        for error in errors:
+            _remove(known, list(error["loc"]))
+        return validate_json(orjson.dumps(known))
 
 
-__all__ = ["validate_tolerant", "without_unknown_fields"]
+__all__ = ["validate_tolerant"]
