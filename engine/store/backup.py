@@ -70,9 +70,9 @@ def is_postgres(url: str) -> bool:
 def store_name(url: str) -> str:
     """The store as a restore's question names it: a file, or a PostgreSQL schema."""
     if is_postgres(url):
-        from flowbus.engine.store.postgres import split_url
+        from flowbus.engine.store.postgres import safe_url, split_url
 
-        return f"schema {split_url(url)[1]} at {url.split('@')[-1].split('?')[0]}"
+        return f"schema {split_url(url)[1]} at {safe_url(url)}"
     return str(sqlite_path(url))
 
 
@@ -105,12 +105,8 @@ def backup(url: str, target: Path) -> BackupMade:
 async def _note(path: Path, kind: str, name: str, body: dict[str, Any]) -> None:
     from flowbus.engine.store.sqlite import SqliteEventStore
 
-    store = SqliteEventStore(path)
-    await store.open()
-    try:
+    async with SqliteEventStore(path) as store:
         await save_document(store, kind, name, body)
-    finally:
-        await store.close()
 
 
 def _is_backup(path: Path) -> bool:
@@ -130,12 +126,8 @@ def _is_backup(path: Path) -> bool:
 async def _check(path: Path) -> tuple[Any, list[str]]:
     from flowbus.engine.store.sqlite import SqliteEventStore
 
-    store = SqliteEventStore(path)
-    await store.open()
-    try:
+    async with SqliteEventStore(path) as store:
         return await store.get_document(BACKUP, "taken"), await store.verify_projections()
-    finally:
-        await store.close()
 
 
 def restore(backup_file: Path, url: str) -> dict[str, Any]:

@@ -13,11 +13,13 @@ projections, and records the pending reconciliation the next leader carries out.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from flowbus.engine.documents import save_document
 from flowbus.engine.errors import StoreError, UsageError
@@ -34,20 +36,30 @@ def _tool(name: str) -> str:
     return found
 
 
-def _run(args: list[str], what: str) -> str:
-    done = subprocess.run(args, capture_output=True, text=True, timeout=3600)
+def _run(args: list[str], what: str, password: str | None = None) -> str:
+    # The password goes in the tool's environment: a command line is visible to every user.
+    env = {**os.environ, "PGPASSWORD": password} if password else None
+    done = subprocess.run(args, capture_output=True, text=True, timeout=3600, env=env)
     if done.returncode != 0:
         raise StoreError(f"{what} failed: {done.stderr.strip()[:2000]}")
     return done.stdout
 
 
-async def _with_store(url: str, action: Any) -> Any:
-    store = PostgresEventStore(url)
-    await store.open()
-    try:
+def _connection(url: str) -> tuple[str, str, str | None]:
+    """(the libpq URL without flowbus's schema option or the password, the schema, the
+    password)."""
+    dsn, schema = split_url(url)
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn, schema, None
+    user = f"{parts.username}@" if parts.username else ""
+    netloc = user + parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=netloc)), schema, unquote(parts.password)
+
+
+async def _on_store(url: str, action: Any) -> Any:
+    async with PostgresEventStore(url) as store:
         return await action(store)
-    finally:
-        await store.close()
 
 
 def backup(url: str, target: Path) -> tuple[str, int]:
@@ -56,17 +68,17 @@ def backup(url: str, target: Path) -> tuple[str, int]:
 
     if target.exists():
         raise UsageError(f"{target} exists: give a new file (a backup never overwrites)")
-    dsn, schema = split_url(url)
+    dsn, schema, password = _connection(url)
     pg_dump, pg_restore = _tool("pg_dump"), _tool("pg_restore")
     taken_at = datetime.now(UTC).isoformat()
     note = {"taken_at": taken_at, "source": f"schema {schema}"}
-    asyncio.run(_with_store(url, lambda s: save_document(s, BACKUP, "taken", note)))
+    asyncio.run(_on_store(url, lambda s: save_document(s, BACKUP, "taken", note)))
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     partial.unlink(missing_ok=True)
     try:
         _run([pg_dump, "--format=custom", f"--schema={schema}", f"--file={partial}", dsn],
-             "pg_dump")  # fmt: skip
+             "pg_dump", password)  # fmt: skip
         _check_archive(pg_restore, partial, schema)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -97,11 +109,12 @@ def restore(backup_file: Path, url: str) -> dict[str, Any]:
 
     if not backup_file.exists():
         raise UsageError(f"no backup at {backup_file}")
-    dsn, schema = split_url(url)
+    dsn, schema, password = _connection(url)
     pg_restore = _tool("pg_restore")
     _check_archive(pg_restore, backup_file, schema)
     _run([pg_restore, "--clean", "--if-exists", "--single-transaction", "--no-owner",
-          f"--schema={schema}", f"--dbname={dsn}", str(backup_file)], "pg_restore")  # fmt: skip
+          f"--schema={schema}", f"--dbname={dsn}", str(backup_file)], "pg_restore",
+         password)  # fmt: skip
 
     async def reconcile(store: PostgresEventStore) -> dict[str, Any]:
         taken = await store.get_document(BACKUP, "taken")
@@ -117,7 +130,7 @@ def restore(backup_file: Path, url: str) -> dict[str, Any]:
         await save_document(store, RESTORE, "latest", body)
         return body
 
-    result: dict[str, Any] = asyncio.run(_with_store(url, reconcile))
+    result: dict[str, Any] = asyncio.run(_on_store(url, reconcile))
     return result
 
 

@@ -64,7 +64,8 @@ def split_url(url: str) -> tuple[str, str]:
     return urlunsplit(parts._replace(query=urlencode(query, doseq=True))), schema
 
 
-def _safe(url: str) -> str:
+def safe_url(url: str) -> str:
+    """The store's address for messages: host, port and database, never a password."""
     parts = urlsplit(url)
     host = parts.hostname or "localhost"
     return f"postgresql://{host}:{parts.port or 5432}{parts.path}"
@@ -106,7 +107,7 @@ class PostgresEventStore(EventStore):
             await pool.close()
 
     def _failure(self, exc: BaseException, doing: str = "failed using") -> StoreError:
-        return StoreError(f"{doing} the PostgreSQL store at {_safe(self.url)}: {exc}")
+        return StoreError(f"{doing} the PostgreSQL store at {safe_url(self.url)}: {exc}")
 
     @property
     def pool(self) -> Any:
