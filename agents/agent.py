@@ -35,6 +35,7 @@ from flowbus.agents.decisions.agent import AGENT_FAILED, Settle, after_refusal, 
 from flowbus.agents.execution import ChildProcessRun, InProcessRun, RunExecution
 from flowbus.agents.flow_code import FlowCache
 from flowbus.agents.lifecycle import Daemon, Loop
+from flowbus.agents.local_lane import LocalLaneSink, LocalRecorder
 from flowbus.agents.settings import AgentEnv, default_of, load
 from flowbus.agents.slot_client import NatsSlots
 from flowbus.broker import protocol as p
@@ -110,9 +111,10 @@ class AgentSettings:
 
 @dataclass
 class _Held:
-    """A run this agent holds: its request message, claim and execution."""
+    """A run this agent holds: its request message (none for a run handed over at its
+    submission), claim and execution."""
 
-    message: Msg
+    message: Msg | None
     grant: p.ClaimGrant
     execution: RunExecution
     task: asyncio.Task[Any] | None = None
@@ -123,7 +125,15 @@ class Agent(Daemon):
 
     name = "agent"
 
-    def __init__(self, client: Client, settings: AgentSettings, nats_url: str) -> None:
+    def __init__(
+        self,
+        client: Client,
+        settings: AgentSettings,
+        nats_url: str,
+        recorder: LocalRecorder | None = None,
+    ) -> None:
+        """``recorder``: the leader's recorder, when it lives in this process (``flowbus
+        up``): the runs' events are recorded by it directly (``agents/local_lane.py``)."""
         if settings.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         super().__init__()
@@ -137,6 +147,10 @@ class Agent(Daemon):
         self._claiming: set[str] = set()
         self.counts: dict[str, int] = {}
         self._reserved = 0  # slots taken by requests still being claimed
+        #: Whether its last look at its queues found them drained, with no bell rung since:
+        #: then a run submitted now may be handed to it at once (``reserve``).
+        self._idle = False
+        self._taking_hand_overs = False
         #: Cancelled runs whose threads are still blocked (see ``InProcessRun.cancel``).
         self.abandoned: set[str] = set()
         self._forgetting: set[asyncio.Task[None]] = set()
@@ -152,6 +166,8 @@ class Agent(Daemon):
             settings.concurrency, thread_name_prefix="flow-run"
         )
         self._sink: NatsEventSink | None = None
+        self._recorder = recorder
+        self._lane: LocalLaneSink | None = None
         self._slots: NatsSlots | None = None
         self._watcher: Any = None
         self._ack_wait = 30.0
@@ -192,12 +208,16 @@ class Agent(Daemon):
             self._sink = await asyncio.to_thread(
                 NatsEventSink, self.nats_url, f"{self.name}-events"
             )
+            if self._recorder is not None:
+                loop = asyncio.get_running_loop()
+                self._lane = LocalLaneSink(self._sink, self._recorder, loop)
             self._slots = NatsSlots(self.client, asyncio.get_running_loop(), self.name)
         else:  # the runs' processes fork from a warm server: start it before the first run
             from flowbus.agents import warm_processes
 
             await asyncio.to_thread(warm_processes.warm_up)
         await self.client.subscribe(subjects.agent_cancel_subject(self.name), cb=self._on_cancel)
+        self._taking_hand_overs = True
         log.info(
             "agent started",
             agent=self.name,
@@ -224,6 +244,7 @@ class Agent(Daemon):
     async def drain(self) -> None:
         """Stop taking; let the runs finish for a grace period (heartbeats go on meanwhile),
         then hand the rest back."""
+        self._taking_hand_overs = False  # nothing more is handed over
         for taker in self._takers.values():
             await taker.stop()
         if self.held:
@@ -281,12 +302,14 @@ class Agent(Daemon):
             rang = False
             with contextlib.suppress(TimeoutError):
                 rang = await asyncio.wait_for(self._doorbell.wait(), self.settings.tick_seconds)
+            self._idle = False
             self._doorbell.clear()
             if self.stopping:
                 return
             try:
                 taken = await self._take_work()
                 if rang and not taken:
+                    self._idle = False  # a request may be on its way: see _take_after_ring
                     await self._take_after_ring()
             except Exception as exc:  # a reconnect, a leader election: the next round retries
                 log.warning("taking work failed", error=repr(exc))
@@ -303,6 +326,8 @@ class Agent(Daemon):
             self._doorbell.clear()
             if self.stopping or self.free <= 0 or await self._take_work():
                 return
+            self._idle = False
+        self._idle = not self._doorbell.is_set()
 
     async def _take_work(self) -> int:
         """Take what the queues hold, in priority order, up to the free room; how many.
@@ -312,23 +337,66 @@ class Agent(Daemon):
         agent a round of empty answers (an agent of concurrency 50 ran one-at-a-time calls
         30 % slower than one of 10)."""
         taken = 0
+        drained = True
         for queue in self._queues_by_priority():
             want = 1
-            while self.free > 0 and not self.stopping:
+            while True:
+                if self.free <= 0 or self.stopping:
+                    drained = False  # what else the queue holds is not known
+                    break
                 ask = min(self.free, want)
                 messages = await self._takers[queue].take(ask)
                 taken += len(messages)
                 for message in messages:
                     self._reserved += 1
-                    task = asyncio.create_task(self._handle(message, queue))
-                    self._runs.add(task)
-                    task.add_done_callback(self._runs.discard)
+                    self._track(self._handle(message, queue))
                 if len(messages) < ask:
                     break  # the queue holds no more (or is at its limit)
                 want = ask * PROBE_GROWTH
             if self.free <= 0:
+                drained = False
                 break
+        self._idle = drained and not self._doorbell.is_set()
         return taken
+
+    def _track(self, run: Any) -> None:
+        task = asyncio.create_task(run)
+        self._runs.add(task)
+        task.add_done_callback(self._runs.discard)
+
+    # --- runs handed over at their submission --------------------------------------------
+
+    def reserve(self, queue: str) -> bool:
+        """Keep a slot for a run of ``queue`` that the orchestrator of this process claims for
+        this agent at its submission (``start_granted``, or ``unreserve`` if it does not):
+        only while the agent is idle (room free, its queues found drained and no bell rung
+        since, so no request waiting in a queue is overtaken) and ``queue`` is one it serves,
+        not paused and without a limit of its own (which only the queue's requests count)."""
+        settings = self._queue_settings.get(queue)
+        if (
+            not self._taking_hand_overs
+            or self.stopping
+            or not self._idle
+            or self._doorbell.is_set()
+            or queue not in self._takers
+            or self.free <= 0
+            or (settings is not None and (settings.paused or settings.concurrency_limit))
+        ):
+            return False
+        self._reserved += 1
+        return True
+
+    def unreserve(self) -> None:
+        """A slot kept by ``reserve`` is not needed after all."""
+        self._reserved -= 1
+
+    def start_granted(self, grant: p.ClaimGrant) -> None:
+        """Run a run claimed for this agent at its submission, in the slot ``reserve`` kept.
+        No request of it is in the queue: there is none to keep alive or to settle."""
+        held = self.held[grant.run_id] = _Held(None, grant, self._execution(grant))
+        self._reserved -= 1
+        self._count("handed_over")
+        self._track(self._run_held(held))
 
     async def _handle(self, message: Msg, queue: str) -> None:
         held: _Held | None = None
@@ -339,6 +407,9 @@ class Agent(Daemon):
         if held is None:
             self._doorbell.set()  # the slot is free again
             return
+        await self._run_held(held)
+
+    async def _run_held(self, held: _Held) -> None:
         run_id = held.grant.run_id
         self.held[run_id] = held
         try:
@@ -352,7 +423,8 @@ class Agent(Daemon):
             await self._settle(held, AGENT_FAILED)
         finally:
             self.held.pop(run_id, None)
-            self._doorbell.set()
+            if not self._idle:  # requests may wait for the slot (idle: none rang since)
+                self._doorbell.set()
 
     async def _claim(self, message: Msg, queue: str) -> _Held | None:
         try:
@@ -397,16 +469,16 @@ class Agent(Daemon):
                          run_id=request.run_id, detail=reply.message)  # fmt: skip
             await self._settle_message(message, after_refusal(reply, random.random()))
             return None
-        execution: RunExecution
-        if self.settings.isolation == "process":
-            execution = ChildProcessRun(reply, self.nats_url, self.name)
-        else:
-            assert self._sink is not None
-            deadline = self.settings.cancel_deadline_seconds
-            execution = InProcessRun(reply, self._sink, self._flows, self._threads, self._slots,
-                                     cancel_deadline=deadline)  # fmt: skip
         self._count("claimed")
-        return _Held(message, reply, execution)
+        return _Held(message, reply, self._execution(reply))
+
+    def _execution(self, grant: p.ClaimGrant) -> RunExecution:
+        if self.settings.isolation == "process":
+            return ChildProcessRun(grant, self.nats_url, self.name)
+        assert self._sink is not None
+        deadline = self.settings.cancel_deadline_seconds
+        return InProcessRun(grant, self._sink, self._flows, self._threads, self._slots,
+                            cancel_deadline=deadline, lane=self._lane)  # fmt: skip
 
     async def _settle(self, held: _Held, settle: Settle) -> None:
         """A held run's end: the orchestrator told first (a release), then the message."""
@@ -416,7 +488,9 @@ class Agent(Daemon):
             await self._release(held, settle.release, settle.why)
         await self._settle_message(held.message, settle)
 
-    async def _settle_message(self, message: Msg, settle: Settle) -> None:
+    async def _settle_message(self, message: Msg | None, settle: Settle) -> None:
+        if message is None:  # handed over at its submission: no request to settle
+            return
         if settle.message == "ack":
             await _quietly(message.ack())
         elif settle.message == "nak":
@@ -453,7 +527,8 @@ class Agent(Daemon):
         while True:
             await asyncio.sleep(max(self._ack_wait / 3, 0.2))
             for held in list(self.held.values()):
-                await _quietly(held.message.in_progress())
+                if held.message is not None:
+                    await _quietly(held.message.in_progress())
 
     async def _heartbeats(self) -> None:
         """Heartbeat on a steady beat: every orchestrator hears each one, even one the leader

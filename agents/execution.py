@@ -25,6 +25,7 @@ from nats.errors import Error as NatsError
 
 from flowbus.agents.decisions.agent import Outcome
 from flowbus.agents.flow_code import FlowCache
+from flowbus.agents.local_lane import LocalLaneSink
 from flowbus.agents.run_documents import NatsDocuments
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects, versions
@@ -90,7 +91,10 @@ class InProcessRun:
         threads: concurrent.futures.ThreadPoolExecutor | None = None,
         slots: SlotProvider | None = None,
         cancel_deadline: float = 5.0,
+        lane: LocalLaneSink | None = None,
     ) -> None:
+        """``lane``: the run's events are recorded by the orchestrator of this process
+        (``agents/local_lane.py``) rather than published for its recorder to pull."""
         self.grant = grant
         self.slots = slots
         self.threads = threads
@@ -98,7 +102,8 @@ class InProcessRun:
         #: Set when the flow's thread returns (at once for an async flow).
         self.thread_ended = asyncio.Event()
         self._abandoned = False
-        self.sink = _LeaseSink(FencedSink(sink, grant.run_id, grant.attempt, grant.attempt_key))
+        base = lane if lane is not None else sink
+        self.sink = _LeaseSink(FencedSink(base, grant.run_id, grant.attempt, grant.attempt_key))
         self.nats = sink
         self.flows = flows
         self.engine: FlowRunEngine | None = None

@@ -410,8 +410,9 @@ class RunLedger:
             entry = self.entries.get(record.stream_id)
             if entry is not None and record.seq == entry.seq + 1:
                 self._follow(entry, record, now)
-                if entry.state is S.SCHEDULED:  # handed back: its agent naked the request
-                    entry.mark_published()
+                if entry.state is S.SCHEDULED and not entry.handed_over:
+                    entry.mark_published()  # handed back: its agent naked the request
+                # (a run handed over at submit had no request: the janitor publishes one)
         return admitted, fenced
 
     def purge(self, now: float) -> None:

@@ -77,6 +77,10 @@ class RunEntry:
     #: False while the event that created it is not yet committed: nothing may publish its
     #: request (another orchestrator, reading the store, would not find the run).
     committed: bool = True
+    #: Its open attempt was handed to an agent at submit (``Change.handed_over``): no request
+    #: of it is in its queue. Known only to the orchestrator that decided it (a copy read
+    #: from the store says False: the queue audit then finds the request missing).
+    handed_over: bool = False
 
     @property
     def held(self) -> bool:
@@ -152,6 +156,7 @@ def apply_state(entry: RunEntry, event: FlowRunStateChanged, now: float) -> None
         entry.attempt = event.attempt
         entry.agent = event.agent
         entry.open = True
+        entry.handed_over = False  # a claim from the queue (``apply_change`` says otherwise)
     if event.retried:  # queued again on request: its crash budget starts over
         entry.crashes = 0
     if state.type is S.CRASHED:
@@ -250,6 +255,8 @@ def apply_change(entry: RunEntry, change: Change, now: float) -> EventRecord:
     assert isinstance(event, FlowRunStateChanged)
     apply_state(entry, event, now)
     entry.touched = now
+    if change.attempt is not None:
+        entry.handed_over = change.handed_over
     if change.still_queued:  # handed back: its agent puts the request back in the queue
         entry.mark_published()
     return record

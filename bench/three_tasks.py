@@ -14,42 +14,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sqlite3
-import statistics
 import time
-from datetime import datetime
 from pathlib import Path
 
 from b4_dispatch import percentile, served_deployment
+from run_phases import phases
 
 from flowbus.client import Client
-
-
-def phases(db: Path, calls: dict[str, tuple[float, float]]) -> dict[str, float]:
-    """Median milliseconds of each step of a call, from the states' own timestamps."""
-    gaps: dict[str, list[float]] = {}
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        for run_id, (submitted, returned) in calls.items():
-            rows = conn.execute(
-                "SELECT body FROM events WHERE stream_id = ? ORDER BY seq", (run_id,)
-            ).fetchall()
-            states: dict[str, float] = {}
-            for (body,) in rows:
-                event = json.loads(body)
-                if event["type"].startswith("flow_run") and "state" in event:
-                    stamp = datetime.fromisoformat(event["state"]["timestamp"]).timestamp()
-                    states.setdefault(event["state"]["name"], stamp)
-            marks = [
-                ("submit -> Scheduled recorded", submitted, states["Scheduled"]),
-                ("Scheduled -> Pending (queue, fetch, claim)", states["Scheduled"],
-                 states["Pending"]),
-                ("Pending -> Running (flow started)", states["Pending"], states["Running"]),
-                ("Running -> Completed (3 tasks)", states["Running"], states["Completed"]),
-                ("Completed -> wait returned", states["Completed"], returned),
-            ]  # fmt: skip
-            for name, begin, end in marks:
-                gaps.setdefault(name, []).append((end - begin) * 1000)
-    return {name: round(statistics.median(values), 2) for name, values in gaps.items()}
 
 
 async def load(url: str, sequential: int, burst: int, db: Path) -> dict[str, object]:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from b4_dispatch import BENCH, percentile
+from run_phases import phases
 from scratch import scratch_folder
 
 
@@ -58,8 +59,9 @@ def stop(process: subprocess.Popen[bytes], sig: int) -> None:
 
 
 @contextmanager
-def flowbus_up() -> Iterator[str]:
-    """``flowbus up`` (defaults) in a scratch home, the flow deployed; yields its NATS URL."""
+def flowbus_up() -> Iterator[tuple[str, Path]]:
+    """``flowbus up`` (defaults) in a scratch home, the flow deployed; yields its NATS URL and
+    its store's file."""
     root = scratch_folder("vs-celery-flowbus-")
     env = {**os.environ, "FLOWBUS_HOME": str(root / "home"), "FLOWBUS_LOGGING_LEVEL": "WARNING",
            "PYTHONPATH": str(BENCH)}  # fmt: skip
@@ -79,13 +81,14 @@ def flowbus_up() -> Iterator[str]:
         subprocess.run([sys.executable, "-m", "flowbus", "deploy", "b4_flows.py:three_tasks",
                         "-n", "bench"], env={**env, "FLOWBUS_NATS_URL": url}, cwd=BENCH,
                        check=True, capture_output=True)  # fmt: skip
-        yield url
+        yield url, root / "home" / "flowbus.db"
     finally:
         stop(process, signal.SIGINT)
         log.close()
 
 
-async def flowbus_round(url: str, sequential: int, burst: int) -> dict[str, float]:
+async def flowbus_round(url: str, db: Path, sequential: int, burst: int) -> dict[str, Any]:
+    """The calls' figures, and where a sequential call's time goes (``run_phases``)."""
     from flowbus.client import Client
 
     async with Client(url) as client:
@@ -93,18 +96,20 @@ async def flowbus_round(url: str, sequential: int, burst: int) -> dict[str, floa
             run = await client.submit("three-tasks/bench", {"x": 1})
             await client.wait(run.run_id, 60)
         latencies = []
+        calls: dict[str, tuple[float, float]] = {}
         for _ in range(sequential):
-            began = time.perf_counter()
+            began, wall = time.perf_counter(), time.time()
             run = await client.submit("three-tasks/bench", {"x": 1})
             final = await client.wait(run.run_id, 60)
             latencies.append((time.perf_counter() - began) * 1000)
+            calls[run.run_id] = (wall, wall + latencies[-1] / 1000)
             assert final.result == "4", final
         started = time.perf_counter()
         runs = await asyncio.gather(*(client.submit("three-tasks/bench") for _ in range(burst)))
         finals = await asyncio.gather(*(client.wait(run.run_id, 300) for run in runs))
         burst_seconds = time.perf_counter() - started
         assert all(f.completed for f in finals)
-    return summary(latencies, burst, burst_seconds)
+    return {**summary(latencies, burst, burst_seconds), "phases_ms": phases(db, calls)}
 
 
 # --- Celery ----------------------------------------------------------------------------------
@@ -186,8 +191,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.flowbus_only:
         for number in range(args.rounds):
-            with flowbus_up() as url:
-                figures = asyncio.run(flowbus_round(url, args.sequential, args.burst))
+            with flowbus_up() as (url, db):
+                figures = asyncio.run(flowbus_round(url, db, args.sequential, args.burst))
             print(json.dumps({"round": number, "system": "flowbus", **figures}), flush=True)
         return
     results: dict[str, list[dict[str, float]]] = {"flowbus": [], "celery": []}
@@ -195,15 +200,19 @@ def main() -> None:
         order = ["flowbus", "celery"] if number % 2 == 0 else ["celery", "flowbus"]
         for system in order:
             if system == "flowbus":
-                with flowbus_up() as url:
-                    figures = asyncio.run(flowbus_round(url, args.sequential, args.burst))
+                with flowbus_up() as (url, db):
+                    figures = asyncio.run(flowbus_round(url, db, args.sequential, args.burst))
             else:
                 with celery_worker():
                     figures = celery_round(args.sequential, args.burst, args.celery_shape)
             results[system].append(figures)
             print(json.dumps({"round": number, "system": system, **figures}), flush=True)
     medians: dict[str, dict[str, Any]] = {
-        system: {key: round(statistics.median(r[key] for r in rounds), 2) for key in rounds[0]}
+        system: {
+            key: round(statistics.median(r[key] for r in rounds), 2)
+            for key in rounds[0]
+            if key != "phases_ms"
+        }
         for system, rounds in results.items()
     }
     f, c = medians["flowbus"], medians["celery"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from nats.aio.client import Client
 
@@ -146,13 +146,19 @@ class Fence:
         return fence_headers(self.run_id, self.attempt, self.key, body)
 
 
+class FencedBase(Protocol):
+    """Where a claimed run's events go (``NatsEventSink``, or the agent's local lane)."""
+
+    def emit_fenced(self, record: EventRecord, fence: Fence) -> None: ...
+    def flush(self, timeout: float | None = None) -> None: ...
+    async def flush_async(self) -> None: ...
+
+
 class FencedSink:
     """The sink of one claimed run: its events carry the run, the claim's attempt and a MAC
     under the attempt's key."""
 
-    def __init__(
-        self, base: NatsEventSink, run_id: str, attempt: int, key: str | None = None
-    ) -> None:
+    def __init__(self, base: FencedBase, run_id: str, attempt: int, key: str | None = None) -> None:
         self.base = base
         self.fence = Fence(run_id, attempt, bytes.fromhex(key) if key else None)
 

@@ -99,7 +99,12 @@ class LocalStack:
             await self._start_api(url)
         self._tasks.append(asyncio.create_task(self._until_stopped(), name="orchestrator"))
         if self.agent_settings is not None:
-            self.agent = Agent(await connect(url, name="flowbus-agent"), self.agent_settings, url)
+            # Its runs' events are recorded here directly, and new runs go straight to it while
+            # it is idle: no trips through the queue and the events stream (local_lane.py).
+            local = self.orchestrator.local_records
+            self.agent = Agent(await connect(url, name="flowbus-agent"), self.agent_settings, url,
+                               recorder=local)  # fmt: skip
+            self.orchestrator.hand_over_to(self.agent)
             self._tasks.append(asyncio.create_task(self.agent.run(), name="agent"))
             self.info.agent = self.agent_settings.name
             self.info.queues = list(self.agent_settings.queues)

@@ -205,8 +205,11 @@ def decide_release(entry: RunEntry | None, request: p.ReleaseRequest, now: Now) 
             cancelled.insert(0, Change(Cancelling(message=message, timestamp=now.iso)))
         return Decision(p.Ok(), tuple(cancelled))
     message = request.message or f"handed back by agent {request.agent}"
-    back = Change(Scheduled(message=message, timestamp=now.iso), close=True, still_queued=True)
-    return Decision(p.Ok(), (back,))
+    # A run handed over at its submission has no request in its queue to put back: one is
+    # published.
+    queued = not entry.handed_over
+    back = Change(Scheduled(message=message, timestamp=now.iso), close=True, still_queued=queued)
+    return Decision(p.Ok(), (back,), () if queued else (Publish(),))
 
 
 def decide_expiry(entry: RunEntry | None, facts: Facts, now: Now) -> Decision[bool] | NeedFacts:

@@ -65,6 +65,9 @@ class Change:
     leader_term: int | None = None
     #: A hand-back: the run's request stays in its queue (the agent puts it back).
     still_queued: bool = False
+    #: A claim made for an agent of this process at submit (``HandOver``): no request of
+    #: the run is in its queue, so a hand-back must publish one.
+    handed_over: bool = False
     #: Who asked for it (a cancel, a resume, a retry): recorded on its event.
     actor: str | None = None
 
@@ -133,7 +136,18 @@ class NoteCrash:
     lease_expired: bool = False
 
 
-Effect = Publish | Release | ArmTimer | AskAgentToCancel | RenewLease | NoteCrash
+@dataclass(frozen=True, slots=True)
+class HandOver:
+    """Give the run, claimed at its submission, to the agent of this process that holds it
+    (attempt 1, its claim's event at ``seq``): the grant goes to it in memory, not through
+    the queue."""
+
+    agent: str
+    attempt: int
+    seq: int
+
+
+Effect = Publish | Release | ArmTimer | AskAgentToCancel | RenewLease | NoteCrash | HandOver
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,11 @@ from typing import Any
 from flowbus.agents.decisions.model import (
     UNREAD,
     ArmTimer,
+    Change,
     Decision,
     Effect,
     Facts,
+    HandOver,
     NeedFacts,
     NewRun,
     Now,
@@ -28,7 +30,7 @@ from flowbus.agents.decisions.model import (
 from flowbus.agents.run_entry import RunEntry
 from flowbus.broker import protocol as p
 from flowbus.engine.clock import canonical
-from flowbus.engine.states import Scheduled, StateType
+from flowbus.engine.states import Pending, Scheduled, StateType
 from flowbus.engine.store import DeploymentView
 
 S = StateType
@@ -57,6 +59,34 @@ def decide_submit(
             return _existing(run, facts.view.name, queue, facts.view.parameters)
     reply = p.SubmitReply(run_id=run.run_id, name=run.name, queue=run.queue, created=True)
     return Decision(reply, create=run)
+
+
+def may_hand_over(run: NewRun, deployment: DeploymentView, wall: float) -> bool:
+    """Whether a new run may go straight to an idle agent of this process, claimed in the
+    submission's own commit: a run due now that no policy of the leader holds back (a
+    schedule's overlap, the deployment's concurrency limit)."""
+    due = run.scheduled_time.timestamp() if run.scheduled_time else 0.0
+    return due <= wall and run.schedule_id is None and not deployment.concurrency_limit
+
+
+def decide_submit_handed(
+    entry: RunEntry | None,
+    request: p.SubmitRequest,
+    run: NewRun,
+    facts: Facts,
+    now: Now,
+    agent: str,
+) -> Decision[SubmitAnswer] | NeedFacts:
+    """``decide_submit``, for a run an idle agent of this process takes at once: a new run is
+    made and claimed in one commit (Scheduled, then Pending for ``agent``'s attempt 1) and
+    handed over (``HandOver``); nothing is published to its queue. A submission that makes
+    no run (its idempotency key made one before, or it is refused) is decided as always."""
+    verdict = decide_submit(entry, request, run, facts, now)
+    if isinstance(verdict, NeedFacts) or verdict.create is None:
+        return verdict
+    claim = Change(Pending(timestamp=now.iso), agent=agent, attempt=1, handed_over=True)
+    handed = HandOver(agent, attempt=1, seq=2)  # the run's second event: its claim
+    return Decision(verdict.reply, (claim,), (handed,), create=verdict.create)
 
 
 def _existing(
@@ -213,9 +243,11 @@ __all__ = [
     "adopt",
     "after_submit",
     "decide_submit",
+    "decide_submit_handed",
     "going",
     "held_back",
     "limited_release",
+    "may_hand_over",
     "new_run",
     "released_by_leader",
     "schedule_refusal",

@@ -39,15 +39,17 @@ from flowbus.agents.orchestrator.deployments import Deployments
 from flowbus.agents.orchestrator.executor import Executor
 from flowbus.agents.orchestrator.janitor import Janitor
 from flowbus.agents.orchestrator.leader import LeaderWork
+from flowbus.agents.orchestrator.local_records import LocalRecords
 from flowbus.agents.orchestrator.outbox import Announcer, Outbox
 from flowbus.agents.orchestrator.queue_audit import QueueAudit
 from flowbus.agents.orchestrator.reads import Reads
 from flowbus.agents.orchestrator.releases import Releases
 from flowbus.agents.orchestrator.run_documents import RunDocuments
 from flowbus.agents.orchestrator.settings import OrchestratorSettings
-from flowbus.agents.orchestrator.submissions import Submissions
+from flowbus.agents.orchestrator.submissions import LocalAgent, Submissions
 from flowbus.agents.queue_service import QueueService
 from flowbus.agents.recorded_waits import RecordedWaits
+from flowbus.agents.recorder import Recorder
 from flowbus.agents.run_entry import RunEntry
 from flowbus.agents.slot_service import SlotService
 from flowbus.broker import protocol as p
@@ -118,12 +120,15 @@ class Orchestrator(Daemon):
         self.releases = Releases(ledger, executor, self.deployments, self.outbox,
                                  self.background, leading, self.controls.cancel_run)  # fmt: skip
         executor.releases = self.releases
-        self.submissions = Submissions(executor, ledger, self.deployments, leading, self.counts)
         self.fences = FenceChecker()
+        self.submissions = Submissions(executor, ledger, self.deployments, leading, self.counts,
+                                       self.fences, settings.lease_seconds)  # fmt: skip
         self.claims = Claims(executor, ledger, self.deployments, self.agents, self.background,
                              leading, self._slots, settings.lease_seconds,
                              self.fences)  # fmt: skip
         self.reads = Reads(store, self.recorded_waits, self.final_waits)
+        #: The local lane's recording (``agents/local_lane.py``), for an agent of this process.
+        self.local_records = LocalRecords(ledger, self.announcer, self._recorder, self.counts)
         self.run_documents = RunDocuments(store, ledger, self.deployments, self.fences)
         self.audit = QueueAudit(self.js, ledger, self.outbox, self.background, leading,
                                 settings.queue_audit_interval)  # fmt: skip
@@ -137,6 +142,12 @@ class Orchestrator(Daemon):
         #: Who provably sent a request (its NATS credential's user): the actor recorded.
         self.identities = IdentityChecker.from_env()
 
+    def hand_over_to(self, agent: LocalAgent) -> None:
+        """New runs may go straight to ``agent``, which lives in this process, while it is
+        idle and this orchestrator leads (``Submissions``); the agent records its runs' events
+        through ``local_records``."""
+        self.submissions.local_agent = agent
+
     # --- what the parts ask of the whole ---------------------------------------------------
 
     def _leading(self) -> bool:
@@ -146,6 +157,9 @@ class Orchestrator(Daemon):
         """The fencing token written into the leader's own decisions."""
         term = self.leadership.term
         return term.token if term is not None else None
+
+    def _recorder(self) -> Recorder | None:
+        return self.leader.recorder if self.leader is not None else None
 
     def _slots(self) -> SlotService | None:
         return self.leader.slots if self.leader is not None else None

@@ -1,27 +1,53 @@
 """``flowbus.api.submit``: a submission is validated, recorded as a Scheduled run, and then its
 run request is published to the queue (or left to the leader: see ``decisions.releases``).
 Killed between the write and the publish, the run is published by the leader's janitor (the
-store is the outbox); a copy never runs twice."""
+store is the outbox); a copy never runs twice.
+
+A leader with an idle agent in its own process (``flowbus up``) hands a new run straight to
+it: the run is made and claimed in the same commit, and the grant goes to the agent in
+memory, without the queue's round trips (``decide_submit_handed``)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from typing import Protocol
 
 import orjson
 from pydantic import ValidationError
 
-from flowbus.agents.decisions.model import Decision, Facts
-from flowbus.agents.decisions.releases import SubmitAnswer, after_submit, decide_submit, new_run
-from flowbus.agents.ledger import RunLedger, now
+from flowbus.agents.decisions.claims import grant
+from flowbus.agents.decisions.model import Decision, Facts, HandOver, NewRun
+from flowbus.agents.decisions.releases import (
+    SubmitAnswer,
+    after_submit,
+    decide_submit,
+    decide_submit_handed,
+    may_hand_over,
+    new_run,
+)
+from flowbus.agents.ledger import Decide, RunLedger, now
 from flowbus.agents.orchestrator.deployments import Deployments
 from flowbus.agents.orchestrator.executor import Executor
 from flowbus.broker import protocol as p
+from flowbus.broker.fencing import FenceChecker
 from flowbus.engine.deployments import NAMESPACE
 from flowbus.engine.faults import crash_point
 from flowbus.engine.ids import new_id
 from flowbus.engine.names import generate_run_name
+from flowbus.engine.store import DeploymentView
+
+
+class LocalAgent(Protocol):
+    """An agent in the orchestrator's own process, to which new runs may be handed over."""
+
+    @property
+    def name(self) -> str: ...
+    def reserve(self, queue: str) -> bool: ...
+    def unreserve(self) -> None: ...
+    def start_granted(self, grant: p.ClaimGrant) -> None: ...
 
 
 class Submissions:
@@ -34,12 +60,19 @@ class Submissions:
         deployments: Deployments,
         leading: Callable[[], bool],
         counts: Counter[str],
+        fences: FenceChecker,
+        lease_seconds: float,
     ) -> None:
         self.executor = executor
         self.ledger = ledger
         self.deployments = deployments
         self.leading = leading
         self.counts = counts
+        #: Grants a handed-over run's attempt key.
+        self.fences = fences
+        self.lease_seconds = lease_seconds
+        #: The agent of this process, if any (``flowbus up``).
+        self.local_agent: LocalAgent | None = None
 
     async def submit(self, request: p.SubmitRequest) -> SubmitAnswer:
         deployment = await self.deployments.get(request.deployment)
@@ -61,18 +94,47 @@ class Submissions:
             run_id = new_id()
         await self.ledger.crash_retries_of(deployment.name)  # the new run's budget, read now
         run = new_run(run_id, generate_run_name(), request, deployment, parameters, now())
-        verdict, entry = await self.executor.decide(
-            run_id,
-            lambda entry, facts, at: decide_submit(entry, request, run, facts, at),
-            Facts(deployment=deployment),
-            new=request.idempotency_key is None,
-        )
-        if entry is not None and not entry.published and entry.seq == 1:
+        local = self._idle_agent(run, deployment)
+        handed: HandOver | None = None
+        entry = None
+        try:
+            verdict, entry = await self.executor.decide(
+                run_id,
+                self._decision(request, run, local),
+                Facts(deployment=deployment),
+                new=request.idempotency_key is None,
+            )
+            handed = next((e for e in verdict.effects if isinstance(e, HandOver)), None)
+        finally:
+            if local is not None and (handed is None or entry is None):
+                local.unreserve()
+        if local is not None and handed is not None and entry is not None:
+            granted = grant(entry, handed.attempt, handed.seq, deployment, self.lease_seconds)
+            key = self.fences.grant(run_id, handed.attempt)
+            local.start_granted(granted.model_copy(update={"attempt_key": key}))
+            self.counts["handed_over"] += 1
+        elif entry is not None and not entry.published and entry.seq == 1:
             crash_point("after-schedule-write")  # recorded, not published: the outbox test
             effects = after_submit(entry, deployment, self.leading(), now())
             await self.executor.carry_out(Decision(None, effects=effects), entry)
         self.counts["submitted"] += 1
         return verdict.reply
+
+    def _idle_agent(self, run: NewRun, deployment: DeploymentView) -> LocalAgent | None:
+        """This process's agent, with a slot kept for ``run``, if the run may be handed to it."""
+        local = self.local_agent if self.leading() else None
+        if local is None or not may_hand_over(run, deployment, time.time()):
+            return None
+        return local if local.reserve(deployment.queue) else None
+
+    @staticmethod
+    def _decision(
+        request: p.SubmitRequest, run: NewRun, local: LocalAgent | None
+    ) -> Decide[SubmitAnswer]:
+        if local is None:
+            return lambda entry, facts, at: decide_submit(entry, request, run, facts, at)
+        agent = local.name
+        return lambda entry, facts, at: decide_submit_handed(entry, request, run, facts, at, agent)
 
 
 __all__ = ["Submissions"]

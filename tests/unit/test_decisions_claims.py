@@ -249,3 +249,16 @@ def test_a_grant_carries_the_slot_the_run_was_scheduled_for() -> None:
     assert isinstance(grant, p.ClaimGrant) and grant.scheduled_time == slot
     at_once = decided(claim(entry(S.SCHEDULED))).reply
     assert isinstance(at_once, p.ClaimGrant) and at_once.scheduled_time is None
+
+
+def test_a_hand_back_of_a_run_handed_over_at_submit_publishes_a_request() -> None:
+    run = entry(S.RUNNING, handed_over=True, **HELD)
+    request = p.ReleaseRequest(run_id=RUN, attempt=1, agent="a", outcome="handed_back")
+    verdict = decided(pure(decide_release, run, request, NOW))
+    [back] = verdict.changes
+    assert back.close and not back.still_queued  # no request of it was ever in the queue
+    assert verdict.effects == (Publish(),)
+    from flowbus.agents.run_entry import after
+
+    queued = after(run, [back], NOW.mono)
+    assert not queued.published and not queued.open and queued.state is S.SCHEDULED

@@ -8,19 +8,29 @@ from typing import Any
 
 import pytest
 
-from flowbus.agents.decisions.model import ArmTimer, Facts, NeedFacts, Publish, Release
+from flowbus.agents.decisions.model import (
+    UNREAD,
+    ArmTimer,
+    Facts,
+    HandOver,
+    NeedFacts,
+    Publish,
+    Release,
+)
 from flowbus.agents.decisions.releases import (
     adopt,
     after_submit,
     decide_submit,
+    decide_submit_handed,
     going,
     held_back,
     limited_release,
+    may_hand_over,
     new_run,
     released_by_leader,
     schedule_refusal,
 )
-from flowbus.agents.run_entry import RunEntry, created_record, entry_from_created
+from flowbus.agents.run_entry import RunEntry, after, created_record, entry_from_created
 from flowbus.broker import protocol as p
 from flowbus.engine.events import FlowRunCreated, decode_event
 from flowbus.engine.store import FlowRunView
@@ -205,3 +215,51 @@ def test_a_schedules_run_when_its_time_comes(
 ) -> None:  # fmt: skip
     run = run_of("new", S.SCHEDULED, schedule_id=4)
     assert schedule_refusal(run, its_deployment, [run, *others]) == (refusal, cancels)
+
+
+def handed(run: RunEntry | None, facts: Facts = FACTS, **fields: Any) -> Any:
+    asked = request(**fields)
+    made = new_run(RUN, "brave-otter", asked, deployment(), {"n": 1}, NOW)
+    return pure(decide_submit_handed, run, asked, made, facts, NOW, "local")
+
+
+def test_a_run_handed_over_is_made_and_claimed_in_one_decision() -> None:
+    verdict = decided(handed(None))
+    assert verdict.create is not None
+    assert verdict.effects == (HandOver("local", attempt=1, seq=2),)
+    [claim] = verdict.changes
+    assert (claim.state.name, claim.agent, claim.attempt, claim.handed_over) == (
+        "Pending",
+        "local",
+        1,
+        True,
+    )
+    run = entry_from_created(created_record(verdict.create).typed())  # type: ignore[arg-type]
+    assert run is not None
+    claimed = after(run, verdict.changes, NOW.mono)
+    assert claimed.held and claimed.handed_over and claimed.seq == 2 and claimed.attempt == 1
+    assert not claimed.published  # nothing of it is in the queue
+
+
+def test_a_submission_that_makes_no_run_hands_nothing_over() -> None:
+    existing = entry(S.RUNNING, **HELD)
+    verdict = decided(handed(existing))
+    assert verdict.create is None and verdict.changes == () and verdict.effects == ()
+    asked = handed(None, FACTS.with_(view=UNREAD), idempotency_key="k")
+    assert asked == NeedFacts(view=True)
+
+
+@pytest.mark.parametrize(
+    ("case", "fields", "limit", "expected"),
+    [
+        ("due now", {}, None, True),
+        ("due later", {"scheduled_time": LATER}, None, False),
+        ("a schedule's run", {"schedule_id": 3}, None, False),
+        ("a limited deployment", {}, 2, False),
+    ],
+)
+def test_which_runs_may_be_handed_over(
+    case: str, fields: dict[str, Any], limit: int | None, expected: bool
+) -> None:
+    made = new_run(RUN, "brave-otter", request(**fields), deployment(), {"n": 1}, NOW)
+    assert may_hand_over(made, deployment(concurrency_limit=limit), NOW.wall) is expected, case
