@@ -17,6 +17,7 @@ was lost and it is handed back): Crashed counts as its end only once it has last
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections import defaultdict
@@ -42,6 +43,8 @@ TICK_SECONDS = 0.05
 #: How often the leader does: it records every run's events itself, so its commits answer its
 #: waits; its reads only catch what another process wrote (a command on the store, say).
 LEADER_TICK_SECONDS = 1.0
+#: How many runs' ends committed here are remembered for waits that come after them.
+REMEMBERED_ENDS = 10_000
 #: How long a Crashed state must last, with nothing after it, to count as the run's end.
 CRASH_SETTLE_SECONDS = 1.0
 _FINAL = frozenset(t.value for t in TERMINAL_TYPES)
@@ -57,6 +60,8 @@ class RunEnd:
     result: str | None
     #: When the state was entered (epoch seconds): how long a Crashed has lasted.
     entered: float
+    #: The state's event in the run's stream (0: read from the store's view).
+    seq: int = 0
 
     @property
     def final(self) -> bool:
@@ -74,7 +79,7 @@ class RunEnd:
             return None
         state: dict[str, Any] = record.data["state"]
         return cls(state["type"], state["name"], state.get("message"), record.data.get("result"),
-                   _epoch(state["timestamp"]))  # fmt: skip
+                   _epoch(state["timestamp"]), record.seq)  # fmt: skip
 
 
 def settled(end: RunEnd, now: float, settle: float) -> bool:
@@ -94,8 +99,15 @@ class FinalWaits:
         settle: float = CRASH_SETTLE_SECONDS,
         clock: Callable[[], float] = time.time,
         leading: Callable[[], bool] = lambda: False,
+        head_of: Callable[[str], tuple[StateType, int] | None] = lambda run_id: None,
     ) -> None:
+        """``head_of(run_id)``: the run's state and last event in the leader's ledger, if it
+        holds the run (it follows every orchestrator's commits, and is never behind its own)."""
         self.store = store
+        self.head_of = head_of
+        #: The last runs this process committed an end of (most recent last): a wait that
+        #: comes after the end is answered without reading the store.
+        self._ended: collections.OrderedDict[str, RunEnd] = collections.OrderedDict()
         self.tick = tick
         self.leading = leading
         self.settle = settle
@@ -110,20 +122,34 @@ class FinalWaits:
     async def wait(self, run_id: str, timeout: float) -> RunEnd | None:  # noqa: ASYNC109
         """The run's end once the store holds it; its state so far when ``timeout`` runs out
         first; None when the store holds no such run."""
+        held = self.head_of(run_id) if self.leading() else None
+        ended = self._ended.get(run_id)
+        if (
+            held is not None
+            and ended is not None
+            and held[1] == ended.seq  # committed here, and the ledger knows nothing after it
+            and ended.state_type != StateType.CRASHED.value  # (a crash must first settle)
+        ):
+            return ended
         future: asyncio.Future[RunEnd] = asyncio.get_running_loop().create_future()
         self._waiting[run_id].append(future)  # first: a commit from now on answers it
         try:
-            heads = await self.store.heads([run_id])
-            view = await self.store.get_flow_run(run_id)
-            if view is None:
-                return None
-            self._heads.setdefault(run_id, heads.get(run_id, 0))
-            now = RunEnd.of_view(view)
-            if not future.done():
-                self._consider(run_id, now)
+            now: RunEnd | None = None
+            if held is None or held[0].is_terminal:  # else the store holds no end of it yet
+                heads = await self.store.heads([run_id])
+                view = await self.store.get_flow_run(run_id)
+                if view is None:
+                    return None
+                self._heads.setdefault(run_id, heads.get(run_id, 0))
+                now = RunEnd.of_view(view)
+                if not future.done():
+                    self._consider(run_id, now)
             self._start_polling()
             try:
-                return await asyncio.wait_for(asyncio.shield(future), timeout)
+                # Not wait_for(shield(...)): each of its layers is one more turn of a busy
+                # loop between the commit and the answer.
+                async with asyncio.timeout(timeout):
+                    return await future
             except TimeoutError:
                 view = await self.store.get_flow_run(run_id)
                 return RunEnd.of_view(view) if view is not None else now
@@ -134,17 +160,29 @@ class FinalWaits:
         """Events this process just committed: a run's final state answers its waiters."""
         last: dict[str, RunEnd] = {}
         for record in records:
-            if record.stream_id in self._waiting:
+            run_id = record.stream_id
+            if run_id in self._waiting:
                 # Seen here: the standby's poll need not read the run for this move.
-                run_id = record.stream_id
                 self._heads[run_id] = max(record.seq, self._heads.get(run_id, 0))
-                end = RunEnd.of_record(record)
-                if end is not None:
-                    last[run_id] = end
+            end = RunEnd.of_record(record)
+            if end is not None:
+                last[run_id] = end
+        for run_id, end in last.items():
+            self._remember(run_id, end)
+        last = {run_id: end for run_id, end in last.items() if run_id in self._waiting}
         # Only the last state of each run in the commit: a crash and its requeue (Crashed,
         # AwaitingRetry) are one decision; the Crashed alone is not the run's end.
         for run_id, end in last.items():
             self._consider(run_id, end)
+
+    def _remember(self, run_id: str, end: RunEnd) -> None:
+        if not end.final:
+            self._ended.pop(run_id, None)
+            return
+        self._ended[run_id] = end
+        self._ended.move_to_end(run_id)
+        if len(self._ended) > REMEMBERED_ENDS:
+            self._ended.popitem(last=False)
 
     async def close(self) -> None:
         if self._poller is not None:

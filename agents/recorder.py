@@ -85,8 +85,12 @@ class Recorder(Daemon):
         settings: RecorderSettings | None = None,
         ledger: RunLedger | None = None,
         fences: FenceChecker | None = None,
+        own: str | None = None,
     ) -> None:
+        """``own``: this orchestrator's name in the ``Flowbus-Recorded`` header of what it
+        announces (its ledger holds those already: they are acked unread)."""
         super().__init__()
+        self.own = own
         self.client = client
         self.store = store
         self.settings = settings or RecorderSettings()
@@ -236,11 +240,14 @@ class Recorder(Daemon):
         checked: list[tuple[Msg, EventRecord, Fence]] = []
         recorded: list[EventRecord] = []
         for message in messages:
-            if message.headers and message.headers.get(subjects.RECORDED_HEADER):
+            recorder = message.headers.get(subjects.RECORDED_HEADER) if message.headers else None
+            if recorder:
                 # An orchestrator's own decision, already in the store: the ledger follows it
-                # (another orchestrator's claim, say), nothing is written again.
-                with contextlib.suppress(ValueError, KeyError):
-                    recorded.append(EventRecord.from_body(message.data))
+                # (another orchestrator's claim, say), nothing is written again; one this
+                # process announced, its ledger has already.
+                if recorder != self.own:
+                    with contextlib.suppress(ValueError, KeyError):
+                        recorded.append(EventRecord.from_body(message.data))
                 await message.ack()
                 continue
             problem, record, fence = self._check(message)

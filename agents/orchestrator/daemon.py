@@ -29,7 +29,7 @@ from nats.aio.msg import Msg
 
 from flowbus.agents.background import BackgroundTasks
 from flowbus.agents.final_waits import FinalWaits
-from flowbus.agents.leadership import Leadership, Term
+from flowbus.agents.leadership import Leadership, Term, member_name
 from flowbus.agents.ledger import RunLedger
 from flowbus.agents.lifecycle import Daemon, Loop
 from flowbus.agents.orchestrator.agents_seen import AgentsSeen
@@ -61,6 +61,7 @@ from flowbus.broker.run_documents import DocumentRequest
 from flowbus.broker.streams import ensure_streams
 from flowbus.engine.errors import StoreError
 from flowbus.engine.records import EventRecord
+from flowbus.engine.states import StateType
 from flowbus.engine.store import EventStore
 
 log = structlog.get_logger("flowbus.orchestrator")
@@ -100,14 +101,15 @@ class Orchestrator(Daemon):
         self.counts: Counter[str] = Counter()
         self.background = BackgroundTasks()
         self.agents = AgentsSeen(settings.lease_seconds)
-        self.announcer = Announcer(client)
+        member = member_name()
+        self.announcer = Announcer(client, member)
         self.ledger = ledger = RunLedger(store, settings.lease_seconds, published=self.announcer)
         ledger.authoritative = False  # until elected
         self.recorded_waits = RecordedWaits(store)
-        self.final_waits = FinalWaits(store, leading=self._leading)
+        self.final_waits = FinalWaits(store, leading=self._leading, head_of=self._head_of)
         ledger.writer.on_commit = self._committed
         self.leadership = Leadership(self.js, settings.leader_lease_seconds, self._lead,
-                                     self._step_down)  # fmt: skip
+                                     self._step_down, member)  # fmt: skip
         self.leader: LeaderWork | None = None
         self.queues = QueueService(self.js, store, settings.run_ack_wait,
                                    self.agents.served_queues)  # fmt: skip
@@ -157,6 +159,10 @@ class Orchestrator(Daemon):
         """The fencing token written into the leader's own decisions."""
         term = self.leadership.term
         return term.token if term is not None else None
+
+    def _head_of(self, run_id: str) -> tuple[StateType, int] | None:
+        entry = self.ledger.entries.get(run_id)
+        return (entry.state, entry.seq) if entry is not None else None
 
     def _recorder(self) -> Recorder | None:
         return self.leader.recorder if self.leader is not None else None
@@ -247,7 +253,7 @@ class Orchestrator(Daemon):
         self.ledger.authoritative = True
         log.info("leading", term=term.token, unfinished_runs=loaded)
         work = LeaderWork(self.client, self.store, self.ledger, self.settings, self.background,
-                          self.subscribe, self.fences)  # fmt: skip
+                          self.subscribe, self.fences, self.leadership.member)  # fmt: skip
         self.leader = work
         await work.start()
         waiting = asyncio.ensure_future(work.wait())

@@ -47,10 +47,13 @@ class LeaderWork(Daemon):
         background: BackgroundTasks,
         subscribe: Subscribe,
         fences: FenceChecker,
+        member: str | None = None,
     ) -> None:
+        """``member``: the orchestrator's name in its announcements (its recorder skips
+        them: its ledger has them already)."""
         super().__init__()
         self.slots = SlotService(client, store, background)
-        self.recorder = Recorder(client, store, ledger=ledger, fences=fences)
+        self.recorder = Recorder(client, store, ledger=ledger, fences=fences, own=member)
         self.scheduler = Scheduler(client, store) if settings.scheduler else None
         self.automations = AutomationEngine(client, store) if settings.automations else None
         self.retention = RetentionKeeper(store)

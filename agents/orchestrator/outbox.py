@@ -76,16 +76,18 @@ class Outbox:
 class Announcer:
     """Publishes the events the ledger wrote, once committed, so subscribers see every state
     change: through a NATS restart too (the publisher retries until they are acked). They
-    carry ``Flowbus-Recorded``: the leader's recorder follows them without writing them."""
+    carry ``Flowbus-Recorded: <member>``, the orchestrator's name: the leader's recorder
+    follows them without writing them (and skips its own process's)."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, member: str = "1") -> None:
         self.client = client
+        self.member = member
         self._publisher: EventPublisher | None = None
 
     def __call__(self, records: list[EventRecord]) -> None:
         if self._publisher is None:  # made on first use, on the serving loop
             self._publisher = EventPublisher(self.client, asyncio.get_running_loop(),
-                                             {subjects.RECORDED_HEADER: "1"})  # fmt: skip
+                                             {subjects.RECORDED_HEADER: self.member})  # fmt: skip
         for record in records:
             self._publisher.submit(record)
 

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Sequence
 
 from flowbus.agents.final_waits import FinalWaits, RunEnd, settled
-from flowbus.engine.states import Completed, Crashed, Running, Scheduled
+from flowbus.engine.states import Completed, Crashed, Running, Scheduled, StateType
 from flowbus.engine.store.memory import MemoryEventStore
 from flowbus.engine.store.views import FlowRunView
 from tests.integration.store_contract import RunBuilder
@@ -179,4 +179,40 @@ async def test_a_crash_and_its_requeue_in_one_commit_do_not_end_the_run() -> Non
     waits.committed(done)
     end = await waiting
     assert end is not None and end.state_name == "Completed"
+    await waits.close()
+
+
+async def test_the_leader_answers_a_wait_after_the_end_it_committed_without_a_read() -> None:
+    """A wait that comes after the leader committed the end (the common case for a short
+    flow) is answered from that commit; from the store once anything follows the end."""
+    store = CountedReads()
+    run = RunBuilder()
+    ledger: dict[str, tuple[StateType, int]] = {}
+    waits = FinalWaits(store, tick=3600, leading=lambda: True, head_of=ledger.get)
+    events = [run.created(), run.state(Running()), run.state(Completed(), "4")]
+    await store.append(events)
+    waits.committed(events)
+    ledger[run.run_id] = (StateType.COMPLETED, 3)
+    end = await waits.wait(run.run_id, 60)
+    assert end is not None and (end.state_name, end.result) == ("Completed", "4")
+    assert store.views == 0
+
+    ledger[run.run_id] = (StateType.SCHEDULED, 4)  # queued again by another orchestrator
+    waiting = asyncio.create_task(waits.wait(run.run_id, 0.2))
+    assert (await waiting) is not None and store.views == 1  # read: the end is not the last
+
+
+async def test_a_wait_on_a_run_the_leader_holds_under_way_reads_nothing() -> None:
+    store = CountedReads()
+    run = RunBuilder()
+    ledger = {run.run_id: (StateType.RUNNING, 2)}
+    waits = FinalWaits(store, tick=3600, leading=lambda: True, head_of=ledger.get)
+    await store.append([run.created(), run.state(Running())])
+    waiting = asyncio.create_task(waits.wait(run.run_id, 60))
+    await asyncio.sleep(0.05)
+    done = [run.state(Completed(), "4")]
+    await store.append(done)
+    waits.committed(done)
+    end = await waiting
+    assert end is not None and end.state_name == "Completed" and store.views == 0
     await waits.close()
