@@ -18,6 +18,7 @@ The orchestrator, its leader's work, the agent, the scheduler and the recorder a
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
@@ -161,4 +162,13 @@ def _first_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return _first_failure(first) if isinstance(first, BaseExceptionGroup) else first
 
 
-__all__ = ["Daemon", "Loop"]
+def settle_heap() -> None:
+    """Call once a daemon serves: what it loaded to get there (modules, models, its settings)
+    lives as long as it does, so the cycle collector stops scanning it (``gc.freeze``). A full
+    collection of a serving ``flowbus up`` took 55-80 ms, during which no request was
+    answered; frozen, it scans only what was made since."""
+    gc.collect()
+    gc.freeze()
+
+
+__all__ = ["Daemon", "Loop", "settle_heap"]

@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 
 from flowbus.agents import Agent, AgentSettings, Orchestrator
+from flowbus.agents.lifecycle import settle_heap
 from flowbus.api.settings import DEFAULT_API_PORT
 from flowbus.broker import EmbeddedNatsServer, connect, ensure_streams
 from flowbus.broker.server import port_is_free
@@ -111,6 +112,7 @@ class LocalStack:
             self.info.concurrency = self.agent_settings.concurrency
         discovery_file().parent.mkdir(parents=True, exist_ok=True)
         discovery_file().write_text(json.dumps(self.info.__dict__, indent=2))
+        settle_heap()
         return self.info
 
     async def wait(self) -> None:

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from flowbus.agents import Agent, AgentSettings, Orchestrator
+from flowbus.agents.lifecycle import settle_heap
 from flowbus.agents.scheduler import Scheduler
 from flowbus.agents.settings import (
     AgentEnv,
@@ -96,6 +97,7 @@ def server_start(
                 await api.start()
                 console.print(f"API at {api.url}/api/v1", markup=False)
             console.print(f"orchestrator is serving on {url}; store {store.url}", markup=False)
+            settle_heap()
             await orchestrator.wait()
         finally:
             if api is not None:
@@ -156,6 +158,7 @@ def agent_start(
                 f"({settings.concurrency} at once, isolation {settings.isolation})",
                 markup=False,
             )
+            settle_heap()
             await agent.wait()
         finally:
             await client.close()

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from flowbus.agents.lifecycle import Daemon, Loop
+from flowbus.agents.lifecycle import Daemon, Loop, settle_heap
 
 
 class Recording(Daemon):
@@ -107,3 +107,15 @@ async def test_a_loop_that_swallowed_its_cancel_is_cancelled_again() -> None:
     daemon.stop()
     await asyncio.wait_for(daemon.wait(), 10)  # it hung here before
     assert daemon.swallowed == 1
+
+
+def test_a_serving_daemons_heap_is_frozen_so_a_full_collection_skips_it() -> None:
+    import gc
+
+    loaded = [{"a module's object": n} for n in range(10_000)]  # what starting loaded
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() >= len(loaded)
+        assert not any(o is loaded for o in gc.get_objects(generation=2))
+    finally:
+        gc.unfreeze()
