@@ -10,13 +10,14 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from flowbus.agents.agent import Agent, AgentSettings
+    from flowbus.agents.agent import Agent
+    from flowbus.agents.agent_settings import AgentSettings
     from flowbus.agents.orchestrator import Orchestrator, OrchestratorSettings
     from flowbus.agents.recorder import Recorder, RecorderSettings
 
 _WHERE = {
     "Agent": "flowbus.agents.agent",
-    "AgentSettings": "flowbus.agents.agent",
+    "AgentSettings": "flowbus.agents.agent_settings",
     "Orchestrator": "flowbus.agents.orchestrator",
     "OrchestratorSettings": "flowbus.agents.orchestrator",
     "Recorder": "flowbus.agents.recorder",

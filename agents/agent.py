@@ -1,8 +1,8 @@
 """The worker agent: takes run requests from its work queues and runs many flow runs at once.
 
-- Takes a request only when it has room (``concurrency``), from its queues in priority order
-  (``broker/work_queue.py``), woken by a doorbell on each publication: no polling on the
-  dispatch path. A one-second tick picks up redeliveries, which ring no bell.
+- Takes a request only when it has room (``concurrency``), from its queues in priority order,
+  woken by a doorbell on each publication (``agents/intake.py``). In ``flowbus up`` a new run
+  may instead be handed to it at its submission, while it is idle (``reserve``).
 - Claims each run from the orchestrator; a refused claim (finished, cancelled, held by a live
   agent) acks the request away. A granted one runs with its events fenced by the attempt.
 - Keeps each held request alive (``in_progress``) and renews leases by heartbeat; a heartbeat
@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import os
 import random
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
@@ -29,84 +28,25 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.errors import NotFoundError
 
+from flowbus.agents.agent_settings import AgentSettings
 from flowbus.agents.decisions.agent import AGENT_FAILED, Settle, after_refusal, after_run
 from flowbus.agents.execution import ChildProcessRun, InProcessRun, RunExecution
 from flowbus.agents.flow_code import FlowCache
+from flowbus.agents.intake import Intake
 from flowbus.agents.lifecycle import Daemon, Loop
 from flowbus.agents.local_lane import LocalLaneSink, LocalRecorder
-from flowbus.agents.settings import AgentEnv, default_of, load
 from flowbus.agents.slot_client import NatsSlots
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects, versions
 from flowbus.broker.connection import manages_streams
 from flowbus.broker.dead_letters import dead_letter
 from flowbus.broker.event_sink import NatsEventSink
-from flowbus.broker.streams import ensure_queue_consumer, ensure_streams
-from flowbus.broker.work_queue import QueueTaker
+from flowbus.broker.streams import ensure_streams
 from flowbus.engine.clock import now_iso
-from flowbus.engine.errors import UsageError
 
 log = structlog.get_logger("flowbus.agent")
-
-Isolation = Literal["thread", "process"]
-#: How much more an agent asks a queue for after a take that was filled.
-PROBE_GROWTH = 4
-#: After a doorbell that found no request: when to look again (seconds, one after another).
-RING_RETRY_SECONDS = (0.002, 0.004, 0.008, 0.016, 0.032)
-
-
-def default_agent_name() -> str:
-    """``<host>-<pid>``; under an agent credential of ``flowbus auth`` (which may listen on
-    its own name's subjects only) ``<credential's agent>.<host>-<pid>``."""
-    instance = f"{socket.gethostname().replace('.', '-')}-{os.getpid()}"
-    creds = os.environ.get("FLOWBUS_NATS_CREDS")
-    if creds:
-        from pathlib import Path
-
-        from flowbus.broker.nats_auth import agent_user
-
-        user = agent_user(Path(creds))
-        if user is not None:
-            return f"{user}.{instance}"
-    return instance
-
-
-@dataclass(frozen=True)
-class AgentSettings:
-    queues: tuple[str, ...] = ("default",)
-    concurrency: int = 10
-    name: str = field(default_factory=default_agent_name)
-    isolation: Isolation = "thread"
-    heartbeat_seconds: float = default_of(AgentEnv, "heartbeat_seconds")
-    grace_seconds: float = default_of(AgentEnv, "agent_grace_seconds")
-    #: A cancelled run still blocked this long after the cancel is recorded Cancelled and its
-    #: thread abandoned (``FLOWBUS_CANCEL_DEADLINE_SECONDS``).
-    cancel_deadline_seconds: float = default_of(AgentEnv, "cancel_deadline_seconds")
-    #: How often requests that ring no bell (redeliveries, a freed queue limit) are looked for.
-    tick_seconds: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.name in subjects.RESERVED_AGENT_NAMES or not self.name:
-            raise UsageError(
-                f"agent name {self.name!r}: not empty, and none of "
-                f"{', '.join(sorted(subjects.RESERVED_AGENT_NAMES))} (orchestrator subjects)"
-            )
-
-    @classmethod
-    def from_env(cls, **given: Any) -> AgentSettings:
-        """Settings from arguments, then ``$FLOWBUS_HEARTBEAT_SECONDS`` and
-        ``$FLOWBUS_AGENT_GRACE_SECONDS`` (validated: a bad value is a ``SettingsError``)."""
-        env = load(AgentEnv)
-        values: dict[str, Any] = {
-            "heartbeat_seconds": env.heartbeat_seconds,
-            "grace_seconds": env.agent_grace_seconds,
-            "cancel_deadline_seconds": env.cancel_deadline_seconds,
-            "tick_seconds": env.agent_tick_seconds,
-        }
-        values.update({k: v for k, v in given.items() if v is not None})
-        return cls(**values)
 
 
 @dataclass
@@ -147,17 +87,13 @@ class Agent(Daemon):
         self._claiming: set[str] = set()
         self.counts: dict[str, int] = {}
         self._reserved = 0  # slots taken by requests still being claimed
-        #: Whether its last look at its queues found them drained, with no bell rung since:
-        #: then a run submitted now may be handed to it at once (``reserve``).
-        self._idle = False
         self._taking_hand_overs = False
         #: Cancelled runs whose threads are still blocked (see ``InProcessRun.cancel``).
         self.abandoned: set[str] = set()
         self._forgetting: set[asyncio.Task[None]] = set()
-        self._doorbell = asyncio.Event()
         self._hurry = asyncio.Event()
-        self._takers: dict[str, QueueTaker] = {}
-        self._queue_settings: dict[str, p.QueueSettings] = {}
+        self.intake = Intake(client, settings.queues, settings.tick_seconds,
+                             lambda: self.free, lambda: self.stopping, self._take)  # fmt: skip
         self._runs: set[asyncio.Task[Any]] = set()
         self._flows = FlowCache()
         #: Threads for sync flows: reused, so a busy agent does not make (and keep the memory
@@ -169,7 +105,6 @@ class Agent(Daemon):
         self._recorder = recorder
         self._lane: LocalLaneSink | None = None
         self._slots: NatsSlots | None = None
-        self._watcher: Any = None
         self._ack_wait = 30.0
         self._started = now_iso()
 
@@ -190,20 +125,7 @@ class Agent(Daemon):
     async def open(self) -> None:
         manages = manages_streams()
         await (ensure_streams(self.js) if manages else self._wait_for_streams())
-        self._kv = await self.js.key_value(subjects.QUEUES_BUCKET)
-        for queue in self.settings.queues:
-            settings = await self._read_queue(queue)
-            try:
-                info = await self.js.consumer_info(
-                    subjects.RUNS_STREAM, subjects.queue_consumer(queue)
-                )
-                self._ack_wait = min(self._ack_wait, info.config.ack_wait or 30.0)
-            except NotFoundError:  # made here, or (an agent's own credential) by the
-                if manages:  # orchestrator with the queue's first run
-                    limit = settings.concurrency_limit or 10_000
-                    await ensure_queue_consumer(self.js, queue, limit, self._ack_wait)
-            taker = self._takers[queue] = QueueTaker(self.client, queue)
-            await taker.start(self._doorbell)
+        self._ack_wait = await self.intake.open(manages, self._ack_wait)
         if self.settings.isolation == "thread":
             self._sink = await asyncio.to_thread(
                 NatsEventSink, self.nats_url, f"{self.name}-events"
@@ -228,10 +150,10 @@ class Agent(Daemon):
 
     def loops(self) -> dict[str, Loop]:
         return {
-            "dispatch": self._dispatch,
+            "dispatch": self.intake.dispatch,
             "heartbeats": self._heartbeats,
             "keep-alive": self._keep_alive,
-            "queue-settings": self._watch_queues,
+            "queue-settings": self.intake.watch_settings,
         }
 
     def stop(self) -> None:
@@ -239,14 +161,13 @@ class Agent(Daemon):
         if self.stopping:
             self._hurry.set()
         super().stop()
-        self._doorbell.set()
+        self.intake.ring()
 
     async def drain(self) -> None:
         """Stop taking; let the runs finish for a grace period (heartbeats go on meanwhile),
         then hand the rest back."""
         self._taking_hand_overs = False  # nothing more is handed over
-        for taker in self._takers.values():
-            await taker.stop()
+        await self.intake.stop_taking()
         if self.held:
             log.info(
                 "waiting for runs to finish", runs=len(self.held), grace=self.settings.grace_seconds
@@ -266,8 +187,7 @@ class Agent(Daemon):
                 await asyncio.wait(self._runs, timeout=30)
 
     async def close(self) -> None:
-        if self._watcher is not None:
-            await _quietly(self._watcher.stop())
+        await self.intake.close()
         self._threads.shutdown(wait=False)
         if self._sink is not None:
             await asyncio.to_thread(self._sink.close)
@@ -282,82 +202,10 @@ class Agent(Daemon):
     def free(self) -> int:
         return self.settings.concurrency - len(self.held) - self._reserved - len(self.abandoned)
 
-    def _queues_by_priority(self) -> list[str]:
-        queues = [
-            q
-            for q in self.settings.queues
-            if not self._queue_settings.get(q, p.QueueSettings(name=q)).paused
-        ]
-        order = {q: i for i, q in enumerate(self.settings.queues)}
-        return sorted(
-            queues,
-            key=lambda q: (
-                -self._queue_settings.get(q, p.QueueSettings(name=q)).priority,
-                order[q],
-            ),
-        )
-
-    async def _dispatch(self) -> None:
-        while not self.stopping:
-            rang = False
-            with contextlib.suppress(TimeoutError):
-                rang = await asyncio.wait_for(self._doorbell.wait(), self.settings.tick_seconds)
-            self._idle = False
-            self._doorbell.clear()
-            if self.stopping:
-                return
-            try:
-                taken = await self._take_work()
-                if rang and not taken:
-                    self._idle = False  # a request may be on its way: see _take_after_ring
-                    await self._take_after_ring()
-            except Exception as exc:  # a reconnect, a leader election: the next round retries
-                log.warning("taking work failed", error=repr(exc))
-                await asyncio.sleep(0.5)
-
-    async def _take_after_ring(self) -> None:
-        """The doorbell rang but nothing was there: a request's core delivery (the doorbell)
-        can reach the agent before its stream hands it to a pull. Look again a few times over
-        some tens of milliseconds rather than at the next tick, a second later (another
-        agent may simply have taken it)."""
-        for delay in RING_RETRY_SECONDS:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._doorbell.wait(), delay)
-            self._doorbell.clear()
-            if self.stopping or self.free <= 0 or await self._take_work():
-                return
-            self._idle = False
-        self._idle = not self._doorbell.is_set()
-
-    async def _take_work(self) -> int:
-        """Take what the queues hold, in priority order, up to the free room; how many.
-
-        One probe first, then four times as many as long as each take is filled: a ring is
-        mostly one request, and a probe per free slot on every ring cost the server and this
-        agent a round of empty answers (an agent of concurrency 50 ran one-at-a-time calls
-        30 % slower than one of 10)."""
-        taken = 0
-        drained = True
-        for queue in self._queues_by_priority():
-            want = 1
-            while True:
-                if self.free <= 0 or self.stopping:
-                    drained = False  # what else the queue holds is not known
-                    break
-                ask = min(self.free, want)
-                messages = await self._takers[queue].take(ask)
-                taken += len(messages)
-                for message in messages:
-                    self._reserved += 1
-                    self._track(self._handle(message, queue))
-                if len(messages) < ask:
-                    break  # the queue holds no more (or is at its limit)
-                want = ask * PROBE_GROWTH
-            if self.free <= 0:
-                drained = False
-                break
-        self._idle = drained and not self._doorbell.is_set()
-        return taken
+    def _take(self, message: Msg, queue: str) -> None:
+        """A request the intake took: its slot is kept while it is claimed."""
+        self._reserved += 1
+        self._track(self._handle(message, queue))
 
     def _track(self, run: Any) -> None:
         task = asyncio.create_task(run)
@@ -372,15 +220,11 @@ class Agent(Daemon):
         only while the agent is idle (room free, its queues found drained and no bell rung
         since, so no request waiting in a queue is overtaken) and ``queue`` is one it serves,
         not paused and without a limit of its own (which only the queue's requests count)."""
-        settings = self._queue_settings.get(queue)
         if (
             not self._taking_hand_overs
             or self.stopping
-            or not self._idle
-            or self._doorbell.is_set()
-            or queue not in self._takers
             or self.free <= 0
-            or (settings is not None and (settings.paused or settings.concurrency_limit))
+            or not self.intake.may_hand_over(queue)
         ):
             return False
         self._reserved += 1
@@ -405,7 +249,7 @@ class Agent(Daemon):
         finally:
             self._reserved -= 1
         if held is None:
-            self._doorbell.set()  # the slot is free again
+            self.intake.ring()  # the slot is free again
             return
         await self._run_held(held)
 
@@ -423,8 +267,7 @@ class Agent(Daemon):
             await self._settle(held, AGENT_FAILED)
         finally:
             self.held.pop(run_id, None)
-            if not self._idle:  # requests may wait for the slot (idle: none rang since)
-                self._doorbell.set()
+            self.intake.slot_freed()
 
     async def _claim(self, message: Msg, queue: str) -> _Held | None:
         try:
@@ -594,31 +437,6 @@ class Agent(Daemon):
             return
         held.execution.cancel()
         await msg.respond(p.Ok().dump())
-
-    # --- queue settings ---------------------------------------------------------------------
-
-    async def _read_queue(self, queue: str) -> p.QueueSettings:
-        try:
-            entry = await self._kv.get(queue)
-            settings = p.QueueSettings.model_validate_json(entry.value or b"")
-        except (KeyNotFoundError, ValueError):
-            settings = p.QueueSettings(name=queue)
-        self._queue_settings[queue] = settings
-        return settings
-
-    async def _watch_queues(self) -> None:
-        """Pause, resume and priority changes reach the agent as they are made (a KV watch)."""
-        watcher = self._watcher = await self._kv.watchall(include_history=False)
-        async for entry in watcher:
-            if entry is None or entry.key not in self._takers:
-                continue
-            try:
-                self._queue_settings[entry.key] = p.QueueSettings.model_validate_json(
-                    entry.value or b""
-                )
-            except ValueError:
-                continue
-            self._doorbell.set()
 
 
 def _parse_claim_reply(data: bytes) -> p.ClaimGrant | p.ClaimRefusal:

@@ -128,7 +128,7 @@ def test_identities_are_made_once_and_names_are_checked(tmp_path: Path) -> None:
 def test_an_agent_under_a_shared_credential_takes_its_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flowbus.agents.agent import default_agent_name
+    from flowbus.agents.agent_settings import default_agent_name
 
     folder = tmp_path / "auth"
     init(folder)
