@@ -139,6 +139,7 @@ class Agent(Daemon):
 
             await asyncio.to_thread(warm_processes.warm_up)
         await self.client.subscribe(subjects.agent_cancel_subject(self.name), cb=self._on_cancel)
+        await self.client.flush()  # serving means the server knows: a cancel finds it at once
         self._taking_hand_overs = True
         log.info(
             "agent started",

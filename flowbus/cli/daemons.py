@@ -96,8 +96,8 @@ def server_start(
                 api = ApiServer(api_store, url, host=api_host, port=api_port)
                 await api.start()
                 console.print(f"API at {api.url}/api/v1", markup=False)
-            console.print(f"orchestrator is serving on {url}; store {store.url}", markup=False)
             settle_heap()
+            console.print(f"orchestrator is serving on {url}; store {store.url}", markup=False)
             await orchestrator.wait()
         finally:
             if api is not None:
@@ -153,12 +153,12 @@ def agent_start(
         _on_signals(agent.stop)
         try:
             await agent.start()
+            settle_heap()
             console.print(
                 f"agent {settings.name} is serving {', '.join(settings.queues)} on {url} "
                 f"({settings.concurrency} at once, isolation {settings.isolation})",
                 markup=False,
             )
-            settle_heap()
             await agent.wait()
         finally:
             await client.close()
