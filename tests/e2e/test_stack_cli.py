@@ -73,7 +73,7 @@ def test_deploy_run_watch_cancel_queues_and_agents(up: Up, shell: Shell, tmp_pat
     }  # fmt: skip
     shell.flowbus("queues", "resume", "default")
     [agent] = shell.flowbus_json("agents", "ls")
-    assert agent["alive"] and agent["queues"] == ["default"] and agent["concurrency"] == 50
+    assert agent["alive"] and agent["queues"] == ["default"] and agent["concurrency"] == 100
 
     # A prefix, as other commands take it.
     feed = shell.flowbus("events", "--run", queued["run_id"][:13], "--limit", "2", "--json")
