@@ -56,9 +56,12 @@ def claimed_by(stack: Stack, run_id: str) -> list[str]:
     return [e.data["agent"] for e in stack.stream(run_id) if e.data.get("attempt")]
 
 
-async def test_an_idle_agent_gets_new_runs_in_the_submissions_own_commit(stack: Stack) -> None:
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+async def test_an_idle_agent_gets_new_runs_in_the_submissions_own_commit(
+    stack: Stack, isolation: str
+) -> None:
     deployment = stack.deploy("quick")
-    up = start_up(stack)
+    up = start_up(stack, "--isolation", isolation)
     async with stack.client() as client:
         await asyncio.sleep(1.5)  # the agent's first look at its queue (drained: idle)
         runs = []
