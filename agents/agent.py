@@ -21,13 +21,11 @@ import random
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NotFoundError
 
 from flowbus.agents.agent_settings import AgentSettings
@@ -37,6 +35,7 @@ from flowbus.agents.flow_code import FlowCache
 from flowbus.agents.intake import Intake
 from flowbus.agents.lifecycle import Daemon, Loop
 from flowbus.agents.local_lane import LocalLaneSink, LocalRecorder
+from flowbus.agents.run_requests import ask_claim, quietly, release
 from flowbus.agents.slot_client import NatsSlots
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects, versions
@@ -291,20 +290,7 @@ class Agent(Daemon):
         claim = p.ClaimRequest(
             run_id=request.run_id, agent=self.name, delivery=message.metadata.num_delivered
         )
-        try:
-            answer = await self.client.request(
-                subjects.claim_subject(queue),
-                claim.dump(),
-                timeout=5,
-                headers=versions.with_version(),
-            )
-        except (NoRespondersError, NatsTimeoutError, TimeoutError) as exc:
-            log.warning("no orchestrator answered a claim", run_id=request.run_id, error=repr(exc))
-            reply: p.ClaimGrant | p.ClaimRefusal = p.ClaimRefusal(
-                reason="unavailable", message="no orchestrator answered"
-            )
-        else:
-            reply = _parse_claim_reply(answer.data)
+        reply = await ask_claim(self.client, claim, queue)
         if isinstance(reply, p.ClaimRefusal):
             self._count(f"refused_{reply.reason}")
             if reply.reason == "starting":
@@ -329,36 +315,19 @@ class Agent(Daemon):
         if settle.abandon and isinstance(held.execution, InProcessRun):
             self._abandon(held.grant.run_id, held.execution)
         if settle.release is not None:
-            await self._release(held, settle.release, settle.why)
+            await release(self.client, held.grant, self.name, settle.release, settle.why)
         await self._settle_message(held.message, settle)
 
     async def _settle_message(self, message: Msg | None, settle: Settle) -> None:
         if message is None:  # handed over at its submission: no request to settle
             return
         if settle.message == "ack":
-            await _quietly(message.ack())
+            await quietly(message.ack())
         elif settle.message == "nak":
-            await _quietly(message.nak(delay=settle.delay) if settle.delay else message.nak())
+            await quietly(message.nak(delay=settle.delay) if settle.delay else message.nak())
         elif settle.message == "dead_letter":
             await self._dead_letter(message, settle.reason)
         # "leave": another attempt holds the run; its request is not ours to settle
-
-    async def _release(
-        self, held: _Held, outcome: Literal["crashed", "handed_back", "cancelled"], why: str
-    ) -> None:
-        request = p.ReleaseRequest(
-            run_id=held.grant.run_id,
-            attempt=held.grant.attempt,
-            agent=self.name,
-            outcome=outcome,
-            message=why,
-        )
-        try:
-            await self.client.request(
-                subjects.RELEASE, request.dump(), timeout=5, headers=versions.with_version()
-            )
-        except Exception as exc:  # its lease expires instead, with the same effect
-            log.warning("could not release a run", run_id=held.grant.run_id, error=repr(exc))
 
     async def _dead_letter(self, message: Msg, reason: str) -> None:
         self._count("dead_lettered")
@@ -372,7 +341,7 @@ class Agent(Daemon):
             await asyncio.sleep(max(self._ack_wait / 3, 0.2))
             for held in list(self.held.values()):
                 if held.message is not None:
-                    await _quietly(held.message.in_progress())
+                    await quietly(held.message.in_progress())
 
     async def _heartbeats(self) -> None:
         """Heartbeat on a steady beat: every orchestrator hears each one, even one the leader
@@ -438,27 +407,3 @@ class Agent(Daemon):
             return
         held.execution.cancel()
         await msg.respond(p.Ok().dump())
-
-
-def _parse_claim_reply(data: bytes) -> p.ClaimGrant | p.ClaimRefusal:
-    try:
-        return p.decode(p.ClaimGrant, data, tolerant=True)
-    except p.ProtocolError:
-        pass
-    try:
-        return p.decode(p.ClaimRefusal, data, tolerant=True)
-    except p.ProtocolError:
-        pass
-    try:
-        error = p.decode(p.ErrorReply, data, tolerant=True).error
-        return p.ClaimRefusal(reason="unavailable", message=error.message)
-    except p.ProtocolError:
-        return p.ClaimRefusal(reason="unavailable", message="unreadable claim reply")
-
-
-async def _quietly(operation: Any) -> None:
-    """Ack-family calls whose failure changes nothing (the store decides who owns a run)."""
-    try:
-        await operation
-    except Exception as exc:
-        log.debug("message operation failed", error=repr(exc))
