@@ -140,6 +140,7 @@ class Agent(Daemon):
         await self.client.subscribe(subjects.agent_cancel_subject(self.name), cb=self._on_cancel)
         await self.client.flush()  # serving means the server knows: a cancel finds it at once
         self._taking_hand_overs = True
+        self.intake.ring()  # a first look at once: what waits is taken, and it knows it is idle
         log.info(
             "agent started",
             agent=self.name,
