@@ -415,6 +415,11 @@ class RunLedger:
                 # (a run handed over at submit had no request: the janitor publishes one)
         return admitted, fenced
 
+    def queued_at(self, run_id: str) -> float | None:
+        """When a run this copy holds was (re)queued (epoch seconds): its start latency."""
+        entry = self.entries.get(run_id)
+        return entry.queued_at if entry is not None else None
+
     def purge(self, now: float) -> None:
         """Drop runs finished long enough ago (a follower: runs read long enough ago), and what
         heartbeats said of runs no heartbeat has listed for as long."""

@@ -192,10 +192,6 @@ class Recorder(Daemon):
         finally:
             await _unsubscribe(subscription)
 
-    def _queued_at(self, run_id: str) -> float | None:
-        entry = self.ledger.entries.get(run_id)
-        return entry.queued_at if entry is not None else None
-
     async def handle(self, messages: list[Msg]) -> None:
         """Record one fetched batch; ack, nak or dead-letter every message of it."""
         if self.catch_up is not None:
@@ -218,7 +214,7 @@ class Recorder(Daemon):
             return
         try:
             await self.ledger.writer.append([record for _, record in good])
-            telemetry.recorded((record for _, record in good), self._queued_at)
+            telemetry.recorded((record for _, record in good), self.ledger.queued_at)
         except SequenceError:
             await self._by_run(good)
             return

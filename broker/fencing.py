@@ -20,6 +20,7 @@ import hmac
 from collections.abc import Mapping
 
 from flowbus.broker import subjects
+from flowbus.broker.protocol import ClaimGrant
 from flowbus.engine.keys import FENCE_KEYS
 
 MAC_HEADER = "Flowbus-Fence-Mac"
@@ -48,6 +49,10 @@ class FenceChecker:
 
     def grant(self, run_id: str, attempt: int) -> str:
         return attempt_key(self.keys[0], run_id, attempt)
+
+    def keyed(self, grant: ClaimGrant) -> ClaimGrant:
+        """``grant`` with its attempt's key, which its agent signs the run's events with."""
+        return grant.model_copy(update={"attempt_key": self.grant(grant.run_id, grant.attempt)})
 
     def _keys_of(self, run_id: str, attempt: int) -> list[bytes]:
         found = self._derived.get((run_id, attempt))

@@ -63,10 +63,9 @@ def decide_submit(
 
 def may_hand_over(run: NewRun, deployment: DeploymentView, wall: float) -> bool:
     """Whether a new run may go straight to an idle agent of this process, claimed in the
-    submission's own commit: a run due now that no policy of the leader holds back (a
-    schedule's overlap, the deployment's concurrency limit)."""
+    submission's own commit: one the leader would not hold back (``released_by_leader``)."""
     due = run.scheduled_time.timestamp() if run.scheduled_time else 0.0
-    return due <= wall and run.schedule_id is None and not deployment.concurrency_limit
+    return not _held_back_by_leader(due, run.schedule_id, deployment, wall)
 
 
 def decide_submit_handed(
@@ -135,9 +134,13 @@ def released_by_leader(entry: RunEntry, deployment: DeploymentView, wall: float)
     """Whether a new run's request is published by the leader rather than by the orchestrator
     that recorded it: a run due later (a timer), a schedule's run (its overlap policy) and a
     run of a deployment with a concurrency limit (a count only the leader keeps) are."""
-    return (
-        entry.due_at > wall or entry.schedule_id is not None or bool(deployment.concurrency_limit)
-    )
+    return _held_back_by_leader(entry.due_at, entry.schedule_id, deployment, wall)
+
+
+def _held_back_by_leader(
+    due_at: float, schedule_id: int | None, deployment: DeploymentView, wall: float
+) -> bool:
+    return due_at > wall or schedule_id is not None or bool(deployment.concurrency_limit)
 
 
 def after_submit(

@@ -69,8 +69,7 @@ class Claims:
         reply = verdict.reply
         if isinstance(reply, p.ClaimGrant):
             crash_point("after-claim-write")  # recorded, not answered: the lost-reply test
-            key = self.fences.grant(reply.run_id, reply.attempt)
-            reply = reply.model_copy(update={"attempt_key": key})
+            reply = self.fences.keyed(reply)
         await self.executor.carry_out(verdict, entry)
         return reply
 

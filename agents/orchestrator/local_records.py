@@ -17,12 +17,9 @@ from flowbus.agents import telemetry
 from flowbus.agents.fenced_streams import store_only
 from flowbus.agents.ledger import RunLedger
 from flowbus.agents.orchestrator.outbox import Announcer
-from flowbus.agents.recorder import Recorder
+from flowbus.agents.recorder import Recorder, RecorderSettings
 from flowbus.engine.events import DecodeError, decode_event
 from flowbus.engine.records import EventRecord
-
-#: The most an event may weigh (what the events stream takes: ``broker/streams.py``).
-MAX_EVENT_BYTES = 1024 * 1024
 
 
 class LocalRecords:
@@ -56,10 +53,12 @@ class LocalRecords:
         an attempt that no longer holds its run): published instead, the recorder dead-letters
         them with the reason. Raises, having written nothing, when the store refuses the
         batch."""
+        recorder = self.recorder()
+        limit = (recorder.settings if recorder else RecorderSettings()).max_message_bytes
         checked: list[tuple[int, EventRecord, tuple[str, int]]] = []
         elsewhere: list[int] = []
         for index, (record, fence) in enumerate(items):
-            if _fit(record):
+            if _fit(record, limit):
                 checked.append((index, record, fence))
             else:
                 elsewhere.append(index)
@@ -73,21 +72,17 @@ class LocalRecords:
         except BaseException:
             await self.ledger.reload({r.stream_id for r in good} & set(self.ledger.entries))
             raise
-        telemetry.recorded(good, self._queued_at)
+        telemetry.recorded(good, self.ledger.queued_at)
         self.counts["recorded_here"] += len(good)
         self.announcer(good)
         return sorted(elsewhere)
 
-    def _queued_at(self, run_id: str) -> float | None:
-        entry = self.ledger.entries.get(run_id)
-        return entry.queued_at if entry is not None else None
 
-
-def _fit(record: EventRecord) -> bool:
+def _fit(record: EventRecord, limit: int) -> bool:
     """Whether the event is one the recorder would record: valid, of a type an agent may
-    publish, and no larger than the stream takes."""
+    publish, and no larger than it takes (``limit`` bytes)."""
     body = record.body()
-    if len(body) > MAX_EVENT_BYTES or store_only(record.type):
+    if len(body) > limit or store_only(record.type):
         return False
     try:
         decode_event(body)

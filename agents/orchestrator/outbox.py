@@ -79,7 +79,7 @@ class Announcer:
     carry ``Flowbus-Recorded: <member>``, the orchestrator's name: the leader's recorder
     follows them without writing them (and skips its own process's)."""
 
-    def __init__(self, client: Client, member: str = "1") -> None:
+    def __init__(self, client: Client, member: str) -> None:
         self.client = client
         self.member = member
         self._publisher: EventPublisher | None = None

@@ -110,8 +110,7 @@ class Submissions:
                 local.unreserve()
         if local is not None and handed is not None and entry is not None:
             granted = grant(entry, handed.attempt, handed.seq, deployment, self.lease_seconds)
-            key = self.fences.grant(run_id, handed.attempt)
-            local.start_granted(granted.model_copy(update={"attempt_key": key}))
+            local.start_granted(self.fences.keyed(granted))
             self.counts["handed_over"] += 1
         elif entry is not None and not entry.published and entry.seq == 1:
             crash_point("after-schedule-write")  # recorded, not published: the outbox test
