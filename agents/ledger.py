@@ -55,6 +55,8 @@ from flowbus.engine.store.batch_writer import BatchWriter
 log = structlog.get_logger("flowbus.orchestrator")
 
 S = StateType
+#: The states of a run that is not over: the leader holds every such run of a deployment.
+UNFINISHED = (S.SCHEDULED, S.PENDING, S.RUNNING, S.PAUSED, S.CANCELLING)
 #: A finished run stays in memory this long (late events of its attempt are still admitted).
 KEEP_FINISHED = 600.0
 #: A follower keeps a run it read this long (it reads the store again before each decision).
@@ -134,7 +136,7 @@ class RunLedger:
         """Read every unfinished run of a deployment from the store (replacing what was held);
         return how many."""
         self.entries.clear()
-        for state_type in (S.SCHEDULED, S.PENDING, S.RUNNING, S.PAUSED, S.CANCELLING):
+        for state_type in UNFINISHED:
             for run in await self.store.list_flow_runs(state=state_type.value, limit=10**9):
                 if run.deployment and run.id not in self.entries:
                     async with self.locks.hold(run.id):
@@ -366,6 +368,22 @@ class RunLedger:
                     run_id=record.stream_id, seq=record.seq, event_id=record.id)  # fmt: skip
         return False
 
+    async def follow_stored(self, run_id: str) -> RunEntry | None:
+        """Follow a run found in the store that this ledger does not hold (its writer died
+        before it announced it), as another orchestrator's: read whole, its request taken as
+        published (the janitor publishes it once more after a grace), ``on_foreign`` told."""
+        async with self.locks.hold(run_id):
+            if run_id in self.entries:
+                return None  # learned of meanwhile, or being written by this orchestrator
+            entry = await self._load(run_id)
+        if entry is None:
+            return None
+        entry.foreign = True
+        if entry.state is S.SCHEDULED:
+            entry.mark_published()
+        self.on_foreign(entry)
+        return entry
+
     async def _adopt(self, record: EventRecord) -> None:
         created = record.typed()
         entry = fold([record]) if isinstance(created, FlowRunCreated) else None
@@ -435,4 +453,4 @@ class RunLedger:
             del self.entries[run_id]
 
 
-__all__ = ["KEEP_FINISHED", "RunLedger", "RunLocks", "now"]
+__all__ = ["KEEP_FINISHED", "UNFINISHED", "RunLedger", "RunLocks", "now"]

@@ -11,7 +11,8 @@ published there does it read the queue's requests (one direct get each), and it 
 again, under a fresh message id, the request of every such run queued more than an interval
 ago that is not there (a request published just now may still be on its way). A copy of a
 request that did exist is harmless: a claim refuses it. The decisions are
-``decisions.sweeps``'.
+``decisions.sweeps``'. Before the queues, it audits the store (``store_audit.py``): runs the
+leader never learned of are followed from then on.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from flowbus.agents.background import BackgroundTasks
 from flowbus.agents.decisions.sweeps import audit_due, lost_requests
 from flowbus.agents.ledger import RunLedger
 from flowbus.agents.orchestrator.outbox import Outbox
+from flowbus.agents.orchestrator.store_audit import follow_unknown_runs
 from flowbus.agents.run_entry import RunEntry
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects
@@ -72,6 +74,7 @@ class QueueAudit:
 
     async def _audit(self) -> None:
         try:
+            await follow_unknown_runs(self.ledger)
             by_queue: dict[str, list[RunEntry]] = defaultdict(list)
             for entry in self.ledger.entries.values():
                 if entry.state is StateType.SCHEDULED and entry.published and entry.queue:

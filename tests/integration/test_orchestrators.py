@@ -12,6 +12,7 @@ import random
 import subprocess
 import sys
 import threading
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from flowbus.agents.decisions.model import NewRun
+from flowbus.agents.run_entry import created_record
+from flowbus.engine.states import Scheduled
 from tests.integration.postgres import fresh_schema
 from tests.integration.stack import Daemon, Stack, submit_paced, wait_until
 
@@ -154,5 +158,32 @@ async def test_a_follower_takes_the_lead_when_the_leader_dies_or_stops(tmp_path:
             assert second.stop() == 0  # resigns: the third need not wait out a lease
             wait_until(lambda: "elected leader" in third.output(), 30, "the third to lead")
             await run_one()
+    finally:
+        stack.close()
+
+
+async def test_a_run_whose_writer_died_before_announcing_it_is_found_and_run(
+    tmp_path: Path,
+) -> None:
+    """An orchestrator that commits a submission and is killed -9 before it announces it or
+    publishes its request leaves a run only the store knows of: the leader finds it there
+    (its audit reads the store's unfinished runs) and the run completes."""
+    stack = Stack(tmp_path, env={"FLOWBUS_QUEUE_AUDIT_INTERVAL": "0.5"})
+    try:
+        stack.start_orchestrator()
+        deployment = stack.deploy("quick")
+        stack.start_agent("agent-1")
+        deployed = stack.with_store(lambda s: s.get_deployment(deployment))
+        assert deployed is not None
+        run_id = str(uuid.uuid4())
+        orphan = NewRun(run_id=run_id, flow_name=deployed.flow_name, name="orphan",
+                        deployment=deployment, queue=deployed.queue, parameters={}, tags=[],
+                        state=Scheduled())  # fmt: skip
+        created = created_record(orphan)
+        stack.with_store(lambda s: s.append([created]))  # the dead writer's one commit
+        async with stack.client() as client:
+            final = await client.wait(run_id, timeout=60)
+        assert final.name == "Completed", stack.states(run_id)
+        assert stack.states(run_id).count("Completed") == 1
     finally:
         stack.close()

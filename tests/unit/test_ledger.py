@@ -4,6 +4,7 @@ a decision asks for are read outside the run's lock (the memory store: logic onl
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,8 +12,10 @@ import pytest
 from flowbus.agents.decisions.claims import decide_claim
 from flowbus.agents.decisions.model import Change, Decision, Facts, NeedFacts, Now, StreamHead
 from flowbus.agents.ledger import RunLedger
+from flowbus.agents.orchestrator.store_audit import LOOKBACK, follow_unknown_runs
 from flowbus.agents.run_entry import RunEntry, fold
 from flowbus.broker import protocol as p
+from flowbus.engine.clock import canonical
 from flowbus.engine.errors import TransitionRejected
 from flowbus.engine.records import EventRecord, make_record, state_dict
 from flowbus.engine.states import Completed, Crashed, Running, Scheduled, StateType
@@ -23,14 +26,14 @@ from .decision_tables import deployment
 RUN = "01a20000-0000-7000-8000-000000000001"
 
 
-def created() -> EventRecord:
-    state = Scheduled()
+def created(run_id: str = RUN, state: Any = None) -> EventRecord:
+    state = state or Scheduled()
     fields = {
         "flow_name": "f", "name": "brave-otter", "flow_version": None, "parameters": {"n": 1},
         "tags": [], "parent_run_id": None, "parent_task_run_id": None, "deployment": "f/d",
         "queue": "default", "idempotency_key": None, "state": state_dict(state),
     }  # fmt: skip
-    return make_record(RUN, 1, "flow_run.created", fields, state.timestamp_iso)
+    return make_record(run_id, 1, "flow_run.created", fields, state.timestamp_iso)
 
 
 def agent_state(seq: int, state: object) -> EventRecord:
@@ -142,3 +145,22 @@ def test_runs_that_are_not_a_deployments_have_no_entry() -> None:
     local = created()
     local.data["deployment"] = None
     assert fold([local]) is None
+
+
+async def test_the_store_audit_follows_the_recent_unfinished_runs_the_ledger_lacks(
+    ledger: RunLedger,
+) -> None:
+    """A run committed and never announced is followed as another orchestrator's; runs the
+    ledger holds, finished runs and runs older than the lookback (read at the election) are
+    left alone."""
+    old = datetime.fromtimestamp(time.time() - LOOKBACK - 60, UTC)
+    unknown, finished, older = (f"01a20000-0000-7000-8000-00000000000{n}" for n in (2, 3, 4))
+    await ledger.store.append([created(unknown), created(finished, Completed()),
+                               created(older, Scheduled(timestamp=canonical(old)))])  # fmt: skip
+    told: list[str] = []
+    ledger.on_foreign = lambda entry: told.append(entry.run_id)
+    assert await follow_unknown_runs(ledger) == [unknown]
+    entry = ledger.entries[unknown]
+    assert entry.foreign and entry.published and told == [unknown]
+    assert finished not in ledger.entries and older not in ledger.entries
+    assert await follow_unknown_runs(ledger) == []  # followed once
