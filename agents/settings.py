@@ -140,7 +140,8 @@ class OrchestratorEnv(BaseSettings):
     )  # fmt: skip
     queue_audit_interval: Seconds = setting(
         10.0, "how often the leader checks that every queued run's request is still in its "
-        "queue (one stream query per queue; a missing one is published again)", gt=0,
+        "queue (one stream query per queue; a missing one is published again) and that it "
+        "follows every unfinished run the store holds (one index scan of recent runs)", gt=0,
     )  # fmt: skip
     scheduler: bool = setting(
         True, "run the scheduler in the orchestrator's process (`off`: leave it to "
