@@ -145,27 +145,29 @@ class PostgresEventStore(EventStore):
 
         async with self._lock:
             try:
-                return await self._append_once(records)
+                return await self._append_once(records, assume_new=True)
             except asyncpg.UniqueViolationError:
-                # Another process appended to one of these runs: our cached heads are stale.
+                # Another process appended to one of these runs (our cached heads are stale),
+                # or a stream taken as new was not: ask the database this time.
                 self._heads.clear()
                 try:
-                    return await self._append_once(records)
+                    return await self._append_once(records, assume_new=False)
                 except asyncpg.UniqueViolationError as exc:
                     raise StoreError(f"conflicting events: {exc}") from exc
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 raise self._failure(exc) from exc
 
-    async def _append_once(self, records: Sequence[EventRecord]) -> int:
+    async def _append_once(self, records: Sequence[EventRecord], assume_new: bool) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _WRITER_LOCK)
             fresh, heads = await check_sequences(
                 records,
                 self._heads,
-                lambda stream: self._load_head(conn, stream),
+                lambda streams: self._load_heads(conn, streams),
                 lambda stream, seq: conn.fetchval(
                     "SELECT id FROM events WHERE stream_id = $1 AND seq = $2", stream, seq
                 ),
+                assume_new,
             )
             if not fresh:
                 return 0
@@ -178,9 +180,13 @@ class PostgresEventStore(EventStore):
         return len(fresh)
 
     @staticmethod
-    async def _load_head(conn: Any, stream_id: str) -> int:
-        value = await conn.fetchval("SELECT max(seq) FROM events WHERE stream_id = $1", stream_id)
-        return int(value or 0)
+    async def _load_heads(conn: Any, stream_ids: list[str]) -> dict[str, int]:
+        rows = await conn.fetch(
+            "SELECT stream_id, max(seq) FROM events WHERE stream_id = ANY($1::text[]) "
+            "GROUP BY stream_id",
+            stream_ids,
+        )
+        return {row[0]: int(row[1]) for row in rows}
 
     @staticmethod
     async def _apply(conn: Any, ops: ProjectionPlan, schema: str) -> None:

@@ -8,24 +8,50 @@ from collections.abc import Awaitable, Callable, Sequence
 from flowbus.engine.errors import SequenceError
 from flowbus.engine.records import EventRecord
 
-LoadHead = Callable[[str], Awaitable[int]]
+#: The heads of the given streams (a stream with no events may be left out: its head is 0).
+LoadHeads = Callable[[list[str]], Awaitable[dict[str, int]]]
 EventIdAt = Callable[[str, int], Awaitable[str | None]]
 
 
 async def check_sequences(
     records: Sequence[EventRecord],
     cached_heads: dict[str, int],
-    load_head: LoadHead,
+    load_heads: LoadHeads,
     event_id_at: EventIdAt,
+    assume_new: bool = False,
 ) -> tuple[list[EventRecord], dict[str, int]]:
     """The records to append, and the heads of their streams after them.
 
     ``cached_heads`` are heads known from earlier appends; another process may have appended
     since, so a record beyond the cached head makes the head be read again, and a record at a
-    place taken meanwhile is caught by the database's unique key (the append is retried);
-    ``load_head`` and ``event_id_at`` ask the database. Raises ``SequenceError`` for a gap or a
-    duplicate under another id.
+    place taken meanwhile is caught by the database's unique key (the append is retried).
+    The heads neither cached nor new are read in one ``load_heads`` call: a run's commit often
+    opens several streams (its task runs), and each read was a round trip of its own before
+    the transaction. With ``assume_new``, a stream not cached whose first record here is its
+    first event (seq 1) is taken as new without asking: should it exist after all, the unique
+    key refuses the append, and the caller retries without the assumption. ``event_id_at``
+    asks the database. Raises ``SequenceError`` for a gap or a duplicate under another id.
     """
+    # Which heads must be read: the loop below, run ahead on what is known without asking.
+    unknown: set[str] = set()
+    known: dict[str, int | None] = {}
+    for record in records:
+        stream = record.stream_id
+        if stream in unknown:
+            continue
+        if stream not in known:
+            head = cached_heads.get(stream)
+            known[stream] = 0 if head is None and assume_new and record.seq == 1 else head
+        head = known[stream]
+        if head is None or record.seq > head + 1:
+            # Not cached, or another process (a second orchestrator) appended since: ask.
+            unknown.add(stream)
+            cached_heads.pop(stream, None)
+        elif record.seq == head + 1:
+            known[stream] = record.seq
+    loaded = await load_heads(sorted(unknown)) if unknown else {}
+    base = {stream: loaded.get(stream, 0) if stream in unknown else cached_heads.get(stream, 0)
+            for stream in known}  # fmt: skip
     heads: dict[str, int] = {}
     seen: set[str] = set()
     fresh = []
@@ -33,13 +59,7 @@ async def check_sequences(
         stream = record.stream_id
         head = heads.get(stream)
         if head is None:
-            head = cached_heads.get(stream)
-            if head is not None and record.seq > head + 1:
-                # Another process (a second orchestrator) appended since: ask the database.
-                cached_heads.pop(stream, None)
-                head = None
-            if head is None:
-                head = await load_head(stream)
+            head = base[stream]
         if record.seq == head + 1 and record.id not in seen:
             fresh.append(record)
             seen.add(record.id)

@@ -167,20 +167,21 @@ class SqliteEventStore(EventStore):
             return 0
         async with self._lock:
             try:
-                return await self._append_once(records)
+                return await self._append_once(records, assume_new=True)
             except sqlite3.IntegrityError:
-                # Another process appended to one of these runs: our cached heads are stale.
+                # Another process appended to one of these runs (our cached heads are stale),
+                # or a stream taken as new was not: ask the database this time.
                 self._heads.clear()
                 try:
-                    return await self._append_once(records)
+                    return await self._append_once(records, assume_new=False)
                 except sqlite3.IntegrityError as exc:
                     raise StoreError(f"conflicting events: {exc}") from exc
             except sqlite3.Error as exc:
                 raise _store_error(self.path, exc) from exc
 
-    async def _append_once(self, records: Sequence[EventRecord]) -> int:
+    async def _append_once(self, records: Sequence[EventRecord], assume_new: bool) -> int:
         fresh, heads = await check_sequences(
-            records, self._heads, self._load_head, self._event_id_at
+            records, self._heads, self.heads, self._event_id_at, assume_new
         )
         if not fresh:
             return 0
@@ -201,12 +202,6 @@ class SqliteEventStore(EventStore):
         # aiosqlite runs the functions it is given on its connection's own thread, in order
         # with everything else asked of it; there is no public way to give it one.
         return await db._execute(lambda: work(db._conn, *args))
-
-    async def _load_head(self, stream_id: str) -> int:
-        rows = await self.db.execute_fetchall(
-            "SELECT max(seq) FROM events WHERE stream_id = ?", (stream_id,)
-        )
-        return int(next(iter(rows))[0] or 0)
 
     async def _event_id_at(self, stream_id: str, seq: int) -> str | None:
         rows = list(
@@ -239,7 +234,7 @@ class SqliteEventStore(EventStore):
     # -- reading ------------------------------------------------------------------------------
 
     async def head(self, stream_id: str) -> int:
-        return await self._load_head(stream_id)
+        return (await self.heads([stream_id]))[stream_id]
 
     async def heads(self, stream_ids: Sequence[str]) -> dict[str, int]:
         found = {stream_id: 0 for stream_id in stream_ids}

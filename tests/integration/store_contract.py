@@ -117,6 +117,22 @@ def deployment_saved(
     )
 
 
+async def started_elsewhere(first: EventStore, second: EventStore) -> None:
+    """Two stores on one database (two processes): a run ``first`` started is not new to
+    ``second``, which takes a stream's first event as new without asking: the same event again
+    is a no-op, another at its place is refused, and the next one is appended."""
+    run = RunBuilder()
+    created = run.created()
+    assert await first.append([created]) == 1
+    assert await second.append([created]) == 0
+    run.seq = 0
+    with pytest.raises(SequenceError):
+        await second.append([run.created()])
+    assert await second.append([created, run.state(Running())]) == 1
+    assert (await first.read_stream(run.run_id))[0].id == created.id
+    assert await first.verify_projections() == []
+
+
 class StoreContract:
     """Behaviour every ``EventStore`` must have."""
 

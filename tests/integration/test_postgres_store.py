@@ -11,7 +11,7 @@ from flowbus.engine.errors import StoreError
 from flowbus.engine.store import EventStore, store_from_url
 from flowbus.engine.store.postgres import PostgresEventStore
 from tests.integration.postgres import fresh_schema
-from tests.integration.store_contract import RunBuilder, StoreContract
+from tests.integration.store_contract import RunBuilder, StoreContract, started_elsewhere
 
 
 @pytest.fixture
@@ -36,6 +36,7 @@ async def test_two_stores_on_one_schema_share_the_log() -> None:
             await second.append([run.log("from the second")])
             assert [e.seq for e in await first.read_stream(run.run_id)] == [1, 2]
             assert await first.verify_projections() == []
+            await started_elsewhere(first, second)
 
 
 async def test_verify_detects_a_tampered_projection() -> None:
