@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from nats.aio.client import Client
 
 from flowbus.broker import subjects, versions
+from flowbus.broker.acked_publish import AckedPublisher
 from flowbus.broker.connection import connect, connection_log
 from flowbus.broker.errors import BrokerError
 from flowbus.broker.fencing import fence_headers
@@ -42,7 +43,7 @@ class EventPublisher:
         loop: asyncio.AbstractEventLoop,
         headers: dict[str, str] | None = None,
     ) -> None:
-        self._js = client.jetstream()
+        self._acked = AckedPublisher(client)
         #: Headers every event carries (besides its message id and any fence of its own).
         self._headers = versions.with_version(headers)  # the wire's version on every event
         self.pump = Pump(self._publish, loop)
@@ -59,19 +60,18 @@ class EventPublisher:
             events.on_reconnect.append(self._reconnected.set)
 
     async def _publish(self, batch: list[_Item]) -> None:
-        # publish_async pipelines the batch (it waits itself once too many are in flight);
-        # its futures have no timeout of their own. A reconnect while the acks are awaited
-        # ends the wait at once: the batch is published again (its message ids dedupe).
+        # The batch is pipelined, its acks counted (``acked_publish.py``). A reconnect while
+        # they are awaited ends the wait at once: the batch is published again (its message
+        # ids dedupe).
         self._reconnected.clear()
-        futures = []
+        messages = []
         for record, fence in batch:
             headers = {"Nats-Msg-Id": record.id, **self._headers}
             body = record.body()
             if fence is not None:
                 headers.update(fence.headers(body))
-            subject = subjects.event_subject(record.stream_id, record.type)
-            futures.append(await self._js.publish_async(subject, body, headers=headers))
-        acks: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*futures))
+            messages.append((subjects.event_subject(record.stream_id, record.type), body, headers))
+        acks = await self._acked.publish(messages)
         reconnect: asyncio.Future[Any] = asyncio.ensure_future(self._reconnected.wait())
         try:
             done, _ = await asyncio.wait(
@@ -82,8 +82,8 @@ class EventPublisher:
         if acks in done:
             acks.result()
             return
+        self._acked.forget(acks)
         acks.cancel()
-        acks.add_done_callback(_retrieve)  # its children end cancelled: nothing to report
         if reconnect in done:
             raise BrokerError(f"reconnected while {len(batch)} events awaited their acks")
         raise BrokerError(f"no JetStream ack within {ACK_TIMEOUT:g} s for {len(batch)} events")
@@ -126,11 +126,6 @@ class NatsEventSink:
         finally:
             self._loop.call(self.client.drain())
             self._loop.stop()
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 @dataclass(frozen=True)
