@@ -73,6 +73,19 @@ class AckedPublisher:
                                       headers=headers)  # fmt: skip
         return future
 
+    async def publish_one(
+        self, subject: str, payload: bytes, headers: dict[str, str], patience: float
+    ) -> None:
+        """Publish one message and wait for its ack: ``BrokerError`` when refused,
+        ``TimeoutError`` after ``patience`` seconds without an answer."""
+        future = await self.publish([(subject, payload, headers)])
+        try:
+            async with asyncio.timeout(patience):
+                await future
+        except TimeoutError:
+            self.forget(future)
+            raise
+
     def forget(self, future: asyncio.Future[None]) -> None:
         """Stop waiting for the acks of the batch behind ``future`` (a timeout, a reconnect)."""
         for token, batch in list(self._waiting.items()):

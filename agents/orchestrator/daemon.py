@@ -114,7 +114,7 @@ class Orchestrator(Daemon):
         self.queues = QueueService(self.js, store, settings.run_ack_wait,
                                    self.agents.served_queues)  # fmt: skip
         self.deployments = Deployments(store, ledger)
-        self.outbox = Outbox(self.js, self.queues)
+        self.outbox = Outbox(client, self.queues)
         self.executor = executor = Executor(ledger, self.outbox, self.deployments, self.js,
                                             store, self.counts)  # fmt: skip
         leading = self._leading

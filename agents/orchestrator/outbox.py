@@ -14,12 +14,12 @@ import asyncio
 
 import structlog
 from nats.aio.client import Client
-from nats.js.client import JetStreamContext
 
 from flowbus.agents.queue_service import QueueService
 from flowbus.agents.run_entry import RunEntry
 from flowbus.broker import protocol as p
 from flowbus.broker import subjects, versions
+from flowbus.broker.acked_publish import AckedPublisher
 from flowbus.broker.errors import BrokerError
 from flowbus.broker.event_sink import EventPublisher
 from flowbus.engine.records import EventRecord
@@ -31,8 +31,8 @@ log = structlog.get_logger("flowbus.orchestrator")
 class Outbox:
     """Publishes run requests, and owns the fact that a run's request is in its queue."""
 
-    def __init__(self, js: JetStreamContext, queues: QueueService) -> None:
-        self.js = js
+    def __init__(self, client: Client, queues: QueueService) -> None:
+        self.publisher = AckedPublisher(client)
         self.queues = queues
 
     async def publish(self, entry: RunEntry, msg_id: str | None = None) -> bool:
@@ -46,13 +46,11 @@ class Outbox:
             request = p.RunRequest(
                 run_id=entry.run_id, deployment=entry.deployment, dispatch=queued_seq
             )
-            await self.js.publish(
+            await self.publisher.publish_one(
                 subjects.run_subject(entry.queue),
                 request.dump(),
-                timeout=5,
-                headers=versions.with_version(
-                    {"Nats-Msg-Id": msg_id or f"{entry.run_id}:{queued_seq}"}
-                ),
+                versions.with_version({"Nats-Msg-Id": msg_id or f"{entry.run_id}:{queued_seq}"}),
+                patience=5,
             )
         except Exception as exc:  # the janitor publishes it again
             log.warning("could not publish a run request", run_id=entry.run_id, error=repr(exc))

@@ -77,3 +77,14 @@ async def test_a_batch_given_up_on_is_forgotten(client: Client) -> None:
     await asyncio.sleep(0.5)  # its acks arrive and are dropped
     await asyncio.wait_for(await publisher.publish([("test.c", b"x", {})]), 30)
     assert await stored(client) == 3
+
+
+async def test_one_message_unanswered_times_out_and_is_forgotten(client: Client) -> None:
+    """A subject someone listens on without answering (not a stream): no ack ever comes."""
+    await client.subscribe("silent.>")
+    publisher = AckedPublisher(client)
+    with pytest.raises(TimeoutError):
+        await publisher.publish_one("silent.a", b"x", {}, patience=0.5)
+    assert publisher._waiting == {}
+    await publisher.publish_one("test.a", b"x", {}, patience=30)
+    assert await stored(client) == 1
