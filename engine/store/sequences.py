@@ -32,6 +32,40 @@ async def check_sequences(
     key refuses the append, and the caller retries without the assumption. ``event_id_at``
     asks the database. Raises ``SequenceError`` for a gap or a duplicate under another id.
     """
+    found = _all_next(records, cached_heads, assume_new)
+    if found is not None:
+        return found
+    return await _check_with_reads(records, cached_heads, load_heads, event_id_at, assume_new)
+
+
+def _all_next(
+    records: Sequence[EventRecord], cached_heads: dict[str, int], assume_new: bool
+) -> tuple[list[EventRecord], dict[str, int]] | None:
+    """The common case, without a read: every record is the next of its stream as known here
+    (a recorder's batch, a decision's events). None when any is not."""
+    heads: dict[str, int] = {}
+    for record in records:
+        stream = record.stream_id
+        head = heads.get(stream)
+        if head is None:
+            head = cached_heads.get(stream)
+            if head is None:
+                if not (assume_new and record.seq == 1):
+                    return None
+                head = 0
+        if record.seq != head + 1:
+            return None
+        heads[stream] = record.seq
+    return list(records), heads
+
+
+async def _check_with_reads(
+    records: Sequence[EventRecord],
+    cached_heads: dict[str, int],
+    load_heads: LoadHeads,
+    event_id_at: EventIdAt,
+    assume_new: bool,
+) -> tuple[list[EventRecord], dict[str, int]]:
     # Which heads must be read: the loop below, run ahead on what is known without asking.
     unknown: set[str] = set()
     known: dict[str, int | None] = {}
