@@ -62,6 +62,10 @@ EXIT_HANDED_BACK = 75
 EXIT_CANCELLED = 76
 
 
+#: How long a run's flush waits for its events to be published through NATS trouble.
+FLUSH_PATIENCE = 300.0
+
+
 class _LeaseSink:
     """A claimed run's sink that goes quiet once the run is lost to another attempt."""
 
@@ -77,7 +81,19 @@ class _LeaseSink:
         self.base.flush(timeout)
 
     async def flush_async(self) -> None:
-        await self.base.flush_async()
+        """Until JetStream has every event emitted before: through a reconnect too (the sink
+        keeps a batch whose acks the old connection took with it, and publishes it again), so
+        the engine's last flush waits it out rather than failing the run's engine."""
+        deadline = time.monotonic() + FLUSH_PATIENCE
+        while True:
+            try:
+                await self.base.flush_async()
+                return
+            except BrokerError as exc:
+                if self.lost or time.monotonic() > deadline:
+                    raise
+                log.info("run events not published yet; waiting", error=str(exc))
+                await asyncio.sleep(0.2)
 
 
 class InProcessRun:
@@ -194,7 +210,7 @@ class InProcessRun:
             return "handed_back"
         return "finished"
 
-    async def _flush(self, patience: float = 300.0) -> None:
+    async def _flush(self, patience: float = FLUSH_PATIENCE) -> None:
         """Until JetStream has the run's events: through a broker restart, say (the sink keeps
         what it could not publish and the connection reconnects)."""
         deadline = time.monotonic() + patience
