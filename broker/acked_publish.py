@@ -65,12 +65,16 @@ class AckedPublisher:
         if not messages:
             future.set_result(None)
             return future
-        for subject, payload, headers in messages:
-            token = str(next(self._numbers))
-            batch.tokens.append(token)
-            self._waiting[token] = batch
-            await self.client.publish(subject, payload, reply=self._prefix + token,
-                                      headers=headers)  # fmt: skip
+        try:
+            for subject, payload, headers in messages:
+                token = str(next(self._numbers))
+                batch.tokens.append(token)
+                self._waiting[token] = batch
+                await self.client.publish(subject, payload, reply=self._prefix + token,
+                                          headers=headers)  # fmt: skip
+        except BaseException:  # the connection closed, say: nothing waits for these acks
+            self._drop(batch)
+            raise
         return future
 
     async def publish_one(
@@ -88,9 +92,13 @@ class AckedPublisher:
 
     def forget(self, future: asyncio.Future[None]) -> None:
         """Stop waiting for the acks of the batch behind ``future`` (a timeout, a reconnect)."""
-        for token, batch in list(self._waiting.items()):
-            if batch.future is future:
-                del self._waiting[token]
+        batch = next((b for b in self._waiting.values() if b.future is future), None)
+        if batch is not None:
+            self._drop(batch)
+
+    def _drop(self, batch: _Batch) -> None:
+        for token in batch.tokens:
+            self._waiting.pop(token, None)
 
     async def _acked(self, message: Msg) -> None:
         token = message.subject[len(self._prefix) :]
@@ -99,8 +107,7 @@ class AckedPublisher:
             return
         problem = _refusal(message)
         if problem is not None:
-            for other in batch.tokens:
-                self._waiting.pop(other, None)
+            self._drop(batch)
             batch.future.set_exception(BrokerError(problem))
             return
         batch.left -= 1

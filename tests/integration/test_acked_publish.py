@@ -11,6 +11,7 @@ from pathlib import Path
 import nats
 import pytest
 from nats.aio.client import Client
+from nats.errors import ConnectionClosedError
 from nats.js.api import StreamConfig
 
 from flowbus.broker import EmbeddedNatsServer
@@ -88,3 +89,13 @@ async def test_one_message_unanswered_times_out_and_is_forgotten(client: Client)
     assert publisher._waiting == {}
     await publisher.publish_one("test.a", b"x", {}, patience=30)
     assert await stored(client) == 1
+
+
+async def test_a_batch_that_cannot_be_sent_leaves_nothing_waiting(client: Client) -> None:
+    other = await nats.connect(client.connected_url.geturl() if client.connected_url else "")
+    publisher = AckedPublisher(other)
+    await publisher.publish_one("test.a", b"x", {}, patience=30)
+    await other.close()
+    with pytest.raises(ConnectionClosedError):
+        await publisher.publish([("test.b", b"x", {}), ("test.c", b"x", {})])
+    assert publisher._waiting == {}
