@@ -55,6 +55,15 @@ def flush_until_published(sink: NatsEventSink, patience: float = 120) -> None:
             time.sleep(0.2)
 
 
+def wait_stopped(pid: int, patience: float = 30) -> None:
+    """Until the kernel reports process ``pid`` stopped (state T in ``/proc/<pid>/stat``)."""
+    deadline = time.monotonic() + patience
+    stat = Path(f"/proc/{pid}/stat")
+    while stat.read_text().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+        assert time.monotonic() < deadline, f"process {pid} did not stop"
+        time.sleep(0.005)
+
+
 def test_a_batch_lost_with_the_server_is_published_again_on_reconnect(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -70,6 +79,9 @@ def test_a_batch_lost_with_the_server_is_published_again_on_reconnect(
         # A frozen server takes the next batch into its socket and never answers; then it dies.
         assert server.process is not None
         server.process.send_signal(signal.SIGSTOP)
+        # A signal takes effect a moment later: a batch published before that is acked (seen
+        # on a busy machine), and then nothing is lost for the test to see published again.
+        wait_stopped(server.process.pid)
         for n in range(3):
             stream.emit("log", {"task_run_id": None, "level": 20, "logger": "t",
                                 "message": f"lost {n}"})  # fmt: skip
