@@ -62,8 +62,10 @@ EXIT_HANDED_BACK = 75
 EXIT_CANCELLED = 76
 
 
-#: How long a run's flush waits for its events to be published through NATS trouble.
+#: How long a run's flush waits for its events to be published through NATS trouble, and how
+#: long one try of it may take before it is tried again.
 FLUSH_PATIENCE = 300.0
+FLUSH_TRY_SECONDS = 10.0
 
 
 class _LeaseSink:
@@ -81,18 +83,20 @@ class _LeaseSink:
         self.base.flush(timeout)
 
     async def flush_async(self) -> None:
-        """Until JetStream has every event emitted before: through a reconnect too (the sink
-        keeps a batch whose acks the old connection took with it, and publishes it again), so
-        the engine's last flush waits it out rather than failing the run's engine."""
+        """Until JetStream has every event emitted before: through a broker restart or a
+        reconnect too (the sink keeps a batch whose acks the old connection took with it, and
+        publishes it again), so the engine's last flush waits it out rather than failing the
+        run's engine. Each try is bounded; a run lost to another attempt stops waiting."""
         deadline = time.monotonic() + FLUSH_PATIENCE
         while True:
             try:
-                await self.base.flush_async()
+                async with asyncio.timeout(FLUSH_TRY_SECONDS):  # no task of its own
+                    await self.base.flush_async()
                 return
-            except BrokerError as exc:
+            except (BrokerError, TimeoutError) as exc:
                 if self.lost or time.monotonic() > deadline:
                     raise
-                log.info("run events not published yet; waiting", error=str(exc))
+                log.warning("run events not published yet; retrying", error=str(exc))
                 await asyncio.sleep(0.2)
 
 
@@ -210,19 +214,14 @@ class InProcessRun:
             return "handed_back"
         return "finished"
 
-    async def _flush(self, patience: float = FLUSH_PATIENCE) -> None:
-        """Until JetStream has the run's events: through a broker restart, say (the sink keeps
-        what it could not publish and the connection reconnects)."""
-        deadline = time.monotonic() + patience
-        while True:
-            try:
-                await asyncio.wait_for(self.sink.flush_async(), 10)
-                return
-            except (BrokerError, TimeoutError) as exc:
-                if time.monotonic() > deadline:
-                    raise
-                log.warning("run events not published yet; retrying", error=str(exc))
-                await asyncio.sleep(0.5)
+    async def _flush(self) -> None:
+        """Until JetStream has the run's events (the sink waits out NATS trouble); a run lost
+        meanwhile to another attempt has nothing more to wait for (its events are fenced)."""
+        try:
+            await self.sink.flush_async()
+        except (BrokerError, TimeoutError):
+            if not self.sink.lost:
+                raise
 
     def _fail_early(self, message: str) -> None:
         """The run cannot start (entrypoint, parameters): record it Failed."""
