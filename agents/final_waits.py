@@ -100,11 +100,15 @@ class FinalWaits:
         clock: Callable[[], float] = time.time,
         leading: Callable[[], bool] = lambda: False,
         head_of: Callable[[str], tuple[StateType, int] | None] = lambda run_id: None,
+        committing: Callable[[str], bool] = lambda run_id: False,
     ) -> None:
         """``head_of(run_id)``: the run's state and last event in the leader's ledger, if it
-        holds the run (it follows every orchestrator's commits, and is never behind its own)."""
+        holds the run (it follows every orchestrator's commits, and is never behind its own).
+        ``committing(run_id)``: whether this process is committing events of the run now
+        (``BatchWriter.committing``): the commit answers the wait (``committed``)."""
         self.store = store
         self.head_of = head_of
+        self.committing = committing
         #: The last runs this process committed an end of (most recent last): a wait that
         #: comes after the end is answered without reading the store.
         self._ended: collections.OrderedDict[str, RunEnd] = collections.OrderedDict()
@@ -118,6 +122,8 @@ class FinalWaits:
         #: Runs whose last state is Crashed: read again once it has lasted ``settle``.
         self._crashed: dict[str, float] = {}
         self._poller: asyncio.Task[None] | None = None
+        #: Reads of runs ``committed`` asked for (``_read_soon``).
+        self._reads: set[asyncio.Task[None]] = set()
 
     async def wait(self, run_id: str, timeout: float) -> RunEnd | None:  # noqa: ASYNC109
         """The run's end once the store holds it; its state so far when ``timeout`` runs out
@@ -135,7 +141,10 @@ class FinalWaits:
         self._waiting[run_id].append(future)  # first: a commit from now on answers it
         try:
             now: RunEnd | None = None
-            if held is None or held[0].is_terminal:  # else the store holds no end of it yet
+            # A run the ledger holds under way: the store holds no end of it yet. One whose end
+            # the ledger has and this process is committing: its commit answers; a read now
+            # would queue behind that commit, to find the state before it.
+            if held is None or (held[0].is_terminal and not self.committing(run_id)):
                 heads = await self.store.heads([run_id])
                 view = await self.store.get_flow_run(run_id)
                 if view is None:
@@ -159,21 +168,46 @@ class FinalWaits:
     def committed(self, records: Iterable[EventRecord]) -> None:
         """Events this process just committed: a run's final state answers its waiters."""
         last: dict[str, RunEnd] = {}
+        waited: set[str] = set()
         for record in records:
             run_id = record.stream_id
             if run_id in self._waiting:
                 # Seen here: the standby's poll need not read the run for this move.
                 self._heads[run_id] = max(record.seq, self._heads.get(run_id, 0))
+                waited.add(run_id)
             end = RunEnd.of_record(record)
             if end is not None:
                 last[run_id] = end
         for run_id, end in last.items():
             self._remember(run_id, end)
+        for run_id in waited - last.keys():
+            # No state in this commit of a run the ledger has ended (a log line after its
+            # end, say): its waiters may have waited for this commit without reading.
+            held = self.head_of(run_id) if self.leading() else None
+            if held is not None and held[0].is_terminal:
+                self._read_soon(run_id)
         last = {run_id: end for run_id, end in last.items() if run_id in self._waiting}
         # Only the last state of each run in the commit: a crash and its requeue (Crashed,
         # AwaitingRetry) are one decision; the Crashed alone is not the run's end.
         for run_id, end in last.items():
             self._consider(run_id, end)
+
+    def _read_soon(self, run_id: str) -> None:
+        """Answer ``run_id``'s waiters from the store (read now that it holds this commit)."""
+
+        async def read() -> None:
+            try:
+                view = await self.store.get_flow_run(run_id)
+            except StoreError as exc:  # the poll reads it again
+                log.warning("could not read a run waited on", error=str(exc)[:300])
+                self._heads.pop(run_id, None)
+                return
+            if view is not None and run_id in self._waiting:
+                self._consider(run_id, RunEnd.of_view(view))
+
+        task = asyncio.get_running_loop().create_task(read())
+        self._reads.add(task)
+        task.add_done_callback(self._reads.discard)
 
     def _remember(self, run_id: str, end: RunEnd) -> None:
         if not end.final:
@@ -185,11 +219,12 @@ class FinalWaits:
             self._ended.popitem(last=False)
 
     async def close(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        for task in [*self._reads, self._poller]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._poller = None
 
     def _consider(self, run_id: str, end: RunEnd) -> None:
         """Answer the run's waiters if ``end`` is its end. A Crashed counts once this process

@@ -106,7 +106,8 @@ class Orchestrator(Daemon):
         self.ledger = ledger = RunLedger(store, settings.lease_seconds, published=self.announcer)
         ledger.authoritative = False  # until elected
         self.recorded_waits = RecordedWaits(store)
-        self.final_waits = FinalWaits(store, leading=self._leading, head_of=self._head_of)
+        self.final_waits = FinalWaits(store, leading=self._leading, head_of=self._head_of,
+                                      committing=ledger.writer.committing)  # fmt: skip
         ledger.writer.on_commit = self._committed
         self.leadership = Leadership(self.js, settings.leader_lease_seconds, self._lead,
                                      self._step_down, member)  # fmt: skip

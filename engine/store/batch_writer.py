@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from flowbus.engine.errors import StoreError
 from flowbus.engine.records import EventRecord
@@ -29,6 +29,13 @@ class BatchWriter:
         self._task: asyncio.Task[None] | None = None
         #: Called with the records of each commit, before their callers resume.
         self.on_commit: Callable[[list[EventRecord]], None] = lambda records: None
+        #: How many records of each stream wait for their commit or are being committed.
+        self._in_flight: dict[str, int] = {}
+
+    def committing(self, stream_id: str) -> bool:
+        """Whether events of ``stream_id`` are waiting for a commit or in one: what reads the
+        store meanwhile queues behind that commit and finds what it had before."""
+        return stream_id in self._in_flight
 
     async def append(self, records: Sequence[EventRecord]) -> None:
         """Commit ``records`` (in order, atomically); raises what the store raised for them."""
@@ -38,6 +45,9 @@ class BatchWriter:
             self._task = asyncio.create_task(self._run(), name="flowbus-batch-writer")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append((list(records), future))
+        in_flight = self._in_flight
+        for record in records:
+            in_flight[record.stream_id] = in_flight.get(record.stream_id, 0) + 1
         self._wake.set()
         await future
 
@@ -59,14 +69,17 @@ class BatchWriter:
             await self.store.append(records)
         except StoreError as exc:
             if len(batch) == 1:
+                self._settled(records)
                 _fail(batch, exc)
                 return
             for group in batch:
                 await self._commit_alone(group)
             return
         except BaseException as exc:  # every waiter must hear of it
+            self._settled(records)
             _fail(batch, exc)
             return
+        self._settled(records)  # before on_commit: what it answers no longer waits for it
         self.on_commit(records)
         for _, future in batch:
             if not future.done():
@@ -77,12 +90,23 @@ class BatchWriter:
         try:
             await self.store.append(records)
         except BaseException as exc:
+            self._settled(records)
             if not future.done():
                 future.set_exception(exc)
             return
+        self._settled(records)
         self.on_commit(records)
         if not future.done():
             future.set_result(None)
+
+    def _settled(self, records: Iterable[EventRecord]) -> None:
+        in_flight = self._in_flight
+        for record in records:
+            left = in_flight.get(record.stream_id, 0) - 1
+            if left > 0:
+                in_flight[record.stream_id] = left
+            else:
+                in_flight.pop(record.stream_id, None)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -216,3 +216,62 @@ async def test_a_wait_on_a_run_the_leader_holds_under_way_reads_nothing() -> Non
     end = await waiting
     assert end is not None and end.state_name == "Completed" and store.views == 0
     await waits.close()
+
+
+class CommitBehind(CountedReads):
+    """A store whose reads wait for the commit under way (as SQLite's one connection does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commit_done = asyncio.Event()
+        self.heads_read = 0
+
+    async def heads(self, stream_ids: Sequence[str]) -> dict[str, int]:
+        self.heads_read += 1
+        await self.commit_done.wait()
+        return await super().heads(stream_ids)
+
+
+async def test_a_wait_on_an_end_being_committed_here_waits_for_that_commit() -> None:
+    """The ledger has the run's end (admitted) while this process commits it: the wait is
+    answered by the commit, with no read queued behind it."""
+    store = CommitBehind()
+    run = RunBuilder()
+    await store.append([run.created(), run.state(Running())])
+    ledger = {run.run_id: (StateType.COMPLETED, 3)}
+    in_flight = {run.run_id}
+    waits = FinalWaits(store, tick=3600, leading=lambda: True, head_of=ledger.get,
+                       committing=in_flight.__contains__)  # fmt: skip
+    waiting = asyncio.create_task(waits.wait(run.run_id, 60))
+    await asyncio.sleep(0.05)
+    done = [run.state(Completed(), "4")]
+    await store.append(done)
+    in_flight.clear()
+    waits.committed(done)
+    end = await asyncio.wait_for(waiting, 10)  # the read never finishes in this test
+    assert end is not None and end.state_name == "Completed" and end.result == "4"
+    assert (store.heads_read, store.views) == (0, 0)
+    await waits.close()
+
+
+async def test_a_commit_after_the_end_without_a_state_answers_from_a_read() -> None:
+    """The end was committed before; what is in flight follows it (no state in it): the
+    commit finds no end to answer with, so the run is read once it is committed."""
+    store = CountedReads()
+    run = RunBuilder()
+    events = [run.created(), run.state(Running()), run.state(Completed(), "4")]
+    await store.append(events)
+    ledger = {run.run_id: (StateType.COMPLETED, 4)}
+    in_flight = {run.run_id}
+    waits = FinalWaits(store, tick=3600, leading=lambda: True, head_of=ledger.get,
+                       committing=in_flight.__contains__)  # fmt: skip
+    waiting = asyncio.create_task(waits.wait(run.run_id, 60))
+    await asyncio.sleep(0.05)
+    assert not waiting.done() and store.views == 0
+    after = [run.log("after the end")]
+    await store.append(after)
+    in_flight.clear()
+    waits.committed(after)
+    end = await asyncio.wait_for(waiting, 10)
+    assert end is not None and end.state_name == "Completed" and store.views == 1
+    await waits.close()

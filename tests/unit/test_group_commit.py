@@ -91,3 +91,31 @@ def test_a_flush_queued_behind_a_failing_batch_gets_the_error(loop: BackgroundLo
     writer.flush(timeout=5)  # the store works again: nothing was lost, order kept
     assert [e.seq for e in loop.call(store.read_stream(run.run_id))] == [1, 2]
     assert writer.backlog == 0
+
+
+async def test_the_batch_writer_tells_which_runs_it_is_committing() -> None:
+    """``committing``: from an append until its commit succeeds or fails, and no longer."""
+    import asyncio
+
+    from flowbus.engine.store.batch_writer import BatchWriter
+
+    store = FlakyStore(failures=1)
+    store.gate.clear()
+    writer = BatchWriter(store)
+    run, other = RunBuilder(), RunBuilder()
+    first = run.created()
+    failing = asyncio.create_task(writer.append([first]))
+    await asyncio.sleep(0.01)
+    assert writer.committing(run.run_id) and not writer.committing(other.run_id)
+    store.gate.set()
+    with pytest.raises(StoreError):
+        await failing
+    assert not writer.committing(run.run_id)
+    store.gate.clear()
+    again = asyncio.create_task(writer.append([first, run.log("x")]))
+    await asyncio.sleep(0.01)
+    assert writer.committing(run.run_id)
+    store.gate.set()
+    await again
+    assert not writer.committing(run.run_id)
+    await writer.close()
