@@ -25,18 +25,22 @@ Deliver = Callable[[list[Any]], Awaitable[None]]
 
 
 class _FlushMarker:
-    """Put in the queue by ``flush``; set once everything queued before it is delivered."""
+    """Put in the queue by ``flush``; finished once everything queued before it is delivered:
+    a thread's flush waits on ``done``, a coroutine's is called back."""
 
     __slots__ = ("callback", "done", "error")
 
     def __init__(self, callback: Callable[[], None] | None = None) -> None:
-        self.done = threading.Event()
+        # Only a blocking flush needs an event to wait on: one costs a lock and a condition,
+        # and every run's last flush (from its coroutine) made one for nothing.
+        self.done = threading.Event() if callback is None else None
         self.error: BaseException | None = None
         self.callback = callback
 
     def finish(self, error: BaseException | None = None) -> None:
         self.error = error
-        self.done.set()
+        if self.done is not None:
+            self.done.set()
         if self.callback is not None:
             self.callback()
 
@@ -120,10 +124,12 @@ class Pump:
     def flush(self, timeout: float | None = None) -> None:
         """Block until every event submitted before the call is delivered."""
         marker = _FlushMarker()
+        done = marker.done
+        assert done is not None
         self._queue.append(marker)
         if not self._draining:
             self._wake()
-        if not marker.done.wait(timeout):
+        if not done.wait(timeout):
             raise self.error_type(f"events not {self.done_as} within {timeout} s")
         if marker.error is not None:
             message = f"events could not be {self.done_as}: {marker.error}"
