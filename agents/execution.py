@@ -154,7 +154,10 @@ class InProcessRun:
                              replay, loaded.code_hash, scheduled)  # fmt: skip
         # Traced when OpenTelemetry is configured: the run's span starts at its claim.
         sink = traced(self.sink, {grant.run_id: (grant.name, grant.flow_name, grant.deployment)})
-        engine = self.engine = FlowRunEngine(flow, parameters, claimed=claimed, sink=sink)
+        # Not durable by itself: ``_settle`` awaits the sink on this loop, where the flow's
+        # thread would block on it and be woken for nothing more than to end.
+        engine = self.engine = FlowRunEngine(flow, parameters, claimed=claimed, sink=sink,
+                                             durable=False)  # fmt: skip
         if self._pending_interrupt is not None:
             engine.interrupt(*self._pending_interrupt)
         slot_provider_var.set(self.slots)  # this run's task (and its threads) see it

@@ -95,6 +95,9 @@ class FlowRunEngine:
 
     ``interrupt()`` ends it from outside (a cancel, an agent handing the run back): the state it
     is given becomes the run's last, whatever the flow does after.
+
+    ``durable=False``: ``run()`` returns once the events are emitted, and its caller makes them
+    durable (an agent awaits its sink on its loop, where the flow's thread would block on it).
     """
 
     def __init__(
@@ -103,9 +106,11 @@ class FlowRunEngine:
         parameters: dict[str, Any],
         claimed: ClaimedRun | None = None,
         sink: EventSink | None = None,
+        durable: bool = True,
     ) -> None:
         self.flow = flow
         self.parameters = parameters
+        self.durable = durable
         parent = flow_run_var.get()
         parent_task = task_run_var.get()
         self.sink = sink or (parent.stream.sink if parent else current_sink())
@@ -227,7 +232,8 @@ class FlowRunEngine:
             self._set_state(Pending())
             replayed = await self._replay()
             if replayed is not None:
-                await make_durable(self.sink)
+                if self.durable:
+                    await make_durable(self.sink)
                 return replayed
         console(
             logging.INFO,
@@ -253,7 +259,8 @@ class FlowRunEngine:
             await run_hooks(hooks, flow, self.flow_run, state)
         level = logging.INFO if state.is_completed() or state.is_paused() else logging.ERROR
         console(level, f"Flow run {self.flow_run.name!r}", f"Finished in state {state!r}")
-        await make_durable(self.sink)
+        if self.durable:
+            await make_durable(self.sink)
         return state
 
     async def _attempts(self) -> State:

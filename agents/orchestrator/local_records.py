@@ -1,11 +1,11 @@
 """The orchestrator's side of the local lane (``agents/local_lane.py``): the events of the
 agent in its own process, recorded without a trip through JetStream.
 
-Each event is checked for what the recorder would refuse of an event this process's engine built
-(a store-only type, too large), admitted by the ledger (its attempt must hold the run), committed
-by the shared group commit, counted, and announced on the events stream. Only while this orchestrator leads
-and its recorder is not catching up with a restored store: otherwise the lane publishes its
-events for the recorder to pull, as any agent does.
+Each event is checked for what the recorder would refuse of an event this process's engine
+built (a store-only type, too large), admitted by the ledger (its attempt must hold the run),
+committed by the shared group commit, counted, and announced on the events stream. Only while
+this orchestrator leads and its recorder is not catching up with a restored store: otherwise
+the lane publishes its events for the recorder to pull, as any agent does.
 """
 
 from __future__ import annotations
