@@ -19,9 +19,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from b4_dispatch import cpu_seconds
 from vs_celery import flowbus_up
-
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _children(pid: int) -> dict[int, str]:
@@ -40,24 +39,17 @@ def _children(pid: int) -> dict[int, str]:
     return found
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
-
-
 async def _measured(
     processes: dict[int, str], runs: int, work: Callable[[], Awaitable[None]]
 ) -> dict[str, float]:
-    before = {pid: _cpu_seconds(pid) for pid in processes}
+    before = {pid: cpu_seconds(pid) for pid in processes}
     started = time.perf_counter()
     await work()
     seconds = time.perf_counter() - started
     figures = {"runs_per_second": round(runs / seconds, 1)}
     for pid, name in processes.items():
         label = "nats_server" if "nats" in name else "flowbus_up"
-        figures[f"{label}_cpu_ms_per_run"] = round(
-            (_cpu_seconds(pid) - before[pid]) / runs * 1e3, 3
-        )
+        figures[f"{label}_cpu_ms_per_run"] = round((cpu_seconds(pid) - before[pid]) / runs * 1e3, 3)
     return figures
 
 
