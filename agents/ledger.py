@@ -39,7 +39,7 @@ from flowbus.agents.run_entry import (
     apply_change,
     apply_state,
     created_record,
-    entry_from_created,
+    entry_from_new,
     fold,
     holds,
 )
@@ -268,10 +268,7 @@ class RunLedger:
         mono = time.monotonic()
         if verdict.create is not None:
             record = created_record(verdict.create)
-            created = record.typed()
-            assert isinstance(created, FlowRunCreated)
-            entry = entry_from_created(created)
-            assert entry is not None
+            entry = entry_from_new(verdict.create, record)
             entry.committed = False  # nothing may publish its request before the commit
             budget = self._crash_retries_of.get(entry.deployment, DEFAULT_CRASH_RETRIES)
             entry.crash_retries = budget  # read by the submission before it decided
