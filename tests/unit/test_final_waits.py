@@ -232,16 +232,25 @@ class CommitBehind(CountedReads):
         return await super().heads(stream_ids)
 
 
+def _leading_while_committing(
+    store: MemoryEventStore, run_id: str, seq: int
+) -> tuple[FinalWaits, set[str]]:
+    """The leader's waits, its ledger holding ``run_id`` Completed at ``seq`` and its writer
+    committing events of it until the returned set is emptied."""
+    ledger = {run_id: (StateType.COMPLETED, seq)}
+    in_flight = {run_id}
+    waits = FinalWaits(store, tick=3600, leading=lambda: True, head_of=ledger.get,
+                       committing=in_flight.__contains__)  # fmt: skip
+    return waits, in_flight
+
+
 async def test_a_wait_on_an_end_being_committed_here_waits_for_that_commit() -> None:
     """The ledger has the run's end (admitted) while this process commits it: the wait is
     answered by the commit, with no read queued behind it."""
     store = CommitBehind()
     run = RunBuilder()
     await store.append([run.created(), run.state(Running())])
-    ledger = {run.run_id: (StateType.COMPLETED, 3)}
-    in_flight = {run.run_id}
-    waits = FinalWaits(store, tick=3600, leading=lambda: True, head_of=ledger.get,
-                       committing=in_flight.__contains__)  # fmt: skip
+    waits, in_flight = _leading_while_committing(store, run.run_id, 3)
     waiting = asyncio.create_task(waits.wait(run.run_id, 60))
     await asyncio.sleep(0.05)
     done = [run.state(Completed(), "4")]
@@ -261,10 +270,7 @@ async def test_a_commit_after_the_end_without_a_state_answers_from_a_read() -> N
     run = RunBuilder()
     events = [run.created(), run.state(Running()), run.state(Completed(), "4")]
     await store.append(events)
-    ledger = {run.run_id: (StateType.COMPLETED, 4)}
-    in_flight = {run.run_id}
-    waits = FinalWaits(store, tick=3600, leading=lambda: True, head_of=ledger.get,
-                       committing=in_flight.__contains__)  # fmt: skip
+    waits, in_flight = _leading_while_committing(store, run.run_id, 4)
     waiting = asyncio.create_task(waits.wait(run.run_id, 60))
     await asyncio.sleep(0.05)
     assert not waiting.done() and store.views == 0
