@@ -30,11 +30,12 @@ from nats.js.errors import NotFoundError
 
 from flowbus.agents.agent_settings import AgentSettings
 from flowbus.agents.decisions.agent import AGENT_FAILED, Settle, after_refusal, after_run
-from flowbus.agents.execution import ChildProcessRun, InProcessRun, RunExecution
+from flowbus.agents.execution import InProcessRun
 from flowbus.agents.flow_code import FlowCache
 from flowbus.agents.intake import Intake
 from flowbus.agents.lifecycle import Daemon, Loop
 from flowbus.agents.local_lane import LocalLaneSink, LocalRecorder
+from flowbus.agents.process_run import ChildProcessRun, RunExecution
 from flowbus.agents.run_requests import ask_claim, quietly, release
 from flowbus.agents.slot_client import NatsSlots
 from flowbus.broker import protocol as p

@@ -19,13 +19,9 @@ import signal
 import sys
 from typing import Any
 
-from flowbus.agents.execution import (
-    EXIT_CANCELLED,
-    EXIT_FINISHED,
-    EXIT_HANDED_BACK,
-    InProcessRun,
-)
+from flowbus.agents.execution import InProcessRun
 from flowbus.agents.flow_code import FlowCache
+from flowbus.agents.process_run import EXIT_CANCELLED, EXIT_FINISHED, EXIT_HANDED_BACK
 from flowbus.agents.slot_client import NatsSlots
 from flowbus.broker.event_sink import NatsEventSink
 from flowbus.broker.protocol import ClaimGrant
