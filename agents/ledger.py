@@ -25,10 +25,8 @@ zombie agent's late events are refused whatever its JetStream acks did.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import structlog
@@ -43,6 +41,7 @@ from flowbus.agents.run_entry import (
     fold,
     holds,
 )
+from flowbus.agents.run_locks import RunLocks
 from flowbus.engine.deployments import DEFAULT_CRASH_RETRIES, deployment_id
 from flowbus.engine.errors import SequenceError, StoreError
 from flowbus.engine.event_types import EventType
@@ -73,32 +72,6 @@ Gather = Callable[[NeedFacts, str, RunEntry | None, Facts], Awaitable[Facts]]
 
 def now() -> Now:
     return Now(time.monotonic(), time.time())
-
-
-class RunLocks:
-    """One asyncio lock per run, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, run_id: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(run_id, (None, 0))
-        if lock is None:
-            lock = asyncio.Lock()
-        self._locks[run_id] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[run_id]
-            if users == 1:
-                del self._locks[run_id]
-            else:
-                self._locks[run_id] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        return len(self._locks)
 
 
 class RunLedger:
@@ -450,4 +423,4 @@ class RunLedger:
             del self.entries[run_id]
 
 
-__all__ = ["KEEP_FINISHED", "UNFINISHED", "RunLedger", "RunLocks", "now"]
+__all__ = ["KEEP_FINISHED", "UNFINISHED", "RunLedger", "now"]
