@@ -37,7 +37,7 @@ from flowbus.agents.run_entry import (
     apply_change,
     apply_state,
     created_record,
-    entry_from_new,
+    entry_from_created,
     fold,
     holds,
 )
@@ -241,7 +241,10 @@ class RunLedger:
         mono = time.monotonic()
         if verdict.create is not None:
             record = created_record(verdict.create)
-            entry = entry_from_new(verdict.create, record)
+            created = record.typed()
+            assert isinstance(created, FlowRunCreated)
+            entry = entry_from_created(created)
+            assert entry is not None
             entry.committed = False  # nothing may publish its request before the commit
             budget = self._crash_retries_of.get(entry.deployment, DEFAULT_CRASH_RETRIES)
             entry.crash_retries = budget  # read by the submission before it decided

@@ -12,7 +12,6 @@ import copy
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol
 
 from flowbus.agents.decisions.model import Change, NewRun
@@ -143,31 +142,6 @@ def entry_from_created(event: FlowRunCreated) -> RunEntry | None:
         queued_seq=event.seq,
         due_at=due,
         schedule_id=event.schedule_id,
-    )
-
-
-def entry_from_new(run: NewRun, record: EventRecord) -> RunEntry:
-    """``entry_from_created`` of the ``flow_run.created`` record (``created_record``) of a run
-    a submission makes, read from the decision rather than from the record's model: the record
-    was built here a moment ago and needs no validating again on every submission's way. Its
-    times come from the record's text, as a reader of the store gets them."""
-    state = record.data["state"]
-    scheduled = record.data["scheduled_time"]
-    due = datetime.fromisoformat(scheduled).timestamp() if scheduled else 0.0
-    return RunEntry(
-        run_id=run.run_id,
-        name=run.name,
-        deployment=run.deployment,
-        queue=run.queue,
-        state=StateType(state["type"]),
-        state_name=state["name"],
-        seq=record.seq,
-        parameters=dict(run.parameters),
-        tags=list(run.tags),
-        queued_at=due or datetime.fromisoformat(state["timestamp"]).timestamp(),
-        queued_seq=record.seq,
-        due_at=due,
-        schedule_id=run.schedule_id,
     )
 
 
@@ -316,7 +290,6 @@ __all__ = [
     "change_record",
     "created_record",
     "entry_from_created",
-    "entry_from_new",
     "fold",
     "held_by",
     "holds",

@@ -164,33 +164,3 @@ async def test_the_store_audit_follows_the_recent_unfinished_runs_the_ledger_lac
     assert entry.foreign and entry.published and told == [unknown]
     assert finished not in ledger.entries and older not in ledger.entries
     assert await follow_unknown_runs(ledger) == []  # followed once
-
-
-@pytest.mark.parametrize(
-    "scheduled_time, schedule_id",
-    [(None, None), (datetime(2031, 5, 4, 3, 2, 1, 123456, tzinfo=UTC), 7)],
-)
-def test_a_new_runs_entry_is_the_one_its_created_event_makes(
-    scheduled_time: datetime | None, schedule_id: int | None
-) -> None:
-    """The ledger builds a submitted run's entry from the decision (``entry_from_new``), not
-    from its record's model: both give the same entry, times read from the record's text."""
-    from dataclasses import asdict
-
-    from flowbus.agents.decisions.model import NewRun
-    from flowbus.agents.run_entry import created_record, entry_from_created, entry_from_new
-    from flowbus.engine.events import FlowRunCreated
-
-    run = NewRun(
-        run_id="01a25300-0000-7000-8000-000000000001", flow_name="etl", name="brave-otter",
-        deployment="etl/nightly", queue="default", parameters={"day": "2031-05-04", "n": [1, 2]},
-        tags=["a", "b"], state=Scheduled(), idempotency_key="k", scheduled_time=scheduled_time,
-        schedule_id=schedule_id, triggered_by=None, actor="api:alice",
-    )  # fmt: skip
-    record = created_record(run)
-    created = record.typed()
-    assert isinstance(created, FlowRunCreated)
-    expected = entry_from_created(created)
-    assert expected is not None
-    made = entry_from_new(run, record)
-    assert {**asdict(made), "touched": 0} == {**asdict(expected), "touched": 0}
