@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 from flowbus.engine.errors import StoreError
 from flowbus.engine.records import EventRecord
@@ -64,42 +64,30 @@ class BatchWriter:
                 await self._commit(batch)
 
     async def _commit(self, batch: list[_Group]) -> None:
-        records = [record for group, _ in batch for record in group]
         try:
-            await self.store.append(records)
+            await self.store.append([record for group, _ in batch for record in group])
         except StoreError as exc:
             if len(batch) == 1:
-                self._settled(records)
-                _fail(batch, exc)
+                self._done(batch, exc)
                 return
-            for group in batch:
-                await self._commit_alone(group)
+            for group in batch:  # one group's conflict is that group's error only
+                try:
+                    await self.store.append(group[0])
+                except BaseException as alone:
+                    self._done([group], alone)
+                else:
+                    self._done([group], None)
             return
         except BaseException as exc:  # every waiter must hear of it
-            self._settled(records)
-            _fail(batch, exc)
+            self._done(batch, exc)
             return
-        self._settled(records)  # before on_commit: what it answers no longer waits for it
-        self.on_commit(records)
-        for _, future in batch:
-            if not future.done():
-                future.set_result(None)
+        self._done(batch, None)
 
-    async def _commit_alone(self, group: _Group) -> None:
-        records, future = group
-        try:
-            await self.store.append(records)
-        except BaseException as exc:
-            self._settled(records)
-            if not future.done():
-                future.set_exception(exc)
-            return
-        self._settled(records)
-        self.on_commit(records)
-        if not future.done():
-            future.set_result(None)
-
-    def _settled(self, records: Iterable[EventRecord]) -> None:
+    def _done(self, groups: list[_Group], error: BaseException | None) -> None:
+        """``groups`` are committed (``error`` None) or refused: they no longer count as being
+        committed (before ``on_commit``, so what it answers does not wait for them), and their
+        callers hear of it."""
+        records = [record for group, _ in groups for record in group]
         in_flight = self._in_flight
         for record in records:
             left = in_flight.get(record.stream_id, 0) - 1
@@ -107,6 +95,15 @@ class BatchWriter:
                 in_flight[record.stream_id] = left
             else:
                 in_flight.pop(record.stream_id, None)
+        if error is None:
+            self.on_commit(records)
+        for _, future in groups:
+            if future.done():
+                continue
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -114,9 +111,3 @@ class BatchWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-
-
-def _fail(batch: list[_Group], exc: BaseException) -> None:
-    for _, future in batch:
-        if not future.done():
-            future.set_exception(exc)

@@ -46,6 +46,10 @@ from flowbus.engine.store.views import (
     task_run_view,
 )
 
+#: The last sequence number of each of the streams given (streams with no events are absent).
+_HEADS = (
+    "SELECT stream_id, max(seq) FROM events WHERE stream_id = ANY($1::text[]) GROUP BY stream_id"
+)
 _WRITER_LOCK = 0x666C6F77  # "flow": the advisory lock every appending transaction takes
 _REPLAY_CHUNK = 5_000
 _FLOW_COLS = ", ".join(FLOW_RUN_COLUMNS)
@@ -181,11 +185,7 @@ class PostgresEventStore(EventStore):
 
     @staticmethod
     async def _load_heads(conn: Any, stream_ids: list[str]) -> dict[str, int]:
-        rows = await conn.fetch(
-            "SELECT stream_id, max(seq) FROM events WHERE stream_id = ANY($1::text[]) "
-            "GROUP BY stream_id",
-            stream_ids,
-        )
+        rows = await conn.fetch(_HEADS, stream_ids)
         return {row[0]: int(row[1]) for row in rows}
 
     @staticmethod
@@ -222,11 +222,7 @@ class PostgresEventStore(EventStore):
 
     async def heads(self, stream_ids: Sequence[str]) -> dict[str, int]:
         found = {stream_id: 0 for stream_id in stream_ids}
-        rows = await self._fetch(
-            "SELECT stream_id, max(seq) FROM events WHERE stream_id = ANY($1::text[]) "
-            "GROUP BY stream_id",
-            list(found),
-        )
+        rows = await self._fetch(_HEADS, list(found))
         found.update({row[0]: int(row[1]) for row in rows})
         return found
 
