@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import structlog
 
 from flowbus.agents.decisions.model import Decision, Facts, NeedFacts, Now
+from flowbus.agents.run_entries import RunEntries
 from flowbus.agents.run_entry import (
     RunEntry,
     apply_change,
@@ -85,7 +86,7 @@ class RunLedger:
     ) -> None:
         self.store = store
         self.lease_seconds = lease_seconds
-        self.entries: dict[str, RunEntry] = {}
+        self.entries = RunEntries()
         self.locks = RunLocks()
         self.writer = BatchWriter(store)
         #: Whether this ledger holds every unfinished run and follows the others' commits (the
@@ -262,6 +263,7 @@ class RunLedger:
         ended is forgotten by heartbeats and its limits free up."""
         if claimed:
             entry.extend_lease(now + self.lease_seconds)
+        self.entries.refile(entry)
         if entry.state.is_terminal:
             self.heard.pop(entry.run_id, None)
             if not was_final:
@@ -417,13 +419,10 @@ class RunLedger:
         for run_id in [run for run, (_, _, heard_at) in self.heard.items()
                        if now - heard_at > KEEP_FINISHED]:  # fmt: skip
             del self.heard[run_id]
-        for run_id in [
-            e.run_id
-            for e in self.entries.values()
-            if (e.finished_at is not None and now - e.finished_at > KEEP_FINISHED)
-            or (not self.authoritative and now - e.touched > KEEP_READ)
-        ]:
-            del self.entries[run_id]
+        self.entries.drop_finished(now - KEEP_FINISHED)
+        if not self.authoritative:  # a follower's copies are only those it read lately
+            for run_id in [e.run_id for e in self.entries.values() if now - e.touched > KEEP_READ]:
+                del self.entries[run_id]
 
 
 __all__ = ["KEEP_FINISHED", "UNFINISHED", "RunLedger", "now"]

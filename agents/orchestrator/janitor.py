@@ -67,7 +67,7 @@ class Janitor:
             self.ledger.purge(now)
             return
         late, grace = self.settings.late_after, FOREIGN_GRACE_SECONDS
-        for entry in list(self.ledger.entries.values()):
+        for entry in self.ledger.entries.unfinished():
             if not self.leading():
                 return  # the lease ran out mid-sweep
             for action in sweep_actions(entry, now, wall, late, grace):

@@ -76,7 +76,7 @@ class QueueAudit:
         try:
             await follow_unknown_runs(self.ledger)
             by_queue: dict[str, list[RunEntry]] = defaultdict(list)
-            for entry in self.ledger.entries.values():
+            for entry in self.ledger.entries.unfinished():
                 if entry.state is StateType.SCHEDULED and entry.published and entry.queue:
                     by_queue[entry.queue].append(entry)
             for queue, believed in by_queue.items():

@@ -84,10 +84,9 @@ class Releases:
     async def release(self, entry: RunEntry) -> None:
         """Publish a run whose time has come; a schedule's run first meets its deployment's
         policies (schedule still active, overlap), a limited deployment's its limit."""
-        entries = self.ledger.entries.values()
         if entry.schedule_id is not None and entry.queued_seq == 1:
             deployment = await self.deployments.get(entry.deployment)
-            refusal, overlapping = schedule_refusal(entry, deployment, entries)
+            refusal, overlapping = schedule_refusal(entry, deployment, self._unfinished())
             for other in overlapping:
                 log.info("cancelling an overlapping run", run_id=other, for_run=entry.run_id)
                 await self.cancel(other)
@@ -101,7 +100,8 @@ class Releases:
         async with self._limited:  # one check-then-publish at a time: none overtakes
             if entry.state is not StateType.SCHEDULED or entry.published:
                 return
-            verdict = limited_release(entry, deployment, len(going(entry, entries)))
+            going_now = len(going(entry, self._unfinished()))
+            verdict = limited_release(entry, deployment, going_now)
             if isinstance(verdict, str):
                 await self.cancel_unstarted(entry.run_id, verdict)
             elif verdict is not None:
@@ -119,8 +119,11 @@ class Releases:
         deployment = self.deployments.cached(name)
         if deployment is None or not deployment.concurrency_limit:
             return  # no limit, so nothing is held back (a limited release read its deployment)
-        for entry in held_back(name, self.ledger.entries.values(), time.time()):
+        for entry in held_back(name, self._unfinished(), time.time()):
             self.background.spawn(self.release(entry))
+
+    def _unfinished(self) -> list[RunEntry]:
+        return self.ledger.entries.unfinished()
 
     def adopt(self, entry: RunEntry) -> None:
         """The leader learns of a run another orchestrator queued (``RunLedger.on_foreign``)."""
