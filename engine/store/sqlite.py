@@ -28,10 +28,10 @@ from flowbus.engine.store.projection import (
     FLOW_RUN_COLUMNS,
     LOG_COLUMNS,
     TASK_RUN_COLUMNS,
-    ProjectionPlan,
     plan,
 )
 from flowbus.engine.store.sequences import HeadsCache, check_sequences
+from flowbus.engine.store.sqlite_projections import projection_statements, rebuild, verify
 from flowbus.engine.store.sqlite_prune import prune_runs
 from flowbus.engine.store.views import (
     AuditView,
@@ -48,8 +48,6 @@ from flowbus.engine.store.views import (
     flow_run_view,
     task_run_view,
 )
-
-_REPLAY_CHUNK = 5_000
 
 
 def _transact(connection: sqlite3.Connection, statements: list[tuple[str, Any]]) -> None:
@@ -187,7 +185,7 @@ class SqliteEventStore(EventStore):
             return 0
         statements = [
             *q.bulk_insert("events", q.EVENT_COLUMNS, q.event_rows(fresh)),
-            *self._projection_statements(plan(fresh), "main"),
+            *projection_statements(plan(fresh), "main"),
             (q.TRACK_POSITION, ()),
         ]
         await self._in_thread(_transact, statements)
@@ -210,26 +208,6 @@ class SqliteEventStore(EventStore):
             )
         )
         return str(rows[0][0]) if rows else None
-
-    async def _apply(self, ops: ProjectionPlan, schema: str) -> None:
-        for sql, params in self._projection_statements(ops, schema):
-            await self.db.execute(sql, params)
-
-    @staticmethod
-    def _projection_statements(ops: ProjectionPlan, schema: str) -> list[tuple[str, Any]]:
-        flow_updates = list(q.bulk_state_update(f"{schema}.flow_runs", ops.flow_updates))
-        updated = [update[-1] for update in ops.flow_updates]
-        statements = [
-            *q.bulk_insert(f"{schema}.flow_runs", FLOW_RUN_COLUMNS, ops.flow_inserts),
-            *q.bulk_insert(f"{schema}.task_runs", TASK_RUN_COLUMNS, ops.task_inserts),
-            *q.run_count_changes(schema, ops.flow_inserts, updated, flow_updates),
-            *q.bulk_state_update(f"{schema}.task_runs", ops.task_updates),
-            *q.bulk_insert(f"{schema}.logs", LOG_COLUMNS, ops.logs),
-            *q.deployment_upserts(f"{schema}.deployments", ops.deployments),
-            *q.document_changes(f"{schema}.documents", ops.document_deletes, ops.documents),
-            *q.bulk_insert(f"{schema}.audit", AUDIT_COLUMNS, ops.audit),
-        ]
-        return statements
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -355,22 +333,6 @@ class SqliteEventStore(EventStore):
         )
         return [deployment_view(row) for row in rows]
 
-    # -- rebuilding and verifying -----------------------------------------------------------
-
-    async def _replay_into(self, schema: str) -> int:
-        count, position = 0, 0
-        while True:
-            rows = await self._fetch(
-                "SELECT position, body FROM events WHERE position > ? ORDER BY position LIMIT ?",
-                (position, _REPLAY_CHUNK),
-            )
-            if not rows:
-                return count
-            records = [EventRecord.from_body(body, pos) for pos, body in rows]
-            await self._apply(plan(records), schema)
-            count += len(records)
-            position = rows[-1][0]
-
     async def get_document(self, kind: str, name: str) -> DocumentView | None:
         rows = await self._fetch(
             f"{q.DOCUMENT_SELECT} WHERE kind = ? AND name = ?",
@@ -399,45 +361,13 @@ class SqliteEventStore(EventStore):
     async def rebuild_projections(self) -> int:
         async with self._lock:
             try:
-                async with self._transaction():
-                    for table in q.PROJECTION_TABLES:
-                        await self.db.execute(f"DELETE FROM {table}")
-                    count = await self._replay_into("main")
-                    await self.db.execute(
-                        "UPDATE projection_tracking SET position = "
-                        "(SELECT coalesce(max(position), 0) FROM events) WHERE name = 'runs'"
-                    )
+                return await rebuild(self.db)
             except sqlite3.Error as exc:
                 raise _store_error(self.path, exc) from exc
-            return count
 
     async def verify_projections(self) -> list[str]:
-        differences: list[str] = []
         async with self._lock:
-            await self.db.execute("ATTACH DATABASE ':memory:' AS scratch")
             try:
-                for table in q.PROJECTION_TABLES:
-                    rows = await self._fetch(
-                        "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = ?",
-                        (table,),
-                    )
-                    ddl = rows[0][0].replace(
-                        f"CREATE TABLE {table}", f"CREATE TABLE scratch.{table}"
-                    )
-                    await self.db.execute(ddl)
-                await self.db.execute("BEGIN")
-                await self._replay_into("scratch")
-                await self.db.execute("COMMIT")
-                for table in q.PROJECTION_TABLES:
-                    for left, right, label in (
-                        ("main", "scratch", "live row missing from the rebuild"),
-                        ("scratch", "main", "rebuilt row missing from the live projection"),
-                    ):
-                        rows = await self._fetch(
-                            f"SELECT * FROM {left}.{table} EXCEPT SELECT * FROM {right}.{table} "
-                            "LIMIT 20"
-                        )
-                        differences += [f"{table}: {label}: {tuple(row)}" for row in rows]
-            finally:
-                await self.db.execute("DETACH DATABASE scratch")
-        return differences
+                return await verify(self.db)
+            except sqlite3.Error as exc:
+                raise _store_error(self.path, exc) from exc
