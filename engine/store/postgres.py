@@ -396,7 +396,9 @@ class PostgresEventStore(EventStore):
 
     async def verify_projections(self) -> list[str]:
         differences: list[str] = []
-        async with self.pool.acquire() as conn, conn.transaction():
+        # One snapshot for the replay and the comparison (read committed takes one per
+        # statement: a run an orchestrator wrote between them showed as a difference).
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
             for table in q.PROJECTION_TABLES:
                 await conn.execute(
                     f"CREATE TEMP TABLE {table} (LIKE {self.schema}.{table} INCLUDING ALL) "

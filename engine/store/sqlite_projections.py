@@ -78,7 +78,10 @@ async def rebuild(db: aiosqlite.Connection) -> int:
 
 async def verify(db: aiosqlite.Connection) -> list[str]:
     """Rebuild the projections in a scratch database and list how they differ from the live
-    ones (at most 20 rows each way per table)."""
+    ones (at most 20 rows each way per table). The replay and the comparison read the log and
+    the live projections in one transaction: one snapshot of them, whatever an orchestrator
+    writes meanwhile (compared in a later one, a write between the two showed as a difference).
+    """
     differences: list[str] = []
     await db.execute("ATTACH DATABASE ':memory:' AS scratch")
     try:
@@ -93,20 +96,22 @@ async def verify(db: aiosqlite.Connection) -> list[str]:
                 rows[0][0].replace(f"CREATE TABLE {table}", f"CREATE TABLE scratch.{table}")
             )
         await db.execute("BEGIN")
-        await replay_into(db, "scratch")
-        await db.execute("COMMIT")
-        for table in q.PROJECTION_TABLES:
-            for left, right, label in (
-                ("main", "scratch", "live row missing from the rebuild"),
-                ("scratch", "main", "rebuilt row missing from the live projection"),
-            ):
-                rows = list(
-                    await db.execute_fetchall(
-                        f"SELECT * FROM {left}.{table} EXCEPT SELECT * FROM {right}.{table} "
-                        "LIMIT 20"
+        try:
+            await replay_into(db, "scratch")
+            for table in q.PROJECTION_TABLES:
+                for left, right, label in (
+                    ("main", "scratch", "live row missing from the rebuild"),
+                    ("scratch", "main", "rebuilt row missing from the live projection"),
+                ):
+                    rows = list(
+                        await db.execute_fetchall(
+                            f"SELECT * FROM {left}.{table} EXCEPT SELECT * FROM {right}.{table} "
+                            "LIMIT 20"
+                        )
                     )
-                )
-                differences += [f"{table}: {label}: {tuple(row)}" for row in rows]
+                    differences += [f"{table}: {label}: {tuple(row)}" for row in rows]
+        finally:
+            await db.execute("ROLLBACK")  # the scratch copy goes with the snapshot
     finally:
         await db.execute("DETACH DATABASE scratch")
     return differences

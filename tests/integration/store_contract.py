@@ -6,6 +6,7 @@ A backend test module defines a ``store`` fixture yielding an opened, empty stor
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -130,6 +131,35 @@ async def started_elsewhere(first: EventStore, second: EventStore) -> None:
         await second.append([run.created()])
     assert await second.append([created, run.state(Running())]) == 1
     assert (await first.read_stream(run.run_id))[0].id == created.id
+    assert await first.verify_projections() == []
+
+
+async def verified_while_written(first: EventStore, second: EventStore) -> None:
+    """Two stores on one database: ``first`` verifies its projections while ``second`` (an
+    orchestrator at work) appends run after run. Each verify compares one snapshot of the log
+    with the same snapshot of the projections: nothing written meanwhile shows as a
+    difference."""
+    await first.append(RunBuilder().complete_run())
+    stop = asyncio.Event()
+    written = 0
+
+    async def write() -> None:
+        nonlocal written
+        while not stop.is_set():
+            run = RunBuilder()
+            await second.append([run.created()])
+            await second.append([run.state(Running()), run.state(Completed(), "1")])
+            written += 1
+
+    writer = asyncio.ensure_future(write())
+    try:
+        for _ in range(8):
+            assert await first.verify_projections() == []
+            await asyncio.sleep(0)
+    finally:
+        stop.set()
+        await writer
+    assert written > 0
     assert await first.verify_projections() == []
 
 

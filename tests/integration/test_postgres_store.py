@@ -11,7 +11,12 @@ from flowbus.engine.errors import StoreError
 from flowbus.engine.store import EventStore, store_from_url
 from flowbus.engine.store.postgres import PostgresEventStore
 from tests.integration.postgres import fresh_schema
-from tests.integration.store_contract import RunBuilder, StoreContract, started_elsewhere
+from tests.integration.store_contract import (
+    RunBuilder,
+    StoreContract,
+    started_elsewhere,
+    verified_while_written,
+)
 
 
 @pytest.fixture
@@ -37,6 +42,15 @@ async def test_two_stores_on_one_schema_share_the_log() -> None:
             assert [e.seq for e in await first.read_stream(run.run_id)] == [1, 2]
             assert await first.verify_projections() == []
             await started_elsewhere(first, second)
+
+
+async def test_verify_sees_one_snapshot_while_another_orchestrator_writes() -> None:
+    async with (
+        fresh_schema() as url,
+        PostgresEventStore(url) as first,
+        PostgresEventStore(url) as second,
+    ):
+        await verified_while_written(first, second)
 
 
 async def test_verify_detects_a_tampered_projection() -> None:

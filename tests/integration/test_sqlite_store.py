@@ -11,7 +11,12 @@ import pytest
 from flowbus.engine.errors import StoreError
 from flowbus.engine.store import EventStore, SqliteEventStore
 from flowbus.engine.store.migrations import load_migrations
-from tests.integration.store_contract import RunBuilder, StoreContract, started_elsewhere
+from tests.integration.store_contract import (
+    RunBuilder,
+    StoreContract,
+    started_elsewhere,
+    verified_while_written,
+)
 
 
 @pytest.fixture
@@ -28,6 +33,12 @@ async def test_a_run_another_process_started_is_not_taken_as_new(tmp_path: Path)
     path = tmp_path / "flowbus.db"
     async with SqliteEventStore(path) as first, SqliteEventStore(path) as second:
         await started_elsewhere(first, second)
+
+
+async def test_verify_sees_one_snapshot_while_another_process_writes(tmp_path: Path) -> None:
+    path = tmp_path / "flowbus.db"
+    async with SqliteEventStore(path) as first, SqliteEventStore(path) as second:
+        await verified_while_written(first, second)
 
 
 async def test_events_survive_reopening_and_migrations_run_once(tmp_path: Path) -> None:
