@@ -32,6 +32,15 @@ class RunEntries(MutableMapping[str, RunEntry]):
         self._finished: dict[str, float] = {}
 
     # --- a dict of runs -------------------------------------------------------------------
+    # ``get`` and ``pop`` are the dict's own: the mapping's defaults raise and catch KeyError
+    # on a miss (six times the cost), and a new run is a miss on every submission's path.
+
+    def get(self, run_id: str, default: RunEntry | None = None) -> RunEntry | None:  # type: ignore[override]
+        return self._all.get(run_id, default)
+
+    def pop(self, run_id: str, default: RunEntry | None = None) -> RunEntry | None:  # type: ignore[override]
+        self._forget(run_id)
+        return self._all.pop(run_id, default)
 
     def __getitem__(self, run_id: str) -> RunEntry:
         return self._all[run_id]
