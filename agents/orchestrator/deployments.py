@@ -4,6 +4,7 @@ submissions are validated against."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -27,15 +28,25 @@ class Deployments:
         self.store = store
         self.ledger = ledger
         self._read: dict[str, tuple[float, DeploymentView]] = {}
+        #: Reads under way, by name: the submissions of one burst share one.
+        self._reading: dict[str, asyncio.Future[DeploymentView | None]] = {}
         self._models: dict[tuple[str, int], type[BaseModel]] = {}
         self._blocks: dict[tuple[str, int], list[str] | None] = {}
 
     async def get(self, name: str) -> DeploymentView | None:
-        """A deployment, read at most once a second."""
+        """A deployment, read at most once a second (a burst of submissions finding it due
+        waits for one read, not one each)."""
         now = time.monotonic()
         cached = self._read.get(name)
         if cached is not None and now - cached[0] < CACHE_SECONDS:
             return cached[1]
+        reading = self._reading.get(name)
+        if reading is None:
+            reading = self._reading[name] = asyncio.ensure_future(self._fetch(name, now))
+            reading.add_done_callback(lambda _: self._reading.pop(name, None))
+        return await asyncio.shield(reading)  # one caller cancelled stops no other's read
+
+    async def _fetch(self, name: str, now: float) -> DeploymentView | None:
         deployment = await self.store.get_deployment(name)
         if deployment is not None:
             self._read[name] = (now, deployment)
