@@ -1,12 +1,12 @@
 """The ledger's runs by id, indexed by whether they are finished.
 
 A leader keeps a finished run for ``KEEP_FINISHED`` seconds (a late wait, claim or duplicate
-submission finds it), so at a steady thousand runs a second it holds some 600,000 runs, nearly
-all finished. What looks at the runs every second (the janitor's sweep, the purge of finished
-runs) must not walk all of them: a walk of that many entries holds the orchestrator's loop for a
-quarter of a second, every second. Here the runs that may be unfinished are kept apart, and the
-finished ones in the order they finished, so a sweep costs what is under way and a purge what
-it drops.
+submission finds it), so at a steady 500 runs a second it holds some 300,000 runs, nearly all
+finished. What looks at the runs every second (the janitor's sweep, the purge of finished runs)
+must not walk all of them: at about a microsecond a run, such a walk held the orchestrator's
+loop for a quarter of a second or more, every second. Here the runs that may be unfinished are
+kept apart, and the finished ones in the order they finished, so a sweep costs what is under
+way and a purge what it drops.
 """
 
 from __future__ import annotations
