@@ -14,12 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import time
-from pathlib import Path
 
 from b4_dispatch import cpu_seconds, percentile
-from up_cpu import _children
+from up_cpu import serving_process
 from vs_celery import flowbus_up
 
 
@@ -57,9 +55,7 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=1_000)
     args = parser.parse_args()
     with flowbus_up() as (url, _):
-        serving = next(pid for pid in _children(os.getpid())
-                       if b"flowbus" in Path(f"/proc/{pid}/cmdline").read_bytes())  # fmt: skip
-        figures = asyncio.run(load(url, args.runs, args.sequential, serving))
+        figures = asyncio.run(load(url, args.runs, args.sequential, serving_process()))
     print(json.dumps(figures))
 
 

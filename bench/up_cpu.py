@@ -39,6 +39,11 @@ def _children(pid: int) -> dict[int, str]:
     return found
 
 
+def serving_process() -> int:
+    """The process id of the ``flowbus up`` this process started (``vs_celery.flowbus_up``)."""
+    return next(pid for pid, name in _children(os.getpid()).items() if "python" in name)
+
+
 async def _measured(
     processes: dict[int, str], runs: int, work: Callable[[], Awaitable[None]]
 ) -> dict[str, float]:
@@ -76,7 +81,7 @@ async def measure(url: str, sequential: int, bursts: int) -> dict[str, dict[str,
 
         for _ in range(20):  # warm up: the flow's module loaded, connections made
             await call()
-        up = next(pid for pid, name in _children(os.getpid()).items() if "python" in name)
+        up = serving_process()
         processes = {up: "flowbus up", **_children(up)}
         return {
             "sequential": await _measured(processes, sequential, one_at_a_time),

@@ -361,7 +361,8 @@ class SqliteEventStore(EventStore):
     async def rebuild_projections(self) -> int:
         async with self._lock:
             try:
-                return await rebuild(self.db)
+                async with self._transaction():
+                    return await rebuild(self.db)
             except sqlite3.Error as exc:
                 raise _store_error(self.path, exc) from exc
 

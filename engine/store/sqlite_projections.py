@@ -59,20 +59,14 @@ async def replay_into(db: aiosqlite.Connection, schema: str) -> int:
 
 
 async def rebuild(db: aiosqlite.Connection) -> int:
-    """Empty the projections and replay the log into them, in one transaction."""
-    await db.execute("BEGIN IMMEDIATE")
-    try:
-        for table in q.PROJECTION_TABLES:
-            await db.execute(f"DELETE FROM {table}")
-        count = await replay_into(db, "main")
-        await db.execute(
-            "UPDATE projection_tracking SET position = "
-            "(SELECT coalesce(max(position), 0) FROM events) WHERE name = 'runs'"
-        )
-    except BaseException:
-        await db.execute("ROLLBACK")
-        raise
-    await db.execute("COMMIT")
+    """Empty the projections and replay the log into them (in the caller's transaction)."""
+    for table in q.PROJECTION_TABLES:
+        await db.execute(f"DELETE FROM {table}")
+    count = await replay_into(db, "main")
+    await db.execute(
+        "UPDATE projection_tracking SET position = "
+        "(SELECT coalesce(max(position), 0) FROM events) WHERE name = 'runs'"
+    )
     return count
 
 
