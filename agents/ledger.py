@@ -59,6 +59,9 @@ S = StateType
 UNFINISHED = (S.SCHEDULED, S.PENDING, S.RUNNING, S.PAUSED, S.CANCELLING)
 #: A finished run stays in memory this long (late events of its attempt are still admitted).
 KEEP_FINISHED = 600.0
+#: ... and at most this many of them (about 870 bytes each), the newest: one dropped sooner is
+#: read from the store when it is asked for again, as after a restart.
+KEEP_FINISHED_AT_MOST = 50_000
 #: A follower keeps a run it read this long (it reads the store again before each decision).
 KEEP_READ = 30.0
 #: A decision taken again this many times (conflicts, facts asked for) gives up.
@@ -419,10 +422,10 @@ class RunLedger:
         for run_id in [run for run, (_, _, heard_at) in self.heard.items()
                        if now - heard_at > KEEP_FINISHED]:  # fmt: skip
             del self.heard[run_id]
-        self.entries.drop_finished(now - KEEP_FINISHED)
+        self.entries.drop_finished(now - KEEP_FINISHED, KEEP_FINISHED_AT_MOST)
         if not self.authoritative:  # a follower's copies are only those it read lately
             for run_id in [e.run_id for e in self.entries.values() if now - e.touched > KEEP_READ]:
                 del self.entries[run_id]
 
 
-__all__ = ["KEEP_FINISHED", "UNFINISHED", "RunLedger", "now"]
+__all__ = ["KEEP_FINISHED", "KEEP_FINISHED_AT_MOST", "UNFINISHED", "RunLedger", "now"]

@@ -1,8 +1,9 @@
 """The ledger's runs by id, indexed by whether they are finished.
 
 A leader keeps a finished run for ``KEEP_FINISHED`` seconds (a late wait, claim or duplicate
-submission finds it), so at a steady 500 runs a second it holds some 300,000 runs, nearly all
-finished. What looks at the runs every second (the janitor's sweep, the purge of finished runs)
+submission finds it without a read), and at most the newest ``KEEP_FINISHED_AT_MOST`` of them
+(``ledger.py``): at a steady 500 runs a second, ten minutes would be some 300,000 runs and
+260 MB. What looks at the runs every second (the janitor's sweep, the purge of finished runs)
 must not walk all of them: at about a microsecond a run, such a walk held the orchestrator's
 loop for a quarter of a second or more, every second. Here the runs that may be unfinished are
 kept apart, and the finished ones in the order they finished, so a sweep costs what is under
@@ -97,11 +98,13 @@ class RunEntries(MutableMapping[str, RunEntry]):
                 found.append(entry)
         return found
 
-    def drop_finished(self, older_than: float) -> int:
-        """Drop the runs that finished before monotonic ``older_than``; how many."""
+    def drop_finished(self, older_than: float, keep_at_most: int | None = None) -> int:
+        """Drop the runs that finished before monotonic ``older_than``, and the oldest beyond
+        the newest ``keep_at_most``; how many."""
+        beyond = len(self._finished) - keep_at_most if keep_at_most is not None else 0
         old: list[str] = []
         for run_id, at in self._finished.items():
-            if at >= older_than:
+            if at >= older_than and len(old) >= beyond:
                 break
             old.append(run_id)
         dropped = 0

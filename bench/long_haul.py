@@ -4,7 +4,8 @@ tens of thousands of them; a periodic pass over all of them shows as a stall in 
 coincide with it, and as processor time per run.
 
 First ``--runs`` three-task runs in bursts of 200 (submitted and awaited), then ``--sequential``
-calls one at a time: their p50, p99 and slowest, and the serving process's CPU per call.
+calls one at a time: their p50, p99 and slowest, the serving process's CPU per call, and its
+resident memory after the runs (``VmRSS``, Linux).
 
     python bench/long_haul.py [--runs 20000] [--sequential 1000]
 """
@@ -40,6 +41,7 @@ async def load(url: str, runs: int, sequential: int, serving: int) -> dict[str, 
             assert final.result == "4", final
         cpu = cpu_seconds(serving) - cpu
     return {
+        "serving_rss_mb": resident_mb(serving),
         "runs_before": runs,
         "runs_per_second_filling": round(runs // 200 * 200 / filled, 1),
         "sequential_p50_ms": round(percentile(latencies, 0.5), 2),
@@ -47,6 +49,13 @@ async def load(url: str, runs: int, sequential: int, serving: int) -> dict[str, 
         "sequential_max_ms": round(max(latencies), 2),
         "serving_cpu_ms_per_call": round(cpu / sequential * 1000, 3),
     }
+
+
+def resident_mb(pid: int) -> float:
+    """The resident memory of process ``pid``, in MB (from /proc)."""
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return round(int(line.split()[1]) / 1024, 1)
 
 
 def main() -> None:

@@ -5,14 +5,19 @@ look at what is under way and what they drop, not at every run kept (``agents/ru
 from __future__ import annotations
 
 import dataclasses
+import time
 
+import pytest
+
+from flowbus.agents import ledger as ledger_module
 from flowbus.agents.ledger import KEEP_FINISHED, RunLedger
 from flowbus.agents.run_entries import RunEntries
 from flowbus.agents.run_entry import RunEntry
-from flowbus.engine.states import StateType
+from flowbus.engine.states import Completed, StateType
 from flowbus.engine.store.memory import MemoryEventStore
 
 from .decision_tables import entry
+from .test_ledger import created
 
 S = StateType
 
@@ -56,6 +61,18 @@ def test_finished_runs_are_dropped_oldest_first_and_only_once_old() -> None:
     assert entries.drop_finished(older_than=25.0) == 0
 
 
+def test_beyond_the_cap_the_oldest_finished_runs_go_however_recent() -> None:
+    entries = RunEntries()
+    for number in range(5):
+        entries[f"run-{number}"] = run(number, S.COMPLETED, 100.0 + number)
+    entries["run-9"] = run(9, S.RUNNING)
+    assert entries.drop_finished(older_than=0.0, keep_at_most=2) == 3
+    assert sorted(entries) == ["run-3", "run-4", "run-9"]
+    assert entries.drop_finished(older_than=0.0, keep_at_most=2) == 0
+    assert entries.drop_finished(older_than=104.0, keep_at_most=2) == 1  # age still counts
+    assert sorted(entries) == ["run-4", "run-9"]
+
+
 def test_a_finished_run_changed_in_place_without_being_filed_is_not_dropped() -> None:
     entries = RunEntries()
     reopened = entries["run-1"] = run(1, S.FAILED, 10.0)
@@ -83,3 +100,22 @@ def test_the_ledger_purges_old_finished_runs_and_keeps_the_rest() -> None:
     ledger.entries["going"] = dataclasses.replace(run(3, S.RUNNING), run_id="going")
     ledger.purge(now)
     assert sorted(ledger.entries) == ["going", "recent"]
+
+
+async def test_a_finished_run_dropped_by_the_cap_is_read_again_from_the_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ledger_module, "KEEP_FINISHED_AT_MOST", 1)
+    store = MemoryEventStore()
+    await store.open()
+    ids = ["01a20000-0000-7000-8000-00000000000" + str(n) for n in (1, 2)]
+    for run_id in ids:
+        await store.append([created(run_id, Completed())])
+    ledger = RunLedger(store)
+    ledger.authoritative = True
+    for run_id in ids:
+        assert (await ledger.get(run_id)).state is S.COMPLETED  # type: ignore[union-attr]
+    ledger.purge(time.monotonic())
+    assert list(ledger.entries) == [ids[1]]  # the newest kept, the other dropped
+    again = await ledger.get(ids[0])
+    assert again is not None and again.state is S.COMPLETED and ids[0] in ledger.entries
