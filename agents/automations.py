@@ -13,10 +13,7 @@ seen (kept in the ``flowbus_automations`` KV bucket, so a restart does not forge
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
-import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,50 +22,44 @@ import orjson
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from flowbus.agents.automation_actions import PUBLISHED_BY, AutomationActions
+from flowbus.agents.automation_feeds import AutomationFeeds
 from flowbus.agents.lifecycle import Daemon, Loop
 from flowbus.broker import protocol as p
-from flowbus.broker import subjects, versions
+from flowbus.broker import subjects
 from flowbus.broker.streams import ensure_streams
 from flowbus.engine.automations import (
     AUTOMATION,
     AUTOMATION_STATUS,
     AbsenceTrigger,
     Automation,
-    CallWebhook,
-    CancelRun,
-    PauseQueue,
-    PauseSchedule,
-    PublishNats,
-    RunDeployment,
 )
-from flowbus.engine.blocks import Webhook
 from flowbus.engine.clock import canonical
-from flowbus.engine.deployments import set_schedules_active
 from flowbus.engine.documents import save_document
 from flowbus.engine.errors import SequenceError
 from flowbus.engine.event_types import EventType
 from flowbus.engine.events import FlowRunStateChanged, decode_event
 from flowbus.engine.records import make_record
 from flowbus.engine.store import EventStore
-from flowbus.engine.templates import event_context, render
-from flowbus.engine.trigger_counts import TriggerCounts, wants_type
-
-#: The label a publish action's custom event carries: the automation that published it.
-PUBLISHED_BY = "flowbus.automation"
+from flowbus.engine.templates import event_context
+from flowbus.engine.trigger_counts import TriggerCounts, wants_run_states, wants_type
 
 log = structlog.get_logger("flowbus.automations")
 
 #: Firing streams are UUIDv5 of "<automation>/<event id>" in this namespace.
 NAMESPACE = uuid.UUID("4d0c5e3b-8a61-4f0e-9d27-6175746f6d61")
-DURABLES = {
-    subjects.CUSTOM_STREAM: ("automations-custom", subjects.CUSTOM_SUBJECTS),
-    subjects.EVENTS_STREAM: ("automations-runs", "flowbus.event.*.flow_run.state"),
-}
 AUTOMATIONS_CACHE_SECONDS = 1.0
+
+
+def _stored_at(message: Msg) -> datetime | None:
+    """When JetStream stored the message (from its ack subject), if it says."""
+    try:
+        return message.metadata.timestamp
+    except Exception:  # not a JetStream message (a test's), or an unreadable reply subject
+        return None
 
 
 def firing_id(automation: str, event_id: str) -> str:
@@ -88,44 +79,47 @@ class AutomationEngine(Daemon):
         self._cached: tuple[float, list[Automation]] = (0.0, [])
         #: What each event trigger has seen (``engine/trigger_counts.py``).
         self.trigger_counts = TriggerCounts()
-        self._subscriptions: list[Any] = []
+        #: When each enabled automation was last saved (its events start no earlier).
+        self._saved: dict[str, datetime] = {}
+        self._changes: Any = None
+        self.feeds: AutomationFeeds | None = None
+        self.actions = AutomationActions(client, store)
         self.fired = 0
 
     def subscriptions(self) -> list[Any]:
         """Its subscriptions, for a step-down to end (the durable consumers stay, with where
         the engine was)."""
-        subscriptions, self._subscriptions = self._subscriptions, []
-        return subscriptions
+        changes, self._changes = self._changes, None
+        found = self.feeds.subscriptions() if self.feeds is not None else []
+        return found + ([changes] if changes is not None else [])
 
     async def open(self) -> None:
         """Subscribe now: from here on no event is missed (the first time, the durable
-        consumers start at now; after that, where they were left)."""
+        consumers start at now; after that, where they were left; runs' state changes only
+        while an automation may want them: ``automation_feeds.py``)."""
         js = self.client.jetstream()
         await ensure_streams(js)
         self._kv = await js.key_value(subjects.AUTOMATIONS_BUCKET)
-        await self.client.subscribe(subjects.AUTOMATIONS_CHANGED, cb=self._reload)
-        for stream, (durable, subject) in DURABLES.items():
-            config = ConsumerConfig(
-                durable_name=durable,
-                deliver_policy=DeliverPolicy.NEW,  # from when automations first ran here
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=60,
-                max_ack_pending=1000,
-            )
-            # Pushed, one message at a time in order: an event is considered the moment it
-            # is stored (a pull fetch can linger for its whole timeout before it delivers).
-            self._subscriptions.append(
-                await js.subscribe(
-                    subject, durable=durable, stream=stream, config=config,
-                    cb=self._handle, manual_ack=True,
-                )
-            )  # fmt: skip
+        self._changes = await self.client.subscribe(subjects.AUTOMATIONS_CHANGED, cb=self._reload)
+        self.feeds = AutomationFeeds(js, self._handle)
+        await self.feeds.open()
+        await self._follow_runs()
         log.info("automations started")
 
     def loops(self) -> dict[str, Loop]:
         # The subscriptions end with the connection (or a step-down: ``subscriptions``);
         # unsubscribing here would delete the durable consumers, and where the engine was.
-        return {"absences": self._watch_absences}
+        return {"absences": self._watch_absences, "run states": self._keep_following_runs}
+
+    async def _keep_following_runs(self) -> None:
+        """Look every second whether runs' state changes are wanted (an automation saved or
+        removed whose announcement did not reach this engine) and their consumer still there."""
+        while not self.stopping:
+            await self.until_stopped(1.0)
+            try:
+                await self._follow_runs()
+            except Exception as exc:  # NATS or the store failed: look again in a second
+                log.warning("could not follow runs' state changes", error=repr(exc))
 
     async def _reload(self, message: Msg) -> None:
         """Read the automations again now, then answer: an event published after the change
@@ -133,7 +127,8 @@ class AutomationEngine(Daemon):
         self._cached = (0.0, [])
         try:
             count = len(await self.automations())
-        except Exception as exc:  # the store failed: the next event reads it again
+            await self._follow_runs()
+        except Exception as exc:  # the store or NATS failed: the next look does it again
             log.warning("could not read automations", error=repr(exc))
             count = -1
         if message.reply:
@@ -153,8 +148,17 @@ class AutomationEngine(Daemon):
                     continue
                 if automation.enabled:
                     cached.append(automation)
+                    self._saved[automation.name] = datetime.fromisoformat(document.updated)
             self._cached = (time.monotonic(), cached)
         return cached
+
+    async def _follow_runs(self) -> None:
+        """Follow runs' state changes while an enabled automation could want them, from the
+        earliest save of those that do."""
+        if self.feeds is None or self.stopping:  # a step-down ended the subscriptions
+            return
+        saved = [self._saved[a.name] for a in await self.automations() if wants_run_states(a)]
+        await self.feeds.follow_runs(min(saved) if saved else None)
 
     # --- following events ------------------------------------------------------------------
 
@@ -167,7 +171,7 @@ class AutomationEngine(Daemon):
             return
         try:
             if event is not None:
-                await self.consider(event)
+                await self.consider(event, _stored_at(message))
         except Exception:  # the store or NATS failed: JetStream delivers it again later
             log.exception("automation evaluation failed", event_id=event and event.get("id"))
             await message.nak(delay=2)
@@ -207,10 +211,15 @@ class AutomationEngine(Daemon):
             "payload": {"message": state.message},
         }
 
-    async def consider(self, event: dict[str, Any]) -> int:
-        """Fire every automation ``event`` triggers; returns how many fired."""
+    async def consider(self, event: dict[str, Any], stored_at: datetime | None = None) -> int:
+        """Fire every automation ``event`` triggers; returns how many fired. An automation
+        saved after the event was stored (``stored_at``) did not exist for it: a consumer
+        made again from a little earlier delivers such events."""
         fired = 0
         for automation in await self.automations():
+            saved = self._saved.get(automation.name)
+            if stored_at is not None and saved is not None and stored_at < saved:
+                continue
             trigger = automation.trigger
             if not self.trigger_counts.counts(automation, event):
                 continue
@@ -289,7 +298,10 @@ class AutomationEngine(Daemon):
         context = {"event": event_context(event), "automation": {"name": automation.name}}
         outcomes = []
         for seq, action in enumerate(automation.actions, start=2):
-            outcome = {"action": action.kind, **await self._act(automation, action, event, context)}
+            outcome = {
+                "action": action.kind,
+                **await self.actions.take(automation, action, event, context),
+            }
             outcomes.append(outcome)
             record = make_record(stream, seq, EventType.AUTOMATION_ACTION,
                                  {"automation": automation.name, "event_id": event["id"],
@@ -310,96 +322,5 @@ class AutomationEngine(Daemon):
                 "last_actions": outcomes}  # fmt: skip
         await save_document(self.store, AUTOMATION_STATUS, name, body)
 
-    async def _act(
-        self, automation: Automation, action: Any, event: dict[str, Any], context: dict[str, Any]
-    ) -> dict[str, Any]:
-        try:
-            detail = await self._perform(automation, action, event, context)
-            return {"ok": True, **detail}
-        except Exception as exc:  # one failed action does not stop the others
-            log.warning("automation action failed", automation=automation.name,
-                        action=action.kind, error=repr(exc))  # fmt: skip
-            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
-    async def _perform(
-        self, automation: Automation, action: Any, event: dict[str, Any], context: dict[str, Any]
-    ) -> dict[str, Any]:
-        if isinstance(action, RunDeployment):
-            request = p.SubmitRequest(
-                deployment=action.deployment,
-                parameters=render(action.parameters, context),
-                idempotency_key=f"automation/{automation.name}/{event['id']}",
-                tags=["automation"],
-                triggered_by={
-                    "automation": automation.name,
-                    "event_id": str(event["id"]),
-                    "event_type": str(event["type"]),
-                },
-            )
-            reply = await self._request(subjects.SUBMIT, request.dump(), p.SubmitReply)
-            return {"run_id": reply.run_id, "run_name": reply.name}
-        if isinstance(action, CancelRun):
-            run_id = str(render(action.run_id, context))
-            reply = await self._request(
-                subjects.CANCEL, p.CancelRequest(run_id=run_id).dump(), p.CancelReply
-            )
-            return {"run_id": run_id, "state": reply.state}
-        if isinstance(action, PauseQueue):
-            update = p.QueueUpdate(name=action.queue, paused=action.kind == "pause-queue")
-            await self._request(subjects.QUEUE_UPDATE, update.dump(), p.QueueInfo)
-            return {"queue": action.queue}
-        if isinstance(action, PauseSchedule):
-            active = action.kind == "resume-schedule"
-            await set_schedules_active(self.store, action.deployment, action.schedule_id, active)
-            return {"deployment": action.deployment}
-        if isinstance(action, CallWebhook):
-            return await self._call_webhook(action, context)
-        if isinstance(action, PublishNats):
-            return await self._publish(automation, action, event, context)
-        raise TypeError(f"unknown action {action!r}")
-
-    async def _publish(
-        self, automation: Automation, action: PublishNats, event: dict[str, Any],
-        context: dict[str, Any],
-    ) -> dict[str, Any]:  # fmt: skip
-        """A custom event on the action's ``flowbus.custom.*`` subject: the rendered payload
-        (a dict as it is, anything else as ``{"value": ...}``), the triggering event's resource,
-        and who published it. Other automations may trigger on it; the same one does not."""
-        payload = render(action.payload, context)
-        event_type = action.subject.removeprefix(subjects.custom_subject(""))
-        custom = p.CustomEvent(
-            id=f"{automation.name}/{event['id']}/{event_type}",
-            type=event_type,
-            occurred=datetime.now(UTC),
-            resource=event.get("resource"),
-            labels={PUBLISHED_BY: automation.name},
-            payload=payload if isinstance(payload, dict) else {"value": payload},
-        )
-        await self.client.jetstream().publish(
-            action.subject, custom.dump(), headers=versions.with_version({"Nats-Msg-Id": custom.id})
-        )
-        return {"subject": action.subject, "event_id": custom.id}
-
-    async def _request(self, subject: str, data: bytes, model: type[Any]) -> Any:
-        answer = await self.client.request(
-            subject, data, timeout=10, headers=versions.with_version()
-        )
-        reply = p.decode_reply(model, answer.data)
-        if isinstance(reply, p.ErrorReply):
-            raise RuntimeError(reply.error.message)
-        return reply
-
-    async def _call_webhook(self, action: CallWebhook, context: dict[str, Any]) -> dict[str, Any]:
-        hook = await Webhook.aload(action.block, self.store)
-        body = json.dumps(render(action.body, context)).encode()
-        headers = {"Content-Type": "application/json", **hook.headers}
-        if hook.token is not None:
-            headers["Authorization"] = f"Bearer {hook.token.get_secret_value()}"
-        request = urllib.request.Request(hook.url, data=body, headers=headers, method=hook.method)
-
-        def send() -> int:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return int(response.status)
-
-        status = await asyncio.to_thread(send)
-        return {"status": status, "url": hook.url}
+__all__ = ["AutomationEngine", "firing_id"]

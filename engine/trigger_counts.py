@@ -26,6 +26,17 @@ def wants_type(automation: Automation, event_type: str) -> bool:
     )
 
 
+def wants_run_states(automation: Automation) -> bool:
+    """Could a run's state change (an event ``flow-run.<state>``) ever matter to the automation?
+    A type pattern with a wildcard is taken to say yes (``*``, the default, matches them all)."""
+    trigger = automation.trigger
+    patterns = [trigger.match.type]
+    if isinstance(trigger, EventTrigger) and trigger.after is not None:
+        patterns.append(trigger.after.type)
+    flat = [one for each in patterns for one in ([each] if isinstance(each, str) else each)]
+    return any(p.startswith("flow-run.") or any(c in p for c in "*?[") for p in flat)
+
+
 class TriggerCounts:
     """Recent matching events per (automation, ``for_each`` group), and armed groups."""
 
@@ -60,4 +71,4 @@ class TriggerCounts:
         return True
 
 
-__all__ = ["TriggerCounts", "wants_type"]
+__all__ = ["TriggerCounts", "wants_run_states", "wants_type"]

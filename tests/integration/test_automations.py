@@ -6,6 +6,7 @@ it comes again after a restart."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
 import json
 import threading
@@ -47,6 +48,14 @@ ON_FAILURES = """
             match: {type: flow-run.Failed, labels: {deployment: fails/*}}}
   actions:
     - {kind: pause-queue, queue: default}
+"""
+
+
+ON_COMPLETED = """
+name: completed-alert
+trigger: {kind: event, match: {type: flow-run.Completed, labels: {deployment: quick/test}}}
+actions:
+  - {kind: publish, subject: flowbus.custom.alerts.done, payload: {run: "{{ event.resource }}"}}
 """
 
 
@@ -109,6 +118,83 @@ def test_an_uploaded_file_starts_a_deployment_once(stack: Stack, tmp_path: Path)
     assert httpx.get(f"{stack.api_url}/api/v1/automations").json()[0]["enabled"] is False
     bad = stack.cli("events", "emit", "no spaces allowed", check=False)
     assert bad.returncode == 2 and "invalid event" in bad.stderr
+
+
+def test_runs_state_changes_are_followed_only_while_an_automation_wants_them(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """No automation: no consumer delivers every run's states to the engine. One saved: the
+    consumer is there when the command returns, and the automation fires on the next run.
+    Paused: the consumer goes; resumed, the runs of the pause do not fire it. Deleted from
+    under the engine: made again, missing nothing."""
+    stack.start_orchestrator()
+    stack.start_agent("agent-1")
+    stack.deploy("quick")
+
+    async def consumer_exists() -> bool:
+        client = await nats.connect(stack.url)
+        try:
+            await client.jetstream().consumer_info(subjects.EVENTS_STREAM, "automations-runs")
+            return True
+        except nats.js.errors.NotFoundError:
+            return False
+        finally:
+            await client.close()
+
+    def exists() -> bool:
+        return asyncio.run(consumer_exists())
+
+    async def stored_alerts() -> list[str]:
+        """The runs named by the alerts the custom events stream holds, in order."""
+        client = await nats.connect(stack.url)
+        try:
+            found = []
+            alerts = await client.jetstream().subscribe("flowbus.custom.alerts.done",
+                                                        ordered_consumer=True)  # fmt: skip
+            with contextlib.suppress(nats.errors.TimeoutError):
+                while True:
+                    found.append(json.loads((await alerts.next_msg(timeout=1)).data))
+            return [alert["payload"]["run"] for alert in found]
+        finally:
+            await client.close()
+
+    def alerts() -> list[str]:
+        return asyncio.run(stored_alerts())
+
+    first = stack.submit_over_http("quick/test", n=1)
+    assert stack.final_states(first)[-1] == "Completed"
+    assert not exists()
+
+    (tmp_path / "done.yaml").write_text(ON_COMPLETED)
+    stack.cli("automation", "create", str(tmp_path / "done.yaml"))
+    wait_until(exists, what="the run-state consumer, once an automation wants it")
+    second = stack.submit_over_http("quick/test", n=2)
+    assert stack.final_states(second)[-1] == "Completed"
+    wait_until(lambda: alerts() == [second], what="the automation to fire on the second run")
+
+    stack.cli("automation", "pause", "completed-alert")
+    wait_until(lambda: not exists(), what="the consumer to go with the last automation")
+    paused = stack.submit_over_http("quick/test", n=3)
+    assert stack.final_states(paused)[-1] == "Completed"
+    stack.cli("automation", "resume", "completed-alert")
+    wait_until(exists, what="the consumer again")
+    third = stack.submit_over_http("quick/test", n=4)
+    assert stack.final_states(third)[-1] == "Completed"
+    wait_until(lambda: len(alerts()) >= 2, what="the automation to fire on the third run")
+    assert alerts() == [second, third]  # not on the first, nor on the run of the pause
+
+    # Deleted by someone else (an engine that has not yet heard it stepped down): made again,
+    # and the run that ended meanwhile fires the automation all the same.
+    async def delete_consumer() -> None:
+        client = await nats.connect(stack.url)
+        await client.jetstream().delete_consumer(subjects.EVENTS_STREAM, "automations-runs")
+        await client.close()
+
+    asyncio.run(delete_consumer())
+    fourth = stack.submit_over_http("quick/test", n=5)
+    assert stack.final_states(fourth)[-1] == "Completed"
+    wait_until(lambda: len(alerts()) >= 3, what="the automation to fire on the fourth run")
+    assert alerts() == [second, third, fourth], (second, third, fourth, paused, first, alerts())
 
 
 class _Hook(http.server.BaseHTTPRequestHandler):

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowbus.engine.automations import Automation, EventPattern, EventTrigger, RunDeployment
-from flowbus.engine.trigger_counts import TriggerCounts, wants_type
+from flowbus.engine.automations import (
+    AbsenceTrigger,
+    Automation,
+    EventPattern,
+    EventTrigger,
+    RunDeployment,
+)
+from flowbus.engine.trigger_counts import TriggerCounts, wants_run_states, wants_type
 
 
 def automation(**trigger: Any) -> Automation:
@@ -40,3 +46,18 @@ def test_after_arms_a_group_and_firing_disarms_it() -> None:
     assert counts.fires("a", made.trigger, event("order.complete"), 0)
     assert not counts.counts(made, event("order.complete"))  # waits for the next created
     assert wants_type(made, "order.created") and not wants_type(made, "order.shipped")
+
+
+def test_run_states_are_wanted_by_a_pattern_that_could_match_one() -> None:
+    def wants(**trigger: Any) -> bool:
+        return wants_run_states(automation(**trigger))
+
+    assert wants(match=EventPattern(type="flow-run.Failed"))
+    assert wants(match=EventPattern())  # any type: "*"
+    assert wants(match=EventPattern(type=["file.uploaded", "flow-*"]))
+    assert wants(match=EventPattern(type="file.uploaded"), after=EventPattern(type="flow-run.*"))
+    assert not wants(match=EventPattern(type=["file.uploaded", "login.failed"]))
+    absent = AbsenceTrigger(match=EventPattern(type="flow-run.Completed"), cron="0 7 * * *",
+                            within=3600)  # fmt: skip
+    assert wants_run_states(Automation(name="late", trigger=absent,
+                                       actions=[RunDeployment(deployment="d/x")]))  # fmt: skip
