@@ -28,6 +28,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 
+from flowbus.agents.abandoned_runs import AbandonedRuns
 from flowbus.agents.agent_settings import AgentSettings
 from flowbus.agents.decisions.agent import AGENT_FAILED, Settle, after_refusal, after_run
 from flowbus.agents.execution import InProcessRun
@@ -89,8 +90,7 @@ class Agent(Daemon):
         self._reserved = 0  # slots taken by requests still being claimed
         self._taking_hand_overs = False
         #: Cancelled runs whose threads are still blocked (see ``InProcessRun.cancel``).
-        self.abandoned: set[str] = set()
-        self._forgetting: set[asyncio.Task[None]] = set()
+        self.abandoned = AbandonedRuns()
         self._hurry = asyncio.Event()
         self.intake = Intake(client, settings.queues, settings.tick_seconds,
                              lambda: self.free, lambda: self.stopping, self._take)  # fmt: skip
@@ -315,7 +315,7 @@ class Agent(Daemon):
     async def _settle(self, held: _Held, settle: Settle) -> None:
         """A held run's end: the orchestrator told first (a release), then the message."""
         if settle.abandon and isinstance(held.execution, InProcessRun):
-            self._abandon(held.grant.run_id, held.execution)
+            self.abandoned.add(held.grant.run_id, held.execution)
         if settle.release is not None:
             await release(self.client, held.grant, self.name, settle.release, settle.why)
         await self._settle_message(held.message, settle)
@@ -371,7 +371,7 @@ class Agent(Daemon):
             hostname=socket.gethostname(),
             pid=os.getpid(),
             slots=self._slots.holdings() if self._slots is not None else [],
-            abandoned=sorted(self.abandoned),
+            abandoned=self.abandoned.ids(),
         )
         answer = await self.client.request(subjects.HEARTBEAT, beat.dump(), timeout=timeout,
                                           headers=versions.with_version())  # fmt: skip
@@ -382,20 +382,6 @@ class Agent(Daemon):
                 log.warning("lost a run to another attempt; stopping it", run_id=run_id)
                 self._count("lost")
                 held.execution.drop()
-
-    def _abandon(self, run_id: str, execution: InProcessRun) -> None:
-        """Count a cancelled run's thread against the concurrency until it returns."""
-        log.warning("a cancelled run is still blocked; its thread is abandoned", run_id=run_id)
-        self.abandoned.add(run_id)
-
-        async def forget() -> None:
-            await execution.thread_ended.wait()
-            self.abandoned.discard(run_id)
-            log.info("an abandoned run's thread returned", run_id=run_id)
-
-        task = asyncio.get_running_loop().create_task(forget())
-        self._forgetting.add(task)
-        task.add_done_callback(self._forgetting.discard)
 
     async def _on_cancel(self, msg: Msg) -> None:
         try:

@@ -31,7 +31,9 @@ from typing import Any, TypeVar
 
 import structlog
 
+from flowbus.agents.crash_budgets import CrashBudgets
 from flowbus.agents.decisions.model import Decision, Facts, NeedFacts, Now
+from flowbus.agents.heard_leases import HeardLeases
 from flowbus.agents.run_entries import RunEntries
 from flowbus.agents.run_entry import (
     RunEntry,
@@ -43,10 +45,9 @@ from flowbus.agents.run_entry import (
     holds,
 )
 from flowbus.agents.run_locks import RunLocks
-from flowbus.engine.deployments import DEFAULT_CRASH_RETRIES, deployment_id
 from flowbus.engine.errors import SequenceError, StoreError
 from flowbus.engine.event_types import EventType
-from flowbus.engine.events import DeploymentSaved, FlowRunCreated, FlowRunStateChanged
+from flowbus.engine.events import FlowRunCreated, FlowRunStateChanged
 from flowbus.engine.records import EventRecord
 from flowbus.engine.states import StateType
 from flowbus.engine.store import EventStore
@@ -102,10 +103,10 @@ class RunLedger:
         self.on_finished: Callable[[RunEntry], None] = lambda entry: None
         #: Called with a run another orchestrator queued, when the leader learns of it.
         self.on_foreign: Callable[[RunEntry], None] = lambda entry: None
-        self._crash_retries_of: dict[str, int] = {}
-        #: run -> (agent, attempt, when) from the last heartbeat that listed it: a copy read
-        #: or learned later (another orchestrator's claim) keeps the lease that heartbeat gave.
-        self.heard: dict[str, tuple[str, int, float]] = {}
+        #: Each deployment's crash-recovery budget (a new run's copy carries it).
+        self.crash_budgets = CrashBudgets(store)
+        #: What agents' heartbeats said of the runs they hold, and the leases it gave.
+        self.leases = HeardLeases(lease_seconds)
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -118,21 +119,14 @@ class RunLedger:
                 if run.deployment and run.id not in self.entries:
                     async with self.locks.hold(run.id):
                         await self._load(run.id)
-        self.renew_all()
+        self.leases.renew_all(self.entries.values(), time.monotonic())
         return len(self.entries)
-
-    def renew_all(self) -> None:
-        """Give every loaded run a full lease from now: a starting orchestrator has heard no
-        heartbeat yet, and must not take the time it spent starting out of the agents' leases."""
-        until = time.monotonic() + self.lease_seconds
-        for entry in self.entries.values():
-            entry.extend_lease(until)
 
     async def _load(self, run_id: str) -> RunEntry | None:
         previous = self.entries.get(run_id)
         entry = fold(await self.store.read_stream(run_id))
         if entry is not None:
-            entry.crash_retries = await self.crash_retries_of(entry.deployment)
+            entry.crash_retries = await self.crash_budgets.of(entry.deployment)
             entry.lease_until = time.monotonic() + self.lease_seconds
             if previous is not None and previous.attempt == entry.attempt:
                 # The same holder: the lease its heartbeats renewed is kept (a read again is
@@ -140,7 +134,7 @@ class RunLedger:
                 entry.lease_until = previous.lease_until
                 entry.published_seq = previous.published_seq
                 entry.foreign = previous.foreign and entry.published
-            self.renew_heard(entry)
+            self.leases.apply(entry)
             self.entries[run_id] = entry
         else:
             self.entries.pop(run_id, None)
@@ -152,24 +146,8 @@ class RunLedger:
         entry = self.entries.get(run_id)
         if entry is None or fresh or not self.authoritative:
             return await self._load(run_id)
-        self.renew_heard(entry)
+        self.leases.apply(entry)
         return entry
-
-    async def crash_retries_of(self, deployment: str) -> int:
-        """A deployment's crash-recovery budget: how often a run of it whose agent or process
-        died is queued again before it ends Crashed."""
-        budget = self._crash_retries_of.get(deployment)
-        if budget is None:
-            events = await self.store.read_stream(deployment_id(deployment))
-            saved = events[-1].typed() if events else None
-            budget = saved.crash_retries if isinstance(saved, DeploymentSaved) else None
-            if budget is None:
-                budget = DEFAULT_CRASH_RETRIES
-            self._crash_retries_of[deployment] = budget
-        return budget
-
-    def forget_deployment(self, deployment: str) -> None:
-        self._crash_retries_of.pop(deployment, None)
 
     # --- deciding --------------------------------------------------------------------------
 
@@ -250,8 +228,8 @@ class RunLedger:
             entry = entry_from_created(created)
             assert entry is not None
             entry.committed = False  # nothing may publish its request before the commit
-            budget = self._crash_retries_of.get(entry.deployment, DEFAULT_CRASH_RETRIES)
-            entry.crash_retries = budget  # read by the submission before it decided
+            # read by the submission before it decided
+            entry.crash_retries = self.crash_budgets.known(entry.deployment)
             self.entries[entry.run_id] = entry
             records.append(record)
         for change in verdict.changes:
@@ -268,7 +246,7 @@ class RunLedger:
             entry.extend_lease(now + self.lease_seconds)
         self.entries.refile(entry)
         if entry.state.is_terminal:
-            self.heard.pop(entry.run_id, None)
+            self.leases.forget(entry.run_id)
             if not was_final:
                 self.on_finished(entry)
 
@@ -278,17 +256,9 @@ class RunLedger:
                 self.entries.pop(run_id, None)
                 await self._load(run_id)
 
-    def renew_heard(self, entry: RunEntry) -> None:
-        """Extend the entry's lease to what the last heartbeat listing its attempt gave."""
-        heard = self.heard.get(entry.run_id)
-        if heard is not None and entry.agent == heard[0] and entry.attempt == heard[1]:
-            entry.extend_lease(heard[2] + self.lease_seconds)
-
     def renew(self, run_id: str, now: float) -> None:
         """A heartbeat from the run's holder: its lease lasts a full lease from ``now``."""
-        entry = self.entries.get(run_id)
-        if entry is not None:
-            entry.extend_lease(now + self.lease_seconds)
+        self.leases.renew(self.entries.get(run_id), now)
 
     def add(self, entry: RunEntry) -> None:
         self.entries[entry.run_id] = entry
@@ -367,7 +337,7 @@ class RunLedger:
         entry = fold([record]) if isinstance(created, FlowRunCreated) else None
         if entry is None:
             return
-        entry.crash_retries = await self.crash_retries_of(entry.deployment)
+        entry.crash_retries = await self.crash_budgets.of(entry.deployment)
         entry.foreign = True
         entry.mark_published()  # its writer publishes it (``on_foreign`` decides otherwise)
         self.entries[entry.run_id] = entry
@@ -419,9 +389,7 @@ class RunLedger:
     def purge(self, now: float) -> None:
         """Drop runs finished long enough ago (a follower: runs read long enough ago), and what
         heartbeats said of runs no heartbeat has listed for as long."""
-        for run_id in [run for run, (_, _, heard_at) in self.heard.items()
-                       if now - heard_at > KEEP_FINISHED]:  # fmt: skip
-            del self.heard[run_id]
+        self.leases.purge(now, KEEP_FINISHED)
         self.entries.drop_finished(now - KEEP_FINISHED, KEEP_FINISHED_AT_MOST)
         if not self.authoritative:  # a follower's copies are only those it read lately
             for run_id in [e.run_id for e in self.entries.values() if now - e.touched > KEEP_READ]:

@@ -30,6 +30,7 @@ from flowbus.engine.records import json_safe, state_dict, summarize
 from flowbus.engine.replay import REPLAYED, SUBFLOW, ReplayEntry, ReplayTable
 from flowbus.engine.results import ResultMissing, decode_output, inline_output, stored_output
 from flowbus.engine.retries import next_delay
+from flowbus.engine.run_endings import failure_details, returned_state, run_hooks
 from flowbus.engine.run_logging import console, install_print_capture
 from flowbus.engine.sinks import EventSink, current_sink
 from flowbus.engine.states import (
@@ -44,7 +45,6 @@ from flowbus.engine.states import (
     State,
     TimedOut,
 )
-from flowbus.engine.task_engine import failure_details, returned_state, run_hooks
 from flowbus.engine.transitions import decide
 
 if TYPE_CHECKING:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,7 @@ from flowbus.engine.records import state_dict, summarize
 from flowbus.engine.replay import REPLAYED, ReplayEntry
 from flowbus.engine.results import ResultMissing, decode_output, inline_output, stored_output
 from flowbus.engine.retries import next_delay
+from flowbus.engine.run_endings import failure_details, returned_state, run_hooks
 from flowbus.engine.run_logging import console, record_log
 from flowbus.engine.states import (
     AwaitingRetry,
@@ -48,12 +48,6 @@ if TYPE_CHECKING:
 
 class UpstreamTaskError(FlowbusError):
     """A task did not run because a task it depends on did not complete."""
-
-
-def failure_details(exc: BaseException) -> tuple[str, str]:
-    """A state message and a traceback for an exception."""
-    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return message, "".join(traceback.format_exception(exc))
 
 
 class TaskRunEngine:
@@ -405,23 +399,3 @@ class _RollBack(Exception):
 
     def __init__(self, state: State) -> None:
         self.state = state
-
-
-def returned_state(state: State) -> State:
-    """A state a task or flow returned, as its final state (Prefect's behaviour): a non-final
-    one counts as Failed, a final one is taken as it is."""
-    if state.is_final():
-        return state
-    return Failed(message=f"the run returned a non-final state {state!r}")
-
-
-async def run_hooks(hooks: list[Any], owner: Any, run: Any, state: State) -> None:
-    """Call state hooks in order; a failing hook is logged and does not change the state."""
-    for hook in hooks:
-        try:
-            outcome = hook(owner, run, state)
-            if inspect.isawaitable(outcome):
-                await outcome
-        except Exception as exc:
-            name = getattr(hook, "__name__", repr(hook))
-            record_log(logging.ERROR, "flowbus.engine", f"hook {name} raised {exc!r}")

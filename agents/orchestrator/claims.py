@@ -88,7 +88,7 @@ class Claims:
         if slots is not None:  # after an election, earlier grants count again
             slots.adopt(beat.agent, beat.slots)
         for held in beat.runs:
-            self.ledger.heard[held.run_id] = (beat.agent, held.attempt, now)
+            self.ledger.leases.heard(held.run_id, beat.agent, held.attempt, now)
         verdict = decide_heartbeat(
             beat,
             self.ledger.entries,

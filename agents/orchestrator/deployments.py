@@ -87,7 +87,7 @@ class Deployments:
         model = self._models.get(key)
         if model is None:
             model = self._models[key] = model_from_schema(deployment.parameter_schema)
-            self.ledger.forget_deployment(deployment.name)  # a redeploy may change retries
+            self.ledger.crash_budgets.forget(deployment.name)  # a redeploy may change retries
         validated = model.model_validate({**deployment.parameters, **given})
         parameters = validated.model_dump(mode="json")
         orjson.dumps(parameters)

@@ -92,7 +92,7 @@ class Submissions:
             run_id = str(uuid.uuid5(NAMESPACE, f"{deployment.name}\x00{request.idempotency_key}"))
         else:
             run_id = new_id()
-        await self.ledger.crash_retries_of(deployment.name)  # the new run's budget, read now
+        await self.ledger.crash_budgets.of(deployment.name)  # the new run's budget, read now
         run = new_run(run_id, generate_run_name(), request, deployment, parameters, now())
         local = self._idle_agent(run, deployment)
         handed: HandOver | None = None

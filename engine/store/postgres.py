@@ -20,13 +20,13 @@ from flowbus.engine.records import EventRecord
 from flowbus.engine.store import sql_statements as q
 from flowbus.engine.store.base import EventStore
 from flowbus.engine.store.migrations import load_migrations, split_statements
+from flowbus.engine.store.postgres_projections import apply_plan, differences, replay_into
 from flowbus.engine.store.projection import (
     AUDIT_COLUMNS,
     DEPLOYMENT_COLUMNS,
     FLOW_RUN_COLUMNS,
     LOG_COLUMNS,
     TASK_RUN_COLUMNS,
-    ProjectionPlan,
     plan,
 )
 from flowbus.engine.store.sequences import HeadsCache, check_sequences
@@ -51,7 +51,6 @@ _HEADS = (
     "SELECT stream_id, max(seq) FROM events WHERE stream_id = ANY($1::text[]) GROUP BY stream_id"
 )
 _WRITER_LOCK = 0x666C6F77  # "flow": the advisory lock every appending transaction takes
-_REPLAY_CHUNK = 5_000
 _FLOW_COLS = ", ".join(FLOW_RUN_COLUMNS)
 _TASK_COLS = ", ".join(TASK_RUN_COLUMNS)
 _LOG_COLS = ", ".join(LOG_COLUMNS)
@@ -178,7 +177,7 @@ class PostgresEventStore(EventStore):
             rows = q.event_rows(fresh)
             for sql, params in q.bulk_insert("events", q.EVENT_COLUMNS, rows, numbered=True):
                 await conn.execute(sql, *params)
-            await self._apply(conn, plan(fresh), self.schema)
+            await apply_plan(conn, plan(fresh), self.schema)
             await conn.execute(q.TRACK_POSITION)
         self._heads.remember(heads)
         return len(fresh)
@@ -187,23 +186,6 @@ class PostgresEventStore(EventStore):
     async def _load_heads(conn: Any, stream_ids: list[str]) -> dict[str, int]:
         rows = await conn.fetch(_HEADS, stream_ids)
         return {row[0]: int(row[1]) for row in rows}
-
-    @staticmethod
-    async def _apply(conn: Any, ops: ProjectionPlan, schema: str) -> None:
-        flow_updates = list(q.bulk_state_update(f"{schema}.flow_runs", ops.flow_updates, True))
-        updated = [update[-1] for update in ops.flow_updates]
-        statements = [
-            *q.bulk_insert(f"{schema}.flow_runs", FLOW_RUN_COLUMNS, ops.flow_inserts, True),
-            *q.bulk_insert(f"{schema}.task_runs", TASK_RUN_COLUMNS, ops.task_inserts, True),
-            *q.run_count_changes(schema, ops.flow_inserts, updated, flow_updates, True),
-            *q.bulk_state_update(f"{schema}.task_runs", ops.task_updates, True),
-            *q.bulk_insert(f"{schema}.logs", LOG_COLUMNS, ops.logs, True),
-            *q.deployment_upserts(f"{schema}.deployments", ops.deployments, True),
-            *q.document_changes(f"{schema}.documents", ops.document_deletes, ops.documents, True),
-            *q.bulk_insert(f"{schema}.audit", AUDIT_COLUMNS, ops.audit, True),
-        ]
-        for sql, params in statements:
-            await conn.execute(sql, *params)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -330,21 +312,6 @@ class PostgresEventStore(EventStore):
 
     # -- rebuilding and verifying -----------------------------------------------------------
 
-    async def _replay_into(self, conn: Any, schema: str) -> int:
-        count, position = 0, 0
-        while True:
-            rows = await conn.fetch(
-                "SELECT position, body FROM events WHERE position > $1 ORDER BY position LIMIT $2",
-                position,
-                _REPLAY_CHUNK,
-            )
-            if not rows:
-                return count
-            records = [EventRecord.from_body(row["body"], row["position"]) for row in rows]
-            await self._apply(conn, plan(records), schema)
-            count += len(records)
-            position = rows[-1]["position"]
-
     async def get_document(self, kind: str, name: str) -> DocumentView | None:
         rows = await self._fetch(
             f"{q.DOCUMENT_SELECT} WHERE kind = $1 AND name = $2",
@@ -387,7 +354,7 @@ class PostgresEventStore(EventStore):
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _WRITER_LOCK)
             for table in q.PROJECTION_TABLES:
                 await conn.execute(f"DELETE FROM {self.schema}.{table}")
-            count = await self._replay_into(conn, self.schema)
+            count = await replay_into(conn, self.schema)
             await conn.execute(
                 "UPDATE projection_tracking SET position = "
                 "(SELECT coalesce(max(position), 0) FROM events) WHERE name = 'runs'"
@@ -395,24 +362,7 @@ class PostgresEventStore(EventStore):
             return count
 
     async def verify_projections(self) -> list[str]:
-        differences: list[str] = []
         # One snapshot for the replay and the comparison (read committed takes one per
         # statement: a run an orchestrator wrote between them showed as a difference).
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            for table in q.PROJECTION_TABLES:
-                await conn.execute(
-                    f"CREATE TEMP TABLE {table} (LIKE {self.schema}.{table} INCLUDING ALL) "
-                    "ON COMMIT DROP"
-                )
-            await self._replay_into(conn, "pg_temp")
-            for table in q.PROJECTION_TABLES:
-                for left, right, label in (
-                    (self.schema, "pg_temp", "live row missing from the rebuild"),
-                    ("pg_temp", self.schema, "rebuilt row missing from the live projection"),
-                ):
-                    rows = await conn.fetch(
-                        f"SELECT * FROM {left}.{table} EXCEPT SELECT * FROM {right}.{table} "
-                        "LIMIT 20"
-                    )
-                    differences += [f"{table}: {label}: {tuple(row)}" for row in rows]
-        return differences
+            return await differences(conn, self.schema)
