@@ -20,6 +20,7 @@ recorded under (automation, event) before it acts).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -70,18 +71,21 @@ class AutomationFeeds:
         self._seen: tuple[float, datetime] | None = None
         #: Whether the run-state consumer is known not to exist (deleted, or found missing).
         self._absent = False
+        #: One change of the run-state subscription at a time (an announced change and the
+        #: engine's own look may come together: two subscriptions would deliver each twice).
+        self._changing = asyncio.Lock()
 
     async def open(self) -> None:
         """Follow custom events (from where the engine was, the first time from now)."""
         self._custom = await self._subscribe(CUSTOM, None)
 
-    @property
-    def following_runs(self) -> bool:
-        return self._runs is not None
-
     async def follow_runs(self, wanted_since: datetime | None) -> None:
         """Follow runs' state changes while ``wanted_since`` (the earliest save of the
         automations that want them) is given; stop, and delete the consumer, when it is not."""
+        async with self._changing:
+            await self._follow_runs(wanted_since)
+
+    async def _follow_runs(self, wanted_since: datetime | None) -> None:
         stream, durable, _ = RUN_STATES
         if wanted_since is None:
             if self._absent:
