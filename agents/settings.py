@@ -64,6 +64,20 @@ class CommonSettings(BaseSettings):
         "has at least 3 servers, else 1); an existing stream is updated in place",
         ge=1, le=5,
     )  # fmt: skip
+    events_max_age_hours: float = setting(
+        168.0,
+        "how long the events stream keeps events: subscribers catching up, and a restore's "
+        "catch-up from its backup's time (keep it longer than the time between backups); an "
+        "existing stream is updated in place",
+        gt=0,
+    )  # fmt: skip
+    events_max_bytes: int | None = setting(
+        None,
+        "a cap on the events stream's size, oldest events dropped first (unset: none); nats-server "
+        "also keeps some 370 bytes of memory per run subject the stream holds. Leave room for "
+        "what agents publish while no leader records",
+        ge=1024 * 1024,
+    )  # fmt: skip
     nats_user: str | None = setting(None, "NATS user (with `FLOWBUS_NATS_PASSWORD`)")
     nats_password: str | None = setting(None, "NATS password")
     nats_token: str | None = setting(None, "NATS token")

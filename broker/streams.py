@@ -7,6 +7,7 @@ import functools
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from nats.aio.client import Client
@@ -31,14 +32,37 @@ DAY = 24 * 3600
 T = TypeVar("T")
 
 
-def stream_configs(replicas: int = 1) -> list[StreamConfig]:
+@dataclass(frozen=True)
+class EventsLimits:
+    """How much of the events stream JetStream keeps: by age, and optionally by size (the
+    oldest dropped first). Every event is a message on a subject naming its run, so what the
+    stream holds is also what nats-server holds in memory for its subjects."""
+
+    max_age_seconds: float = 7 * DAY
+    max_bytes: int | None = None
+
+
+def configured_events_limits() -> EventsLimits:
+    """``$FLOWBUS_EVENTS_MAX_AGE_HOURS`` and ``$FLOWBUS_EVENTS_MAX_BYTES`` (validated at a
+    daemon's start), else the defaults."""
+    hours = os.environ.get("FLOWBUS_EVENTS_MAX_AGE_HOURS")
+    size = os.environ.get("FLOWBUS_EVENTS_MAX_BYTES")
+    return EventsLimits(
+        max_age_seconds=float(hours) * 3600 if hours else EventsLimits.max_age_seconds,
+        max_bytes=int(size) if size else None,
+    )
+
+
+def stream_configs(replicas: int = 1, events: EventsLimits | None = None) -> list[StreamConfig]:
+    events = events or EventsLimits()
     return [
         StreamConfig(
             name=subjects.EVENTS_STREAM,
             subjects=[subjects.EVENTS_SUBJECTS],
             retention=RetentionPolicy.LIMITS,  # live tails and the recorder read the same events
             storage=StorageType.FILE,
-            max_age=7 * DAY,
+            max_age=events.max_age_seconds,
+            max_bytes=events.max_bytes,
             duplicate_window=120,  # Nats-Msg-Id (the event id) dedupes retries within 2 minutes
             max_msg_size=1024 * 1024,
             discard=DiscardPolicy.OLD,
@@ -107,7 +131,7 @@ async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> N
     if replicas is None:
         replicas = replicas_for(known_servers(js._nc), configured_replicas())
     admin = _admin(js)
-    for config in stream_configs(replicas):
+    for config in stream_configs(replicas, configured_events_limits()):
         await _patiently(functools.partial(_ensure_stream, admin, config))
     await ensure_bucket(js, KeyValueConfig(bucket=subjects.QUEUES_BUCKET, history=5,
                                            replicas=replicas))  # fmt: skip

@@ -42,6 +42,8 @@ def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
         ("FLOWBUS_HEARTBEAT_SECONDS", "-1", AgentEnv),
         ("FLOWBUS_SQLITE_SYNCHRONOUS", "sometimes", CommonSettings),
         ("FLOWBUS_SCHEDULER", "perhaps", OrchestratorEnv),
+        ("FLOWBUS_EVENTS_MAX_AGE_HOURS", "0", CommonSettings),
+        ("FLOWBUS_EVENTS_MAX_BYTES", "1000", CommonSettings),  # below a MiB: surely a mistake
     ],
 )
 def test_a_bad_value_is_an_error_naming_the_variable(
