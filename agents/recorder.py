@@ -40,7 +40,7 @@ from flowbus.broker import subjects, versions
 from flowbus.broker.dead_letters import dead_letter
 from flowbus.broker.fencing import FenceChecker
 from flowbus.broker.pull import Puller
-from flowbus.broker.streams import ensure_streams
+from flowbus.broker.streams import ensure_streams, oldest_event_time
 from flowbus.engine.errors import SequenceError, StoreError
 from flowbus.engine.events import DecodeError, decode_event
 from flowbus.engine.records import EventRecord
@@ -118,6 +118,13 @@ class Recorder(Daemon):
             # The store was restored from a backup: record again what the stream holds from a
             # minute before it was taken (what the store has is recorded as a no-op).
             log.warning("store restored: recording the events stream again", since=since)
+            oldest = await oldest_event_time(js)
+            if oldest is not None and oldest > since:
+                # Dropped by the stream's limits (FLOWBUS_EVENTS_MAX_AGE_HOURS / _MAX_BYTES):
+                # what happened between the backup and that event is not in the store.
+                log.error("the events stream no longer holds every event since the backup: "
+                          "what happened in between is missing from the restored store",
+                          since=since.isoformat(), oldest_held=oldest.isoformat())  # fmt: skip
             with contextlib.suppress(NotFoundError):
                 await js.delete_consumer(subjects.EVENTS_STREAM, subjects.RECORDER_CONSUMER)
             config.deliver_policy = DeliverPolicy.BY_START_TIME

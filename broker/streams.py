@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from nats.aio.client import Client
@@ -123,6 +124,20 @@ def known_servers(client: Client) -> int:
     if current is not None:
         urls.add(f"{current.hostname}:{current.port}")
     return max(len(urls), 1)
+
+
+async def oldest_event_time(js: JetStreamContext) -> datetime | None:
+    """When the oldest event the events stream still holds was stored, if the stream has
+    dropped any (its age or size limit): before that time it can no longer say what happened.
+    None while it holds every event it was given."""
+    state = (await js.stream_info(subjects.EVENTS_STREAM)).state
+    if state.first_seq <= 1:
+        return None
+    if state.messages == 0:  # every event dropped: none older than now survives
+        return datetime.now(UTC)
+    oldest = await js.get_msg(subjects.EVENTS_STREAM, seq=state.first_seq, next=True,
+                              subject=subjects.EVENTS_SUBJECTS)  # fmt: skip
+    return oldest.time
 
 
 async def ensure_streams(js: JetStreamContext, replicas: int | None = None) -> None:

@@ -5,20 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import nats
 import pytest
+import structlog.testing
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
 from flowbus import flow, task
 from flowbus.agents import Recorder, RecorderSettings
 from flowbus.broker import EmbeddedNatsServer, NatsEventSink, ensure_streams, subjects
+from flowbus.engine.documents import save_document
 from flowbus.engine.records import EventRecord
 from flowbus.engine.sinks import use_sink
 from flowbus.engine.states import Running
 from flowbus.engine.store import SqliteEventStore
+from flowbus.engine.store.backup import RESTORE
 from tests.integration.stack import until
 from tests.integration.store_contract import RunBuilder
 
@@ -217,3 +221,27 @@ async def test_an_event_on_a_quiet_stream_is_recorded_at_once(
         await until(lambda: _head_is(store, run.run_id, 1), 30, "the first event recorded")
         await publish(client, second)
         await until(lambda: _head_is(store, run.run_id, 2), 30, "the second event recorded")
+
+
+async def test_a_restore_older_than_the_stream_says_what_is_missing(
+    client: Client, store: SqliteEventStore
+) -> None:
+    """A restore's catch-up records again what the stream holds since its backup; when the
+    stream's limits have dropped events from that time, the leader says so (what happened in
+    between is missing from the restored store) rather than carrying on as if it were whole."""
+    js = client.jetstream()
+    for number in range(3):
+        await js.publish(f"flowbus.event.run-{number}.flow_run.state", b"{}")
+    await js.purge_stream(subjects.EVENTS_STREAM, keep=1)  # the stream's limits, in short
+    since = datetime.now(UTC) - timedelta(hours=1)
+    await save_document(store, RESTORE, "latest", {"since": since.isoformat(),
+                                                   "reconciled": False})  # fmt: skip
+    recorder = Recorder(client, store)
+    with structlog.testing.capture_logs() as logs:
+        puller = await recorder._subscription()
+    try:
+        said = [e for e in logs if "no longer holds" in e["event"]]
+        assert len(said) == 1 and said[0]["since"] == since.isoformat(), logs
+        assert said[0]["log_level"] == "error"
+    finally:
+        await puller.close()
