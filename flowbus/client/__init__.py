@@ -83,7 +83,9 @@ class Client:
     ) -> SubmittedRun:
         """Queue a run of ``deployment``; bad parameters raise ``ClientError`` (code
         ``invalid_parameters``, pydantic's message) and nothing is queued. With
-        ``scheduled_time`` (timezone-aware) the run waits, Scheduled, until that time."""
+        ``scheduled_time`` (timezone-aware) the run waits, Scheduled, until that time. No
+        answer in time is ``ClientError`` code ``timeout``: the run may still be made (an
+        ``idempotency_key`` makes trying again safe)."""
         request = p.SubmitRequest(
             deployment=deployment,
             parameters=parameters or {},
@@ -92,7 +94,18 @@ class Client:
             scheduled_time=scheduled_time,
             schedule_id=schedule_id,
         )
-        return await self.transport.submit(request)
+        try:
+            return await self.transport.submit(request)
+        except ClientError as exc:
+            if exc.code != "timeout":
+                raise
+            # A busy orchestrator may still make the run after this client gave up waiting.
+            again = (
+                "submitting again with the same idempotency_key returns that run"
+                if idempotency_key is not None
+                else "submit with an idempotency_key to try again without making it twice"
+            )
+            raise ClientError("timeout", f"{exc}: the run may still be made; {again}") from exc
 
     async def cancel(self, run_id: str) -> str:
         """Cancel a run; returns its state after the request (Cancelled, or Cancelling while
