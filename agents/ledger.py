@@ -63,7 +63,7 @@ KEEP_FINISHED = 600.0
 #: ... and at most this many of them, the newest: one dropped sooner is read from the store when
 #: it is asked for again, as after a restart. Each full collection of the cycle collector walks
 #: every one kept (50,000 kept: 100-160 ms with nothing answered, about once a second under
-#: load; 5,000: 20-50 ms), besides some 870 bytes each.
+#: load; 5,000: 3-68 ms), besides some 870 bytes each.
 KEEP_FINISHED_AT_MOST = 5_000
 #: A follower keeps a run it read this long (it reads the store again before each decision).
 KEEP_READ = 30.0

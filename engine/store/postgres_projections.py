@@ -8,14 +8,7 @@ from typing import Any
 
 from flowbus.engine.records import EventRecord
 from flowbus.engine.store import sql_statements as q
-from flowbus.engine.store.projection import (
-    AUDIT_COLUMNS,
-    FLOW_RUN_COLUMNS,
-    LOG_COLUMNS,
-    TASK_RUN_COLUMNS,
-    ProjectionPlan,
-    plan,
-)
+from flowbus.engine.store.projection import ProjectionPlan, plan
 
 #: Events read from the log at a time while the projections are replayed.
 REPLAY_CHUNK = 5_000
@@ -23,19 +16,7 @@ REPLAY_CHUNK = 5_000
 
 async def apply_plan(conn: Any, ops: ProjectionPlan, schema: str) -> None:
     """Apply ``ops`` to the projections in ``schema`` (the store's, or ``pg_temp``)."""
-    flow_updates = list(q.bulk_state_update(f"{schema}.flow_runs", ops.flow_updates, True))
-    updated = [update[-1] for update in ops.flow_updates]
-    statements = [
-        *q.bulk_insert(f"{schema}.flow_runs", FLOW_RUN_COLUMNS, ops.flow_inserts, True),
-        *q.bulk_insert(f"{schema}.task_runs", TASK_RUN_COLUMNS, ops.task_inserts, True),
-        *q.run_count_changes(schema, ops.flow_inserts, updated, flow_updates, True),
-        *q.bulk_state_update(f"{schema}.task_runs", ops.task_updates, True),
-        *q.bulk_insert(f"{schema}.logs", LOG_COLUMNS, ops.logs, True),
-        *q.deployment_upserts(f"{schema}.deployments", ops.deployments, True),
-        *q.document_changes(f"{schema}.documents", ops.document_deletes, ops.documents, True),
-        *q.bulk_insert(f"{schema}.audit", AUDIT_COLUMNS, ops.audit, True),
-    ]
-    for sql, params in statements:
+    for sql, params in q.projection_statements(ops, schema, numbered=True):
         await conn.execute(sql, *params)
 
 

@@ -19,12 +19,14 @@ from typing import Any
 from flowbus.engine.records import EventRecord
 from flowbus.engine.states import StateType
 from flowbus.engine.store.projection import (
+    AUDIT_COLUMNS,
     DEPLOYMENT_COLUMNS,
     DOCUMENT_COLUMNS,
     FLOW_RUN_COLUMNS,
     LOG_COLUMNS,
     STATE_UPDATE_FIELDS,
     TASK_RUN_COLUMNS,
+    ProjectionPlan,
 )
 from flowbus.engine.store.views import RunFilter
 
@@ -276,3 +278,22 @@ def document_changes(
             "updated = excluded.updated, version = excluded.version",
             params,
         )
+
+
+def projection_statements(
+    ops: ProjectionPlan, schema: str, numbered: bool = False
+) -> list[tuple[str, Any]]:
+    """The statements applying ``ops`` to the projections in ``schema`` (SQLite's "main" or
+    "scratch"; PostgreSQL's schema or "pg_temp", ``numbered``)."""
+    flow_updates = list(bulk_state_update(f"{schema}.flow_runs", ops.flow_updates, numbered))
+    updated = [update[-1] for update in ops.flow_updates]
+    return [
+        *bulk_insert(f"{schema}.flow_runs", FLOW_RUN_COLUMNS, ops.flow_inserts, numbered),
+        *bulk_insert(f"{schema}.task_runs", TASK_RUN_COLUMNS, ops.task_inserts, numbered),
+        *run_count_changes(schema, ops.flow_inserts, updated, flow_updates, numbered),
+        *bulk_state_update(f"{schema}.task_runs", ops.task_updates, numbered),
+        *bulk_insert(f"{schema}.logs", LOG_COLUMNS, ops.logs, numbered),
+        *deployment_upserts(f"{schema}.deployments", ops.deployments, numbered),
+        *document_changes(f"{schema}.documents", ops.document_deletes, ops.documents, numbered),
+        *bulk_insert(f"{schema}.audit", AUDIT_COLUMNS, ops.audit, numbered),
+    ]

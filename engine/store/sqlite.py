@@ -31,7 +31,7 @@ from flowbus.engine.store.projection import (
     plan,
 )
 from flowbus.engine.store.sequences import HeadsCache, check_sequences
-from flowbus.engine.store.sqlite_projections import projection_statements, rebuild, verify
+from flowbus.engine.store.sqlite_projections import rebuild, verify
 from flowbus.engine.store.sqlite_prune import prune_runs
 from flowbus.engine.store.views import (
     AuditView,
@@ -185,7 +185,7 @@ class SqliteEventStore(EventStore):
             return 0
         statements = [
             *q.bulk_insert("events", q.EVENT_COLUMNS, q.event_rows(fresh)),
-            *projection_statements(plan(fresh), "main"),
+            *q.projection_statements(plan(fresh), "main"),
             (q.TRACK_POSITION, ()),
         ]
         await self._in_thread(_transact, statements)

@@ -4,39 +4,15 @@ and verifying them from the event log (``EventStore.rebuild_projections`` and
 
 from __future__ import annotations
 
-from typing import Any
-
 import aiosqlite
 
 from flowbus.engine.records import EventRecord
 from flowbus.engine.store import sql_statements as q
-from flowbus.engine.store.projection import (
-    AUDIT_COLUMNS,
-    FLOW_RUN_COLUMNS,
-    LOG_COLUMNS,
-    TASK_RUN_COLUMNS,
-    ProjectionPlan,
-    plan,
-)
+from flowbus.engine.store.projection import plan
+from flowbus.engine.store.sql_statements import projection_statements
 
 #: Events read from the log at a time while the projections are replayed.
 REPLAY_CHUNK = 5_000
-
-
-def projection_statements(ops: ProjectionPlan, schema: str) -> list[tuple[str, Any]]:
-    """The statements applying ``ops`` to the projections in ``schema`` ("main", "scratch")."""
-    flow_updates = list(q.bulk_state_update(f"{schema}.flow_runs", ops.flow_updates))
-    updated = [update[-1] for update in ops.flow_updates]
-    return [
-        *q.bulk_insert(f"{schema}.flow_runs", FLOW_RUN_COLUMNS, ops.flow_inserts),
-        *q.bulk_insert(f"{schema}.task_runs", TASK_RUN_COLUMNS, ops.task_inserts),
-        *q.run_count_changes(schema, ops.flow_inserts, updated, flow_updates),
-        *q.bulk_state_update(f"{schema}.task_runs", ops.task_updates),
-        *q.bulk_insert(f"{schema}.logs", LOG_COLUMNS, ops.logs),
-        *q.deployment_upserts(f"{schema}.deployments", ops.deployments),
-        *q.document_changes(f"{schema}.documents", ops.document_deletes, ops.documents),
-        *q.bulk_insert(f"{schema}.audit", AUDIT_COLUMNS, ops.audit),
-    ]
 
 
 async def replay_into(db: aiosqlite.Connection, schema: str) -> int:
@@ -111,4 +87,4 @@ async def verify(db: aiosqlite.Connection) -> list[str]:
     return differences
 
 
-__all__ = ["projection_statements", "rebuild", "replay_into", "verify"]
+__all__ = ["rebuild", "replay_into", "verify"]
